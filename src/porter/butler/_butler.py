@@ -1,0 +1,442 @@
+"""The `Butler`: the object a user holds to work with a data repository."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
+from ..errors import (
+    DatasetTypeError,
+    MissingCollectionError,
+    RepositoryError,
+)
+from ..registry import CollectionType, DatasetRef, DatasetType, Registry
+from ._collections import ButlerCollections
+from ._repo_config import CONFIG_NAME, RepoConfig
+from .transfers import ExportWriter, apply_plan, read_export, refs_for_export, write_export
+
+__all__ = ["Butler"]
+
+
+def _names(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class Butler:
+    """A data repository: dimension records, dataset types, collections and datasets.
+
+    Parameters
+    ----------
+    root : `str` or `~pathlib.Path`
+        The repository directory (holding ``porter.yaml``).
+    collections : `str` or sequence of `str`, optional
+        Default collections to search when a call does not name any.
+    run : `str`, optional
+        Default RUN collection to write to; it is created if needed, and
+        searched first when ``collections`` is not given.
+    **data_id_defaults
+        Default values for governor dimensions (``instrument="HSC"``).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        writeable: bool = True,
+        **data_id_defaults: Any,
+    ):
+        root_str = str(root)
+        if root_str.startswith(("http://", "https://")):
+            raise RepositoryError(
+                f"{root_str} is a server URL; the remote client is not part of this porter version yet."
+            )
+        self._config = RepoConfig.read(root)
+        self.registry = Registry.open(self._config.resolved_registry_url, self._config.namespace)
+        self.writeable = writeable
+        self.run = run
+        self._default_collections = _names(collections)
+        self.collections = ButlerCollections(self)
+        for key in data_id_defaults:
+            self.registry.universe.get_dimension(key)
+        self.data_id_defaults: dict[str, Any] = dict(data_id_defaults)
+        if run is not None and writeable:
+            self.registry.collections.register(run, CollectionType.RUN)
+
+    # --- creation --------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls,
+        root: str | Path,
+        *,
+        registry: str | None = None,
+        datastore: str | None = None,
+        namespace: str | None = None,
+        universe: DimensionUniverse | None = None,
+        overwrite: bool = False,
+    ) -> Butler:
+        """Create a new, empty repository and return a butler for it.
+
+        Parameters
+        ----------
+        root : `str` or `~pathlib.Path`
+            Directory to create (it may exist but must not hold a repository).
+        registry : `str`, optional
+            Database URL; default SQLite in ``root``.  For PostgreSQL:
+            ``postgresql://user@host:port/database``.
+        datastore : `str`, optional
+            Where files go (default: ``root``).
+        namespace : `str`, optional
+            PostgreSQL schema for this repository's tables.
+        overwrite : `bool`
+            Replace an existing porter repository at ``root`` (SQLite only).
+        """
+        root_path = Path(root)
+        if (root_path / CONFIG_NAME).exists():
+            if not overwrite:
+                raise RepositoryError(
+                    f"A porter repository already exists at {root_path}; open it with Butler({str(root_path)!r})."
+                )
+            old = RepoConfig.read(root_path)
+            if old.registry_url.startswith("sqlite"):
+                Path(old.resolved_registry_url.split("///", 1)[1]).unlink(missing_ok=True)
+        config = RepoConfig.default(root_path, registry, namespace, datastore)
+        root_path.mkdir(parents=True, exist_ok=True)
+        try:
+            reg = Registry.create(config.resolved_registry_url, config.namespace, universe)
+        except Exception:
+            if not any(root_path.iterdir()):
+                shutil.rmtree(root_path, ignore_errors=True)
+            raise
+        reg.close()
+        config.write()
+        return cls(root_path)
+
+    # --- basics ------------------------------------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        return self._config.root
+
+    @property
+    def dimensions(self) -> DimensionUniverse:
+        """The dimension universe of this repository."""
+        return self.registry.universe
+
+    def close(self) -> None:
+        self.registry.close()
+
+    def __enter__(self) -> Butler:
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Butler({str(self.root)!r}, registry={self._config.registry_url!r})"
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All writes inside happen together, or not at all."""
+        try:
+            with self.registry.transaction():
+                yield
+        except BaseException:
+            self.registry.reset_caches()
+            raise
+
+    def _collections_or_default(self, collections: str | Sequence[str] | None) -> list[str]:
+        names = _names(collections)
+        if names:
+            return names
+        if self._default_collections:
+            return list(self._default_collections)
+        if self.run is not None:
+            return [self.run]
+        raise MissingCollectionError(
+            "No collections given and this butler has no default collections; pass collections=[…] "
+            "or create the butler with Butler(root, collections=[…])."
+        )
+
+    # --- dimension records ---------------------------------------------------------------------------
+
+    def insert_dimension_records(
+        self,
+        element: str | DimensionElement,
+        records: Iterable[Mapping[str, Any] | DimensionRecord],
+        *,
+        skip_existing: bool = False,
+        replace: bool = False,
+    ) -> int:
+        """Insert dimension records (dicts with the element's fields, or `DimensionRecord`).
+
+        Set-based: one statement per table per 50,000 records.
+        """
+        return self.registry.insert_dimension_records(
+            element, records, skip_existing=skip_existing, replace=replace
+        )
+
+    # --- dataset types ---------------------------------------------------------------------------------
+
+    def register_dataset_type(
+        self,
+        dataset_type: str | DatasetType,
+        dimensions: Iterable[str] | None = None,
+        storage_class: str | None = None,
+        *,
+        is_calibration: bool = False,
+    ) -> bool:
+        """Register a dataset type; `False` if an identical one exists already."""
+        if isinstance(dataset_type, DatasetType):
+            dt = dataset_type
+        else:
+            if dimensions is None or storage_class is None:
+                raise DatasetTypeError(
+                    f"register_dataset_type({dataset_type!r}, …) needs dimensions and a storage class, e.g. "
+                    "register_dataset_type('calexp', ['instrument', 'visit', 'detector'], 'ExposureF')."
+                )
+            dt = DatasetType(
+                dataset_type,
+                list(dimensions),
+                storage_class,
+                universe=self.dimensions,
+                is_calibration=is_calibration,
+            )
+        return self.registry.register_dataset_type(dt)
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        return self.registry.get_dataset_type(name)
+
+    def query_dataset_types(self, expression: Any = "*") -> list[DatasetType]:
+        """Registered dataset types matching glob patterns, regexes or names."""
+        return self.registry.query_dataset_types(expression)
+
+    def remove_dataset_type(self, name: str) -> None:
+        """Remove a dataset type; refused while it has datasets."""
+        self.registry.remove_dataset_type(name)
+
+    # --- queries -----------------------------------------------------------------------------------------
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        collections: str | Sequence[str] | None = None,
+        *,
+        find_first: bool = True,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = False,
+        **kwargs: Any,
+    ) -> list[DatasetRef]:
+        """Find datasets of one type.
+
+        Parameters
+        ----------
+        dataset_type : `str` or `DatasetType`
+            What to find.
+        collections : `str` or sequence of `str`, optional
+            Collections to search, in order (chains are expanded); default:
+            the butler's default collections.
+        find_first : `bool`
+            Return, for each data ID, only the dataset from the first
+            collection that has one.
+        data_id, **kwargs
+            Data ID constraints (``instrument="HSC", visit=903342``).
+        where : `str`
+            A ``where`` expression: ``"visit > 100 AND band = 'r'"``.
+        bind : `dict`
+            Values for ``:name`` identifiers in ``where``.
+        order_by : `str` or sequence of `str`
+            Dimension keys or record fields; ``-`` in front for descending.
+        limit : `int`, optional
+            At most this many results.
+        explain : `bool`
+            Accepted for daf_butler compatibility; porter returns an empty
+            list for an empty result instead of raising.
+        """
+        return self.registry.query_datasets(
+            dataset_type,
+            self._collections_or_default(collections),
+            find_first=find_first,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            order_by=order_by,
+            limit=limit,
+            default_data_id=self.data_id_defaults,
+            **kwargs,
+        )
+
+    def query_data_ids(
+        self,
+        dimensions: str | Iterable[str],
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | Sequence[str] | None = None,
+        collections: str | Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = False,
+        **kwargs: Any,
+    ) -> list[DataCoordinate]:
+        """Find data IDs of the given dimensions (with implied values filled in).
+
+        ``datasets`` (with ``collections``) restricts the results to data IDs
+        for which those datasets exist.  Spatial dimensions of different
+        families (visit/detector and tract/patch) are joined by region overlap.
+        """
+        colls = None
+        if datasets:
+            colls = self._collections_or_default(collections)
+        return self.registry.query_data_ids(
+            dimensions,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            datasets=datasets,
+            collections=colls,
+            order_by=order_by,
+            limit=limit,
+            default_data_id=self.data_id_defaults,
+            **kwargs,
+        )
+
+    def query_dimension_records(
+        self,
+        element: str | DimensionElement,
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | Sequence[str] | None = None,
+        collections: str | Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = False,
+        **kwargs: Any,
+    ) -> list[DimensionRecord]:
+        """Find dimension records of one element (a visit's region, a detector's raft …)."""
+        colls = None
+        if datasets:
+            colls = self._collections_or_default(collections)
+        return self.registry.query_dimension_records(
+            element,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            datasets=datasets,
+            collections=colls,
+            order_by=order_by,
+            limit=limit,
+            default_data_id=self.data_id_defaults,
+            **kwargs,
+        )
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef | None:
+        """The dataset of this type and data ID first found in the collections (or `None`)."""
+        merged = {**self.data_id_defaults, **(data_id or {}), **kwargs}
+        return self.registry.find_dataset(
+            dataset_type, merged, collections=self._collections_or_default(collections), timespan=timespan
+        )
+
+    def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
+        """The dataset with this UUID, or `None`."""
+        return self.registry.get_dataset(dataset_id)
+
+    # --- import / export --------------------------------------------------------------------------------
+
+    def import_(
+        self,
+        filename: str | Path | IO[str],
+        *,
+        format: str = "yaml",
+        skip_dimensions: Iterable[str] | None = None,
+    ) -> dict[str, int]:
+        """Import a butler export file (porter's or daf_butler's, versions 0 and 1.0.x).
+
+        All of it is written in one transaction: a file with any error
+        imports nothing.  Dimension records that already exist are kept;
+        datasets keep their UUIDs.  Returns counts of what the file held.
+        """
+        if format != "yaml":
+            raise RepositoryError(f"Unknown export format {format!r}; porter reads 'yaml'.")
+        plan = read_export(filename, self.dimensions, self.registry)
+        try:
+            return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip_dimensions or ()))
+        except BaseException:
+            self.registry.reset_caches()
+            raise
+
+    def export(
+        self,
+        filename: str | Path,
+        *,
+        collections: str | Sequence[str] | None = None,
+        datasets: Iterable[DatasetRef] | None = None,
+        dataset_types: str | Sequence[str] | None = None,
+        where: str = "",
+        include_all_dimensions: bool = False,
+    ) -> dict[str, int]:
+        """Write an export file readable by porter and by daf_butler.
+
+        Exports the given ``datasets`` and/or every dataset (of
+        ``dataset_types``, matching ``where``) in ``collections``, with the
+        dimension records their data IDs need, their runs, and the
+        collections named (TAGGED associations, CALIBRATION validity ranges,
+        CHAINED definitions).  ``include_all_dimensions`` adds every
+        dimension record in the repository.  The file is written atomically.
+        """
+        writer = ExportWriter(self.registry)
+        if include_all_dimensions:
+            writer.add_all_dimension_records()
+        names = _names(collections)
+        if names:
+            names = self.registry.collections.query(names)
+            for n in names:
+                writer.add_collection(n, with_associations=False)
+            refs = refs_for_export(self.registry, names, _names(dataset_types) or None, where)
+            writer.add_datasets(refs)
+            for n in names:
+                writer.collections.pop(n, None)
+                writer.add_collection(n)
+        if datasets is not None:
+            writer.add_datasets(datasets)
+        write_export(writer, filename)
+        return {
+            "dimension records": sum(len(v) for v in writer.records.values()),
+            "collections": len(writer.collections),
+            "datasets": sum(len(v) for v in writer.datasets.values()),
+        }
+
+    # --- removal -------------------------------------------------------------------------------------------
+
+    def remove_runs(self, names: str | Iterable[str]) -> int:
+        """Delete RUN collections and every dataset in them; returns the number of datasets removed.
+
+        Refused (nothing removed) if a run is still a child of a CHAINED collection.
+        """
+        return self.registry.datasets.remove_runs(_names(names))

@@ -1,0 +1,101 @@
+"""The repository configuration file, ``porter.yaml`` at the repository root."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import RepositoryError
+
+__all__ = ["CONFIG_NAME", "RepoConfig"]
+
+CONFIG_NAME = "porter.yaml"
+_ROOT = "<root>"
+
+
+@dataclass
+class RepoConfig:
+    """Where a repository keeps its registry and its files.
+
+    ``<root>`` in a URL stands for the repository directory, so a repository
+    using the default SQLite registry can be moved or copied as a whole.
+    """
+
+    root: Path
+    registry_url: str
+    namespace: str | None = None
+    datastore_root: str = _ROOT
+
+    @classmethod
+    def default(
+        cls,
+        root: Path,
+        registry: str | None = None,
+        namespace: str | None = None,
+        datastore: str | None = None,
+    ) -> RepoConfig:
+        return cls(
+            root=root,
+            registry_url=registry or f"sqlite:///{_ROOT}/registry.sqlite3",
+            namespace=namespace,
+            datastore_root=datastore or _ROOT,
+        )
+
+    @property
+    def resolved_registry_url(self) -> str:
+        return self.registry_url.replace(_ROOT, str(self.root.resolve()))
+
+    @property
+    def resolved_datastore_root(self) -> str:
+        return self.datastore_root.replace(_ROOT, str(self.root.resolve()))
+
+    @classmethod
+    def find_root(cls, path: str | os.PathLike[str]) -> Path:
+        p = Path(path)
+        if p.name == CONFIG_NAME:
+            return p.parent
+        return p
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> RepoConfig:
+        root = cls.find_root(path)
+        file = root / CONFIG_NAME
+        if not file.exists():
+            hint = (
+                " (it has a butler.yaml: that is a daf_butler repository)"
+                if (root / "butler.yaml").exists()
+                else ""
+            )
+            raise RepositoryError(
+                f"No porter repository at {root}: {file} does not exist{hint}. "
+                "Create one with `porter create` or Butler.create()."
+            )
+        try:
+            data: dict[str, Any] = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+            reg = data["registry"]
+            return cls(
+                root=root,
+                registry_url=reg["url"],
+                namespace=reg.get("namespace"),
+                datastore_root=(data.get("datastore") or {}).get("root", _ROOT),
+            )
+        except (KeyError, TypeError, yaml.YAMLError) as exc:
+            raise RepositoryError(f"Repository configuration {file} is malformed: {exc}") from None
+
+    def write(self) -> None:
+        """Write ``porter.yaml`` atomically."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        data = {
+            "porter_repository": 1,
+            "registry": {"url": self.registry_url, "namespace": self.namespace},
+            "datastore": {"root": self.datastore_root},
+        }
+        fd, tmp = tempfile.mkstemp(prefix=".porter.", dir=self.root)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(data, f, sort_keys=False)
+        os.replace(tmp, self.root / CONFIG_NAME)

@@ -1,0 +1,388 @@
+"""Reading Rubin butler export files (format versions 0 and 1.0.x).
+
+The whole file is read and validated first, then written in one registry
+transaction in dependency order: dimension records, dataset types, runs and
+other collections, chains, datasets (keeping their UUIDs), TAGGED
+associations and CALIBRATION certifications.  A file with any error imports
+nothing.
+
+Files written with older daf_butler dimension universes are migrated as
+daf_butler migrates them: visits' ``visit_system`` becomes
+``visit_system_membership`` records (universe < 2), ``seeing`` is dropped and
+a missing ``visit.day_obs`` is derived from the visit's start (< 1),
+``exposure.group_name`` becomes a ``group`` record and ``day_obs`` values get
+``day_obs`` records (< 6).
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+import warnings
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import astropy.time
+import yaml
+
+from ...dimensions import (
+    DataCoordinate,
+    DimensionRecord,
+    DimensionUniverse,
+    Timespan,
+    iso_from_tai_nsec,
+    tai_nsec_from_time,
+)
+from ...errors import DataIdError, ExportFormatError, PorterError
+from ...registry import CollectionType, DatasetRef, DatasetType, Registry
+from ._yaml_tags import ExportLoader, RegionBytes, TaiTime
+
+__all__ = ["ImportPlan", "read_export"]
+
+SUPPORTED_MAJOR = 1
+SUPPORTED_MINOR = 0
+
+
+@dataclass
+class ImportPlan:
+    """Everything an export file asks to create, validated, in memory."""
+
+    universe_version: int
+    universe_namespace: str
+    records: dict[str, list[DimensionRecord]] = field(default_factory=lambda: defaultdict(list))
+    dataset_types: dict[str, DatasetType] = field(default_factory=dict)
+    runs: dict[str, tuple[str | None, Timespan | None]] = field(default_factory=dict)
+    collections: dict[str, CollectionType] = field(default_factory=dict)
+    chains: dict[str, list[str]] = field(default_factory=dict)
+    docs: dict[str, str] = field(default_factory=dict)
+    datasets: list[tuple[str, str, list[tuple[uuid.UUID, dict[str, Any], str | None]]]] = field(
+        default_factory=list
+    )
+    tags: dict[str, list[uuid.UUID]] = field(default_factory=lambda: defaultdict(list))
+    calibs: dict[str, list[tuple[Timespan, list[uuid.UUID]]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    paths: dict[uuid.UUID, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "dimension records": sum(len(v) for v in self.records.values()),
+            "dataset types": len(self.dataset_types),
+            "runs": len(self.runs),
+            "other collections": len(self.collections) + len(self.chains),
+            "datasets": sum(len(r) for _, _, r in self.datasets),
+        }
+
+
+def _where(index: int, item: Mapping[str, Any]) -> str:
+    what = item.get("type", "?") if isinstance(item, Mapping) else "?"
+    detail = (
+        item.get("element") or item.get("name") or item.get("dataset_type") or item.get("collection")
+        if isinstance(item, Mapping)
+        else None
+    )
+    return f"data[{index}] ({what}{' ' + str(detail) if detail else ''})"
+
+
+def _parse_version(wrapper: Mapping[str, Any]) -> None:
+    version = wrapper.get("version")
+    if version == 0 or version == "0":
+        return
+    try:
+        parts = [int(p) for p in str(version).split(".")]
+    except ValueError:
+        raise ExportFormatError(f"Export file has unreadable version {version!r}.") from None
+    major = parts[0]
+    minor = parts[1] if len(parts) > 1 else 0
+    if major != SUPPORTED_MAJOR or minor > SUPPORTED_MINOR:
+        raise ExportFormatError(
+            f"Export file version {version} is not supported; porter reads versions 0 and "
+            f"{SUPPORTED_MAJOR}.{SUPPORTED_MINOR}.x."
+        )
+
+
+def _to_time_value(value: Any) -> Any:
+    """Normalise times from any export vintage: tagged TAI ns, or naive UTC datetimes."""
+    if isinstance(value, TaiTime):
+        return int(value)
+    if isinstance(value, datetime.datetime):
+        return tai_nsec_from_time(astropy.time.Time(value, scale="utc"))
+    return value
+
+
+def _record_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in raw.items():
+        if isinstance(v, RegionBytes):
+            out[k] = bytes(v)
+        elif isinstance(v, TaiTime | datetime.datetime):
+            out[k] = _to_time_value(v)
+        else:
+            out[k] = v
+    if "datetime_begin" in out or "datetime_end" in out:
+        b = out.pop("datetime_begin", None)
+        e = out.pop("datetime_end", None)
+        out["timespan"] = None if b is None and e is None else Timespan(b, e)
+    return out
+
+
+def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, registry: Registry) -> ImportPlan:
+    """Parse and validate an export file into an `ImportPlan` (nothing is written)."""
+    try:
+        if isinstance(stream, str | Path):
+            with open(stream, encoding="utf-8") as f:
+                wrapper = yaml.load(f, Loader=ExportLoader)
+        else:
+            wrapper = yaml.load(stream, Loader=ExportLoader)
+    except FileNotFoundError:
+        raise ExportFormatError(f"Export file {stream} does not exist.") from None
+    except yaml.YAMLError as exc:
+        raise ExportFormatError(f"Export file is not valid YAML: {exc}") from None
+    if not isinstance(wrapper, Mapping) or "data" not in wrapper or "version" not in wrapper:
+        raise ExportFormatError(
+            "Not a butler export file: expected a mapping with 'version' and 'data' keys "
+            "(description: Butler Data Repository Export)."
+        )
+    _parse_version(wrapper)
+    plan = ImportPlan(
+        universe_version=int(wrapper.get("universe_version", 0) or 0),
+        universe_namespace=str(wrapper.get("universe_namespace", "daf_butler")),
+    )
+    if not isinstance(wrapper["data"], list):
+        raise ExportFormatError("The 'data' entry of an export file must be a list.")
+    migrate = plan.universe_namespace == "daf_butler" and plan.universe_version < universe.version
+    v = plan.universe_version
+    day_obs_needed: set[tuple[str, int]] = set()
+    dataset_items: list[tuple[int, Mapping[str, Any]]] = []
+    for index, item in enumerate(wrapper["data"]):
+        try:
+            kind = item["type"]
+            if kind == "dimension":
+                element_name = item["element"]
+                element = universe[element_name]
+                raw_records = [dict(r) for r in item.get("records") or []]
+                if migrate and element_name == "visit":
+                    if v < 2 and "visit_system_membership" in universe:
+                        plan.records["visit_system_membership"].extend(
+                            DimensionRecord.from_mapping(
+                                universe["visit_system_membership"],
+                                {
+                                    "instrument": r["instrument"],
+                                    "visit_system": r["visit_system"],
+                                    "visit": r["id"],
+                                },
+                            )
+                            for r in raw_records
+                            if r.get("visit_system") is not None
+                        )
+                        for r in raw_records:
+                            r.pop("visit_system", None)
+                    if v < 1:
+                        for r in raw_records:
+                            r.pop("seeing", None)
+                            if r.get("day_obs") is None and r.get("datetime_begin") is not None:
+                                begin = _to_time_value(r["datetime_begin"])
+                                r["day_obs"] = int(iso_from_tai_nsec(begin)[:10].replace("-", ""))
+                if migrate and element_name == "exposure" and v < 6:
+                    for r in raw_records:
+                        if "group_name" in r:
+                            r["group"] = r.pop("group_name")
+                            r.pop("group_id", None)
+                            plan.records["group"].append(
+                                DimensionRecord.from_mapping(
+                                    universe["group"],
+                                    {"instrument": r["instrument"], "name": str(r["group"])},
+                                )
+                            )
+                if migrate and v < 6 and element_name in ("visit", "exposure"):
+                    for r in raw_records:
+                        if r.get("day_obs") is not None:
+                            day_obs_needed.add((r["instrument"], int(r["day_obs"])))
+                for i, r in enumerate(raw_records):
+                    try:
+                        plan.records[element_name].append(
+                            DimensionRecord.from_mapping(element, _record_fields(r))
+                        )
+                    except PorterError as exc:
+                        raise ExportFormatError(f"record {i}: {exc}") from None
+            elif kind == "collection":
+                ctype = CollectionType.from_name(item["collection_type"])
+                name = item["name"]
+                if ctype is CollectionType.RUN:
+                    b, e = item.get("timespan_begin"), item.get("timespan_end")
+                    ts = None if b is None and e is None else Timespan(_to_time_value(b), _to_time_value(e))
+                    plan.runs[name] = (item.get("host"), ts)
+                elif ctype is CollectionType.CHAINED:
+                    children = []
+                    for child in item.get("children") or []:
+                        if not isinstance(child, str):
+                            warnings.warn(
+                                f"Chained collection {name!r} has a dataset-type restriction on a child; "
+                                "restrictions are not supported and are ignored.",
+                                stacklevel=2,
+                            )
+                            child = child[0]
+                        children.append(child)
+                    plan.chains[name] = children
+                else:
+                    plan.collections[name] = ctype
+                if item.get("doc"):
+                    plan.docs[name] = item["doc"]
+            elif kind == "run":
+                plan.runs[item["name"]] = (None, None)
+            elif kind == "dataset_type":
+                dims = list(item["dimensions"])
+                if migrate and v < 2 and "visit" in dims and "visit_system" in dims:
+                    dims.remove("visit_system")
+                dt = DatasetType(
+                    item["name"],
+                    dims,
+                    item["storage_class"],
+                    universe=universe,
+                    is_calibration=bool(item.get("is_calibration", False)),
+                )
+                existing = plan.dataset_types.get(dt.name)
+                if existing is not None and existing != dt:
+                    raise ExportFormatError(f"dataset type {dt.name!r} is defined twice, differently.")
+                plan.dataset_types[dt.name] = dt
+            elif kind == "dataset":
+                dataset_items.append((index, item))
+            elif kind == "associations":
+                ctype = CollectionType.from_name(item["collection_type"])
+                name = item["collection"]
+                if ctype is CollectionType.TAGGED:
+                    plan.tags[name].extend(_uuid(x) for x in item.get("dataset_ids") or [])
+                elif ctype is CollectionType.CALIBRATION:
+                    for vr in item.get("validity_ranges") or []:
+                        if "timespan" in vr:
+                            ts = vr["timespan"] if vr["timespan"] is not None else Timespan(None, None)
+                        else:
+                            ts = Timespan(_to_time_value(vr.get("begin")), _to_time_value(vr.get("end")))
+                        plan.calibs[name].append((ts, [_uuid(x) for x in vr.get("dataset_ids") or []]))
+                else:
+                    raise ExportFormatError(f"associations for a {ctype.name} collection are not allowed.")
+            else:
+                raise ExportFormatError(
+                    f"unknown entry type {kind!r} (expected dimension, collection, run, dataset_type, "
+                    "dataset or associations)."
+                )
+        except ExportFormatError as exc:
+            raise ExportFormatError(f"Bad export file at {_where(index, item)}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, PorterError) as exc:
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ExportFormatError(f"Bad export file at {_where(index, item)}: {detail}") from None
+    if day_obs_needed:
+        have = {(r.instrument, r.id) for r in plan.records.get("day_obs", [])}
+        for instrument, day_obs in sorted(day_obs_needed - have):
+            plan.records["day_obs"].append(
+                DimensionRecord.from_mapping(universe["day_obs"], {"instrument": instrument, "id": day_obs})
+            )
+    for index, item in dataset_items:
+        try:
+            type_name = item["dataset_type"]
+            run = item["run"]
+            dt = plan.dataset_types.get(type_name)
+            if dt is None:
+                dt = registry.dataset_types.get(type_name)
+                plan.dataset_types.setdefault(type_name, dt)
+            entries: list[tuple[uuid.UUID, dict[str, Any], str | None]] = []
+            for rec in item.get("records") or []:
+                ids = rec["dataset_id"] if isinstance(rec["dataset_id"], list) else [rec["dataset_id"]]
+                data_ids = rec["data_id"] if isinstance(rec["data_id"], list) else [rec["data_id"]]
+                if len(ids) != len(data_ids):
+                    raise ExportFormatError(
+                        f"{len(ids)} dataset IDs but {len(data_ids)} data IDs in one record."
+                    )
+                for did, data_id in zip(ids, data_ids):
+                    entries.append((_uuid(did), dict(data_id), rec.get("path")))
+                    plan.paths[_uuid(did)] = (rec.get("path"), rec.get("formatter"))
+            plan.datasets.append((type_name, run, entries))
+        except ExportFormatError as exc:
+            raise ExportFormatError(f"Bad export file at {_where(index, item)}: {exc}") from None
+        except (KeyError, TypeError, ValueError, PorterError) as exc:
+            detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ExportFormatError(f"Bad export file at {_where(index, item)}: {detail}") from None
+    return plan
+
+
+def _uuid(value: Any) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, int):
+        # Integer dataset IDs of very old exports map to deterministic UUIDs,
+        # the same ones daf_butler assigns.
+        return uuid.uuid3(uuid.UUID("4d4851f4-2890-4d41-8779-5f38a3f5062b"), str(value))
+    return uuid.UUID(str(value))
+
+
+def apply_plan(plan: ImportPlan, registry: Registry, skip_dimensions: Iterable[str] = ()) -> dict[str, int]:
+    """Write an `ImportPlan` to the registry in one transaction; return counts."""
+    universe = registry.universe
+    skip = set(skip_dimensions)
+    counts = plan.summary()
+    with registry.transaction():
+        for name in universe.sorted_names(plan.records):
+            if name in skip or not plan.records[name]:
+                continue
+            registry.records.insert(universe[name], plan.records[name], skip_existing=True)
+        for dt in plan.dataset_types.values():
+            registry.register_dataset_type(dt)
+        for run, (host, ts) in plan.runs.items():
+            registry.collections.register(run, CollectionType.RUN, doc=plan.docs.get(run))
+            if host is not None or ts is not None:
+                _set_run_info(registry, run, host, ts)
+        for name, ctype in plan.collections.items():
+            registry.collections.register(name, ctype, doc=plan.docs.get(name))
+        for name in plan.chains:
+            registry.collections.register(name, CollectionType.CHAINED, doc=plan.docs.get(name))
+        for name, children in plan.chains.items():
+            registry.collections.set_chain(name, children)
+        by_id: dict[uuid.UUID, DatasetRef] = {}
+        refs: list[DatasetRef] = []
+        for type_name, run, entries in plan.datasets:
+            dt = plan.dataset_types[type_name]
+            for did, data_id, _ in entries:
+                try:
+                    coord = DataCoordinate.standardize(data_id, dimensions=dt.dimensions, allow_extra=True)
+                except DataIdError as exc:
+                    raise ExportFormatError(f"Dataset {did} ({type_name} in {run!r}): {exc}") from None
+                ref = DatasetRef(dt, coord, run, did)
+                refs.append(ref)
+                by_id[did] = ref
+        counts["new datasets"] = registry.import_datasets(refs)
+        for name, ids in plan.tags.items():
+            registry.associate(name, [_lookup(registry, by_id, i, name) for i in ids])
+        for name, ranges in plan.calibs.items():
+            for ts, ids in ranges:
+                registry.certify(name, [_lookup(registry, by_id, i, name) for i in ids], ts)
+    return counts
+
+
+def _lookup(
+    registry: Registry, by_id: dict[uuid.UUID, DatasetRef], dataset_id: uuid.UUID, collection: str
+) -> DatasetRef:
+    ref = by_id.get(dataset_id)
+    if ref is None:
+        ref = registry.get_dataset(dataset_id)
+    if ref is None:
+        raise ExportFormatError(
+            f"Collection {collection!r} lists dataset {dataset_id}, which is neither in the file nor the repository."
+        )
+    return ref
+
+
+def _set_run_info(registry: Registry, run: str, host: str | None, ts: Timespan | None) -> None:
+    import sqlalchemy
+
+    info = registry.collections.get(run)
+    r = registry.schema.run
+    b, e = (None, None) if ts is None else ts.nsec
+    with registry.db.transaction() as conn:
+        conn.execute(
+            sqlalchemy.update(r)
+            .where(r.c.collection_id == info.id)
+            .values(host=host, timespan_begin=b, timespan_end=e)
+        )

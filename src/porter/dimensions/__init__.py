@@ -1,0 +1,44 @@
+"""The dimension universe, data IDs, dimension records, regions and timespans.
+
+This is the bottom layer of porter: it knows nothing about databases or files.
+"""
+
+from ._data_coordinate import DataCoordinate, DataIdValue, coerce_dimension_value
+from ._elements import ColumnSpec, Dimension, DimensionElement, SkyPixDimension
+from ._group import DimensionGroup
+from ._records import DimensionRecord
+from ._regions import decode_region, encode_region, pixel_envelope, region_from_hex
+from ._timespan import (
+    MAX_NSEC,
+    MIN_NSEC,
+    Timespan,
+    iso_from_tai_nsec,
+    tai_nsec_from_iso,
+    tai_nsec_from_time,
+    time_from_tai_nsec,
+)
+from ._universe import DimensionUniverse
+
+__all__ = [
+    "MAX_NSEC",
+    "MIN_NSEC",
+    "ColumnSpec",
+    "DataCoordinate",
+    "DataIdValue",
+    "Dimension",
+    "DimensionElement",
+    "DimensionGroup",
+    "DimensionRecord",
+    "DimensionUniverse",
+    "SkyPixDimension",
+    "Timespan",
+    "coerce_dimension_value",
+    "decode_region",
+    "encode_region",
+    "iso_from_tai_nsec",
+    "pixel_envelope",
+    "region_from_hex",
+    "tai_nsec_from_iso",
+    "tai_nsec_from_time",
+    "time_from_tai_nsec",
+]

@@ -1,0 +1,366 @@
+"""Collections: RUN, TAGGED, CHAINED and CALIBRATION, and searches through them."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy
+
+from ..dimensions import Timespan
+from ..errors import (
+    CollectionCycleError,
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    InUseError,
+    MissingCollectionError,
+    did_you_mean,
+)
+from ._collection_type import CollectionType
+from ._db import Database
+from ._schema import RegistrySchema
+
+__all__ = ["CollectionExpression", "CollectionInfo", "CollectionManager", "is_pattern"]
+
+CollectionExpression = str | re.Pattern | Iterable[str | re.Pattern]
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """What the registry knows about one collection."""
+
+    name: str
+    type: CollectionType
+    doc: str | None = None
+    children: tuple[str, ...] = ()
+    """Children of a CHAINED collection, in search order."""
+    id: int = 0
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"name": self.name, "type": self.type.name}
+        if self.doc:
+            out["doc"] = self.doc
+        if self.type is CollectionType.CHAINED:
+            out["children"] = list(self.children)
+        return out
+
+
+def is_pattern(text: str) -> bool:
+    """True if a collection name contains glob wildcards."""
+    return any(c in text for c in "*?[")
+
+
+def _matcher(expression: CollectionExpression) -> tuple[list[str], list[re.Pattern]]:
+    """Split an expression into exact names and compiled patterns."""
+    items: list[str | re.Pattern] = []
+    if isinstance(expression, str | re.Pattern):
+        items = [expression]
+    else:
+        items = list(expression)
+    names: list[str] = []
+    patterns: list[re.Pattern] = []
+    for item in items:
+        if isinstance(item, re.Pattern):
+            patterns.append(item)
+        elif item in ("*", "...") or is_pattern(item):
+            patterns.append(re.compile(fnmatch.translate("*" if item == "..." else item)))
+        else:
+            names.append(item)
+    return names, patterns
+
+
+class CollectionManager:
+    """Registers, removes, chains and searches collections."""
+
+    def __init__(self, db: Database, schema: RegistrySchema):
+        self._db = db
+        self._schema = schema
+        self._by_name: dict[str, CollectionInfo] = {}
+        self._by_id: dict[int, CollectionInfo] = {}
+
+    # --- cache ----------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Reload all collections (cheap: the collection tables are small)."""
+        t = self._schema.collection
+        c = self._schema.collection_chain
+        with self._db.reading() as conn:
+            rows = conn.execute(sqlalchemy.select(t.c.collection_id, t.c.name, t.c.type, t.c.doc)).all()
+            chain_rows = conn.execute(
+                sqlalchemy.select(c.c.parent, c.c.child).order_by(c.c.parent, c.c.position)
+            ).all()
+        names = {r.collection_id: r.name for r in rows}
+        children: dict[int, list[str]] = {}
+        for parent, child in chain_rows:
+            children.setdefault(parent, []).append(names[child])
+        self._by_name = {}
+        self._by_id = {}
+        for r in rows:
+            info = CollectionInfo(
+                name=r.name,
+                type=CollectionType(r.type),
+                doc=r.doc,
+                children=tuple(children.get(r.collection_id, ())),
+                id=r.collection_id,
+            )
+            self._by_name[r.name] = info
+            self._by_id[r.collection_id] = info
+
+    def find(self, name: str) -> CollectionInfo | None:
+        """Return a collection's info, or `None` if it does not exist."""
+        info = self._by_name.get(name)
+        if info is None:
+            self.refresh()
+            info = self._by_name.get(name)
+        return info
+
+    def get(self, name: str) -> CollectionInfo:
+        """Return a collection's info, or raise `MissingCollectionError` with the closest names."""
+        if not isinstance(name, str):
+            raise MissingCollectionError(
+                f"Collection names are strings, not {type(name).__name__} ({name!r})."
+            )
+        info = self.find(name)
+        if info is None:
+            raise MissingCollectionError(
+                f"Collection {name!r} does not exist." + did_you_mean(name, self._by_name, "collections")
+            )
+        return info
+
+    def get_by_id(self, collection_id: int) -> CollectionInfo:
+        info = self._by_id.get(collection_id)
+        if info is None:
+            self.refresh()
+            info = self._by_id[collection_id]
+        return info
+
+    def names_to_ids(self) -> dict[str, int]:
+        return {n: i.id for n, i in self._by_name.items()}
+
+    # --- registration ------------------------------------------------------------------------
+
+    def register(
+        self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str | None = None
+    ) -> bool:
+        """Create a collection; `False` if it already exists with the same type.
+
+        Raises
+        ------
+        ConflictingDefinitionError
+            If it exists with a different type.
+        """
+        ctype = CollectionType.from_name(type)
+        if not isinstance(name, str) or not name or name != name.strip() or is_pattern(name):
+            raise ConflictingDefinitionError(
+                f"Invalid collection name {name!r}: names are non-empty, without surrounding spaces "
+                "or glob characters (*, ?, [)."
+            )
+        existing = self.find(name)
+        if existing is not None:
+            if existing.type is not ctype:
+                raise ConflictingDefinitionError(
+                    f"Collection {name!r} already exists as {existing.type.name}, not {ctype.name}."
+                )
+            return False
+        t = self._schema.collection
+        with self._db.transaction() as conn:
+            res = conn.execute(
+                self._db.insert(t, on_conflict="ignore").values(name=name, type=int(ctype), doc=doc)
+            )
+            created = res.rowcount == 1
+            if created and ctype is CollectionType.RUN:
+                cid = conn.execute(sqlalchemy.select(t.c.collection_id).where(t.c.name == name)).scalar_one()
+                conn.execute(sqlalchemy.insert(self._schema.run).values(collection_id=cid))
+        self.refresh()
+        info = self._by_name[name]
+        if info.type is not ctype:
+            raise ConflictingDefinitionError(
+                f"Collection {name!r} already exists as {info.type.name}, not {ctype.name}."
+            )
+        return created
+
+    def set_doc(self, name: str, doc: str | None) -> None:
+        info = self.get(name)
+        t = self._schema.collection
+        with self._db.transaction() as conn:
+            conn.execute(sqlalchemy.update(t).where(t.c.collection_id == info.id).values(doc=doc))
+        self.refresh()
+
+    def run_timespan(self, name: str) -> tuple[str | None, Timespan]:
+        """Host and timespan recorded for a RUN collection."""
+        info = self.get(name)
+        r = self._schema.run
+        with self._db.reading() as conn:
+            row = conn.execute(sqlalchemy.select(r).where(r.c.collection_id == info.id)).one_or_none()
+        if row is None or row.timespan_begin is None:
+            return (row.host if row else None), Timespan(None, None)
+        return row.host, Timespan.from_nsec(row.timespan_begin, row.timespan_end)
+
+    # --- chains --------------------------------------------------------------------------------
+
+    def set_chain(self, parent: str, children: Sequence[str], flatten: bool = False) -> None:
+        """Define the children of a CHAINED collection, in search order.
+
+        Raises
+        ------
+        CollectionTypeError
+            If ``parent`` is not CHAINED.
+        CollectionCycleError
+            If the chain would contain itself, directly or through other chains.
+        """
+        if isinstance(children, str):
+            children = [children]
+        info = self.get(parent)
+        if info.type is not CollectionType.CHAINED:
+            raise CollectionTypeError(
+                f"Collection {parent!r} is {info.type.name}, not CHAINED; only chains have children."
+            )
+        child_infos = [self.get(c) for c in children]
+        if flatten:
+            flat: list[str] = []
+            for c in child_infos:
+                for leaf in self.flatten([c.name]):
+                    if leaf.name not in flat:
+                        flat.append(leaf.name)
+            child_infos = [self.get(n) for n in flat]
+        seen: list[str] = []
+        for c in child_infos:
+            if c.name in seen:
+                raise ConflictingDefinitionError(f"Collection {c.name!r} appears twice in chain {parent!r}.")
+            seen.append(c.name)
+        for c in child_infos:
+            path = self._path_to(c.name, parent)
+            if path is not None:
+                raise CollectionCycleError(
+                    f"Adding {c.name!r} to chain {parent!r} would make a cycle: "
+                    + " -> ".join([parent, *path])
+                )
+        t = self._schema.collection_chain
+        with self._db.transaction() as conn:
+            conn.execute(sqlalchemy.delete(t).where(t.c.parent == info.id))
+            if child_infos:
+                conn.execute(
+                    sqlalchemy.insert(t),
+                    [{"parent": info.id, "position": i, "child": c.id} for i, c in enumerate(child_infos)],
+                )
+        self.refresh()
+
+    def _path_to(self, start: str, target: str) -> list[str] | None:
+        """If ``target`` is reachable from ``start`` through chains, the path; else `None`."""
+        if start == target:
+            return [start]
+        info = self.get(start)
+        for child in info.children:
+            sub = self._path_to(child, target)
+            if sub is not None:
+                return [start, *sub]
+        return None
+
+    def parents_of(self, name: str) -> list[str]:
+        """CHAINED collections that list ``name`` as a direct child."""
+        self.refresh()
+        return sorted(i.name for i in self._by_name.values() if name in i.children)
+
+    def flatten(self, names: Iterable[str]) -> list[CollectionInfo]:
+        """Expand chains depth-first into the ordered, de-duplicated search path."""
+        out: list[CollectionInfo] = []
+        seen: set[str] = set()
+
+        def visit(n: str) -> None:
+            info = self.get(n)
+            if info.type is CollectionType.CHAINED:
+                for child in info.children:
+                    visit(child)
+            elif n not in seen:
+                seen.add(n)
+                out.append(info)
+
+        for n in names:
+            visit(n)
+        return out
+
+    # --- removal -------------------------------------------------------------------------------
+
+    def remove(self, name: str, *, allow_datasets: bool = False) -> None:
+        """Remove a collection.
+
+        Refused while it is a child of a chain, or (for RUN collections) while
+        it holds datasets unless ``allow_datasets`` (used by ``remove_runs``,
+        which deletes those datasets in the same transaction).
+        """
+        info = self.get(name)
+        parents = self.parents_of(name)
+        if parents:
+            raise InUseError(
+                f"Collection {name!r} is a child of chained collection(s) {parents}; "
+                "remove it from those chains first (porter collection-chain … --mode remove)."
+            )
+        with self._db.transaction() as conn:
+            if info.type is CollectionType.RUN and not allow_datasets:
+                d = self._schema.dataset
+                n = conn.execute(
+                    sqlalchemy.select(sqlalchemy.func.count()).select_from(d).where(d.c.run_id == info.id)
+                ).scalar_one()
+                if n:
+                    raise InUseError(
+                        f"RUN collection {name!r} still holds {n} dataset(s); use remove_runs "
+                        "(porter remove-runs) to delete a run with its datasets."
+                    )
+            conn.execute(
+                sqlalchemy.delete(self._schema.collection).where(
+                    self._schema.collection.c.collection_id == info.id
+                )
+            )
+        self.refresh()
+
+    # --- queries -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        expression: CollectionExpression = "*",
+        collection_types: Iterable[CollectionType | str] | CollectionType | str | None = None,
+        flatten_chains: bool = False,
+        include_chains: bool | None = None,
+    ) -> list[str]:
+        """Names of collections matching glob patterns, regexes or exact names.
+
+        Exact names that do not exist are errors (a typo should not look like
+        an empty result); patterns may match nothing.  With
+        ``flatten_chains`` the children of matching chains are included too
+        (and the chains themselves only if ``include_chains``).
+        """
+        self.refresh()
+        if collection_types is None:
+            types = CollectionType.all()
+        elif isinstance(collection_types, CollectionType | str):
+            types = frozenset({CollectionType.from_name(collection_types)})
+        else:
+            types = frozenset(CollectionType.from_name(t) for t in collection_types)
+        if include_chains is None:
+            include_chains = not flatten_chains
+        names, patterns = _matcher(expression)
+        matched: list[CollectionInfo] = []
+        for n in names:
+            matched.append(self.get(n))
+        for info in sorted(self._by_name.values(), key=lambda i: i.name):
+            if any(p.fullmatch(info.name) for p in patterns) and info not in matched:
+                matched.append(info)
+        out: list[str] = []
+
+        def add(info: CollectionInfo) -> None:
+            if info.name in out:
+                return
+            if info.type is CollectionType.CHAINED:
+                if include_chains and info.type in types:
+                    out.append(info.name)
+                if flatten_chains:
+                    for child in info.children:
+                        add(self.get(child))
+            elif info.type in types:
+                out.append(info.name)
+
+        for info in matched:
+            add(info)
+        return out

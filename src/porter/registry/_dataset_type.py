@@ -1,0 +1,96 @@
+"""Dataset types: a name, the dimensions of its data IDs, and a storage class."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from ..dimensions import DimensionGroup, DimensionUniverse
+from ..errors import DatasetTypeError
+
+__all__ = ["DatasetType"]
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class DatasetType:
+    """The kind of a dataset, such as ``calexp`` or ``bias``.
+
+    Parameters
+    ----------
+    name : `str`
+        Letters, digits and underscores; dots separate components.
+    dimensions : `DimensionGroup` or iterable of `str`
+        The dimensions of its data IDs (implied ones are added).
+    storage_class : `str`
+        Name of the Python type its datasets are read as (``ExposureF``,
+        ``ArrowTable`` …).
+    universe : `DimensionUniverse`, optional
+        Needed when ``dimensions`` are names.
+    is_calibration : `bool`
+        True if datasets of this type may be certified into CALIBRATION
+        collections with validity ranges.
+    """
+
+    __slots__ = ("_is_calibration", "dimensions", "name", "storage_class_name")
+
+    def __init__(
+        self,
+        name: str,
+        dimensions: DimensionGroup | Iterable[str],
+        storage_class: str,
+        universe: DimensionUniverse | None = None,
+        is_calibration: bool = False,
+    ):
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise DatasetTypeError(
+                f"Invalid dataset type name {name!r}: use letters, digits and underscores, "
+                "starting with a letter (dots separate components)."
+            )
+        if not isinstance(dimensions, DimensionGroup):
+            if universe is None:
+                raise DatasetTypeError("A universe is needed to build a dataset type from dimension names.")
+            dimensions = universe.conform(list(dimensions))
+        if not storage_class or not isinstance(storage_class, str):
+            raise DatasetTypeError(f"Dataset type {name!r} needs a storage class name (e.g. 'ExposureF').")
+        self.name = name
+        self.dimensions: DimensionGroup = dimensions
+        self.storage_class_name = storage_class
+        self._is_calibration = bool(is_calibration)
+
+    @property
+    def is_calibration(self) -> bool:
+        return self._is_calibration
+
+    def isCalibration(self) -> bool:
+        return self._is_calibration
+
+    @property
+    def storageClass_name(self) -> str:
+        return self.storage_class_name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "dimensions": list(self.dimensions.names),
+            "storage_class": self.storage_class_name,
+            "is_calibration": self._is_calibration,
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DatasetType):
+            return NotImplemented
+        return (
+            self.name == other.name
+            and self.dimensions == other.dimensions
+            and self.storage_class_name == other.storage_class_name
+            and self._is_calibration == other._is_calibration
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.dimensions, self.storage_class_name, self._is_calibration))
+
+    def __repr__(self) -> str:
+        calib = ", is_calibration=True" if self._is_calibration else ""
+        return f"DatasetType({self.name!r}, {self.dimensions}, {self.storage_class_name}{calib})"

@@ -1,0 +1,665 @@
+"""Datasets: registration in runs, tagging, calibration certification, lookup and removal.
+
+All writes are set-based (one executemany per table per chunk), and all run
+inside a savepoint so a conflict can be explained without leaving anything
+half-written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import astropy.time
+import sqlalchemy
+
+from ..dimensions import DataCoordinate, DimensionGroup, DimensionUniverse, Timespan, tai_nsec_from_time
+from ..errors import (
+    CollectionTypeError,
+    ConflictingDefinitionError,
+    DataIdError,
+    DatasetTypeError,
+    InvalidQueryError,
+)
+from ._collection_type import CollectionType
+from ._collections import CollectionInfo, CollectionManager
+from ._dataset_ref import DatasetRef
+from ._dataset_type import DatasetType
+from ._dataset_types import DatasetTypeManager, DatasetTypeRecord
+from ._db import Database
+from ._schema import RegistrySchema
+
+__all__ = ["DatasetManager"]
+
+_CHUNK = 20_000
+_ID_CHUNK = 5_000
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def required_tuples(
+    group: DimensionGroup, data_ids: Iterable[Mapping[str, Any] | DataCoordinate]
+) -> list[tuple]:
+    """Required-dimension values of many data IDs, validated, as tuples.
+
+    A fast path for the bulk case: data IDs that already have the right
+    dimensions are taken as they are; plain mappings are checked key by key
+    with simple type tests instead of building a `DataCoordinate` each.
+    """
+    universe = group.universe
+    names = group.required
+    kinds = [universe.dimensions[n].primary_key.type for n in names]
+    out: list[tuple] = []
+    for d in data_ids:
+        if isinstance(d, DataCoordinate):
+            if d.dimensions == group:
+                out.append(d.required_values)
+                continue
+            d = d.mapping
+        try:
+            values = tuple(d[n] for n in names)
+        except KeyError:
+            missing = [n for n in names if n not in d]
+            raise DataIdError(
+                f"Data ID {dict(d)} is missing {missing} (dataset dimensions {group})."
+            ) from None
+        ok = True
+        for v, k in zip(values, kinds):
+            if (k == "int" and (type(v) is not int)) or (k == "string" and type(v) is not str):
+                ok = False
+                break
+        if not ok:
+            values = DataCoordinate.standardize(
+                {n: d[n] for n in names}, dimensions=universe.conform(names)
+            ).required_values
+        out.append(values)
+    return out
+
+
+class DatasetManager:
+    """Reads and writes the dataset, tags and calibs tables."""
+
+    def __init__(
+        self,
+        db: Database,
+        schema: RegistrySchema,
+        universe: DimensionUniverse,
+        collections: CollectionManager,
+        dataset_types: DatasetTypeManager,
+    ):
+        self._db = db
+        self._schema = schema
+        self._universe = universe
+        self._collections = collections
+        self._dataset_types = dataset_types
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _run(self, run: str) -> CollectionInfo:
+        info = self._collections.get(run)
+        if info.type is not CollectionType.RUN:
+            raise CollectionTypeError(
+                f"Datasets are written to RUN collections; {run!r} is {info.type.name}."
+            )
+        return info
+
+    @staticmethod
+    def _now() -> int:
+        return tai_nsec_from_time(astropy.time.Time.now())
+
+    def _make_refs(
+        self, rec: DatasetTypeRecord, run: str, ids: Sequence[uuid.UUID], values: Sequence[tuple]
+    ) -> list[DatasetRef]:
+        group = rec.dataset_type.dimensions
+        dt = rec.dataset_type
+        return [DatasetRef(dt, DataCoordinate(group, v, False), run, i) for i, v in zip(ids, values)]
+
+    # --- insertion ---------------------------------------------------------------------------------
+
+    def insert(
+        self,
+        dataset_type: str | DatasetType,
+        run: str,
+        data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
+        ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[DatasetRef]:
+        """Register new datasets in a RUN collection and return their references.
+
+        UUIDs are new (version 4) unless ``ids`` gives them.  A data ID that
+        already has a dataset of this type in the run is a
+        `ConflictingDefinitionError`; a data ID naming a dimension record that
+        does not exist is a `DataIdError`.  Either way nothing is written.
+        """
+        rec = self._dataset_types.get_record(dataset_type)
+        run_info = self._run(run)
+        group = rec.dataset_type.dimensions
+        values = required_tuples(group, data_ids)
+        if ids is None:
+            ids = [uuid.uuid4() for _ in values]
+        elif len(ids) != len(values):
+            raise DatasetTypeError(f"Got {len(ids)} dataset IDs for {len(values)} data IDs.")
+        self._write(rec, run_info, list(ids), values, self._now())
+        return self._make_refs(rec, run, ids, values)
+
+    def _write(
+        self,
+        rec: DatasetTypeRecord,
+        run_info: CollectionInfo,
+        ids: Sequence[uuid.UUID],
+        values: Sequence[tuple],
+        ingest_date: int,
+    ) -> None:
+        if not ids:
+            return
+        group = rec.dataset_type.dimensions
+        names = group.required
+        d = self._schema.dataset
+        tags = rec.tables.tags
+        try:
+            with self._db.transaction(savepoint=True) as conn:
+                for chunk in _chunks(range(len(ids))):
+                    conn.execute(
+                        sqlalchemy.insert(d),
+                        [
+                            {
+                                "dataset_id": ids[i],
+                                "dataset_type_id": rec.id,
+                                "run_id": run_info.id,
+                                "ingest_date": ingest_date,
+                            }
+                            for i in chunk
+                        ],
+                    )
+                    tag_rows = []
+                    for i in chunk:
+                        row = dict(zip(names, values[i]))
+                        row["dataset_type_id"] = rec.id
+                        row["dataset_id"] = ids[i]
+                        row["collection_id"] = run_info.id
+                        tag_rows.append(row)
+                    conn.execute(sqlalchemy.insert(tags), tag_rows)
+        except sqlalchemy.exc.IntegrityError as exc:
+            self._explain_write_failure(rec, run_info, ids, values, exc)
+            raise  # pragma: no cover - _explain always raises
+
+    def _explain_write_failure(
+        self,
+        rec: DatasetTypeRecord,
+        run_info: CollectionInfo,
+        ids: Sequence[uuid.UUID],
+        values: Sequence[tuple],
+        exc: Exception,
+    ) -> None:
+        group = rec.dataset_type.dimensions
+        names = group.required
+        seen: dict[tuple, int] = {}
+        for i, v in enumerate(values):
+            if v in seen:
+                raise ConflictingDefinitionError(
+                    f"Two {rec.dataset_type.name} datasets with the same data ID {dict(zip(names, v))} "
+                    f"cannot both be in run {run_info.name!r}."
+                )
+            seen[v] = i
+        if len(set(ids)) != len(ids):
+            raise ConflictingDefinitionError("The same dataset ID was given twice.")
+        tags = rec.tables.tags
+        d = self._schema.dataset
+        with self._db.reading() as conn:
+            for chunk in _chunks(list(ids), _ID_CHUNK):
+                row = conn.execute(sqlalchemy.select(d.c.dataset_id).where(d.c.dataset_id.in_(chunk))).first()
+                if row is not None:
+                    raise ConflictingDefinitionError(
+                        f"Dataset ID {row[0]} already exists in this repository."
+                    )
+            existing = conn.execute(
+                sqlalchemy.select(*[tags.c[n] for n in names]).where(
+                    tags.c.dataset_type_id == rec.id, tags.c.collection_id == run_info.id
+                )
+            ).all()
+            clash = set(map(tuple, existing)) & set(values)
+            if clash:
+                example = sorted(clash)[0]
+                raise ConflictingDefinitionError(
+                    f"{len(clash)} {rec.dataset_type.name} dataset(s) already exist in run {run_info.name!r} "
+                    f"with the same data ID, e.g. {dict(zip(names, example))}; datasets in a run are "
+                    "never overwritten (use another run)."
+                )
+            for n in names:
+                dim = self._universe.dimensions[n]
+                if not dim.has_own_table:
+                    continue
+                cols = [x.name for x in dim.required]
+                positions = [names.index(c) for c in cols]
+                wanted = {tuple(v[p] for p in positions) for v in values}
+                table = self._schema.elements[dim.name]
+                key_cols = [table.c[c] for c in dim.key_columns]
+                found: set[tuple] = set()
+                for chunk in _chunks(sorted(wanted, key=str), 500):
+                    cond = (
+                        key_cols[0].in_([t[0] for t in chunk])
+                        if len(cols) == 1
+                        else sqlalchemy.tuple_(*key_cols).in_(list(chunk))
+                    )
+                    found.update(tuple(r) for r in conn.execute(sqlalchemy.select(*key_cols).where(cond)))
+                missing = wanted - found
+                if missing:
+                    example = sorted(missing, key=str)[0]
+                    raise DataIdError(
+                        f"{len(missing)} data ID(s) of {rec.dataset_type.name} refer to {dim.name} "
+                        f"{dict(zip(cols, example))}, which has no dimension record; insert or import it first."
+                    )
+        raise ConflictingDefinitionError(f"Could not register {rec.dataset_type.name} datasets: {exc}")
+
+    def import_refs(self, refs: Sequence[DatasetRef]) -> int:
+        """Register datasets with the UUIDs they already have (an import).
+
+        A dataset that already exists with the same type, run and data ID is
+        left alone, so importing the same file twice is harmless; a UUID that
+        exists with different content is a `ConflictingDefinitionError`.
+        Returns the number of new datasets.
+        """
+        by_key: dict[tuple[str, str], list[DatasetRef]] = defaultdict(list)
+        for ref in refs:
+            by_key[(ref.dataset_type.name, ref.run)].append(ref)
+        n_new = 0
+        for (type_name, run), group_refs in by_key.items():
+            rec = self._dataset_types.get_record(type_name)
+            run_info = self._run(run)
+            values = required_tuples(rec.dataset_type.dimensions, [r.data_id for r in group_refs])
+            ids = [r.id for r in group_refs]
+            try:
+                self._write(rec, run_info, ids, values, self._now())
+                n_new += len(ids)
+                continue
+            except ConflictingDefinitionError:
+                pass
+            existing = self._existing(rec, ids)
+            fresh_ids: list[uuid.UUID] = []
+            fresh_values: list[tuple] = []
+            for i, v in zip(ids, values):
+                have = existing.get(i)
+                if have is None:
+                    fresh_ids.append(i)
+                    fresh_values.append(v)
+                elif have != (rec.id, run_info.id, v):
+                    raise ConflictingDefinitionError(
+                        f"Dataset {i} already exists with a different type, run or data ID than in the import "
+                        f"({type_name} in {run!r}, {dict(zip(rec.dataset_type.dimensions.required, v))})."
+                    )
+            self._write(rec, run_info, fresh_ids, fresh_values, self._now())
+            n_new += len(fresh_ids)
+        return n_new
+
+    def _existing(self, rec: DatasetTypeRecord, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple]:
+        """(type id, run id, data ID values) of those ``ids`` that exist."""
+        d = self._schema.dataset
+        out: dict[uuid.UUID, tuple] = {}
+        with self._db.reading() as conn:
+            for chunk in _chunks(list(ids), _ID_CHUNK):
+                rows = conn.execute(
+                    sqlalchemy.select(d.c.dataset_id, d.c.dataset_type_id, d.c.run_id).where(
+                        d.c.dataset_id.in_(chunk)
+                    )
+                ).all()
+                for r in rows:
+                    other = self._dataset_types.get_by_id(r.dataset_type_id)
+                    tags = other.tables.tags
+                    names = other.dataset_type.dimensions.required
+                    v = conn.execute(
+                        sqlalchemy.select(*[tags.c[n] for n in names]).where(
+                            tags.c.dataset_id == r.dataset_id, tags.c.collection_id == r.run_id
+                        )
+                    ).one()
+                    out[r.dataset_id] = (r.dataset_type_id, r.run_id, tuple(v))
+        return out
+
+    # --- tagged collections ----------------------------------------------------------------------
+
+    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Add datasets to a TAGGED collection (already-present ones are fine).
+
+        Raises
+        ------
+        ConflictingDefinitionError
+            If the collection already holds a *different* dataset of the same
+            type and data ID.
+        """
+        info = self._collections.get(collection)
+        if info.type is not CollectionType.TAGGED:
+            raise CollectionTypeError(
+                f"Collection {collection!r} is {info.type.name}; only TAGGED collections take associate()."
+            )
+        for type_name, group_refs in _by_type(refs).items():
+            rec = self._dataset_types.get_record(type_name)
+            tags = rec.tables.tags
+            names = rec.dataset_type.dimensions.required
+            ids = [r.id for r in group_refs]
+            with self._db.transaction(savepoint=True) as conn:
+                present: set[uuid.UUID] = set()
+                for chunk in _chunks(ids, _ID_CHUNK):
+                    present.update(
+                        conn.execute(
+                            sqlalchemy.select(tags.c.dataset_id).where(
+                                tags.c.collection_id == info.id, tags.c.dataset_id.in_(chunk)
+                            )
+                        ).scalars()
+                    )
+                rows = []
+                for ref, values in zip(
+                    group_refs, required_tuples(rec.dataset_type.dimensions, [r.data_id for r in group_refs])
+                ):
+                    if ref.id in present:
+                        continue
+                    row = dict(zip(names, values))
+                    row.update(dataset_type_id=rec.id, dataset_id=ref.id, collection_id=info.id)
+                    rows.append(row)
+                try:
+                    with self._db.transaction(savepoint=True) as inner:
+                        for chunk in _chunks(rows):
+                            inner.execute(sqlalchemy.insert(tags), chunk)
+                except sqlalchemy.exc.IntegrityError:
+                    raise ConflictingDefinitionError(
+                        f"Collection {collection!r} already holds another {type_name} dataset with the same "
+                        "data ID as one being tagged (or a dataset being tagged does not exist); disassociate it first."
+                    ) from None
+
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        """Remove datasets from a TAGGED collection."""
+        info = self._collections.get(collection)
+        if info.type is not CollectionType.TAGGED:
+            raise CollectionTypeError(
+                f"Collection {collection!r} is {info.type.name}; only TAGGED collections take disassociate()."
+            )
+        for type_name, group_refs in _by_type(refs).items():
+            tags = self._dataset_types.get_record(type_name).tables.tags
+            with self._db.transaction() as conn:
+                for chunk in _chunks([r.id for r in group_refs], _ID_CHUNK):
+                    conn.execute(
+                        sqlalchemy.delete(tags).where(
+                            tags.c.collection_id == info.id, tags.c.dataset_id.in_(chunk)
+                        )
+                    )
+
+    # --- calibration collections -------------------------------------------------------------------
+
+    def _calibration(self, collection: str) -> CollectionInfo:
+        info = self._collections.get(collection)
+        if info.type is not CollectionType.CALIBRATION:
+            raise CollectionTypeError(
+                f"Collection {collection!r} is {info.type.name}; certification needs a CALIBRATION collection."
+            )
+        return info
+
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> None:
+        """Associate calibration datasets with a validity range in a CALIBRATION collection.
+
+        Raises
+        ------
+        ConflictingDefinitionError
+            If a dataset of the same type and data ID is already valid during
+            any part of ``timespan`` in that collection.
+        """
+        info = self._calibration(collection)
+        if timespan.is_empty():
+            raise ConflictingDefinitionError(f"Cannot certify with an empty validity range {timespan}.")
+        begin, end = timespan.nsec
+        for type_name, group_refs in _by_type(refs).items():
+            rec = self._dataset_types.get_record(type_name)
+            if not rec.dataset_type.is_calibration:
+                raise DatasetTypeError(
+                    f"Dataset type {type_name!r} is not a calibration type (is_calibration=False); "
+                    "only calibration types can be certified."
+                )
+            calibs = rec.tables.calibs
+            names = rec.dataset_type.dimensions.required
+            values = required_tuples(rec.dataset_type.dimensions, [r.data_id for r in group_refs])
+            with self._db.transaction(savepoint=True) as conn:
+                if self._db.dialect == "postgresql":
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7706171)")
+                overlapping = conn.execute(
+                    sqlalchemy.select(
+                        *[calibs.c[n] for n in names], calibs.c.validity_begin, calibs.c.validity_end
+                    ).where(
+                        calibs.c.dataset_type_id == rec.id,
+                        calibs.c.collection_id == info.id,
+                        calibs.c.validity_begin < end,
+                        calibs.c.validity_end > begin,
+                    )
+                ).all()
+                taken = {tuple(r[: len(names)]): r for r in overlapping}
+                wanted: set[tuple] = set()
+                for v in values:
+                    if v in taken or v in wanted:
+                        raise ConflictingDefinitionError(
+                            f"A {type_name} dataset for {dict(zip(names, v))} is already certified in "
+                            f"{collection!r} for a validity range overlapping {timespan}; decertify it first."
+                        )
+                    wanted.add(v)
+                rows = []
+                for ref, v in zip(group_refs, values):
+                    row = dict(zip(names, v))
+                    row.update(
+                        dataset_type_id=rec.id,
+                        dataset_id=ref.id,
+                        collection_id=info.id,
+                        validity_begin=begin,
+                        validity_end=end,
+                    )
+                    rows.append(row)
+                for chunk in _chunks(rows):
+                    conn.execute(sqlalchemy.insert(calibs), chunk)
+
+    def decertify(
+        self,
+        collection: str,
+        dataset_type: str,
+        timespan: Timespan,
+        data_ids: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Remove validity for ``timespan``, keeping the parts of ranges outside it."""
+        info = self._calibration(collection)
+        rec = self._dataset_types.get_record(dataset_type)
+        calibs = rec.tables.calibs
+        names = rec.dataset_type.dimensions.required
+        only = None if data_ids is None else set(required_tuples(rec.dataset_type.dimensions, data_ids))
+        begin, end = timespan.nsec
+        with self._db.transaction() as conn:
+            rows = (
+                conn.execute(
+                    sqlalchemy.select(calibs).where(
+                        calibs.c.dataset_type_id == rec.id,
+                        calibs.c.collection_id == info.id,
+                        calibs.c.validity_begin < end,
+                        calibs.c.validity_end > begin,
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for r in rows:
+                v = tuple(r[n] for n in names)
+                if only is not None and v not in only:
+                    continue
+                conn.execute(sqlalchemy.delete(calibs).where(calibs.c.calib_id == r["calib_id"]))
+                pieces = []
+                if r["validity_begin"] < begin:
+                    pieces.append((r["validity_begin"], begin))
+                if end < r["validity_end"]:
+                    pieces.append((end, r["validity_end"]))
+                for b, e in pieces:
+                    new = {k: r[k] for k in r.keys() if k != "calib_id"}
+                    new.update(validity_begin=b, validity_end=e)
+                    conn.execute(sqlalchemy.insert(calibs).values(**new))
+
+    # --- removal -----------------------------------------------------------------------------------------
+
+    def remove(self, refs: Iterable[DatasetRef]) -> int:
+        """Delete datasets from the registry (and every collection holding them)."""
+        ids = [r.id for r in refs]
+        d = self._schema.dataset
+        n = 0
+        with self._db.transaction() as conn:
+            for chunk in _chunks(ids, _ID_CHUNK):
+                n += conn.execute(sqlalchemy.delete(d).where(d.c.dataset_id.in_(chunk))).rowcount
+        return n
+
+    def remove_runs(self, runs: Sequence[str]) -> int:
+        """Delete every dataset of the given RUN collections, then the collections."""
+        infos = [self._run(r) for r in runs]
+        d = self._schema.dataset
+        total = 0
+        with self._db.transaction():
+            for info in infos:
+                parents = self._collections.parents_of(info.name)
+                if parents:
+                    raise ConflictingDefinitionError(
+                        f"Run {info.name!r} is a child of chained collection(s) {parents}; remove it from "
+                        "those chains first (porter collection-chain REPO PARENT RUN --mode remove)."
+                    )
+            with self._db.transaction() as conn:
+                for info in infos:
+                    total += conn.execute(sqlalchemy.delete(d).where(d.c.run_id == info.id)).rowcount
+                for info in infos:
+                    self._collections.remove(info.name, allow_datasets=True)
+        return total
+
+    # --- lookups ----------------------------------------------------------------------------------------
+
+    def refs_in_collection(
+        self, collection: CollectionInfo, dataset_types: Iterable[DatasetTypeRecord] | None = None
+    ) -> list[DatasetRef]:
+        """All datasets in a RUN or TAGGED collection, with their runs."""
+        out: list[DatasetRef] = []
+        recs = list(dataset_types) if dataset_types is not None else self._dataset_types.all_records()
+        d = self._schema.dataset
+        with self._db.reading() as conn:
+            for rec in recs:
+                tags = rec.tables.tags
+                names = rec.dataset_type.dimensions.required
+                rows = conn.execute(
+                    sqlalchemy.select(tags.c.dataset_id, d.c.run_id, *[tags.c[n] for n in names])
+                    .select_from(tags.join(d, d.c.dataset_id == tags.c.dataset_id))
+                    .where(tags.c.dataset_type_id == rec.id, tags.c.collection_id == collection.id)
+                    .order_by(*[tags.c[n] for n in names])
+                ).all()
+                group = rec.dataset_type.dimensions
+                for r in rows:
+                    run = self._collections.get_by_id(r[1]).name
+                    out.append(
+                        DatasetRef(rec.dataset_type, DataCoordinate(group, tuple(r[2:]), False), run, r[0])
+                    )
+        return out
+
+    def calibration_associations(self, collection: CollectionInfo) -> list[tuple[DatasetRef, Timespan]]:
+        """All (dataset, validity range) pairs of a CALIBRATION collection."""
+        out: list[tuple[DatasetRef, Timespan]] = []
+        d = self._schema.dataset
+        with self._db.reading() as conn:
+            for rec in self._dataset_types.all_records():
+                calibs = rec.tables.calibs
+                names = rec.dataset_type.dimensions.required
+                rows = conn.execute(
+                    sqlalchemy.select(
+                        calibs.c.dataset_id,
+                        d.c.run_id,
+                        calibs.c.validity_begin,
+                        calibs.c.validity_end,
+                        *[calibs.c[n] for n in names],
+                    )
+                    .select_from(calibs.join(d, d.c.dataset_id == calibs.c.dataset_id))
+                    .where(calibs.c.dataset_type_id == rec.id, calibs.c.collection_id == collection.id)
+                    .order_by(calibs.c.validity_begin, *[calibs.c[n] for n in names])
+                ).all()
+                group = rec.dataset_type.dimensions
+                for r in rows:
+                    run = self._collections.get_by_id(r[1]).name
+                    ref = DatasetRef(rec.dataset_type, DataCoordinate(group, tuple(r[4:]), False), run, r[0])
+                    out.append((ref, Timespan.from_nsec(r[2], r[3])))
+        return out
+
+    def get(self, dataset_id: uuid.UUID) -> DatasetRef | None:
+        """The dataset with this UUID, or `None`."""
+        d = self._schema.dataset
+        with self._db.reading() as conn:
+            row = conn.execute(
+                sqlalchemy.select(d.c.dataset_type_id, d.c.run_id).where(d.c.dataset_id == dataset_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            rec = self._dataset_types.get_by_id(row.dataset_type_id)
+            tags = rec.tables.tags
+            names = rec.dataset_type.dimensions.required
+            values = conn.execute(
+                sqlalchemy.select(*[tags.c[n] for n in names]).where(
+                    tags.c.dataset_id == dataset_id, tags.c.collection_id == row.run_id
+                )
+            ).one()
+        run = self._collections.get_by_id(row.run_id).name
+        return DatasetRef(
+            rec.dataset_type,
+            DataCoordinate(rec.dataset_type.dimensions, tuple(values), False),
+            run,
+            dataset_id,
+        )
+
+    def find(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: DataCoordinate,
+        collections: Sequence[str],
+        timespan: Timespan | None = None,
+    ) -> DatasetRef | None:
+        """The first dataset of this type and data ID found in the collection search path.
+
+        CALIBRATION collections are searched by ``timespan``; more than one
+        dataset valid in it is an error (the lookup would be ambiguous).
+        """
+        rec = self._dataset_types.get_record(dataset_type)
+        group = rec.dataset_type.dimensions
+        values = required_tuples(group, [data_id])[0]
+        names = group.required
+        d = self._schema.dataset
+        with self._db.reading() as conn:
+            for info in self._collections.flatten(collections):
+                if info.type is CollectionType.CALIBRATION:
+                    if timespan is None:
+                        continue
+                    table = rec.tables.calibs
+                    b, e = timespan.nsec
+                    extra = [table.c.validity_begin < e, table.c.validity_end > b]
+                else:
+                    table = rec.tables.tags
+                    extra = []
+                rows = conn.execute(
+                    sqlalchemy.select(table.c.dataset_id, d.c.run_id)
+                    .select_from(table.join(d, d.c.dataset_id == table.c.dataset_id))
+                    .where(
+                        table.c.dataset_type_id == rec.id,
+                        table.c.collection_id == info.id,
+                        *[table.c[n] == v for n, v in zip(names, values)],
+                        *extra,
+                    )
+                ).all()
+                if len(rows) > 1:
+                    raise InvalidQueryError(
+                        f"{len(rows)} {rec.dataset_type.name} datasets for {dict(zip(names, values))} are valid "
+                        f"during {timespan} in {info.name!r}; narrow the time range."
+                    )
+                if rows:
+                    run = self._collections.get_by_id(rows[0].run_id).name
+                    return DatasetRef(
+                        rec.dataset_type, DataCoordinate(group, values, False), run, rows[0].dataset_id
+                    )
+        return None
+
+
+def _by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
+    out: dict[str, list[DatasetRef]] = defaultdict(list)
+    for r in refs:
+        out[r.dataset_type.name].append(r)
+    return out

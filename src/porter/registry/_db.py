@@ -1,0 +1,190 @@
+"""Connections and transactions for SQLite and PostgreSQL.
+
+One `Database` per open repository.  Writes happen inside `transaction()`,
+which nests (inner blocks join the outer transaction), takes SQLite's write
+lock up front (``BEGIN IMMEDIATE``, so two writers queue instead of
+deadlocking) and retries whole transactions that PostgreSQL aborted because of
+a deadlock or serialization failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import RepositoryError
+
+__all__ = ["Database", "is_retryable"]
+
+_T = TypeVar("_T")
+
+
+def _normalize_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg2://" + url.split("://", 1)[1]
+    return url
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """True for errors after which re-running the whole transaction is safe and useful."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None)
+    if code in ("40P01", "40001"):  # deadlock_detected, serialization_failure
+        return True
+    text = str(orig or exc).lower()
+    return "database is locked" in text
+
+
+class Database:
+    """An SQLAlchemy engine plus porter's transaction discipline.
+
+    Parameters
+    ----------
+    url : `str`
+        ``sqlite:///path/to/file.sqlite3`` or ``postgresql://user@host:port/db``.
+    namespace : `str`, optional
+        PostgreSQL schema holding this repository's tables (several
+        repositories can share one database).  Ignored for SQLite.
+    """
+
+    def __init__(self, url: str, namespace: str | None = None):
+        self.url = url
+        self.engine: Engine = self._make_engine(_normalize_url(url))
+        self.dialect: str = self.engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise RepositoryError(f"Unsupported registry database {url!r}: use sqlite:/// or postgresql://.")
+        self.namespace = namespace if self.dialect == "postgresql" else None
+        self.metadata = sqlalchemy.MetaData(schema=self.namespace)
+        self._local = threading.local()
+
+    def _make_engine(self, url: str) -> Engine:
+        if url.startswith("sqlite"):
+            path = url.split("///", 1)[-1]
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = sqlalchemy.create_engine(
+                url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=sqlalchemy.NullPool
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, record: Any) -> None:
+                # Let SQLAlchemy's "begin" event issue BEGIN itself, so that
+                # DDL is transactional and writers can take the lock up front.
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA foreign_keys = ON")
+                cur.execute("PRAGMA journal_mode = WAL")
+                cur.execute("PRAGMA synchronous = NORMAL")
+                cur.execute("PRAGMA busy_timeout = 60000")
+                # GLOB patterns are case-sensitive, as on PostgreSQL.
+                cur.execute("PRAGMA case_sensitive_like = ON")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: Connection) -> None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("porter_write") else "BEGIN")
+
+            return engine
+        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+    # --- connections ---------------------------------------------------------------------------
+
+    @property
+    def _current(self) -> Connection | None:
+        return getattr(self._local, "conn", None)
+
+    @contextlib.contextmanager
+    def transaction(self, savepoint: bool = False) -> Iterator[Connection]:
+        """A write transaction; nested calls join the outermost one.
+
+        With ``savepoint=True`` a nested block can fail without aborting the
+        outer transaction.
+        """
+        current = self._current
+        if current is not None:
+            if savepoint:
+                with current.begin_nested():
+                    yield current
+            else:
+                yield current
+            return
+        with self.engine.connect() as conn:
+            conn.info["porter_write"] = True
+            self._local.conn = conn
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                self._local.conn = None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for queries; inside a transaction, that transaction's connection."""
+        current = self._current
+        if current is not None:
+            yield current
+            return
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    def retrying(self, func: Callable[[], _T], attempts: int = 6) -> _T:
+        """Run ``func`` (which opens its own transaction) again after deadlocks."""
+        delay = 0.05
+        for i in range(attempts):
+            try:
+                return func()
+            except sqlalchemy.exc.DBAPIError as exc:
+                if i == attempts - 1 or self._current is not None or not is_retryable(exc):
+                    raise
+                time.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._current is not None
+
+    # --- dialect helpers ----------------------------------------------------------------------
+
+    def insert(self, table: sqlalchemy.Table, on_conflict: str = "error") -> Any:
+        """An INSERT statement for ``table``; ``on_conflict`` is "error" or "ignore"."""
+        if on_conflict == "error":
+            return sqlalchemy.insert(table)
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            return sqlite_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing()
+
+    def upsert(self, table: sqlalchemy.Table, key_columns: list[str]) -> Any:
+        """An INSERT that replaces the non-key columns of existing rows."""
+        if self.dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            stmt: Any = sqlite_insert(table)
+        else:
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            stmt = pg_insert(table)
+        others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in key_columns}
+        if not others:
+            return stmt.on_conflict_do_nothing()
+        return stmt.on_conflict_do_update(index_elements=key_columns, set_=others)
+
+    def lock_for_schema_change(self, conn: Connection) -> None:
+        """Serialize DDL between processes (PostgreSQL advisory lock; SQLite's write lock suffices)."""
+        if self.dialect == "postgresql":
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7706170)")
+
+    def dispose(self) -> None:
+        self.engine.dispose()

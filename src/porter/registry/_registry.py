@@ -1,0 +1,381 @@
+"""The registry: one object giving access to a repository's SQL database."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import uuid
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy
+
+from ..dimensions import (
+    DataCoordinate,
+    DimensionElement,
+    DimensionRecord,
+    DimensionUniverse,
+    Timespan,
+)
+from ..errors import DataIdError, MissingCollectionError, RepositoryError
+from ._collection_type import CollectionType
+from ._collections import CollectionInfo, CollectionManager, is_pattern
+from ._dataset_ref import DatasetRef
+from ._dataset_type import DatasetType
+from ._dataset_types import DatasetTypeManager
+from ._datasets import DatasetManager
+from ._db import Database
+from ._dimension_records import DimensionRecordStorage
+from ._schema import SCHEMA_VERSION, RegistrySchema
+from .queries import DatasetSearch, QueryEngine, QuerySpec
+
+__all__ = ["Registry"]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str | DatasetType):
+        return [value]
+    return list(value)
+
+
+class Registry:
+    """SQL access to dimension records, dataset types, datasets and collections.
+
+    Open one with `Registry.create` (new repository) or `Registry.open`.
+    """
+
+    def __init__(self, db: Database, universe: DimensionUniverse):
+        self.db = db
+        self.universe = universe
+        self.schema = RegistrySchema(universe, db.metadata)
+        self.collections = CollectionManager(db, self.schema)
+        self.dataset_types = DatasetTypeManager(db, self.schema, universe)
+        self.datasets = DatasetManager(db, self.schema, universe, self.collections, self.dataset_types)
+        self.records = DimensionRecordStorage(db, self.schema, universe)
+        self.engine = QueryEngine(db, self.schema, universe, self.collections)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(
+        cls, url: str, namespace: str | None = None, universe: DimensionUniverse | None = None
+    ) -> Registry:
+        """Create the schema of a new, empty repository at ``url``.
+
+        Raises
+        ------
+        RepositoryError
+            If a porter registry already exists there.
+        """
+        universe = universe or DimensionUniverse.default()
+        db = Database(url, namespace)
+        with db.transaction() as conn:
+            if db.namespace:
+                conn.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{db.namespace}"')
+            if sqlalchemy.inspect(conn).has_table("porter_meta", schema=db.namespace):
+                raise RepositoryError(
+                    f"A porter registry already exists at {url}"
+                    + (f" (namespace {namespace!r})" if namespace else "")
+                    + "; open it instead of creating it."
+                )
+            registry = cls(db, universe)
+            db.lock_for_schema_change(conn)
+            db.metadata.create_all(conn)
+            conn.execute(
+                sqlalchemy.insert(registry.schema.meta),
+                [
+                    {"name": "schema_version", "value": SCHEMA_VERSION},
+                    {"name": "universe_namespace", "value": universe.namespace},
+                    {"name": "universe_version", "value": str(universe.version)},
+                    {"name": "universe_config", "value": universe.config_text or ""},
+                    {"name": "created", "value": datetime.datetime.now(datetime.UTC).isoformat()},
+                ],
+            )
+        return registry
+
+    @classmethod
+    def open(cls, url: str, namespace: str | None = None) -> Registry:
+        """Open an existing registry, checking its schema version."""
+        db = Database(url, namespace)
+        try:
+            with db.reading() as conn:
+                if not sqlalchemy.inspect(conn).has_table("porter_meta", schema=db.namespace):
+                    raise RepositoryError(
+                        f"No porter registry at {url}"
+                        + (f" (namespace {namespace!r})" if namespace else "")
+                        + "; create one with `porter create`."
+                    )
+                meta_table = sqlalchemy.Table(
+                    "porter_meta", sqlalchemy.MetaData(schema=db.namespace), autoload_with=conn
+                )
+                meta = dict(conn.execute(sqlalchemy.select(meta_table.c.name, meta_table.c.value)).all())
+        except sqlalchemy.exc.OperationalError as exc:
+            raise RepositoryError(f"Cannot open registry database {url}: {exc.orig}") from None
+        version = meta.get("schema_version", "")
+        if version.split(".")[0] != SCHEMA_VERSION.split(".")[0]:
+            raise RepositoryError(
+                f"Registry at {url} has schema version {version}; this porter reads {SCHEMA_VERSION}."
+            )
+        config = meta.get("universe_config") or DimensionUniverse.default_config_text()
+        default = DimensionUniverse.default()
+        universe = default if config == default.config_text else DimensionUniverse.from_yaml(config)
+        registry = cls(db, universe)
+        registry.dataset_types.refresh()
+        registry.collections.refresh()
+        return registry
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def reset_caches(self) -> None:
+        """Forget cached dataset tables, dataset types and collections.
+
+        Called after a rolled-back transaction, which may have undone the
+        creation of dataset tables or collections these caches remember.
+        """
+        for tables in self.schema.dataset_tables.values():
+            for t in (tables.tags, tables.calibs):
+                if t.key in self.db.metadata.tables:
+                    self.db.metadata.remove(t)
+        self.schema.dataset_tables.clear()
+        self.dataset_types.refresh()
+        self.collections.refresh()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes: all of them happen, or (on an exception) none."""
+        with self.db.transaction():
+            yield
+
+    # --- dimension records -----------------------------------------------------------------------
+
+    def insert_dimension_records(
+        self,
+        element: str | DimensionElement,
+        records: Iterable[Mapping[str, Any] | DimensionRecord],
+        *,
+        skip_existing: bool = False,
+        replace: bool = False,
+    ) -> int:
+        """Insert records of one dimension element (dicts or `DimensionRecord`)."""
+        e = self.universe[element] if isinstance(element, str) else element
+        recs = [
+            r
+            if isinstance(r, DimensionRecord) and r.element is e
+            else DimensionRecord.from_mapping(e, _mapping(r))
+            for r in records
+        ]
+        return self.records.insert(e, recs, skip_existing=skip_existing, replace=replace)
+
+    # --- dataset types ---------------------------------------------------------------------------
+
+    def register_dataset_type(self, dataset_type: DatasetType) -> bool:
+        return self.dataset_types.register(dataset_type)
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        return self.dataset_types.get(name)
+
+    def query_dataset_types(self, expression: Any = "*") -> list[DatasetType]:
+        return self.dataset_types.query(expression)
+
+    def remove_dataset_type(self, name: str) -> None:
+        self.dataset_types.remove(name)
+
+    # --- datasets ---------------------------------------------------------------------------------
+
+    def insert_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
+        run: str,
+        ids: Sequence[uuid.UUID] | None = None,
+    ) -> list[DatasetRef]:
+        return self.datasets.insert(dataset_type, run, data_ids, ids)
+
+    def import_datasets(self, refs: Sequence[DatasetRef]) -> int:
+        return self.datasets.import_refs(refs)
+
+    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        self.datasets.associate(collection, refs)
+
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
+        self.datasets.disassociate(collection, refs)
+
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> None:
+        self.datasets.certify(collection, refs, timespan)
+
+    def decertify(
+        self,
+        collection: str,
+        dataset_type: str,
+        timespan: Timespan,
+        data_ids: Iterable[Mapping[str, Any]] | None = None,
+    ) -> None:
+        self.datasets.decertify(collection, dataset_type, timespan, data_ids)
+
+    def remove_datasets(self, refs: Iterable[DatasetRef]) -> int:
+        return self.datasets.remove(refs)
+
+    def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
+        return self.datasets.get(uuid.UUID(str(dataset_id)))
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: Sequence[str],
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef | None:
+        dt = self.dataset_types.get_record(dataset_type).dataset_type
+        did = DataCoordinate.standardize(
+            data_id, universe=self.universe, allow_extra=True, dimensions=dt.dimensions, **kwargs
+        )
+        return self.datasets.find(dt, did, _as_list(collections), timespan)
+
+    # --- collections ---------------------------------------------------------------------------------
+
+    def _search_path(self, collections: Any) -> list[CollectionInfo]:
+        names = _as_list(collections)
+        for n in names:
+            if not isinstance(n, str):
+                raise MissingCollectionError(f"Collection names are strings, not {type(n).__name__} ({n!r}).")
+            if is_pattern(n):
+                names = self.collections.query(names)
+                break
+        return self.collections.flatten(names)
+
+    def resolve_collections(self, collections: Any) -> list[CollectionInfo]:
+        """The flattened search path of a collection expression (chains expanded)."""
+        return self._search_path(collections)
+
+    # --- queries -----------------------------------------------------------------------------------------
+
+    def _searches(self, datasets: Any, collections: Any, find_first: bool) -> list[DatasetSearch]:
+        types = _as_list(datasets)
+        if not types:
+            return []
+        if collections is None or (not isinstance(collections, str) and not list(collections)):
+            raise MissingCollectionError("A dataset search needs collections; pass collections=[…].")
+        path = self._search_path(collections)
+        return [DatasetSearch(self.dataset_types.get_record(t), path, find_first) for t in types]
+
+    def query_data_ids(
+        self,
+        dimensions: Iterable[str] | str,
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: Any = None,
+        collections: Any = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        default_data_id: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[DataCoordinate]:
+        """Data IDs of the given dimensions satisfying the constraints (see `Butler.query_data_ids`)."""
+        dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
+        spec = QuerySpec(
+            kind="data_ids",
+            dimensions=self.universe.conform(dims),
+            searches=self._searches(datasets, collections, False),
+            where=where,
+            bind=dict(bind or {}),
+            data_id={**(data_id or {}), **kwargs},
+            default_data_id=dict(default_data_id or {}),
+            order_by=_as_list(order_by),
+            limit=limit,
+        )
+        return self.engine.run(spec)
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        collections: Any,
+        *,
+        find_first: bool = True,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        default_data_id: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[DatasetRef]:
+        """Datasets of one type in the collections (see `Butler.query_datasets`)."""
+        searches = self._searches([dataset_type], collections, find_first)
+        if find_first:
+            for c in _as_list(collections):
+                if isinstance(c, str) and is_pattern(c):
+                    raise MissingCollectionError(
+                        f"find_first needs an ordered list of collections, not the pattern {c!r}; "
+                        "pass find_first=False to search every matching collection."
+                    )
+        spec = QuerySpec(
+            kind="datasets",
+            dimensions=searches[0].record.dataset_type.dimensions,
+            searches=searches,
+            where=where,
+            bind=dict(bind or {}),
+            data_id={**(data_id or {}), **kwargs},
+            default_data_id=dict(default_data_id or {}),
+            order_by=_as_list(order_by),
+            limit=limit,
+        )
+        return self.engine.run(spec)
+
+    def query_dimension_records(
+        self,
+        element: str | DimensionElement,
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: Any = None,
+        collections: Any = None,
+        order_by: Sequence[str] | str | None = None,
+        limit: int | None = None,
+        default_data_id: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> list[DimensionRecord]:
+        """Records of one element satisfying the constraints (see `Butler.query_dimension_records`)."""
+        e = self.universe[element] if isinstance(element, str) else element
+        if not e.has_own_table:
+            raise DataIdError(
+                f"Records of {e.name!r} are computed, not stored; query a spatial element instead."
+            )
+        spec = QuerySpec(
+            kind="records",
+            dimensions=e.minimal_group,
+            element=e,
+            searches=self._searches(datasets, collections, False),
+            where=where,
+            bind=dict(bind or {}),
+            data_id={**(data_id or {}), **kwargs},
+            default_data_id=dict(default_data_id or {}),
+            order_by=_as_list(order_by),
+            limit=limit,
+        )
+        return self.engine.run(spec)
+
+    def count_datasets(self, collection: str) -> int:
+        """Number of datasets in a RUN collection."""
+        info = self.collections.get(collection)
+        d = self.schema.dataset
+        with self.db.reading() as conn:
+            return conn.execute(
+                sqlalchemy.select(sqlalchemy.func.count()).select_from(d).where(d.c.run_id == info.id)
+            ).scalar_one()
+
+    def collection_type(self, name: str) -> CollectionType:
+        return self.collections.get(name).type
+
+
+def _mapping(r: Mapping[str, Any] | DimensionRecord) -> Mapping[str, Any]:
+    if isinstance(r, DimensionRecord):
+        return r.to_dict()
+    return r
