@@ -44,7 +44,12 @@ def norm_data_id(d: Any) -> tuple:
 
 def norm_ref(r: Any) -> tuple:
     data_id = r.dataId if hasattr(r, "dataId") else r.data_id
-    return (r.datasetType.name if hasattr(r, "datasetType") else r.dataset_type.name, r.run, str(r.id), norm_data_id(data_id))
+    return (
+        r.datasetType.name if hasattr(r, "datasetType") else r.dataset_type.name,
+        r.run,
+        str(r.id),
+        norm_data_id(data_id),
+    )
 
 
 def norm_record(r: Any) -> tuple:
@@ -58,6 +63,9 @@ def norm_record(r: Any) -> tuple:
                 v = None
             else:
                 b, e = v.begin, v.end
-                v = (None if b is None else round(float(b.tai.mjd) * 86400e3), None if e is None else round(float(e.tai.mjd) * 86400e3))
+                v = (
+                    None if b is None else round(float(b.tai.mjd) * 86400e3),
+                    None if e is None else round(float(e.tai.mjd) * 86400e3),
+                )
         out.append((k, norm_value(v)))
     return tuple(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -375,18 +375,23 @@ class Butler:
         *,
         format: str = "yaml",
         skip_dimensions: Iterable[str] | None = None,
+        progress: Callable[[str, int], None] | None = None,
     ) -> dict[str, int]:
         """Import a butler export file (porter's or daf_butler's, versions 0 and 1.0.x).
 
         All of it is written in one transaction: a file with any error
         imports nothing.  Dimension records that already exist are kept;
-        datasets keep their UUIDs.  Returns counts of what the file held.
+        datasets keep their UUIDs.  ``progress(description, total_steps)``
+        is called before each step.  Returns counts of what the file held.
         """
         if format != "yaml":
             raise RepositoryError(f"Unknown export format {format!r}; porter reads 'yaml'.")
         plan = read_export(filename, self.dimensions, self.registry)
+        skip = list(skip_dimensions or ())
+        total = plan.step_count(skip)
+        step = None if progress is None else (lambda description: progress(description, total))
         try:
-            return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip_dimensions or ()))
+            return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip, step))
         except BaseException:
             self.registry.reset_caches()
             raise

@@ -148,7 +148,7 @@ class DataCoordinate(Mapping[str, DataIdValue]):
                 None if merged[n] is None else coerce_dimension_value(universe, n, merged[n])
                 for n in dimensions.implied
             )
-            return cls(dimensions, required + implied, True)  # type: ignore[arg-type]
+            return cls(dimensions, required + implied, True)  # type: ignore[operator]
         return cls(dimensions, required, False)
 
     # --- mapping interface --------------------------------------------------------------------

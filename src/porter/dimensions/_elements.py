@@ -10,10 +10,11 @@ records are computed, not stored.
 
 from __future__ import annotations
 
+import builtins
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lsst.sphgeom
 
@@ -44,7 +45,7 @@ class ColumnSpec:
             )
 
     @property
-    def python_type(self) -> type:
+    def python_type(self) -> builtins.type:
         """The Python type of values of this field."""
         return {"string": str, "int": int, "float": float, "bool": bool, "hash": bytes}.get(self.type, object)
 
@@ -144,7 +145,7 @@ class DimensionElement:
         names = []
         for d in self.required:
             if d is self:
-                names.append(d.primary_key.name)  # type: ignore[attr-defined]
+                names.append(d.primary_key.name)
             else:
                 names.append(d.name)
         return tuple(names)
@@ -155,7 +156,7 @@ class DimensionElement:
         specs: list[ColumnSpec] = []
         for d in self.required:
             if d is self:
-                specs.append(d.primary_key)  # type: ignore[attr-defined]
+                specs.append(d.primary_key)
             else:
                 specs.append(_dimension_column(d, nullable=False))
         for d in self.implied:
@@ -215,7 +216,7 @@ class SkyPixDimension(Dimension):
     level: int = 0
 
     @cached_property
-    def pixelization(self) -> lsst.sphgeom.Pixelization:
+    def pixelization(self) -> Any:
         """The lsst.sphgeom pixelization object for this level."""
         if self.system == "htm":
             return lsst.sphgeom.HtmPixelization(self.level)

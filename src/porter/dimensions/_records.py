@@ -48,9 +48,8 @@ def _coerce_field(element: DimensionElement, spec: ColumnSpec, value: Any) -> An
     elif t == "bool":
         if isinstance(value, bool | numbers.Integral):
             return bool(value)
-    elif t == "hash":
-        if isinstance(value, bytes | bytearray):
-            return bytes(value)
+    elif t == "hash" and isinstance(value, bytes | bytearray):
+        return bytes(value)
     raise DataIdError(
         f"Value {value!r} ({type(value).__name__}) is not valid for {element.name}.{spec.name} "
         f"of type {spec.type}."
@@ -96,7 +95,7 @@ class DimensionRecord:
                 if "timespan" in data and data["timespan"] is not None:
                     raise DataIdError(f"Record of {element.name} has both timespan and datetime_begin/end.")
                 data.pop("timespan", None)
-                values["timespan"] = None if begin is None and end is None else Timespan(begin, end)
+                values["timespan"] = Timespan(begin, end)
             else:
                 ts = data.pop("timespan", None)
                 if ts is not None and not isinstance(ts, Timespan):

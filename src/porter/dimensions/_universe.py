@@ -200,8 +200,8 @@ class DimensionUniverse:
             for n in key:
                 self.get_dimension(n)
             group = DimensionGroup(self, key)
+            group = self._group_cache.setdefault(group.names_set, group)
             self._group_cache[key] = group
-            self._group_cache[group.names_set] = group
         return group
 
     @property

@@ -84,13 +84,13 @@ class DatasetTypeManager:
                     f"not {name.dimensions}."
                 )
             return rec
-        rec = self.find(name)
-        if rec is None:
+        found = self.find(name)
+        if found is None:
             raise MissingDatasetTypeError(
                 f"Dataset type {name!r} is not registered."
                 + did_you_mean(name, self._by_name, "dataset types")
             )
-        return rec
+        return found
 
     def get(self, name: str) -> DatasetType:
         return self.get_record(name).dataset_type
@@ -173,7 +173,9 @@ class DatasetTypeManager:
             sqlalchemy.select(dg.c.group_id).where(dg.c.dimensions == key)
         ).scalar_one_or_none()
         if row is None:
-            row = conn.execute(sqlalchemy.insert(dg).values(dimensions=key)).inserted_primary_key[0]
+            inserted = conn.execute(sqlalchemy.insert(dg).values(dimensions=key)).inserted_primary_key
+            assert inserted is not None
+            row = inserted[0]
         tables = self._schema.dataset_tables_for(group, row)
         tables.tags.create(conn, checkfirst=True)
         tables.calibs.create(conn, checkfirst=True)

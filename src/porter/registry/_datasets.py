@@ -492,7 +492,7 @@ class DatasetManager:
                 if end < r["validity_end"]:
                     pieces.append((end, r["validity_end"]))
                 for b, e in pieces:
-                    new = {k: r[k] for k in r.keys() if k != "calib_id"}
+                    new = {k: r[k] for k in r if k != "calib_id"}
                     new.update(validity_begin=b, validity_end=e)
                     conn.execute(sqlalchemy.insert(calibs).values(**new))
 

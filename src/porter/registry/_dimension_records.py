@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -89,7 +90,7 @@ class DimensionRecordStorage:
         # Sorting by key gives every writer the same lock order (no deadlocks
         # between concurrent imports on PostgreSQL) and finds duplicates.
         rows.sort(key=lambda r: tuple(_sortable(r[k]) for k in keys))
-        for a, b in zip(rows, rows[1:]):
+        for a, b in itertools.pairwise(rows):
             if all(a[k] == b[k] for k in keys):
                 if replace or skip_existing:
                     continue

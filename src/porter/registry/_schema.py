@@ -33,6 +33,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
 )
+from sqlalchemy.schema import SchemaItem
 
 from ..dimensions import ColumnSpec, Dimension, DimensionElement, DimensionGroup, DimensionUniverse
 
@@ -179,7 +180,7 @@ class RegistrySchema:
     def _add_element_table(self, element: DimensionElement) -> None:
         md = self.metadata
         universe = self.universe
-        columns: list[sqlalchemy.SchemaItem] = []
+        columns: list[SchemaItem] = []
         for spec in element.field_specs:
             nullable = spec.nullable and spec.name not in element.key_columns
             columns.append(Column(spec.name, sql_type(spec), nullable=nullable))
@@ -208,7 +209,7 @@ class RegistrySchema:
         if element.has_region:
             skypix = universe.common_skypix
             key_names = [d.name for d in element.required]
-            ocols: list[sqlalchemy.SchemaItem] = [
+            ocols: list[SchemaItem] = [
                 Column(d.name, dimension_key_type(d), nullable=False) for d in element.required
             ]
             ocols.append(Column(skypix.name, BigInteger, nullable=False))
@@ -237,8 +238,8 @@ class RegistrySchema:
         md = self.metadata
         prefix = f"{md.schema}." if md.schema else ""
 
-        def dim_columns() -> list[sqlalchemy.SchemaItem]:
-            cols: list[sqlalchemy.SchemaItem] = []
+        def dim_columns() -> list[SchemaItem]:
+            cols: list[SchemaItem] = []
             for name in group.required:
                 d = self.universe.dimensions[name]
                 cols.append(Column(name, dimension_key_type(d), nullable=False))

@@ -9,6 +9,7 @@ entries this way is an order of magnitude faster.  Every scalar goes through
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import uuid
 from collections import defaultdict
@@ -42,6 +43,7 @@ class ExportWriter:
         self.records: dict[str, dict[tuple, DimensionRecord]] = defaultdict(dict)
         self.collections: dict[str, CollectionInfo] = {}
         self.datasets: dict[tuple[str, str], list[DatasetRef]] = defaultdict(list)
+        self._dataset_ids: set[uuid.UUID] = set()
         self.paths: dict[uuid.UUID, str] = {}
         self.tag_associations: dict[str, list[uuid.UUID]] = {}
         self.calib_associations: dict[str, list[tuple[DatasetRef, Timespan]]] = {}
@@ -69,8 +71,8 @@ class ExportWriter:
                     mapping = d.mapping
                     if all(k in mapping for k in keys):
                         wanted[name].add(tuple(mapping[k] for k in keys))
-            for name, keys in wanted.items():
-                missing = keys - set(self.records[name])
+            for name, key_set in wanted.items():
+                missing = key_set - set(self.records[name])
                 if missing:
                     self._fetch(name, missing)
             # Implied dimensions (physical_filter of a visit, day_obs …) are
@@ -122,8 +124,9 @@ class ExportWriter:
             self.add_records(name, self.registry.query_dimension_records(name))
 
     def add_datasets(self, refs: Iterable[DatasetRef]) -> None:
-        refs = list(refs)
+        refs = [r for r in refs if r.id not in self._dataset_ids]
         for ref in refs:
+            self._dataset_ids.add(ref.id)
             self.datasets[(ref.dataset_type.name, ref.run)].append(ref)
         for run in {r.run for r in refs}:
             self.add_collection(run)
@@ -191,18 +194,15 @@ class ExportWriter:
                 w(f"  is_calibration: {yaml_scalar(dt.is_calibration)}\n")
             w(f"- type: dataset\n  dataset_type: {type_name}\n  run: {yaml_scalar(run)}\n  records:\n")
             names = dt.dimensions.required
-            seen: set[uuid.UUID] = set()
             parts: list[str] = []
             for ref in refs:
-                if ref.id in seen:
-                    continue
-                seen.add(ref.id)
                 values = ref.data_id.required_values
                 did = ", ".join(f"{n}: {yaml_scalar(v)}" for n, v in zip(names, values))
-                path = self.paths.get(ref.id)
-                parts.append(f"  - dataset_id:\n    - !uuid '{ref.id}'\n    data_id:\n    - {{{did}}}\n")
-                if path is not None:
-                    parts.append(f"    path: {yaml_scalar(path)}\n")
+                path = self.paths.get(ref.id) or _default_path(ref)
+                parts.append(
+                    f"  - dataset_id:\n    - !uuid '{ref.id}'\n    data_id:\n    - {{{did}}}\n"
+                    f"    path: {yaml_scalar(path)}\n"
+                )
                 if len(parts) > 4096:
                     w("".join(parts))
                     parts.clear()
@@ -238,13 +238,26 @@ class ExportWriter:
                         f"{prefix}region: !<lsst.sphgeom.{kind}>\n      encoded: {encode_region(value).hex()}\n"
                     )
             elif name == "timespan":
-                b, e = (MIN_NSEC, MAX_NSEC) if value is None else value.nsec
+                if value is None:
+                    continue  # daf_butler omits absent timespans
+                b, e = value.nsec
                 begin = "null" if b == MIN_NSEC else yaml_scalar(TaiTime(b))
                 end = "null" if e == MAX_NSEC else yaml_scalar(TaiTime(e))
                 lines.append(f"{prefix}datetime_begin: {begin}\n    datetime_end: {end}\n")
             else:
                 lines.append(f"{prefix}{name}: {yaml_scalar(value)}\n")
         w("".join(lines))
+
+
+def _default_path(ref: DatasetRef) -> str:
+    """The relative path daf_butler's default file template would give a dataset.
+
+    daf_butler requires a path for every dataset in an export; datasets that
+    have no artifact recorded get this one.
+    """
+    values = "_".join(str(v) for v in ref.data_id.required_values)
+    safe = lambda s: re.sub(r"[^A-Za-z0-9_.\-]", "_", s)  # noqa: E731
+    return f"{ref.run}/{ref.dataset_type.name}/{safe(ref.dataset_type.name)}_{safe(values)}_{safe(ref.run)}"
 
 
 def _key_sort(key: tuple) -> tuple:

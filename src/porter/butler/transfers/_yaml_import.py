@@ -20,7 +20,7 @@ import datetime
 import uuid
 import warnings
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -66,6 +66,11 @@ class ImportPlan:
         default_factory=lambda: defaultdict(list)
     )
     paths: dict[uuid.UUID, tuple[str | None, str | None]] = field(default_factory=dict)
+
+    def step_count(self, skip_dimensions: Iterable[str] = ()) -> int:
+        """Number of progress steps `apply_plan` reports."""
+        skip = set(skip_dimensions)
+        return sum(1 for n, recs in self.records.items() if recs and n not in skip) + 3
 
     def summary(self) -> dict[str, int]:
         return {
@@ -123,9 +128,9 @@ def _record_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[k] = v
     if "datetime_begin" in out or "datetime_end" in out:
-        b = out.pop("datetime_begin", None)
-        e = out.pop("datetime_end", None)
-        out["timespan"] = None if b is None and e is None else Timespan(b, e)
+        # Present (even as nulls) means a timespan, possibly unbounded; absent means none,
+        # as daf_butler reads it.
+        out["timespan"] = Timespan(out.pop("datetime_begin", None), out.pop("datetime_end", None))
     return out
 
 
@@ -284,10 +289,8 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
         try:
             type_name = item["dataset_type"]
             run = item["run"]
-            dt = plan.dataset_types.get(type_name)
-            if dt is None:
-                dt = registry.dataset_types.get(type_name)
-                plan.dataset_types.setdefault(type_name, dt)
+            if type_name not in plan.dataset_types:
+                plan.dataset_types[type_name] = registry.dataset_types.get(type_name)
             entries: list[tuple[uuid.UUID, dict[str, Any], str | None]] = []
             for rec in item.get("records") or []:
                 ids = rec["dataset_id"] if isinstance(rec["dataset_id"], list) else [rec["dataset_id"]]
@@ -318,16 +321,28 @@ def _uuid(value: Any) -> uuid.UUID:
     return uuid.UUID(str(value))
 
 
-def apply_plan(plan: ImportPlan, registry: Registry, skip_dimensions: Iterable[str] = ()) -> dict[str, int]:
-    """Write an `ImportPlan` to the registry in one transaction; return counts."""
+def apply_plan(
+    plan: ImportPlan,
+    registry: Registry,
+    skip_dimensions: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, int]:
+    """Write an `ImportPlan` to the registry in one transaction; return counts.
+
+    ``progress`` is called with a description before each of
+    ``plan.step_count()`` steps.
+    """
     universe = registry.universe
     skip = set(skip_dimensions)
     counts = plan.summary()
+    step = progress or (lambda _: None)
     with registry.transaction():
         for name in universe.sorted_names(plan.records):
             if name in skip or not plan.records[name]:
                 continue
+            step(f"{len(plan.records[name])} {name} records")
             registry.records.insert(universe[name], plan.records[name], skip_existing=True)
+        step("dataset types and collections")
         for dt in plan.dataset_types.values():
             registry.register_dataset_type(dt)
         for run, (host, ts) in plan.runs.items():
@@ -340,6 +355,7 @@ def apply_plan(plan: ImportPlan, registry: Registry, skip_dimensions: Iterable[s
             registry.collections.register(name, CollectionType.CHAINED, doc=plan.docs.get(name))
         for name, children in plan.chains.items():
             registry.collections.set_chain(name, children)
+        step(f"{sum(len(e) for _, _, e in plan.datasets)} datasets")
         by_id: dict[uuid.UUID, DatasetRef] = {}
         refs: list[DatasetRef] = []
         for type_name, run, entries in plan.datasets:
@@ -353,6 +369,7 @@ def apply_plan(plan: ImportPlan, registry: Registry, skip_dimensions: Iterable[s
                 refs.append(ref)
                 by_id[did] = ref
         counts["new datasets"] = registry.import_datasets(refs)
+        step("collection associations")
         for name, ids in plan.tags.items():
             registry.associate(name, [_lookup(registry, by_id, i, name) for i in ids])
         for name, ranges in plan.calibs.items():

@@ -32,20 +32,30 @@ class RegionBytes(bytes):
     """The binary encoding of an lsst.sphgeom region read from an export file."""
 
 
-class ExportLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class ExportLoader(_BaseLoader):
     """A safe YAML loader that understands the tags of butler export files."""
+
+
+def _bad(node: yaml.Node, message: str) -> yaml.constructor.ConstructorError:
+    return yaml.constructor.ConstructorError(None, None, message, node.start_mark)
 
 
 def _uuid(loader: Any, node: yaml.Node) -> uuid.UUID | None:
     value = loader.construct_scalar(node)
-    return uuid.UUID(value) if value else None
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        raise _bad(node, f"{value!r} is not a valid UUID") from None
 
 
 def _tai_time(loader: Any, node: yaml.Node) -> TaiTime | None:
     value = loader.construct_scalar(node)
     if value in (None, "", "null"):
         return None
-    return TaiTime(tai_nsec_from_iso(value))
+    try:
+        return TaiTime(tai_nsec_from_iso(value))
+    except ValueError as exc:
+        raise _bad(node, str(exc)) from None
 
 
 def _region(loader: Any, suffix: str, node: yaml.Node) -> RegionBytes:
@@ -65,7 +75,10 @@ def _timespan(loader: Any, node: yaml.Node) -> Timespan | None:
             return Timespan.make_empty()
         return None
     data = loader.construct_mapping(node, deep=True)
-    return Timespan(_nsec(data.get("begin")), _nsec(data.get("end")))
+    try:
+        return Timespan(_nsec(data.get("begin")), _nsec(data.get("end")))
+    except (ValueError, TypeError) as exc:
+        raise _bad(node, f"bad timespan: {exc}") from None
 
 
 def _nsec(value: Any) -> int | None:

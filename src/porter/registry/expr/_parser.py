@@ -278,8 +278,9 @@ class _Parser:
             return TimeLiteral(str(t.value), value, pos=t.pos)
         if t.kind == "RANGE":
             self.advance()
-            start, stop, stride = t.value  # type: ignore[misc]
-            return RangeLiteral(start, stop, stride, pos=t.pos)
+            assert isinstance(t.value, tuple)
+            start, stop, stride = t.value
+            return RangeLiteral(int(start), int(stop), stride, pos=t.pos)
         return None
 
     def primary(self) -> Node:

@@ -371,7 +371,7 @@ class _Plan:
         dims = list(group.required)
         if tag_ids or not cal_ids:
             t = rec.tables.tags
-            cols = [t.c.dataset_id, t.c.collection_id, *[t.c[d] for d in dims]]
+            cols: list[Any] = [t.c.dataset_id, t.c.collection_id, *[t.c[d] for d in dims]]
             if cal_ids:
                 cols += [
                     sqlalchemy.null().cast(BigInteger).label("validity_begin"),
@@ -531,7 +531,6 @@ class _Plan:
 
     def _run_sql(self) -> list[Any]:
         spec = self.spec
-        universe = self.universe
         from_ = self._join_all()
         compiler = SqlCompiler(self._lookup)
         where = [compiler.predicate(self.pred)]

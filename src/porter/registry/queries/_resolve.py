@@ -382,13 +382,12 @@ class _Resolver:
                 node,
                 f"A range like {node.rhs if isinstance(b, _Range) else node.lhs} only works with IN: write x IN (1..10).",
             )
-        if op in ("=", "!="):
-            if isinstance(b, _Null) or isinstance(a, _Null):
-                other_node, other = (node.lhs, a) if isinstance(b, _Null) else (node.rhs, b)
-                if isinstance(other, _Null):
-                    raise self.err(node, "Comparing NULL with NULL is always unknown.")
-                col = self.column(other_node, other)
-                return IsNull(col) if op == "=" else Not(IsNull(col))
+        if op in ("=", "!=") and (isinstance(b, _Null) or isinstance(a, _Null)):
+            other_node, other = (node.lhs, a) if isinstance(b, _Null) else (node.rhs, b)
+            if isinstance(other, _Null):
+                raise self.err(node, "Comparing NULL with NULL is always unknown.")
+            col = self.column(other_node, other)
+            return IsNull(col) if op == "=" else Not(IsNull(col))
         if op in ("=", "!=", "<", "<=", ">", ">="):
             ca = self.column(node.lhs, a)
             cb = self.column(node.rhs, b)

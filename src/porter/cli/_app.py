@@ -1,0 +1,547 @@
+"""The ``porter`` command: repository subcommands named as in Rubin's ``butler``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from ..butler import Butler
+from ..dimensions import Timespan, tai_nsec_from_time
+from ..errors import PorterError
+from ..registry import CollectionType
+from ..registry.expr import parse_time_literal
+from ._output import (
+    console,
+    data_id_rows,
+    handle_errors,
+    print_json,
+    print_rows,
+    records_rows,
+    refs_rows,
+)
+
+app = typer.Typer(
+    name="porter",
+    help="porter: a data-release system for sky surveys.\n\n"
+    "Repository commands mirror Rubin's `butler` command: create, import, export, "
+    "query-datasets, query-data-ids, query-dimension-records, query-collections, "
+    "query-dataset-types, register-dataset-type, collection-chain, remove-runs, "
+    "certify-calibrations.  Add --json to query commands for machine-readable output.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+
+RepoArg = Annotated[Path, typer.Argument(help="Repository directory (holding porter.yaml).")]
+WhereOpt = Annotated[
+    str, typer.Option("--where", "-w", help="A `where` expression, e.g. \"visit > 100 AND band = 'r'\".")
+]
+CollectionsOpt = Annotated[
+    list[str] | None,
+    typer.Option("--collections", "-c", help="Collection(s) to search, in order; repeat or comma-separate."),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="At most this many results.")]
+OrderOpt = Annotated[
+    list[str] | None, typer.Option("--order-by", "-o", help="Sort keys, '-' for descending; repeatable.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+BindOpt = Annotated[
+    list[str] | None,
+    typer.Option("--bind", "-b", help="NAME=VALUE for a :NAME in --where (numbers are numbers); repeatable."),
+]
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(x.strip() for x in v.split(",") if x.strip())
+    return out
+
+
+def _bind(values: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in values or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--bind {item!r}: use NAME=VALUE.")
+        name, value = item.split("=", 1)
+        parsed: Any = value
+        for cast in (int, float):
+            try:
+                parsed = cast(value)
+                break
+            except ValueError:
+                continue
+        out[name.strip()] = parsed
+    return out
+
+
+@contextlib.contextmanager
+def _open(repo: Path, **kwargs: Any) -> Iterator[Butler]:
+    butler = Butler(repo, **kwargs)
+    try:
+        yield butler
+    finally:
+        butler.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+# --- repository lifecycle ------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def create(
+    repo: RepoArg,
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            help="Registry database URL (default: SQLite in REPO), e.g. postgresql://user@host:5432/db."
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None, typer.Option(help="PostgreSQL schema for this repository's tables.")
+    ] = None,
+    datastore: Annotated[str | None, typer.Option(help="Where files are stored (default: REPO).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing SQLite repository at REPO.")] = False,
+) -> None:
+    """Create an empty data repository.
+
+    Examples:
+
+        porter create repo/
+        porter create repo/ --registry postgresql://postgres@127.0.0.1:5432/porter --namespace dr1
+    """
+    butler = Butler.create(
+        repo, registry=registry, namespace=namespace, datastore=datastore, overwrite=overwrite
+    )
+    console.print(f"Created repository [bold]{repo}[/] (registry {butler.registry.db.dialect}).")
+    butler.close()
+
+
+@app.command("import")
+@handle_errors
+def import_(
+    repo: RepoArg,
+    export_file: Annotated[Path, typer.Argument(help="Export YAML written by porter or daf_butler.")],
+    skip_dimensions: Annotated[
+        list[str] | None, typer.Option("--skip-dimensions", "-s", help="Dimension elements not to import.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Import a butler export file (format versions 0 and 1.0.x) in one transaction.
+
+    A bad file imports nothing. Dimension records already present are kept; datasets keep their UUIDs.
+
+    Example:
+
+        porter import repo/ ../shared/data/butler-exports/hsc-rc2-subset.yaml
+    """
+    with _open(repo) as butler, _progress() as progress:
+        task = progress.add_task("Reading export file", total=None)
+
+        def step(description: str, total: int) -> None:
+            progress.update(task, total=total, description=f"Importing {description}")
+            progress.advance(task)
+
+        counts = butler.import_(export_file, skip_dimensions=_split(skip_dimensions), progress=step)
+    if as_json:
+        print_json([counts])
+    else:
+        print_rows([{"what": k, "count": v} for k, v in counts.items()], title=f"Imported {export_file.name}")
+
+
+@app.command()
+@handle_errors
+def export(
+    repo: RepoArg,
+    export_file: Annotated[Path, typer.Argument(help="Export YAML to write (atomically).")],
+    collections: CollectionsOpt = None,
+    dataset_type: Annotated[
+        list[str] | None, typer.Option("--dataset-type", "-d", help="Dataset types to export (default all).")
+    ] = None,
+    where: WhereOpt = "",
+    all_dimensions: Annotated[
+        bool, typer.Option("--all-dimensions", help="Also export every dimension record in the repository.")
+    ] = False,
+) -> None:
+    """Export datasets of collections, with the records and collections they need, as Rubin export YAML.
+
+    The file is readable by `porter import` and by daf_butler's `butler import`.
+
+    Examples:
+
+        porter export repo/ out.yaml --collections HSC/runs/ci_hsc
+        porter export repo/ dims.yaml --all-dimensions
+    """
+    with _open(repo) as butler:
+        counts = butler.export(
+            export_file,
+            collections=_split(collections) or None,
+            dataset_types=_split(dataset_type) or None,
+            where=where,
+            include_all_dimensions=all_dimensions,
+        )
+    print_rows([{"what": k, "count": v} for k, v in counts.items()], title=f"Wrote {export_file}")
+
+
+# --- queries ----------------------------------------------------------------------------------------------
+
+
+@app.command("query-datasets")
+@handle_errors
+def query_datasets(
+    repo: RepoArg,
+    dataset_types: Annotated[
+        list[str] | None, typer.Argument(help="Dataset type names or globs (default: all).")
+    ] = None,
+    collections: CollectionsOpt = None,
+    where: WhereOpt = "",
+    bind: BindOpt = None,
+    find_first: Annotated[
+        bool,
+        typer.Option(
+            "--find-first/--no-find-first", help="Only the first match per data ID in the search order."
+        ),
+    ] = True,
+    order_by: OrderOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List datasets.
+
+    Examples:
+
+        porter query-datasets repo/ bias -c imported_g -c imported_r
+        porter query-datasets repo/ 'calexp*' -c HSC/runs/ci_hsc --where "visit = 903334 AND detector < 30" --json
+    """
+    colls = _split(collections)
+    if not colls:
+        raise typer.BadParameter("Give the collections to search with --collections/-c.")
+    with _open(repo) as butler:
+        butler.registry.resolve_collections(colls)  # unknown collections are errors, even with no types
+        types = butler.query_dataset_types(_split(dataset_types) or "*")
+        rows: list[dict[str, Any]] = []
+        for dt in types:
+            refs = butler.query_datasets(
+                dt,
+                colls,
+                find_first=find_first,
+                where=where,
+                bind=_bind(bind),
+                order_by=_split(order_by) or None,
+                limit=limit,
+            )
+            if not order_by:
+                refs.sort()
+            rows.extend(refs_rows(refs))
+    print_rows(rows, title="datasets", as_json=as_json)
+
+
+@app.command("query-data-ids")
+@handle_errors
+def query_data_ids(
+    repo: RepoArg,
+    dimensions: Annotated[
+        list[str], typer.Argument(help="Dimensions of the data IDs (e.g. visit detector).")
+    ],
+    collections: CollectionsOpt = None,
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", "-d", help="Only data IDs with these datasets in --collections."),
+    ] = None,
+    where: WhereOpt = "",
+    bind: BindOpt = None,
+    order_by: OrderOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List data IDs, with implied values (band, day_obs …) filled in.
+
+    Spatial dimensions of different kinds are joined by region overlap.
+
+    Examples:
+
+        porter query-data-ids repo/ visit detector --where "instrument = 'HSC' AND band = 'r'"
+        porter query-data-ids repo/ tract patch visit --where "instrument = 'HSC' AND skymap = 'hsc_rings_v1'"
+        porter query-data-ids repo/ visit --where "instrument = 'HSC' AND visit.region OVERLAPS POINT(150.1, 2.2)"
+    """
+    with _open(repo) as butler:
+        ids = butler.query_data_ids(
+            _split(dimensions),
+            where=where,
+            bind=_bind(bind),
+            datasets=_split(datasets) or None,
+            collections=_split(collections) or None,
+            order_by=_split(order_by) or None,
+            limit=limit,
+        )
+    if not order_by:
+        ids.sort()
+    print_rows(data_id_rows(ids), title="data IDs", as_json=as_json)
+
+
+@app.command("query-dimension-records")
+@handle_errors
+def query_dimension_records(
+    repo: RepoArg,
+    element: Annotated[str, typer.Argument(help="Dimension element (visit, detector, patch …).")],
+    collections: CollectionsOpt = None,
+    datasets: Annotated[
+        list[str] | None,
+        typer.Option("--datasets", "-d", help="Only records of data IDs with these datasets."),
+    ] = None,
+    where: WhereOpt = "",
+    bind: BindOpt = None,
+    order_by: OrderOpt = None,
+    limit: LimitOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List dimension records.
+
+    Examples:
+
+        porter query-dimension-records repo/ detector --where "instrument = 'HSC' AND detector.purpose = 'SCIENCE'"
+        porter query-dimension-records repo/ visit --where "instrument='HSC'" --order-by -visit.exposure_time --limit 5
+    """
+    with _open(repo) as butler:
+        records = butler.query_dimension_records(
+            element,
+            where=where,
+            bind=_bind(bind),
+            datasets=_split(datasets) or None,
+            collections=_split(collections) or None,
+            order_by=_split(order_by) or None,
+            limit=limit,
+        )
+    if not order_by:
+        records.sort(key=lambda r: tuple(str(v) for v in r.key_values))
+    print_rows(records_rows(records), title=f"{element} records", as_json=as_json)
+
+
+@app.command("query-collections")
+@handle_errors
+def query_collections(
+    repo: RepoArg,
+    globs: Annotated[
+        list[str] | None, typer.Argument(help="Collection names or globs (default: all).")
+    ] = None,
+    collection_type: Annotated[
+        list[str] | None, typer.Option("--collection-type", "-t", help="RUN, TAGGED, CHAINED or CALIBRATION.")
+    ] = None,
+    chains: Annotated[
+        str,
+        typer.Option(help="TABLE (children listed), TREE (indented), FLATTEN (expand chains), NO-CHILDREN."),
+    ] = "TABLE",
+    as_json: JsonOpt = False,
+) -> None:
+    """List collections.
+
+    Examples:
+
+        porter query-collections repo/
+        porter query-collections repo/ 'HSC/runs/*' --collection-type RUN
+    """
+    mode = chains.upper()
+    if mode not in ("TABLE", "TREE", "FLATTEN", "NO-CHILDREN"):
+        raise typer.BadParameter(f"--chains {chains!r}: use TABLE, TREE, FLATTEN or NO-CHILDREN.")
+    types = [CollectionType.from_name(t) for t in _split(collection_type)] or None
+    with _open(repo) as butler:
+        names = butler.collections.query(_split(globs) or "*", types, flatten_chains=mode == "FLATTEN")
+        infos = [butler.collections.get_info(n) for n in names]
+        rows: list[dict[str, Any]] = []
+        if mode == "TREE":
+
+            def add(info: Any, depth: int) -> None:
+                rows.append({"name": "  " * depth + info.name, "type": info.type.name})
+                for child in info.children:
+                    add(butler.collections.get_info(child), depth + 1)
+
+            for info in infos:
+                add(info, 0)
+        else:
+            for info in infos:
+                row: dict[str, Any] = {"name": info.name, "type": info.type.name}
+                if mode == "TABLE":
+                    row["children"] = ", ".join(info.children)
+                rows.append(row)
+    if as_json:
+        print_json([i.to_dict() for i in infos])
+    else:
+        print_rows(rows, title="collections")
+
+
+@app.command("query-dataset-types")
+@handle_errors
+def query_dataset_types(
+    repo: RepoArg,
+    globs: Annotated[list[str] | None, typer.Argument(help="Names or globs (default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List registered dataset types.
+
+    Example:
+
+        porter query-dataset-types repo/ 'calexp*'
+    """
+    with _open(repo) as butler:
+        types = butler.query_dataset_types(_split(globs) or "*")
+    rows = [
+        {
+            "name": t.name,
+            "dimensions": " ".join(t.dimensions.required),
+            "storage_class": t.storage_class_name,
+            "is_calibration": t.is_calibration,
+        }
+        for t in types
+    ]
+    print_rows(rows, title="dataset types", as_json=as_json)
+
+
+# --- writes ------------------------------------------------------------------------------------------------
+
+
+@app.command("register-dataset-type")
+@handle_errors
+def register_dataset_type(
+    repo: RepoArg,
+    name: Annotated[str, typer.Argument(help="Dataset type name.")],
+    storage_class: Annotated[str, typer.Argument(help="Storage class (ExposureF, ArrowTable, …).")],
+    dimensions: Annotated[list[str], typer.Argument(help="Its dimensions.")],
+    is_calibration: Annotated[
+        bool, typer.Option("--is-calibration", help="A calibration dataset type.")
+    ] = False,
+) -> None:
+    """Register a dataset type.
+
+    Example:
+
+        porter register-dataset-type repo/ calexp ExposureF instrument visit detector
+    """
+    with _open(repo) as butler:
+        created = butler.register_dataset_type(
+            name, _split(dimensions), storage_class, is_calibration=is_calibration
+        )
+    console.print(f"{'Registered' if created else 'Already registered:'} {name}.")
+
+
+@app.command("collection-chain")
+@handle_errors
+def collection_chain(
+    repo: RepoArg,
+    parent: Annotated[str, typer.Argument(help="The CHAINED collection.")],
+    children: Annotated[list[str] | None, typer.Argument(help="Child collections, in search order.")] = None,
+    mode: Annotated[str, typer.Option(help="redefine, extend, prepend, remove or pop.")] = "redefine",
+    doc: Annotated[str | None, typer.Option(help="Documentation string for a new chain.")] = None,
+) -> None:
+    """Define or modify a CHAINED collection (created if needed with --mode redefine).
+
+    Examples:
+
+        porter collection-chain repo/ HSC/defaults HSC/raw/all HSC/calib
+        porter collection-chain repo/ HSC/defaults u/me/run2 --mode prepend
+        porter collection-chain repo/ HSC/defaults 0 --mode pop
+    """
+    kids = _split(children)
+    m = mode.lower()
+    with _open(repo) as butler:
+        cols = butler.collections
+        if m == "redefine":
+            cols.redefine_chain(parent, kids)
+            if doc:
+                butler.registry.collections.set_doc(parent, doc)
+        elif m == "extend":
+            cols.extend_chain(parent, kids)
+        elif m == "prepend":
+            cols.prepend_chain(parent, kids)
+        elif m == "remove":
+            cols.remove_from_chain(parent, kids)
+        elif m == "pop":
+            current = list(cols.get_info(parent).children)
+            indexes = [int(k) for k in kids] or [0]
+            drop = {current[i] for i in indexes}
+            cols.remove_from_chain(parent, sorted(drop))
+        else:
+            raise typer.BadParameter(f"--mode {mode!r}: use redefine, extend, prepend, remove or pop.")
+        final = cols.get_info(parent).children
+    console.print(f"{parent}: [{', '.join(final)}]")
+
+
+@app.command("remove-runs")
+@handle_errors
+def remove_runs(
+    repo: RepoArg,
+    collections: Annotated[list[str], typer.Argument(help="RUN collections (names or globs) to delete.")],
+    no_confirm: Annotated[bool, typer.Option("--no-confirm", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete RUN collections and all their datasets (refused while a run is in a chain).
+
+    Example:
+
+        porter remove-runs repo/ 'u/me/test*' --no-confirm
+    """
+    with _open(repo) as butler:
+        runs = butler.collections.query(_split(collections), CollectionType.RUN)
+        if not runs:
+            console.print("No matching RUN collections.")
+            return
+        print_rows(
+            [{"run": r, "datasets": butler.registry.count_datasets(r)} for r in runs], title="runs to remove"
+        )
+        if not no_confirm and not typer.confirm("Remove these runs and their datasets?"):
+            raise typer.Exit(1)
+        n = butler.remove_runs(runs)
+    console.print(f"Removed {len(runs)} run(s) and {n} dataset(s).")
+
+
+@app.command("certify-calibrations")
+@handle_errors
+def certify_calibrations(
+    repo: RepoArg,
+    input_collection: Annotated[str, typer.Argument(help="Collection holding the calibrations to certify.")],
+    output_collection: Annotated[str, typer.Argument(help="CALIBRATION collection (created if needed).")],
+    dataset_type: Annotated[str, typer.Argument(help="Calibration dataset type (bias, flat, …).")],
+    begin_date: Annotated[
+        str | None, typer.Option(help="Start of validity, e.g. 2020-01-01T00:00:00 (UTC; /tai for TAI).")
+    ] = None,
+    end_date: Annotated[str | None, typer.Option(help="End of validity (exclusive).")] = None,
+    where: WhereOpt = "",
+) -> None:
+    """Certify calibration datasets into a CALIBRATION collection for a validity range.
+
+    Example:
+
+        porter certify-calibrations repo/ u/me/bias-run HSC/calib bias --begin-date 2013-01-01 --end-date 2014-01-01
+    """
+
+    def to_nsec(text: str | None) -> int | None:
+        if text is None:
+            return None
+        try:
+            return tai_nsec_from_time(parse_time_literal(text))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+    timespan = Timespan(to_nsec(begin_date), to_nsec(end_date))
+    with _open(repo) as butler:
+        refs = butler.query_datasets(dataset_type, [input_collection], where=where)
+        if not refs:
+            raise PorterError(f"No {dataset_type} datasets in {input_collection!r} to certify.")
+        butler.collections.register(output_collection, CollectionType.CALIBRATION)
+        butler.registry.certify(output_collection, refs, timespan)
+    console.print(f"Certified {len(refs)} {dataset_type} dataset(s) into {output_collection} for {timespan}.")

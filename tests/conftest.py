@@ -1,0 +1,118 @@
+"""Shared fixtures: repositories on SQLite and PostgreSQL, and daf_butler peers.
+
+Every registry test that takes the ``backend`` fixture runs twice, against
+SQLite and against the real PostgreSQL server on 127.0.0.1:5432.  Each
+PostgreSQL repository lives in its own schema, dropped afterwards.  Under
+``CI=true`` an unreachable PostgreSQL is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peer import EXPORTS, make_daf_repo
+from porter import Butler
+
+PG_ADMIN_URL = os.environ.get("PORTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_DB = "porter_test"
+
+
+def _pg_url() -> str:
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{PG_DB}"
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> str:
+    """URL of a PostgreSQL database for tests (created if needed)."""
+    try:
+        engine = sqlalchemy.create_engine(
+            PG_ADMIN_URL.replace("postgresql://", "postgresql+psycopg2://"), isolation_level="AUTOCOMMIT"
+        )
+        with engine.connect() as conn:
+            exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).first()
+            if not exists:
+                conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+        engine.dispose()
+    except Exception as exc:
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (CI=true requires the PostgreSQL tests to run)")
+        pytest.skip(message)
+    return _pg_url()
+
+
+def drop_schema(url: str, schema: str) -> None:
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_server")
+    return request.param
+
+
+RepoFactory = Callable[..., Butler]
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Iterator[RepoFactory]:
+    """A function creating empty repositories on the test's backend."""
+    created: list[tuple[Butler, str | None]] = []
+
+    def factory(name: str = "repo", **kwargs: object) -> Butler:
+        if backend == "postgresql":
+            schema = f"t_{uuid.uuid4().hex[:12]}"
+            butler = Butler.create(tmp_path / name, registry=_pg_url(), namespace=schema)
+            created.append((butler, schema))
+        else:
+            butler = Butler.create(tmp_path / name)
+            created.append((butler, None))
+        if kwargs:
+            reopened = Butler(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+            created.append((reopened, None))
+            return reopened
+        return butler
+
+    yield factory
+    for butler, schema in created:
+        butler.close()
+        if schema:
+            drop_schema(_pg_url(), schema)
+
+
+@pytest.fixture
+def repo(make_repo: RepoFactory) -> Butler:
+    return make_repo()
+
+
+def load(butler: Butler, *files: str) -> Butler:
+    for f in files:
+        butler.import_(EXPORTS / f)
+    return butler
+
+
+@pytest.fixture(scope="session")
+def daf_repos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[tuple[str, ...]], object]:
+    """daf_butler peer repositories, built once per set of export files."""
+    cache: dict[tuple[str, ...], object] = {}
+
+    def get(files: tuple[str, ...]) -> object:
+        if files not in cache:
+            root = tmp_path_factory.mktemp("daf")
+            cache[files] = make_daf_repo(root / "repo", list(files))
+        return cache[files]
+
+    return get
