@@ -170,7 +170,7 @@ def test_insert_find_and_conflicts(repo: Butler) -> None:
         repo.registry.insert_datasets(
             "bias", [{"instrument": "Cam1", "detector": 4}, {"instrument": "Cam1", "detector": 2}], "run"
         )
-    with pytest.raises(DataIdError, match="detector .* which has no dimension record"):
+    with pytest.raises(DataIdError, match=r"detector .* which has no dimension record"):
         repo.registry.insert_datasets("bias", [{"instrument": "Cam1", "detector": 99}], "run")
     with pytest.raises(DataIdError, match="missing"):
         repo.registry.insert_datasets("bias", [{"instrument": "Cam1"}], "run")

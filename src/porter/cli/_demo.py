@@ -80,6 +80,11 @@ def demo(
         )
         t_spatial = time.perf_counter() - t1
         per_band = Counter(d["band"] for d in overlaps)
+        console.print(
+            f"Spatial query: visit-detector images overlapping tract {patch['tract']} patch {patch['patch']} "
+            f"of {skymaps[0]} ({len(overlaps)} found in {t_spatial * 1000:.0f} ms)",
+            soft_wrap=True,
+        )
         print_rows(
             [
                 {
@@ -89,6 +94,6 @@ def demo(
                 }
                 for b, n in sorted(per_band.items())
             ],
-            title=f"Images overlapping tract {patch['tract']} patch {patch['patch']} ({t_spatial * 1000:.0f} ms)",
+            title="Images overlapping the patch",
         )
     butler.close()

@@ -100,7 +100,7 @@ def _to_nsec(value: Any, unbounded: int) -> int:
     if isinstance(value, astropy.time.Time):
         return tai_nsec_from_time(value)
     if isinstance(value, int):
-        return value
+        return int(value)
     if isinstance(value, str):
         return tai_nsec_from_iso(value)
     if isinstance(value, datetime.datetime):

@@ -156,33 +156,25 @@ class DatasetManager:
     ) -> None:
         if not ids:
             return
-        group = rec.dataset_type.dimensions
-        names = group.required
-        d = self._schema.dataset
-        tags = rec.tables.tags
+        names = rec.dataset_type.dimensions.required
+        db = self._db
+        keys = [db.uuid_param(i) for i in ids]
+        type_id, run_id = rec.id, run_info.id
         try:
-            with self._db.transaction(savepoint=True) as conn:
+            with db.transaction(savepoint=True) as conn:
                 for chunk in _chunks(range(len(ids))):
-                    conn.execute(
-                        sqlalchemy.insert(d),
-                        [
-                            {
-                                "dataset_id": ids[i],
-                                "dataset_type_id": rec.id,
-                                "run_id": run_info.id,
-                                "ingest_date": ingest_date,
-                            }
-                            for i in chunk
-                        ],
+                    db.bulk_insert(
+                        conn,
+                        self._schema.dataset,
+                        ["dataset_id", "dataset_type_id", "run_id", "ingest_date"],
+                        [(keys[i], type_id, run_id, ingest_date) for i in chunk],
                     )
-                    tag_rows = []
-                    for i in chunk:
-                        row = dict(zip(names, values[i]))
-                        row["dataset_type_id"] = rec.id
-                        row["dataset_id"] = ids[i]
-                        row["collection_id"] = run_info.id
-                        tag_rows.append(row)
-                    conn.execute(sqlalchemy.insert(tags), tag_rows)
+                    db.bulk_insert(
+                        conn,
+                        rec.tables.tags,
+                        ["dataset_type_id", "dataset_id", "collection_id", *names],
+                        [(type_id, keys[i], run_id, *values[i]) for i in chunk],
+                    )
         except sqlalchemy.exc.IntegrityError as exc:
             self._explain_write_failure(rec, run_info, ids, values, exc)
             raise  # pragma: no cover - _explain always raises

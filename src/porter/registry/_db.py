@@ -12,7 +12,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -86,6 +87,9 @@ class Database:
                 cur.execute("PRAGMA busy_timeout = 60000")
                 # GLOB patterns are case-sensitive, as on PostgreSQL.
                 cur.execute("PRAGMA case_sensitive_like = ON")
+                # Bulk inserts into indexed tables want a larger page cache.
+                cur.execute("PRAGMA cache_size = -65536")
+                cur.execute("PRAGMA temp_store = MEMORY")
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -180,6 +184,53 @@ class Database:
         if not others:
             return stmt.on_conflict_do_nothing()
         return stmt.on_conflict_do_update(index_elements=key_columns, set_=others)
+
+    def bulk_insert(
+        self,
+        conn: Connection,
+        table: sqlalchemy.Table,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        on_conflict: str = "error",
+    ) -> None:
+        """Insert many rows (tuples in ``columns`` order) with set-based statements.
+
+        This is the registry's hot path: it hands the rows straight to the
+        driver (SQLite ``executemany``; PostgreSQL multi-row ``VALUES`` pages
+        via psycopg2's ``execute_values``), skipping SQLAlchemy's per-row
+        parameter processing.  Values must already be in database form
+        (UUIDs as produced by `uuid_param`).  ``on_conflict`` is "error" or
+        "ignore".
+        """
+        if not rows:
+            return
+        prep = conn.dialect.identifier_preparer
+        name = prep.format_table(table)
+        cols = ", ".join(prep.quote(c) for c in columns)
+        if self.dialect == "sqlite":
+            verb = "INSERT OR IGNORE" if on_conflict == "ignore" else "INSERT"
+            marks = ", ".join("?" for _ in columns)
+            conn.exec_driver_sql(f"{verb} INTO {name} ({cols}) VALUES ({marks})", list(rows))
+            return
+        # PostgreSQL: multi-row VALUES pages, rendered by psycopg2's own
+        # quoting (mogrify) and sent through SQLAlchemy, so errors and events
+        # are the same as for every other statement.
+        suffix = " ON CONFLICT DO NOTHING" if on_conflict == "ignore" else ""
+        prefix = f"INSERT INTO {name} ({cols}) VALUES "
+        template = "(" + ", ".join("%s" for _ in columns) + ")"
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            for start in range(0, len(rows), 5000):
+                page = rows[start : start + 5000]
+                values = b",".join(cursor.mogrify(template, tuple(r)) for r in page).decode()
+                # No parameters follow, but the driver still formats: escape %.
+                conn.exec_driver_sql((prefix + values + suffix).replace("%", "%%"))
+        finally:
+            cursor.close()
+
+    def uuid_param(self, value: uuid.UUID) -> Any:
+        """A UUID as `bulk_insert` must pass it (hex text on SQLite, as SQLAlchemy stores it)."""
+        return value.hex if self.dialect == "sqlite" else str(value)
 
     def lock_for_schema_change(self, conn: Connection) -> None:
         """Serialize DDL between processes (PostgreSQL advisory lock; SQLite's write lock suffices)."""

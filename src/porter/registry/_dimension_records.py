@@ -1,11 +1,20 @@
-"""Writing dimension records, in bulk, with their sky-pixel overlap rows."""
+"""Writing dimension records, in bulk, with their sky-pixel overlap rows.
+
+Records arrive as mappings (or `DimensionRecord` objects) and are validated
+straight into SQL rows by a per-element `RecordRowBuilder`: the common case
+(right types, known fields) costs a few type checks per field; anything else
+goes through `DimensionRecord.from_mapping`, which coerces what can be
+coerced and explains what cannot.
+"""
 
 from __future__ import annotations
 
-import itertools
+import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import astropy.time
+import lsst.sphgeom
 import sqlalchemy
 
 from ..dimensions import (
@@ -14,28 +23,16 @@ from ..dimensions import (
     DimensionUniverse,
     Timespan,
     decode_region,
-    encode_region,
-    pixel_envelope,
+    tai_nsec_from_time,
 )
 from ..errors import ConflictingDefinitionError, DataIdError
 from ._db import Database
 from ._schema import RegistrySchema
+from ._spatial_index import envelopes
 
-__all__ = ["DimensionRecordStorage", "record_from_row", "record_to_row"]
+__all__ = ["DimensionRecordStorage", "RecordRowBuilder", "record_from_row"]
 
 _CHUNK = 50_000
-
-
-def record_to_row(record: DimensionRecord) -> dict[str, Any]:
-    """The SQL row of a record (regions encoded, timespans as nanoseconds)."""
-    row = record.to_dict()
-    if "region" in row:
-        region = row["region"]
-        row["region"] = None if region is None else encode_region(region)
-    if "timespan" in row:
-        ts = row.pop("timespan")
-        row["timespan_begin"], row["timespan_end"] = (None, None) if ts is None else ts.nsec
-    return row
 
 
 def record_from_row(element: DimensionElement, row: Mapping[str, Any]) -> DimensionRecord:
@@ -53,6 +50,122 @@ def record_from_row(element: DimensionElement, row: Mapping[str, Any]) -> Dimens
     return DimensionRecord(element, values)
 
 
+def _time_nsec(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, astropy.time.Time):
+        return tai_nsec_from_time(value)
+    if isinstance(value, datetime.datetime):
+        return tai_nsec_from_time(astropy.time.Time(value, scale="utc"))
+    raise TypeError(value)
+
+
+class RecordRowBuilder:
+    """Turns record mappings of one element into SQL row tuples (``columns`` order)."""
+
+    def __init__(self, element: DimensionElement):
+        self.element = element
+        specs = element.field_specs
+        self.columns: list[str] = [s.name for s in specs]
+        self.key_positions = [self.columns.index(k) for k in element.key_columns]
+        self.has_region = element.has_region
+        self.has_timespan = element.has_timespan
+        if self.has_region:
+            self.region_position = len(self.columns)
+            self.columns.append("region")
+        if self.has_timespan:
+            self.columns += ["timespan_begin", "timespan_end"]
+        self.allowed = {s.name for s in specs}
+        if self.has_region:
+            self.allowed.add("region")
+        if self.has_timespan:
+            self.allowed |= {"timespan", "datetime_begin", "datetime_end"}
+        keys = set(element.key_columns)
+        self._checks = [
+            (
+                s.name,
+                {"int": int, "float": float, "string": str, "bool": bool, "hash": bytes}[s.type],
+                s.length,
+                s.nullable and s.name not in keys,
+            )
+            for s in specs
+        ]
+
+    def row(self, data: Mapping[str, Any] | DimensionRecord) -> tuple:
+        """One SQL row (region as encoded bytes, timespan as two nanosecond bounds)."""
+        if isinstance(data, DimensionRecord):
+            data = data.to_dict()
+        fast = self._fast(data)
+        if fast is not None:
+            return fast
+        record = DimensionRecord.from_mapping(self.element, data)
+        values = record.to_dict()
+        out: list[Any] = [values[name] for name in self.columns[: len(self._checks)]]
+        if self.has_region:
+            region = values["region"]
+            out.append(None if region is None else region.encode())
+        if self.has_timespan:
+            ts = values["timespan"]
+            out += [None, None] if ts is None else list(ts.nsec)
+        return tuple(out)
+
+    def _fast(self, data: Mapping[str, Any]) -> tuple | None:
+        for k in data:
+            if k not in self.allowed:
+                return None
+        out: list[Any] = []
+        get = data.get
+        for name, kind, length, nullable in self._checks:
+            v = get(name)
+            if v is None:
+                if not nullable:
+                    return None
+            elif type(v) is not kind:
+                if kind is float and type(v) is int:
+                    v = float(v)
+                else:
+                    return None
+            elif length is not None and len(v) > length:  # type: ignore[arg-type]
+                return None
+            out.append(v)
+        if self.has_region:
+            region = get("region")
+            if region is None or type(region) is bytes:
+                out.append(region)
+            elif isinstance(region, bytes):
+                out.append(bytes(region))
+            elif isinstance(region, lsst.sphgeom.Region):
+                out.append(region.encode())
+            else:
+                return None
+        if self.has_timespan:
+            if "timespan" in data:
+                if "datetime_begin" in data or "datetime_end" in data:
+                    return None
+                ts = data["timespan"]
+                if ts is None:
+                    out += [None, None]
+                elif isinstance(ts, Timespan):
+                    out += list(ts.nsec)
+                else:
+                    return None
+            elif "datetime_begin" in data or "datetime_end" in data:
+                try:
+                    out += list(
+                        Timespan(_time_nsec(get("datetime_begin")), _time_nsec(get("datetime_end"))).nsec
+                    )
+                except TypeError:
+                    return None
+            else:
+                out += [None, None]
+        return tuple(out)
+
+    def key(self, row: tuple) -> tuple:
+        return tuple(row[i] for i in self.key_positions)
+
+
 class DimensionRecordStorage:
     """Inserts dimension records with set-based statements."""
 
@@ -60,11 +173,18 @@ class DimensionRecordStorage:
         self._db = db
         self._schema = schema
         self._universe = universe
+        self._builders: dict[str, RecordRowBuilder] = {}
+
+    def builder(self, element: DimensionElement) -> RecordRowBuilder:
+        b = self._builders.get(element.name)
+        if b is None:
+            b = self._builders[element.name] = RecordRowBuilder(element)
+        return b
 
     def insert(
         self,
         element: DimensionElement,
-        records: Sequence[DimensionRecord],
+        records: Iterable[Mapping[str, Any] | DimensionRecord],
         *,
         skip_existing: bool = False,
         replace: bool = False,
@@ -82,58 +202,79 @@ class DimensionRecordStorage:
             raise DataIdError(
                 f"Records of {element.name!r} are computed from the sky pixelization; none are stored."
             )
-        if not records:
+        builder = self.builder(element)
+        rows = [builder.row(r) for r in records]
+        if not rows:
             return 0
-        table = self._schema.elements[element.name]
-        rows = [record_to_row(r) for r in records]
-        keys = list(element.key_columns)
-        # Sorting by key gives every writer the same lock order (no deadlocks
-        # between concurrent imports on PostgreSQL) and finds duplicates.
-        rows.sort(key=lambda r: tuple(_sortable(r[k]) for k in keys))
-        for a, b in itertools.pairwise(rows):
-            if all(a[k] == b[k] for k in keys):
-                if replace or skip_existing:
+        keys = [builder.key(r) for r in rows]
+        if len(set(keys)) != len(keys):
+            seen: set[tuple] = set()
+            unique_rows = []
+            for k, r in zip(keys, rows):
+                if k in seen:
+                    if not (replace or skip_existing):
+                        raise ConflictingDefinitionError(
+                            f"Two records of {element.name!r} have the same key {dict(zip(element.key_columns, k))}."
+                        )
                     continue
-                raise ConflictingDefinitionError(
-                    f"Two records of {element.name!r} have the same key {dict((k, a[k]) for k in keys)}."
-                )
-        if replace:
-            stmt = self._db.upsert(table, keys)
-        elif skip_existing:
-            stmt = self._db.insert(table, on_conflict="ignore")
-        else:
-            stmt = sqlalchemy.insert(table)
+                seen.add(k)
+                unique_rows.append(r)
+            rows = unique_rows
+            keys = [builder.key(r) for r in rows]
+        if self._db.dialect == "postgresql":
+            # The same lock order in every writer: concurrent imports cannot deadlock.
+            order = sorted(range(len(rows)), key=lambda i: tuple(map(_sortable, keys[i])))
+            rows = [rows[i] for i in order]
+            keys = [keys[i] for i in order]
+        table = self._schema.elements[element.name]
+        pixel_ranges = None
+        if element.has_region:
+            regions = [r[builder.region_position] for r in rows]
+            present = [i for i, reg in enumerate(regions) if reg is not None]
+            skypix = self._universe.common_skypix
+            ranges = envelopes(skypix.system, skypix.level, [regions[i] for i in present])
+            pixel_ranges = list(zip(present, ranges))
         try:
             # A savepoint, so a failure inside a larger transaction (an import)
             # can be diagnosed and reported without poisoning it.
             with self._db.transaction(savepoint=True) as conn:
-                self._ensure_bands(conn, element, rows)
-                for chunk in _chunks(rows):
-                    conn.execute(stmt, chunk)
-                if element.has_region:
-                    self._write_overlaps(conn, element, records, replace=replace)
+                self._ensure_bands(conn, element, builder, rows)
+                if replace:
+                    stmt = self._db.upsert(table, list(element.key_columns))
+                    for chunk in _chunks(rows):
+                        conn.execute(stmt, [dict(zip(builder.columns, r)) for r in chunk])
+                else:
+                    self._db.bulk_insert(
+                        conn, table, builder.columns, rows, "ignore" if skip_existing else "error"
+                    )
+                if pixel_ranges is not None:
+                    self._write_overlaps(conn, element, keys, pixel_ranges, replace)
         except sqlalchemy.exc.IntegrityError as exc:
             # The fast path failed; find out why, in words the user can act on.
+            named = [dict(zip(builder.columns, r)) for r in rows]
             with self._db.reading() as conn:
-                self._check_dependencies(conn, element, rows)
+                self._check_dependencies(conn, element, named)
                 if not (skip_existing or replace):
-                    self._check_not_existing(conn, element, rows)
+                    self._check_not_existing(conn, element, named)
             raise ConflictingDefinitionError(
                 f"Records of {element.name!r} conflict with existing ones (a duplicate alternate key such as "
                 f"a detector full_name or visit name?): {exc.orig}"
             ) from None
         return len(rows)
 
-    def _ensure_bands(self, conn: sqlalchemy.Connection, element: DimensionElement, rows: list[dict]) -> None:
+    def _ensure_bands(
+        self,
+        conn: sqlalchemy.Connection,
+        element: DimensionElement,
+        builder: RecordRowBuilder,
+        rows: list[tuple],
+    ) -> None:
         """Bands are implied by physical filters; insert the ones they name (as daf_butler's band view does)."""
         if "band" not in element.direct_implies or "band" not in self._schema.elements:
             return
-        bands = sorted({r["band"] for r in rows if r.get("band") is not None})
-        if bands:
-            conn.execute(
-                self._db.insert(self._schema.elements["band"], on_conflict="ignore"),
-                [{"name": b} for b in bands],
-            )
+        pos = builder.columns.index("band")
+        bands = sorted({r[pos] for r in rows if r[pos] is not None})
+        self._db.bulk_insert(conn, self._schema.elements["band"], ["name"], [(b,) for b in bands], "ignore")
 
     def _check_not_existing(
         self, conn: sqlalchemy.Connection, element: DimensionElement, rows: list[dict]
@@ -174,35 +315,26 @@ class DimensionRecordStorage:
         self,
         conn: sqlalchemy.Connection,
         element: DimensionElement,
-        records: Iterable[DimensionRecord],
+        keys: list[tuple],
+        pixel_ranges: list[tuple[int, list[tuple[int, int]]]],
         replace: bool,
     ) -> None:
         overlap = self._schema.overlaps[element.name]
-        skypix = self._universe.common_skypix
-        pixelization = skypix.pixelization
         key_names = [d.name for d in element.required]
-        orows: list[dict[str, Any]] = []
-        records = list(records)
         if replace:
-            for chunk in _chunks(records):
-                keys = [r.key_values for r in chunk]
+            for chunk in _chunks(keys):
                 conn.execute(
                     sqlalchemy.delete(overlap).where(
-                        sqlalchemy.tuple_(*[overlap.c[k] for k in key_names]).in_(keys)
+                        sqlalchemy.tuple_(*[overlap.c[k] for k in key_names]).in_(list(chunk))
                     )
                 )
-        for r in records:
-            region = r.region
-            if region is None:
-                continue
-            key = dict(zip(key_names, r.key_values))
-            for pix in pixel_envelope(pixelization, region):
-                row = dict(key)
-                row[skypix.name] = pix
-                orows.append(row)
-        stmt = self._db.insert(overlap, on_conflict="ignore")
-        for chunk in _chunks(orows):
-            conn.execute(stmt, chunk)
+        rows: list[tuple] = []
+        for i, ranges in pixel_ranges:
+            key = keys[i]
+            for begin, end in ranges:
+                for pix in range(begin, end):
+                    rows.append((*key, pix))
+        self._db.bulk_insert(conn, overlap, [*key_names, self._universe.common_skypix.name], rows, "ignore")
 
 
 def _sortable(v: Any) -> tuple:
@@ -217,12 +349,7 @@ def _chunks(rows: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
 def _existing_keys(
     conn: sqlalchemy.Connection, table: sqlalchemy.Table, columns: list[str], wanted: set[tuple]
 ) -> set[tuple]:
-    """The subset of ``wanted`` key tuples that exist in ``table``.
-
-    Selects by the leading key column (few distinct values: instruments,
-    skymaps) and filters in Python, which is one cheap query per chunk on
-    both SQLite and PostgreSQL.
-    """
+    """The subset of ``wanted`` key tuples that exist in ``table`` (only used to explain errors)."""
     found: set[tuple] = set()
     cols = [table.c[c] for c in columns]
     wanted_list = sorted(wanted, key=lambda t: tuple(map(_sortable, t)))

@@ -30,7 +30,6 @@ import yaml
 
 from ...dimensions import (
     DataCoordinate,
-    DimensionRecord,
     DimensionUniverse,
     Timespan,
     iso_from_tai_nsec,
@@ -38,7 +37,8 @@ from ...dimensions import (
 )
 from ...errors import DataIdError, ExportFormatError, PorterError
 from ...registry import CollectionType, DatasetRef, DatasetType, Registry
-from ._yaml_tags import ExportLoader, RegionBytes, TaiTime
+from . import _fast_yaml as fast_yaml
+from ._yaml_tags import ExportLoader, TaiTime
 
 __all__ = ["ImportPlan", "read_export"]
 
@@ -52,7 +52,8 @@ class ImportPlan:
 
     universe_version: int
     universe_namespace: str
-    records: dict[str, list[DimensionRecord]] = field(default_factory=lambda: defaultdict(list))
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Raw record mappings per element (validated when written)."""
     dataset_types: dict[str, DatasetType] = field(default_factory=dict)
     runs: dict[str, tuple[str | None, Timespan | None]] = field(default_factory=dict)
     collections: dict[str, CollectionType] = field(default_factory=dict)
@@ -118,34 +119,33 @@ def _to_time_value(value: Any) -> Any:
     return value
 
 
-def _record_fields(raw: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in raw.items():
-        if isinstance(v, RegionBytes):
-            out[k] = bytes(v)
-        elif isinstance(v, TaiTime | datetime.datetime):
-            out[k] = _to_time_value(v)
+def load_export_yaml(stream: IO[str] | str | Path) -> Any:
+    """Parse export-file YAML: the fast reader when it can, PyYAML (libyaml) otherwise."""
+    try:
+        if isinstance(stream, str | Path):
+            with open(stream, encoding="utf-8") as f:
+                text = f.read()
         else:
-            out[k] = v
-    if "datetime_begin" in out or "datetime_end" in out:
-        # Present (even as nulls) means a timespan, possibly unbounded; absent means none,
-        # as daf_butler reads it.
-        out["timespan"] = Timespan(out.pop("datetime_begin", None), out.pop("datetime_end", None))
-    return out
+            text = stream.read()
+    except FileNotFoundError:
+        raise ExportFormatError(f"Export file {stream} does not exist.") from None
+    except UnicodeDecodeError as exc:
+        raise ExportFormatError(f"Export file {stream} is not UTF-8 text: {exc}") from None
+    try:
+        return fast_yaml.load(text)
+    except fast_yaml.Unsupported:
+        pass
+    except ValueError as exc:
+        raise ExportFormatError(f"Bad value in export file: {exc}") from None
+    try:
+        return yaml.load(text, Loader=ExportLoader)
+    except yaml.YAMLError as exc:
+        raise ExportFormatError(f"Export file is not valid YAML: {exc}") from None
 
 
 def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, registry: Registry) -> ImportPlan:
     """Parse and validate an export file into an `ImportPlan` (nothing is written)."""
-    try:
-        if isinstance(stream, str | Path):
-            with open(stream, encoding="utf-8") as f:
-                wrapper = yaml.load(f, Loader=ExportLoader)
-        else:
-            wrapper = yaml.load(stream, Loader=ExportLoader)
-    except FileNotFoundError:
-        raise ExportFormatError(f"Export file {stream} does not exist.") from None
-    except yaml.YAMLError as exc:
-        raise ExportFormatError(f"Export file is not valid YAML: {exc}") from None
+    wrapper = load_export_yaml(stream)
     if not isinstance(wrapper, Mapping) or "data" not in wrapper or "version" not in wrapper:
         raise ExportFormatError(
             "Not a butler export file: expected a mapping with 'version' and 'data' keys "
@@ -167,19 +167,16 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
             kind = item["type"]
             if kind == "dimension":
                 element_name = item["element"]
-                element = universe[element_name]
+                universe[element_name]  # unknown elements are errors here, with suggestions
                 raw_records = [dict(r) for r in item.get("records") or []]
                 if migrate and element_name == "visit":
                     if v < 2 and "visit_system_membership" in universe:
                         plan.records["visit_system_membership"].extend(
-                            DimensionRecord.from_mapping(
-                                universe["visit_system_membership"],
-                                {
-                                    "instrument": r["instrument"],
-                                    "visit_system": r["visit_system"],
-                                    "visit": r["id"],
-                                },
-                            )
+                            {
+                                "instrument": r["instrument"],
+                                "visit_system": r["visit_system"],
+                                "visit": r["id"],
+                            }
                             for r in raw_records
                             if r.get("visit_system") is not None
                         )
@@ -197,22 +194,14 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
                             r["group"] = r.pop("group_name")
                             r.pop("group_id", None)
                             plan.records["group"].append(
-                                DimensionRecord.from_mapping(
-                                    universe["group"],
-                                    {"instrument": r["instrument"], "name": str(r["group"])},
-                                )
+                                {"instrument": r["instrument"], "name": str(r["group"])}
                             )
                 if migrate and v < 6 and element_name in ("visit", "exposure"):
                     for r in raw_records:
                         if r.get("day_obs") is not None:
                             day_obs_needed.add((r["instrument"], int(r["day_obs"])))
-                for i, r in enumerate(raw_records):
-                    try:
-                        plan.records[element_name].append(
-                            DimensionRecord.from_mapping(element, _record_fields(r))
-                        )
-                    except PorterError as exc:
-                        raise ExportFormatError(f"record {i}: {exc}") from None
+                # Validated (quickly) by the registry's row builder when written.
+                plan.records[element_name].extend(raw_records)
             elif kind == "collection":
                 ctype = CollectionType.from_name(item["collection_type"])
                 name = item["name"]
@@ -280,11 +269,9 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
             detail = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
             raise ExportFormatError(f"Bad export file at {_where(index, item)}: {detail}") from None
     if day_obs_needed:
-        have = {(r.instrument, r.id) for r in plan.records.get("day_obs", [])}
+        have = {(r["instrument"], r["id"]) for r in plan.records.get("day_obs", [])}
         for instrument, day_obs in sorted(day_obs_needed - have):
-            plan.records["day_obs"].append(
-                DimensionRecord.from_mapping(universe["day_obs"], {"instrument": instrument, "id": day_obs})
-            )
+            plan.records["day_obs"].append({"instrument": instrument, "id": day_obs})
     for index, item in dataset_items:
         try:
             type_name = item["dataset_type"]
@@ -341,7 +328,10 @@ def apply_plan(
             if name in skip or not plan.records[name]:
                 continue
             step(f"{len(plan.records[name])} {name} records")
-            registry.records.insert(universe[name], plan.records[name], skip_existing=True)
+            try:
+                registry.records.insert(universe[name], plan.records[name], skip_existing=True)
+            except DataIdError as exc:
+                raise ExportFormatError(f"Bad {name} records in export file: {exc}") from None
         step("dataset types and collections")
         for dt in plan.dataset_types.values():
             registry.register_dataset_type(dt)

@@ -124,9 +124,12 @@ def yaml_scalar(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        text = repr(value)
+        text = repr(value).lower()
         if text in ("inf", "-inf", "nan"):
             return {"inf": ".inf", "-inf": "-.inf", "nan": ".nan"}[text]
+        if "." not in text and "e" in text:
+            # YAML 1.1 floats need a dot ("1e-05" would read back as a string).
+            text = text.replace("e", ".0e", 1)
         return text
     if isinstance(value, uuid.UUID):
         return f"!uuid '{value}'"

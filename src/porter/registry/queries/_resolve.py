@@ -284,8 +284,11 @@ class _Resolver:
         r = self.visit(node)
         if isinstance(r, _PREDICATE_TYPES):
             return r
+        start = node
+        while isinstance(start, ast.BinaryOp | ast.IsIn):
+            start = start.lhs
         raise self.err(
-            node,
+            start,
             f"{node} is a value ({getattr(r, 'type', '?')}), not a condition; compare it with something.",
         )
 

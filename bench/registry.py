@@ -1,0 +1,416 @@
+"""Registry benchmark: porter and lsst-daf-butler side by side, same synthetic data, SQLite.
+
+    python bench/registry.py                  # 2,000 visits x 189 detectors = 378,000 data IDs
+    python bench/registry.py --visits 200     # a quick run
+    python bench/registry.py --memory-check   # also run porter at half size: memory must scale with data
+
+Each implementation runs in its own subprocess (so peak-memory figures do not
+mix); every step is timed with time.perf_counter and its peak-RSS growth is
+read from getrusage.  Steps:
+
+  1. insert dimension records (instrument, filters, 189 detectors, day_obs,
+     visits and visit-detector regions with sphgeom polygons, skymap,
+     tracts, patches)
+  2. register 378,000 datasets (calexp: instrument, visit, detector) in one run
+  3. query_datasets with  visit > 1000 AND detector IN (1..50) AND band = 'r'
+  4. query_data_ids for all (visit, detector) of one band
+  5. spatial query_data_ids(["visit", "detector"]) for one tract/patch
+  6. export the whole run (datasets and the records they need) to YAML
+  7. import that file into a fresh repository
+
+Requires lsst-daf-butler (pip install -e '.[bench]').
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _synthetic as syn
+
+STEPS = [
+    "insert dimension records",
+    "register datasets",
+    "query_datasets (visit>1000, detector 1..50, band r)",
+    "query_data_ids one band",
+    "spatial query_data_ids one patch",
+    "export run",
+    "import run",
+]
+WHERE = "visit > 1000 AND detector IN (1..50) AND band = 'r'"
+FORMATTER = "lsst.daf.butler.formatters.json.JsonFormatter"  # any importable formatter; no files exist
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def run(self, name: str, func: Callable[[], Any]) -> Any:
+        rss0 = peak_rss_mb()
+        t0 = time.perf_counter()
+        value = func()
+        dt = time.perf_counter() - t0
+        self.results[name] = {"seconds": dt, "peak_rss_growth_mb": peak_rss_mb() - rss0}
+        n = len(value) if hasattr(value, "__len__") else value
+        self.results[name]["rows"] = n
+        print(f"  {name:<52} {dt:9.3f} s  rows={n}", file=sys.stderr, flush=True)
+        return value
+
+
+def middle_patch() -> tuple[int, int]:
+    tracts = list(syn.tracts())
+    tract = tracts[len(tracts) // 2 + 1][0]
+    return tract, 44
+
+
+# --- porter --------------------------------------------------------------------------------------------
+
+
+def run_porter(n_visits: int, workdir: Path) -> dict[str, Any]:
+    from porter import Butler, Timespan
+
+    timer = Timer()
+    vis = syn.visits(n_visits)
+    dets = syn.detector_offsets()
+    records: dict[str, list[dict[str, Any]]] = {
+        "instrument": [
+            {"name": syn.INSTRUMENT, "detector_max": 200, "visit_max": 10**6, "class_name": "bench.Cam"}
+        ],
+        "physical_filter": [{"instrument": syn.INSTRUMENT, "name": f"{b}_01", "band": b} for b in syn.BANDS],
+        "detector": [
+            {
+                "instrument": syn.INSTRUMENT,
+                "id": d,
+                "full_name": f"R{d // 9:02d}_S{d % 9}",
+                "raft": f"R{d // 9:02d}",
+                "purpose": "SCIENCE",
+            }
+            for d, _, _ in dets
+        ],
+        "day_obs": [{"instrument": syn.INSTRUMENT, "id": d} for d in sorted({v.day_obs for v in vis})],
+        "visit": [
+            {
+                "instrument": syn.INSTRUMENT,
+                "id": v.id,
+                "physical_filter": f"{v.band}_01",
+                "day_obs": v.day_obs,
+                "name": f"V{v.id}",
+                "exposure_time": 30.0,
+                "region": v.region,
+                "timespan": Timespan(v.begin_iso, v.end_iso),
+            }
+            for v in vis
+        ],
+        "visit_detector_region": [
+            {"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d, "region": r}
+            for v in vis
+            for d, r in syn.detector_regions(v)
+        ],
+        "skymap": [
+            {
+                "name": syn.SKYMAP,
+                "hash": b"0123456789",
+                "tract_max": 100,
+                "patch_nx_max": 10,
+                "patch_ny_max": 10,
+            }
+        ],
+        "tract": [],
+        "patch": [],
+    }
+    for t, region, patches in syn.tracts():
+        records["tract"].append({"skymap": syn.SKYMAP, "id": t, "region": region})
+        for p, cx, cy, pregion in patches:
+            records["patch"].append(
+                {"skymap": syn.SKYMAP, "tract": t, "id": p, "cell_x": cx, "cell_y": cy, "region": pregion}
+            )
+    data_ids = [{"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d} for v in vis for d, _, _ in dets]
+    butler = Butler.create(workdir / "porter-repo")
+
+    def insert_records() -> int:
+        n = 0
+        for element, recs in records.items():
+            n += butler.insert_dimension_records(element, recs)
+        return n
+
+    timer.run(STEPS[0], insert_records)
+
+    def register() -> list:
+        butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "ExposureF")
+        butler.collections.register("run")
+        return butler.registry.insert_datasets("calexp", data_ids, "run")
+
+    timer.run(STEPS[1], register)
+    timer.run(
+        STEPS[2], lambda: butler.query_datasets("calexp", "run", where=WHERE, instrument=syn.INSTRUMENT)
+    )
+    timer.run(
+        STEPS[3],
+        lambda: butler.query_data_ids(["visit", "detector"], where="band = 'r'", instrument=syn.INSTRUMENT),
+    )
+    tract, patch = middle_patch()
+    timer.run(
+        STEPS[4],
+        lambda: butler.query_data_ids(
+            ["visit", "detector"],
+            instrument=syn.INSTRUMENT,
+            skymap=syn.SKYMAP,
+            where="tract = :t AND patch = :p",
+            bind={"t": tract, "p": patch},
+        ),
+    )
+    export = workdir / "porter-export.yaml"
+    timer.run(STEPS[5], lambda: butler.export(export, collections=["run"])["datasets"])
+    fresh = Butler.create(workdir / "porter-fresh")
+    timer.run(STEPS[6], lambda: fresh.import_(export)["datasets"])
+    return timer.results
+
+
+# --- daf_butler ----------------------------------------------------------------------------------------
+
+
+def run_daf(n_visits: int, workdir: Path) -> dict[str, Any]:
+    import astropy.time
+    from lsst.daf.butler import Butler, DatasetType, FileDataset, Timespan
+    from lsst.daf.butler.transfers import YamlRepoExportBackend, YamlRepoImportBackend
+
+    timer = Timer()
+    vis = syn.visits(n_visits)
+    dets = syn.detector_offsets()
+    root = workdir / "daf-repo"
+    Butler.makeRepo(str(root))
+    butler = Butler(str(root), writeable=True)
+    universe = butler.dimensions
+    records: dict[str, list[dict[str, Any]]] = {
+        "instrument": [
+            {"name": syn.INSTRUMENT, "detector_max": 200, "visit_max": 10**6, "class_name": "bench.Cam"}
+        ],
+        "physical_filter": [{"instrument": syn.INSTRUMENT, "name": f"{b}_01", "band": b} for b in syn.BANDS],
+        "detector": [
+            {
+                "instrument": syn.INSTRUMENT,
+                "id": d,
+                "full_name": f"R{d // 9:02d}_S{d % 9}",
+                "raft": f"R{d // 9:02d}",
+                "purpose": "SCIENCE",
+            }
+            for d, _, _ in dets
+        ],
+        "day_obs": [{"instrument": syn.INSTRUMENT, "id": d} for d in sorted({v.day_obs for v in vis})],
+        "visit": [
+            {
+                "instrument": syn.INSTRUMENT,
+                "id": v.id,
+                "physical_filter": f"{v.band}_01",
+                "day_obs": v.day_obs,
+                "name": f"V{v.id}",
+                "exposure_time": 30.0,
+                "region": v.region,
+                "timespan": Timespan(
+                    astropy.time.Time(v.begin_iso, scale="tai"), astropy.time.Time(v.end_iso, scale="tai")
+                ),
+            }
+            for v in vis
+        ],
+        "visit_detector_region": [
+            {"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d, "region": r}
+            for v in vis
+            for d, r in syn.detector_regions(v)
+        ],
+        "skymap": [
+            {
+                "name": syn.SKYMAP,
+                "hash": b"0123456789",
+                "tract_max": 100,
+                "patch_nx_max": 10,
+                "patch_ny_max": 10,
+            }
+        ],
+        "tract": [],
+        "patch": [],
+    }
+    for t, region, patches in syn.tracts():
+        records["tract"].append({"skymap": syn.SKYMAP, "id": t, "region": region})
+        for p, cx, cy, pregion in patches:
+            records["patch"].append(
+                {"skymap": syn.SKYMAP, "tract": t, "id": p, "cell_x": cx, "cell_y": cy, "region": pregion}
+            )
+    data_ids = [{"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d} for v in vis for d, _, _ in dets]
+
+    def insert_records() -> int:
+        n = 0
+        for element, recs in records.items():
+            butler.registry.insertDimensionData(element, *recs)
+            n += len(recs)
+        return n
+
+    timer.run(STEPS[0], insert_records)
+    dataset_type = DatasetType("calexp", ["instrument", "visit", "detector"], "ExposureF", universe=universe)
+
+    def register() -> list:
+        butler.registry.registerDatasetType(dataset_type)
+        butler.registry.registerRun("run")
+        return list(butler.registry.insertDatasets(dataset_type, data_ids, run="run"))
+
+    timer.run(STEPS[1], register)
+    timer.run(
+        STEPS[2],
+        lambda: butler.query_datasets(
+            "calexp", "run", where=WHERE, instrument=syn.INSTRUMENT, limit=None, explain=False
+        ),
+    )
+    timer.run(
+        STEPS[3],
+        lambda: butler.query_data_ids(
+            ["visit", "detector"], where="band = 'r'", instrument=syn.INSTRUMENT, limit=None, explain=False
+        ),
+    )
+    tract, patch = middle_patch()
+    timer.run(
+        STEPS[4],
+        lambda: butler.query_data_ids(
+            ["visit", "detector"],
+            instrument=syn.INSTRUMENT,
+            skymap=syn.SKYMAP,
+            where="tract = :t AND patch = :p",
+            bind={"t": tract, "p": patch},
+            limit=None,
+            explain=False,
+        ),
+    )
+    export = workdir / "daf-export.yaml"
+
+    def do_export() -> int:
+        # daf_butler's own export path minus the datastore (which has no
+        # artifacts here): query the refs and the records their data IDs
+        # need, and write them with its YAML export backend.
+        refs = butler.query_datasets("calexp", "run", limit=None, explain=False)
+        with open(export, "w") as stream:
+            backend = YamlRepoExportBackend(stream, universe)
+            for element in [
+                "instrument",
+                "physical_filter",
+                "detector",
+                "day_obs",
+                "visit",
+                "visit_detector_region",
+            ]:
+                backend.saveDimensionData(
+                    universe[element], *butler.query_dimension_records(element, limit=None, explain=False)
+                )
+            backend.saveCollection(butler._registry._managers.collections.find("run"), None)
+            backend.saveDatasets(
+                dataset_type,
+                "run",
+                *[FileDataset(f"run/calexp/{r.id}.fits", [r], formatter=FORMATTER) for r in refs],
+            )
+            backend.finish()
+        return len(refs)
+
+    timer.run(STEPS[5], do_export)
+    fresh_root = workdir / "daf-fresh"
+    Butler.makeRepo(str(fresh_root))
+    fresh = Butler(str(fresh_root), writeable=True)
+
+    def do_import() -> int:
+        with open(export) as stream:
+            backend = YamlRepoImportBackend(stream, fresh)
+        backend.register()
+        backend.load(None)
+        return len(backend.refsByFileId)
+
+    timer.run(STEPS[6], do_import)
+    return timer.results
+
+
+# --- driver ----------------------------------------------------------------------------------------------
+
+
+def worker(impl: str, n_visits: int) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{impl}-"))
+    try:
+        results = run_porter(n_visits, workdir) if impl == "porter" else run_daf(n_visits, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(results))
+
+
+def spawn(impl: str, n_visits: int) -> dict[str, Any]:
+    print(f"{impl}, {n_visits} visits x 189 detectors:", file=sys.stderr, flush=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", impl, "--visits", str(n_visits)],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--visits", type=int, default=2000)
+    parser.add_argument("--worker", choices=["porter", "daf"])
+    parser.add_argument("--only", choices=["porter", "daf"])
+    parser.add_argument("--memory-check", action="store_true", help="also run porter at half the visits")
+    parser.add_argument("--out", type=Path, help="write all figures as JSON here")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args.visits)
+        return
+    results: dict[str, Any] = {"visits": args.visits, "data_ids": args.visits * 189}
+    impls = [args.only] if args.only else ["porter", "daf"]
+    for impl in impls:
+        results[impl] = spawn(impl, args.visits)
+    if args.memory_check:
+        results["porter_half"] = spawn("porter", args.visits // 2)
+    print()
+    print(
+        f"Registry benchmark, SQLite, {args.visits} visits x 189 detectors = {args.visits * 189:,} data IDs"
+    )
+    header = f"{'step':<52} {'porter s':>10} {'daf s':>10} {'ratio':>8}  {'porter MB':>9} {'daf MB':>8}"
+    print(header)
+    print("-" * len(header))
+    for step in STEPS:
+        p = results.get("porter", {}).get(step)
+        d = results.get("daf", {}).get(step)
+        ps = f"{p['seconds']:.3f}" if p else "-"
+        ds = f"{d['seconds']:.3f}" if d else "-"
+        ratio = f"{d['seconds'] / p['seconds']:.1f}x" if p and d and p["seconds"] > 0 else "-"
+        pm = f"{p['peak_rss_growth_mb']:.0f}" if p else "-"
+        dm = f"{d['peak_rss_growth_mb']:.0f}" if d else "-"
+        print(f"{step:<52} {ps:>10} {ds:>10} {ratio:>8}  {pm:>9} {dm:>8}")
+        if p and d and p["rows"] != d["rows"]:
+            print(f"    !! row counts differ: porter {p['rows']} daf {d['rows']}")
+    if args.memory_check:
+        print("\nporter memory scaling (peak-RSS growth, full vs half data; <= 2.0 means linear or better):")
+        for step in STEPS:
+            full = results["porter"][step]["peak_rss_growth_mb"]
+            half = results["porter_half"][step]["peak_rss_growth_mb"]
+            scale = f"{full / half:.2f}" if half > 1 else "n/a (<1 MB)"
+            print(f"  {step:<52} {half:8.1f} MB -> {full:8.1f} MB   x{scale}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

@@ -1,0 +1,176 @@
+"""The `porter` command line, run as a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from peer import EXPORTS
+from porter.cli import app
+
+runner = CliRunner()
+
+
+def run(*args: str, ok: bool = True) -> str:
+    result = runner.invoke(app, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    else:
+        assert result.exit_code != 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def cli_repo(tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    run("create", repo)
+    run("import", repo, EXPORTS / "base.yaml")
+    run("import", repo, EXPORTS / "datasets.yaml")
+    run("import", repo, EXPORTS / "spatial.yaml")
+    return repo
+
+
+def test_query_commands_json(cli_repo: Path) -> None:
+    data = json.loads(run("query-datasets", cli_repo, "bias", "-c", "imported_g,imported_r", "--json"))
+    assert len(data) == 4 and {d["run"] for d in data} == {"imported_g", "imported_r"}
+    data = json.loads(
+        run("query-datasets", cli_repo, "-c", "imported_g", "-c", "imported_r", "--no-find-first", "--json")
+    )
+    assert len(data) == 13
+    data = json.loads(
+        run(
+            "query-data-ids",
+            cli_repo,
+            "visit",
+            "detector",
+            "--where",
+            "instrument = 'Cam1' AND visit_detector_region.region OVERLAPS CIRCLE(0.5, 0.5, 0.1)",
+            "--json",
+        )
+    )
+    assert sorted((d["visit"], d["detector"]) for d in data) == [(2, 2), (2, 4)]
+    data = json.loads(
+        run(
+            "query-dimension-records",
+            cli_repo,
+            "detector",
+            "--where",
+            "detector.raft = :r",
+            "--bind",
+            "r=B",
+            "--json",
+        )
+    )
+    assert [d["full_name"] for d in data] == ["Ba", "Bb"]
+    data = json.loads(run("query-collections", cli_repo, "--json"))
+    assert {d["name"] for d in data} == {"imported_g", "imported_r"}
+    data = json.loads(run("query-dataset-types", cli_repo, "--json"))
+    assert [d["name"] for d in data] == ["bias", "flat"]
+
+
+def test_tables_for_people(cli_repo: Path) -> None:
+    out = run("query-data-ids", cli_repo, "detector", "--where", "instrument='Cam1'")
+    assert "instrument" in out and "Cam1" in out and "┃" in out
+
+
+def test_writes(cli_repo: Path, tmp_path: Path) -> None:
+    run("register-dataset-type", cli_repo, "calexp", "ExposureF", "instrument", "visit", "detector")
+    assert "calexp" in run("query-dataset-types", cli_repo)
+    run("collection-chain", cli_repo, "defaults", "imported_r", "imported_g")
+    assert "imported_r, imported_g" in run("query-collections", cli_repo, "defaults")
+    run("collection-chain", cli_repo, "defaults", "imported_g", "--mode", "remove")
+    run("collection-chain", cli_repo, "defaults", "imported_g", "--mode", "prepend")
+    out = json.loads(run("query-collections", cli_repo, "defaults", "--json"))
+    assert out[0]["children"] == ["imported_g", "imported_r"]
+    run(
+        "certify-calibrations",
+        cli_repo,
+        "imported_g",
+        "calib",
+        "bias",
+        "--begin-date",
+        "2020-01-01",
+        "--end-date",
+        "2022-01-01",
+    )
+    data = json.loads(
+        run(
+            "query-datasets",
+            cli_repo,
+            "bias",
+            "-c",
+            "calib",
+            "--where",
+            "instrument='Cam1' AND visit = 1",
+            "--json",
+        )
+    )
+    assert {d["run"] for d in data} == {"imported_g"}
+    run("remove-runs", cli_repo, "imported_r", "--no-confirm", ok=False)  # still in a chain
+    run("collection-chain", cli_repo, "defaults", "0", "1", "--mode", "pop")
+    out = run("remove-runs", cli_repo, "imported_r", "--no-confirm")
+    assert "7 dataset(s)" in out
+    export = tmp_path / "out.yaml"
+    run("export", cli_repo, export, "-c", "imported_g")
+    fresh = tmp_path / "fresh"
+    run("create", fresh)
+    run("import", fresh, export)
+    assert len(json.loads(run("query-datasets", fresh, "-c", "imported_g", "--json"))) == 6
+
+
+def test_errors_are_clear_and_fail(cli_repo: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "query-data-ids",
+            str(cli_repo),
+            "visit",
+            "--where",
+            "instrument='Cam1' AND visit.regoin OVERLAPS POINT(1, 2)",
+        ],
+    )
+    assert result.exit_code == 1
+    assert (
+        "Did you mean 'region'" in result.output and "^" in result.output and "Traceback" not in result.output
+    )
+    result = runner.invoke(app, ["query-datasets", str(cli_repo), "-c", "imported_gg"])
+    assert result.exit_code == 1 and "Did you mean 'imported_g'" in result.output
+    result = runner.invoke(app, ["import", str(cli_repo), str(EXPORTS / "README.md")])
+    assert result.exit_code == 1 and "Not a butler export file" in result.output
+    result = runner.invoke(app, ["create", str(cli_repo)])
+    assert result.exit_code == 1 and "already exists" in result.output
+
+
+def test_help_has_examples() -> None:
+    for command in ["query-datasets", "query-data-ids", "import", "export", "collection-chain"]:
+        out = run(command, "--help")
+        assert "Example" in out, command
+
+
+def test_demo_main_job_runs_as_a_console_script(tmp_path: Path) -> None:
+    """The README's first command: `porter demo` on the real HSC RC2 subset."""
+    exe = Path(sys.executable).with_name("porter")
+    result = subprocess.run(
+        [
+            str(exe),
+            "demo",
+            "--repo",
+            str(tmp_path / "demo"),
+            "--export-file",
+            str(EXPORTS / "hsc-rc2-subset.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "120", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Visits per band" in out and "160" in out and "111" in out
+    assert "hsc_rings_v1" in out
+    assert "overlapping tract 9615 patch 14 of hsc_rings_v1 (914 found" in out
