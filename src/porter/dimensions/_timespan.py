@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 import warnings
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "MIN_NSEC",
     "Timespan",
     "iso_from_tai_nsec",
+    "tai_now_nsec",
     "tai_nsec_from_iso",
     "tai_nsec_from_time",
     "time_from_tai_nsec",
@@ -86,6 +88,16 @@ def tai_nsec_from_time(time: astropy.time.Time) -> int:
     # the day offset is an exact integer; jd2 carries the fraction of a day.
     half_days = round((jd1 - _UNIX_EPOCH_JD) * 2)
     return half_days * (NSEC_PER_DAY // 2) + round(jd2 * NSEC_PER_DAY)
+
+
+def tai_now_nsec() -> int:
+    """The current time as TAI nanoseconds (UTC clock plus the current leap-second offset)."""
+    import erfa
+
+    now = time.time_ns()
+    utc = datetime.datetime.fromtimestamp(now / 1e9, datetime.UTC)
+    tai_minus_utc = erfa.dat(utc.year, utc.month, utc.day, 0.5)
+    return now + round(tai_minus_utc * 1e9)
 
 
 def time_from_tai_nsec(nsec: int) -> astropy.time.Time:

@@ -2,28 +2,61 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
 from ..dimensions import DataCoordinate
 from ._dataset_type import DatasetType
 
-__all__ = ["DatasetRef"]
+__all__ = ["DatasetRef", "new_dataset_id_hexes"]
+
+
+def new_dataset_id_hexes(n: int) -> list[str]:
+    """``n`` new random (version 4) UUIDs as 32-digit hex strings.
+
+    Generated in one batch from ``os.urandom``; building 10⁵ `uuid.UUID`
+    objects one by one costs more than inserting them.
+    """
+    raw = bytearray(os.urandom(16 * n))
+    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # version 4
+    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # RFC 4122 variant
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * n, 32)]
 
 
 class DatasetRef:
     """A dataset in a repository: its UUID, type, data ID and run.
 
-    Two references are equal when they have the same UUID.
+    Two references are equal when they have the same UUID.  The `uuid.UUID`
+    object is made on first access to `id`; bulk operations carry the hex
+    form (`id_hex`).
     """
 
-    __slots__ = ("data_id", "dataset_type", "id", "run")
+    __slots__ = ("_hex", "_id", "data_id", "dataset_type", "run")
 
-    def __init__(self, dataset_type: DatasetType, data_id: DataCoordinate, run: str, id: uuid.UUID):
+    def __init__(self, dataset_type: DatasetType, data_id: DataCoordinate, run: str, id: uuid.UUID | str):
         self.dataset_type = dataset_type
         self.data_id = data_id
         self.run = run
-        self.id = id
+        if isinstance(id, uuid.UUID):
+            self._id: uuid.UUID | None = id
+            self._hex = id.hex
+        else:
+            self._id = None
+            self._hex = id.replace("-", "").lower() if len(id) != 32 else id
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The dataset's UUID."""
+        if self._id is None:
+            self._id = uuid.UUID(hex=self._hex)
+        return self._id
+
+    @property
+    def id_hex(self) -> str:
+        """The UUID as 32 lower-case hex digits (no dashes)."""
+        return self._hex
 
     @property
     def dataId(self) -> DataCoordinate:
@@ -45,10 +78,10 @@ class DatasetRef:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, DatasetRef):
             return NotImplemented
-        return self.id == other.id
+        return self._hex == other._hex
 
     def __hash__(self) -> int:
-        return hash(self.id)
+        return hash(self._hex)
 
     def __lt__(self, other: DatasetRef) -> bool:
         return (self.dataset_type.name, self.run, self.data_id) < (

@@ -12,10 +12,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import astropy.time
 import sqlalchemy
 
-from ..dimensions import DataCoordinate, DimensionGroup, DimensionUniverse, Timespan, tai_nsec_from_time
+from ..dimensions import DataCoordinate, DimensionGroup, DimensionUniverse, Timespan, tai_now_nsec
 from ..errors import (
     CollectionTypeError,
     ConflictingDefinitionError,
@@ -25,7 +24,7 @@ from ..errors import (
 )
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager
-from ._dataset_ref import DatasetRef
+from ._dataset_ref import DatasetRef, new_dataset_id_hexes
 from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager, DatasetTypeRecord
 from ._db import Database
@@ -110,10 +109,10 @@ class DatasetManager:
 
     @staticmethod
     def _now() -> int:
-        return tai_nsec_from_time(astropy.time.Time.now())
+        return tai_now_nsec()
 
     def _make_refs(
-        self, rec: DatasetTypeRecord, run: str, ids: Sequence[uuid.UUID], values: Sequence[tuple]
+        self, rec: DatasetTypeRecord, run: str, ids: Sequence[str], values: Sequence[tuple]
     ) -> list[DatasetRef]:
         group = rec.dataset_type.dimensions
         dt = rec.dataset_type
@@ -126,7 +125,7 @@ class DatasetManager:
         dataset_type: str | DatasetType,
         run: str,
         data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
-        ids: Sequence[uuid.UUID] | None = None,
+        ids: Sequence[uuid.UUID | str] | None = None,
     ) -> list[DatasetRef]:
         """Register new datasets in a RUN collection and return their references.
 
@@ -140,25 +139,28 @@ class DatasetManager:
         group = rec.dataset_type.dimensions
         values = required_tuples(group, data_ids)
         if ids is None:
-            ids = [uuid.uuid4() for _ in values]
+            hexes = new_dataset_id_hexes(len(values))
         elif len(ids) != len(values):
             raise DatasetTypeError(f"Got {len(ids)} dataset IDs for {len(values)} data IDs.")
-        self._write(rec, run_info, list(ids), values, self._now())
-        return self._make_refs(rec, run, ids, values)
+        else:
+            hexes = [i.hex if isinstance(i, uuid.UUID) else uuid.UUID(str(i)).hex for i in ids]
+        self._write(rec, run_info, hexes, values, self._now())
+        return self._make_refs(rec, run, hexes, values)
 
     def _write(
         self,
         rec: DatasetTypeRecord,
         run_info: CollectionInfo,
-        ids: Sequence[uuid.UUID],
+        ids: Sequence[str],
         values: Sequence[tuple],
         ingest_date: int,
     ) -> None:
+        """Insert dataset and tags rows; ``ids`` are 32-digit hex UUIDs."""
         if not ids:
             return
         names = rec.dataset_type.dimensions.required
         db = self._db
-        keys = [db.uuid_param(i) for i in ids]
+        keys = ids
         type_id, run_id = rec.id, run_info.id
         try:
             with db.transaction(savepoint=True) as conn:
@@ -175,6 +177,8 @@ class DatasetManager:
                         ["dataset_type_id", "dataset_id", "collection_id", *names],
                         [(type_id, keys[i], run_id, *values[i]) for i in chunk],
                     )
+                if len(ids) >= 5_000:
+                    db.analyze(conn, [self._schema.dataset, rec.tables.tags])
         except sqlalchemy.exc.IntegrityError as exc:
             self._explain_write_failure(rec, run_info, ids, values, exc)
             raise  # pragma: no cover - _explain always raises
@@ -183,7 +187,7 @@ class DatasetManager:
         self,
         rec: DatasetTypeRecord,
         run_info: CollectionInfo,
-        ids: Sequence[uuid.UUID],
+        ids: Sequence[str],
         values: Sequence[tuple],
         exc: Exception,
     ) -> None:
@@ -202,7 +206,7 @@ class DatasetManager:
         tags = rec.tables.tags
         d = self._schema.dataset
         with self._db.reading() as conn:
-            for chunk in _chunks(list(ids), _ID_CHUNK):
+            for chunk in _chunks([uuid.UUID(i) for i in ids], _ID_CHUNK):
                 row = conn.execute(sqlalchemy.select(d.c.dataset_id).where(d.c.dataset_id.in_(chunk))).first()
                 if row is not None:
                     raise ConflictingDefinitionError(
@@ -263,18 +267,18 @@ class DatasetManager:
             rec = self._dataset_types.get_record(type_name)
             run_info = self._run(run)
             values = required_tuples(rec.dataset_type.dimensions, [r.data_id for r in group_refs])
-            ids = [r.id for r in group_refs]
+            ids = [r.id_hex for r in group_refs]
             try:
                 self._write(rec, run_info, ids, values, self._now())
                 n_new += len(ids)
                 continue
             except ConflictingDefinitionError:
                 pass
-            existing = self._existing(rec, ids)
-            fresh_ids: list[uuid.UUID] = []
+            existing = self._existing(rec, [uuid.UUID(i) for i in ids])
+            fresh_ids: list[str] = []
             fresh_values: list[tuple] = []
             for i, v in zip(ids, values):
-                have = existing.get(i)
+                have = existing.get(uuid.UUID(i))
                 if have is None:
                     fresh_ids.append(i)
                     fresh_values.append(v)

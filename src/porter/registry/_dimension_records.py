@@ -33,6 +33,7 @@ from ._spatial_index import envelopes
 __all__ = ["DimensionRecordStorage", "RecordRowBuilder", "record_from_row"]
 
 _CHUNK = 50_000
+_ANALYZE_AFTER = 5_000
 
 
 def record_from_row(element: DimensionElement, row: Mapping[str, Any]) -> DimensionRecord:
@@ -249,6 +250,9 @@ class DimensionRecordStorage:
                     )
                 if pixel_ranges is not None:
                     self._write_overlaps(conn, element, keys, pixel_ranges, replace)
+                if len(rows) >= _ANALYZE_AFTER:
+                    tables = [table, self._schema.overlaps[element.name]] if element.has_region else [table]
+                    self._db.analyze(conn, tables)
         except sqlalchemy.exc.IntegrityError as exc:
             # The fast path failed; find out why, in words the user can act on.
             named = [dict(zip(builder.columns, r)) for r in rows]

@@ -161,12 +161,7 @@ class Registry:
     ) -> int:
         """Insert records of one dimension element (dicts or `DimensionRecord`)."""
         e = self.universe[element] if isinstance(element, str) else element
-        recs = [
-            r
-            if isinstance(r, DimensionRecord) and r.element is e
-            else DimensionRecord.from_mapping(e, _mapping(r))
-            for r in records
-        ]
+        recs = list(records)
         return self.records.insert(e, recs, skip_existing=skip_existing, replace=replace)
 
     # --- dataset types ---------------------------------------------------------------------------

@@ -624,29 +624,44 @@ class _Plan:
                 stmt = stmt.add_columns(sub.c.w_n)
         postfilter = bool(self.postfilter_joins or self.postfilter_regions)
         need_distinct = self._need_distinct()
-        if need_distinct:
+        # With postfiltering, duplicates are removed in Python after the
+        # projection anyway; asking SQL too would sort rows holding regions.
+        python_dedupe = postfilter and need_distinct
+        if need_distinct and not postfilter:
             stmt = stmt.distinct()
         if order_labels:
             cols = stmt.selected_columns
             stmt = stmt.order_by(*[(cols[lbl].desc() if desc else cols[lbl]) for lbl, desc in order_labels])
-        python_dedupe = postfilter and need_distinct
         if spec.limit is not None and not postfilter:
             stmt = stmt.limit(spec.limit)
+        names = [c.name for c in labeled] + (["w_n"] if check_calib else [])
+        position = {n: i for i, n in enumerate(names)}
         with self.engine._db.reading() as conn:
-            rows = conn.execute(stmt).mappings().all()
+            result = conn.execute(stmt)
+            # Plain driver tuples: no per-row SQLAlchemy Row objects on the hot path.
+            rows = result.cursor.fetchall()
+            result.close()
+        n_out = len(out_keys)
+        if not postfilter and not check_calib:
+            if n_out == len(names):
+                return self._convert(rows, out_keys)
+            return self._convert([r[:n_out] for r in rows], out_keys)
         results: list[Any] = []
         seen: set[tuple] = set()
-        joins = [(post_region_cols[a], post_region_cols[b]) for a, b in self.postfilter_joins]
-        wheres = [(post_region_cols[e], region) for e, region in self.postfilter_regions]
+        joins = [
+            (position[post_region_cols[a]], position[post_region_cols[b]]) for a, b in self.postfilter_joins
+        ]
+        wheres = [(position[post_region_cols[e]], region) for e, region in self.postfilter_regions]
         decoded: dict[bytes, Any] = {}
 
-        def region(raw: bytes) -> Any:
+        def region(raw: Any) -> Any:
             r = decoded.get(raw)
             if r is None:
-                r = decode_region(raw)
+                r = decode_region(bytes(raw))
                 decoded[raw] = r
             return r
 
+        w_n = position.get("w_n")
         for row in rows:
             if postfilter:
                 if any(
@@ -656,12 +671,12 @@ class _Plan:
                     continue
                 if any(row[c] is None or region(row[c]).overlaps(r) is False for c, r in wheres):
                     continue
-            if check_calib and row["w_n"] > 1:
+            if w_n is not None and row[w_n] > 1:
                 raise InvalidQueryError(
                     "Ambiguous calibration lookup: more than one validity range matches a data ID; add a "
                     "temporal constraint (e.g. an exposure or visit) or a time range."
                 )
-            key = tuple(row[k] for k in out_keys)
+            key = tuple(row[:n_out])
             if python_dedupe:
                 if key in seen:
                     continue
@@ -689,29 +704,52 @@ class _Plan:
                 return True
         return False
 
-    def _convert(self, rows: list[tuple], keys: list[str]) -> list[Any]:
+    def _convert(self, rows: Sequence[Any], keys: list[str]) -> list[Any]:
+        """Driver rows (out_keys columns first) to data IDs, records or refs."""
         spec = self.spec
         group = spec.dimensions
         if spec.kind == "data_ids":
-            return [DataCoordinate(group, row, True) for row in rows]
+            make = DataCoordinate.from_full_values
+            return [make(group, tuple(row)) for row in rows]
         if spec.kind == "records":
             assert spec.element is not None
             element = spec.element
             names = [k[2:] for k in keys]
-            return [record_from_row(element, dict(zip(names, row))) for row in rows]
+            bools = [
+                i
+                for i, n in enumerate(names)
+                if n in element.field_by_name and element.field_by_name[n].type == "bool"
+            ]
+            blobs = [
+                i
+                for i, n in enumerate(names)
+                if n == "region" or (n in element.field_by_name and element.field_by_name[n].type == "hash")
+            ]
+            out = []
+            for row in rows:
+                if bools or blobs:
+                    row = list(row)
+                    for i in bools:
+                        if row[i] is not None:
+                            row[i] = bool(row[i])
+                    for i in blobs:
+                        if row[i] is not None:
+                            row[i] = bytes(row[i])
+                out.append(record_from_row(element, dict(zip(names, row))))
+            return out
         search = spec.searches[0]
         dt = search.record.dataset_type
         collections = self.engine._collections
         run_names: dict[int, str] = {}
-        out = []
+        refs = []
         for row in rows:
             run_id = row[1]
             run = run_names.get(run_id)
             if run is None:
                 run = collections.get_by_id(run_id).name
                 run_names[run_id] = run
-            out.append(DatasetRef(dt, DataCoordinate(group, row[2:], True), run, row[0]))
-        return out
+            refs.append(DatasetRef(dt, DataCoordinate(group, tuple(row[2:]), True), run, row[0]))
+        return refs
 
 
 def _constraint_data_id(pred: Predicate) -> dict[str, Any]:
