@@ -178,7 +178,8 @@ class DatasetManager:
                         [(type_id, keys[i], run_id, *values[i]) for i in chunk],
                     )
                 if len(ids) >= 5_000:
-                    db.analyze(conn, [self._schema.dataset, rec.tables.tags])
+                    db.analyze(conn, self._schema.dataset, len(ids))
+                    db.analyze(conn, rec.tables.tags, len(ids))
         except sqlalchemy.exc.IntegrityError as exc:
             self._explain_write_failure(rec, run_info, ids, values, exc)
             raise  # pragma: no cover - _explain always raises

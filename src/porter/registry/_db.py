@@ -227,17 +227,38 @@ class Database:
         finally:
             cursor.close()
 
-    def analyze(self, conn: Connection, tables: Sequence[sqlalchemy.Table]) -> None:
-        """Refresh the planner's statistics after a bulk load.
+    def analyze(self, conn: Connection, table: sqlalchemy.Table, n_inserted: int) -> None:
+        """Refresh the planner's statistics of ``table`` after a bulk load that grew it a lot.
 
-        Without them SQLite picks plans that scan whole overlap tables
-        (seconds instead of milliseconds); a sampled ANALYZE costs a few ms.
+        Without statistics SQLite picks plans that scan whole overlap or tags
+        tables (seconds instead of milliseconds).  Sampled statistics are
+        worse than none (they misjudge low-cardinality leading key columns),
+        so this runs a full ANALYZE of the one table, and only when the load
+        added at least a quarter of its previous size.
         """
         prep = conn.dialect.identifier_preparer
+        name = prep.format_table(table)
         if self.dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
-        for table in tables:
-            conn.exec_driver_sql(f"ANALYZE {prep.format_table(table)}")
+            has_stats = conn.exec_driver_sql(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'"
+            ).first()
+            before = None
+            if has_stats:
+                stat = conn.exec_driver_sql(
+                    "SELECT stat FROM sqlite_stat1 WHERE tbl = ? LIMIT 1", (table.name,)
+                ).first()
+                before = int(stat[0].split()[0]) if stat and stat[0] else None
+            if before is not None and n_inserted < before // 4:
+                return
+            conn.exec_driver_sql("PRAGMA analysis_limit = 0")
+        else:
+            row = conn.exec_driver_sql(
+                f"SELECT reltuples FROM pg_class WHERE oid = '{name}'::regclass"
+            ).first()
+            before = int(row[0]) if row and row[0] and row[0] > 0 else None
+            if before is not None and n_inserted < before // 4:
+                return
+        conn.exec_driver_sql(f"ANALYZE {name}")
 
     def lock_for_schema_change(self, conn: Connection) -> None:
         """Serialize DDL between processes (PostgreSQL advisory lock; SQLite's write lock suffices)."""

@@ -251,8 +251,9 @@ class DimensionRecordStorage:
                 if pixel_ranges is not None:
                     self._write_overlaps(conn, element, keys, pixel_ranges, replace)
                 if len(rows) >= _ANALYZE_AFTER:
-                    tables = [table, self._schema.overlaps[element.name]] if element.has_region else [table]
-                    self._db.analyze(conn, tables)
+                    self._db.analyze(conn, table, len(rows))
+                    if element.has_region:
+                        self._db.analyze(conn, self._schema.overlaps[element.name], len(rows))
         except sqlalchemy.exc.IntegrityError as exc:
             # The fast path failed; find out why, in words the user can act on.
             named = [dict(zip(builder.columns, r)) for r in rows]
