@@ -7,13 +7,29 @@ classes from the Rubin stack that are not installable from PyPI).
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import Any
 
-EXPORTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "butler-exports"
-if not EXPORTS.exists():  # a clone next to shared/ (…/main/tests -> …/shared)
-    EXPORTS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "butler-exports"
+
+def _find_exports() -> Path:
+    """The real export files: $PORTER_SHARED_DATA, or shared/ next to (or above) the clone."""
+    candidates = []
+    if os.environ.get("PORTER_SHARED_DATA"):
+        candidates.append(Path(os.environ["PORTER_SHARED_DATA"]) / "butler-exports")
+    root = Path(__file__).resolve().parents[1]
+    for parent in [root, *root.parents]:
+        candidates.append(parent / "shared" / "data" / "butler-exports")
+    for c in candidates:
+        if (c / "hsc-rc2-subset.yaml").exists():
+            return c
+    raise FileNotFoundError(
+        "Cannot find shared/data/butler-exports next to the clone; set PORTER_SHARED_DATA to shared/data."
+    )
+
+
+EXPORTS = _find_exports()
 
 
 def make_daf_repo(root: Path, files: list[str]) -> Any:
