@@ -400,3 +400,33 @@ def test_governor_rule(repo: Butler) -> None:
         repo.query_data_ids(["detector"], where="detector = 1")
     assert len(repo.query_data_ids(["detector"], where="detector.raft = 'A'")) == 2
     assert len(repo.query_data_ids(["detector"], where="instrument = 'Cam1' AND detector = 1")) == 1
+
+
+def test_removing_datasets_removes_their_memberships(repo: Butler) -> None:
+    load(repo, "base.yaml", "datasets.yaml")
+    repo.collections.register("tag", "TAGGED")
+    repo.collections.register("calib", "CALIBRATION")
+    g = repo.query_datasets("bias", "imported_g")
+    repo.registry.associate("tag", g)
+    repo.registry.certify("calib", g, Timespan(None, None))
+    assert repo.registry.remove_datasets(g[:1]) == 1
+    assert sorted(repo.query_datasets("bias", "tag")) == sorted(g[1:])
+    assert len(repo.query_datasets("bias", "calib", find_first=False)) == 2
+    repo.remove_runs(["imported_g"])
+    assert repo.query_datasets("bias", "tag") == []
+    assert repo.query_datasets("bias", "calib", find_first=False) == []
+    assert repo.get_dataset(g[1].id) is None
+
+
+def test_associating_unknown_datasets_is_refused(repo: Butler) -> None:
+    from porter import DatasetRef
+    from porter.errors import MissingDatasetError
+
+    load(repo, "base.yaml", "datasets.yaml")
+    repo.collections.register("tag", "TAGGED")
+    real = repo.query_datasets("bias", "imported_g")[0]
+    fake = DatasetRef(real.dataset_type, real.data_id, real.run, uuid.uuid4())
+    before = snapshot(repo)
+    with pytest.raises(MissingDatasetError, match="do not exist"):
+        repo.registry.associate("tag", [real, fake])
+    assert snapshot(repo) == before

@@ -21,6 +21,7 @@ __all__ = [
     "InUseError",
     "InvalidQueryError",
     "MissingCollectionError",
+    "MissingDatasetError",
     "MissingDatasetTypeError",
     "PorterError",
     "RepositoryError",
@@ -96,6 +97,13 @@ class MissingDatasetTypeError(PorterError, KeyError):
 
 class DatasetTypeError(PorterError):
     """A dataset type definition is invalid."""
+
+
+class MissingDatasetError(PorterError, KeyError):
+    """A dataset (by UUID) does not exist in the repository."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class MissingCollectionError(PorterError, KeyError):

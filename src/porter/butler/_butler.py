@@ -17,8 +17,9 @@ from ..errors import (
 )
 from ..registry import CollectionType, DatasetRef, DatasetType, Registry
 from ._collections import ButlerCollections
+from ._export import ExportContext
 from ._repo_config import CONFIG_NAME, RepoConfig
-from .transfers import ExportWriter, apply_plan, read_export, refs_for_export, write_export
+from .transfers import apply_plan, read_export, refs_for_export
 
 __all__ = ["Butler"]
 
@@ -371,11 +372,15 @@ class Butler:
 
     def import_(
         self,
-        filename: str | Path | IO[str],
+        filename: str | Path | IO[str] | None = None,
         *,
         format: str = "yaml",
         skip_dimensions: Iterable[str] | None = None,
         progress: Callable[[str, int], None] | None = None,
+        directory: str | None = None,
+        transfer: str | None = None,
+        without_datastore: bool = True,
+        record_validation_info: bool = True,
     ) -> dict[str, int]:
         """Import a butler export file (porter's or daf_butler's, versions 0 and 1.0.x).
 
@@ -386,6 +391,13 @@ class Butler:
         """
         if format != "yaml":
             raise RepositoryError(f"Unknown export format {format!r}; porter reads 'yaml'.")
+        if filename is None:
+            filename = Path(directory or ".") / "export.yaml"
+        if transfer is not None:
+            raise RepositoryError(
+                "Importing files (transfer=) needs the datastore, which this porter version does not have yet; "
+                "omit transfer= to import the registry content."
+            )
         plan = read_export(filename, self.dimensions, self.registry)
         skip = list(skip_dimensions or ())
         total = plan.step_count(skip)
@@ -398,44 +410,52 @@ class Butler:
 
     def export(
         self,
-        filename: str | Path,
+        filename: str | Path = "export.yaml",
         *,
         collections: str | Sequence[str] | None = None,
         datasets: Iterable[DatasetRef] | None = None,
         dataset_types: str | Sequence[str] | None = None,
         where: str = "",
         include_all_dimensions: bool = False,
-    ) -> dict[str, int]:
+        directory: str | None = None,
+        transfer: str | None = None,
+        format: str = "yaml",
+    ) -> ExportContext:
         """Write an export file readable by porter and by daf_butler.
 
-        Exports the given ``datasets`` and/or every dataset (of
+        Called with ``collections``, ``datasets`` or ``include_all_dimensions``
+        it writes at once: the given datasets and/or every dataset (of
         ``dataset_types``, matching ``where``) in ``collections``, with the
-        dimension records their data IDs need, their runs, and the
-        collections named (TAGGED associations, CALIBRATION validity ranges,
-        CHAINED definitions).  ``include_all_dimensions`` adds every
-        dimension record in the repository.  The file is written atomically.
+        dimension records their data IDs need, their runs, and the named
+        collections (TAGGED associations, CALIBRATION validity ranges,
+        CHAINED definitions); ``include_all_dimensions`` adds every dimension
+        record in the repository.  Called without them it returns a context
+        manager to fill, as daf_butler's ``export`` does.  The file is written
+        atomically; the result maps what was written to counts.
         """
-        writer = ExportWriter(self.registry)
+        if format != "yaml":
+            raise RepositoryError(f"Unknown export format {format!r}; porter writes 'yaml'.")
+        if transfer is not None or directory is not None:
+            raise RepositoryError(
+                "Exporting files (directory=/transfer=) needs the datastore, which this porter version does "
+                "not have yet; export the registry content only."
+            )
+        context = ExportContext(self.registry, filename)
+        writer = context._writer
+        names = _names(collections)
+        if not (names or datasets is not None or include_all_dimensions):
+            return context
         if include_all_dimensions:
             writer.add_all_dimension_records()
-        names = _names(collections)
         if names:
             names = self.registry.collections.query(names)
+            writer.add_datasets(refs_for_export(self.registry, names, _names(dataset_types) or None, where))
             for n in names:
-                writer.add_collection(n, with_associations=False)
-            refs = refs_for_export(self.registry, names, _names(dataset_types) or None, where)
-            writer.add_datasets(refs)
-            for n in names:
-                writer.collections.pop(n, None)
                 writer.add_collection(n)
         if datasets is not None:
             writer.add_datasets(datasets)
-        write_export(writer, filename)
-        return {
-            "dimension records": sum(len(v) for v in writer.records.values()),
-            "collections": len(writer.collections),
-            "datasets": sum(len(v) for v in writer.datasets.values()),
-        }
+        context.write()
+        return context
 
     # --- removal -------------------------------------------------------------------------------------------
 
@@ -445,3 +465,16 @@ class Butler:
         Refused (nothing removed) if a run is still a child of a CHAINED collection.
         """
         return self.registry.datasets.remove_runs(_names(names))
+
+    def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
+        self.remove_runs(names)
+
+    @classmethod
+    def makeRepo(cls, root: str | Path, **kwargs: Any) -> RepoConfig:
+        """Create a repository (as `create`) and return its configuration, as daf_butler does."""
+        butler = cls.create(
+            root,
+            **{k: v for k, v in kwargs.items() if k in ("registry", "datastore", "namespace", "overwrite")},
+        )
+        butler.close()
+        return RepoConfig.read(root)

@@ -10,7 +10,7 @@ coerced and explains what cannot.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import astropy.time
@@ -228,13 +228,14 @@ class DimensionRecordStorage:
             rows = [rows[i] for i in order]
             keys = [keys[i] for i in order]
         table = self._schema.elements[element.name]
-        pixel_ranges = None
+        chunks = None
         if element.has_region:
-            regions = [r[builder.region_position] for r in rows]
-            present = [i for i, reg in enumerate(regions) if reg is not None]
+            pos = builder.region_position
+            present = [i for i, r in enumerate(rows) if r[pos] is not None]
             skypix = self._universe.common_skypix
-            ranges = envelopes(skypix.system, skypix.level, [regions[i] for i in present])
-            pixel_ranges = list(zip(present, ranges))
+            # Started now: with many regions, worker processes compute while
+            # the records themselves are written below.
+            chunks = envelopes(skypix.system, skypix.level, [rows[i][pos] for i in present])
         try:
             # A savepoint, so a failure inside a larger transaction (an import)
             # can be diagnosed and reported without poisoning it.
@@ -248,13 +249,15 @@ class DimensionRecordStorage:
                     self._db.bulk_insert(
                         conn, table, builder.columns, rows, "ignore" if skip_existing else "error"
                     )
-                if pixel_ranges is not None:
-                    self._write_overlaps(conn, element, keys, pixel_ranges, replace)
+                if chunks is not None:
+                    self._write_overlaps(conn, element, keys, present, chunks, replace)
                 if len(rows) >= _ANALYZE_AFTER:
                     self._db.analyze(conn, table, len(rows))
                     if element.has_region:
                         self._db.analyze(conn, self._schema.overlaps[element.name], len(rows))
         except sqlalchemy.exc.IntegrityError as exc:
+            if chunks is not None and hasattr(chunks, "close"):
+                chunks.close()  # stops the envelope workers
             # The fast path failed; find out why, in words the user can act on.
             named = [dict(zip(builder.columns, r)) for r in rows]
             with self._db.reading() as conn:
@@ -321,11 +324,14 @@ class DimensionRecordStorage:
         conn: sqlalchemy.Connection,
         element: DimensionElement,
         keys: list[tuple],
-        pixel_ranges: list[tuple[int, list[tuple[int, int]]]],
+        present: list[int],
+        chunks: Iterator[list[list[tuple[int, int]]]],
         replace: bool,
     ) -> None:
+        """Write the overlap rows of ``keys[present[i]]`` from the envelope chunks, as they arrive."""
         overlap = self._schema.overlaps[element.name]
         key_names = [d.name for d in element.required]
+        columns = [*key_names, self._universe.common_skypix.name]
         if replace:
             for chunk in _chunks(keys):
                 conn.execute(
@@ -333,13 +339,15 @@ class DimensionRecordStorage:
                         sqlalchemy.tuple_(*[overlap.c[k] for k in key_names]).in_(list(chunk))
                     )
                 )
-        rows: list[tuple] = []
-        for i, ranges in pixel_ranges:
-            key = keys[i]
-            for begin, end in ranges:
-                for pix in range(begin, end):
-                    rows.append((*key, pix))
-        self._db.bulk_insert(conn, overlap, [*key_names, self._universe.common_skypix.name], rows, "ignore")
+        done = 0
+        for part in chunks:
+            rows: list[tuple] = []
+            for offset, ranges in enumerate(part):
+                key = keys[present[done + offset]]
+                for begin, end in ranges:
+                    rows.extend([(*key, pix) for pix in range(begin, end)])
+            done += len(part)
+            self._db.bulk_insert(conn, overlap, columns, rows, "ignore")
 
 
 def _sortable(v: Any) -> tuple:

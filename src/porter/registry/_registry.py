@@ -20,6 +20,7 @@ from ..dimensions import (
 from ..errors import DataIdError, MissingCollectionError, RepositoryError
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager, is_pattern
+from ._compat import RegistryCompatMixin
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager
@@ -40,7 +41,7 @@ def _as_list(value: Any) -> list[Any]:
     return list(value)
 
 
-class Registry:
+class Registry(RegistryCompatMixin):
     """SQL access to dimension records, dataset types, datasets and collections.
 
     Open one with `Registry.create` (new repository) or `Registry.open`.

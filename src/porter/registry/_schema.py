@@ -169,8 +169,7 @@ class RegistrySchema:
             ),
             Column("run_id", Integer, ForeignKey(self.collection.c.collection_id), nullable=False),
             Column("ingest_date", BigInteger, nullable=False),
-            Index("dataset_type_run", "dataset_type_id", "run_id"),
-            Index("dataset_run", "run_id"),
+            Index("dataset_run_type", "run_id", "dataset_type_id"),
         )
         for element in self.universe.database_elements:
             self._add_element_table(element)
@@ -214,19 +213,13 @@ class RegistrySchema:
             ]
             ocols.append(Column(skypix.name, BigInteger, nullable=False))
             ocols.append(PrimaryKeyConstraint(*key_names, skypix.name))
-            ocols.append(
-                ForeignKeyConstraint(
-                    key_names,
-                    [
-                        f"{self.metadata.schema + '.' if self.metadata.schema else ''}"
-                        f"{element_table_name(element)}.{c}"
-                        for c in element.key_columns
-                    ],
-                    ondelete="CASCADE",
-                )
-            )
+            # Only porter writes these rows, in the transaction that writes
+            # their records, so no foreign key is needed; and with all columns
+            # in the primary key, SQLite stores the table as that one B-tree.
             ocols.append(Index(f"{overlap_table_name(element, skypix.name)}_pix", skypix.name))
-            self.overlaps[element.name] = Table(overlap_table_name(element, skypix.name), md, *ocols)
+            self.overlaps[element.name] = Table(
+                overlap_table_name(element, skypix.name), md, *ocols, sqlite_with_rowid=False
+            )
 
     # --- dataset tables -----------------------------------------------------------------------
 
@@ -236,23 +229,15 @@ class RegistrySchema:
         if existing is not None:
             return existing
         md = self.metadata
-        prefix = f"{md.schema}." if md.schema else ""
 
         def dim_columns() -> list[SchemaItem]:
-            cols: list[SchemaItem] = []
-            for name in group.required:
-                d = self.universe.dimensions[name]
-                cols.append(Column(name, dimension_key_type(d), nullable=False))
-            for name in group.required:
-                d = self.universe.dimensions[name]
-                if d.has_own_table:
-                    cols.append(
-                        ForeignKeyConstraint(
-                            [x.name for x in d.required],
-                            [f"{prefix}{element_table_name(d)}.{c}" for c in d.key_columns],
-                        )
-                    )
-            return cols
+            # No foreign keys to dimension tables: DatasetManager checks the
+            # distinct keys of each insert in one query per dimension, which is
+            # much cheaper than a lookup per row (records are never deleted).
+            return [
+                Column(name, dimension_key_type(self.universe.dimensions[name]), nullable=False)
+                for name in group.required
+            ]
 
         def common() -> list[Column]:
             return [
@@ -262,12 +247,11 @@ class RegistrySchema:
                     ForeignKey(self.dataset_type.c.dataset_type_id),
                     nullable=False,
                 ),
-                Column(
-                    "dataset_id",
-                    Uuid,
-                    ForeignKey(self.dataset.c.dataset_id, ondelete="CASCADE"),
-                    nullable=False,
-                ),
+                # No foreign key to `dataset`: checking one costs a random
+                # lookup in the largest table for every row of a bulk insert.
+                # DatasetManager writes these rows only for datasets it has
+                # verified, and deletes them explicitly with their datasets.
+                Column("dataset_id", Uuid, nullable=False),
                 Column(
                     "collection_id",
                     Integer,

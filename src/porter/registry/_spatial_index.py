@@ -13,7 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -46,7 +46,7 @@ def _chunk(bounds: tuple[int, int]) -> list[list[tuple[int, int]]]:
             region = decode(_WORK[i])
         except Exception as exc:
             raise ValueError(f"region #{i} cannot be decoded: {exc}") from None
-        out.append([(b, e) for b, e in pix.envelope(region)])
+        out.append(pix.envelope(region).ranges())
     return out
 
 
@@ -57,8 +57,12 @@ def _workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> list[list[tuple[int, int]]]:
-    """Pixel ranges ``[begin, end)`` overlapped by each encoded region, in order.
+def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> Iterator[list[list[tuple[int, int]]]]:
+    """Pixel ranges ``[begin, end)`` overlapped by each encoded region, in order, in chunks.
+
+    Large inputs are computed by forked worker processes, which start at
+    once: the caller can write other rows while they work and consume the
+    chunks as they arrive.
 
     Raises
     ------
@@ -68,20 +72,32 @@ def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> list[list[tu
     global _WORK, _PIXELIZATION
     n = len(encoded)
     workers = _workers()
-    _WORK = encoded
     _PIXELIZATION = (system, level)
+    if n < PARALLEL_THRESHOLD or workers < 2 or not sys.platform.startswith("linux"):
+        _WORK = encoded
+        try:
+            return iter([_chunk((0, n))])
+        except ValueError as exc:
+            raise DataIdError(f"Invalid region: {exc}") from None
+        finally:
+            _WORK = ()
+    step = -(-n // (workers * 4))
+    bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    _WORK = encoded
     try:
-        if n < PARALLEL_THRESHOLD or workers < 2 or not sys.platform.startswith("linux"):
-            return _chunk((0, n))
-        step = -(-n // (workers * 4))
-        bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            out: list[list[tuple[int, int]]] = []
-            for part in pool.map(_chunk, bounds):
-                out.extend(part)
-        return out
-    except ValueError as exc:
-        raise DataIdError(f"Invalid region: {exc}") from None
+        futures = [pool.submit(_chunk, b) for b in bounds]
     finally:
-        _WORK = ()
+        _WORK = ()  # the forked workers keep their copy
+
+    def results() -> Iterator[list[list[tuple[int, int]]]]:
+        try:
+            for future in futures:
+                try:
+                    yield future.result()
+                except ValueError as exc:
+                    raise DataIdError(f"Invalid region: {exc}") from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    return results()
