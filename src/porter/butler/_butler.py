@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from .._gc import paused_gc
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
     DatasetTypeError,
@@ -398,12 +399,14 @@ class Butler:
                 "Importing files (transfer=) needs the datastore, which this porter version does not have yet; "
                 "omit transfer= to import the registry content."
             )
-        plan = read_export(filename, self.dimensions, self.registry)
+        with paused_gc():
+            plan = read_export(filename, self.dimensions, self.registry)
         skip = list(skip_dimensions or ())
         total = plan.step_count(skip)
         step = None if progress is None else (lambda description: progress(description, total))
         try:
-            return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip, step))
+            with paused_gc():
+                return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip, step))
         except BaseException:
             self.registry.reset_caches()
             raise

@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy
 
+from .._gc import paused_gc
 from ..dimensions import DataCoordinate, DimensionGroup, DimensionUniverse, Timespan, tai_now_nsec
 from ..errors import (
     CollectionTypeError,
@@ -143,6 +144,16 @@ class DatasetManager:
         `ConflictingDefinitionError`; a data ID naming a dimension record that
         does not exist is a `DataIdError`.  Either way nothing is written.
         """
+        with paused_gc():
+            return self._insert(dataset_type, run, data_ids, ids)
+
+    def _insert(
+        self,
+        dataset_type: str | DatasetType,
+        run: str,
+        data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
+        ids: Sequence[uuid.UUID | str] | None,
+    ) -> list[DatasetRef]:
         rec = self._dataset_types.get_record(dataset_type)
         run_info = self._run(run)
         group = rec.dataset_type.dimensions

@@ -17,6 +17,7 @@ import astropy.time
 import lsst.sphgeom
 import sqlalchemy
 
+from .._gc import paused_gc
 from ..dimensions import (
     DimensionElement,
     DimensionRecord,
@@ -204,7 +205,8 @@ class DimensionRecordStorage:
                 f"Records of {element.name!r} are computed from the sky pixelization; none are stored."
             )
         builder = self.builder(element)
-        rows = [builder.row(r) for r in records]
+        with paused_gc():
+            rows = [builder.row(r) for r in records]
         if not rows:
             return 0
         keys = [builder.key(r) for r in rows]

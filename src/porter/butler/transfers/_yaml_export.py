@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from ..._gc import paused_gc
 from ...dimensions import (
     MAX_NSEC,
     MIN_NSEC,
@@ -270,7 +271,7 @@ def write_export(writer: ExportWriter, filename: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f, paused_gc():
             writer.write(f)
         os.replace(tmp, path)
     except BaseException:

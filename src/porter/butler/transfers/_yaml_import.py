@@ -28,6 +28,7 @@ from typing import IO, Any
 import astropy.time
 import yaml
 
+from ..._gc import paused_gc
 from ...dimensions import (
     DataCoordinate,
     DimensionUniverse,
@@ -132,7 +133,8 @@ def load_export_yaml(stream: IO[str] | str | Path) -> Any:
     except UnicodeDecodeError as exc:
         raise ExportFormatError(f"Export file {stream} is not UTF-8 text: {exc}") from None
     try:
-        return fast_yaml.load(text)
+        with paused_gc():
+            return fast_yaml.load(text)
     except fast_yaml.Unsupported:
         pass
     except ValueError as exc:

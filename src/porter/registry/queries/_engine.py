@@ -30,6 +30,7 @@ import lsst.sphgeom
 import sqlalchemy
 from sqlalchemy import BigInteger
 
+from ..._gc import paused_gc
 from ...dimensions import (
     DataCoordinate,
     Dimension,
@@ -125,7 +126,8 @@ class QueryEngine:
     def run(self, spec: QuerySpec) -> list[Any]:
         """Run a query and return data IDs, dataset refs or dimension records."""
         plan = _Plan(self, spec)
-        return plan.execute()
+        with paused_gc():
+            return plan.execute()
 
 
 class _Plan:
