@@ -10,6 +10,7 @@ coerced and explains what cannot.
 from __future__ import annotations
 
 import datetime
+import operator
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ import sqlalchemy
 
 from .._gc import paused_gc
 from ..dimensions import (
+    MAX_NSEC,
+    MIN_NSEC,
     DimensionElement,
     DimensionRecord,
     DimensionUniverse,
@@ -164,6 +167,71 @@ class RecordRowBuilder:
                 out += [None, None]
         return tuple(out)
 
+    def rows(self, records: Iterable[Mapping[str, Any] | DimensionRecord]) -> list[tuple]:
+        """SQL rows for many records: column-wise when every value has the right type.
+
+        One pass per field with a set of the types seen replaces per-row
+        checks (several times faster for 10⁵ records); if any column needs
+        coercion or holds a bad value, every record goes through `row`,
+        which coerces or explains.
+        """
+        recs = [r.to_dict() if isinstance(r, DimensionRecord) else r for r in records]
+        fast = self._columnwise(recs)
+        return fast if fast is not None else [self.row(r) for r in recs]
+
+    def _columnwise(self, recs: list[Any]) -> list[tuple] | None:
+        if not recs or not all(isinstance(r, dict) for r in recs):
+            return None
+        if not all(map(self.allowed.issuperset, recs)):
+            return None
+        none = type(None)
+        cols: list[list[Any]] = []
+        for name, kind, length, nullable in self._checks:
+            col = [d.get(name) for d in recs]
+            types = set(map(type, col))
+            if kind is float and int in types:
+                col = [float(v) if type(v) is int else v for v in col]
+                types = set(map(type, col))
+            if not types <= ({kind, none} if nullable else {kind}):
+                return None
+            if length is not None and max(map(len, filter(None, col)), default=0) > length:
+                return None
+            cols.append(col)
+        if self.has_region:
+            col = [d.get("region") for d in recs]
+            types = set(map(type, col)) - {none}
+            if types <= {bytes}:
+                pass
+            elif all(issubclass(t, bytes) for t in types):
+                col = [None if v is None else bytes(v) for v in col]
+            elif all(issubclass(t, lsst.sphgeom.Region) for t in types):
+                col = [None if v is None else v.encode() for v in col]
+            else:
+                return None
+            cols.append(col)
+        if self.has_timespan:
+            split = [("datetime_begin" in d or "datetime_end" in d) for d in recs]
+            if any(split):
+                if any("timespan" in d for d in recs):
+                    return None
+                begin = [d.get("datetime_begin") for d in recs]
+                end = [d.get("datetime_end") for d in recs]
+                if not all(isinstance(v, int) for v in (*begin, *end) if v is not None):
+                    return None
+                cols.append(
+                    [None if not s else (MIN_NSEC if b is None else int(b)) for s, b in zip(split, begin)]
+                )
+                cols.append(
+                    [None if not s else (MAX_NSEC if e is None else int(e)) for s, e in zip(split, end)]
+                )
+            else:
+                spans = [d.get("timespan") for d in recs]
+                if not set(map(type, spans)) <= {Timespan, none}:
+                    return None
+                cols.append([None if t is None else t.nsec[0] for t in spans])
+                cols.append([None if t is None else t.nsec[1] for t in spans])
+        return list(zip(*cols))
+
     def key(self, row: tuple) -> tuple:
         return tuple(row[i] for i in self.key_positions)
 
@@ -206,10 +274,15 @@ class DimensionRecordStorage:
             )
         builder = self.builder(element)
         with paused_gc():
-            rows = [builder.row(r) for r in records]
+            rows = builder.rows(records)
         if not rows:
             return 0
-        keys = [builder.key(r) for r in rows]
+        key_of = operator.itemgetter(*builder.key_positions)
+        keys = (
+            list(map(key_of, rows))
+            if len(builder.key_positions) > 1
+            else [(r[builder.key_positions[0]],) for r in rows]
+        )
         if len(set(keys)) != len(keys):
             seen: set[tuple] = set()
             unique_rows = []
@@ -243,6 +316,7 @@ class DimensionRecordStorage:
             # can be diagnosed and reported without poisoning it.
             with self._db.transaction(savepoint=True) as conn:
                 self._ensure_bands(conn, element, builder, rows)
+                self._check_dependencies(conn, element, builder, rows)
                 if replace:
                     stmt = self._db.upsert(table, list(element.key_columns))
                     for chunk in _chunks(rows):
@@ -263,7 +337,6 @@ class DimensionRecordStorage:
             # The fast path failed; find out why, in words the user can act on.
             named = [dict(zip(builder.columns, r)) for r in rows]
             with self._db.reading() as conn:
-                self._check_dependencies(conn, element, named)
                 if not (skip_existing or replace):
                     self._check_not_existing(conn, element, named)
             raise ConflictingDefinitionError(
@@ -300,15 +373,27 @@ class DimensionRecordStorage:
             )
 
     def _check_dependencies(
-        self, conn: sqlalchemy.Connection, element: DimensionElement, rows: list[dict]
+        self,
+        conn: sqlalchemy.Connection,
+        element: DimensionElement,
+        builder: RecordRowBuilder,
+        rows: list[tuple],
     ) -> None:
-        """Name the first missing record another element's foreign key would reject."""
+        """Every record these rows require or imply must exist; name the first that does not.
+
+        Set-based: the distinct keys of each dependency, one query each.
+        """
         for dep_name in (*element.direct_requires, *element.direct_implies):
             dep = self._universe.dimensions[dep_name]
             if not dep.has_own_table:
                 continue
             local = [d.name for d in dep.required]
-            wanted = {tuple(r[c] for c in local) for r in rows if all(r.get(c) is not None for c in local)}
+            positions = [
+                builder.columns.index(c if c in builder.columns else _own_key(element, c)) for c in local
+            ]
+            pick = operator.itemgetter(*positions)
+            values = map(pick, rows) if len(positions) > 1 else ((v,) for v in map(pick, rows))
+            wanted = {v for v in values if None not in v}
             if not wanted:
                 continue
             dep_table = self._schema.elements[dep.name]
@@ -350,6 +435,14 @@ class DimensionRecordStorage:
                     rows.extend([(*key, pix) for pix in range(begin, end)])
             done += len(part)
             self._db.bulk_insert(conn, overlap, columns, rows, "ignore")
+
+
+def _own_key(element: DimensionElement, dimension: str) -> str:
+    """The record field holding ``dimension``'s value (``id`` for the element's own key)."""
+    for d, column in zip(element.required, element.key_columns):
+        if d.name == dimension:
+            return column
+    return dimension
 
 
 def _sortable(v: Any) -> tuple:

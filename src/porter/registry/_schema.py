@@ -20,7 +20,6 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
-    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -96,6 +95,18 @@ def dataset_index_order(group: DimensionGroup) -> list[str]:
         order.append(best)
         remaining.remove(best)
     return order
+
+
+def _key_order(element: DimensionElement) -> list[str]:
+    """Primary-key column order of an element table (see `dataset_index_order`).
+
+    For visit_detector_region this is (instrument, visit, detector): records
+    arrive visit by visit, so inserts append, and "the detectors of a visit"
+    is a range scan.
+    """
+    by_dim = dict(zip((d.name for d in element.required), element.key_columns))
+    group = element.universe.conform(list(by_dim))
+    return [by_dim[n] for n in dataset_index_order(group) if n in by_dim]
 
 
 def element_table_name(element: DimensionElement) -> str:
@@ -221,17 +232,11 @@ class RegistrySchema:
         if element.has_timespan:
             columns.append(Column("timespan_begin", BigInteger, nullable=True))
             columns.append(Column("timespan_end", BigInteger, nullable=True))
-        columns.append(PrimaryKeyConstraint(*element.key_columns))
-        # Foreign keys to the tables of the dimensions this element requires or implies.
-        for dep_name in (*element.direct_requires, *element.direct_implies):
-            dep = universe.dimensions[dep_name]
-            if not dep.has_own_table:
-                continue
-            local = [d.name for d in dep.required]
-            remote = [f"{element_table_name(dep)}.{c}" for c in dep.key_columns]
-            if self.metadata.schema:
-                remote = [f"{self.metadata.schema}.{r}" for r in remote]
-            columns.append(ForeignKeyConstraint(local, remote))
+        columns.append(PrimaryKeyConstraint(*_key_order(element)))
+        # No foreign keys to the records this element requires or implies:
+        # DimensionRecordStorage checks the distinct keys of each insert with
+        # one query per dependency (cheaper than a lookup per row), and
+        # dimension records are never deleted.
         if isinstance(element, Dimension):
             parents = list(element.key_columns[:-1])
             for alt in element.alternate_keys:
@@ -245,7 +250,11 @@ class RegistrySchema:
                 Column(d.name, dimension_key_type(d), nullable=False) for d in element.required
             ]
             ocols.append(Column(skypix.name, BigInteger, nullable=False))
-            ocols.append(PrimaryKeyConstraint(*key_names, skypix.name))
+            ocols.append(
+                PrimaryKeyConstraint(
+                    *dataset_index_order(element.minimal_group.universe.conform(key_names)), skypix.name
+                )
+            )
             # Only porter writes these rows, in the transaction that writes
             # their records, so no foreign key is needed; and with all columns
             # in the primary key, SQLite stores the table as that one B-tree.
