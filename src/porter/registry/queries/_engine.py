@@ -22,6 +22,8 @@ Planning, in order:
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -519,20 +521,157 @@ class _Plan:
         return sqlalchemy.select(c.c.name).where(c.c.collection_id == id_column).scalar_subquery()
 
     def _join_all(self) -> Any:
-        self.canonical: dict[str, Any] = {}
+        from_, self.canonical = self._join(self.relations)
+        return from_
+
+    @staticmethod
+    def _join(relations: list[_Relation]) -> tuple[Any, dict[str, Any]]:
+        """Join relations on their shared dimensions; the first provider of a dimension is canonical."""
+        canonical: dict[str, Any] = {}
         from_: Any = None
-        for rel in self.relations:
-            on = [col == self.canonical[d] for d, col in rel.dims.items() if d in self.canonical]
+        for rel in relations:
+            on = [col == canonical[d] for d, col in rel.dims.items() if d in canonical]
             for d, col in rel.dims.items():
-                self.canonical.setdefault(d, col)
+                canonical.setdefault(d, col)
             if from_ is None:
                 from_ = rel.from_
             else:
                 from_ = from_.join(rel.from_, sqlalchemy.and_(*on) if on else sqlalchemy.true())
-        return from_
+        return from_, canonical
+
+    # --- factorized evaluation ------------------------------------------------------------------------
+
+    def _components(self) -> list[list[_Relation]]:
+        """Relations grouped by the non-governor dimensions that join them."""
+        governors = set(self.universe.governors)
+        groups: list[tuple[set[str], list[_Relation]]] = []
+        for rel in self.relations:
+            dims = {d for d in rel.dims if d not in governors}
+            merged_dims, merged_rels = set(dims), [rel]
+            keep = []
+            for g_dims, g_rels in groups:
+                if g_dims & dims:
+                    merged_dims |= g_dims
+                    merged_rels = g_rels + merged_rels
+                else:
+                    keep.append((g_dims, g_rels))
+            keep.append((merged_dims, merged_rels))
+            groups = keep
+        return [rels for _, rels in groups]
+
+    def _try_factorized(self) -> list[Any] | None:
+        """Evaluate a data-ID query as a product of independent sub-queries, if it is one.
+
+        (visit, detector) data IDs of one band are 333 visits times 189
+        detectors: asking SQL for the 63,000-row cross product costs far more
+        than two small queries and a product in Python.  Applies when the
+        relations fall into components linked only through governor
+        dimensions, every condition concerns one component (or only
+        governors), and there is no spatial refinement, ordering or limit.
+        Rows are combined only where their governor values agree.
+        """
+        spec = self.spec
+        if (
+            spec.kind != "data_ids"
+            or spec.searches
+            or spec.order_by
+            or spec.limit is not None
+            or self.postfilter_joins
+            or self.postfilter_regions
+            or self.sql_conditions
+        ):
+            return None
+        components = self._components()
+        if len(components) < 2:
+            return None
+        governors = set(self.universe.governors)
+        owner: dict[str, int] = {}
+        for i, rels in enumerate(components):
+            for rel in rels:
+                for d in rel.dims:
+                    if d not in governors:
+                        owner[d] = i
+                for element_name, _ in rel.fields:
+                    owner[f"field:{element_name}"] = i
+        per_component: list[list[Predicate]] = [[] for _ in components]
+        for term in top_level_terms(self.pred):
+            touched: set[int] = set()
+            for ref in iter_columns(term):
+                if isinstance(ref, DimKey):
+                    if ref.dimension in governors:
+                        continue
+                    touched.add(owner[ref.dimension])
+                elif isinstance(ref, DimField):
+                    field_key = f"field:{ref.element}"
+                    if field_key not in owner:
+                        return None
+                    touched.add(owner[field_key])
+                else:
+                    return None
+            if len(touched) > 1:
+                return None
+            if touched:
+                per_component[touched.pop()].append(term)
+            else:  # governors only: every component that has them applies it
+                refs = {r.dimension for r in iter_columns(term) if isinstance(r, DimKey)}
+                for i, rels in enumerate(components):
+                    if refs <= {d for rel in rels for d in rel.dims}:
+                        per_component[i].append(term)
+        out_keys = list(spec.dimensions.data_coordinate_keys)
+        results: list[tuple[list[str], Sequence[Any]]] = []
+        with self.engine._db.reading() as conn:
+            for rels, terms in zip(components, per_component):
+                from_, canonical = self._join(rels)
+                self.canonical = canonical
+                cols = [d for d in canonical if d in out_keys or d in governors]
+                compiler = SqlCompiler(self._lookup)
+                where = compiler.predicate(conjoin(*terms)) if terms else sqlalchemy.true()
+                if cols:
+                    stmt = (
+                        sqlalchemy.select(*[canonical[d].label(f"d_{d}") for d in cols])
+                        .select_from(from_)
+                        .where(where)
+                        .distinct()
+                    )
+                else:  # a component that only filters: does any row satisfy it?
+                    stmt = sqlalchemy.select(sqlalchemy.literal(1)).select_from(from_).where(where).limit(1)
+                result = conn.execute(stmt)
+                fetched = result.cursor.fetchall()
+                result.close()
+                results.append((cols, fetched if cols else [()] * len(fetched)))
+        shared = sorted(set.intersection(*[set(c) & governors for c, _ in results]))
+        grouped: list[dict[tuple, list[tuple]]] = []
+        for cols, rows in results:
+            pick = [cols.index(g) for g in shared]
+            groups: dict[tuple, list[tuple]] = {}
+            for row in rows:
+                groups.setdefault(tuple(row[i] for i in pick), []).append(row)
+            grouped.append(groups)
+        # Where each output column sits in the concatenation of one row per component.
+        offsets = []
+        total = 0
+        for cols, _ in results:
+            offsets.append(total)
+            total += len(cols)
+        position: dict[str, int] = {}
+        for (cols, _), offset in zip(results, offsets):
+            for j, d in enumerate(cols):
+                position.setdefault(d, offset + j)
+        if any(k not in position for k in out_keys):
+            return None
+        getter = operator.itemgetter(*[position[k] for k in out_keys])
+        rows_out: list[Any] = []
+        for key in grouped[0]:
+            parts = [g.get(key, []) for g in grouped]
+            for combo in itertools.product(*parts):
+                rows_out.append(getter(sum(combo, ())) if len(out_keys) > 1 else (getter(sum(combo, ())),))
+        return self._convert(rows_out, [f"d_{k}" for k in out_keys])
 
     def _run_sql(self) -> list[Any]:
         spec = self.spec
+        factorized = self._try_factorized()
+        if factorized is not None:
+            return factorized
         from_ = self._join_all()
         compiler = SqlCompiler(self._lookup)
         where = [compiler.predicate(self.pred)]
