@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DataIdError, did_you_mean
@@ -51,19 +51,19 @@ class DataCoordinate(Mapping[str, DataIdValue]):
     identity.
     """
 
-    __slots__ = ("_has_full", "_records", "_values", "dimensions")
+    __slots__ = ("_values", "dimensions")
 
-    def __init__(
-        self,
-        dimensions: DimensionGroup,
-        values: tuple[DataIdValue, ...],
-        has_full: bool,
-        records: Mapping[str, DimensionRecord | None] | None = None,
-    ):
+    _records: Mapping[str, DimensionRecord | None] | None = None
+    """Attached dimension records; only `_ExpandedDataCoordinate` instances have them."""
+
+    def __init__(self, dimensions: DimensionGroup, values: tuple[DataIdValue, ...], has_full: bool = False):
+        """``values`` are for ``dimensions.required`` (then ``.implied`` when the data ID is full).
+
+        Whether a data ID is full is told by the number of values, so it is
+        not stored; ``has_full`` documents the caller's intent.
+        """
         self.dimensions = dimensions
         self._values = values
-        self._has_full = has_full or not dimensions.implied
-        self._records = records
 
     # --- construction ------------------------------------------------------------------------
 
@@ -78,6 +78,24 @@ class DataCoordinate(Mapping[str, DataIdValue]):
     def from_full_values(cls, dimensions: DimensionGroup, values: tuple[DataIdValue, ...]) -> DataCoordinate:
         """Make a data ID from values for ``dimensions.required + dimensions.implied``, in order."""
         return cls(dimensions, values, True)
+
+    @staticmethod
+    def many_from_full_values(
+        dimensions: DimensionGroup, rows: Iterable[tuple[DataIdValue, ...]]
+    ) -> list[DataCoordinate]:
+        """Many data IDs from full-value tuples: the query engine's hot path.
+
+        Sets the slots directly rather than through ``__init__``; the values
+        must be complete and already of the right types (as a query returns them).
+        """
+        new = object.__new__
+        out = []
+        for values in rows:
+            d = new(DataCoordinate)
+            d.dimensions = dimensions
+            d._values = values
+            out.append(d)
+        return out
 
     @classmethod
     def make_empty(cls, universe: DimensionUniverse) -> DataCoordinate:
@@ -158,12 +176,16 @@ class DataCoordinate(Mapping[str, DataIdValue]):
         return self.dimensions.universe
 
     @property
+    def _full(self) -> bool:
+        return len(self._values) == len(self.dimensions.data_coordinate_keys)
+
+    @property
     def has_full(self) -> bool:
         """True if values for implied dimensions are known too."""
-        return self._has_full
+        return self._full
 
     def hasFull(self) -> bool:
-        return self._has_full
+        return self._full
 
     @property
     def required(self) -> dict[str, DataIdValue]:
@@ -176,25 +198,25 @@ class DataCoordinate(Mapping[str, DataIdValue]):
 
     @property
     def full_values(self) -> tuple[DataIdValue, ...]:
-        if not self._has_full:
+        if not self._full:
             raise DataIdError(f"Data ID {self} does not know its implied dimensions' values.")
         return self._values
 
     @property
     def mapping(self) -> dict[str, DataIdValue]:
         """All known values: required, and implied when known."""
-        keys = self.dimensions.data_coordinate_keys if self._has_full else self.dimensions.required
+        keys = self.dimensions.data_coordinate_keys if self._full else self.dimensions.required
         return dict(zip(keys, self._values))
 
     def __getitem__(self, key: str) -> DataIdValue:
-        keys = self.dimensions.data_coordinate_keys if self._has_full else self.dimensions.required
+        keys = self.dimensions.data_coordinate_keys if self._full else self.dimensions.required
         try:
             return self._values[keys.index(key)]
         except ValueError:
             raise KeyError(key) from None
 
     def __iter__(self) -> Iterator[str]:
-        keys = self.dimensions.data_coordinate_keys if self._has_full else self.dimensions.required
+        keys = self.dimensions.data_coordinate_keys if self._full else self.dimensions.required
         return iter(keys)
 
     def __len__(self) -> int:
@@ -248,7 +270,16 @@ class DataCoordinate(Mapping[str, DataIdValue]):
         return self._records is not None
 
     def with_records(self, records: Mapping[str, DimensionRecord | None]) -> DataCoordinate:
-        return DataCoordinate(self.dimensions, self._values, self._has_full, records)
+        """This data ID with dimension records attached (as a query with records returns it)."""
+        expanded = _ExpandedDataCoordinate(self.dimensions, self._values)
+        expanded._records = records
+        return expanded
+
+
+class _ExpandedDataCoordinate(DataCoordinate):
+    """A data ID carrying its dimension records."""
+
+    __slots__ = ("_records",)
 
 
 def _sort_key(d: DataCoordinate) -> tuple:

@@ -661,10 +661,16 @@ class _Plan:
             return None
         getter = operator.itemgetter(*[position[k] for k in out_keys])
         rows_out: list[Any] = []
+        single = len(out_keys) == 1
         for key in grouped[0]:
             parts = [g.get(key, []) for g in grouped]
+            if len(parts) == 2 and not single:
+                first, second = parts
+                rows_out.extend([getter(a + b) for a in first for b in second])
+                continue
             for combo in itertools.product(*parts):
-                rows_out.append(getter(sum(combo, ())) if len(out_keys) > 1 else (getter(sum(combo, ())),))
+                joined = sum(combo, ())
+                rows_out.append((getter(joined),) if single else getter(joined))
         return self._convert(rows_out, [f"d_{k}" for k in out_keys])
 
     def _run_sql(self) -> list[Any]:
@@ -850,8 +856,7 @@ class _Plan:
         spec = self.spec
         group = spec.dimensions
         if spec.kind == "data_ids":
-            make = DataCoordinate.from_full_values
-            return [make(group, tuple(row)) for row in rows]
+            return DataCoordinate.many_from_full_values(group, rows)
         if spec.kind == "records":
             assert spec.element is not None
             element = spec.element
