@@ -10,6 +10,7 @@ regions instead of receiving them through pipes.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -50,6 +51,12 @@ def _chunk(bounds: tuple[int, int]) -> list[list[tuple[int, int]]]:
     return out
 
 
+def _lower_priority() -> None:
+    """Workers yield the CPU to the parent, whose inserts are the critical path."""
+    with contextlib.suppress(OSError):  # not permitted: run at normal priority
+        os.nice(10)
+
+
 def _workers() -> int:
     configured = os.environ.get("PORTER_WORKERS")
     if configured:
@@ -83,7 +90,9 @@ def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> Iterator[lis
             _WORK = ()
     step = -(-n // (workers * 4))
     bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_lower_priority
+    )
     _WORK = encoded
     try:
         futures = [pool.submit(_chunk, b) for b in bounds]
