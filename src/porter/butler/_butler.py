@@ -423,6 +423,7 @@ class Butler:
         directory: str | None = None,
         transfer: str | None = None,
         format: str = "yaml",
+        progress: Callable[[str, int], None] | None = None,
     ) -> ExportContext:
         """Write an export file readable by porter and by daf_butler.
 
@@ -435,6 +436,7 @@ class Butler:
         record in the repository.  Called without them it returns a context
         manager to fill, as daf_butler's ``export`` does.  The file is written
         atomically; the result maps what was written to counts.
+        ``progress(description, total_steps)`` is called before each step.
         """
         if format != "yaml":
             raise RepositoryError(f"Unknown export format {format!r}; porter writes 'yaml'.")
@@ -448,15 +450,20 @@ class Butler:
         names = _names(collections)
         if not (names or datasets is not None or include_all_dimensions):
             return context
-        if include_all_dimensions:
-            writer.add_all_dimension_records()
+        step = (lambda description: progress(description, 4)) if progress is not None else (lambda _: None)
+        step("finding datasets")
+        refs: list[DatasetRef] = list(datasets) if datasets is not None else []
         if names:
             names = self.registry.collections.query(names)
-            writer.add_datasets(refs_for_export(self.registry, names, _names(dataset_types) or None, where))
-            for n in names:
-                writer.add_collection(n)
-        if datasets is not None:
-            writer.add_datasets(datasets)
+            refs += refs_for_export(self.registry, names, _names(dataset_types) or None, where)
+        step(f"collecting dimension records for {len(refs)} datasets")
+        if include_all_dimensions:
+            writer.add_all_dimension_records()
+        writer.add_datasets(refs)
+        step("collections")
+        for n in names:
+            writer.add_collection(n)
+        step(f"writing {filename}")
         context.write()
         return context
 

@@ -189,13 +189,20 @@ def export(
         porter export repo/ out.yaml --collections HSC/runs/ci_hsc
         porter export repo/ dims.yaml --all-dimensions
     """
-    with _open(repo) as butler:
+    with _open(repo) as butler, _progress() as progress:
+        task = progress.add_task("Exporting", total=None)
+
+        def step(description: str, total: int) -> None:
+            progress.update(task, total=total, description=f"Exporting: {description}")
+            progress.advance(task)
+
         counts = butler.export(
             export_file,
             collections=_split(collections) or None,
             dataset_types=_split(dataset_type) or None,
             where=where,
             include_all_dimensions=all_dimensions,
+            progress=step,
         )
     print_rows([{"what": k, "count": v} for k, v in counts.items()], title=f"Wrote {export_file}")
 
