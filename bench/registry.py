@@ -58,15 +58,35 @@ def peak_rss_mb() -> float:
 
 
 class Timer:
+    """Times each step; in memory mode, records each step's peak Python allocation instead.
+
+    Peak RSS (getrusage) is a process-wide maximum, so a step that needs
+    less than an earlier one shows no growth at all; tracemalloc's peak,
+    reset before each step, measures the step itself (but slows it down, so
+    memory runs are separate from timing runs).
+    """
+
     def __init__(self) -> None:
         self.results: dict[str, dict[str, Any]] = {}
+        self.memory = os.environ.get("PORTER_BENCH_MEMORY") == "1"
+        if self.memory:
+            import tracemalloc
+
+            tracemalloc.start()
 
     def run(self, name: str, func: Callable[[], Any]) -> Any:
         rss0 = peak_rss_mb()
+        if self.memory:
+            import tracemalloc
+
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
         t0 = time.perf_counter()
         value = func()
         dt = time.perf_counter() - t0
         self.results[name] = {"seconds": dt, "peak_rss_growth_mb": peak_rss_mb() - rss0}
+        if self.memory:
+            self.results[name]["step_peak_mb"] = (tracemalloc.get_traced_memory()[1] - base) / 1e6
         n = len(value) if hasattr(value, "__len__") else value
         self.results[name]["rows"] = n
         print(f"  {name:<52} {dt:9.3f} s  rows={n}", file=sys.stderr, flush=True)
@@ -351,13 +371,16 @@ def worker(impl: str, n_visits: int) -> None:
     print(json.dumps(results))
 
 
-def spawn(impl: str, n_visits: int) -> dict[str, Any]:
-    print(f"{impl}, {n_visits} visits x 189 detectors:", file=sys.stderr, flush=True)
+def spawn(impl: str, n_visits: int, memory: bool = False) -> dict[str, Any]:
+    label = " (memory, tracemalloc)" if memory else ""
+    print(f"{impl}, {n_visits} visits x 189 detectors{label}:", file=sys.stderr, flush=True)
+    env = dict(os.environ, PORTER_BENCH_MEMORY="1" if memory else "0")
     out = subprocess.run(
         [sys.executable, __file__, "--worker", impl, "--visits", str(n_visits)],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -369,7 +392,11 @@ def main() -> None:
     parser.add_argument("--visits", type=int, default=2000)
     parser.add_argument("--worker", choices=["porter", "daf"])
     parser.add_argument("--only", choices=["porter", "daf"])
-    parser.add_argument("--memory-check", action="store_true", help="also run porter at half the visits")
+    parser.add_argument(
+        "--memory-check",
+        action="store_true",
+        help="also measure porter's per-step memory at half and full size",
+    )
     parser.add_argument("--out", type=Path, help="write all figures as JSON here")
     args = parser.parse_args()
     if args.worker:
@@ -380,12 +407,13 @@ def main() -> None:
     for impl in impls:
         results[impl] = spawn(impl, args.visits)
     if args.memory_check:
-        results["porter_half"] = spawn("porter", args.visits // 2)
+        results["porter_memory_half"] = spawn("porter", args.visits // 2, memory=True)
+        results["porter_memory_full"] = spawn("porter", args.visits, memory=True)
     print()
     print(
         f"Registry benchmark, SQLite, {args.visits} visits x 189 detectors = {args.visits * 189:,} data IDs"
     )
-    header = f"{'step':<52} {'porter s':>10} {'daf s':>10} {'ratio':>8}  {'porter MB':>9} {'daf MB':>8}"
+    header = f"{'step':<52} {'porter s':>10} {'daf s':>10} {'ratio':>8}  {'porter RSS+':>11} {'daf RSS+':>9}"
     print(header)
     print("-" * len(header))
     for step in STEPS:
@@ -396,16 +424,19 @@ def main() -> None:
         ratio = f"{d['seconds'] / p['seconds']:.1f}x" if p and d and p["seconds"] > 0 else "-"
         pm = f"{p['peak_rss_growth_mb']:.0f}" if p else "-"
         dm = f"{d['peak_rss_growth_mb']:.0f}" if d else "-"
-        print(f"{step:<52} {ps:>10} {ds:>10} {ratio:>8}  {pm:>9} {dm:>8}")
+        print(f"{step:<52} {ps:>10} {ds:>10} {ratio:>8}  {pm:>11} {dm:>9}")
         if p and d and p["rows"] != d["rows"]:
             print(f"    !! row counts differ: porter {p['rows']} daf {d['rows']}")
     if args.memory_check:
-        print("\nporter memory scaling (peak-RSS growth, full vs half data; <= 2.0 means linear or better):")
+        print(
+            "\nporter memory per step (tracemalloc peak above the step's starting heap), "
+            f"{args.visits // 2} vs {args.visits} visits; x<=2.0 means growing no faster than the data:"
+        )
         for step in STEPS:
-            full = results["porter"][step]["peak_rss_growth_mb"]
-            half = results["porter_half"][step]["peak_rss_growth_mb"]
-            scale = f"{full / half:.2f}" if half > 1 else "n/a (<1 MB)"
-            print(f"  {step:<52} {half:8.1f} MB -> {full:8.1f} MB   x{scale}")
+            full = results["porter_memory_full"][step]["step_peak_mb"]
+            half = results["porter_memory_half"][step]["step_peak_mb"]
+            scale = f"x{full / half:.2f}" if half > 0.5 else "(under 0.5 MB)"
+            print(f"  {step:<52} {half:8.1f} MB -> {full:8.1f} MB   {scale}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2))
