@@ -58,8 +58,8 @@ def test_round_trip_through_export(make_repo, tmp_path: Path) -> None:  # type: 
             ), (c, dt)
     assert dst.collections.get_info("chain").children == ("tagged", "imported_r", "calib")
     assert dst.collections.get_info("tagged").doc == "hand-picked biases"
-    a = src.registry.datasets.calibration_associations(src.collections.get_info("calib"))
-    b = dst.registry.datasets.calibration_associations(dst.collections.get_info("calib"))
+    a = src.registry.associations.calibration_associations(src.collections.get_info("calib"))
+    b = dst.registry.associations.calibration_associations(dst.collections.get_info("calib"))
     assert sorted((r.id, ts.nsec) for r, ts in a) == sorted((r.id, ts.nsec) for r, ts in b)
 
 

@@ -240,7 +240,7 @@ def test_calibration_collections(repo: Butler) -> None:
     assert len(repo.query_datasets("bias", "calib", find_first=False)) == 6
     # Decertify the middle of the late range: it splits.
     repo.registry.decertify("calib", "bias", Timespan(t("2021-09-10T00:00:00"), t("2021-09-11T00:00:00")))
-    assoc = repo.registry.datasets.calibration_associations(repo.collections.get_info("calib"))
+    assoc = repo.registry.associations.calibration_associations(repo.collections.get_info("calib"))
     assert len(assoc) == 3 + 3 * 2
     assert (
         repo.find_dataset(

@@ -16,17 +16,18 @@ from typing import Any
 import sqlalchemy
 
 from .._gc import paused_gc
-from ..dimensions import DataCoordinate, DimensionGroup, DimensionUniverse, Timespan, tai_now_nsec
+from ..dimensions import DataCoordinate, DimensionUniverse, Timespan, tai_now_nsec
 from ..errors import (
     CollectionTypeError,
     ConflictingDefinitionError,
     DataIdError,
     DatasetTypeError,
     InvalidQueryError,
-    MissingDatasetError,
 )
+from ._batching import ID_BATCH, batches
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager
+from ._data_id_values import required_tuples
 from ._dataset_ref import DatasetRef, new_dataset_id_hexes
 from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager, DatasetTypeRecord
@@ -34,60 +35,6 @@ from ._db import Database
 from ._schema import RegistrySchema
 
 __all__ = ["DatasetManager"]
-
-_CHUNK = 20_000
-_ID_CHUNK = 5_000
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def required_tuples(
-    group: DimensionGroup, data_ids: Iterable[Mapping[str, Any] | DataCoordinate]
-) -> list[tuple]:
-    """Required-dimension values of many data IDs, validated, as tuples.
-
-    The bulk case (plain dicts, or data IDs that already have these
-    dimensions) is handled column-wise at C speed: one ``itemgetter`` pass
-    and one type check per column.  Anything else (numeric strings, numpy
-    integers, missing keys) goes through `DataCoordinate.standardize` row by
-    row, which coerces or explains.
-    """
-    universe = group.universe
-    names = group.required
-    kinds = [{"int": int, "string": str}.get(universe.dimensions[n].primary_key.type) for n in names]
-    items = list(data_ids)
-    if not items:
-        return []
-    getter = operator.itemgetter(*names)
-    if all(type(d) is dict for d in items):
-        try:
-            out = list(map(getter, items)) if len(names) > 1 else [(v,) for v in map(getter, items)]
-        except KeyError:
-            out = None
-        if out is not None and all(
-            kind is None or all(type(v) is kind for v in map(operator.itemgetter(i), out))
-            for i, kind in enumerate(kinds)
-        ):
-            return out
-    result: list[tuple] = []
-    for d in items:
-        if isinstance(d, DataCoordinate):
-            if d.dimensions == group:
-                result.append(d.required_values)
-                continue
-            d = d.mapping
-        missing = [n for n in names if n not in d]
-        if missing:
-            raise DataIdError(f"Data ID {dict(d)} is missing {missing} (dataset dimensions {group}).")
-        result.append(
-            DataCoordinate.standardize(
-                {n: d[n] for n in names}, dimensions=group.universe.conform(names)
-            ).required_values
-        )
-    return result
 
 
 class DatasetManager:
@@ -185,7 +132,7 @@ class DatasetManager:
         try:
             with db.transaction(savepoint=True) as conn:
                 self._check_dimension_records(conn, rec, values)
-                for chunk in _chunks(range(len(ids))):
+                for chunk in batches(range(len(ids))):
                     db.bulk_insert(
                         conn,
                         self._schema.dataset,
@@ -225,7 +172,7 @@ class DatasetManager:
             table = self._schema.elements[dim.name]
             key_cols = [table.c[c] for c in dim.key_columns]
             found: set[tuple] = set()
-            for chunk in _chunks(sorted(wanted, key=str), 500):
+            for chunk in batches(sorted(wanted, key=str), 500):
                 cond = (
                     key_cols[0].in_([t[0] for t in chunk])
                     if len(cols) == 1
@@ -263,7 +210,7 @@ class DatasetManager:
         tags = rec.tables.tags
         d = self._schema.dataset
         with self._db.reading() as conn:
-            for chunk in _chunks([uuid.UUID(i) for i in ids], _ID_CHUNK):
+            for chunk in batches([uuid.UUID(i) for i in ids], ID_BATCH):
                 row = conn.execute(sqlalchemy.select(d.c.dataset_id).where(d.c.dataset_id.in_(chunk))).first()
                 if row is not None:
                     raise ConflictingDefinitionError(
@@ -329,7 +276,7 @@ class DatasetManager:
         d = self._schema.dataset
         out: dict[uuid.UUID, tuple] = {}
         with self._db.reading() as conn:
-            for chunk in _chunks(list(ids), _ID_CHUNK):
+            for chunk in batches(list(ids), ID_BATCH):
                 rows = conn.execute(
                     sqlalchemy.select(d.c.dataset_id, d.c.dataset_type_id, d.c.run_id).where(
                         d.c.dataset_id.in_(chunk)
@@ -347,219 +294,6 @@ class DatasetManager:
                     out[r.dataset_id] = (r.dataset_type_id, r.run_id, tuple(v))
         return out
 
-    def _stored_values(
-        self, conn: sqlalchemy.Connection, rec: DatasetTypeRecord, refs: Sequence[DatasetRef]
-    ) -> list[tuple]:
-        """The data IDs the registry holds for these datasets (raising if any is unknown).
-
-        Associations copy the data ID from the dataset's run row rather than
-        trusting the reference a caller passes in.
-        """
-        tags = rec.tables.tags
-        d = self._schema.dataset
-        names = rec.dataset_type.dimensions.required
-        found: dict[str, tuple] = {}
-        for chunk in _chunks([r.id for r in refs], _ID_CHUNK):
-            rows = conn.execute(
-                sqlalchemy.select(tags.c.dataset_id, *[tags.c[n] for n in names])
-                .select_from(
-                    tags.join(
-                        d,
-                        sqlalchemy.and_(
-                            d.c.dataset_id == tags.c.dataset_id, d.c.run_id == tags.c.collection_id
-                        ),
-                    )
-                )
-                .where(tags.c.dataset_type_id == rec.id, tags.c.dataset_id.in_(chunk))
-            ).all()
-            for r in rows:
-                found[r[0].hex] = tuple(r[1:])
-        missing = [r for r in refs if r.id_hex not in found]
-        if missing:
-            raise MissingDatasetError(
-                f"{len(missing)} {rec.dataset_type.name} dataset(s) do not exist in this repository, "
-                f"e.g. {missing[0].id}."
-            )
-        return [found[r.id_hex] for r in refs]
-
-    # --- tagged collections ----------------------------------------------------------------------
-
-    def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        """Add datasets to a TAGGED collection (already-present ones are fine).
-
-        Raises
-        ------
-        ConflictingDefinitionError
-            If the collection already holds a *different* dataset of the same
-            type and data ID.
-        """
-        info = self._collections.get(collection)
-        if info.type is not CollectionType.TAGGED:
-            raise CollectionTypeError(
-                f"Collection {collection!r} is {info.type.name}; only TAGGED collections take associate()."
-            )
-        for type_name, group_refs in _by_type(refs).items():
-            rec = self._dataset_types.get_record(type_name)
-            tags = rec.tables.tags
-            names = rec.dataset_type.dimensions.required
-            ids = [r.id for r in group_refs]
-            with self._db.transaction(savepoint=True) as conn:
-                present: set[uuid.UUID] = set()
-                for chunk in _chunks(ids, _ID_CHUNK):
-                    present.update(
-                        conn.execute(
-                            sqlalchemy.select(tags.c.dataset_id).where(
-                                tags.c.collection_id == info.id, tags.c.dataset_id.in_(chunk)
-                            )
-                        ).scalars()
-                    )
-                rows = []
-                for ref, values in zip(group_refs, self._stored_values(conn, rec, group_refs)):
-                    if ref.id in present:
-                        continue
-                    row = dict(zip(names, values))
-                    row.update(dataset_type_id=rec.id, dataset_id=ref.id, collection_id=info.id)
-                    rows.append(row)
-                try:
-                    with self._db.transaction(savepoint=True) as inner:
-                        for chunk in _chunks(rows):
-                            inner.execute(sqlalchemy.insert(tags), chunk)
-                except sqlalchemy.exc.IntegrityError:
-                    raise ConflictingDefinitionError(
-                        f"Collection {collection!r} already holds another {type_name} dataset with the same "
-                        "data ID as one being tagged; disassociate it first."
-                    ) from None
-
-    def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        """Remove datasets from a TAGGED collection."""
-        info = self._collections.get(collection)
-        if info.type is not CollectionType.TAGGED:
-            raise CollectionTypeError(
-                f"Collection {collection!r} is {info.type.name}; only TAGGED collections take disassociate()."
-            )
-        for type_name, group_refs in _by_type(refs).items():
-            tags = self._dataset_types.get_record(type_name).tables.tags
-            with self._db.transaction() as conn:
-                for chunk in _chunks([r.id for r in group_refs], _ID_CHUNK):
-                    conn.execute(
-                        sqlalchemy.delete(tags).where(
-                            tags.c.collection_id == info.id, tags.c.dataset_id.in_(chunk)
-                        )
-                    )
-
-    # --- calibration collections -------------------------------------------------------------------
-
-    def _calibration(self, collection: str) -> CollectionInfo:
-        info = self._collections.get(collection)
-        if info.type is not CollectionType.CALIBRATION:
-            raise CollectionTypeError(
-                f"Collection {collection!r} is {info.type.name}; certification needs a CALIBRATION collection."
-            )
-        return info
-
-    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> None:
-        """Associate calibration datasets with a validity range in a CALIBRATION collection.
-
-        Raises
-        ------
-        ConflictingDefinitionError
-            If a dataset of the same type and data ID is already valid during
-            any part of ``timespan`` in that collection.
-        """
-        info = self._calibration(collection)
-        if timespan.is_empty():
-            raise ConflictingDefinitionError(f"Cannot certify with an empty validity range {timespan}.")
-        begin, end = timespan.nsec
-        for type_name, group_refs in _by_type(refs).items():
-            rec = self._dataset_types.get_record(type_name)
-            if not rec.dataset_type.is_calibration:
-                raise DatasetTypeError(
-                    f"Dataset type {type_name!r} is not a calibration type (is_calibration=False); "
-                    "only calibration types can be certified."
-                )
-            calibs = rec.tables.calibs
-            names = rec.dataset_type.dimensions.required
-            with self._db.transaction(savepoint=True) as conn:
-                values = self._stored_values(conn, rec, group_refs)
-                if self._db.dialect == "postgresql":
-                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7706171)")
-                overlapping = conn.execute(
-                    sqlalchemy.select(
-                        *[calibs.c[n] for n in names], calibs.c.validity_begin, calibs.c.validity_end
-                    ).where(
-                        calibs.c.dataset_type_id == rec.id,
-                        calibs.c.collection_id == info.id,
-                        calibs.c.validity_begin < end,
-                        calibs.c.validity_end > begin,
-                    )
-                ).all()
-                taken = {tuple(r[: len(names)]): r for r in overlapping}
-                wanted: set[tuple] = set()
-                for v in values:
-                    if v in taken or v in wanted:
-                        raise ConflictingDefinitionError(
-                            f"A {type_name} dataset for {dict(zip(names, v))} is already certified in "
-                            f"{collection!r} for a validity range overlapping {timespan}; decertify it first."
-                        )
-                    wanted.add(v)
-                rows = []
-                for ref, v in zip(group_refs, values):
-                    row = dict(zip(names, v))
-                    row.update(
-                        dataset_type_id=rec.id,
-                        dataset_id=ref.id,
-                        collection_id=info.id,
-                        validity_begin=begin,
-                        validity_end=end,
-                    )
-                    rows.append(row)
-                for chunk in _chunks(rows):
-                    conn.execute(sqlalchemy.insert(calibs), chunk)
-
-    def decertify(
-        self,
-        collection: str,
-        dataset_type: str,
-        timespan: Timespan,
-        data_ids: Iterable[Mapping[str, Any]] | None = None,
-    ) -> None:
-        """Remove validity for ``timespan``, keeping the parts of ranges outside it."""
-        info = self._calibration(collection)
-        rec = self._dataset_types.get_record(dataset_type)
-        calibs = rec.tables.calibs
-        names = rec.dataset_type.dimensions.required
-        only = None if data_ids is None else set(required_tuples(rec.dataset_type.dimensions, data_ids))
-        begin, end = timespan.nsec
-        with self._db.transaction() as conn:
-            rows = (
-                conn.execute(
-                    sqlalchemy.select(calibs).where(
-                        calibs.c.dataset_type_id == rec.id,
-                        calibs.c.collection_id == info.id,
-                        calibs.c.validity_begin < end,
-                        calibs.c.validity_end > begin,
-                    )
-                )
-                .mappings()
-                .all()
-            )
-            for r in rows:
-                v = tuple(r[n] for n in names)
-                if only is not None and v not in only:
-                    continue
-                conn.execute(sqlalchemy.delete(calibs).where(calibs.c.calib_id == r["calib_id"]))
-                pieces = []
-                if r["validity_begin"] < begin:
-                    pieces.append((r["validity_begin"], begin))
-                if end < r["validity_end"]:
-                    pieces.append((end, r["validity_end"]))
-                for b, e in pieces:
-                    new = {k: r[k] for k in r if k != "calib_id"}
-                    new.update(validity_begin=b, validity_end=e)
-                    conn.execute(sqlalchemy.insert(calibs).values(**new))
-
-    # --- removal -----------------------------------------------------------------------------------------
-
     def _delete_memberships(self, conn: sqlalchemy.Connection, ids: Any) -> None:
         """Delete the tags and calibs rows of datasets (``ids``: a list or a subquery)."""
         for rec in self._dataset_types.all_records():
@@ -572,7 +306,7 @@ class DatasetManager:
         d = self._schema.dataset
         n = 0
         with self._db.transaction() as conn:
-            for chunk in _chunks(ids, _ID_CHUNK):
+            for chunk in batches(ids, ID_BATCH):
                 self._delete_memberships(conn, list(chunk))
                 n += conn.execute(sqlalchemy.delete(d).where(d.c.dataset_id.in_(chunk))).rowcount
         return n
@@ -625,33 +359,6 @@ class DatasetManager:
                     out.append(
                         DatasetRef(rec.dataset_type, DataCoordinate(group, tuple(r[2:]), False), run, r[0])
                     )
-        return out
-
-    def calibration_associations(self, collection: CollectionInfo) -> list[tuple[DatasetRef, Timespan]]:
-        """All (dataset, validity range) pairs of a CALIBRATION collection."""
-        out: list[tuple[DatasetRef, Timespan]] = []
-        d = self._schema.dataset
-        with self._db.reading() as conn:
-            for rec in self._dataset_types.all_records():
-                calibs = rec.tables.calibs
-                names = rec.dataset_type.dimensions.required
-                rows = conn.execute(
-                    sqlalchemy.select(
-                        calibs.c.dataset_id,
-                        d.c.run_id,
-                        calibs.c.validity_begin,
-                        calibs.c.validity_end,
-                        *[calibs.c[n] for n in names],
-                    )
-                    .select_from(calibs.join(d, d.c.dataset_id == calibs.c.dataset_id))
-                    .where(calibs.c.dataset_type_id == rec.id, calibs.c.collection_id == collection.id)
-                    .order_by(calibs.c.validity_begin, *[calibs.c[n] for n in names])
-                ).all()
-                group = rec.dataset_type.dimensions
-                for r in rows:
-                    run = self._collections.get_by_id(r[1]).name
-                    ref = DatasetRef(rec.dataset_type, DataCoordinate(group, tuple(r[4:]), False), run, r[0])
-                    out.append((ref, Timespan.from_nsec(r[2], r[3])))
         return out
 
     def get(self, dataset_id: uuid.UUID) -> DatasetRef | None:
@@ -728,10 +435,3 @@ class DatasetManager:
                         rec.dataset_type, DataCoordinate(group, values, False), run, rows[0].dataset_id
                     )
         return None
-
-
-def _by_type(refs: Iterable[DatasetRef]) -> dict[str, list[DatasetRef]]:
-    out: dict[str, list[DatasetRef]] = defaultdict(list)
-    for r in refs:
-        out[r.dataset_type.name].append(r)
-    return out

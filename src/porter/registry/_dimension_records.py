@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import astropy.time
@@ -30,13 +30,13 @@ from ..dimensions import (
     tai_nsec_from_time,
 )
 from ..errors import ConflictingDefinitionError, DataIdError
+from ._batching import batches
 from ._db import Database
 from ._schema import RegistrySchema
 from ._spatial_index import envelopes
 
 __all__ = ["DimensionRecordStorage", "RecordRowBuilder", "record_from_row"]
 
-_CHUNK = 50_000
 _ANALYZE_AFTER = 5_000
 
 
@@ -319,7 +319,7 @@ class DimensionRecordStorage:
                 self._check_dependencies(conn, element, builder, rows)
                 if replace:
                     stmt = self._db.upsert(table, list(element.key_columns))
-                    for chunk in _chunks(rows):
+                    for chunk in batches(rows):
                         conn.execute(stmt, [dict(zip(builder.columns, r)) for r in chunk])
                 else:
                     self._db.bulk_insert(
@@ -420,7 +420,7 @@ class DimensionRecordStorage:
         key_names = [d.name for d in element.required]
         columns = [*key_names, self._universe.common_skypix.name]
         if replace:
-            for chunk in _chunks(keys):
+            for chunk in batches(keys):
                 conn.execute(
                     sqlalchemy.delete(overlap).where(
                         sqlalchemy.tuple_(*[overlap.c[k] for k in key_names]).in_(list(chunk))
@@ -449,11 +449,6 @@ def _sortable(v: Any) -> tuple:
     return (0, v, "") if isinstance(v, int | float) else (1, 0, str(v))
 
 
-def _chunks(rows: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(rows), size):
-        yield rows[i : i + size]
-
-
 def _existing_keys(
     conn: sqlalchemy.Connection, table: sqlalchemy.Table, columns: list[str], wanted: set[tuple]
 ) -> set[tuple]:
@@ -461,7 +456,7 @@ def _existing_keys(
     found: set[tuple] = set()
     cols = [table.c[c] for c in columns]
     wanted_list = sorted(wanted, key=lambda t: tuple(map(_sortable, t)))
-    for chunk in _chunks(wanted_list, 500):
+    for chunk in batches(wanted_list, 500):
         if len(columns) == 1:
             cond = cols[0].in_([t[0] for t in chunk])
         else:

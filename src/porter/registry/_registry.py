@@ -18,6 +18,7 @@ from ..dimensions import (
     Timespan,
 )
 from ..errors import DataIdError, MissingCollectionError, RepositoryError
+from ._associations import AssociationManager
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager, is_pattern
 from ._compat import RegistryCompatMixin
@@ -54,6 +55,7 @@ class Registry(RegistryCompatMixin):
         self.collections = CollectionManager(db, self.schema)
         self.dataset_types = DatasetTypeManager(db, self.schema, universe)
         self.datasets = DatasetManager(db, self.schema, universe, self.collections, self.dataset_types)
+        self.associations = AssociationManager(db, self.schema, self.collections, self.dataset_types)
         self.records = DimensionRecordStorage(db, self.schema, universe)
         self.engine = QueryEngine(db, self.schema, universe, self.collections)
 
@@ -194,13 +196,13 @@ class Registry(RegistryCompatMixin):
         return self.datasets.import_refs(refs)
 
     def associate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        self.datasets.associate(collection, refs)
+        self.associations.associate(collection, refs)
 
     def disassociate(self, collection: str, refs: Iterable[DatasetRef]) -> None:
-        self.datasets.disassociate(collection, refs)
+        self.associations.disassociate(collection, refs)
 
     def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> None:
-        self.datasets.certify(collection, refs, timespan)
+        self.associations.certify(collection, refs, timespan)
 
     def decertify(
         self,
@@ -209,7 +211,7 @@ class Registry(RegistryCompatMixin):
         timespan: Timespan,
         data_ids: Iterable[Mapping[str, Any]] | None = None,
     ) -> None:
-        self.datasets.decertify(collection, dataset_type, timespan, data_ids)
+        self.associations.decertify(collection, dataset_type, timespan, data_ids)
 
     def remove_datasets(self, refs: Iterable[DatasetRef]) -> int:
         return self.datasets.remove(refs)

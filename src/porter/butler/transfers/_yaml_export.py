@@ -145,7 +145,7 @@ class ExportWriter:
             self.add_datasets(refs)
             self.tag_associations[name] = [r.id for r in refs]
         elif info.type is CollectionType.CALIBRATION:
-            assoc = self.registry.datasets.calibration_associations(info)
+            assoc = self.registry.associations.calibration_associations(info)
             self.add_datasets(r for r, _ in assoc)
             self.calib_associations[name] = assoc
         elif info.type is CollectionType.CHAINED:

@@ -1,5 +1,6 @@
 """The query system: ``where`` resolution, planning and SQL generation."""
 
-from ._engine import DatasetSearch, QueryEngine, QuerySpec
+from ._engine import QueryEngine
+from ._spec import DatasetSearch, QuerySpec
 
 __all__ = ["DatasetSearch", "QueryEngine", "QuerySpec"]

@@ -1,43 +1,32 @@
-"""The query engine: from a query description to rows, in one SQL statement.
+"""The query engine: from a query description to rows.
 
 Planning, in order:
 
 1. Resolve the ``where`` expression, keyword constraints and ``order_by``
    against the universe; every column they mention adds its dimensions.
-2. Check governors (instrument, skymap): a dimension that depends on one
-   may only be constrained if the governor is too (daf_butler's rule),
-   filling in the butler's default data ID where it has one.
-3. Pull spatial conditions out of the top-level AND: region constraints and
-   joins go through the common-skypix (htm7) overlap tables in SQL and are
-   refined with exact sphgeom overlaps afterwards.  Families of spatial
-   dimensions that the query mixes but does not join (visit/detector with
-   tract/patch) are joined automatically, as are calibration validity ranges
-   with the query's observation timespan.
-4. Choose the relations to join: dataset searches, overlap subqueries,
-   dimension tables whose fields are needed, always-join tables, and a table
-   for every dimension whose value (or implied values) nothing else provides.
-5. Compile the predicate, add find-first ranking with a window function, and
-   run it.
+2. Check governors and pull spatial conditions out of the top-level AND
+   (`._analysis`).
+3. Choose the relations to join (`._relations`): dataset searches, overlap
+   subqueries, dimension tables whose fields are needed, always-join tables,
+   and a table for every dimension whose value (or implied values) nothing
+   else provides.
+4. Evaluate: as a product of independent sub-queries when the relations
+   allow it (`._factorized`), otherwise as one SQL statement with
+   find-first ranking by a window function and exact region refinement of
+   the rows it returns.
 """
 
 from __future__ import annotations
 
-import itertools
-import operator
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any
 
 import lsst.sphgeom
 import sqlalchemy
-from sqlalchemy import BigInteger
 
 from ..._gc import paused_gc
 from ...dimensions import (
     DataCoordinate,
-    Dimension,
-    DimensionElement,
-    DimensionGroup,
     DimensionUniverse,
     SkyPixDimension,
     coerce_dimension_value,
@@ -45,67 +34,30 @@ from ...dimensions import (
 )
 from ...errors import InvalidQueryError
 from .._collection_type import CollectionType
-from .._collections import CollectionInfo, CollectionManager
+from .._collections import CollectionManager
 from .._dataset_ref import DatasetRef
-from .._dataset_types import DatasetTypeRecord
 from .._db import Database
 from .._dimension_records import record_from_row
 from .._schema import RegistrySchema
 from ..expr import parse_expression
+from ._analysis import apply_governors, constraint_data_id, extract_spatial
+from ._factorized import run_factorized
 from ._ir import (
     Compare,
-    Const,
     DatasetField,
     DimField,
     DimKey,
-    InValues,
     Lit,
-    Overlaps,
     Predicate,
     conjoin,
     iter_columns,
-    top_level_terms,
 )
+from ._relations import Relation, RelationBuilder, join_relations
 from ._resolve import ResolveContext, resolve_order_by, resolve_predicate
+from ._spec import DatasetSearch, QuerySpec
 from ._sql import SqlCompiler
 
 __all__ = ["DatasetSearch", "QueryEngine", "QuerySpec"]
-
-
-@dataclass
-class DatasetSearch:
-    """A dataset type searched for in an ordered list of (non-chained) collections."""
-
-    record: DatasetTypeRecord
-    collections: list[CollectionInfo]
-    find_first: bool = False
-
-
-@dataclass
-class QuerySpec:
-    """Everything a query asks for."""
-
-    kind: Literal["data_ids", "datasets", "records"]
-    dimensions: DimensionGroup
-    """Dimensions of the results (for records, the element's own)."""
-    element: DimensionElement | None = None
-    searches: list[DatasetSearch] = field(default_factory=list)
-    """For ``datasets`` the first search is the result; others only constrain."""
-    where: str = ""
-    bind: Mapping[str, Any] = field(default_factory=dict)
-    data_id: Mapping[str, Any] = field(default_factory=dict)
-    default_data_id: Mapping[str, Any] = field(default_factory=dict)
-    order_by: Sequence[str] = ()
-    limit: int | None = None
-
-
-@dataclass
-class _Relation:
-    from_: Any
-    dims: dict[str, Any]
-    fields: dict[tuple[str, str], Any] = field(default_factory=dict)
-    name: str = ""
-    search_cols: dict[str, Any] = field(default_factory=dict)
 
 
 class QueryEngine:
@@ -133,19 +85,25 @@ class QueryEngine:
 
 
 class _Plan:
+    """The state of one query while it is analysed, planned and run."""
+
     def __init__(self, engine: QueryEngine, spec: QuerySpec):
         self.engine = engine
         self.spec = spec
         self.universe = engine._universe
         self.schema = engine._schema
-        self.relations: list[_Relation] = []
-        self.element_relations: dict[str, _Relation] = {}
         self.postfilter_joins: list[tuple[str, str]] = []
         self.postfilter_regions: list[tuple[str, lsst.sphgeom.Region]] = []
         self.sql_conditions: list[Any] = []
-        self._alias_counter = 0
+        self.canonical: dict[str, Any] = {}
 
-    # --- analysis ----------------------------------------------------------------------------------
+    @property
+    def relations(self) -> list[Relation]:
+        return self.builder.relations
+
+    @property
+    def element_relations(self) -> dict[str, Relation]:
+        return self.builder.element_relations
 
     def execute(self) -> list[Any]:
         spec = self.spec
@@ -183,241 +141,15 @@ class _Plan:
                 raise InvalidQueryError(
                     f"Cannot order by {ref}: {ref.element} is not an element of the results ({spec.dimensions})."
                 )
-        self.full = ctx_dims.union(extra)
-        pred = self._apply_governors(pred)
-        pred = self._extract_spatial(pred)
+        pred, self.full = apply_governors(universe, pred, ctx_dims.union(extra), spec.default_data_id)
+        pred, spatial = extract_spatial(universe, pred, self.full)
+        self.spatial_joins = spatial.joins
+        self.spatial_constraints = spatial.constraints
         self.pred = pred
         self.order_terms = order_terms
+        self.builder = RelationBuilder(self.schema, universe, constraint_data_id(pred))
         self._build_relations()
         return self._run_sql()
-
-    def _apply_governors(self, pred: Predicate) -> Predicate:
-        universe = self.universe
-        needed: set[str] = set()
-        referenced: set[str] = set()
-        for ref in iter_columns(pred):
-            if isinstance(ref, DimKey):
-                dim = universe.dimensions[ref.dimension]
-                if dim.is_governor:
-                    referenced.add(dim.name)
-                elif dim.governor is not None:
-                    needed.add(dim.governor.name)
-            elif isinstance(ref, DimField):
-                element = universe[ref.element]
-                if isinstance(element, Dimension) and ref.field in {k.name for k in element.alternate_keys}:
-                    if element.is_governor:
-                        referenced.add(element.name)
-                    elif element.governor is not None:
-                        needed.add(element.governor.name)
-        constrained = set(_constraint_data_id(pred))
-        additions: list[Predicate] = []
-        for gov in sorted(needed | set(self.full.governors)):
-            if gov in constrained or gov in referenced:
-                continue
-            if gov in self.spec.default_data_id:
-                value = coerce_dimension_value(universe, gov, self.spec.default_data_id[gov])
-                pk_type = universe.dimensions[gov].primary_key.type
-                additions.append(Compare("==", DimKey(gov, pk_type), Lit(value, pk_type)))
-                self.full = self.full.union([gov])
-            elif gov in needed:
-                raise InvalidQueryError(
-                    f"The query constrains a dimension that depends on {gov!r} without constraining {gov!r} "
-                    f"itself; add {gov} = '…' to the where expression or pass {gov}='…' (as daf_butler requires)."
-                )
-        return conjoin(pred, *additions)
-
-    # --- spatial -------------------------------------------------------------------------------------------
-
-    def _extract_spatial(self, pred: Predicate) -> Predicate:
-        terms = top_level_terms(pred)
-        kept: list[Predicate] = []
-        connections: dict[str, set[str]] = {f: {f} for f in self.full.spatial}
-        explicit_joins: list[tuple[str, str]] = []
-        constraints: list[tuple[str, lsst.sphgeom.Region]] = []
-        for term in terms:
-            if isinstance(term, Overlaps) and "region" in (term.a.type, term.b.type):
-                a, b = term.a, term.b
-                if isinstance(a, DimField) and isinstance(b, DimField):
-                    ea, eb = self.universe[a.element], self.universe[b.element]
-                    if ea.spatial == eb.spatial:
-                        raise InvalidQueryError(
-                            f"Spatial join between {ea.name} and {eb.name} is not necessary (same family)."
-                        )
-                    explicit_joins.append((ea.name, eb.name))
-                    merged = connections[ea.spatial] | connections[eb.spatial]  # type: ignore[index]
-                    for f in merged:
-                        connections[f] = merged
-                elif isinstance(a, DimField) and isinstance(b, Lit):
-                    constraints.append((a.element, b.value))
-                elif isinstance(b, DimField) and isinstance(a, Lit):
-                    constraints.append((b.element, a.value))
-                else:
-                    raise InvalidQueryError(
-                        "Spatial OVERLAPS needs a dimension region (e.g. visit.region) and a region literal "
-                        "(POINT, CIRCLE, BOX, POLYGON, REGION or a bound sphgeom region)."
-                    )
-                continue
-            if _contains_region_overlap(term):
-                raise InvalidQueryError(
-                    "Spatial overlap constraints nested inside OR or NOT are not supported."
-                )
-            kept.append(term)
-        subsets: list[set[str]] = []
-        for s in connections.values():
-            if s not in subsets:
-                subsets.append(s)
-        joins = list(explicit_joins)
-        if len(subsets) > 2:
-            raise InvalidQueryError(
-                f"Too many unconnected spatial families for an automatic join: {[sorted(s) for s in subsets]}; "
-                "add explicit joins such as visit.region OVERLAPS patch.region."
-            )
-        if len(subsets) == 2:
-            a_set, b_set = subsets
-            if len(a_set) > 1 or len(b_set) > 1:
-                raise InvalidQueryError(
-                    f"A spatial join between {sorted(a_set)} and {sorted(b_set)} is needed, but which one is "
-                    "ambiguous; add an explicit one."
-                )
-            (fa,) = a_set
-            (fb,) = b_set
-            joins.append((self.full.choose_family_member(fa).name, self.full.choose_family_member(fb).name))
-        self.spatial_joins = joins
-        self.spatial_constraints = constraints
-        return conjoin(*kept) if kept else Const(True)
-
-    # --- relations -------------------------------------------------------------------------------------------
-
-    def _alias(self, prefix: str) -> str:
-        self._alias_counter += 1
-        return f"{prefix}_{self._alias_counter}"
-
-    def _element_relation(self, name: str) -> _Relation:
-        rel = self.element_relations.get(name)
-        if rel is not None:
-            return rel
-        element = self.universe[name]
-        if not element.has_own_table:
-            raise InvalidQueryError(
-                f"{name} records are not stored; {name} can only be used with a spatial element "
-                f"(e.g. visit) that is joined to it through the {self.universe.common_skypix.name} index."
-            )
-        t = self.schema.elements[name].alias(self._alias(f"t_{name}"))
-        dims = {d.name: t.c[k] for d, k in zip(element.required, element.key_columns)}
-        for d in element.implied:
-            dims[d.name] = t.c[d.name]
-        fields: dict[tuple[str, str], Any] = {}
-        for fname in element.schema:
-            if fname == "timespan":
-                fields[(name, fname)] = (t.c.timespan_begin, t.c.timespan_end)
-            else:
-                fields[(name, fname)] = t.c[fname]
-        rel = _Relation(t, dims, fields, name=name)
-        self.element_relations[name] = rel
-        self.relations.append(rel)
-        return rel
-
-    def _overlap_relation(
-        self, element: str, pixel_ranges: list[tuple[int, int]] | None, distinct_keys: bool
-    ) -> _Relation:
-        """The common-skypix overlap rows of ``element`` (optionally restricted to pixel ranges)."""
-        universe = self.universe
-        e = universe[element]
-        skypix = universe.common_skypix.name
-        ov = self.schema.overlaps[element]
-        cols = [ov.c[d.name] for d in e.required]
-        conds = self._constraint_conditions(ov, [d.name for d in e.required])
-        if pixel_ranges is not None:
-            conds.append(sqlalchemy.or_(*[ov.c[skypix].between(b, end - 1) for b, end in pixel_ranges]))
-        if distinct_keys:
-            sub = sqlalchemy.select(*cols).where(*conds).distinct().subquery(self._alias(f"ov_{element}"))
-            return _Relation(sub, {d.name: sub.c[d.name] for d in e.required}, name=f"overlap:{element}")
-        sub = sqlalchemy.select(*cols, ov.c[skypix]).where(*conds).subquery(self._alias(f"ov_{element}"))
-        dims = {d.name: sub.c[d.name] for d in e.required}
-        dims[skypix] = sub.c[skypix]
-        return _Relation(sub, dims, name=f"overlap:{element}")
-
-    def _constraint_conditions(self, table: Any, dims: list[str]) -> list[Any]:
-        data_id = _constraint_data_id(self.pred)
-        return [table.c[d] == data_id[d] for d in dims if d in data_id]
-
-    def _pair_overlap_relation(self, a: str, b: str) -> _Relation:
-        ea, eb = self.universe[a], self.universe[b]
-        skypix = self.universe.common_skypix.name
-        oa = self.schema.overlaps[a].alias(self._alias(f"ova_{a}"))
-        ob = self.schema.overlaps[b].alias(self._alias(f"ovb_{b}"))
-        cols = [oa.c[d.name] for d in ea.required] + [
-            ob.c[d.name] for d in eb.required if d.name not in {x.name for x in ea.required}
-        ]
-        on = [oa.c[skypix] == ob.c[skypix]]
-        on.extend(
-            oa.c[d.name] == ob.c[d.name] for d in eb.required if d.name in {x.name for x in ea.required}
-        )
-        conds = self._constraint_conditions(oa, [d.name for d in ea.required])
-        conds += self._constraint_conditions(ob, [d.name for d in eb.required])
-        sub = (
-            sqlalchemy.select(*cols)
-            .select_from(oa.join(ob, sqlalchemy.and_(*on)))
-            .where(*conds)
-            .distinct()
-            .subquery(self._alias(f"sj_{a}_{b}"))
-        )
-        return _Relation(sub, {c.name: c for c in sub.c}, name=f"spatial:{a}:{b}")
-
-    def _search_relation(self, search: DatasetSearch, need_dataset_table: bool) -> _Relation:
-        rec = search.record
-        group = rec.dataset_type.dimensions
-        name = rec.dataset_type.name
-        tag_ids = [c.id for c in search.collections if c.type in (CollectionType.RUN, CollectionType.TAGGED)]
-        cal_ids = [c.id for c in search.collections if c.type is CollectionType.CALIBRATION]
-        self.search_has_calibs = getattr(self, "search_has_calibs", False) or bool(cal_ids)
-        parts = []
-        dims = list(group.required)
-        if tag_ids or not cal_ids:
-            t = rec.tables.tags
-            cols: list[Any] = [t.c.dataset_id, t.c.collection_id, *[t.c[d] for d in dims]]
-            if cal_ids:
-                cols += [
-                    sqlalchemy.null().cast(BigInteger).label("validity_begin"),
-                    sqlalchemy.null().cast(BigInteger).label("validity_end"),
-                ]
-            coll_cond = (
-                t.c.collection_id == tag_ids[0] if len(tag_ids) == 1 else t.c.collection_id.in_(tag_ids)
-            )
-            parts.append(sqlalchemy.select(*cols).where(t.c.dataset_type_id == rec.id, coll_cond))
-        if cal_ids:
-            c = rec.tables.calibs
-            cols = [
-                c.c.dataset_id,
-                c.c.collection_id,
-                *[c.c[d] for d in dims],
-                c.c.validity_begin,
-                c.c.validity_end,
-            ]
-            coll_cond = (
-                c.c.collection_id == cal_ids[0] if len(cal_ids) == 1 else c.c.collection_id.in_(cal_ids)
-            )
-            parts.append(sqlalchemy.select(*cols).where(c.c.dataset_type_id == rec.id, coll_cond))
-        union = parts[0] if len(parts) == 1 else sqlalchemy.union_all(*parts)
-        sub = union.subquery(self._alias(f"s_{name.replace('.', '_')}"))
-        search_cols: dict[str, Any] = {
-            "dataset_id": sub.c.dataset_id,
-            "collection_id": sub.c.collection_id,
-        }
-        from_: Any = sub
-        all_runs = all(c.type is CollectionType.RUN for c in search.collections)
-        if need_dataset_table or not all_runs:
-            d = self.schema.dataset.alias(self._alias("ds"))
-            from_ = sub.join(d, d.c.dataset_id == sub.c.dataset_id)
-            search_cols["run_id"] = d.c.run_id
-            search_cols["ingest_date"] = d.c.ingest_date
-        else:
-            search_cols["run_id"] = sub.c.collection_id
-        if cal_ids:
-            search_cols["timespan"] = (sub.c.validity_begin, sub.c.validity_end)
-        else:
-            search_cols["timespan"] = (sqlalchemy.null(), sqlalchemy.null())
-        return _Relation(from_, {d: sub.c[d] for d in dims}, name=f"search:{name}", search_cols=search_cols)
 
     def _build_relations(self) -> None:
         universe = self.universe
@@ -426,11 +158,11 @@ class _Plan:
         refs = iter_columns(self.pred) + [t[0] for t in self.order_terms]
         dataset_fields_needed = {(r.dataset_type, r.field) for r in refs if isinstance(r, DatasetField)}
         # Dataset searches.
-        self.search_relations: dict[str, _Relation] = {}
+        self.search_relations: dict[str, Relation] = {}
         for search in spec.searches:
             name = search.record.dataset_type.name
             need_ds = (name, "ingest_date") in dataset_fields_needed
-            rel = self._search_relation(search, need_ds)
+            rel = self.builder.search(search, need_ds)
             self.relations.append(rel)
             self.search_relations[name] = rel
         # Spatial joins and constraints.
@@ -443,13 +175,13 @@ class _Plan:
                         f"Unsupported spatial join between {a} and {b}: only the common sky pixelization "
                         f"({skypix}) can be joined to dimension regions."
                     )
-                self.relations.append(self._overlap_relation(other.name, None, distinct_keys=False))
+                self.relations.append(self.builder.overlap(other.name, None, distinct_keys=False))
             elif skypix in self.full:
-                self.relations.append(self._overlap_relation(a, None, distinct_keys=False))
-                self.relations.append(self._overlap_relation(b, None, distinct_keys=False))
+                self.relations.append(self.builder.overlap(a, None, distinct_keys=False))
+                self.relations.append(self.builder.overlap(b, None, distinct_keys=False))
                 self.postfilter_joins.append((a, b))
             else:
-                self.relations.append(self._pair_overlap_relation(a, b))
+                self.relations.append(self.builder.pair_overlap(a, b))
                 self.postfilter_joins.append((a, b))
         for element_name, region in self.spatial_constraints:
             e = universe[element_name]
@@ -459,9 +191,9 @@ class _Plan:
                 continue
             ranges = list(universe.common_skypix.pixelization.envelope(region))
             if skypix in self.full:
-                rel = self._overlap_relation(element_name, ranges, distinct_keys=False)
+                rel = self.builder.overlap(element_name, ranges, distinct_keys=False)
             else:
-                rel = self._overlap_relation(element_name, ranges, distinct_keys=True)
+                rel = self.builder.overlap(element_name, ranges, distinct_keys=True)
             self.relations.append(rel)
             self.postfilter_regions.append((element_name, region))
         # Element tables for referenced fields and region postfilters.
@@ -473,14 +205,14 @@ class _Plan:
         for name in universe.sorted_names(needed_elements):
             if isinstance(universe[name], SkyPixDimension):
                 continue
-            self._element_relation(name)
+            self.builder.element(name)
         for name in self.full.elements:
             if universe[name].always_join:
-                self._element_relation(name)
+                self.builder.element(name)
         for name in self.full.names:
             d = universe.dimensions[name]
             if any(i in self.full for i in d.direct_implies):
-                self._element_relation(name)
+                self.builder.element(name)
         for name in reversed(self.full.names):
             if any(name in r.dims for r in self.relations):
                 continue
@@ -490,11 +222,11 @@ class _Plan:
                     f"Cannot query {name} on its own: sky pixels are related to data only through the "
                     f"regions of spatial dimensions (e.g. query visit and {skypix} together)."
                 )
-            self._element_relation(name)
+            self.builder.element(name)
 
     # --- SQL ------------------------------------------------------------------------------------------------
 
-    def _lookup(self, ref: DimKey | DimField | DatasetField) -> Any:
+    def lookup(self, ref: DimKey | DimField | DatasetField) -> Any:
         if isinstance(ref, DimKey):
             try:
                 return self.canonical[ref.dimension]
@@ -505,7 +237,7 @@ class _Plan:
         if isinstance(ref, DimField):
             rel = self.element_relations.get(ref.element)
             if rel is None:
-                rel = self._element_relation(ref.element)
+                rel = self.builder.element(ref.element)
             return rel.fields[(ref.element, ref.field)]
         rel = self.search_relations[ref.dataset_type]
         if ref.field == "run":
@@ -520,166 +252,13 @@ class _Plan:
         c = self.schema.collection
         return sqlalchemy.select(c.c.name).where(c.c.collection_id == id_column).scalar_subquery()
 
-    def _join_all(self) -> Any:
-        from_, self.canonical = self._join(self.relations)
-        return from_
-
-    @staticmethod
-    def _join(relations: list[_Relation]) -> tuple[Any, dict[str, Any]]:
-        """Join relations on their shared dimensions; the first provider of a dimension is canonical."""
-        canonical: dict[str, Any] = {}
-        from_: Any = None
-        for rel in relations:
-            on = [col == canonical[d] for d, col in rel.dims.items() if d in canonical]
-            for d, col in rel.dims.items():
-                canonical.setdefault(d, col)
-            if from_ is None:
-                from_ = rel.from_
-            else:
-                from_ = from_.join(rel.from_, sqlalchemy.and_(*on) if on else sqlalchemy.true())
-        return from_, canonical
-
-    # --- factorized evaluation ------------------------------------------------------------------------
-
-    def _components(self) -> list[list[_Relation]]:
-        """Relations grouped by the non-governor dimensions that join them."""
-        governors = set(self.universe.governors)
-        groups: list[tuple[set[str], list[_Relation]]] = []
-        for rel in self.relations:
-            dims = {d for d in rel.dims if d not in governors}
-            merged_dims, merged_rels = set(dims), [rel]
-            keep = []
-            for g_dims, g_rels in groups:
-                if g_dims & dims:
-                    merged_dims |= g_dims
-                    merged_rels = g_rels + merged_rels
-                else:
-                    keep.append((g_dims, g_rels))
-            keep.append((merged_dims, merged_rels))
-            groups = keep
-        return [rels for _, rels in groups]
-
-    def _try_factorized(self) -> list[Any] | None:
-        """Evaluate a data-ID query as a product of independent sub-queries, if it is one.
-
-        (visit, detector) data IDs of one band are 333 visits times 189
-        detectors: asking SQL for the 63,000-row cross product costs far more
-        than two small queries and a product in Python.  Applies when the
-        relations fall into components linked only through governor
-        dimensions, every condition concerns one component (or only
-        governors), and there is no spatial refinement, ordering or limit.
-        Rows are combined only where their governor values agree.
-        """
-        spec = self.spec
-        if (
-            spec.kind != "data_ids"
-            or spec.searches
-            or spec.order_by
-            or spec.limit is not None
-            or self.postfilter_joins
-            or self.postfilter_regions
-            or self.sql_conditions
-        ):
-            return None
-        components = self._components()
-        if len(components) < 2:
-            return None
-        governors = set(self.universe.governors)
-        owner: dict[str, int] = {}
-        for i, rels in enumerate(components):
-            for rel in rels:
-                for d in rel.dims:
-                    if d not in governors:
-                        owner[d] = i
-                for element_name, _ in rel.fields:
-                    owner[f"field:{element_name}"] = i
-        per_component: list[list[Predicate]] = [[] for _ in components]
-        for term in top_level_terms(self.pred):
-            touched: set[int] = set()
-            for ref in iter_columns(term):
-                if isinstance(ref, DimKey):
-                    if ref.dimension in governors:
-                        continue
-                    touched.add(owner[ref.dimension])
-                elif isinstance(ref, DimField):
-                    field_key = f"field:{ref.element}"
-                    if field_key not in owner:
-                        return None
-                    touched.add(owner[field_key])
-                else:
-                    return None
-            if len(touched) > 1:
-                return None
-            if touched:
-                per_component[touched.pop()].append(term)
-            else:  # governors only: every component that has them applies it
-                refs = {r.dimension for r in iter_columns(term) if isinstance(r, DimKey)}
-                for i, rels in enumerate(components):
-                    if refs <= {d for rel in rels for d in rel.dims}:
-                        per_component[i].append(term)
-        out_keys = list(spec.dimensions.data_coordinate_keys)
-        results: list[tuple[list[str], Sequence[Any]]] = []
-        with self.engine._db.reading() as conn:
-            for rels, terms in zip(components, per_component):
-                from_, canonical = self._join(rels)
-                self.canonical = canonical
-                cols = [d for d in canonical if d in out_keys or d in governors]
-                compiler = SqlCompiler(self._lookup)
-                where = compiler.predicate(conjoin(*terms)) if terms else sqlalchemy.true()
-                if cols:
-                    stmt = (
-                        sqlalchemy.select(*[canonical[d].label(f"d_{d}") for d in cols])
-                        .select_from(from_)
-                        .where(where)
-                        .distinct()
-                    )
-                else:  # a component that only filters: does any row satisfy it?
-                    stmt = sqlalchemy.select(sqlalchemy.literal(1)).select_from(from_).where(where).limit(1)
-                result = conn.execute(stmt)
-                fetched = result.cursor.fetchall()
-                result.close()
-                results.append((cols, fetched if cols else [()] * len(fetched)))
-        shared = sorted(set.intersection(*[set(c) & governors for c, _ in results]))
-        grouped: list[dict[tuple, list[tuple]]] = []
-        for cols, rows in results:
-            pick = [cols.index(g) for g in shared]
-            groups: dict[tuple, list[tuple]] = {}
-            for row in rows:
-                groups.setdefault(tuple(row[i] for i in pick), []).append(row)
-            grouped.append(groups)
-        # Where each output column sits in the concatenation of one row per component.
-        offsets = []
-        total = 0
-        for cols, _ in results:
-            offsets.append(total)
-            total += len(cols)
-        position: dict[str, int] = {}
-        for (cols, _), offset in zip(results, offsets):
-            for j, d in enumerate(cols):
-                position.setdefault(d, offset + j)
-        if any(k not in position for k in out_keys):
-            return None
-        getter = operator.itemgetter(*[position[k] for k in out_keys])
-        rows_out: list[Any] = []
-        single = len(out_keys) == 1
-        for key in grouped[0]:
-            parts = [g.get(key, []) for g in grouped]
-            if len(parts) == 2 and not single:
-                first, second = parts
-                rows_out.extend([getter(a + b) for a in first for b in second])
-                continue
-            for combo in itertools.product(*parts):
-                joined = sum(combo, ())
-                rows_out.append((getter(joined),) if single else getter(joined))
-        return self._convert(rows_out, [f"d_{k}" for k in out_keys])
-
     def _run_sql(self) -> list[Any]:
         spec = self.spec
-        factorized = self._try_factorized()
+        factorized = run_factorized(self)
         if factorized is not None:
             return factorized
-        from_ = self._join_all()
-        compiler = SqlCompiler(self._lookup)
+        from_, self.canonical = join_relations(self.relations)
+        compiler = SqlCompiler(self.lookup)
         where = [compiler.predicate(self.pred)]
         for item in self.sql_conditions:
             _, dim, ranges = item
@@ -701,7 +280,7 @@ class _Plan:
                 continue
             if self.full.temporal:
                 member = self.full.choose_family_member(self.full.temporal[0])
-                ts = self._lookup(DimField(member.name, "timespan", "timespan"))
+                ts = self.lookup(DimField(member.name, "timespan", "timespan"))
                 vb, ve = self.search_relations[name].search_cols["timespan"]
                 where.append(sqlalchemy.or_(vb.is_(None), sqlalchemy.and_(vb < ts[1], ts[0] < ve)))
         # Select list.
@@ -896,29 +475,3 @@ class _Plan:
                 run_names[run_id] = run
             refs.append(DatasetRef(dt, DataCoordinate(group, tuple(row[2:]), True), run, row[0]))
         return refs
-
-
-def _constraint_data_id(pred: Predicate) -> dict[str, Any]:
-    """Dimension values fixed by equality terms of the top-level AND."""
-    out: dict[str, Any] = {}
-    for term in top_level_terms(pred):
-        if isinstance(term, Compare) and term.op == "==":
-            a, b = term.a, term.b
-            if isinstance(a, DimKey) and isinstance(b, Lit):
-                out.setdefault(a.dimension, b.value)
-            elif isinstance(b, DimKey) and isinstance(a, Lit):
-                out.setdefault(b.dimension, a.value)
-        elif isinstance(term, InValues) and isinstance(term.a, DimKey) and len(term.values) == 1:
-            out.setdefault(term.a.dimension, term.values[0].value)
-    return out
-
-
-def _contains_region_overlap(p: Any) -> bool:
-    if isinstance(p, Overlaps):
-        return "region" in (p.a.type, p.b.type)
-    for attr in ("items",):
-        if hasattr(p, attr):
-            return any(_contains_region_overlap(i) for i in getattr(p, attr))
-    if hasattr(p, "item"):
-        return _contains_region_overlap(p.item)
-    return False

@@ -1,0 +1,40 @@
+"""What a query asks for: the result kind, dimensions, dataset searches and constraints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ...dimensions import DimensionElement, DimensionGroup
+from .._collections import CollectionInfo
+from .._dataset_types import DatasetTypeRecord
+
+__all__ = ["DatasetSearch", "QuerySpec"]
+
+
+@dataclass
+class DatasetSearch:
+    """A dataset type searched for in an ordered list of (non-chained) collections."""
+
+    record: DatasetTypeRecord
+    collections: list[CollectionInfo]
+    find_first: bool = False
+
+
+@dataclass
+class QuerySpec:
+    """Everything a query asks for."""
+
+    kind: Literal["data_ids", "datasets", "records"]
+    dimensions: DimensionGroup
+    """Dimensions of the results (for records, the element's own)."""
+    element: DimensionElement | None = None
+    searches: list[DatasetSearch] = field(default_factory=list)
+    """For ``datasets`` the first search is the result; others only constrain."""
+    where: str = ""
+    bind: Mapping[str, Any] = field(default_factory=dict)
+    data_id: Mapping[str, Any] = field(default_factory=dict)
+    default_data_id: Mapping[str, Any] = field(default_factory=dict)
+    order_by: Sequence[str] = ()
+    limit: int | None = None
