@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import lsst.sphgeom as sg
 
@@ -126,3 +127,64 @@ def tracts() -> Iterator[tuple[int, sg.ConvexPolygon, list[tuple[int, int, int, 
                     )
             yield tract, box(cra, cdec, TRACT_SIZE / 2 + 0.05, TRACT_SIZE / 2 + 0.05), patches
             tract += 1
+
+
+def records(vis: list[Visit], timespan: Callable[[str, str], Any]) -> dict[str, list[dict[str, Any]]]:
+    """Dimension records for the visits, as dicts both butlers accept.
+
+    ``timespan(begin_iso, end_iso)`` builds each implementation's timespan object.
+    """
+    dets = detector_offsets()
+    out: dict[str, list[dict[str, Any]]] = {
+        "instrument": [
+            {"name": INSTRUMENT, "detector_max": 200, "visit_max": 10**6, "class_name": "bench.Cam"}
+        ],
+        "physical_filter": [{"instrument": INSTRUMENT, "name": f"{b}_01", "band": b} for b in BANDS],
+        "detector": [
+            {
+                "instrument": INSTRUMENT,
+                "id": d,
+                "full_name": f"R{d // 9:02d}_S{d % 9}",
+                "raft": f"R{d // 9:02d}",
+                "purpose": "SCIENCE",
+            }
+            for d, _, _ in dets
+        ],
+        "day_obs": [{"instrument": INSTRUMENT, "id": d} for d in sorted({v.day_obs for v in vis})],
+        "visit": [
+            {
+                "instrument": INSTRUMENT,
+                "id": v.id,
+                "physical_filter": f"{v.band}_01",
+                "day_obs": v.day_obs,
+                "name": f"V{v.id}",
+                "exposure_time": 30.0,
+                "region": v.region,
+                "timespan": timespan(v.begin_iso, v.end_iso),
+            }
+            for v in vis
+        ],
+        "visit_detector_region": [
+            {"instrument": INSTRUMENT, "visit": v.id, "detector": d, "region": r}
+            for v in vis
+            for d, r in detector_regions(v)
+        ],
+        "skymap": [
+            {"name": SKYMAP, "hash": b"0123456789", "tract_max": 100, "patch_nx_max": 10, "patch_ny_max": 10}
+        ],
+        "tract": [],
+        "patch": [],
+    }
+    for t, region, patches in tracts():
+        out["tract"].append({"skymap": SKYMAP, "id": t, "region": region})
+        for p, cx, cy, pregion in patches:
+            out["patch"].append(
+                {"skymap": SKYMAP, "tract": t, "id": p, "cell_x": cx, "cell_y": cy, "region": pregion}
+            )
+    return out
+
+
+def data_ids(vis: list[Visit]) -> list[dict[str, Any]]:
+    """(instrument, visit, detector) data IDs of every visit-detector pair."""
+    dets = detector_offsets()
+    return [{"instrument": INSTRUMENT, "visit": v.id, "detector": d} for v in vis for d, _, _ in dets]

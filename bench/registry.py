@@ -107,60 +107,8 @@ def run_porter(n_visits: int, workdir: Path) -> dict[str, Any]:
 
     timer = Timer()
     vis = syn.visits(n_visits)
-    dets = syn.detector_offsets()
-    records: dict[str, list[dict[str, Any]]] = {
-        "instrument": [
-            {"name": syn.INSTRUMENT, "detector_max": 200, "visit_max": 10**6, "class_name": "bench.Cam"}
-        ],
-        "physical_filter": [{"instrument": syn.INSTRUMENT, "name": f"{b}_01", "band": b} for b in syn.BANDS],
-        "detector": [
-            {
-                "instrument": syn.INSTRUMENT,
-                "id": d,
-                "full_name": f"R{d // 9:02d}_S{d % 9}",
-                "raft": f"R{d // 9:02d}",
-                "purpose": "SCIENCE",
-            }
-            for d, _, _ in dets
-        ],
-        "day_obs": [{"instrument": syn.INSTRUMENT, "id": d} for d in sorted({v.day_obs for v in vis})],
-        "visit": [
-            {
-                "instrument": syn.INSTRUMENT,
-                "id": v.id,
-                "physical_filter": f"{v.band}_01",
-                "day_obs": v.day_obs,
-                "name": f"V{v.id}",
-                "exposure_time": 30.0,
-                "region": v.region,
-                "timespan": Timespan(v.begin_iso, v.end_iso),
-            }
-            for v in vis
-        ],
-        "visit_detector_region": [
-            {"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d, "region": r}
-            for v in vis
-            for d, r in syn.detector_regions(v)
-        ],
-        "skymap": [
-            {
-                "name": syn.SKYMAP,
-                "hash": b"0123456789",
-                "tract_max": 100,
-                "patch_nx_max": 10,
-                "patch_ny_max": 10,
-            }
-        ],
-        "tract": [],
-        "patch": [],
-    }
-    for t, region, patches in syn.tracts():
-        records["tract"].append({"skymap": syn.SKYMAP, "id": t, "region": region})
-        for p, cx, cy, pregion in patches:
-            records["patch"].append(
-                {"skymap": syn.SKYMAP, "tract": t, "id": p, "cell_x": cx, "cell_y": cy, "region": pregion}
-            )
-    data_ids = [{"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d} for v in vis for d, _, _ in dets]
+    records = syn.records(vis, Timespan)
+    data_ids = syn.data_ids(vis)
     butler = Butler.create(workdir / "porter-repo")
 
     def insert_records() -> int:
@@ -212,66 +160,15 @@ def run_daf(n_visits: int, workdir: Path) -> dict[str, Any]:
 
     timer = Timer()
     vis = syn.visits(n_visits)
-    dets = syn.detector_offsets()
     root = workdir / "daf-repo"
     Butler.makeRepo(str(root))
     butler = Butler(str(root), writeable=True)
     universe = butler.dimensions
-    records: dict[str, list[dict[str, Any]]] = {
-        "instrument": [
-            {"name": syn.INSTRUMENT, "detector_max": 200, "visit_max": 10**6, "class_name": "bench.Cam"}
-        ],
-        "physical_filter": [{"instrument": syn.INSTRUMENT, "name": f"{b}_01", "band": b} for b in syn.BANDS],
-        "detector": [
-            {
-                "instrument": syn.INSTRUMENT,
-                "id": d,
-                "full_name": f"R{d // 9:02d}_S{d % 9}",
-                "raft": f"R{d // 9:02d}",
-                "purpose": "SCIENCE",
-            }
-            for d, _, _ in dets
-        ],
-        "day_obs": [{"instrument": syn.INSTRUMENT, "id": d} for d in sorted({v.day_obs for v in vis})],
-        "visit": [
-            {
-                "instrument": syn.INSTRUMENT,
-                "id": v.id,
-                "physical_filter": f"{v.band}_01",
-                "day_obs": v.day_obs,
-                "name": f"V{v.id}",
-                "exposure_time": 30.0,
-                "region": v.region,
-                "timespan": Timespan(
-                    astropy.time.Time(v.begin_iso, scale="tai"), astropy.time.Time(v.end_iso, scale="tai")
-                ),
-            }
-            for v in vis
-        ],
-        "visit_detector_region": [
-            {"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d, "region": r}
-            for v in vis
-            for d, r in syn.detector_regions(v)
-        ],
-        "skymap": [
-            {
-                "name": syn.SKYMAP,
-                "hash": b"0123456789",
-                "tract_max": 100,
-                "patch_nx_max": 10,
-                "patch_ny_max": 10,
-            }
-        ],
-        "tract": [],
-        "patch": [],
-    }
-    for t, region, patches in syn.tracts():
-        records["tract"].append({"skymap": syn.SKYMAP, "id": t, "region": region})
-        for p, cx, cy, pregion in patches:
-            records["patch"].append(
-                {"skymap": syn.SKYMAP, "tract": t, "id": p, "cell_x": cx, "cell_y": cy, "region": pregion}
-            )
-    data_ids = [{"instrument": syn.INSTRUMENT, "visit": v.id, "detector": d} for v in vis for d, _, _ in dets]
+    records = syn.records(
+        vis,
+        lambda b, e: Timespan(astropy.time.Time(b, scale="tai"), astropy.time.Time(e, scale="tai")),
+    )
+    data_ids = syn.data_ids(vis)
 
     def insert_records() -> int:
         n = 0

@@ -303,16 +303,13 @@ class Butler:
         for which those datasets exist.  Spatial dimensions of different
         families (visit/detector and tract/patch) are joined by region overlap.
         """
-        colls = None
-        if datasets:
-            colls = self._collections_or_default(collections)
         return self.registry.query_data_ids(
             dimensions,
             data_id=data_id,
             where=where,
             bind=bind,
             datasets=datasets,
-            collections=colls,
+            collections=self._collections_or_default(collections) if datasets else None,
             order_by=order_by,
             limit=limit,
             default_data_id=self.data_id_defaults,
@@ -334,16 +331,13 @@ class Butler:
         **kwargs: Any,
     ) -> list[DimensionRecord]:
         """Find dimension records of one element (a visit's region, a detector's raft …)."""
-        colls = None
-        if datasets:
-            colls = self._collections_or_default(collections)
         return self.registry.query_dimension_records(
             element,
             data_id=data_id,
             where=where,
             bind=bind,
             datasets=datasets,
-            collections=colls,
+            collections=self._collections_or_default(collections) if datasets else None,
             order_by=order_by,
             limit=limit,
             default_data_id=self.data_id_defaults,

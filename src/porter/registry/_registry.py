@@ -13,6 +13,7 @@ import sqlalchemy
 from ..dimensions import (
     DataCoordinate,
     DimensionElement,
+    DimensionGroup,
     DimensionRecord,
     DimensionUniverse,
     Timespan,
@@ -261,6 +262,35 @@ class Registry(RegistryCompatMixin):
         path = self._search_path(collections)
         return [DatasetSearch(self.dataset_types.get_record(t), path, find_first) for t in types]
 
+    def _spec(
+        self,
+        kind: Any,
+        dimensions: DimensionGroup,
+        searches: list[DatasetSearch],
+        *,
+        where: str,
+        bind: Mapping[str, Any] | None,
+        data_id: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+        default_data_id: Mapping[str, Any] | None,
+        order_by: Sequence[str] | str | None,
+        limit: int | None,
+        element: DimensionElement | None = None,
+    ) -> QuerySpec:
+        """A `QuerySpec` from the constraint arguments every query method shares."""
+        return QuerySpec(
+            kind=kind,
+            dimensions=dimensions,
+            element=element,
+            searches=searches,
+            where=where,
+            bind=dict(bind or {}),
+            data_id={**(data_id or {}), **kwargs},
+            default_data_id=dict(default_data_id or {}),
+            order_by=_as_list(order_by),
+            limit=limit,
+        )
+
     def query_data_ids(
         self,
         dimensions: Iterable[str] | str,
@@ -277,15 +307,16 @@ class Registry(RegistryCompatMixin):
     ) -> list[DataCoordinate]:
         """Data IDs of the given dimensions satisfying the constraints (see `Butler.query_data_ids`)."""
         dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
-        spec = QuerySpec(
-            kind="data_ids",
-            dimensions=self.universe.conform(dims),
-            searches=self._searches(datasets, collections, False),
+        spec = self._spec(
+            "data_ids",
+            self.universe.conform(dims),
+            self._searches(datasets, collections, False),
             where=where,
-            bind=dict(bind or {}),
-            data_id={**(data_id or {}), **kwargs},
-            default_data_id=dict(default_data_id or {}),
-            order_by=_as_list(order_by),
+            bind=bind,
+            data_id=data_id,
+            kwargs=kwargs,
+            default_data_id=default_data_id,
+            order_by=order_by,
             limit=limit,
         )
         return self.engine.run(spec)
@@ -313,15 +344,16 @@ class Registry(RegistryCompatMixin):
                         f"find_first needs an ordered list of collections, not the pattern {c!r}; "
                         "pass find_first=False to search every matching collection."
                     )
-        spec = QuerySpec(
-            kind="datasets",
-            dimensions=searches[0].record.dataset_type.dimensions,
-            searches=searches,
+        spec = self._spec(
+            "datasets",
+            searches[0].record.dataset_type.dimensions,
+            searches,
             where=where,
-            bind=dict(bind or {}),
-            data_id={**(data_id or {}), **kwargs},
-            default_data_id=dict(default_data_id or {}),
-            order_by=_as_list(order_by),
+            bind=bind,
+            data_id=data_id,
+            kwargs=kwargs,
+            default_data_id=default_data_id,
+            order_by=order_by,
             limit=limit,
         )
         return self.engine.run(spec)
@@ -346,17 +378,18 @@ class Registry(RegistryCompatMixin):
             raise DataIdError(
                 f"Records of {e.name!r} are computed, not stored; query a spatial element instead."
             )
-        spec = QuerySpec(
-            kind="records",
-            dimensions=e.minimal_group,
-            element=e,
-            searches=self._searches(datasets, collections, False),
+        spec = self._spec(
+            "records",
+            e.minimal_group,
+            self._searches(datasets, collections, False),
             where=where,
-            bind=dict(bind or {}),
-            data_id={**(data_id or {}), **kwargs},
-            default_data_id=dict(default_data_id or {}),
-            order_by=_as_list(order_by),
+            bind=bind,
+            data_id=data_id,
+            kwargs=kwargs,
+            default_data_id=default_data_id,
+            order_by=order_by,
             limit=limit,
+            element=e,
         )
         return self.engine.run(spec)
 
