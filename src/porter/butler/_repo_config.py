@@ -50,10 +50,6 @@ class RepoConfig:
     def resolved_registry_url(self) -> str:
         return self.registry_url.replace(_ROOT, str(self.root.resolve()))
 
-    @property
-    def resolved_datastore_root(self) -> str:
-        return self.datastore_root.replace(_ROOT, str(self.root.resolve()))
-
     @classmethod
     def find_root(cls, path: str | os.PathLike[str]) -> Path:
         p = Path(path)

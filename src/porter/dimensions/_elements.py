@@ -10,7 +10,6 @@ records are computed, not stored.
 
 from __future__ import annotations
 
-import builtins
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,11 +42,6 @@ class ColumnSpec:
             raise ValueError(
                 f"Column {self.name!r} has unknown type {self.type!r}; use one of {COLUMN_TYPES}."
             )
-
-    @property
-    def python_type(self) -> builtins.type:
-        """The Python type of values of this field."""
-        return {"string": str, "int": int, "float": float, "bool": bool, "hash": bytes}.get(self.type, object)
 
 
 def natural_sort_key(name: str) -> tuple[str, int]:

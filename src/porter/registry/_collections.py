@@ -136,9 +136,6 @@ class CollectionManager:
             info = self._by_id[collection_id]
         return info
 
-    def names_to_ids(self) -> dict[str, int]:
-        return {n: i.id for n, i in self._by_name.items()}
-
     # --- registration ------------------------------------------------------------------------
 
     def register(

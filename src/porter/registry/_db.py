@@ -151,10 +151,6 @@ class Database:
                 delay *= 2
         raise AssertionError("unreachable")
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._current is not None
-
     # --- dialect helpers ----------------------------------------------------------------------
 
     def insert(self, table: sqlalchemy.Table, on_conflict: str = "error") -> Any:

@@ -404,9 +404,3 @@ class Registry(RegistryCompatMixin):
 
     def collection_type(self, name: str) -> CollectionType:
         return self.collections.get(name).type
-
-
-def _mapping(r: Mapping[str, Any] | DimensionRecord) -> Mapping[str, Any]:
-    if isinstance(r, DimensionRecord):
-        return r.to_dict()
-    return r
