@@ -118,3 +118,22 @@ def test_spatial_restrictions(loaded: Butler) -> None:
             instrument="Cam1",
             where="visit.region OVERLAPS visit_detector_region.region",
         )
+
+
+@pytest.mark.parametrize(
+    ("region", "fragment"),
+    [
+        (b"\x00garbage", "has an invalid region"),
+        ("POLYGON(0 0, 1 0, 1 1)", "must be an lsst.sphgeom region, not str"),
+    ],
+)
+def test_invalid_regions_name_the_record(loaded: Butler, region: object, fragment: str) -> None:
+    before = snapshot(loaded)
+    (visit,) = loaded.query_dimension_records("visit", instrument="Cam1", visit=1)
+    records = [{**visit.to_dict(), "id": 1000 + i, "name": f"new{i}"} for i in range(3)]
+    records[1]["region"] = region
+    with pytest.raises(DataIdError, match=fragment) as error:
+        loaded.insert_dimension_records("visit", records)
+    if isinstance(region, bytes):
+        assert "'id': 1001" in str(error.value) and "#1 of those given" in str(error.value)
+    assert snapshot(loaded) == before

@@ -26,6 +26,16 @@ __all__ = ["Database", "is_retryable"]
 
 _T = TypeVar("_T")
 
+# Loads smaller than this keep their indexes up to date row by row (see `Database.deferred_indexes`).
+_DEFER_INDEXES_AFTER = 50_000
+
+# Bulk inserts into indexed tables want a larger page cache ...
+_SQLITE_CACHE_PRAGMAS = ("cache_size = -65536", "temp_store = MEMORY")
+# ... but SQLite sorts the entries of a new index ~3x faster with a small
+# cache and a file-backed temp store (measured: 0.22 s instead of 0.63 s for
+# 760k overlap rows), so CREATE INDEX runs with these.
+_SQLITE_SORT_PRAGMAS = ("cache_size = -2000", "temp_store = FILE")
+
 
 def _normalize_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -86,9 +96,8 @@ class Database:
                 cur.execute("PRAGMA busy_timeout = 60000")
                 # GLOB patterns are case-sensitive, as on PostgreSQL.
                 cur.execute("PRAGMA case_sensitive_like = ON")
-                # Bulk inserts into indexed tables want a larger page cache.
-                cur.execute("PRAGMA cache_size = -65536")
-                cur.execute("PRAGMA temp_store = MEMORY")
+                for pragma in _SQLITE_CACHE_PRAGMAS:
+                    cur.execute(f"PRAGMA {pragma}")
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -222,6 +231,48 @@ class Database:
                 conn.exec_driver_sql((prefix + values + suffix).replace("%", "%%"))
         finally:
             cursor.close()
+
+    @contextlib.contextmanager
+    def deferred_indexes(self, conn: Connection, table: sqlalchemy.Table, n_incoming: int) -> Iterator[None]:
+        """Build ``table``'s secondary (non-unique) indexes after a bulk load instead of during it.
+
+        Inserting a million overlap rows in key order keeps the primary key
+        append-only, but every row still lands at a random place in the
+        secondary index; building that index once at the end is ~5x cheaper.
+        Only done on SQLite (where DDL is transactional and the write lock is
+        already exclusive), for loads of at least `_DEFER_INDEXES_AFTER` rows
+        that are larger than what the table already holds.  Inside the
+        caller's transaction: a failure restores the indexes with everything else.
+        """
+        indexes = [i for i in table.indexes if not i.unique]
+        if (
+            self.dialect != "sqlite"
+            or not indexes
+            or n_incoming < _DEFER_INDEXES_AFTER
+            or self._count_up_to(conn, table, n_incoming) >= n_incoming
+        ):
+            yield
+            return
+        for index in indexes:
+            index.drop(conn)
+        yield
+        for pragma in _SQLITE_SORT_PRAGMAS:
+            conn.exec_driver_sql(f"PRAGMA {pragma}")
+        try:
+            for index in indexes:
+                index.create(conn)
+        finally:
+            for pragma in _SQLITE_CACHE_PRAGMAS:
+                conn.exec_driver_sql(f"PRAGMA {pragma}")
+
+    def _count_up_to(self, conn: Connection, table: sqlalchemy.Table, limit: int) -> int:
+        """``min(rows in table, limit)``, without counting a big table to the end."""
+        name = conn.dialect.identifier_preparer.format_table(table)
+        return int(
+            conn.exec_driver_sql(
+                f"SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {int(limit)})"
+            ).scalar_one()
+        )
 
     def analyze(self, conn: Connection, table: sqlalchemy.Table, n_inserted: int) -> None:
         """Refresh the planner's statistics of ``table`` after a bulk load that grew it a lot.

@@ -10,6 +10,7 @@ coerced and explains what cannot.
 from __future__ import annotations
 
 import datetime
+import itertools
 import operator
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -33,7 +34,7 @@ from ..errors import ConflictingDefinitionError, DataIdError
 from ._batching import batches
 from ._db import Database
 from ._schema import RegistrySchema
-from ._spatial_index import envelopes
+from ._spatial_index import InvalidRegionError, PixelChunk, envelopes
 
 __all__ = ["DimensionRecordStorage", "RecordRowBuilder", "record_from_row"]
 
@@ -273,6 +274,49 @@ class DimensionRecordStorage:
                 f"Records of {element.name!r} are computed from the sky pixelization; none are stored."
             )
         builder = self.builder(element)
+        records = [r.to_dict() if isinstance(r, DimensionRecord) else r for r in records]
+        # Envelopes start first: with many regions, worker processes compute
+        # them while the rows are built and written below.
+        regions = _raw_regions(records) if element.has_region else None
+        chunks = None
+        try:
+            if regions is not None:
+                chunks = self._start_envelopes(regions)
+            return self._insert_rows(element, builder, records, regions, chunks, skip_existing, replace)
+        except InvalidRegionError as exc:
+            n = self._region_owner(regions, exc.index)
+            which = f"{ {k: records[n].get(k) for k in element.key_columns} } " if regions is not None else ""
+            raise DataIdError(
+                f"The {element.name} record {which}(#{n} of those given) has an invalid region "
+                f"({exc.reason}); give an lsst.sphgeom region or the bytes of its encode()."
+            ) from None
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()  # stops the envelope workers if anything failed
+
+    @staticmethod
+    def _region_owner(regions: list[Any] | None, index: int) -> int:
+        """The position, among the records given, of the ``index``-th record that has a region."""
+        if regions is None:
+            return index
+        with_region = [i for i, r in enumerate(regions) if r is not None]
+        return with_region[index]
+
+    def _start_envelopes(self, regions: list[Any]) -> Iterator[PixelChunk]:
+        skypix = self._universe.common_skypix
+        return envelopes(skypix.system, skypix.level, [r for r in regions if r is not None])
+
+    def _insert_rows(
+        self,
+        element: DimensionElement,
+        builder: RecordRowBuilder,
+        records: list[Any],
+        regions: list[Any] | None,
+        chunks: Iterator[PixelChunk] | None,
+        skip_existing: bool,
+        replace: bool,
+    ) -> int:
         with paused_gc():
             rows = builder.rows(records)
         if not rows:
@@ -283,15 +327,18 @@ class DimensionRecordStorage:
             if len(builder.key_positions) > 1
             else [(r[builder.key_positions[0]],) for r in rows]
         )
+        # The key of each given record, None for a duplicate that is dropped.
+        record_keys: list[tuple | None] = list(keys)
         if len(set(keys)) != len(keys):
             seen: set[tuple] = set()
             unique_rows = []
-            for k, r in zip(keys, rows):
+            for n, (k, r) in enumerate(zip(keys, rows)):
                 if k in seen:
                     if not (replace or skip_existing):
                         raise ConflictingDefinitionError(
                             f"Two records of {element.name!r} have the same key {dict(zip(element.key_columns, k))}."
                         )
+                    record_keys[n] = None
                     continue
                 seen.add(k)
                 unique_rows.append(r)
@@ -302,15 +349,16 @@ class DimensionRecordStorage:
             order = sorted(range(len(rows)), key=lambda i: tuple(map(_sortable, keys[i])))
             rows = [rows[i] for i in order]
             keys = [keys[i] for i in order]
-        table = self._schema.elements[element.name]
-        chunks = None
+        region_keys: list[tuple | None] = []
         if element.has_region:
             pos = builder.region_position
-            present = [i for i, r in enumerate(rows) if r[pos] is not None]
-            skypix = self._universe.common_skypix
-            # Started now: with many regions, worker processes compute while
-            # the records themselves are written below.
-            chunks = envelopes(skypix.system, skypix.level, [rows[i][pos] for i in present])
+            if chunks is None:  # regions given in a form only the row builder understands
+                regions = [r[pos] for r in rows]
+                record_keys = list(keys)
+                chunks = self._start_envelopes(regions)
+            assert regions is not None
+            region_keys = [k for k, g in zip(record_keys, regions) if g is not None]
+        table = self._schema.elements[element.name]
         try:
             # A savepoint, so a failure inside a larger transaction (an import)
             # can be diagnosed and reported without poisoning it.
@@ -326,14 +374,12 @@ class DimensionRecordStorage:
                         conn, table, builder.columns, rows, "ignore" if skip_existing else "error"
                     )
                 if chunks is not None:
-                    self._write_overlaps(conn, element, keys, present, chunks, replace)
+                    self._write_overlaps(conn, element, keys, region_keys, chunks, replace)
                 if len(rows) >= _ANALYZE_AFTER:
                     self._db.analyze(conn, table, len(rows))
                     if element.has_region:
                         self._db.analyze(conn, self._schema.overlaps[element.name], len(rows))
         except sqlalchemy.exc.IntegrityError as exc:
-            if chunks is not None and hasattr(chunks, "close"):
-                chunks.close()  # stops the envelope workers
             # The fast path failed; find out why, in words the user can act on.
             named = [dict(zip(builder.columns, r)) for r in rows]
             with self._db.reading() as conn:
@@ -411,11 +457,16 @@ class DimensionRecordStorage:
         conn: sqlalchemy.Connection,
         element: DimensionElement,
         keys: list[tuple],
-        present: list[int],
-        chunks: Iterator[list[list[tuple[int, int]]]],
+        region_keys: list[tuple | None],
+        chunks: Iterator[PixelChunk],
         replace: bool,
     ) -> None:
-        """Write the overlap rows of ``keys[present[i]]`` from the envelope chunks, as they arrive."""
+        """Write the overlap rows of each region (owned by ``region_keys``) from the envelope chunks, as they arrive.
+
+        ``keys`` are all records written (with ``replace`` their old overlap
+        rows go first); a region whose key is None belonged to a duplicate
+        record that was dropped.
+        """
         overlap = self._schema.overlaps[element.name]
         key_names = [d.name for d in element.required]
         columns = [*key_names, self._universe.common_skypix.name]
@@ -426,15 +477,29 @@ class DimensionRecordStorage:
                         sqlalchemy.tuple_(*[overlap.c[k] for k in key_names]).in_(list(chunk))
                     )
                 )
-        done = 0
-        for part in chunks:
-            rows: list[tuple] = []
-            for offset, ranges in enumerate(part):
-                key = keys[present[done + offset]]
-                for begin, end in ranges:
-                    rows.extend([(*key, pix) for pix in range(begin, end)])
-            done += len(part)
-            self._db.bulk_insert(conn, overlap, columns, rows, "ignore")
+        with self._db.deferred_indexes(conn, overlap, 2 * len(region_keys)):
+            done = 0
+            for counts, pixels in chunks:
+                chunk_keys = region_keys[done : done + len(counts)]
+                done += len(counts)
+                repeated = itertools.chain.from_iterable(map(itertools.repeat, chunk_keys, counts))
+                rows = [(*key, pix) for key, pix in zip(repeated, pixels) if key is not None]
+                self._db.bulk_insert(conn, overlap, columns, rows, "ignore")
+
+
+def _raw_regions(records: list[Any]) -> list[Any] | None:
+    """The region of each record, if every one is an sphgeom region, its encoding or None.
+
+    Otherwise None: the row builder will explain what is wrong or convert.
+    """
+    try:
+        regions = [r.get("region") for r in records]
+    except AttributeError:
+        return None
+    none = type(None)
+    if all(t is none or issubclass(t, (bytes, lsst.sphgeom.Region)) for t in set(map(type, regions))):
+        return regions
+    return None
 
 
 def _own_key(element: DimensionElement, dimension: str) -> str:

@@ -4,31 +4,43 @@ Every spatial dimension record (visit, visit_detector_region, tract, patch)
 is indexed by the common-skypix (htm7) pixels its region may overlap.
 Computing an envelope takes ~12 µs in lsst.sphgeom and holds the GIL, so for
 large inserts (a night of visit-detector regions is 10^5 to 10^6 of them) the
-work is split across forked worker processes, which inherit the encoded
+work is split across forked worker processes, which inherit the
 regions instead of receiving them through pipes.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import gc
 import multiprocessing
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import Any, NamedTuple
 
 import lsst.sphgeom
 
-from ..errors import DataIdError
-
-__all__ = ["PARALLEL_THRESHOLD", "envelopes"]
+__all__ = ["PARALLEL_THRESHOLD", "InvalidRegionError", "PixelChunk", "envelopes"]
 
 PARALLEL_THRESHOLD = 40_000
 """Below this many regions the envelopes are computed in-process."""
 
-_WORK: Sequence[bytes] = ()
+
+class InvalidRegionError(ValueError):
+    """Region number ``index`` of the input is neither an sphgeom region nor its encoding."""
+
+    def __init__(self, index: int, reason: str):
+        super().__init__(f"region #{index} cannot be decoded: {reason}")
+        self.index = index
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # raised in worker processes, re-raised in the parent
+        return (InvalidRegionError, (self.index, self.reason))
+
+
+_WORK: Sequence[bytes | lsst.sphgeom.Region] = ()
 _PIXELIZATION: tuple[str, int] = ("htm", 7)
 
 
@@ -38,18 +50,35 @@ def _make(system: str, level: int) -> Any:
     return lsst.sphgeom.HealpixPixelization(level)
 
 
-def _chunk(bounds: tuple[int, int]) -> list[list[tuple[int, int]]]:
+class PixelChunk(NamedTuple):
+    """The pixels of consecutive regions, flattened: cheap to send between processes.
+
+    ``pixels[sum(counts[:i]) : sum(counts[:i + 1])]`` are the pixels region
+    ``i`` of the chunk may overlap, in increasing order.
+    """
+
+    counts: array.array
+    pixels: array.array
+
+
+def _chunk(bounds: tuple[int, int]) -> PixelChunk:
     start, stop = bounds
     pix = _make(*_PIXELIZATION)
     decode = lsst.sphgeom.Region.decode
-    out = []
+    counts = array.array("q")
+    pixels = array.array("q")
     for i in range(start, stop):
-        try:
-            region = decode(_WORK[i])
-        except Exception as exc:
-            raise ValueError(f"region #{i} cannot be decoded: {exc}") from None
-        out.append(pix.envelope(region).ranges())
-    return out
+        region = _WORK[i]
+        if not isinstance(region, lsst.sphgeom.Region):
+            try:
+                region = decode(region)
+            except Exception as exc:
+                raise InvalidRegionError(i, str(exc)) from None
+        before = len(pixels)
+        for begin, end in pix.envelope(region).ranges():
+            pixels.extend(range(begin, end))
+        counts.append(len(pixels) - before)
+    return PixelChunk(counts, pixels)
 
 
 def _init_worker() -> None:
@@ -73,8 +102,10 @@ def _workers() -> int:
     return min(os.cpu_count() or 1, 8)
 
 
-def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> Iterator[list[list[tuple[int, int]]]]:
-    """Pixel ranges ``[begin, end)`` overlapped by each encoded region, in order, in chunks.
+def envelopes(
+    system: str, level: int, regions: Sequence[bytes | lsst.sphgeom.Region]
+) -> Iterator[PixelChunk]:
+    """The pixels each region (an lsst.sphgeom region or its encoding) may overlap, in order, in chunks.
 
     Large inputs are computed by forked worker processes, which start at
     once: the caller can write other rows while they work and consume the
@@ -82,19 +113,18 @@ def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> Iterator[lis
 
     Raises
     ------
-    DataIdError
-        If a region's encoding is invalid.
+    InvalidRegionError
+        If a region's encoding is invalid (when computed in-process, from
+        this call; otherwise when its chunk is reached).
     """
     global _WORK, _PIXELIZATION
-    n = len(encoded)
+    n = len(regions)
     workers = _workers()
     _PIXELIZATION = (system, level)
     if n < PARALLEL_THRESHOLD or workers < 2 or not sys.platform.startswith("linux"):
-        _WORK = encoded
+        _WORK = regions
         try:
             return iter([_chunk((0, n))])
-        except ValueError as exc:
-            raise DataIdError(f"Invalid region: {exc}") from None
         finally:
             _WORK = ()
     step = -(-n // (workers * 4))
@@ -102,20 +132,39 @@ def envelopes(system: str, level: int, encoded: Sequence[bytes]) -> Iterator[lis
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker
     )
-    _WORK = encoded
+    _WORK = regions
     try:
         futures = [pool.submit(_chunk, b) for b in bounds]
     finally:
         _WORK = ()  # the forked workers keep their copy
 
-    def results() -> Iterator[list[list[tuple[int, int]]]]:
-        try:
-            for future in futures:
-                try:
-                    yield future.result()
-                except ValueError as exc:
-                    raise DataIdError(f"Invalid region: {exc}") from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    return _PoolResults(pool, futures)
 
-    return results()
+
+class _PoolResults(Iterator[PixelChunk]):
+    """The chunks of a worker pool, in order; closing (or exhausting) it shuts the pool down.
+
+    A class rather than a generator: a generator closed before its first
+    ``next`` never runs its ``finally``, which would leave the workers running.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor, futures: list[Future[PixelChunk]]):
+        self._pool = pool
+        self._futures = futures
+        self._next = 0
+
+    def __next__(self) -> PixelChunk:
+        if self._next >= len(self._futures):
+            self.close()
+            raise StopIteration
+        future = self._futures[self._next]
+        self._next += 1
+        try:
+            return future.result()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Cancel what has not started and wait for the workers to exit."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
