@@ -387,16 +387,22 @@ class _Plan:
                 decoded[raw] = r
             return r
 
+        def overlapping(row: Any) -> bool:
+            # Plain loops, not any(<generator>): this runs once per candidate row.
+            for a, b in joins:
+                ra, rb = row[a], row[b]
+                if ra is None or rb is None or region(ra).overlaps(region(rb)) is False:
+                    return False
+            for c, r in wheres:
+                rc = row[c]
+                if rc is None or region(rc).overlaps(r) is False:
+                    return False
+            return True
+
         w_n = position.get("w_n")
         for row in rows:
-            if postfilter:
-                if any(
-                    row[a] is None or row[b] is None or region(row[a]).overlaps(region(row[b])) is False
-                    for a, b in joins
-                ):
-                    continue
-                if any(row[c] is None or region(row[c]).overlaps(r) is False for c, r in wheres):
-                    continue
+            if postfilter and not overlapping(row):
+                continue
             if w_n is not None and row[w_n] > 1:
                 raise InvalidQueryError(
                     "Ambiguous calibration lookup: more than one validity range matches a data ID; add a "
