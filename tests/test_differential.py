@@ -362,6 +362,58 @@ def test_imports_give_same_records_and_datasets(
             assert got == expected
 
 
+def _with_records(data_id: Any) -> tuple:
+    """A data ID and the records attached to it, comparable across porter and daf_butler."""
+    records = data_id.records
+    names = records.keys()  # daf_butler's records view is not a plain dict
+    attached = tuple(sorted((k, None if records[k] is None else norm_record(records[k])) for k in names))
+    return norm_data_id(data_id), attached
+
+
+RECORD_CASES = [
+    (RC2, "ids", (["visit", "detector"],), {"instrument": "HSC", "where": "visit IN (318, 1228)"}),
+    (RC2, "ids", (["htm7", "visit"],), {"instrument": "HSC", "where": "visit = 318"}),
+    (RC2, "ids", (["exposure"],), {"instrument": "HSC", "order_by": "-exposure", "limit": 4}),
+    (RC2, "ids", (["tract", "patch"],), {"skymap": "hsc_rings_v1"}),
+    (RC2, "ids", (["visit", "detector"],), {"instrument": "HSC", "where": "visit = 318", "limit": 1}),
+    (BASE, "ds", ("flat", ["imported_g", "imported_r"]), {"where": "band = 'r'"}),
+    (BASE, "ds", ("bias", ["imported_g"]), {}),
+]
+
+
+@pytest.mark.parametrize("case", RECORD_CASES, ids=[f"{c[1]}-{i}" for i, c in enumerate(RECORD_CASES)])
+def test_with_dimension_records_same_as_daf(
+    case: tuple, backend: str, porter_repos: Any, daf_repos: Any
+) -> None:
+    """Same data IDs and the same attached records (daf_butler drops data IDs missing a record)."""
+    files, kind, args, kw = case
+    results = []
+    for butler, extra in ((daf_repos(files), {"explain": False}), (porter_repos(backend, files), {})):
+        if kind == "ids":
+            found = butler.query_data_ids(*args, with_dimension_records=True, **kw, **extra)
+            results.append(sorted(_with_records(d) for d in found))
+        else:
+            found = butler.query_datasets(*args, with_dimension_records=True, **kw, **extra)
+            results.append(sorted((str(r.id), _with_records(r.dataId)) for r in found))
+    expected, got = results
+    assert expected and got == expected
+
+
+@pytest.mark.parametrize(
+    "data_id",
+    [
+        {"instrument": "HSC", "visit": 1228, "detector": 10},
+        {"instrument": "HSC", "visit": 318, "detector": 0},  # no visit_detector_region record
+        {"instrument": "HSC", "exposure": 903342},
+        {"skymap": "hsc_rings_v1", "tract": 9615, "patch": 14},
+    ],
+)
+def test_expand_data_id_same_as_daf(data_id: dict, backend: str, porter_repos: Any, daf_repos: Any) -> None:
+    expected = _with_records(daf_repos(RC2).registry.expandDataId(**data_id))
+    got = _with_records(porter_repos(backend, RC2).registry.expandDataId(**data_id))
+    assert got == expected
+
+
 def test_rc2_is_the_real_file() -> None:
     assert (EXPORTS / "hsc-rc2-subset.yaml").stat().st_size > 500_000
     assert Path(EXPORTS / "hsc-rc2-subset-v0.yaml").exists()

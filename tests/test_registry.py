@@ -457,3 +457,16 @@ def test_factorized_products_match_the_joined_query(repo: Butler) -> None:
     assert counts == {"Cam1": 2 * 4, "HSC": 160 * 111, "LSSTCam": 2 * 2}
     # A filter-only component (band) with no matching value empties the product.
     assert repo.query_data_ids(["detector"], where="band = 'nope'", instrument="HSC") == []
+
+
+def test_records_fetched_in_blocks_match_one_block(repo: Butler, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attaching records binds key values in blocks; small blocks give the same records."""
+    import porter.registry._expand as expand
+
+    load(repo, "hsc-rc2-subset.yaml")
+    whole = repo.query_data_ids(["visit", "detector"], instrument="HSC", with_dimension_records=True)
+    monkeypatch.setattr(expand, "_VALUES_PER_QUERY", 7)
+    blocks = repo.query_data_ids(["visit", "detector"], instrument="HSC", with_dimension_records=True)
+    assert len(whole) == 1132  # one per visit_detector_region record
+    assert [(d, dict(d.records)) for d in blocks] == [(d, dict(d.records)) for d in whole]
+    assert all(d.records["visit_detector_region"].region is not None for d in whole)

@@ -242,6 +242,7 @@ class Butler:
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         explain: bool = False,
+        with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DatasetRef]:
         """Find datasets of one type.
@@ -269,6 +270,10 @@ class Butler:
         explain : `bool`
             Accepted for daf_butler compatibility; porter returns an empty
             list for an empty result instead of raising.
+        with_dimension_records : `bool`
+            Attach to each data ID the records of its elements
+            (``ref.dataId.records["visit"].exposure_time``), fetched with one
+            query per element for all results.
         """
         return self.registry.query_datasets(
             dataset_type,
@@ -280,6 +285,7 @@ class Butler:
             order_by=order_by,
             limit=limit,
             default_data_id=self.data_id_defaults,
+            with_dimension_records=with_dimension_records,
             **kwargs,
         )
 
@@ -295,6 +301,7 @@ class Butler:
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
         explain: bool = False,
+        with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DataCoordinate]:
         """Find data IDs of the given dimensions (with implied values filled in).
@@ -302,6 +309,8 @@ class Butler:
         ``datasets`` (with ``collections``) restricts the results to data IDs
         for which those datasets exist.  Spatial dimensions of different
         families (visit/detector and tract/patch) are joined by region overlap.
+        ``with_dimension_records=True`` attaches each element's record
+        (``data_id.records["visit"]``), fetched in bulk.
         """
         return self.registry.query_data_ids(
             dimensions,
@@ -313,6 +322,7 @@ class Butler:
             order_by=order_by,
             limit=limit,
             default_data_id=self.data_id_defaults,
+            with_dimension_records=with_dimension_records,
             **kwargs,
         )
 

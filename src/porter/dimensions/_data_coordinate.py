@@ -269,6 +269,10 @@ class DataCoordinate(Mapping[str, DataIdValue]):
     def has_records(self) -> bool:
         return self._records is not None
 
+    def hasRecords(self) -> bool:
+        """daf_butler's spelling of `has_records` (a method there)."""
+        return self._records is not None
+
     def with_records(self, records: Mapping[str, DimensionRecord | None]) -> DataCoordinate:
         """This data ID with dimension records attached (as a query with records returns it)."""
         expanded = _ExpandedDataCoordinate(self.dimensions, self._values)

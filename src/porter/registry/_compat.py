@@ -173,6 +173,16 @@ class RegistryCompatMixin:
             **kwargs,
         )
 
+    def expandDataId(
+        self,
+        dataId: Mapping[str, Any] | None = None,
+        *,
+        dimensions: Any = None,
+        **kwargs: Any,
+    ) -> DataCoordinate:
+        """daf_butler's ``registry.expandDataId``: implied values and records attached."""
+        return _r(self).expand_data_id(dataId, dimensions=dimensions, **kwargs)
+
     def queryDimensionRecords(
         self,
         element: str | DimensionElement,

@@ -58,6 +58,14 @@ class DatasetRef:
         """The UUID as 32 lower-case hex digits (no dashes)."""
         return self._hex
 
+    def expanded(self, data_id: DataCoordinate) -> DatasetRef:
+        """This reference with ``data_id`` (the same values, with records attached) in place of its own."""
+        if data_id != self.data_id:
+            raise ValueError(f"{data_id} is not the data ID of {self}.")
+        ref = DatasetRef(self.dataset_type, data_id, self.run, self._hex)
+        ref._id = self._id
+        return ref
+
     @property
     def dataId(self) -> DataCoordinate:
         return self.data_id

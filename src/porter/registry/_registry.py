@@ -29,6 +29,7 @@ from ._dataset_types import DatasetTypeManager
 from ._datasets import DatasetManager
 from ._db import Database
 from ._dimension_records import DimensionRecordStorage
+from ._expand import attach_records, has_all_records
 from ._schema import SCHEMA_VERSION, RegistrySchema
 from .queries import DatasetSearch, QueryEngine, QuerySpec
 
@@ -303,6 +304,7 @@ class Registry(RegistryCompatMixin):
         order_by: Sequence[str] | str | None = None,
         limit: int | None = None,
         default_data_id: Mapping[str, Any] | None = None,
+        with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DataCoordinate]:
         """Data IDs of the given dimensions satisfying the constraints (see `Butler.query_data_ids`)."""
@@ -317,9 +319,13 @@ class Registry(RegistryCompatMixin):
             kwargs=kwargs,
             default_data_id=default_data_id,
             order_by=order_by,
-            limit=limit,
+            limit=None if with_dimension_records else limit,
         )
-        return self.engine.run(spec)
+        data_ids = self.engine.run(spec)
+        if not with_dimension_records:
+            return data_ids
+        expanded = [d for d in attach_records(self, data_ids) if has_all_records(d)]
+        return expanded[:limit] if limit is not None else expanded
 
     def query_datasets(
         self,
@@ -333,6 +339,7 @@ class Registry(RegistryCompatMixin):
         order_by: Sequence[str] | str | None = None,
         limit: int | None = None,
         default_data_id: Mapping[str, Any] | None = None,
+        with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DatasetRef]:
         """Datasets of one type in the collections (see `Butler.query_datasets`)."""
@@ -354,9 +361,36 @@ class Registry(RegistryCompatMixin):
             kwargs=kwargs,
             default_data_id=default_data_id,
             order_by=order_by,
-            limit=limit,
+            limit=None if with_dimension_records else limit,
         )
-        return self.engine.run(spec)
+        refs = self.engine.run(spec)
+        if not with_dimension_records:
+            return refs
+        expanded = attach_records(self, [r.data_id for r in refs])
+        kept = [r.expanded(d) for r, d in zip(refs, expanded) if has_all_records(d)]
+        return kept[:limit] if limit is not None else kept
+
+    def expand_data_id(
+        self, data_id: Mapping[str, Any] | None = None, *, dimensions: Any = None, **kwargs: Any
+    ) -> DataCoordinate:
+        """A data ID with its implied values and the records of all its elements.
+
+        Raises `DataIdError` naming the data ID when no records match it
+        (an unknown visit, a detector the instrument does not have …).
+        """
+        given = DataCoordinate.standardize(
+            data_id,
+            universe=self.universe,
+            dimensions=self.universe.conform(dimensions) if dimensions is not None else None,
+            **kwargs,
+        )
+        found = self.query_data_ids(given.dimensions.names, data_id=given.required)
+        if not found:
+            raise DataIdError(
+                f"No dimension records match the data ID {given.required}; check its values with "
+                "query_dimension_records."
+            )
+        return attach_records(self, found[:1])[0]
 
     def query_dimension_records(
         self,
