@@ -1,9 +1,11 @@
-"""Shared fixtures: repositories on SQLite and PostgreSQL, and daf_butler peers.
+"""Shared fixtures: repositories on SQLite and PostgreSQL, files and S3, and daf_butler peers.
 
 Every registry test that takes the ``backend`` fixture runs twice, against
 SQLite and against the real PostgreSQL server on 127.0.0.1:5432.  Each
-PostgreSQL repository lives in its own schema, dropped afterwards.  Under
-``CI=true`` an unreachable PostgreSQL is a failure, never a skip.
+PostgreSQL repository lives in its own schema, dropped afterwards.  Every
+datastore test that takes ``datastore_root`` runs against local files and
+against an S3 emulator (moto's server) on 127.0.0.1.  Under ``CI=true`` an
+unreachable PostgreSQL or a missing S3 emulator is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -43,10 +45,7 @@ def pg_server() -> str:
                 conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
         engine.dispose()
     except Exception as exc:
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true requires the PostgreSQL tests to run)")
-        pytest.skip(message)
+        _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
     return _pg_url()
 
 
@@ -55,6 +54,54 @@ def drop_schema(url: str, schema: str) -> None:
     with engine.begin() as conn:
         conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     engine.dispose()
+
+
+TEST_BUCKET = "porter-test"
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true requires these tests to run)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """An S3 emulator on 127.0.0.1 for this test process; its endpoint and credentials are in the environment."""
+    try:
+        import boto3
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        _unavailable(f"The S3 emulator is not installed ({exc}); pip install -e '.[test]'")
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    settings = {
+        "PORTER_S3_ENDPOINT_URL": url,
+        "AWS_ACCESS_KEY_ID": "porter-test",
+        "AWS_SECRET_ACCESS_KEY": "porter-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    boto3.client("s3", endpoint_url=url).create_bucket(Bucket=TEST_BUCKET)
+    yield url
+    server.stop()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(params=["file", "s3"])
+def datastore_root(request: pytest.FixtureRequest) -> str | None:
+    """Where a test repository keeps its files: None (the repository directory) or a fresh S3 prefix."""
+    if request.param == "s3":
+        request.getfixturevalue("s3_server")
+        return f"s3://{TEST_BUCKET}/{uuid.uuid4().hex[:12]}"
+    return None
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

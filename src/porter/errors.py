@@ -11,11 +11,14 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "ArtifactMissingError",
     "CollectionCycleError",
     "CollectionTypeError",
     "ConflictingDefinitionError",
+    "CorruptArtifactError",
     "DataIdError",
     "DatasetTypeError",
+    "DatastoreError",
     "ExportFormatError",
     "ExpressionSyntaxError",
     "InUseError",
@@ -23,8 +26,10 @@ __all__ = [
     "MissingCollectionError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
+    "PathTemplateError",
     "PorterError",
     "RepositoryError",
+    "StorageClassError",
     "did_you_mean",
 ]
 
@@ -131,3 +136,23 @@ class InUseError(PorterError):
 
 class ExportFormatError(PorterError):
     """An export file is malformed or of an unsupported version."""
+
+
+class StorageClassError(PorterError, TypeError):
+    """An unknown storage class, or an object that is not of (or convertible to) a dataset type's storage class."""
+
+
+class DatastoreError(PorterError):
+    """A problem with a stored artifact (file or S3 object)."""
+
+
+class ArtifactMissingError(DatastoreError, FileNotFoundError):
+    """The registry knows a dataset whose file is gone."""
+
+
+class CorruptArtifactError(DatastoreError):
+    """A stored file's size or checksum no longer matches what was recorded, or it cannot be parsed."""
+
+
+class PathTemplateError(PorterError, ValueError):
+    """A file path template that cannot give every dataset its own, safe path."""

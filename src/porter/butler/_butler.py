@@ -10,15 +10,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._gc import paused_gc
+from ..datastore import PathTemplate, ResourceURI
+from ..datastore._uri import check_datastore_root
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
     DatasetTypeError,
     MissingCollectionError,
+    MissingDatasetError,
+    MissingDatasetTypeError,
     RepositoryError,
 )
 from ..registry import CollectionType, DatasetRef, DatasetType, Registry
+from . import _io
 from ._collections import ButlerCollections
 from ._export import ExportContext
+from ._io import DataIdExpander, open_datastore
 from ._repo_config import CONFIG_NAME, RepoConfig
 from .transfers import apply_plan, read_export, refs_for_export
 
@@ -74,6 +80,8 @@ class Butler:
         self.data_id_defaults: dict[str, Any] = dict(data_id_defaults)
         if run is not None and writeable:
             self.registry.collections.register(run, CollectionType.RUN)
+        self.datastore = open_datastore(self.registry, self._config)
+        self._expander = DataIdExpander(self.registry)
 
     # --- creation --------------------------------------------------------------------------------
 
@@ -87,6 +95,7 @@ class Butler:
         namespace: str | None = None,
         universe: DimensionUniverse | None = None,
         overwrite: bool = False,
+        templates: Mapping[str, str] | None = None,
     ) -> Butler:
         """Create a new, empty repository and return a butler for it.
 
@@ -103,6 +112,9 @@ class Butler:
             PostgreSQL schema for this repository's tables.
         overwrite : `bool`
             Replace an existing porter repository at ``root`` (SQLite only).
+        templates : mapping of `str` to `str`, optional
+            File path templates by dataset type name, ``"default"`` for the
+            rest (see `porter.datastore.PathTemplate`).
         """
         root_path = Path(root)
         if (root_path / CONFIG_NAME).exists():
@@ -113,7 +125,11 @@ class Butler:
             old = RepoConfig.read(root_path)
             if old.registry_url.startswith("sqlite"):
                 Path(old.resolved_registry_url.split("///", 1)[1]).unlink(missing_ok=True)
-        config = RepoConfig.default(root_path, registry, namespace, datastore)
+        config = RepoConfig.default(root_path, registry, namespace, datastore, dict(templates or {}))
+        for text in config.templates.values():
+            PathTemplate(text)  # a malformed template is refused before anything is created
+        if datastore is not None:
+            check_datastore_root(datastore)
         root_path.mkdir(parents=True, exist_ok=True)
         try:
             reg = Registry.create(config.resolved_registry_url, config.namespace, universe)
@@ -471,14 +487,137 @@ class Butler:
         context.write()
         return context
 
+    # --- reading and writing datasets -------------------------------------------------------------------
+
+    def put(
+        self,
+        obj: Any,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        run: str | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef:
+        """Store ``obj`` as a new dataset and return its reference.
+
+        ``obj`` must be of the dataset type's storage class (or convertible to
+        it: a DataFrame for an ArrowTable dataset type).  The file and the
+        registry rows are written together: after an error, or a crash, neither
+        exists.  A dataset with the same type and data ID already in the run is
+        a `ConflictingDefinitionError`; porter never overwrites.
+
+        Examples
+        --------
+        >>> ref = butler.put(catalog, "src", instrument="HSC", visit=903342, detector=10, run="u/me/run")
+        """
+        if not self.writeable:
+            raise RepositoryError("This butler was opened read-only (writeable=False).")
+        given = kwargs if isinstance(dataset_ref_or_type, DatasetRef) else {**self.data_id_defaults, **kwargs}
+        dataset_type, data_id_, run_, dataset_id = _io.resolve_for_put(
+            self.registry, dataset_ref_or_type, data_id, run or self.run, given
+        )
+        return _io.put(
+            self.registry, self.datastore, self._expander, obj, dataset_type, data_id_, run_, dataset_id
+        )
+
+    def get(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        storage_class: str | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Read a dataset: by reference, or by dataset type and data ID (first found in ``collections``).
+
+        ``parameters`` read part of it (``{"bbox": BBox(...)}`` for images,
+        ``{"columns": [...]}`` for tables) without reading the rest;
+        ``storage_class`` converts (an ArrowTable dataset as a ``"DataFrame"``).
+        """
+        storage_class = storage_class or kwargs.pop("storageClass", None)
+        ref = self._find(dataset_ref_or_type, data_id, collections, timespan, kwargs)
+        return _io.read(self.datastore, ref, parameters, storage_class)
+
+    def get_uri(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> ResourceURI:
+        """Where a dataset's file is (a local path or an s3:// URI)."""
+        ref = self._find(dataset_ref_or_type, data_id, collections, None, kwargs)
+        return _io.uris(self.datastore, [ref])[ref]
+
+    def get_many_uris(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, ResourceURI]:
+        """The file of each dataset, looked up in one query."""
+        return _io.uris(self.datastore, refs)
+
+    def exists(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        full_check: bool = False,
+        **kwargs: Any,
+    ) -> bool:
+        """True if the dataset is registered and has its file (``full_check`` also looks at the file)."""
+        try:
+            ref = self._find(dataset_ref_or_type, data_id, collections, None, kwargs)
+        except (MissingDatasetError, MissingDatasetTypeError):
+            return False
+        if isinstance(dataset_ref_or_type, DatasetRef) and self.registry.get_dataset(ref.id) is None:
+            return False
+        location = self.datastore.locations([ref.id]).get(ref.id)
+        if location is None:
+            return False
+        return not full_check or self.datastore.uri_of(location.path).exists()
+
+    def _find(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        data_id: Mapping[str, Any] | None,
+        collections: str | Sequence[str] | None,
+        timespan: Timespan | None,
+        kwargs: Mapping[str, Any],
+    ) -> DatasetRef:
+        if isinstance(dataset_ref_or_type, DatasetRef):
+            return dataset_ref_or_type
+        given = {**self.data_id_defaults, **kwargs}
+        return _io.find_ref(
+            self.registry,
+            dataset_ref_or_type,
+            data_id,
+            self._collections_or_default(collections),
+            given,
+            timespan,
+        )
+
     # --- removal -------------------------------------------------------------------------------------------
 
     def remove_runs(self, names: str | Iterable[str]) -> int:
-        """Delete RUN collections and every dataset in them; returns the number of datasets removed.
+        """Delete RUN collections, every dataset in them and their files; returns the number of datasets removed.
 
-        Refused (nothing removed) if a run is still a child of a CHAINED collection.
+        Refused (nothing removed) if a run is still a child of a CHAINED collection.  The
+        registry rows go first, in one transaction that also journals the files for deletion;
+        a crash after it leaves files that ``porter fsck`` deletes.
         """
-        return self.registry.datasets.remove_runs(_names(names))
+        runs = _names(names)
+        with self.registry.db.transaction() as conn:
+            ids = self.registry.datasets.ids_in_runs(runs)
+            doomed = self.datastore.release(conn, ids)
+            n = self.registry.datasets.remove_runs(runs)
+        self.datastore.delete(doomed)
+        return n
 
     def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
         self.remove_runs(names)

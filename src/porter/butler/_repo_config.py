@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ class RepoConfig:
     registry_url: str
     namespace: str | None = None
     datastore_root: str = _ROOT
+    templates: dict[str, str] = field(default_factory=dict)
+    """File path templates by dataset type name (``"default"`` for the others)."""
+    storage_class_files: list[str] = field(default_factory=list)
+    """Extra storage-class YAML files (paths relative to the repository root)."""
 
     @classmethod
     def default(
@@ -38,17 +42,28 @@ class RepoConfig:
         registry: str | None = None,
         namespace: str | None = None,
         datastore: str | None = None,
+        templates: dict[str, str] | None = None,
     ) -> RepoConfig:
         return cls(
             root=root,
             registry_url=registry or f"sqlite:///{_ROOT}/registry.sqlite3",
             namespace=namespace,
             datastore_root=datastore or _ROOT,
+            templates=dict(templates or {}),
         )
 
     @property
     def resolved_registry_url(self) -> str:
         return self.registry_url.replace(_ROOT, str(self.root.resolve()))
+
+    @property
+    def resolved_datastore_root(self) -> str:
+        """The datastore root as a path or URI (``<root>`` replaced by the repository directory)."""
+        return self.datastore_root.replace(_ROOT, str(self.root.resolve()))
+
+    @property
+    def resolved_storage_class_files(self) -> list[Path]:
+        return [self.root / f for f in self.storage_class_files]
 
     @classmethod
     def find_root(cls, path: str | os.PathLike[str]) -> Path:
@@ -74,11 +89,14 @@ class RepoConfig:
         try:
             data: dict[str, Any] = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
             reg = data["registry"]
+            datastore = data.get("datastore") or {}
             return cls(
                 root=root,
                 registry_url=reg["url"],
                 namespace=reg.get("namespace"),
-                datastore_root=(data.get("datastore") or {}).get("root", _ROOT),
+                datastore_root=datastore.get("root", _ROOT),
+                templates=dict(datastore.get("templates") or {}),
+                storage_class_files=list(datastore.get("storage_classes") or []),
             )
         except (KeyError, TypeError, yaml.YAMLError) as exc:
             raise RepositoryError(f"Repository configuration {file} is malformed: {exc}") from None
@@ -89,7 +107,11 @@ class RepoConfig:
         data = {
             "porter_repository": 1,
             "registry": {"url": self.registry_url, "namespace": self.namespace},
-            "datastore": {"root": self.datastore_root},
+            "datastore": {
+                "root": self.datastore_root,
+                "templates": dict(self.templates),
+                "storage_classes": list(self.storage_class_files),
+            },
         }
         fd, tmp = tempfile.mkstemp(prefix=".porter.", dir=self.root)
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -311,6 +311,15 @@ class DatasetManager:
                 n += conn.execute(sqlalchemy.delete(d).where(d.c.dataset_id.in_(chunk))).rowcount
         return n
 
+    def ids_in_runs(self, runs: Sequence[str]) -> list[uuid.UUID]:
+        """The UUIDs of every dataset in these RUN collections."""
+        d = self._schema.dataset
+        run_ids = [self._run(r).id for r in runs]
+        with self._db.reading() as conn:
+            return list(
+                conn.execute(sqlalchemy.select(d.c.dataset_id).where(d.c.run_id.in_(run_ids))).scalars()
+            )
+
     def remove_runs(self, runs: Sequence[str]) -> int:
         """Delete every dataset of the given RUN collections, then the collections."""
         infos = [self._run(r) for r in runs]

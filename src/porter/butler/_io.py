@@ -1,0 +1,232 @@
+"""Reading and writing datasets: the part of the `Butler` that keeps registry and datastore consistent.
+
+A put registers the dataset and stores its file together or not at all
+(see `porter.datastore._records` for the journal that makes a crash safe);
+a get finds the dataset (by reference, or by type + data ID through the
+collection search path) and reads its file with the formatter that wrote it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..datastore import Datastore, DatastoreTables, ResourceURI, StorageClassRegistry, WritePlan
+from ..datastore._uri import LocalURI
+from ..dimensions import DataCoordinate, DimensionGroup
+from ..errors import (
+    ArtifactMissingError,
+    ConflictingDefinitionError,
+    DataIdError,
+    MissingCollectionError,
+    MissingDatasetError,
+    StorageClassError,
+)
+from ..registry import CollectionType, DatasetRef, DatasetType, Registry
+from ..registry._expand import attach_records
+
+if TYPE_CHECKING:
+    from ._repo_config import RepoConfig
+
+__all__ = ["DataIdExpander", "open_datastore"]
+
+
+def open_datastore(registry: Registry, config: RepoConfig) -> Datastore:
+    """The repository's datastore; creates its tables in a repository made before they existed."""
+    root_text = config.resolved_datastore_root
+    root = ResourceURI.from_string(root_text)
+    tables = DatastoreTables(registry.schema.metadata, registry.schema.dataset)
+    db = registry.db
+    with db.reading() as conn:
+        import sqlalchemy
+
+        existing = set(sqlalchemy.inspect(conn).get_table_names(schema=tables.artifact.schema))
+    if not {tables.artifact.name, tables.location.name} <= existing:
+        with db.transaction() as conn:
+            db.lock_for_schema_change(conn)
+            tables.create(conn)
+    storage_classes = StorageClassRegistry.default(config.resolved_storage_class_files)
+    return Datastore(root, db, tables, storage_classes, config.templates)
+
+
+class DataIdExpander:
+    """Full data IDs (implied values filled in, records attached when asked), with a cache.
+
+    Path templates name implied dimensions (``band``, ``day_obs``) and record
+    fields; finding them costs a query per data ID, and successive puts
+    often share data IDs (all the datasets of one visit-detector).
+    """
+
+    def __init__(self, registry: Registry, size: int = 4096):
+        self._registry = registry
+        self._cache: OrderedDict[tuple[DimensionGroup, tuple, bool], DataCoordinate] = OrderedDict()
+        self._size = size
+
+    def expand(self, data_id: DataCoordinate, with_records: bool = False) -> DataCoordinate:
+        key = (data_id.dimensions, data_id.required_values, with_records)
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        if not data_id.dimensions.names:
+            full = data_id
+        else:
+            matches = self._registry.query_data_ids(data_id.dimensions.names, data_id=data_id.required)
+            if not matches:
+                raise DataIdError(
+                    f"No dimension records match the data ID {data_id.required}; insert them (or import an "
+                    "export file holding them) before storing datasets with this data ID."
+                )
+            full = matches[0]
+        if with_records:
+            full = attach_records(self._registry, [full])[0]
+        self._cache[key] = full
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return full
+
+
+def resolve_for_put(
+    registry: Registry,
+    ref_or_type: DatasetRef | DatasetType | str,
+    data_id: Mapping[str, Any] | None,
+    run: str | None,
+    kwargs: Mapping[str, Any],
+) -> tuple[DatasetType, DataCoordinate, str, uuid.UUID]:
+    """The dataset type, data ID, run and UUID of a dataset about to be stored."""
+    if isinstance(ref_or_type, DatasetRef):
+        if data_id is not None or kwargs:
+            raise DataIdError("put() with a DatasetRef takes no other data ID; the reference has one.")
+        return ref_or_type.dataset_type, ref_or_type.data_id, run or ref_or_type.run, ref_or_type.id
+    dataset_type = registry.dataset_types.get_record(ref_or_type).dataset_type
+    if run is None:
+        raise MissingCollectionError(
+            "put() needs a RUN collection: pass run=… or create the butler with Butler(root, run=…)."
+        )
+    info = registry.collections.find(run)
+    if info is None:
+        registry.collections.register(run, CollectionType.RUN)
+    elif info.type is not CollectionType.RUN:
+        raise MissingCollectionError(
+            f"{run!r} is a {info.type.name} collection; put() writes to RUN collections."
+        )
+    did = DataCoordinate.standardize(
+        data_id, universe=registry.universe, dimensions=dataset_type.dimensions, allow_extra=True, **kwargs
+    )
+    return dataset_type, did, run, uuid.uuid4()
+
+
+def put(
+    registry: Registry,
+    datastore: Datastore,
+    expander: DataIdExpander,
+    obj: Any,
+    dataset_type: DatasetType,
+    data_id: DataCoordinate,
+    run: str,
+    dataset_id: uuid.UUID,
+) -> DatasetRef:
+    """Store ``obj`` as a new dataset: file and registry rows together, or neither."""
+    what = f"{dataset_type.name}@{dict(data_id.required)} in {run!r}"
+    storage_class = datastore.storage_classes.get(
+        dataset_type.storage_class_name, dataset_type=dataset_type.name
+    )
+    try:
+        value = storage_class.coerce(obj)
+        native = datastore.storage_classes.get(storage_class.formatter.native).coerce(value)
+    except StorageClassError as exc:
+        raise StorageClassError(f"Cannot put {what}: {exc}") from None
+    template = datastore.template_for(dataset_type)
+    needs_records = any("." in n for n in template.names)
+    full = expander.expand(data_id, with_records=needs_records)
+    if registry.find_dataset(dataset_type, full, collections=[run]) is not None:
+        raise ConflictingDefinitionError(
+            f"{what} already exists; porter never overwrites a dataset. Remove it first "
+            "(butler.prune_datasets) or put into another run."
+        )
+    plan = datastore.plan(
+        dataset_type, full.mapping, run, dataset_id, records=full.records if needs_records else None
+    )
+    return commit_writes(registry, datastore, [plan], [(dataset_type, full, run, native)])[0]
+
+
+def commit_writes(
+    registry: Registry,
+    datastore: Datastore,
+    plans: Sequence[WritePlan],
+    items: Sequence[tuple[DatasetType, DataCoordinate, str, Any]],
+) -> list[DatasetRef]:
+    """Reserve, write and register: the crash-safe sequence shared by put and its batch forms."""
+    datastore.reserve(plans)
+    try:
+        for plan, (_, _, _, native) in zip(plans, items):
+            datastore.write(plan, native)
+        refs: list[DatasetRef] = []
+        with registry.db.transaction() as conn:
+            for plan, (dataset_type, data_id, run, _) in zip(plans, items):
+                refs += registry.insert_datasets(dataset_type, [data_id], run, ids=[plan.dataset_id])
+            datastore.record(conn, plans)
+    except BaseException:
+        registry.reset_caches()
+        datastore.abandon(plans)
+        raise
+    return refs
+
+
+def find_ref(
+    registry: Registry,
+    ref_or_type: DatasetRef | DatasetType | str,
+    data_id: Mapping[str, Any] | None,
+    collections: Sequence[str],
+    kwargs: Mapping[str, Any],
+    timespan: Any = None,
+) -> DatasetRef:
+    """The dataset a get/get_uri/exists call means; `MissingDatasetError` naming what was searched."""
+    if isinstance(ref_or_type, DatasetRef):
+        return ref_or_type
+    ref = registry.find_dataset(ref_or_type, data_id, collections=collections, timespan=timespan, **kwargs)
+    if ref is None:
+        name = ref_or_type if isinstance(ref_or_type, str) else ref_or_type.name
+        given = dict(data_id or {}) | dict(kwargs)
+        raise MissingDatasetError(
+            f"No {name} dataset with data ID {given} in collections {list(collections)}; check the "
+            f"collections (porter query-datasets REPO {name} --collections …)."
+        )
+    return ref
+
+
+def read(
+    datastore: Datastore,
+    ref: DatasetRef,
+    parameters: Mapping[str, Any] | None,
+    storage_class: str | None,
+) -> Any:
+    location = datastore.locations([ref.id]).get(ref.id)
+    what = f"{ref.dataset_type.name}@{dict(ref.data_id.required)} in {ref.run!r} ({ref.id})"
+    if location is None:
+        raise ArtifactMissingError(
+            f"{what} is registered but has no stored file (imported without files, or being written). "
+            "Import it with its files (transfer=) or put it again."
+        )
+    target = datastore.storage_classes.get(storage_class) if storage_class is not None else None
+    return datastore.read(location, what=what, parameters=parameters, storage_class=target)
+
+
+def uris(datastore: Datastore, refs: Iterable[DatasetRef]) -> dict[DatasetRef, ResourceURI]:
+    refs = list(refs)
+    found = datastore.locations([r.id for r in refs])
+    out: dict[DatasetRef, ResourceURI] = {}
+    for r in refs:
+        location = found.get(r.id)
+        if location is None:
+            raise ArtifactMissingError(
+                f"{r.dataset_type.name}@{dict(r.data_id.required)} in {r.run!r} has no stored file."
+            )
+        out[r] = datastore.uri_of(location.path)
+    return out
+
+
+def is_local_root(datastore: Datastore) -> bool:
+    return isinstance(datastore.root, LocalURI)

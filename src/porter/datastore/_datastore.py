@@ -1,0 +1,299 @@
+"""The file datastore: artifacts under one root (a directory or an S3 prefix), tracked in the registry database.
+
+The butler drives it in three steps so that a crash at any point leaves
+the repository consistent (see `_records` for the journal):
+
+1. `reserve` — journal the paths about to be written (its own committed transaction);
+2. `write` — write the files (exclusively: an existing file is never replaced);
+3. `record` — inside the transaction that registers the datasets, mark the
+   artifacts stored and record each dataset's location.
+
+If step 2 or 3 fails, `abandon` deletes what was written and the journal rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy
+
+from ..errors import ArtifactMissingError, ConflictingDefinitionError, CorruptArtifactError, DatastoreError
+from ._checksum import checksum_file
+from ._records import DatastoreTables, LocationRow
+from ._storage_classes import StorageClass, StorageClassRegistry, import_object
+from ._templates import DEFAULT_TEMPLATE, PathTemplate
+from ._uri import ArtifactExistsError, LocalURI, ResourceURI
+from .formatters import Formatter, ReadParameterError
+
+__all__ = ["TEMP_AREA", "Datastore", "WritePlan"]
+
+TEMP_AREA = ".porter-tmp"
+"""Directory below a local datastore root where files are formatted before they are moved into place."""
+
+
+@dataclass
+class WritePlan:
+    """One artifact about to be written for one dataset."""
+
+    dataset_id: uuid.UUID
+    dataset_type: str
+    path: str  # relative to the root
+    uri: ResourceURI
+    storage_class: StorageClass
+    formatter: Formatter
+    size: int = 0
+    checksum: str = ""
+    written: bool = False
+
+
+class Datastore:
+    """Stores and reads dataset artifacts below ``root``.
+
+    Parameters
+    ----------
+    root : `ResourceURI`
+        The datastore root (local directory or S3 prefix).
+    db : `porter.registry._db.Database`
+        The registry's database, which also holds the datastore's tables.
+    tables : `DatastoreTables`
+    storage_classes : `StorageClassRegistry`
+    templates : mapping of `str` to `str`
+        Path templates by dataset type name; ``"default"`` for the rest.
+    """
+
+    def __init__(
+        self,
+        root: ResourceURI,
+        db: Any,
+        tables: DatastoreTables,
+        storage_classes: StorageClassRegistry,
+        templates: Mapping[str, str] | None = None,
+    ):
+        self.root = root
+        self.db = db
+        self.tables = tables
+        self.storage_classes = storage_classes
+        templates = dict(templates or {})
+        self._default_template = PathTemplate(templates.pop("default", DEFAULT_TEMPLATE))
+        self._default_is_builtin = self._default_template.text == DEFAULT_TEMPLATE
+        self._templates = {name: PathTemplate(text) for name, text in templates.items()}
+        self._formatters: dict[str, Formatter] = {}
+
+    # --- naming ------------------------------------------------------------------------------------
+
+    def template_for(self, dataset_type: Any) -> PathTemplate:
+        """The path template of ``dataset_type``, checked to give unique paths."""
+        own = self._templates.get(dataset_type.name)
+        if own is not None:
+            own.check(dataset_type, shared=False)
+            return own
+        try:
+            self._default_template.check(dataset_type)
+        except Exception:
+            if not self._default_is_builtin:
+                raise
+            # The built-in default names the usual dimensions; others get the dataset ID.
+            return PathTemplate(DEFAULT_TEMPLATE + "_{id}")
+        return self._default_template
+
+    def uri_of(self, path: str) -> ResourceURI:
+        """The URI of a stored path (relative to the root, or absolute for direct ingests)."""
+        if "://" in path or path.startswith("/"):
+            return ResourceURI.from_string(path)
+        return self.root.join(path)
+
+    def formatter(self, name: str) -> Formatter:
+        f = self._formatters.get(name)
+        if f is None:
+            cls = import_object(name)
+            if not (isinstance(cls, type) and issubclass(cls, Formatter)):
+                raise DatastoreError(f"{name!r} is not a porter Formatter.")
+            f = self._formatters[name] = cls()
+        return f
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def plan(
+        self,
+        dataset_type: Any,
+        data_id: Mapping[str, Any],
+        run: str,
+        dataset_id: uuid.UUID,
+        records: Mapping[str, Any] | None = None,
+    ) -> WritePlan:
+        """Decide where and how a new dataset will be written (nothing is written yet)."""
+        storage_class = self.storage_classes.get(
+            dataset_type.storage_class_name, dataset_type=dataset_type.name
+        )
+        formatter = storage_class.formatter
+        path = (
+            self.template_for(dataset_type).format(
+                run=run,
+                dataset_type=dataset_type.name,
+                dataset_id=dataset_id.hex,
+                data_id=data_id,
+                records=records,
+            )
+            + formatter.extension
+        )
+        return WritePlan(dataset_id, dataset_type.name, path, self.root.join(path), storage_class, formatter)
+
+    def reserve(self, plans: Sequence[WritePlan]) -> None:
+        """Journal the paths (committed now); a path already in use is a `ConflictingDefinitionError`."""
+        try:
+            with self.db.transaction() as conn:
+                taken = self.tables.taken(conn, [p.path for p in plans])
+                if taken:
+                    raise ConflictingDefinitionError(
+                        f"The datastore already has a file at {sorted(taken)[0]!r}; a dataset with the same "
+                        "type, data ID and run exists (or is being written). porter never overwrites a dataset: "
+                        "remove it first or put into another run."
+                    )
+                self.tables.reserve(conn, [p.path for p in plans])
+        except sqlalchemy.exc.IntegrityError:
+            raise ConflictingDefinitionError(
+                f"Another writer is storing a file at one of {[p.path for p in plans][:3]}; porter never "
+                "overwrites a dataset."
+            ) from None
+
+    def write(self, plan: WritePlan, native: Any) -> None:
+        """Format ``native`` (an object of the formatter's native storage class) into the planned place."""
+        with self._scratch(plan) as tmp:
+            plan.formatter.write(native, tmp)
+            plan.size = tmp.stat().st_size
+            plan.checksum = checksum_file(tmp)
+            try:
+                plan.uri.upload(tmp, exclusive=True, move=True)
+            except ArtifactExistsError:
+                raise ConflictingDefinitionError(
+                    f"{plan.uri} already exists (a file the registry does not know of; `porter fsck` lists "
+                    "such files). porter never overwrites it."
+                ) from None
+            plan.written = True
+
+    @contextlib.contextmanager
+    def _scratch(self, plan: WritePlan) -> Iterator[Path]:
+        """A temporary local file to format into: in the root's temp area when the root is local
+        (so moving it into place is a rename), in the system's temp directory otherwise."""
+        if isinstance(self.root, LocalURI):
+            area = self.root.path / TEMP_AREA
+            area.mkdir(parents=True, exist_ok=True)
+        else:
+            area = Path(tempfile.gettempdir())
+        tmp = area / f"{plan.dataset_id.hex}{plan.formatter.extension}"
+        try:
+            yield tmp
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def record(self, conn: sqlalchemy.Connection, plans: Sequence[WritePlan]) -> None:
+        """Inside the registering transaction: the artifacts are stored, here is where each dataset is."""
+        self.tables.store(
+            conn,
+            [(p.path, p.size, p.checksum) for p in plans],
+            [(p.dataset_id, p.path, p.formatter.import_path(), p.storage_class.name) for p in plans],
+        )
+
+    def abandon(self, plans: Sequence[WritePlan]) -> None:
+        """Undo `reserve` and `write` after a failure: delete written files, drop the journal rows."""
+        for p in plans:
+            if p.written:
+                with contextlib.suppress(Exception):
+                    p.uri.remove()
+        with contextlib.suppress(Exception), self.db.transaction() as conn:
+            self.tables.forget(conn, [p.path for p in plans])
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def locations(self, dataset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, LocationRow]:
+        with self.db.reading() as conn:
+            return self.tables.locations(conn, dataset_ids)
+
+    def read(
+        self,
+        location: LocationRow,
+        *,
+        what: str,
+        parameters: Mapping[str, Any] | None = None,
+        storage_class: StorageClass | None = None,
+    ) -> Any:
+        """The object stored at ``location``, as ``storage_class`` (default: the one it was written as).
+
+        ``what`` names the dataset in error messages.
+        """
+        formatter = self.formatter(location.formatter)
+        parameters = dict(parameters or {})
+        unknown = sorted(set(parameters) - formatter.parameters)
+        if unknown:
+            supported = ", ".join(sorted(formatter.parameters)) or "none"
+            raise DatastoreError(
+                f"{what}: unknown read parameter(s) {unknown}; {type(formatter).__name__} supports: {supported}."
+            )
+        uri = self.uri_of(location.path)
+        try:
+            native = formatter.read(uri, parameters)
+        except FileNotFoundError:
+            raise ArtifactMissingError(
+                f"{what}: its file {uri} is missing. Run `porter fsck` to list damaged datasets, then remove "
+                "the dataset or restore the file."
+            ) from None
+        except ReadParameterError as exc:
+            raise DatastoreError(f"{what}: {exc}") from None
+        except Exception as exc:
+            raise self._corruption(location, uri, what, exc) from None
+        target = storage_class or self.storage_classes.get(location.storage_class)
+        return target.coerce(native)
+
+    def _corruption(self, location: LocationRow, uri: ResourceURI, what: str, exc: Exception) -> Exception:
+        try:
+            size = uri.size()
+        except FileNotFoundError:
+            return ArtifactMissingError(f"{what}: its file {uri} is missing.")
+        detail = (
+            f"it is {size} bytes but {location.size} were written (truncated?)"
+            if location.size is not None and size != location.size
+            else f"it cannot be read ({type(exc).__name__}: {exc})"
+        )
+        return CorruptArtifactError(
+            f"{what}: the file {uri} is damaged: {detail}. Run `porter fsck` to check every artifact."
+        )
+
+    # --- removal -----------------------------------------------------------------------------------
+
+    def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
+        """In the transaction removing the datasets: journal their now-unused artifacts for deletion."""
+        return self.tables.release(conn, dataset_ids)
+
+    def delete(self, paths: Sequence[str]) -> None:
+        """Delete released artifacts, then drop their journal rows (after the removal committed)."""
+        for path in paths:
+            if not _is_direct(path):
+                uri = self.uri_of(path)
+                uri.remove()
+                if isinstance(uri, LocalURI) and isinstance(self.root, LocalURI):
+                    _prune_empty_parents(uri.path.parent, self.root.path)
+        with self.db.transaction() as conn:
+            self.tables.forget(conn, paths)
+
+
+def _is_direct(path: str) -> bool:
+    """A file ingested with ``transfer="direct"`` lives outside the datastore; porter never deletes it."""
+    return "://" in path or os.path.isabs(path)
+
+
+def _prune_empty_parents(directory: Path, root: Path) -> None:
+    """Remove directories emptied by a deletion, up to (not including) the datastore root."""
+    while directory != root and root in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:  # not empty (or already gone)
+            return
+        directory = directory.parent

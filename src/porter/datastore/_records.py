@@ -1,0 +1,218 @@
+"""The datastore's tables in the registry database: artifacts (with a write journal) and dataset locations.
+
+``datastore_artifact`` has one row per stored file, keyed by its path
+(relative to the datastore root, or an absolute URI for files ingested
+with ``transfer="direct"``).  Its ``state`` is the write journal that makes
+puts, ingests and removals crash-safe:
+
+``writing``
+    inserted and committed *before* a file is written; its primary key
+    reserves the path, so two writers cannot both claim it.  A crash leaves
+    this row (and maybe a file), which ``porter fsck`` removes.
+``stored``
+    set in the same transaction that registers the datasets.
+``deleting``
+    set in the transaction that removes the datasets, before the file is
+    deleted; a crash leaves the row for ``fsck`` to finish.
+
+So at every instant each file in the datastore is known to the registry,
+and no dataset is visible without its file.  ``dataset_location`` maps each
+dataset to its artifact and the formatter and storage class it was written
+with (several datasets may share one file).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Uuid
+
+__all__ = ["ArtifactRow", "DatastoreTables", "LocationRow"]
+
+WRITING, STORED, DELETING = "writing", "stored", "deleting"
+
+
+@dataclass(frozen=True)
+class LocationRow:
+    """Where one dataset's bytes are and how to read them."""
+
+    dataset_id: uuid.UUID
+    path: str
+    formatter: str
+    storage_class: str
+    size: int | None
+    checksum: str | None
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    path: str
+    state: str
+    size: int | None
+    checksum: str | None
+    created: int
+
+
+class DatastoreTables:
+    """Table definitions and the statements the datastore runs on them."""
+
+    def __init__(self, metadata: MetaData, dataset_table: Table):
+        self.artifact = Table(
+            "datastore_artifact",
+            metadata,
+            Column("path", String(1024), primary_key=True),
+            Column("state", String(16), nullable=False),
+            Column("size", BigInteger, nullable=True),
+            Column("checksum", String(160), nullable=True),
+            Column("created", BigInteger, nullable=False),
+            Index("datastore_artifact_state", "state"),
+            extend_existing=True,
+        )
+        self.location = Table(
+            "dataset_location",
+            metadata,
+            Column(
+                "dataset_id",
+                Uuid,
+                ForeignKey(dataset_table.c.dataset_id, ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            Column("path", String(1024), ForeignKey("datastore_artifact.path"), nullable=False),
+            Column("formatter", String(255), nullable=False),
+            Column("storage_class", String(128), nullable=False),
+            Index("dataset_location_path", "path"),
+            extend_existing=True,
+        )
+
+    def create(self, conn: sqlalchemy.Connection) -> None:
+        """Create the tables if this repository does not have them yet."""
+        self.artifact.create(conn, checkfirst=True)
+        self.location.create(conn, checkfirst=True)
+
+    # --- the write journal -------------------------------------------------------------------------
+
+    def reserve(self, conn: sqlalchemy.Connection, paths: Sequence[str]) -> None:
+        """Journal ``paths`` as being written (commit before writing the files).
+
+        Raises `sqlalchemy.exc.IntegrityError` if any path is already taken.
+        """
+        now = time.time_ns()
+        conn.execute(
+            sqlalchemy.insert(self.artifact),
+            [{"path": p, "state": WRITING, "size": None, "checksum": None, "created": now} for p in paths],
+        )
+
+    def taken(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> set[str]:
+        """The subset of ``paths`` already journaled or stored."""
+        wanted = list(paths)
+        found: set[str] = set()
+        for start in range(0, len(wanted), 5000):
+            chunk = wanted[start : start + 5000]
+            found.update(
+                conn.execute(
+                    sqlalchemy.select(self.artifact.c.path).where(self.artifact.c.path.in_(chunk))
+                ).scalars()
+            )
+        return found
+
+    def store(
+        self,
+        conn: sqlalchemy.Connection,
+        artifacts: Sequence[tuple[str, int, str]],
+        locations: Sequence[tuple[uuid.UUID, str, str, str]],
+    ) -> None:
+        """Mark ``(path, size, checksum)`` artifacts stored and record ``(id, path, formatter, storage class)``."""
+        if artifacts:
+            conn.execute(
+                sqlalchemy.update(self.artifact)
+                .where(self.artifact.c.path == sqlalchemy.bindparam("p"))
+                .values(state=STORED, size=sqlalchemy.bindparam("s"), checksum=sqlalchemy.bindparam("c")),
+                [{"p": p, "s": s, "c": c} for p, s, c in artifacts],
+            )
+        if locations:
+            conn.execute(
+                sqlalchemy.insert(self.location),
+                [
+                    {"dataset_id": i, "path": p, "formatter": f, "storage_class": sc}
+                    for i, p, f, sc in locations
+                ],
+            )
+
+    def forget(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> None:
+        """Drop journal rows (after their files are gone, or were never written)."""
+        paths = list(paths)
+        for start in range(0, len(paths), 5000):
+            chunk = paths[start : start + 5000]
+            conn.execute(sqlalchemy.delete(self.artifact).where(self.artifact.c.path.in_(chunk)))
+
+    # --- lookups -----------------------------------------------------------------------------------
+
+    def locations(
+        self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, LocationRow]:
+        a, loc = self.artifact, self.location
+        out: dict[uuid.UUID, LocationRow] = {}
+        ids = list(dataset_ids)
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            rows = conn.execute(
+                sqlalchemy.select(
+                    loc.c.dataset_id, loc.c.path, loc.c.formatter, loc.c.storage_class, a.c.size, a.c.checksum
+                )
+                .select_from(loc.join(a, a.c.path == loc.c.path))
+                .where(loc.c.dataset_id.in_(chunk), a.c.state == STORED)
+            )
+            for r in rows:
+                out[r.dataset_id] = LocationRow(
+                    r.dataset_id, r.path, r.formatter, r.storage_class, r.size, r.checksum
+                )
+        return out
+
+    def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
+        """Remove the locations of these datasets; mark artifacts no dataset uses any more ``deleting``.
+
+        Returns the paths to delete (then `forget`).  Runs in the caller's
+        transaction, the one that removes the datasets from the registry.
+        """
+        a, loc = self.artifact, self.location
+        ids = list(dataset_ids)
+        paths: set[str] = set()
+        for start in range(0, len(ids), 5000):
+            chunk = ids[start : start + 5000]
+            paths.update(
+                conn.execute(sqlalchemy.select(loc.c.path).where(loc.c.dataset_id.in_(chunk))).scalars()
+            )
+            conn.execute(sqlalchemy.delete(loc).where(loc.c.dataset_id.in_(chunk)))
+        if not paths:
+            return []
+        still_used = set(
+            conn.execute(
+                sqlalchemy.select(loc.c.path).where(loc.c.path.in_(sorted(paths))).distinct()
+            ).scalars()
+        )
+        doomed = sorted(paths - still_used)
+        for start in range(0, len(doomed), 5000):
+            conn.execute(
+                sqlalchemy.update(a).where(a.c.path.in_(doomed[start : start + 5000])).values(state=DELETING)
+            )
+        return doomed
+
+    def artifacts(self, conn: sqlalchemy.Connection, state: str | None = None) -> list[ArtifactRow]:
+        stmt = sqlalchemy.select(self.artifact)
+        if state is not None:
+            stmt = stmt.where(self.artifact.c.state == state)
+        return [ArtifactRow(r.path, r.state, r.size, r.checksum, r.created) for r in conn.execute(stmt)]
+
+    def unreferenced_stored(self, conn: sqlalchemy.Connection) -> list[str]:
+        """Stored artifacts no dataset points to (left by registry-only removals)."""
+        a, loc = self.artifact, self.location
+        stmt = (
+            sqlalchemy.select(a.c.path)
+            .where(a.c.state == STORED)
+            .where(~sqlalchemy.exists().where(loc.c.path == a.c.path))
+        )
+        return list(conn.execute(stmt).scalars())

@@ -1,0 +1,468 @@
+"""One URI abstraction over local files and S3 objects.
+
+Everything in porter that names a place where bytes live (a datastore root,
+an artifact, a file to ingest, an export directory) is a `ResourceURI`.
+Two back ends: `LocalURI` (POSIX paths, ``file://``) and `S3URI`
+(``s3://bucket/key``, any S3-compatible store: the endpoint comes from
+``PORTER_S3_ENDPOINT_URL`` or boto3's own ``AWS_ENDPOINT_URL``, credentials
+from the usual AWS environment and config files).
+
+Writes never expose a partial object: a local file is written to a
+temporary name in the same directory and renamed (or hard-linked, when it
+must not replace an existing file); an S3 PUT is atomic by nature, and
+``exclusive=True`` adds ``If-None-Match: *`` so two writers cannot both win.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from ..errors import PorterError
+
+__all__ = ["S3URI", "ArtifactExistsError", "LocalURI", "ResourceURI"]
+
+
+class ArtifactExistsError(PorterError, FileExistsError):
+    """An exclusive write found something already at the URI."""
+
+
+class ResourceURI(ABC):
+    """A place where one file or object lives (or a directory/prefix of them)."""
+
+    scheme: str
+
+    @staticmethod
+    def from_string(value: str | os.PathLike[str] | ResourceURI) -> ResourceURI:
+        """Parse ``s3://bucket/key``, ``file:///abs/path`` or a plain local path."""
+        if isinstance(value, ResourceURI):
+            return value
+        text = os.fspath(value)
+        if text.startswith("s3://"):
+            parsed = urllib.parse.urlparse(text)
+            if not parsed.netloc:
+                raise ValueError(f"{text!r} names no bucket; write s3://BUCKET/prefix.")
+            return S3URI(parsed.netloc, parsed.path.lstrip("/"))
+        if text.startswith("file://"):
+            return LocalURI(Path(urllib.parse.unquote(urllib.parse.urlparse(text).path)))
+        if "://" in text:
+            raise ValueError(
+                f"Unsupported URI scheme in {text!r}: porter stores files locally or in S3 (s3://bucket/prefix)."
+            )
+        return LocalURI(Path(text).absolute())
+
+    # --- naming -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def join(self, relative: str) -> ResourceURI:
+        """The URI of ``relative`` (a POSIX path, no ``..``) below this one."""
+
+    @abstractmethod
+    def relative_to(self, root: ResourceURI) -> str | None:
+        """This URI's path below ``root``, or None if it is not below it."""
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The last path component."""
+
+    @property
+    def is_local(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ResourceURI) and str(self) == str(other)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def exists(self) -> bool: ...
+
+    @abstractmethod
+    def size(self) -> int:
+        """Size in bytes; `FileNotFoundError` if absent."""
+
+    @abstractmethod
+    def read(self) -> bytes: ...
+
+    @abstractmethod
+    def open_read(self) -> IO[bytes]:
+        """A seekable binary file object; S3 objects are read by ranged GETs, on demand."""
+
+    @contextlib.contextmanager
+    def as_local(self) -> Iterator[Path]:
+        """A local path holding this resource's bytes (a temporary download for S3)."""
+        with tempfile.TemporaryDirectory(prefix="porter-") as tmp:
+            path = Path(tmp) / self.name
+            path.write_bytes(self.read())
+            yield path
+
+    # --- writing ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def write(self, data: bytes, *, exclusive: bool = False) -> None:
+        """Write ``data`` atomically; with ``exclusive``, refuse to replace an existing object."""
+
+    @abstractmethod
+    def upload(self, source: Path, *, exclusive: bool = False, move: bool = False) -> None:
+        """Put the local file ``source`` here atomically (``move`` may consume it)."""
+
+    @abstractmethod
+    def remove(self) -> bool:
+        """Delete this file or object; False if it was not there."""
+
+    @abstractmethod
+    def walk(self) -> Iterator[tuple[ResourceURI, int]]:
+        """Every file/object below this directory/prefix, with its size."""
+
+    @abstractmethod
+    def signed_url(self, expires: int = 3600, *, method: str = "GET") -> str:
+        """A URL that lets someone without credentials read (or PUT) this object for ``expires`` seconds."""
+
+
+def _check_relative(relative: str) -> str:
+    parts = PurePosixPath(relative).parts
+    if not parts or relative.startswith("/") or ".." in parts:
+        raise ValueError(f"{relative!r} is not a relative path below the root (no leading '/', no '..').")
+    return relative
+
+
+# --- local files --------------------------------------------------------------------------------
+
+
+class LocalURI(ResourceURI):
+    """A path on a POSIX file system."""
+
+    scheme = "file"
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.path.as_uri() if self.path.is_absolute() else str(self.path)
+
+    def join(self, relative: str) -> LocalURI:
+        return LocalURI(self.path / _check_relative(relative))
+
+    def relative_to(self, root: ResourceURI) -> str | None:
+        if not isinstance(root, LocalURI):
+            return None
+        try:
+            return self.path.relative_to(root.path).as_posix()
+        except ValueError:
+            return None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def is_local(self) -> bool:
+        return True
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    def read(self) -> bytes:
+        return self.path.read_bytes()
+
+    def open_read(self) -> IO[bytes]:
+        return open(self.path, "rb")
+
+    @contextlib.contextmanager
+    def as_local(self) -> Iterator[Path]:
+        yield self.path
+
+    def _temporary(self) -> Path:
+        """A unique temporary name next to the target (same file system: rename is atomic)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".porter-tmp", dir=self.path.parent)
+        os.close(fd)
+        return Path(tmp)
+
+    def _install(self, tmp: Path, exclusive: bool) -> None:
+        try:
+            if exclusive:
+                try:
+                    os.link(tmp, self.path)  # atomic, and fails if the target exists
+                except FileExistsError:
+                    raise ArtifactExistsError(
+                        f"{self} already exists; porter does not overwrite it."
+                    ) from None
+                tmp.unlink()
+            else:
+                os.replace(tmp, self.path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def write(self, data: bytes, *, exclusive: bool = False) -> None:
+        if exclusive and self.path.exists():
+            raise ArtifactExistsError(f"{self} already exists; porter does not overwrite it.")
+        tmp = self._temporary()
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._install(tmp, exclusive)
+
+    def upload(self, source: Path, *, exclusive: bool = False, move: bool = False) -> None:
+        if exclusive and self.path.exists():
+            raise ArtifactExistsError(f"{self} already exists; porter does not overwrite it.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if move:
+            try:
+                if exclusive:
+                    os.link(source, self.path)
+                    source.unlink()
+                else:
+                    os.replace(source, self.path)
+                return
+            except FileExistsError:
+                raise ArtifactExistsError(f"{self} already exists; porter does not overwrite it.") from None
+            except OSError:
+                pass  # another file system: copy below
+        tmp = self._temporary()
+        try:
+            shutil.copyfile(source, tmp)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        self._install(tmp, exclusive)
+        if move:
+            source.unlink()
+
+    def remove(self) -> bool:
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def walk(self) -> Iterator[tuple[ResourceURI, int]]:
+        if not self.path.is_dir():
+            return
+        for dirpath, _, files in os.walk(self.path):
+            for f in files:
+                p = Path(dirpath) / f
+                with contextlib.suppress(FileNotFoundError):
+                    yield LocalURI(p), p.stat().st_size
+
+    def signed_url(self, expires: int = 3600, *, method: str = "GET") -> str:
+        return self.path.as_uri()
+
+
+# --- S3 -------------------------------------------------------------------------------------------
+
+_CLIENTS: dict[tuple[str | None, int], Any] = {}
+
+
+def s3_endpoint_url() -> str | None:
+    """The S3 endpoint: ``PORTER_S3_ENDPOINT_URL``, else boto3's own configuration (AWS_ENDPOINT_URL …)."""
+    return os.environ.get("PORTER_S3_ENDPOINT_URL") or None
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client for the configured endpoint (one per process and endpoint)."""
+    endpoint = s3_endpoint_url()
+    key = (endpoint, os.getpid())
+    client = _CLIENTS.get(key)
+    if client is None:
+        import boto3
+        import botocore.config
+
+        config = botocore.config.Config(
+            retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=32
+        )
+        client = _CLIENTS[key] = boto3.session.Session().client("s3", endpoint_url=endpoint, config=config)
+    return client
+
+
+def _is_missing(exc: Exception) -> bool:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+    return code in ("404", "NoSuchKey", "NotFound")
+
+
+class S3URI(ResourceURI):
+    """An object (or a key prefix) in an S3 bucket."""
+
+    scheme = "s3"
+
+    def __init__(self, bucket: str, key: str):
+        self.bucket = bucket
+        self.key = key
+
+    def __str__(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+    def join(self, relative: str) -> S3URI:
+        base = self.key.rstrip("/")
+        return S3URI(
+            self.bucket, f"{base}/{_check_relative(relative)}" if base else _check_relative(relative)
+        )
+
+    def relative_to(self, root: ResourceURI) -> str | None:
+        if not isinstance(root, S3URI) or root.bucket != self.bucket:
+            return None
+        prefix = root.key.rstrip("/")
+        if not prefix:
+            return self.key
+        if self.key.startswith(prefix + "/"):
+            return self.key[len(prefix) + 1 :]
+        return None
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.key).name
+
+    def exists(self) -> bool:
+        try:
+            self.size()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def size(self) -> int:
+        try:
+            return int(s3_client().head_object(Bucket=self.bucket, Key=self.key)["ContentLength"])
+        except Exception as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(str(self)) from None
+            raise
+
+    def read(self) -> bytes:
+        try:
+            return bytes(s3_client().get_object(Bucket=self.bucket, Key=self.key)["Body"].read())
+        except Exception as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(str(self)) from None
+            raise
+
+    def read_range(self, start: int, length: int) -> bytes:
+        if length <= 0:
+            return b""
+        response = s3_client().get_object(
+            Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{start + length - 1}"
+        )
+        return bytes(response["Body"].read())
+
+    def open_read(self) -> IO[bytes]:
+        return io.BufferedReader(_S3RangeReader(self, self.size()), buffer_size=1 << 20)
+
+    def write(self, data: bytes, *, exclusive: bool = False) -> None:
+        extra = {"IfNoneMatch": "*"} if exclusive else {}
+        try:
+            s3_client().put_object(Bucket=self.bucket, Key=self.key, Body=data, **extra)
+        except Exception as exc:
+            self._raise_exists(exc)
+            raise
+
+    def upload(self, source: Path, *, exclusive: bool = False, move: bool = False) -> None:
+        size = source.stat().st_size
+        if size <= 64 << 20:
+            with open(source, "rb") as f:
+                self.write(f.read(), exclusive=exclusive)
+        else:
+            if exclusive and self.exists():
+                raise ArtifactExistsError(f"{self} already exists; porter does not overwrite it.")
+            import boto3.s3.transfer
+
+            transfer = boto3.s3.transfer.TransferConfig(multipart_chunksize=64 << 20, max_concurrency=8)
+            s3_client().upload_file(str(source), self.bucket, self.key, Config=transfer)
+        if move:
+            source.unlink()
+
+    def _raise_exists(self, exc: Exception) -> None:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            raise ArtifactExistsError(f"{self} already exists; porter does not overwrite it.") from None
+
+    def remove(self) -> bool:
+        if not self.exists():
+            return False
+        s3_client().delete_object(Bucket=self.bucket, Key=self.key)
+        return True
+
+    def walk(self) -> Iterator[tuple[ResourceURI, int]]:
+        prefix = self.key.rstrip("/") + "/" if self.key else ""
+        paginator = s3_client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            for item in page.get("Contents", []):
+                yield S3URI(self.bucket, item["Key"]), int(item["Size"])
+
+    def signed_url(self, expires: int = 3600, *, method: str = "GET") -> str:
+        operation = {"GET": "get_object", "PUT": "put_object"}[method]
+        return str(
+            s3_client().generate_presigned_url(
+                operation, Params={"Bucket": self.bucket, "Key": self.key}, ExpiresIn=expires
+            )
+        )
+
+
+class _S3RangeReader(io.RawIOBase):
+    """A seekable raw stream over one S3 object, fetching only the byte ranges read.
+
+    Lets astropy read one FITS section and pyarrow the column chunks it needs
+    without downloading the whole object.
+    """
+
+    def __init__(self, uri: S3URI, size: int):
+        self._uri = uri
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._uri.read_range(self._pos, n)
+        buffer[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+
+def check_datastore_root(root: str) -> None:
+    """Refuse a datastore root porter cannot write to, before a repository is created around it."""
+    uri = ResourceURI.from_string(root)
+    if isinstance(uri, S3URI):
+        try:
+            s3_client().head_bucket(Bucket=uri.bucket)
+        except Exception as exc:
+            endpoint = s3_endpoint_url() or "AWS's default endpoint"
+            raise PorterError(
+                f"Cannot use {root} as a datastore: bucket {uri.bucket!r} is not reachable at {endpoint} "
+                f"({exc}). Create the bucket, or set PORTER_S3_ENDPOINT_URL and AWS credentials."
+            ) from None

@@ -1,0 +1,46 @@
+"""What every formatter does: write one in-memory object to a local file, read it back (partially)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .._uri import ResourceURI
+
+__all__ = ["Formatter", "ReadParameterError"]
+
+
+class ReadParameterError(ValueError):
+    """A read parameter (bbox, columns …) that does not fit the stored data."""
+
+
+class Formatter(ABC):
+    """Turns objects of one native storage class into files and back.
+
+    A formatter is named in the datastore's records by its import path, so a
+    file is always read by the formatter that wrote it, even after the
+    dataset type's storage class configuration changes.  Subclasses set
+    ``native`` (the storage class of the objects `write` takes and `read`
+    returns), ``extension`` and the read ``parameters`` they honour.
+    """
+
+    native: ClassVar[str]
+    extension: ClassVar[str]
+    parameters: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def import_path(cls) -> str:
+        """The name stored in datastore records: porter's own by their public package."""
+        if cls.__module__.startswith(__package__ + "."):
+            return f"{__package__}.{cls.__qualname__}"
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @abstractmethod
+    def write(self, obj: Any, path: Path) -> None:
+        """Write ``obj`` (of the ``native`` storage class) to the local file ``path``."""
+
+    @abstractmethod
+    def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> Any:
+        """Read the artifact at ``uri``; ``parameters`` (already checked) select part of it."""

@@ -1,0 +1,40 @@
+"""Tables as Parquet (pyarrow), with column subsets read without reading the rest of the file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .._uri import ResourceURI
+from ._base import Formatter, ReadParameterError
+
+__all__ = ["ParquetFormatter"]
+
+
+class ParquetFormatter(Formatter):
+    """`pyarrow.Table` <-> Parquet; ``parameters={"columns": [...]}`` reads only those columns."""
+
+    native = "ArrowTable"
+    extension = ".parq"
+    parameters = frozenset({"columns"})
+
+    def write(self, obj: pa.Table, path: Path) -> None:
+        pq.write_table(obj, path, compression="zstd")
+
+    def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> pa.Table:
+        columns = parameters.get("columns")
+        if columns is not None:
+            columns = [columns] if isinstance(columns, str) else list(columns)
+        with uri.open_read() as f:
+            parquet = pq.ParquetFile(f)
+            if columns is not None:
+                missing = [c for c in columns if c not in parquet.schema_arrow.names]
+                if missing:
+                    raise ReadParameterError(
+                        f"no column(s) {missing}; the table has {parquet.schema_arrow.names}."
+                    )
+            return parquet.read(columns=columns)
