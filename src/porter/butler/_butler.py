@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from .._gc import paused_gc
 from ..datastore import PathTemplate, ResourceURI
+from ..datastore._fsck import FsckReport, fsck
 from ..datastore._uri import check_datastore_root
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
@@ -600,6 +601,34 @@ class Butler:
             self._collections_or_default(collections),
             given,
             timespan,
+        )
+
+    # --- integrity -------------------------------------------------------------------------------------------
+
+    def fsck(
+        self,
+        *,
+        repair: bool = False,
+        checksums: bool = False,
+        grace: float = 3600.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> FsckReport:
+        """Check every stored file against the registry; with ``repair``, fix what is safe to fix.
+
+        See `porter.datastore.fsck` for the findings.  Journal rows younger
+        than ``grace`` seconds are skipped (a write may be in progress).
+        """
+
+        def type_name(type_id: int) -> str:
+            return self.registry.dataset_types.get_by_id(type_id).dataset_type.name
+
+        return fsck(
+            self.datastore,
+            repair=repair,
+            checksums=checksums,
+            grace=grace,
+            progress=progress,
+            type_name=type_name,
         )
 
     # --- removal -------------------------------------------------------------------------------------------

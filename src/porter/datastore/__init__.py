@@ -1,6 +1,7 @@
 """The datastore: where datasets' bytes live (local files or S3) and how they are written and read."""
 
 from ._datastore import TEMP_AREA, Datastore, WritePlan
+from ._fsck import ORPHANS_AREA, Finding, FsckReport, fsck
 from ._records import DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
@@ -8,11 +9,14 @@ from ._uri import S3URI, ArtifactExistsError, LocalURI, ResourceURI
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "ORPHANS_AREA",
     "S3URI",
     "TEMP_AREA",
     "ArtifactExistsError",
     "Datastore",
     "DatastoreTables",
+    "Finding",
+    "FsckReport",
     "LocalURI",
     "LocationRow",
     "PathTemplate",
@@ -20,4 +24,5 @@ __all__ = [
     "StorageClass",
     "StorageClassRegistry",
     "WritePlan",
+    "fsck",
 ]

@@ -61,6 +61,7 @@ class DatastoreTables:
     """Table definitions and the statements the datastore runs on them."""
 
     def __init__(self, metadata: MetaData, dataset_table: Table):
+        self.dataset = dataset_table
         self.artifact = Table(
             "datastore_artifact",
             metadata,

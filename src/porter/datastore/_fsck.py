@@ -1,0 +1,207 @@
+"""Integrity check of a datastore against the registry: ``porter fsck``.
+
+Finds, and with ``repair=True`` fixes what is safe to fix:
+
+============================  ==========================================  ==============================
+finding                       meaning                                     repair
+============================  ==========================================  ==============================
+interrupted write             a put/ingest/transfer died after            delete its file (if any) and
+                              journaling its path                         the journal row
+interrupted removal           a removal died after the registry commit    delete the file, drop the row
+unreferenced artifact         stored file no dataset points to any more   delete the file, drop the row
+                              (datasets removed through the registry)
+temporary file                a formatter's scratch file left by a crash  delete it
+orphan file                   a file below the root porter has no         move it to .porter-orphans/
+                              record of                                   (never deleted)
+missing file                  a dataset's file is gone                    none: report (prune or restore)
+size mismatch                 file size differs from what was written     none: report
+checksum mismatch             (with ``checksums=True``) content changed   none: report
+datasets without files        registered without a file (an import        none: report (one line per
+                              without files)                              dataset type)
+============================  ==========================================  ==============================
+
+Journal rows younger than ``grace`` seconds are left alone: they may belong
+to a write in progress in another process.  A file the registry refers to
+is never deleted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import sqlalchemy
+
+from ._checksum import checksum_stream
+from ._records import DELETING, STORED, WRITING
+from ._uri import LocalURI, ResourceURI
+
+if TYPE_CHECKING:
+    from ._datastore import Datastore
+
+__all__ = ["ORPHANS_AREA", "Finding", "FsckReport", "fsck"]
+
+ORPHANS_AREA = ".porter-orphans"
+_NOT_ARTIFACTS = ("porter.yaml", "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm")
+
+
+@dataclass
+class Finding:
+    kind: str
+    path: str
+    detail: str = ""
+    repaired: bool = False
+
+
+@dataclass
+class FsckReport:
+    findings: list[Finding] = field(default_factory=list)
+    artifacts_checked: int = 0
+    files_seen: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.kind] = out.get(f.kind, 0) + 1
+        return out
+
+
+def _is_temporary(relative: str) -> bool:
+    return relative.startswith(".porter-tmp/") or relative.endswith(".porter-tmp")
+
+
+def fsck(
+    datastore: Datastore,
+    *,
+    repair: bool = False,
+    checksums: bool = False,
+    grace: float = 3600.0,
+    progress: Callable[[str], None] | None = None,
+    type_name: Callable[[int], str] = str,
+) -> FsckReport:
+    """Compare the datastore's records with its files; see the module docstring for what is found and fixed."""
+    step = progress or (lambda _: None)
+    report = FsckReport()
+    tables, root = datastore.tables, datastore.root
+    now = time.time_ns()
+    step("reading the datastore records")
+    with datastore.db.reading() as conn:
+        artifacts = {a.path: a for a in tables.artifacts(conn)}
+        unreferenced = set(tables.unreferenced_stored(conn))
+        without_file = _datasets_without_files(conn, datastore)
+    step("listing files")
+    files: dict[str, int] = {}
+    for uri, size in root.walk():
+        relative = uri.relative_to(root)
+        if relative is None or relative in _NOT_ARTIFACTS or relative.startswith(ORPHANS_AREA + "/"):
+            continue
+        files[relative] = size
+    report.files_seen = len(files)
+    step(f"checking {len(artifacts)} artifacts against {len(files)} files")
+    to_forget: list[str] = []
+    for path, artifact in artifacts.items():
+        report.artifacts_checked += 1
+        uri = datastore.uri_of(path)
+        direct = path != _relative_or_none(uri, root)
+        present = (path in files) if not direct else uri.exists()
+        old_enough = (now - artifact.created) / 1e9 >= grace
+        if artifact.state in (WRITING, DELETING):
+            if artifact.state == WRITING and not old_enough:
+                continue
+            kind = "interrupted write" if artifact.state == WRITING else "interrupted removal"
+            finding = Finding(kind, path, f"journal row from {_age(now, artifact.created)} ago")
+            if repair and not direct:
+                uri.remove()
+                to_forget.append(path)
+                finding.repaired = True
+            elif repair:
+                to_forget.append(path)
+                finding.repaired = True
+            report.findings.append(finding)
+            continue
+        if path in unreferenced:
+            finding = Finding("unreferenced artifact", path, "no dataset refers to it")
+            if repair:
+                with datastore.db.transaction() as conn:
+                    conn.execute(
+                        sqlalchemy.update(tables.artifact)
+                        .where(tables.artifact.c.path == path, tables.artifact.c.state == STORED)
+                        .values(state=DELETING)
+                    )
+                if not direct:
+                    uri.remove()
+                to_forget.append(path)
+                finding.repaired = True
+            report.findings.append(finding)
+            continue
+        if not present:
+            report.findings.append(
+                Finding("missing file", path, "the registry refers to it; prune or restore")
+            )
+            continue
+        size = files[path] if not direct else uri.size()
+        if artifact.size is not None and size != artifact.size:
+            report.findings.append(Finding("size mismatch", path, f"{size} bytes, {artifact.size} written"))
+            continue
+        if checksums and artifact.checksum:
+            with uri.open_read() as f:
+                actual = checksum_stream(f)
+            if actual != artifact.checksum:
+                report.findings.append(Finding("checksum mismatch", path, f"{actual} != {artifact.checksum}"))
+    known = set(artifacts)
+    for relative in sorted(set(files) - known):
+        if _is_temporary(relative):
+            finding = Finding("temporary file", relative)
+            if repair:
+                root.join(relative).remove()
+                finding.repaired = True
+        else:
+            finding = Finding("orphan file", relative, f"moved to {ORPHANS_AREA}/" if repair else "")
+            if repair:
+                _quarantine(root, relative)
+                finding.repaired = True
+        report.findings.append(finding)
+    for type_id, count in without_file:
+        report.findings.append(
+            Finding("datasets without files", type_name(type_id), f"{count} registered without a file")
+        )
+    if to_forget:
+        with datastore.db.transaction() as conn:
+            tables.forget(conn, to_forget)
+    return report
+
+
+def _relative_or_none(uri: ResourceURI, root: ResourceURI) -> str | None:
+    return uri.relative_to(root)
+
+
+def _age(now: int, created: int) -> str:
+    seconds = max(0.0, (now - created) / 1e9)
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def _quarantine(root: ResourceURI, relative: str) -> None:
+    source = root.join(relative)
+    target = root.join(f"{ORPHANS_AREA}/{relative}")
+    if isinstance(source, LocalURI):
+        target.upload(source.path, move=True)
+    else:
+        target.write(source.read())
+        source.remove()
+
+
+def _datasets_without_files(conn: sqlalchemy.Connection, datastore: Datastore) -> list[tuple[int, int]]:
+    """``(dataset_type_id, count)`` of registered datasets that have no file."""
+    loc, dataset = datastore.tables.location, datastore.tables.dataset
+    stmt = (
+        sqlalchemy.select(dataset.c.dataset_type_id, sqlalchemy.func.count())
+        .where(~sqlalchemy.exists().where(loc.c.dataset_id == dataset.c.dataset_id))
+        .group_by(dataset.c.dataset_type_id)
+    )
+    return [(int(r[0]), int(r[1])) for r in conn.execute(stmt)]

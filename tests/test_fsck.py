@@ -1,0 +1,107 @@
+"""``fsck`` finds each kind of damage, repairs only what is safe, and never deletes a referenced file."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import load
+from porter import Butler
+from porter.cli import app
+from porter.datastore import ORPHANS_AREA
+
+RUN = "u/fsck/run"
+runner = CliRunner()
+CCD = {"instrument": "HSC", "visit": 1228, "detector": 50}
+
+
+@pytest.fixture
+def butler(tmp_path: Path, datastore_root: str | None) -> Butler:
+    b = load(Butler.create(tmp_path / "repo", datastore=datastore_root), "hsc-rc2-subset.yaml")
+    b.close()
+    b = Butler(tmp_path / "repo", run=RUN)
+    b.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
+    return b
+
+
+def _put(butler: Butler, detector: int, value: object = None) -> object:
+    return butler.put({"detector": detector, "value": value}, "summary", {**CCD, "detector": detector})
+
+
+def test_clean_repository(butler: Butler) -> None:
+    for d in (50, 51):
+        _put(butler, d)
+    report = butler.fsck(checksums=True)
+    assert report.ok and report.artifacts_checked == 2 and report.files_seen == 2
+
+
+def test_each_finding_and_its_repair(butler: Butler) -> None:
+    refs = {d: _put(butler, d, "x" * 10) for d in (50, 51, 52, 53, 54)}
+    root = butler.datastore.root
+    butler.get_uri(refs[50]).remove()  # missing file
+    butler.get_uri(refs[51]).write(b"detector: 51\n")  # size mismatch
+    uri52 = butler.get_uri(refs[52])
+    data = uri52.read()
+    uri52.write(data.replace(b"x", b"y"))  # same size, other content
+    butler.registry.remove_datasets([refs[53]])  # registry-only removal: file left unreferenced
+    root.join("stray/notes.txt").write(b"someone's file")  # orphan
+    root.join(".porter-tmp/abc.yaml").write(b"half")  # temporary file
+    butler.registry.insert_datasets("summary", [{**CCD, "detector": 55}], RUN)  # no file
+    butler.datastore.reserve(
+        [
+            butler.datastore.plan(
+                butler.registry.get_dataset_type("summary"), {**CCD, "detector": 56}, RUN, uuid.uuid4()
+            )
+        ]
+    )  # a write in progress (journal row, no file yet)
+
+    report = butler.fsck(checksums=True)
+    kinds = {f.kind: f for f in report.findings}
+    assert set(kinds) == {
+        "missing file",
+        "size mismatch",
+        "checksum mismatch",
+        "unreferenced artifact",
+        "orphan file",
+        "temporary file",
+        "datasets without files",
+    }
+    assert kinds["orphan file"].path == "stray/notes.txt"
+    assert kinds["datasets without files"].path == "summary"
+    assert "interrupted write" in butler.fsck(grace=0).counts()  # the young journal row, once old enough
+
+    repaired = butler.fsck(repair=True, checksums=True)
+    done = {f.kind for f in repaired.findings if f.repaired}
+    assert done == {"unreferenced artifact", "orphan file", "temporary file"}
+    # Referenced files are never deleted, even damaged ones.
+    assert butler.get_uri(refs[51]).exists() and butler.get_uri(refs[52]).exists()
+    assert root.join(f"{ORPHANS_AREA}/stray/notes.txt").read() == b"someone's file"
+    assert not root.join("stray/notes.txt").exists()
+    after = butler.fsck(checksums=True).counts()
+    assert after == {
+        "missing file": 1,
+        "size mismatch": 1,
+        "checksum mismatch": 1,
+        "datasets without files": 1,
+    }
+    assert butler.get(refs[54]) == {"detector": 54, "value": "x" * 10}
+
+
+def test_cli(butler: Butler) -> None:
+    _put(butler, 50)
+    repo = str(butler.root)
+    clean = runner.invoke(app, ["fsck", repo])
+    assert clean.exit_code == 0, clean.output
+    assert "no problems" in clean.output
+    butler.datastore.root.join("stray.bin").write(b"?")
+    found = runner.invoke(app, ["fsck", repo, "--json"])
+    assert found.exit_code == 1
+    assert json.loads(found.stdout) == [
+        {"finding": "orphan file", "path": "stray.bin", "detail": "", "repaired": False}
+    ]
+    fixed = runner.invoke(app, ["fsck", repo, "--repair"])
+    assert fixed.exit_code == 0 and "1 orphan file" in fixed.output
