@@ -37,8 +37,8 @@ def open_datastore(registry: Registry, config: RepoConfig) -> Datastore:
     """The repository's datastore; creates its tables in a repository made before they existed."""
     root_text = config.resolved_datastore_root
     root = ResourceURI.from_string(root_text)
-    tables = DatastoreTables(registry.schema.metadata, registry.schema.dataset)
     db = registry.db
+    tables = DatastoreTables(db, registry.schema.metadata, registry.schema.dataset)
     with db.reading() as conn:
         import sqlalchemy
 

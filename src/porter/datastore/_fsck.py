@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import sqlalchemy
 
 from ._checksum import checksum_stream
-from ._records import DELETING, STORED, WRITING
+from ._records import ADOPTING, DELETING, STORED, WRITING
 from ._uri import LocalURI, ResourceURI
 
 if TYPE_CHECKING:
@@ -111,16 +111,15 @@ def fsck(
         direct = path != _relative_or_none(uri, root)
         present = (path in files) if not direct else uri.exists()
         old_enough = (now - artifact.created) / 1e9 >= grace
-        if artifact.state in (WRITING, DELETING):
-            if artifact.state == WRITING and not old_enough:
+        if artifact.state in (WRITING, ADOPTING, DELETING):
+            if artifact.state != DELETING and not old_enough:
                 continue
-            kind = "interrupted write" if artifact.state == WRITING else "interrupted removal"
+            kind = "interrupted removal" if artifact.state == DELETING else "interrupted write"
             finding = Finding(kind, path, f"journal row from {_age(now, artifact.created)} ago")
-            if repair and not direct:
-                uri.remove()
-                to_forget.append(path)
-                finding.repaired = True
-            elif repair:
+            if repair:
+                # An adopted file was there before porter; it stays (fsck reports it as an orphan next).
+                if not direct and artifact.state != ADOPTING:
+                    uri.remove()
                 to_forget.append(path)
                 finding.repaired = True
             report.findings.append(finding)

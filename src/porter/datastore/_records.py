@@ -9,6 +9,10 @@ puts, ingests and removals crash-safe:
     inserted and committed *before* a file is written; its primary key
     reserves the path, so two writers cannot both claim it.  A crash leaves
     this row (and maybe a file), which ``porter fsck`` removes.
+``adopting``
+    the same for a file that already exists where it will stay (ingest with
+    ``transfer="direct"``, or of a file already inside the datastore): after a
+    crash ``fsck`` drops the row but never deletes the file.
 ``stored``
     set in the same transaction that registers the datasets.
 ``deleting``
@@ -27,13 +31,14 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, MetaData, String, Table, Uuid
 
 __all__ = ["ArtifactRow", "DatastoreTables", "LocationRow"]
 
-WRITING, STORED, DELETING = "writing", "stored", "deleting"
+WRITING, ADOPTING, STORED, DELETING = "writing", "adopting", "stored", "deleting"
 
 
 @dataclass(frozen=True)
@@ -60,7 +65,8 @@ class ArtifactRow:
 class DatastoreTables:
     """Table definitions and the statements the datastore runs on them."""
 
-    def __init__(self, metadata: MetaData, dataset_table: Table):
+    def __init__(self, db: Any, metadata: MetaData, dataset_table: Table):
+        self._db = db
         self.dataset = dataset_table
         self.artifact = Table(
             "datastore_artifact",
@@ -96,15 +102,20 @@ class DatastoreTables:
 
     # --- the write journal -------------------------------------------------------------------------
 
-    def reserve(self, conn: sqlalchemy.Connection, paths: Sequence[str]) -> None:
-        """Journal ``paths`` as being written (commit before writing the files).
+    def reserve(
+        self, conn: sqlalchemy.Connection, paths: Sequence[str], states: Sequence[str] | None = None
+    ) -> None:
+        """Journal ``paths`` as being written or adopted (commit before touching the files).
 
         Raises `sqlalchemy.exc.IntegrityError` if any path is already taken.
         """
         now = time.time_ns()
-        conn.execute(
-            sqlalchemy.insert(self.artifact),
-            [{"path": p, "state": WRITING, "size": None, "checksum": None, "created": now} for p in paths],
+        states = states or [WRITING] * len(paths)
+        self._db.bulk_insert(
+            conn,
+            self.artifact,
+            ["path", "state", "size", "checksum", "created"],
+            [(p, st, None, None, now) for p, st in zip(paths, states)],
         )
 
     def taken(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> set[str]:
@@ -135,12 +146,11 @@ class DatastoreTables:
                 [{"p": p, "s": s, "c": c} for p, s, c in artifacts],
             )
         if locations:
-            conn.execute(
-                sqlalchemy.insert(self.location),
-                [
-                    {"dataset_id": i, "path": p, "formatter": f, "storage_class": sc}
-                    for i, p, f, sc in locations
-                ],
+            self._db.bulk_insert(
+                conn,
+                self.location,
+                ["dataset_id", "path", "formatter", "storage_class"],
+                [(i.hex, p, f, sc) for i, p, f, sc in locations],
             )
 
     def forget(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> None:

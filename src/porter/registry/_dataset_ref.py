@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from ..dimensions import DataCoordinate
@@ -35,10 +36,20 @@ class DatasetRef:
 
     __slots__ = ("_hex", "_id", "data_id", "dataset_type", "run")
 
-    def __init__(self, dataset_type: DatasetType, data_id: DataCoordinate, run: str, id: uuid.UUID | str):
+    def __init__(
+        self,
+        dataset_type: DatasetType,
+        data_id: DataCoordinate | Mapping[str, Any],
+        run: str,
+        id: uuid.UUID | str | None = None,
+    ):
         self.dataset_type = dataset_type
+        if not isinstance(data_id, DataCoordinate):
+            data_id = DataCoordinate.standardize(data_id, dimensions=dataset_type.dimensions)
         self.data_id = data_id
         self.run = run
+        if id is None:  # a new dataset (to ingest or put): a new random UUID
+            id = new_dataset_id_hexes(1)[0]
         if isinstance(id, uuid.UUID):
             self._id: uuid.UUID | None = id
             self._hex = id.hex
