@@ -145,6 +145,22 @@ def repo(make_repo: RepoFactory) -> Butler:
     return make_repo()
 
 
+@pytest.fixture(scope="session")
+def rc2_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite registry holding the real HSC RC2 dimension records (imported once per session)."""
+    root = tmp_path_factory.mktemp("rc2") / "template"
+    butler = load(Butler.create(root), "hsc-rc2-subset.yaml")
+    butler.close()
+    return root / "registry.sqlite3"
+
+
+def rc2_repo(root: Path, datastore: str | None, template: Path, **kwargs: object) -> Butler:
+    """A new SQLite repository at ``root`` with the RC2 dimension records (a copy of ``template``)."""
+    Butler.create(root, datastore=datastore).close()
+    (root / "registry.sqlite3").write_bytes(template.read_bytes())
+    return Butler(root, **kwargs)  # type: ignore[arg-type]
+
+
 def load(butler: Butler, *files: str) -> Butler:
     for f in files:
         butler.import_(EXPORTS / f)

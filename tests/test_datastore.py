@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from conftest import load
+from conftest import rc2_repo
 from porter import Butler
 from porter.errors import (
     ArtifactMissingError,
@@ -32,21 +32,9 @@ VISIT = {"instrument": "HSC", "visit": 1228}
 CCD = {"instrument": "HSC", "visit": 1228, "detector": 50}
 
 
-@pytest.fixture(scope="module")
-def rc2_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A registry with the RC2 dimension records, copied for each test (import once, not per test)."""
-    root = tmp_path_factory.mktemp("rc2") / "template"
-    butler = load(Butler.create(root), "hsc-rc2-subset.yaml")
-    butler.close()
-    return root / "registry.sqlite3"
-
-
 @pytest.fixture
 def butler(tmp_path: Path, datastore_root: str | None, rc2_template: Path) -> Butler:
-    b = Butler.create(tmp_path / "repo", datastore=datastore_root)
-    b.close()
-    (tmp_path / "repo" / "registry.sqlite3").write_bytes(rc2_template.read_bytes())
-    b = Butler(tmp_path / "repo", run=RUN)
+    b = rc2_repo(tmp_path / "repo", datastore_root, rc2_template, run=RUN)
     for name, dims, storage_class in [
         ("calexp", ["instrument", "visit", "detector"], "ExposureF"),
         ("src", ["instrument", "visit", "detector"], "ArrowTable"),

@@ -9,7 +9,7 @@ needs little more than a changed import::
     refs = butler.query_datasets("calexp", collections=["run"], where="band = 'r'")
 """
 
-from .butler import Butler
+from .butler import Butler, FileDataset
 from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -26,6 +26,7 @@ __all__ = [
     "DatasetType",
     "DimensionRecord",
     "DimensionUniverse",
+    "FileDataset",
     "Timespan",
     *_errors_all,
 ]

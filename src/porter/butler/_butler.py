@@ -22,9 +22,10 @@ from ..errors import (
     RepositoryError,
 )
 from ..registry import CollectionType, DatasetRef, DatasetType, Registry
-from . import _io
+from . import _ingest, _io
 from ._collections import ButlerCollections
 from ._export import ExportContext
+from ._ingest import FileDataset
 from ._io import DataIdExpander, open_datastore
 from ._repo_config import CONFIG_NAME, RepoConfig
 from .transfers import apply_plan, read_export, refs_for_export
@@ -601,6 +602,35 @@ class Butler:
             self._collections_or_default(collections),
             given,
             timespan,
+        )
+
+    def ingest(
+        self,
+        *datasets: FileDataset,
+        transfer: str = "auto",
+        progress: _ingest.Progress | None = None,
+    ) -> list[DatasetRef]:
+        """Register existing files as datasets.
+
+        ``transfer`` is ``copy``, ``move``, ``link`` (hard link, else
+        symbolic), ``symlink``, ``relsymlink``, ``hardlink``, ``direct`` (the
+        file stays where it is; porter records its absolute URI and never
+        deletes it) or ``auto`` (files already in the datastore stay in place;
+        others are linked, or copied when S3 is involved).  All the files are
+        ingested, or none: a bad data ID, a missing file or a dataset that
+        already exists leaves the repository unchanged.
+
+        Examples
+        --------
+        >>> raw = butler.get_dataset_type("raw")
+        >>> butler.ingest(FileDataset("HSC-903342-010.fits",
+        ...     DatasetRef(raw, {"instrument": "HSC", "exposure": 903342, "detector": 10}, "HSC/raw/all")),
+        ...     transfer="symlink")
+        """
+        if not self.writeable:
+            raise RepositoryError("This butler was opened read-only (writeable=False).")
+        return _ingest.ingest_files(
+            self.registry, self.datastore, self._expander, list(datasets), transfer, progress=progress
         )
 
     # --- integrity -------------------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ import contextlib
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,19 @@ import sqlalchemy
 
 from ..errors import ArtifactMissingError, ConflictingDefinitionError, CorruptArtifactError, DatastoreError
 from ._checksum import checksum_file
-from ._records import DatastoreTables, LocationRow
+from ._records import WRITING, DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
+from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
 from ._uri import ArtifactExistsError, LocalURI, ResourceURI
 from .formatters import Formatter, ReadParameterError
 
 __all__ = ["TEMP_AREA", "Datastore", "WritePlan"]
+
+_LINK_OR_IN_PLACE = frozenset({"link", "symlink", "relsymlink", "hardlink", IN_PLACE})
+
+_TAKEN_BLOCK = 10_000
+"""Paths checked per query when reserving (bounds the ``IN`` list)."""
 
 TEMP_AREA = ".porter-tmp"
 """Directory below a local datastore root where files are formatted before they are moved into place."""
@@ -85,11 +92,18 @@ class Datastore:
         self._default_is_builtin = self._default_template.text == DEFAULT_TEMPLATE
         self._templates = {name: PathTemplate(text) for name, text in templates.items()}
         self._formatters: dict[str, Formatter] = {}
+        self._checked: dict[Any, PathTemplate] = {}  # template by dataset type, once checked
 
     # --- naming ------------------------------------------------------------------------------------
 
     def template_for(self, dataset_type: Any) -> PathTemplate:
         """The path template of ``dataset_type``, checked to give unique paths."""
+        found = self._checked.get(dataset_type)
+        if found is None:
+            found = self._checked[dataset_type] = self._template_for(dataset_type)
+        return found
+
+    def _template_for(self, dataset_type: Any) -> PathTemplate:
         own = self._templates.get(dataset_type.name)
         if own is not None:
             own.check(dataset_type, shared=False)
@@ -109,13 +123,25 @@ class Datastore:
             return ResourceURI.from_string(path)
         return self.root.join(path)
 
-    def formatter(self, name: str) -> Formatter:
-        f = self._formatters.get(name)
+    def formatter(self, name: str | type, storage_class: StorageClass | None = None) -> Formatter:
+        """The formatter class ``name`` (an import path or a class).
+
+        A name that is not a porter formatter (an export from daf_butler names
+        ``lsst.daf.butler.formatters.…``) is replaced by ``storage_class``'s
+        default formatter when one is given.
+        """
+        key = name if isinstance(name, str) else f"{name.__module__}.{name.__qualname__}"
+        f = self._formatters.get(key)
         if f is None:
-            cls = import_object(name)
+            try:
+                cls = import_object(name) if isinstance(name, str) else name
+            except Exception:
+                cls = None
             if not (isinstance(cls, type) and issubclass(cls, Formatter)):
-                raise DatastoreError(f"{name!r} is not a porter Formatter.")
-            f = self._formatters[name] = cls()
+                if storage_class is not None:
+                    return storage_class.formatter
+                raise DatastoreError(f"{name!r} is not a porter Formatter (a subclass of porter.datastore Formatter).")
+            f = self._formatters[key] = cls()
         return f
 
     # --- writing -----------------------------------------------------------------------------------
@@ -133,7 +159,20 @@ class Datastore:
             dataset_type.storage_class_name, dataset_type=dataset_type.name
         )
         formatter = storage_class.formatter
-        path = (
+        path = self.path_for(dataset_type, data_id, run, dataset_id, records, formatter.extension)
+        return WritePlan(dataset_id, dataset_type.name, path, self.root.join(path), storage_class, formatter)
+
+    def path_for(
+        self,
+        dataset_type: Any,
+        data_id: Mapping[str, Any],
+        run: str,
+        dataset_id: uuid.UUID,
+        records: Mapping[str, Any] | None,
+        extension: str,
+    ) -> str:
+        """The templated path (relative to the root) of a dataset's artifact."""
+        return (
             self.template_for(dataset_type).format(
                 run=run,
                 dataset_type=dataset_type.name,
@@ -141,26 +180,62 @@ class Datastore:
                 data_id=data_id,
                 records=records,
             )
-            + formatter.extension
+            + extension
         )
-        return WritePlan(dataset_id, dataset_type.name, path, self.root.join(path), storage_class, formatter)
 
-    def reserve(self, plans: Sequence[WritePlan]) -> None:
+    def plan_adoption(
+        self,
+        source: ResourceURI,
+        mode: str,
+        refs: Sequence[Any],
+        formatter: str | None,
+        records: Mapping[str, Any] | None = None,
+    ) -> Adoption:
+        """Decide how an existing file becomes the artifact of ``refs`` (all of one storage class).
+
+        ``mode`` is a transfer mode (see `porter.datastore._transfer`); the
+        templated path is that of the first ref, with the source's extension.
+        """
+        first = refs[0]
+        storage_class = self.storage_classes.get(
+            first.dataset_type.storage_class_name, dataset_type=first.dataset_type.name
+        )
+        fmt = storage_class.formatter if formatter is None else self.formatter(formatter, storage_class)
+        resolved, inside = resolve_transfer(mode, source, self.root)
+        if resolved == IN_PLACE:
+            path = inside if inside is not None else str(source)
+            uri = source
+        else:
+            path = self.path_for(
+                first.dataset_type, first.data_id.mapping, first.run, first.id, records, _extension(source.name)
+            )
+            uri = self.root.join(path)
+        return Adoption(source, resolved, path, uri, fmt, storage_class, [r.id for r in refs])
+
+    def reserve(self, plans: Sequence[WritePlan | Adoption]) -> None:
         """Journal the paths (committed now); a path already in use is a `ConflictingDefinitionError`."""
+        paths = [p.path for p in plans]
+        states = [p.journal_state if isinstance(p, Adoption) else WRITING for p in plans]
+        if len(set(paths)) != len(paths):
+            dup = next(p for p in paths if paths.count(p) > 1)
+            raise ConflictingDefinitionError(
+                f"Two datasets would be stored at {dup!r}; give each file its own datasets (one FileDataset "
+                "per file) or use a path template that tells them apart."
+            )
         try:
             with self.db.transaction() as conn:
-                taken = self.tables.taken(conn, [p.path for p in plans])
-                if taken:
-                    raise ConflictingDefinitionError(
-                        f"The datastore already has a file at {sorted(taken)[0]!r}; a dataset with the same "
-                        "type, data ID and run exists (or is being written). porter never overwrites a dataset: "
-                        "remove it first or put into another run."
-                    )
-                self.tables.reserve(conn, [p.path for p in plans])
+                for start in range(0, len(paths), _TAKEN_BLOCK):
+                    taken = self.tables.taken(conn, paths[start : start + _TAKEN_BLOCK])
+                    if taken:
+                        raise ConflictingDefinitionError(
+                            f"The datastore already has a file at {sorted(taken)[0]!r}; a dataset with the "
+                            "same type, data ID and run exists (or is being written). porter never overwrites "
+                            "a dataset: remove it first or put into another run."
+                        )
+                self.tables.reserve(conn, paths, states)
         except sqlalchemy.exc.IntegrityError:
             raise ConflictingDefinitionError(
-                f"Another writer is storing a file at one of {[p.path for p in plans][:3]}; porter never "
-                "overwrites a dataset."
+                f"Another writer is storing a file at one of {paths[:3]}; porter never overwrites a dataset."
             ) from None
 
     def write(self, plan: WritePlan, native: Any) -> None:
@@ -194,15 +269,18 @@ class Datastore:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
-    def record(self, conn: sqlalchemy.Connection, plans: Sequence[WritePlan]) -> None:
+    def record(self, conn: sqlalchemy.Connection, plans: Sequence[WritePlan | Adoption]) -> None:
         """Inside the registering transaction: the artifacts are stored, here is where each dataset is."""
-        self.tables.store(
-            conn,
-            [(p.path, p.size, p.checksum) for p in plans],
-            [(p.dataset_id, p.path, p.formatter.import_path(), p.storage_class.name) for p in plans],
-        )
+        locations: list[tuple[uuid.UUID, str, str, str]] = []
+        names: dict[type, str] = {}
+        for p in plans:
+            ids = p.dataset_ids if isinstance(p, Adoption) else [p.dataset_id]
+            kind = type(p.formatter)
+            name = names.get(kind) or names.setdefault(kind, p.formatter.import_path())
+            locations += [(i, p.path, name, p.storage_class.name) for i in ids]
+        self.tables.store(conn, [(p.path, p.size, p.checksum) for p in plans], locations)
 
-    def abandon(self, plans: Sequence[WritePlan]) -> None:
+    def abandon(self, plans: Sequence[WritePlan | Adoption]) -> None:
         """Undo `reserve` and `write` after a failure: delete written files, drop the journal rows."""
         for p in plans:
             if p.written:
@@ -210,6 +288,33 @@ class Datastore:
                     p.uri.remove()
         with contextlib.suppress(Exception), self.db.transaction() as conn:
             self.tables.forget(conn, [p.path for p in plans])
+
+    def adopt(self, adoptions: Sequence[Adoption], progress: Callable[[int], None] | None = None) -> None:
+        """Transfer (or measure, for in-place files) every adopted file; ``progress(n)`` after each.
+
+        Copies and anything on S3 run on a thread pool (the time goes to
+        I/O and requests, which release the GIL); links and in-place files
+        are a few system calls each, where threads only add contention.
+        """
+        made_dirs: set[Path] = set()
+        bulky = any(
+            a.mode not in _LINK_OR_IN_PLACE or not isinstance(a.uri, LocalURI) for a in adoptions
+        )
+        workers = min(8, len(adoptions)) if bulky else 1
+
+        def one(a: Adoption) -> None:
+            transfer_file(a, made_dirs)
+
+        if workers <= 1:
+            for a in adoptions:
+                one(a)
+                if progress:
+                    progress(1)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(one, adoptions):
+                if progress:
+                    progress(1)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -282,6 +387,17 @@ class Datastore:
                     _prune_empty_parents(uri.path.parent, self.root.path)
         with self.db.transaction() as conn:
             self.tables.forget(conn, paths)
+
+
+def _extension(name: str) -> str:
+    """A file's extension as the datastore keeps it: ``.fits``, ``.fits.fz``, ``.parquet`` …"""
+    parts = name.split(".")
+    if len(parts) < 2:
+        return ""
+    ext = "." + parts[-1]
+    if parts[-1].lower() in ("gz", "fz", "bz2", "xz", "zst") and len(parts) > 2:
+        ext = "." + parts[-2] + ext
+    return ext if all(c.isalnum() or c in "._-" for c in ext) else ""
 
 
 def _is_direct(path: str) -> bool:

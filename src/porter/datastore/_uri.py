@@ -135,8 +135,8 @@ class ResourceURI(ABC):
 
 
 def _check_relative(relative: str) -> str:
-    parts = PurePosixPath(relative).parts
-    if not parts or relative.startswith("/") or ".." in parts:
+    parts = relative.split("/")
+    if not relative or relative.startswith("/") or ".." in parts:
         raise ValueError(f"{relative!r} is not a relative path below the root (no leading '/', no '..').")
     return relative
 
@@ -161,10 +161,10 @@ class LocalURI(ResourceURI):
     def relative_to(self, root: ResourceURI) -> str | None:
         if not isinstance(root, LocalURI):
             return None
-        try:
-            return self.path.relative_to(root.path).as_posix()
-        except ValueError:
-            return None
+        # String arithmetic on absolute, normalised paths: pathlib's relative_to costs ~15 µs per call.
+        here, base = os.path.abspath(self.path), os.path.abspath(root.path)
+        base = base if base.endswith("/") else base + "/"
+        return here[len(base) :] if here.startswith(base) and len(here) > len(base) else None
 
     @property
     def name(self) -> str:
