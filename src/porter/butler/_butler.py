@@ -678,8 +678,64 @@ class Butler:
         self.datastore.delete(doomed)
         return n
 
+    def prune_datasets(
+        self,
+        refs: Iterable[DatasetRef],
+        *,
+        disassociate: bool = True,
+        unstore: bool = False,
+        tags: str | Iterable[str] = (),
+        purge: bool = False,
+    ) -> int:
+        """Remove datasets from TAGGED collections, delete their files, or delete them entirely.
+
+        As in daf_butler: ``tags`` (with ``disassociate``) removes the datasets
+        from those TAGGED collections; ``unstore`` deletes their files but keeps
+        them registered (``get`` then reports the missing file); ``purge``
+        (which needs ``disassociate`` and ``unstore``) deletes them from the
+        registry and every collection, and their files.  The registry change
+        and the file journal commit together; files are deleted afterwards
+        (a crash in between leaves files that ``porter fsck --repair`` deletes).
+        Returns the number of datasets affected.
+
+        Examples
+        --------
+        >>> refs = butler.query_datasets("calexp", "u/me/run", where="visit = 1228")
+        >>> butler.prune_datasets(refs, purge=True, unstore=True)
+        """
+        if not self.writeable:
+            raise RepositoryError("This butler was opened read-only (writeable=False).")
+        refs = list(refs)
+        tag_names = _names(tags)
+        if purge and not (disassociate and unstore):
+            raise RepositoryError("prune_datasets(purge=True) also needs disassociate=True and unstore=True.")
+        if not (purge or unstore or (disassociate and tag_names)):
+            raise RepositoryError(
+                "prune_datasets has nothing to do: pass tags=[…] to disassociate, unstore=True to delete files, "
+                "or purge=True (with unstore=True) to delete the datasets."
+            )
+        for name in tag_names:
+            if self.registry.collection_type(name) is not CollectionType.TAGGED:
+                raise MissingCollectionError(
+                    f"{name!r} is a {self.registry.collection_type(name).name} collection; tags= takes TAGGED "
+                    "collections (datasets leave a RUN only with purge=True)."
+                )
+        with self.registry.db.transaction() as conn:
+            doomed = self.datastore.release(conn, [r.id for r in refs]) if unstore else []
+            if purge:
+                self.registry.remove_datasets(refs)
+            elif disassociate:
+                for name in tag_names:
+                    self.registry.disassociate(name, refs)
+        self.datastore.delete(doomed)
+        return len(refs)
+
     def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
         self.remove_runs(names)
+
+    def pruneDatasets(self, refs: Iterable[DatasetRef], **kwargs: Any) -> None:
+        """daf_butler's name for `prune_datasets`."""
+        self.prune_datasets(refs, **kwargs)
 
     @classmethod
     def makeRepo(cls, root: str | Path, **kwargs: Any) -> RepoConfig:

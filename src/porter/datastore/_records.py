@@ -200,11 +200,13 @@ class DatastoreTables:
             conn.execute(sqlalchemy.delete(loc).where(loc.c.dataset_id.in_(chunk)))
         if not paths:
             return []
-        still_used = set(
-            conn.execute(
-                sqlalchemy.select(loc.c.path).where(loc.c.path.in_(sorted(paths))).distinct()
-            ).scalars()
-        )
+        ordered = sorted(paths)
+        still_used: set[str] = set()
+        for start in range(0, len(ordered), 5000):
+            block = ordered[start : start + 5000]
+            still_used.update(
+                conn.execute(sqlalchemy.select(loc.c.path).where(loc.c.path.in_(block)).distinct()).scalars()
+            )
         doomed = sorted(paths - still_used)
         for start in range(0, len(doomed), 5000):
             conn.execute(
