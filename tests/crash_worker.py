@@ -2,6 +2,8 @@
 
     python crash_worker.py REPO put SEED      # put datasets of mixed sizes, forever
     python crash_worker.py REPO remove SEED   # put a run of datasets, remove it, repeat
+    python crash_worker.py REPO ingest SEED   # write Parquet files outside, ingest them (copy/move/symlink)
+    python crash_worker.py REPO transfer SEED SOURCE  # transfer_from SOURCE, remove the run, repeat
 
 Prints "ready" once the repository is open, so the parent knows the kill
 lands inside the operations and not in interpreter start-up.
@@ -10,11 +12,14 @@ lands inside the operations and not in interpreter start-up.
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from porter import Butler
+from porter import Butler, DatasetRef, FileDataset
 
 
 def main() -> None:
@@ -22,6 +27,10 @@ def main() -> None:
     rng = np.random.default_rng(seed)
     butler = Butler(repo)
     detectors = [d["detector"] for d in butler.query_data_ids(["detector"], instrument="HSC")][:100]
+    if mode == "ingest":
+        ingest_forever(butler, detectors, rng, seed)
+    if mode == "transfer":
+        transfer_forever(butler, Butler(sys.argv[4]))
     print("ready", flush=True)
     i = 0
     while True:
@@ -35,6 +44,36 @@ def main() -> None:
             butler.put(table, "src", instrument="HSC", visit=1228, detector=detector, run=run)
         if mode == "remove":
             butler.remove_runs([run])
+
+
+def ingest_forever(butler: Butler, detectors: list[int], rng: np.random.Generator, seed: int) -> None:
+    staging = Path(tempfile.mkdtemp(prefix="porter-crash-staging-"))
+    src = butler.get_dataset_type("src")
+    modes = ["copy", "move"] + (["symlink"] if butler.datastore.root.is_local else [])
+    print("ready", flush=True)
+    i = 0
+    while True:
+        i += 1
+        run = f"crash/{seed}/{i}"
+        fds = []
+        for detector in detectors[: int(rng.integers(5, 40))]:
+            rows = int(rng.choice([10, 20_000]))
+            path = staging / f"{i}-{detector}.parquet"
+            pq.write_table(pa.table({"id": np.arange(rows), "flux": rng.normal(size=rows)}), path)
+            fds.append(
+                FileDataset(
+                    path, DatasetRef(src, {"instrument": "HSC", "visit": 1228, "detector": detector}, run)
+                )
+            )
+        butler.ingest(*fds, transfer=modes[i % len(modes)])
+
+
+def transfer_forever(butler: Butler, source: Butler) -> None:
+    refs = source.query_datasets("src", "crash/source")
+    print("ready", flush=True)
+    while True:
+        butler.transfer_from(source, refs)
+        butler.remove_runs(["crash/source"])
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
 import pytest
 
 from conftest import load
@@ -29,9 +31,9 @@ WORKER = Path(__file__).with_name("crash_worker.py")
 ROUNDS = 6
 
 
-def _start(repo: Path, mode: str, seed: int) -> subprocess.Popen[str]:
+def _start(repo: Path, mode: str, seed: int, *extra: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), str(repo), mode, str(seed)],
+        [sys.executable, str(WORKER), str(repo), mode, str(seed), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ},
@@ -83,20 +85,31 @@ def _check_consistent(butler: Butler) -> None:
     assert butler.fsck(grace=0).ok
 
 
-@pytest.mark.parametrize("mode", ["put", "remove"])
+@pytest.mark.parametrize("mode", ["put", "remove", "ingest", "transfer"])
 def test_killed_writers_leave_consistent_repositories(
     tmp_path: Path, datastore_root: str | None, mode: str
 ) -> None:
     repo = tmp_path / "repo"
     butler = load(Butler.create(repo, datastore=datastore_root), "hsc-rc2-subset.yaml")
     butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
-    interrupted = "interrupted write" if mode == "put" else "interrupted removal"
+    extra: list[str] = []
+    if mode == "transfer":  # a source repository (local files) to transfer from, again and again
+        source = load(Butler.create(tmp_path / "source"), "hsc-rc2-subset.yaml")
+        source.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
+        for detector in range(0, 60):
+            table = pa.table(
+                {"id": np.arange(5000), "flux": np.random.default_rng(detector).normal(size=5000)}
+            )
+            source.put(table, "src", instrument="HSC", visit=1228, detector=detector, run="crash/source")
+        source.close()
+        extra = [str(tmp_path / "source")]
+    interrupted = "interrupted removal" if mode == "remove" else "interrupted write"
     hits = 0
     for round_ in range(ROUNDS):
         seed = 1000 * round_ + (7 if mode == "remove" else 3)
         # Odd rounds wait for the journal to show the operation in progress.
-        state = None if round_ % 2 == 0 else ("writing" if mode == "put" else "deleting")
-        _kill(_start(repo, mode, seed), repo, seed, state)
+        state = None if round_ % 2 == 0 else ("deleting" if mode == "remove" else "writing")
+        _kill(_start(repo, mode, seed, *extra), repo, seed, state)
         butler.registry.reset_caches()
         if state is not None:
             hits += interrupted in butler.fsck(grace=0).counts()

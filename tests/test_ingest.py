@@ -144,7 +144,11 @@ def test_ingest_exposures_exactly(butler: Butler, tmp_path: Path) -> None:
         path = tmp_path / f"calexp-{d}.fits"
         originals[d] = calexp(width=256, height=512, seed=d)
         FitsExposureFormatter().write(originals[d], path)
-        fds.append(FileDataset(path, DatasetRef(calexp_type, {"instrument": "HSC", "visit": 1228, "detector": d}, RUN)))
+        fds.append(
+            FileDataset(
+                path, DatasetRef(calexp_type, {"instrument": "HSC", "visit": 1228, "detector": d}, RUN)
+            )
+        )
     butler.ingest(*fds, transfer="copy")
     for d, exposure in originals.items():
         assert butler.get("calexp", instrument="HSC", visit=1228, detector=d, collections=RUN) == exposure
@@ -185,9 +189,11 @@ def test_missing_file_changes_nothing(butler: Butler, tmp_path: Path) -> None:
     paths[99] = tmp_path / "in" / "not-there.parquet"
     fds = _file_datasets(butler, {d: p for d, p in paths.items() if d != 99})
     src = butler.get_dataset_type("src")
-    fds.append(FileDataset(paths[99], DatasetRef(src, {"instrument": "HSC", "visit": 1228, "detector": 99}, RUN)))
+    fds.append(
+        FileDataset(paths[99], DatasetRef(src, {"instrument": "HSC", "visit": 1228, "detector": 99}, RUN))
+    )
     before = _snapshot(butler)
-    with pytest.raises(DatastoreError, match="not-there.parquet"):
+    with pytest.raises(DatastoreError, match=r"not-there\.parquet"):
         butler.ingest(*fds, transfer="copy")
     assert _snapshot(butler) == before
     assert all(p.exists() for d, p in paths.items() if d != 99)
@@ -223,8 +229,15 @@ def test_bad_modes_and_types(butler: Butler, tmp_path: Path) -> None:
     with pytest.raises(MissingDatasetTypeError):
         from porter import DatasetType
 
-        other = DatasetType("deepCoadd", butler.dimensions.conform(["tract", "patch", "band", "skymap"]), "ExposureF")
-        butler.ingest(FileDataset(paths[10], DatasetRef(other, {"skymap": "hsc_rings_v1", "tract": 9813, "patch": 40, "band": "r"}, RUN)))
+        other = DatasetType(
+            "deepCoadd", butler.dimensions.conform(["tract", "patch", "band", "skymap"]), "ExposureF"
+        )
+        butler.ingest(
+            FileDataset(
+                paths[10],
+                DatasetRef(other, {"skymap": "hsc_rings_v1", "tract": 9813, "patch": 40, "band": "r"}, RUN),
+            )
+        )
     with pytest.raises(DatasetTypeError, match="no DatasetRef"):
         FileDataset(paths[10], [])
     assert _snapshot(butler) == before

@@ -22,7 +22,7 @@ from ..errors import (
     RepositoryError,
 )
 from ..registry import CollectionType, DatasetRef, DatasetType, Registry
-from . import _ingest, _io
+from . import _file_transfers, _ingest, _io
 from ._collections import ButlerCollections
 from ._export import ExportContext
 from ._ingest import FileDataset
@@ -415,17 +415,34 @@ class Butler:
         if format != "yaml":
             raise RepositoryError(f"Unknown export format {format!r}; porter reads 'yaml'.")
         if filename is None:
-            filename = Path(directory or ".") / "export.yaml"
-        if transfer is not None:
+            filename = "export.yaml"
+        if directory is not None and isinstance(filename, (str, Path)) and not Path(filename).is_absolute():
+            filename = Path(directory) / filename
+        if transfer is not None and directory is None:
             raise RepositoryError(
-                "Importing files (transfer=) needs the datastore, which this porter version does not have yet; "
-                "omit transfer= to import the registry content."
+                "import_(transfer=…) brings files, from the directory the export was written to: pass "
+                "directory= as well (or neither, to import the registry content only)."
             )
         with paused_gc():
             plan = read_export(filename, self.dimensions, self.registry)
         skip = list(skip_dimensions or ())
         total = plan.step_count(skip)
         step = None if progress is None else (lambda description: progress(description, total))
+        if directory is not None:
+            try:
+                return _file_transfers.import_files(
+                    self.registry,
+                    self.datastore,
+                    self._expander,
+                    plan,
+                    directory,
+                    transfer or "auto",
+                    skip,
+                    step or (lambda _: None),
+                )
+            except BaseException:
+                self.registry.reset_caches()
+                raise
         try:
             with paused_gc():
                 return self.registry.db.retrying(lambda: apply_plan(plan, self.registry, skip, step))
@@ -462,12 +479,11 @@ class Butler:
         """
         if format != "yaml":
             raise RepositoryError(f"Unknown export format {format!r}; porter writes 'yaml'.")
-        if transfer is not None or directory is not None:
+        if transfer is not None and directory is None:
             raise RepositoryError(
-                "Exporting files (directory=/transfer=) needs the datastore, which this porter version does "
-                "not have yet; export the registry content only."
+                "export(transfer=…) copies files into a directory: pass directory= as well."
             )
-        context = ExportContext(self.registry, filename)
+        context = ExportContext(self.registry, filename, self.datastore, directory, transfer or "copy")
         writer = context._writer
         names = _names(collections)
         if not (names or datasets is not None or include_all_dimensions):
@@ -631,6 +647,44 @@ class Butler:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
         return _ingest.ingest_files(
             self.registry, self.datastore, self._expander, list(datasets), transfer, progress=progress
+        )
+
+    def transfer_from(
+        self,
+        source_butler: Butler,
+        source_refs: Iterable[DatasetRef],
+        transfer: str = "auto",
+        *,
+        skip_missing: bool = True,
+        register_dataset_types: bool = True,
+        transfer_dimensions: bool = True,
+    ) -> list[DatasetRef]:
+        """Bring datasets and their files from another repository, keeping their UUIDs.
+
+        Works between any pair of back ends (files or S3 on either side, SQLite
+        or PostgreSQL).  Dataset types, runs and the dimension records the data
+        IDs need come along (daf_butler's ``register_dataset_types`` and
+        ``transfer_dimensions``, on by default here).  ``auto`` copies the
+        files; ``direct`` leaves them where the source repository has them.
+        Datasets already in this repository are skipped, as are (with
+        ``skip_missing``) datasets without a file.  Returns the refs transferred.
+
+        Examples
+        --------
+        >>> src = Butler("/repo/main")
+        >>> refs = src.query_datasets("calexp", "HSC/runs/RC2", where="visit = 1228")
+        >>> Butler("/repo/mine").transfer_from(src, refs)
+        """
+        if not self.writeable:
+            raise RepositoryError("This butler was opened read-only (writeable=False).")
+        return _file_transfers.transfer_datasets(
+            self,
+            source_butler,
+            list(source_refs),
+            transfer,
+            skip_missing=skip_missing,
+            register_dataset_types=register_dataset_types,
+            transfer_dimensions=transfer_dimensions,
         )
 
     # --- integrity -------------------------------------------------------------------------------------------

@@ -6,8 +6,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..datastore import Datastore
 from ..dimensions import DataCoordinate, DimensionRecord
 from ..registry import DatasetRef, Registry
+from ._file_transfers import export_files
 from .transfers import ExportWriter, write_export
 
 __all__ = ["ExportContext"]
@@ -26,9 +28,22 @@ class ExportContext(Mapping[str, int]):
     (``"dimension records"``, ``"collections"``, ``"datasets"``).
     """
 
-    def __init__(self, registry: Registry, filename: str | Path):
+    def __init__(
+        self,
+        registry: Registry,
+        filename: str | Path,
+        datastore: Datastore | None = None,
+        directory: str | Path | None = None,
+        transfer: str = "copy",
+    ):
         self._writer = ExportWriter(registry)
-        self._filename = Path(filename)
+        self._datastore = datastore
+        self._directory = directory
+        self._transfer = transfer
+        filename = Path(filename)
+        if directory is not None and not filename.is_absolute():
+            filename = Path(directory) / filename
+        self._filename = filename
         self._counts: dict[str, int] = {}
 
     # --- what to export (daf_butler names, then porter's) ------------------------------------------------
@@ -57,13 +72,18 @@ class ExportContext(Mapping[str, int]):
     # --- writing ---------------------------------------------------------------------------------------
 
     def write(self) -> None:
-        """Write the file (atomically)."""
-        write_export(self._writer, self._filename)
+        """Copy the datasets' files (when exporting to a directory), then write the file (atomically)."""
         w = self._writer
+        files = 0
+        if self._directory is not None and self._datastore is not None:
+            refs = [r for group in w.datasets.values() for r in group]
+            files = export_files(self._datastore, refs, self._directory, self._transfer, w)
+        write_export(self._writer, self._filename)
         self._counts = {
             "dimension records": sum(len(v) for v in w.records.values()),
             "collections": len(w.collections),
             "datasets": sum(len(v) for v in w.datasets.values()),
+            "files": files,
         }
 
     def __enter__(self) -> ExportContext:

@@ -53,7 +53,9 @@ class FileDataset:
         if isinstance(self.refs, DatasetRef):
             self.refs = [self.refs]
         if not self.refs:
-            raise DatasetTypeError(f"FileDataset({self.path!s}) has no DatasetRef; give the dataset(s) it holds.")
+            raise DatasetTypeError(
+                f"FileDataset({self.path!s}) has no DatasetRef; give the dataset(s) it holds."
+            )
 
 
 Progress = Callable[[str, int], Callable[[int], None]]
@@ -139,9 +141,13 @@ def _plan(
                 names = datastore.template_for(r.dataset_type).names
                 wants_records[r.dataset_type.name] = any("." in n for n in names)
         for with_records in (False, True):
-            positions = [i for i, r in enumerate(firsts) if wants_records[r.dataset_type.name] is with_records]
+            positions = [
+                i for i, r in enumerate(firsts) if wants_records[r.dataset_type.name] is with_records
+            ]
             if positions:
-                fulls = expander.expand_many([firsts[i].data_id for i in positions], with_records=with_records)
+                fulls = expander.expand_many(
+                    [firsts[i].data_id for i in positions], with_records=with_records
+                )
                 expanded.update(zip(positions, fulls))
     out: list[Adoption] = []
     for i, (fd, source) in enumerate(zip(datasets, sources)):
@@ -171,6 +177,8 @@ def _register_new(registry: Registry, refs: Sequence[DatasetRef]) -> None:
         if info is None:
             registry.collections.register(run, CollectionType.RUN)
         elif info.type is not CollectionType.RUN:
-            raise DatastoreError(f"{run!r} is a {info.type.name} collection; datasets are ingested into RUNs.")
+            raise DatastoreError(
+                f"{run!r} is a {info.type.name} collection; datasets are ingested into RUNs."
+            )
     for (type_name, run), group in groups.items():
         registry.insert_datasets(type_name, [r.data_id for r in group], run, ids=[r.id for r in group])

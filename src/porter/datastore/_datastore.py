@@ -140,7 +140,9 @@ class Datastore:
             if not (isinstance(cls, type) and issubclass(cls, Formatter)):
                 if storage_class is not None:
                     return storage_class.formatter
-                raise DatastoreError(f"{name!r} is not a porter Formatter (a subclass of porter.datastore Formatter).")
+                raise DatastoreError(
+                    f"{name!r} is not a porter Formatter (a subclass of porter.datastore Formatter)."
+                )
             f = self._formatters[key] = cls()
         return f
 
@@ -207,7 +209,12 @@ class Datastore:
             uri = source
         else:
             path = self.path_for(
-                first.dataset_type, first.data_id.mapping, first.run, first.id, records, _extension(source.name)
+                first.dataset_type,
+                first.data_id.mapping,
+                first.run,
+                first.id,
+                records,
+                _extension(source.name),
             )
             uri = self.root.join(path)
         return Adoption(source, resolved, path, uri, fmt, storage_class, [r.id for r in refs])
@@ -297,9 +304,7 @@ class Datastore:
         are a few system calls each, where threads only add contention.
         """
         made_dirs: set[Path] = set()
-        bulky = any(
-            a.mode not in _LINK_OR_IN_PLACE or not isinstance(a.uri, LocalURI) for a in adoptions
-        )
+        bulky = any(a.mode not in _LINK_OR_IN_PLACE or not isinstance(a.uri, LocalURI) for a in adoptions)
         workers = min(8, len(adoptions)) if bulky else 1
 
         def one(a: Adoption) -> None:

@@ -150,7 +150,9 @@ def _link(mode: str, source: ResourceURI, dest: ResourceURI) -> None:
                 ) from None
     if not os.path.exists(src):
         raise FileNotFoundError(src)
-    target = src if mode != "relsymlink" else os.path.relpath(src, os.path.dirname(os.path.abspath(dest.path)))
+    target = (
+        src if mode != "relsymlink" else os.path.relpath(src, os.path.dirname(os.path.abspath(dest.path)))
+    )
     os.symlink(target, dest.path)
 
 

@@ -271,6 +271,17 @@ class DatasetManager:
             n_new += len(fresh_ids)
         return n_new
 
+    def existing_ids(self, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of ``ids`` that are registered (any type, any run)."""
+        d = self._schema.dataset
+        out: set[uuid.UUID] = set()
+        with self._db.reading() as conn:
+            for chunk in batches(list(ids), ID_BATCH):
+                out.update(
+                    conn.execute(sqlalchemy.select(d.c.dataset_id).where(d.c.dataset_id.in_(chunk))).scalars()
+                )
+        return out
+
     def _existing(self, rec: DatasetTypeRecord, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, tuple]:
         """(type id, run id, data ID values) of those ``ids`` that exist."""
         d = self._schema.dataset

@@ -46,6 +46,7 @@ class ExportWriter:
         self.datasets: dict[tuple[str, str], list[DatasetRef]] = defaultdict(list)
         self._dataset_ids: set[uuid.UUID] = set()
         self.paths: dict[uuid.UUID, str] = {}
+        self.formatters: dict[uuid.UUID, str] = {}  # for datasets exported with their files
         self.tag_associations: dict[str, list[uuid.UUID]] = {}
         self.calib_associations: dict[str, list[tuple[DatasetRef, Timespan]]] = {}
 
@@ -200,9 +201,11 @@ class ExportWriter:
                 values = ref.data_id.required_values
                 did = ", ".join(f"{n}: {yaml_scalar(v)}" for n, v in zip(names, values))
                 path = self.paths.get(ref.id) or _default_path(ref)
+                formatter = self.formatters.get(ref.id)
                 parts.append(
                     f"  - dataset_id:\n    - !uuid '{ref.id}'\n    data_id:\n    - {{{did}}}\n"
                     f"    path: {yaml_scalar(path)}\n"
+                    + (f"    formatter: {yaml_scalar(formatter)}\n" if formatter else "")
                 )
                 if len(parts) > 4096:
                     w("".join(parts))

@@ -41,7 +41,7 @@ from ...registry import CollectionType, DatasetRef, DatasetType, Registry
 from . import _fast_yaml as fast_yaml
 from ._yaml_tags import ExportLoader, TaiTime
 
-__all__ = ["ImportPlan", "read_export"]
+__all__ = ["ImportPlan", "apply_contents", "apply_definitions", "apply_plan", "plan_refs", "read_export"]
 
 SUPPORTED_MAJOR = 1
 SUPPORTED_MINOR = 0
@@ -321,9 +321,21 @@ def apply_plan(
     ``progress`` is called with a description before each of
     ``plan.step_count()`` steps.
     """
+    step = progress or (lambda _: None)
+    with registry.transaction():
+        apply_definitions(plan, registry, skip_dimensions, step)
+        return apply_contents(plan, registry, step)
+
+
+def apply_definitions(
+    plan: ImportPlan,
+    registry: Registry,
+    skip_dimensions: Iterable[str] = (),
+    progress: Callable[[str], None] | None = None,
+) -> None:
+    """The dimension records and dataset types of a plan (existing records are kept)."""
     universe = registry.universe
     skip = set(skip_dimensions)
-    counts = plan.summary()
     step = progress or (lambda _: None)
     with registry.transaction():
         for name in universe.sorted_names(plan.records):
@@ -334,9 +346,32 @@ def apply_plan(
                 registry.records.insert(universe[name], plan.records[name], skip_existing=True)
             except DataIdError as exc:
                 raise ExportFormatError(f"Bad {name} records in export file: {exc}") from None
-        step("dataset types and collections")
         for dt in plan.dataset_types.values():
             registry.register_dataset_type(dt)
+
+
+def plan_refs(plan: ImportPlan) -> list[DatasetRef]:
+    """The datasets of a plan, as refs with the UUIDs of the export file."""
+    refs: list[DatasetRef] = []
+    for type_name, run, entries in plan.datasets:
+        dt = plan.dataset_types[type_name]
+        for did, data_id, _ in entries:
+            try:
+                coord = DataCoordinate.standardize(data_id, dimensions=dt.dimensions, allow_extra=True)
+            except DataIdError as exc:
+                raise ExportFormatError(f"Dataset {did} ({type_name} in {run!r}): {exc}") from None
+            refs.append(DatasetRef(dt, coord, run, did))
+    return refs
+
+
+def apply_contents(
+    plan: ImportPlan, registry: Registry, progress: Callable[[str], None] | None = None
+) -> dict[str, int]:
+    """Collections, datasets and associations of a plan (after `apply_definitions`); returns counts."""
+    counts = plan.summary()
+    step = progress or (lambda _: None)
+    with registry.transaction():
+        step("dataset types and collections")
         for run, (host, ts) in plan.runs.items():
             registry.collections.register(run, CollectionType.RUN, doc=plan.docs.get(run))
             if host is not None or ts is not None:
@@ -348,18 +383,8 @@ def apply_plan(
         for name, children in plan.chains.items():
             registry.collections.set_chain(name, children)
         step(f"{sum(len(e) for _, _, e in plan.datasets)} datasets")
-        by_id: dict[uuid.UUID, DatasetRef] = {}
-        refs: list[DatasetRef] = []
-        for type_name, run, entries in plan.datasets:
-            dt = plan.dataset_types[type_name]
-            for did, data_id, _ in entries:
-                try:
-                    coord = DataCoordinate.standardize(data_id, dimensions=dt.dimensions, allow_extra=True)
-                except DataIdError as exc:
-                    raise ExportFormatError(f"Dataset {did} ({type_name} in {run!r}): {exc}") from None
-                ref = DatasetRef(dt, coord, run, did)
-                refs.append(ref)
-                by_id[did] = ref
+        refs = plan_refs(plan)
+        by_id = {r.id: r for r in refs}
         counts["new datasets"] = registry.import_datasets(refs)
         step("collection associations")
         for name, ids in plan.tags.items():
