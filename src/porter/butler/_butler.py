@@ -687,6 +687,29 @@ class Butler:
             transfer_dimensions=transfer_dimensions,
         )
 
+    def retrieve_artifacts(
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str | Path,
+        transfer: str = "copy",
+        preserve_path: bool = True,
+        overwrite: bool = False,
+    ) -> list[ResourceURI]:
+        """Copy the files of ``refs`` into ``destination`` (a directory or S3 prefix); returns the files written.
+
+        With ``preserve_path`` the datastore's directory layout is kept;
+        otherwise the files land side by side.  Existing files are an error
+        (nothing is written) unless ``overwrite``.
+        """
+        refs = list(refs)
+        placed = _file_transfers.copy_out(
+            self.datastore, refs, destination, transfer, preserve_path=preserve_path, overwrite=overwrite
+        )
+        dest = ResourceURI.from_string(destination)
+        return [dest.join(relative) for relative in dict.fromkeys(rel for rel, _ in placed.values())]
+
+    retrieveArtifacts = retrieve_artifacts
+
     # --- integrity -------------------------------------------------------------------------------------------
 
     def fsck(

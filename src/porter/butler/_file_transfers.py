@@ -10,12 +10,13 @@ share, idempotent, and needed to name the incoming files by template.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..datastore import Datastore, ResourceURI
+from ..datastore import Datastore, LocationRow, ResourceURI
 from ..datastore._transfer import TRANSFER_MODES, Adoption, resolve_transfer, transfer_file
 from ..errors import ArtifactMissingError, DatastoreError, ExportFormatError
 from ..registry import CollectionType, DatasetRef, Registry
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from ._io import DataIdExpander
     from .transfers import ExportWriter, ImportPlan
 
-__all__ = ["export_files", "import_files", "transfer_datasets"]
+__all__ = ["copy_out", "export_files", "import_files", "transfer_datasets"]
 
 _EXPORT_MODES = ("copy", "link", "symlink", "relsymlink", "hardlink")
 
@@ -40,40 +41,79 @@ def export_files(
 ) -> int:
     """Copy (or link) the files of ``refs`` below ``directory``; record their paths in ``writer``.
 
-    Paths below ``directory`` are the datastore's own relative paths; files
-    ingested with ``direct`` go under ``direct/<dataset id>/``.  Returns the
-    number of files written.
+    Returns the number of files written.
+    """
+    placed = copy_out(datastore, refs, directory, transfer)
+    for ref_id, (relative, location) in placed.items():
+        writer.paths[ref_id] = relative
+        writer.formatters[ref_id] = location.formatter
+    return len({relative for relative, _ in placed.values()})
+
+
+def copy_out(
+    datastore: Datastore,
+    refs: Sequence[DatasetRef],
+    directory: str | Path,
+    transfer: str,
+    *,
+    preserve_path: bool = True,
+    overwrite: bool = False,
+) -> dict[uuid.UUID, tuple[str, LocationRow]]:
+    """Copy (or link) the files of ``refs`` below ``directory`` (export, retrieve-artifacts).
+
+    Paths below ``directory`` are the datastore's own relative paths (or, without
+    ``preserve_path``, the file names); files ingested with ``direct`` go under
+    ``direct/<dataset id>/``.  Datasets without a file are left out.  Returns
+    each dataset's path below ``directory`` and its location.
     """
     if transfer not in _EXPORT_MODES:
         raise DatastoreError(
-            f"export(transfer={transfer!r}) is not possible; choose one of {', '.join(_EXPORT_MODES)}."
+            f"transfer={transfer!r} cannot copy files out of a repository; choose one of {', '.join(_EXPORT_MODES)}."
         )
     dest_root = ResourceURI.from_string(directory)
     found = datastore.locations([r.id for r in refs])
     jobs: dict[str, Adoption] = {}
+    placed: dict[uuid.UUID, tuple[str, LocationRow]] = {}
     for ref in refs:
         location = found.get(ref.id)
         if location is None:
-            continue  # registered without a file: exported as registry content only
+            continue  # registered without a file
         source = datastore.uri_of(location.path)
         inside = source.relative_to(datastore.root)
-        relative = inside if inside is not None else f"direct/{ref.id.hex}/{source.name}"
-        writer.paths[ref.id] = relative
-        writer.formatters[ref.id] = location.formatter
-        if relative not in jobs:
-            mode, _ = resolve_transfer(transfer, source, dest_root)
-            jobs[relative] = Adoption(
-                source,
-                mode,
-                relative,
-                dest_root.join(relative),
-                datastore.formatter(location.formatter),
-                datastore.storage_classes.get(location.storage_class),
+        if inside is None:
+            relative = f"direct/{ref.id.hex}/{source.name}"
+        else:
+            relative = inside if preserve_path else source.name
+        placed[ref.id] = (relative, location)
+        if relative in jobs:
+            if jobs[relative].source != source:
+                raise DatastoreError(
+                    f"Two files would be written to {relative} in {directory}; keep the paths (preserve_path=True)."
+                )
+            continue
+        mode, _ = resolve_transfer(transfer, source, dest_root)
+        jobs[relative] = Adoption(
+            source,
+            mode,
+            relative,
+            dest_root.join(relative),
+            datastore.formatter(location.formatter),
+            datastore.storage_classes.get(location.storage_class),
+        )
+    if overwrite:
+        for job in jobs.values():
+            job.uri.remove()
+    else:
+        clashes = [str(j.uri) for j in jobs.values() if j.uri.exists()]
+        if clashes:
+            raise DatastoreError(
+                f"{len(clashes)} file(s) already exist in {directory}, e.g. {clashes[0]}; nothing was written. "
+                "Choose an empty directory or allow overwriting (--clobber)."
             )
     made: set[Path] = set()
     for job in jobs.values():
         transfer_file(job, made)
-    return len(jobs)
+    return placed
 
 
 def import_files(

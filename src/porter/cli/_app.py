@@ -142,15 +142,29 @@ def import_(
     skip_dimensions: Annotated[
         list[str] | None, typer.Option("--skip-dimensions", "-s", help="Dimension elements not to import.")
     ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--directory", help="Also ingest the datasets' files, found relative to this directory."
+        ),
+    ] = None,
+    transfer: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer", "-t", help="How files come in with --directory: auto, copy, move, link, symlink …"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Import a butler export file (format versions 0 and 1.0.x) in one transaction.
 
     A bad file imports nothing. Dimension records already present are kept; datasets keep their UUIDs.
+    With --directory, the datasets' files are ingested too (all of them, or none).
 
-    Example:
+    Examples:
 
         porter import repo/ ../shared/data/butler-exports/hsc-rc2-subset.yaml
+        porter import repo/ /data/handover/export.yaml --directory /data/handover --transfer copy
     """
     with _open(repo) as butler, _progress() as progress:
         task = progress.add_task("Reading export file", total=None)
@@ -159,7 +173,13 @@ def import_(
             progress.update(task, total=total, description=f"Importing {description}")
             progress.advance(task)
 
-        counts = butler.import_(export_file, skip_dimensions=_split(skip_dimensions), progress=step)
+        counts = butler.import_(
+            export_file,
+            skip_dimensions=_split(skip_dimensions),
+            progress=step,
+            directory=str(directory) if directory is not None else None,
+            transfer=transfer,
+        )
     if as_json:
         print_json([counts])
     else:
@@ -179,15 +199,30 @@ def export(
     all_dimensions: Annotated[
         bool, typer.Option("--all-dimensions", help="Also export every dimension record in the repository.")
     ] = False,
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--directory", help="Copy the datasets' files here too (EXPORT_FILE is then relative to it)."
+        ),
+    ] = None,
+    transfer: Annotated[
+        str | None,
+        typer.Option(
+            "--transfer", "-t", help="How files go to --directory: copy (default), link, symlink, hardlink."
+        ),
+    ] = None,
 ) -> None:
     """Export datasets of collections, with the records and collections they need, as Rubin export YAML.
 
     The file is readable by `porter import` and by daf_butler's `butler import`.
+    With --directory the files come too, so another repository can import
+    the whole thing (`porter import NEW export.yaml --directory DIR`).
 
     Examples:
 
         porter export repo/ out.yaml --collections HSC/runs/ci_hsc
         porter export repo/ dims.yaml --all-dimensions
+        porter export repo/ export.yaml -c HSC/runs/ci_hsc --directory /data/handover --transfer copy
     """
     with _open(repo) as butler, _progress() as progress:
         task = progress.add_task("Exporting", total=None)
@@ -203,6 +238,8 @@ def export(
             where=where,
             include_all_dimensions=all_dimensions,
             progress=step,
+            directory=str(directory) if directory is not None else None,
+            transfer=transfer,
         )
     print_rows([{"what": k, "count": v} for k, v in counts.items()], title=f"Wrote {export_file}")
 
@@ -258,6 +295,19 @@ def query_datasets(
                 refs.sort()
             rows.extend(refs_rows(refs))
     print_rows(rows, title="datasets", as_json=as_json)
+
+
+def query_refs(
+    butler: Butler, dataset_types: list[str] | None, collections: list[str], where: str, find_first: bool
+) -> list[Any]:
+    """Datasets of the named types (globs; default all) in ``collections`` matching ``where``."""
+    if not collections:
+        raise typer.BadParameter("Give the collections to search with --collections/-c.")
+    butler.registry.resolve_collections(collections)
+    refs: list[Any] = []
+    for dt in butler.query_dataset_types(dataset_types or "*"):
+        refs += sorted(butler.query_datasets(dt, collections, find_first=find_first, where=where))
+    return refs
 
 
 @app.command("query-data-ids")
