@@ -10,6 +10,7 @@ a deadlock or serialization failure.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -53,6 +54,32 @@ def is_retryable(exc: BaseException) -> bool:
     return "database is locked" in text
 
 
+def _set_pragmas(conn: Connection, pragmas: Sequence[str]) -> None:
+    """Set SQLite pragmas inside a transaction; ``temp_store`` cannot change on a (pooled) connection
+    that already used temporary storage, and then stays as it is."""
+    for pragma in pragmas:
+        try:
+            with conn.begin_nested():
+                conn.exec_driver_sql(f"PRAGMA {pragma}")
+        except sqlalchemy.exc.OperationalError:
+            if not pragma.startswith("temp_store"):
+                raise
+
+
+def _dispose_in_forked_children(engine: Engine) -> None:
+    """A forked child never reuses its parent's pooled connections (SQLAlchemy's recipe for pools and fork)."""
+
+    @event.listens_for(engine, "connect")
+    def _remember_pid(dbapi_conn: Any, record: Any) -> None:
+        record.info["pid"] = os.getpid()
+
+    @event.listens_for(engine, "checkout")
+    def _check_pid(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        if record.info.get("pid") != os.getpid():
+            record.dbapi_connection = proxy.dbapi_connection = None
+            raise sqlalchemy.exc.DisconnectionError("connection made in another process")
+
+
 class Database:
     """An SQLAlchemy engine plus porter's transaction discipline.
 
@@ -80,9 +107,16 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # A small pool: opening a SQLite connection (and its pragmas) costs
+            # ~0.5 ms, which a put (two short transactions) would pay twice.
             engine = sqlalchemy.create_engine(
-                url, connect_args={"timeout": 60, "check_same_thread": False}, poolclass=sqlalchemy.NullPool
+                url,
+                connect_args={"timeout": 60, "check_same_thread": False},
+                poolclass=sqlalchemy.QueuePool,
+                pool_size=4,
+                max_overflow=8,
             )
+            _dispose_in_forked_children(engine)
 
             @event.listens_for(engine, "connect")
             def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -105,7 +139,9 @@ class Database:
                 conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("porter_write") else "BEGIN")
 
             return engine
-        return sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        _dispose_in_forked_children(engine)
+        return engine
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -256,14 +292,12 @@ class Database:
         for index in indexes:
             index.drop(conn)
         yield
-        for pragma in _SQLITE_SORT_PRAGMAS:
-            conn.exec_driver_sql(f"PRAGMA {pragma}")
+        _set_pragmas(conn, _SQLITE_SORT_PRAGMAS)
         try:
             for index in indexes:
                 index.create(conn)
         finally:
-            for pragma in _SQLITE_CACHE_PRAGMAS:
-                conn.exec_driver_sql(f"PRAGMA {pragma}")
+            _set_pragmas(conn, _SQLITE_CACHE_PRAGMAS)
 
     def _count_up_to(self, conn: Connection, table: sqlalchemy.Table, limit: int) -> int:
         """``min(rows in table, limit)``, without counting a big table to the end."""
