@@ -72,8 +72,49 @@ def _wcs(header: fits.Header) -> WCS | None:
         return WCS(header)
 
 
-def _section(hdu: Any, box: BBox | None, xy0: tuple[int, int]) -> np.ndarray:
+_BITPIX = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
+
+
+def _read_plain(hdu: Any, stream: Any) -> np.ndarray | None:
+    """An unscaled image plane read straight into a native-endian array (or None: use astropy).
+
+    astropy reads a plane through intermediate buffers and converts it from
+    FITS's big-endian order into a new array; reading into the final array
+    and swapping bytes in place makes a 100 MB read several times faster.
+    """
+    header = hdu.header
+    offset = getattr(hdu, "_data_offset", None)
+    if (
+        offset is None
+        or header.get("NAXIS") != 2
+        or header.get("BITPIX") not in _BITPIX
+        or header.get("BSCALE", 1) != 1
+        or header.get("BZERO", 0) != 0
+        or not hasattr(stream, "readinto")
+    ):
+        return None
+    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    out = np.empty(shape, dtype=">" + _BITPIX[header["BITPIX"]])
+    stream.seek(offset)
+    view = memoryview(out).cast("B")
+    filled = 0
+    while filled < len(view):
+        n = stream.readinto(view[filled:])
+        if not n:
+            raise OSError(f"the image data ends after {filled} of {len(view)} bytes (truncated file)")
+        filled += n
+    if out.dtype.byteorder not in ("=", "|") and out.dtype.itemsize > 1:
+        out.byteswap(inplace=True)
+        out = out.view(out.dtype.newbyteorder("="))
+    return out
+
+
+def _section(hdu: Any, box: BBox | None, xy0: tuple[int, int], stream: Any = None) -> np.ndarray:
     if box is None:
+        if stream is not None:
+            plain = _read_plain(hdu, stream)
+            if plain is not None:
+                return plain
         data = hdu.data
     else:
         data = hdu.section[box.y0 - xy0[1] : box.y1 - xy0[1], box.x0 - xy0[0] : box.x1 - xy0[0]]
@@ -111,7 +152,7 @@ class FitsExposureFormatter(Formatter):
             shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
             xy0 = _xy0(header)
             box = _box(parameters, shape, xy0)
-            planes = [_section(hdul[name], box, xy0) for name in _PLANES]
+            planes = [_section(hdul[name], box, xy0, f) for name in _PLANES]
             wcs = _wcs(header)
         if box is not None:
             wcs = shifted_wcs(wcs, box.x0 - xy0[0], box.y0 - xy0[1])
@@ -133,4 +174,4 @@ class FitsImageFormatter(Formatter):
         with uri.open_read() as f, _strict(), fits.open(f, lazy_load_hdus=True, memmap=False) as hdul:
             hdu = hdul[0]
             shape = (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
-            return _section(hdu, _box(parameters, shape, (0, 0)), (0, 0))
+            return _section(hdu, _box(parameters, shape, (0, 0)), (0, 0), f)

@@ -1,0 +1,299 @@
+"""Butler I/O benchmark: porter and lsst-daf-butler side by side, local files (and S3 on an emulator).
+
+    python bench/io.py                       # the issue's sizes: 10,000 dicts, 10,000 x 1 MB tables, 100k ingest
+    python bench/io.py --dicts 2000 --tables 1000 --ingest 20000   # a quicker run
+    python bench/io.py --only porter         # porter's figures alone
+
+Each implementation runs in its own subprocess on the same synthetic
+dimension records (bench/_synthetic.py).  Steps:
+
+  1. put / get N small dicts (StructuredDataDict), one dataset per (visit, detector)
+  2. put / get M 1 MB Arrow tables (131,072 float64 rows, Parquet)
+  3. a 100 MB float32 image: put and get vs a raw copy of the same bytes (shutil.copyfile) and a
+     raw read (numpy.fromfile), and a 100x100 cut-out read vs the full read  (porter only: daf's
+     image storage classes need lsst.afw)
+  4. ingest K existing small files with transfer="direct" and "symlink" (porter; and, for
+     reference, a bare os.symlink loop over the same files)
+  5. S3 (moto server on 127.0.0.1): put and get 1,000 x 1 MB tables from 8 threads vs a plain
+     boto3 put_object/get_object loop  (porter only)
+
+Ratios are daf seconds / porter seconds (higher is better for porter).
+Requires: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import _synthetic as syn
+
+SMALL_DICT = {"zeropoint": 27.3, "psf_fwhm": 0.71, "n_sources": 1834, "flags": ["ok"], "band": "r"}
+TABLE_ROWS = 131_072  # x 8 bytes = 1 MiB
+IMAGE_SIDE = 5_120  # 5120^2 float32 = 100 MiB
+
+
+def one_mb_table(seed: int) -> pa.Table:
+    return pa.table({"flux": np.random.default_rng(seed).normal(size=TABLE_ROWS)})
+
+
+def timed(results: dict[str, float], name: str, func: Callable[[], Any]) -> Any:
+    t0 = time.perf_counter()
+    value = func()
+    results[name] = time.perf_counter() - t0
+    print(f"  {name:<44} {results[name]:9.3f} s", file=sys.stderr, flush=True)
+    return value
+
+
+def visits_for(n: int) -> list[syn.Visit]:
+    return syn.visits(max(1, -(-n // 189)))
+
+
+# --- porter -----------------------------------------------------------------------------------------------
+
+
+def porter_repo(workdir: Path, n_data_ids: int, datastore: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+    from porter import Butler, Timespan
+
+    vis = visits_for(n_data_ids)
+    butler = Butler.create(workdir / "porter-repo", datastore=datastore)
+    for element, recs in syn.records(vis, Timespan).items():
+        butler.insert_dimension_records(element, recs)
+    butler.close()
+    return Butler(workdir / "porter-repo", run="bench"), syn.data_ids(vis)[:n_data_ids]
+
+
+def run_porter(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    from porter import DatasetRef, FileDataset
+    from porter.images import BBox
+
+    r: dict[str, float] = {}
+    n = max(args.dicts, args.tables, args.ingest)
+    butler, dids = porter_repo(workdir, n)
+    butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
+    butler.register_dataset_type("table", ["instrument", "visit", "detector"], "ArrowTable")
+    butler.register_dataset_type("image", ["instrument", "visit", "detector"], "ImageF")
+    butler.register_dataset_type("raw", ["instrument", "visit", "detector"], "Bytes")
+    refs = timed(r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]])
+    timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
+    tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
+    refs = timed(
+        r,
+        "put 1 MB tables",
+        lambda: [butler.put(tables[i % len(tables)], "table", d) for i, d in enumerate(dids[: args.tables])],
+    )
+    timed(r, "get 1 MB tables", lambda: [butler.get(ref) for ref in refs])
+
+    image = np.random.default_rng(1).normal(size=(IMAGE_SIDE, IMAGE_SIDE)).astype(np.float32)
+    raw = workdir / "raw-image.bin"
+    image.tofile(raw)
+    timed(r, "raw copy 100 MB", lambda: shutil.copyfile(raw, workdir / "raw-copy.bin"))
+    timed(r, "raw read 100 MB", lambda: np.fromfile(raw, dtype=np.float32))
+    ref = timed(r, "put 100 MB image", lambda: butler.put(image, "image", dids[0]))
+    full = timed(r, "get 100 MB image", lambda: butler.get(ref))
+    assert np.array_equal(full, image)
+    box = BBox(2000, 3000, 100, 100)
+    cut = timed(r, "get 100x100 cut-out", lambda: butler.get(ref, parameters={"bbox": box}))
+    assert np.array_equal(cut, image[3000:3100, 2000:2100])
+    for p in (raw, workdir / "raw-copy.bin"):
+        p.unlink()
+
+    if args.ingest:
+        raw_type = butler.get_dataset_type("raw")
+        staging = workdir / "incoming"
+        staging.mkdir()
+        paths = [staging / f"raw-{i:06d}.dat" for i in range(args.ingest)]
+        for i, p in enumerate(paths):
+            p.write_bytes(i.to_bytes(8, "little") * 64)
+        for mode in ("direct", "symlink"):
+            run = f"ingest/{mode}"
+            datasets = [FileDataset(p, DatasetRef(raw_type, d, run)) for p, d in zip(paths, dids)]
+            timed(r, f"ingest {args.ingest} files ({mode})", lambda: butler.ingest(*datasets, transfer=mode))
+        links = workdir / "bare-links"
+        links.mkdir()
+        timed(
+            r,
+            f"bare os.symlink loop ({args.ingest} files)",
+            lambda: [os.symlink(p, links / p.name) for p in paths],
+        )
+    butler.close()
+    return r
+
+
+def run_s3(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """Porter's S3 put/get from threads vs a plain boto3 loop, on a moto server."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    os.environ.update(
+        PORTER_S3_ENDPOINT_URL=url,
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    s3 = boto3.client("s3", endpoint_url=url)
+    s3.create_bucket(Bucket="bench")
+    r: dict[str, float] = {}
+    n = args.s3
+    payload = one_mb_table(0)
+    import pyarrow.parquet as pq
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(payload, buf)
+    body = buf.getvalue().to_pybytes()
+    timed(r, f"boto3 put_object loop ({n} x 1 MB)", lambda: [s3.put_object(Bucket="bench", Key=f"plain/{i}", Body=body) for i in range(n)])
+    timed(r, f"boto3 get_object loop ({n} x 1 MB)", lambda: [s3.get_object(Bucket="bench", Key=f"plain/{i}")["Body"].read() for i in range(n)])
+    butler, dids = porter_repo(workdir / "s3", n, datastore="s3://bench/porter")
+    butler.register_dataset_type("table", ["instrument", "visit", "detector"], "ArrowTable")
+    with ThreadPoolExecutor(8) as pool:
+        refs = timed(r, f"porter put, 8 threads ({n} x 1 MB)", lambda: list(pool.map(lambda d: butler.put(payload, "table", d), dids)))
+        timed(r, f"porter get, 8 threads ({n} x 1 MB)", lambda: list(pool.map(butler.get, refs)))
+    r["s3 MB"] = n * len(body) / 1e6
+    butler.close()
+    server.stop()
+    return r
+
+
+# --- daf_butler -------------------------------------------------------------------------------------------
+
+
+def run_daf(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    import astropy.time
+    from lsst.daf.butler import Butler, DatasetType, Timespan
+
+    r: dict[str, float] = {}
+    n = max(args.dicts, args.tables)
+    vis = visits_for(n)
+    root = workdir / "daf-repo"
+    Butler.makeRepo(str(root))
+    butler = Butler(str(root), writeable=True, run="bench")
+    records = syn.records(
+        vis, lambda b, e: Timespan(astropy.time.Time(b, scale="tai"), astropy.time.Time(e, scale="tai"))
+    )
+    for element, recs in records.items():
+        butler.registry.insertDimensionData(element, *recs)
+    dids = syn.data_ids(vis)[:n]
+    u = butler.dimensions
+    for name, sc in (("summary", "StructuredDataDict"), ("table", "ArrowTable")):
+        butler.registry.registerDatasetType(DatasetType(name, ["instrument", "visit", "detector"], sc, universe=u))
+    refs = timed(r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]])
+    timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
+    tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
+    refs = timed(
+        r,
+        "put 1 MB tables",
+        lambda: [butler.put(tables[i % len(tables)], "table", d) for i, d in enumerate(dids[: args.tables])],
+    )
+    timed(r, "get 1 MB tables", lambda: [butler.get(ref) for ref in refs])
+    return r
+
+
+# --- driver -----------------------------------------------------------------------------------------------
+
+
+def worker(impl: str, args: argparse.Namespace) -> None:
+    base = Path(args.workdir) if args.workdir else None
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-io-{impl}-", dir=base))
+    try:
+        if impl == "porter":
+            results = run_porter(args, workdir)
+        elif impl == "s3":
+            results = run_s3(args, workdir)
+        else:
+            results = run_daf(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(results))
+
+
+def spawn(impl: str, argv: list[str]) -> dict[str, float]:
+    print(f"{impl}:", file=sys.stderr, flush=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", impl, *argv], check=True, stdout=subprocess.PIPE, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report(args: argparse.Namespace, res: dict[str, dict[str, float]]) -> None:
+    p, d, s = res.get("porter", {}), res.get("daf", {}), res.get("s3", {})
+    print(f"\nButler I/O benchmark (local files, SQLite registry; {args.dicts} dicts, {args.tables} x 1 MB tables)")
+    header = f"{'step':<44} {'porter s':>9} {'daf s':>9} {'porter/s':>10} {'daf/s':>9} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for step, count in (
+        ("put small dicts", args.dicts),
+        ("get small dicts", args.dicts),
+        ("put 1 MB tables", args.tables),
+        ("get 1 MB tables", args.tables),
+    ):
+        ps, ds = p.get(step), d.get(step)
+        rate = lambda t: f"{count / t:,.0f}" if t else "-"  # noqa: E731
+        ratio = f"{ds / ps:.1f}x" if ps and ds else "-"
+        print(
+            f"{step:<44} {ps or 0:9.3f} {ds or 0:9.3f} {rate(ps):>10} {rate(ds):>9} {ratio:>7}"
+        )
+    if "put 100 MB image" in p:
+        mb = IMAGE_SIDE * IMAGE_SIDE * 4 / 2**20
+        print(f"\n100 MB image ({mb:.0f} MiB float32):")
+        copy, read = p["raw copy 100 MB"], p["raw read 100 MB"]
+        print(f"  put  {p['put 100 MB image']:.3f} s = {copy / p['put 100 MB image']:.0%} of raw copy speed ({copy:.3f} s)")
+        print(f"  get  {p['get 100 MB image']:.3f} s = {read / p['get 100 MB image']:.0%} of raw read speed ({read:.3f} s)")
+        print(f"  100x100 cut-out {p['get 100x100 cut-out'] * 1e3:.1f} ms: {p['get 100 MB image'] / p['get 100x100 cut-out']:.0f}x faster than the full read")
+    for k, v in p.items():
+        if k.startswith(("ingest", "bare")):
+            print(f"{k:<44} {v:9.3f} s")
+    if s:
+        mb = s["s3 MB"]
+        print(f"\nS3 emulator, {args.s3} x 1 MB ({mb:.0f} MB):")
+        for k, v in s.items():
+            if k != "s3 MB":
+                print(f"  {k:<50} {v:8.3f} s  {mb / v:8.1f} MB/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dicts", type=int, default=10_000)
+    parser.add_argument("--tables", type=int, default=10_000)
+    parser.add_argument("--ingest", type=int, default=100_000)
+    parser.add_argument("--s3", type=int, default=1_000, help="1 MB objects for the S3 step (0: skip)")
+    parser.add_argument("--only", choices=["porter", "daf"])
+    parser.add_argument("--workdir", help="directory for the repositories (default: the system temp dir)")
+    parser.add_argument("--worker", choices=["porter", "daf", "s3"])
+    parser.add_argument("--out", type=Path, help="write all figures as JSON here")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker, args)
+        return
+    argv = [
+        "--dicts", str(args.dicts), "--tables", str(args.tables), "--ingest", str(args.ingest), "--s3", str(args.s3),
+    ] + (["--workdir", args.workdir] if args.workdir else [])
+    impls = [args.only] if args.only else ["porter", "daf"]
+    res = {impl: spawn(impl, argv) for impl in impls}
+    if args.s3 and args.only != "daf":
+        res["s3"] = spawn("s3", argv)
+    report(args, res)
+    if args.out:
+        args.out.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()
