@@ -67,7 +67,9 @@ def visits_for(n: int) -> list[syn.Visit]:
 # --- porter -----------------------------------------------------------------------------------------------
 
 
-def porter_repo(workdir: Path, n_data_ids: int, datastore: str | None = None) -> tuple[Any, list[dict[str, Any]]]:
+def porter_repo(
+    workdir: Path, n_data_ids: int, datastore: str | None = None
+) -> tuple[Any, list[dict[str, Any]]]:
     from porter import Butler, Timespan
 
     vis = visits_for(n_data_ids)
@@ -89,7 +91,9 @@ def run_porter(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     butler.register_dataset_type("table", ["instrument", "visit", "detector"], "ArrowTable")
     butler.register_dataset_type("image", ["instrument", "visit", "detector"], "ImageF")
     butler.register_dataset_type("raw", ["instrument", "visit", "detector"], "Bytes")
-    refs = timed(r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]])
+    refs = timed(
+        r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]]
+    )
     timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
     tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
     refs = timed(
@@ -123,7 +127,11 @@ def run_porter(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         for mode in ("direct", "symlink"):
             run = f"ingest/{mode}"
             datasets = [FileDataset(p, DatasetRef(raw_type, d, run)) for p, d in zip(paths, dids)]
-            timed(r, f"ingest {args.ingest} files ({mode})", lambda: butler.ingest(*datasets, transfer=mode))
+            timed(
+                r,
+                f"ingest {args.ingest} files ({mode})",
+                lambda ds=datasets, m=mode: butler.ingest(*ds, transfer=m),
+            )
         links = workdir / "bare-links"
         links.mkdir()
         timed(
@@ -160,12 +168,24 @@ def run_s3(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     buf = pa.BufferOutputStream()
     pq.write_table(payload, buf)
     body = buf.getvalue().to_pybytes()
-    timed(r, f"boto3 put_object loop ({n} x 1 MB)", lambda: [s3.put_object(Bucket="bench", Key=f"plain/{i}", Body=body) for i in range(n)])
-    timed(r, f"boto3 get_object loop ({n} x 1 MB)", lambda: [s3.get_object(Bucket="bench", Key=f"plain/{i}")["Body"].read() for i in range(n)])
+    timed(
+        r,
+        f"boto3 put_object loop ({n} x 1 MB)",
+        lambda: [s3.put_object(Bucket="bench", Key=f"plain/{i}", Body=body) for i in range(n)],
+    )
+    timed(
+        r,
+        f"boto3 get_object loop ({n} x 1 MB)",
+        lambda: [s3.get_object(Bucket="bench", Key=f"plain/{i}")["Body"].read() for i in range(n)],
+    )
     butler, dids = porter_repo(workdir / "s3", n, datastore="s3://bench/porter")
     butler.register_dataset_type("table", ["instrument", "visit", "detector"], "ArrowTable")
     with ThreadPoolExecutor(8) as pool:
-        refs = timed(r, f"porter put, 8 threads ({n} x 1 MB)", lambda: list(pool.map(lambda d: butler.put(payload, "table", d), dids)))
+        refs = timed(
+            r,
+            f"porter put, 8 threads ({n} x 1 MB)",
+            lambda: list(pool.map(lambda d: butler.put(payload, "table", d), dids)),
+        )
         timed(r, f"porter get, 8 threads ({n} x 1 MB)", lambda: list(pool.map(butler.get, refs)))
     r["s3 MB"] = n * len(body) / 1e6
     butler.close()
@@ -194,8 +214,12 @@ def run_daf(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     dids = syn.data_ids(vis)[:n]
     u = butler.dimensions
     for name, sc in (("summary", "StructuredDataDict"), ("table", "ArrowTable")):
-        butler.registry.registerDatasetType(DatasetType(name, ["instrument", "visit", "detector"], sc, universe=u))
-    refs = timed(r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]])
+        butler.registry.registerDatasetType(
+            DatasetType(name, ["instrument", "visit", "detector"], sc, universe=u)
+        )
+    refs = timed(
+        r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]]
+    )
     timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
     tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
     refs = timed(
@@ -235,7 +259,9 @@ def spawn(impl: str, argv: list[str]) -> dict[str, float]:
 
 def report(args: argparse.Namespace, res: dict[str, dict[str, float]]) -> None:
     p, d, s = res.get("porter", {}), res.get("daf", {}), res.get("s3", {})
-    print(f"\nButler I/O benchmark (local files, SQLite registry; {args.dicts} dicts, {args.tables} x 1 MB tables)")
+    print(
+        f"\nButler I/O benchmark (local files, SQLite registry; {args.dicts} dicts, {args.tables} x 1 MB tables)"
+    )
     header = f"{'step':<44} {'porter s':>9} {'daf s':>9} {'porter/s':>10} {'daf/s':>9} {'ratio':>7}"
     print(header)
     print("-" * len(header))
@@ -246,18 +272,25 @@ def report(args: argparse.Namespace, res: dict[str, dict[str, float]]) -> None:
         ("get 1 MB tables", args.tables),
     ):
         ps, ds = p.get(step), d.get(step)
-        rate = lambda t: f"{count / t:,.0f}" if t else "-"  # noqa: E731
+
+        def rate(t: float | None, count: int = count) -> str:
+            return f"{count / t:,.0f}" if t else "-"
+
         ratio = f"{ds / ps:.1f}x" if ps and ds else "-"
-        print(
-            f"{step:<44} {ps or 0:9.3f} {ds or 0:9.3f} {rate(ps):>10} {rate(ds):>9} {ratio:>7}"
-        )
+        print(f"{step:<44} {ps or 0:9.3f} {ds or 0:9.3f} {rate(ps):>10} {rate(ds):>9} {ratio:>7}")
     if "put 100 MB image" in p:
         mb = IMAGE_SIDE * IMAGE_SIDE * 4 / 2**20
         print(f"\n100 MB image ({mb:.0f} MiB float32):")
         copy, read = p["raw copy 100 MB"], p["raw read 100 MB"]
-        print(f"  put  {p['put 100 MB image']:.3f} s = {copy / p['put 100 MB image']:.0%} of raw copy speed ({copy:.3f} s)")
-        print(f"  get  {p['get 100 MB image']:.3f} s = {read / p['get 100 MB image']:.0%} of raw read speed ({read:.3f} s)")
-        print(f"  100x100 cut-out {p['get 100x100 cut-out'] * 1e3:.1f} ms: {p['get 100 MB image'] / p['get 100x100 cut-out']:.0f}x faster than the full read")
+        print(
+            f"  put  {p['put 100 MB image']:.3f} s = {copy / p['put 100 MB image']:.0%} of raw copy speed ({copy:.3f} s)"
+        )
+        print(
+            f"  get  {p['get 100 MB image']:.3f} s = {read / p['get 100 MB image']:.0%} of raw read speed ({read:.3f} s)"
+        )
+        print(
+            f"  100x100 cut-out {p['get 100x100 cut-out'] * 1e3:.1f} ms: {p['get 100 MB image'] / p['get 100x100 cut-out']:.0f}x faster than the full read"
+        )
     for k, v in p.items():
         if k.startswith(("ingest", "bare")):
             print(f"{k:<44} {v:9.3f} s")
@@ -270,7 +303,9 @@ def report(args: argparse.Namespace, res: dict[str, dict[str, float]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dicts", type=int, default=10_000)
     parser.add_argument("--tables", type=int, default=10_000)
     parser.add_argument("--ingest", type=int, default=100_000)
@@ -284,7 +319,14 @@ def main() -> None:
         worker(args.worker, args)
         return
     argv = [
-        "--dicts", str(args.dicts), "--tables", str(args.tables), "--ingest", str(args.ingest), "--s3", str(args.s3),
+        "--dicts",
+        str(args.dicts),
+        "--tables",
+        str(args.tables),
+        "--ingest",
+        str(args.ingest),
+        "--s3",
+        str(args.s3),
     ] + (["--workdir", args.workdir] if args.workdir else [])
     impls = [args.only] if args.only else ["porter", "daf"]
     res = {impl: spawn(impl, argv) for impl in impls}

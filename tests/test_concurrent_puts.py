@@ -29,7 +29,9 @@ RUN = "u/concurrent/run"
 def _table(writer: int, detector: int) -> pa.Table:
     rng = np.random.default_rng(1000 * writer + detector)
     n = 2000
-    return pa.table({"writer": np.full(n, writer), "detector": np.full(n, detector), "flux": rng.normal(size=n)})
+    return pa.table(
+        {"writer": np.full(n, writer), "detector": np.full(n, detector), "flux": rng.normal(size=n)}
+    )
 
 
 def _writer(root: str, writer: int, queue: multiprocessing.Queue[tuple[int, list[int], str]]) -> None:

@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["DataIdExpander", "open_datastore"]
 
+_PREFETCH = 1_024
+"""Sibling data IDs expanded together by `DataIdExpander.expand` (bounded: the cache holds 4,096)."""
+
 _EXPAND_BLOCK = 2_000
 """Data IDs looked up per query by `DataIdExpander.expand_many` (bounds the IN lists and the cross product)."""
 
@@ -76,6 +79,9 @@ class DataIdExpander:
         if not data_id.dimensions.names:
             full = data_id
         else:
+            prefetched = self._prefetch(data_id, with_records)
+            if prefetched is not None:
+                return prefetched
             matches = self._registry.query_data_ids(data_id.dimensions.names, data_id=data_id.required)
             if not matches:
                 raise DataIdError(
@@ -87,6 +93,28 @@ class DataIdExpander:
             full = attach_records(self._registry, [full])[0]
         self._remember(key, full)
         return full
+
+    def _prefetch(self, data_id: DataCoordinate, with_records: bool) -> DataCoordinate | None:
+        """Expand the data ID's siblings too (every detector of its visit), in one query.
+
+        Puts come in runs over the last dimension (all detectors of a visit);
+        one query for the run instead of one per put.  Returns the wanted data
+        ID if the batch held it.
+        """
+        group = data_id.dimensions
+        required = group.required
+        if len(required) < 2:
+            return None
+        partial = dict(zip(required[:-1], data_id.required_values[:-1]))
+        batch = self._registry.query_data_ids(group.names, data_id=partial, limit=_PREFETCH)
+        if with_records:
+            batch = attach_records(self._registry, batch)
+        wanted = None
+        for full in batch:
+            self._remember((group, full.required_values, with_records), full)
+            if full.required_values == data_id.required_values:
+                wanted = full
+        return wanted
 
     def _remember(self, key: tuple[DimensionGroup, tuple, bool], full: DataCoordinate) -> None:
         self._cache[key] = full

@@ -96,7 +96,7 @@ def _read_plain(hdu: Any, stream: Any) -> np.ndarray | None:
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
     out = np.empty(shape, dtype=">" + _BITPIX[header["BITPIX"]])
     stream.seek(offset)
-    view = memoryview(out).cast("B")
+    view = out.data.cast("B")
     filled = 0
     while filled < len(view):
         n = stream.readinto(view[filled:])
