@@ -243,7 +243,9 @@ def commit_writes(
         refs: list[DatasetRef] = []
         with registry.db.transaction() as conn:
             for plan, (dataset_type, data_id, run, _) in zip(plans, items):
-                refs += registry.insert_datasets(dataset_type, [data_id], run, ids=[plan.dataset_id])
+                refs += registry.datasets.insert(
+                    dataset_type, run, [data_id], ids=[plan.dataset_id], records_checked=True
+                )
             datastore.record(conn, plans)
     except BaseException:
         registry.reset_caches()

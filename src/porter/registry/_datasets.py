@@ -83,6 +83,8 @@ class DatasetManager:
         run: str,
         data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
         ids: Sequence[uuid.UUID | str] | None = None,
+        *,
+        records_checked: bool = False,
     ) -> list[DatasetRef]:
         """Register new datasets in a RUN collection and return their references.
 
@@ -90,9 +92,11 @@ class DatasetManager:
         already has a dataset of this type in the run is a
         `ConflictingDefinitionError`; a data ID naming a dimension record that
         does not exist is a `DataIdError`.  Either way nothing is written.
+        ``records_checked`` skips that last check, for callers that just found
+        the data IDs in the registry (a put expands its data ID first).
         """
         with paused_gc():
-            return self._insert(dataset_type, run, data_ids, ids)
+            return self._insert(dataset_type, run, data_ids, ids, records_checked)
 
     def _insert(
         self,
@@ -100,6 +104,7 @@ class DatasetManager:
         run: str,
         data_ids: Iterable[Mapping[str, Any] | DataCoordinate],
         ids: Sequence[uuid.UUID | str] | None,
+        records_checked: bool = False,
     ) -> list[DatasetRef]:
         rec = self._dataset_types.get_record(dataset_type)
         run_info = self._run(run)
@@ -111,7 +116,7 @@ class DatasetManager:
             raise DatasetTypeError(f"Got {len(ids)} dataset IDs for {len(values)} data IDs.")
         else:
             hexes = [i.hex if isinstance(i, uuid.UUID) else uuid.UUID(str(i)).hex for i in ids]
-        self._write(rec, run_info, hexes, values, self._now())
+        self._write(rec, run_info, hexes, values, self._now(), check=not records_checked)
         return self._make_refs(rec, run, hexes, values)
 
     def _write(
@@ -121,6 +126,7 @@ class DatasetManager:
         ids: Sequence[str],
         values: Sequence[tuple],
         ingest_date: int,
+        check: bool = True,
     ) -> None:
         """Insert dataset and tags rows; ``ids`` are 32-digit hex UUIDs."""
         if not ids:
@@ -131,7 +137,8 @@ class DatasetManager:
         type_id, run_id = rec.id, run_info.id
         try:
             with db.transaction(savepoint=True) as conn:
-                self._check_dimension_records(conn, rec, values)
+                if check:
+                    self._check_dimension_records(conn, rec, values)
                 for chunk in batches(range(len(ids))):
                     db.bulk_insert(
                         conn,
