@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from peer import EXPORTS
+from porter import Butler
 from porter.cli import app
 
 runner = CliRunner()
@@ -174,3 +175,9 @@ def test_demo_main_job_runs_as_a_console_script(tmp_path: Path) -> None:
     assert "Visits per band" in out and "160" in out and "111" in out
     assert "hsc_rings_v1" in out
     assert "overlapping tract 9615 patch 14 of hsc_rings_v1 (914 found" in out
+    assert "Stored 320 datasets" in out and "fsck --checksums: clean" in out  # 160 visits x 2
+    with Butler(tmp_path / "demo") as butler:
+        refs = butler.query_datasets("visitSummary", "demo/visit-summaries")
+        assert len(refs) == 160
+        visit = refs[0].data_id["visit"]
+        assert butler.get(refs[0])["visit"].to_pylist() == [visit]
