@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from ..datastore import Datastore, LocationRow, ResourceURI
 from ..datastore._transfer import TRANSFER_MODES, Adoption, resolve_transfer, transfer_file
 from ..errors import ArtifactMissingError, DatastoreError, ExportFormatError
-from ..registry import CollectionType, DatasetRef, Registry
+from ..registry import DatasetRef, Registry
 from ._ingest import FileDataset, ingest_files
+from ._io import ensure_run
 
 if TYPE_CHECKING:
     from ._butler import Butler
@@ -248,10 +249,6 @@ def _bring_definitions(
                 if records:
                     registry.insert_dimension_records(element, records, skip_existing=True)
         for run in {r.run for r in refs}:
-            info = registry.collections.find(run)
-            if info is None:
-                registry.collections.register(run, CollectionType.RUN)
-            elif info.type is not CollectionType.RUN:
-                raise DatastoreError(f"{run!r} is a {info.type.name} collection in the target repository.")
+            ensure_run(registry, run, "transferred datasets go to RUN collections of the same name")
     with contextlib.suppress(Exception):
         registry.reset_caches()

@@ -20,8 +20,9 @@ import sqlalchemy
 from ..datastore import Datastore, ResourceURI
 from ..datastore._transfer import Adoption, remove_sources
 from ..dimensions import DataCoordinate
-from ..errors import DatasetTypeError, DatastoreError
-from ..registry import CollectionType, DatasetRef, Registry
+from ..errors import DatasetTypeError
+from ..registry import DatasetRef, Registry
+from ._io import ensure_run
 
 if TYPE_CHECKING:
     from ._io import DataIdExpander
@@ -173,12 +174,6 @@ def _register_new(registry: Registry, refs: Sequence[DatasetRef]) -> None:
     for r in refs:
         groups[(r.dataset_type.name, r.run)].append(r)
     for run in {run for _, run in groups}:
-        info = registry.collections.find(run)
-        if info is None:
-            registry.collections.register(run, CollectionType.RUN)
-        elif info.type is not CollectionType.RUN:
-            raise DatastoreError(
-                f"{run!r} is a {info.type.name} collection; datasets are ingested into RUNs."
-            )
+        ensure_run(registry, run, "datasets are ingested into RUN collections")
     for (type_name, run), group in groups.items():
         registry.insert_datasets(type_name, [r.data_id for r in group], run, ids=[r.id for r in group])

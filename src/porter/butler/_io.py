@@ -182,17 +182,20 @@ def resolve_for_put(
         raise MissingCollectionError(
             "put() needs a RUN collection: pass run=… or create the butler with Butler(root, run=…)."
         )
-    info = registry.collections.find(run)
-    if info is None:
-        registry.collections.register(run, CollectionType.RUN)
-    elif info.type is not CollectionType.RUN:
-        raise MissingCollectionError(
-            f"{run!r} is a {info.type.name} collection; put() writes to RUN collections."
-        )
+    ensure_run(registry, run, "put() writes to RUN collections")
     did = DataCoordinate.standardize(
         data_id, universe=registry.universe, dimensions=dataset_type.dimensions, allow_extra=True, **kwargs
     )
     return dataset_type, did, run, uuid.uuid4()
+
+
+def ensure_run(registry: Registry, run: str, why: str) -> None:
+    """Register ``run`` as a RUN collection if it does not exist; refuse another collection type."""
+    info = registry.collections.find(run)
+    if info is None:
+        registry.collections.register(run, CollectionType.RUN)
+    elif info.type is not CollectionType.RUN:
+        raise MissingCollectionError(f"{run!r} is a {info.type.name} collection; {why}.")
 
 
 def put(
