@@ -69,6 +69,7 @@ class DataIdExpander:
         self._registry = registry
         self._cache: OrderedDict[tuple[DimensionGroup, tuple, bool], DataCoordinate] = OrderedDict()
         self._size = size
+        self._last_miss: dict[DimensionGroup, tuple] = {}  # to guess which dimension puts iterate over
 
     def expand(self, data_id: DataCoordinate, with_records: bool = False) -> DataCoordinate:
         key = (data_id.dimensions, data_id.required_values, with_records)
@@ -97,16 +98,22 @@ class DataIdExpander:
     def _prefetch(self, data_id: DataCoordinate, with_records: bool) -> DataCoordinate | None:
         """Expand the data ID's siblings too (every detector of its visit), in one query.
 
-        Puts come in runs over the last dimension (all detectors of a visit);
-        one query for the run instead of one per put.  Returns the wanted data
-        ID if the batch held it.
+        Puts come in runs over one dimension (all detectors of a visit); the
+        dimension that changed between this miss and the previous one is the
+        one left free, so a run costs one query instead of one per put.
+        Returns the wanted data ID if the batch held it.
         """
         group = data_id.dimensions
-        required = group.required
-        if len(required) < 2:
+        previous = self._last_miss.get(group)
+        self._last_miss[group] = data_id.required_values
+        if previous is None:
             return None
-        partial = dict(zip(required[:-1], data_id.required_values[:-1]))
-        batch = self._registry.query_data_ids(group.names, data_id=partial, limit=_PREFETCH)
+        required = group.required
+        differing = [i for i, (a, b) in enumerate(zip(previous, data_id.required_values)) if a != b]
+        if len(differing) != 1:
+            return None
+        fixed = {n: v for i, (n, v) in enumerate(zip(required, data_id.required_values)) if i != differing[0]}
+        batch = self._registry.query_data_ids(group.names, data_id=fixed, limit=_PREFETCH)
         if with_records:
             batch = attach_records(self._registry, batch)
         wanted = None
@@ -221,15 +228,19 @@ def put(
     template = datastore.template_for(dataset_type)
     needs_records = any("." in n for n in template.names)
     full = expander.expand(data_id, with_records=needs_records)
-    if registry.find_dataset(dataset_type, full, collections=[run]) is not None:
-        raise ConflictingDefinitionError(
-            f"{what} already exists; porter never overwrites a dataset. Remove it first "
-            "(butler.prune_datasets) or put into another run."
-        )
     plan = datastore.plan(
         dataset_type, full.mapping, run, dataset_id, records=full.records if needs_records else None
     )
-    return commit_writes(registry, datastore, [plan], [(dataset_type, full, run, native)])[0]
+    # No look-up for an existing dataset first: the same type, data ID and run give
+    # the same path, whose journal row (a primary key) refuses a second writer, and
+    # the registry's unique constraint refuses a dataset registered without a file.
+    try:
+        return commit_writes(registry, datastore, [plan], [(dataset_type, full, run, native)])[0]
+    except ConflictingDefinitionError as exc:
+        raise ConflictingDefinitionError(
+            f"{what} already exists; porter never overwrites a dataset. Remove it first "
+            f"(butler.prune_datasets) or put into another run. ({exc})"
+        ) from None
 
 
 def commit_writes(

@@ -231,18 +231,19 @@ class Datastore:
             )
         try:
             with self.db.transaction() as conn:
-                for start in range(0, len(paths), _TAKEN_BLOCK):
-                    taken = self.tables.taken(conn, paths[start : start + _TAKEN_BLOCK])
-                    if taken:
-                        raise ConflictingDefinitionError(
-                            f"The datastore already has a file at {sorted(taken)[0]!r}; a dataset with the "
-                            "same type, data ID and run exists (or is being written). porter never overwrites "
-                            "a dataset: remove it first or put into another run."
-                        )
                 self.tables.reserve(conn, paths, states)
         except sqlalchemy.exc.IntegrityError:
+            # The path is the primary key: someone stored (or is storing) a file there.
+            # Find which, for the message (only on this rare path).
+            with self.db.reading() as conn:
+                taken: set[str] = set()
+                for start in range(0, len(paths), _TAKEN_BLOCK):
+                    taken |= self.tables.taken(conn, paths[start : start + _TAKEN_BLOCK])
+            example = sorted(taken)[0] if taken else paths[0]
             raise ConflictingDefinitionError(
-                f"Another writer is storing a file at one of {paths[:3]}; porter never overwrites a dataset."
+                f"The datastore already has a file at {example!r}: a dataset with the same type, data ID "
+                "and run exists (or another process is writing it). porter never overwrites a dataset: "
+                "remove it first or put into another run."
             ) from None
 
     def write(self, plan: WritePlan, native: Any) -> None:

@@ -23,7 +23,9 @@ class YamlFormatter(Formatter):
     extension = ".yaml"
 
     def write(self, obj: Any, path: Path) -> None:
-        path.write_text(yaml.safe_dump(obj, sort_keys=False), encoding="utf-8")
+        # libyaml's dumper (when present) is ~10x faster than the pure-Python one.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        path.write_text(yaml.dump(obj, Dumper=dumper, sort_keys=False), encoding="utf-8")
 
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> Any:
         return yaml.load(uri.read(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
