@@ -67,6 +67,7 @@ class DatastoreTables:
 
     def __init__(self, db: Any, metadata: MetaData, dataset_table: Table):
         self._db = db
+        self._one_sql: str | None = None  # the single-dataset location query, in the driver's dialect
         self.dataset = dataset_table
         self.artifact = Table(
             "datastore_artifact",
@@ -168,6 +169,11 @@ class DatastoreTables:
         a, loc = self.artifact, self.location
         out: dict[uuid.UUID, LocationRow] = {}
         ids = list(dataset_ids)
+        if len(ids) == 1:  # a get: skip SQLAlchemy's statement building (~0.3 ms of a 0.5 ms get)
+            row = conn.exec_driver_sql(self._one_location_sql(conn), (ids[0].hex,)).first()
+            if row is not None:
+                out[ids[0]] = LocationRow(ids[0], row[0], row[1], row[2], row[3], row[4])
+            return out
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
             rows = conn.execute(
@@ -182,6 +188,17 @@ class DatastoreTables:
                     r.dataset_id, r.path, r.formatter, r.storage_class, r.size, r.checksum
                 )
         return out
+
+    def _one_location_sql(self, conn: sqlalchemy.Connection) -> str:
+        if self._one_sql is None:
+            prep = conn.dialect.identifier_preparer
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            self._one_sql = (
+                f"SELECT l.path, l.formatter, l.storage_class, a.size, a.checksum "
+                f"FROM {prep.format_table(self.location)} AS l JOIN {prep.format_table(self.artifact)} AS a "
+                f"ON a.path = l.path WHERE l.dataset_id = {mark} AND a.state = '{STORED}'"
+            )
+        return self._one_sql
 
     def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
         """Remove the locations of these datasets; mark artifacts no dataset uses any more ``deleting``.
