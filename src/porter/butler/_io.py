@@ -8,6 +8,7 @@ collection search path) and reads its file with the formatter that wrote it.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
@@ -69,14 +70,16 @@ class DataIdExpander:
         self._registry = registry
         self._cache: OrderedDict[tuple[DimensionGroup, tuple, bool], DataCoordinate] = OrderedDict()
         self._size = size
+        self._lock = threading.Lock()
         self._last_miss: dict[DimensionGroup, tuple] = {}  # to guess which dimension puts iterate over
 
     def expand(self, data_id: DataCoordinate, with_records: bool = False) -> DataCoordinate:
         key = (data_id.dimensions, data_id.required_values, with_records)
-        found = self._cache.get(key)
-        if found is not None:
-            self._cache.move_to_end(key)
-            return found
+        with self._lock:
+            found = self._cache.get(key)
+            if found is not None:
+                self._cache.move_to_end(key)
+                return found
         if not data_id.dimensions.names:
             full = data_id
         else:
@@ -124,9 +127,10 @@ class DataIdExpander:
         return wanted
 
     def _remember(self, key: tuple[DimensionGroup, tuple, bool], full: DataCoordinate) -> None:
-        self._cache[key] = full
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
+        with self._lock:  # puts from several threads share the cache
+            self._cache[key] = full
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
 
     def expand_many(
         self, data_ids: Sequence[DataCoordinate], with_records: bool = False

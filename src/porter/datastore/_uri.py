@@ -281,6 +281,10 @@ def s3_endpoint_url() -> str | None:
     return os.environ.get("PORTER_S3_ENDPOINT_URL") or None
 
 
+_FIRST_READ = 8 << 20
+"""Bytes fetched by the first GET of `S3URI.open_read` (objects up to this size take one request)."""
+
+
 def s3_client() -> Any:
     """A boto3 S3 client for the configured endpoint (one per process and endpoint)."""
     endpoint = s3_endpoint_url()
@@ -366,7 +370,25 @@ class S3URI(ResourceURI):
         return bytes(response["Body"].read())
 
     def open_read(self) -> IO[bytes]:
-        return io.BufferedReader(_S3RangeReader(self, self.size()), buffer_size=1 << 20)
+        # One GET for the first bytes: a small object (a catalog, a dict) is then
+        # read whole in one request; a large one (an image to cut out) continues
+        # with ranged GETs, its total size known from the same response.
+        try:
+            response = s3_client().get_object(
+                Bucket=self.bucket, Key=self.key, Range=f"bytes=0-{_FIRST_READ - 1}"
+            )
+        except Exception as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(str(self)) from None
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "InvalidRange":  # empty object
+                return io.BytesIO(b"")
+            raise
+        head = bytes(response["Body"].read())
+        content_range = response.get("ContentRange") or ""
+        total = int(content_range.rsplit("/", 1)[1]) if "/" in content_range else len(head)
+        if total <= len(head):
+            return io.BytesIO(head)
+        return io.BufferedReader(_S3RangeReader(self, total, head), buffer_size=1 << 20)
 
     def write(self, data: bytes, *, exclusive: bool = False) -> None:
         extra = {"IfNoneMatch": "*"} if exclusive else {}
@@ -425,10 +447,11 @@ class _S3RangeReader(io.RawIOBase):
     without downloading the whole object.
     """
 
-    def __init__(self, uri: S3URI, size: int):
+    def __init__(self, uri: S3URI, size: int, head: bytes = b""):
         self._uri = uri
         self._size = size
         self._pos = 0
+        self._head = head  # the object's first bytes, already fetched
 
     def readable(self) -> bool:
         return True
@@ -448,7 +471,10 @@ class _S3RangeReader(io.RawIOBase):
         n = min(len(buffer), self._size - self._pos)
         if n <= 0:
             return 0
-        data = self._uri.read_range(self._pos, n)
+        if self._pos < len(self._head):
+            data = self._head[self._pos : self._pos + n]
+        else:
+            data = self._uri.read_range(self._pos, n)
         buffer[: len(data)] = data
         self._pos += len(data)
         return len(data)
