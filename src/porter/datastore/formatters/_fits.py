@@ -75,7 +75,9 @@ def _wcs(header: fits.Header) -> WCS | None:
 _BITPIX = {8: "u1", 16: "i2", 32: "i4", 64: "i8", -32: "f4", -64: "f8"}
 
 
-def _read_plain(hdu: Any, stream: Any) -> np.ndarray | None:
+def _read_plain(
+    hdu: Any, stream: Any, rows: slice | None = None, cols: slice | None = None
+) -> np.ndarray | None:
     """An unscaled image plane read straight into a native-endian array (or None: use astropy).
 
     astropy reads a plane through intermediate buffers and converts it from
@@ -93,28 +95,43 @@ def _read_plain(hdu: Any, stream: Any) -> np.ndarray | None:
         or not hasattr(stream, "readinto")
     ):
         return None
-    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-    out = np.empty(shape, dtype=">" + _BITPIX[header["BITPIX"]])
-    stream.seek(offset)
-    view = out.data.cast("B")
-    filled = 0
-    while filled < len(view):
-        n = stream.readinto(view[filled:])
-        if not n:
-            raise OSError(f"the image data ends after {filled} of {len(view)} bytes (truncated file)")
-        filled += n
+    height, width = int(header["NAXIS2"]), int(header["NAXIS1"])
+    dtype = np.dtype(">" + _BITPIX[header["BITPIX"]])
+    if rows is None or cols is None:  # the whole plane, in one read
+        out = np.empty((height, width), dtype=dtype)
+        stream.seek(offset)
+        _fill(stream, out.data.cast("B"))
+    else:  # a cut-out: one read per row, of just the columns wanted
+        out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=dtype)
+        for i, y in enumerate(range(rows.start, rows.stop)):
+            stream.seek(offset + (y * width + cols.start) * dtype.itemsize)
+            _fill(stream, out[i].data.cast("B"))
     if out.dtype.byteorder not in ("=", "|") and out.dtype.itemsize > 1:
         out.byteswap(inplace=True)
         out = out.view(out.dtype.newbyteorder("="))
     return out
 
 
+def _fill(stream: Any, view: memoryview) -> None:
+    filled = 0
+    while filled < len(view):
+        n = stream.readinto(view[filled:])
+        if not n:
+            raise OSError(f"the image data ends after {filled} of {len(view)} bytes (truncated file)")
+        filled += n
+
+
 def _section(hdu: Any, box: BBox | None, xy0: tuple[int, int], stream: Any = None) -> np.ndarray:
-    if box is None:
-        if stream is not None:
+    if stream is not None:
+        if box is None:
             plain = _read_plain(hdu, stream)
-            if plain is not None:
-                return plain
+        else:
+            rows = slice(box.y0 - xy0[1], box.y1 - xy0[1])
+            cols = slice(box.x0 - xy0[0], box.x1 - xy0[0])
+            plain = _read_plain(hdu, stream, rows, cols)
+        if plain is not None:
+            return plain
+    if box is None:
         data = hdu.data
     else:
         data = hdu.section[box.y0 - xy0[1] : box.y1 - xy0[1], box.x0 - xy0[0] : box.x1 - xy0[0]]
