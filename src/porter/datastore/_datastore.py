@@ -325,6 +325,9 @@ class Datastore:
     # --- reading -----------------------------------------------------------------------------------
 
     def locations(self, dataset_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, LocationRow]:
+        if len(dataset_ids) == 1:
+            found = self.tables.location_of(dataset_ids[0])
+            return {} if found is None else {dataset_ids[0]: found}
         with self.db.reading() as conn:
             return self.tables.locations(conn, dataset_ids)
 

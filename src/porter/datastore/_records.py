@@ -169,11 +169,6 @@ class DatastoreTables:
         a, loc = self.artifact, self.location
         out: dict[uuid.UUID, LocationRow] = {}
         ids = list(dataset_ids)
-        if len(ids) == 1:  # a get: skip SQLAlchemy's statement building (~0.3 ms of a 0.5 ms get)
-            row = conn.exec_driver_sql(self._one_location_sql(conn), (ids[0].hex,)).first()
-            if row is not None:
-                out[ids[0]] = LocationRow(ids[0], row[0], row[1], row[2], row[3], row[4])
-            return out
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
             rows = conn.execute(
@@ -189,16 +184,20 @@ class DatastoreTables:
                 )
         return out
 
-    def _one_location_sql(self, conn: sqlalchemy.Connection) -> str:
+    def location_of(self, dataset_id: uuid.UUID) -> LocationRow | None:
+        """One dataset's location: a get's look-up, on the driver directly (~0.1 ms instead of ~0.3)."""
         if self._one_sql is None:
-            prep = conn.dialect.identifier_preparer
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            prep = self._db.engine.dialect.identifier_preparer
             self._one_sql = (
                 f"SELECT l.path, l.formatter, l.storage_class, a.size, a.checksum "
                 f"FROM {prep.format_table(self.location)} AS l JOIN {prep.format_table(self.artifact)} AS a "
-                f"ON a.path = l.path WHERE l.dataset_id = {mark} AND a.state = '{STORED}'"
+                f"ON a.path = l.path WHERE l.dataset_id = {self._db.param_mark} AND a.state = '{STORED}'"
             )
-        return self._one_sql
+        rows = self._db.fetch_raw(self._one_sql, (dataset_id.hex,))
+        if not rows:
+            return None
+        path, formatter, storage_class, size, checksum = rows[0]
+        return LocationRow(dataset_id, path, formatter, storage_class, size, checksum)
 
     def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
         """Remove the locations of these datasets; mark artifacts no dataset uses any more ``deleting``.

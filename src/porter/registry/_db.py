@@ -183,6 +183,35 @@ class Database:
         with self.engine.connect() as conn, conn.begin():
             yield conn
 
+    def fetch_raw(self, sql: str, params: Sequence[Any]) -> list[tuple]:
+        """Rows of one driver-level query, without SQLAlchemy's transaction machinery.
+
+        For the hottest single-row look-ups (a get's file location): a pooled
+        DBAPI connection in autocommit (SQLite) or rolled back after (PostgreSQL).
+        ``sql`` uses the driver's parameter style (`param_mark`).
+        """
+        current = self._current
+        if current is not None:
+            return [tuple(r) for r in current.exec_driver_sql(sql, tuple(params)).all()]
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                cursor.execute(sql, tuple(params))
+                rows = [tuple(r) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
+            if self.dialect != "sqlite":
+                raw.rollback()
+            return rows
+        finally:
+            raw.close()
+
+    @property
+    def param_mark(self) -> str:
+        """The DBAPI driver's positional parameter marker."""
+        return "?" if self.dialect == "sqlite" else "%s"
+
     def retrying(self, func: Callable[[], _T], attempts: int = 6) -> _T:
         """Run ``func`` (which opens its own transaction) again after deadlocks."""
         delay = 0.05
