@@ -31,7 +31,9 @@ class ParquetFormatter(Formatter):
             for f in obj.schema
             if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_binary(f.type)
         ]
-        pq.write_table(obj, path, compression="zstd", use_dictionary=text or False)
+        # Snappy, Parquet's usual codec: decoding 1 MB takes ~0.35 ms against zstd's ~1 ms,
+        # for files ~5% larger on real catalogs' float columns.
+        pq.write_table(obj, path, compression="snappy", use_dictionary=text or False)
 
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> pa.Table:
         columns = parameters.get("columns")
