@@ -60,6 +60,21 @@ def timed(results: dict[str, float], name: str, func: Callable[[], Any]) -> Any:
     return value
 
 
+def put_get_steps(r: dict[str, float], butler: Any, dids: list[Any], args: argparse.Namespace) -> None:
+    """The side-by-side steps: both butlers have put(obj, type, data_id) and get(ref)."""
+    refs = timed(
+        r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]]
+    )
+    timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
+    tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
+    refs = timed(
+        r,
+        "put 1 MB tables",
+        lambda: [butler.put(tables[i % len(tables)], "table", d) for i, d in enumerate(dids[: args.tables])],
+    )
+    timed(r, "get 1 MB tables", lambda: [butler.get(ref) for ref in refs])
+
+
 def visits_for(n: int) -> list[syn.Visit]:
     return syn.visits(max(1, -(-n // 189)))
 
@@ -91,17 +106,7 @@ def run_porter(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
     butler.register_dataset_type("table", ["instrument", "visit", "detector"], "ArrowTable")
     butler.register_dataset_type("image", ["instrument", "visit", "detector"], "ImageF")
     butler.register_dataset_type("raw", ["instrument", "visit", "detector"], "Bytes")
-    refs = timed(
-        r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]]
-    )
-    timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
-    tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
-    refs = timed(
-        r,
-        "put 1 MB tables",
-        lambda: [butler.put(tables[i % len(tables)], "table", d) for i, d in enumerate(dids[: args.tables])],
-    )
-    timed(r, "get 1 MB tables", lambda: [butler.get(ref) for ref in refs])
+    put_get_steps(r, butler, dids, args)
 
     image = np.random.default_rng(1).normal(size=(IMAGE_SIDE, IMAGE_SIDE)).astype(np.float32)
     raw = workdir / "raw-image.bin"
@@ -247,17 +252,7 @@ def run_daf(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
         butler.registry.registerDatasetType(
             DatasetType(name, ["instrument", "visit", "detector"], sc, universe=u)
         )
-    refs = timed(
-        r, "put small dicts", lambda: [butler.put(SMALL_DICT, "summary", d) for d in dids[: args.dicts]]
-    )
-    timed(r, "get small dicts", lambda: [butler.get(ref) for ref in refs])
-    tables = [one_mb_table(i) for i in range(min(args.tables, 16))]
-    refs = timed(
-        r,
-        "put 1 MB tables",
-        lambda: [butler.put(tables[i % len(tables)], "table", d) for i, d in enumerate(dids[: args.tables])],
-    )
-    timed(r, "get 1 MB tables", lambda: [butler.get(ref) for ref in refs])
+    put_get_steps(r, butler, dids, args)
     return r
 
 
