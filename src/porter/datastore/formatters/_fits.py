@@ -95,8 +95,16 @@ def _read_plain(
         or not hasattr(stream, "readinto")
     ):
         return None
-    height, width = int(header["NAXIS2"]), int(header["NAXIS1"])
-    dtype = np.dtype(">" + _BITPIX[header["BITPIX"]])
+    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    return _read_array(stream, offset, int(header["BITPIX"]), shape, rows, cols)
+
+
+def _read_array(
+    stream: Any, offset: int, bitpix: int, shape: tuple[int, int], rows: slice | None, cols: slice | None
+) -> np.ndarray:
+    """The plane at ``offset`` (or its ``rows`` x ``cols`` section), native-endian."""
+    height, width = shape
+    dtype = np.dtype(">" + _BITPIX[bitpix])
     if rows is None or cols is None:  # the whole plane, in one read
         out = np.empty((height, width), dtype=dtype)
         stream.seek(offset)
@@ -110,6 +118,52 @@ def _read_plain(
         out.byteswap(inplace=True)
         out = out.view(out.dtype.newbyteorder("="))
     return out
+
+
+_CARD, _BLOCK = 80, 2880
+
+
+def _simple_primary(stream: Any) -> tuple[int, int, tuple[int, int]] | None:
+    """(data offset, BITPIX, shape) of an unscaled 2-d primary image, from its header cards.
+
+    Parsing the few cards needed takes ~20 µs, against ~0.3 ms for astropy's
+    full header; a cut-out's other costs are smaller than that.  Anything
+    unusual (scaling, more axes, a malformed header) returns None, and
+    astropy reads the file instead.
+    """
+    cards: dict[str, str] = {}
+    offset = 0
+    while True:
+        block = stream.read(_BLOCK)
+        if len(block) < _BLOCK:
+            return None
+        offset += _BLOCK
+        for i in range(0, _BLOCK, _CARD):
+            card = block[i : i + _CARD].decode("ascii", "replace")
+            key = card[:8].strip()
+            if key == "END":
+                try:
+                    if cards.get("SIMPLE") != "T" or int(cards.get("NAXIS", "0")) != 2:
+                        return None
+                    if float(cards.get("BSCALE", "1")) != 1 or float(cards.get("BZERO", "0")) != 0:
+                        return None
+                    bitpix = int(cards["BITPIX"])
+                    shape = (int(cards["NAXIS2"]), int(cards["NAXIS1"]))
+                except (KeyError, ValueError):
+                    return None
+                return (offset, bitpix, shape) if bitpix in _BITPIX else None
+            if card[8:10] == "= " and key in (
+                "SIMPLE",
+                "BITPIX",
+                "NAXIS",
+                "NAXIS1",
+                "NAXIS2",
+                "BSCALE",
+                "BZERO",
+            ):
+                cards[key] = card[10:].split("/", 1)[0].strip()
+        if offset > 100 * _BLOCK:
+            return None
 
 
 def _fill(stream: Any, view: memoryview) -> None:
@@ -188,6 +242,16 @@ class FitsImageFormatter(Formatter):
         fits.PrimaryHDU(np.asarray(obj)).writeto(path, output_verify="exception")
 
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> np.ndarray:
+        with uri.open_read() as f:
+            layout = _simple_primary(f) if hasattr(f, "readinto") else None
+            if layout is not None:
+                offset, bitpix, shape = layout
+                box = _box(parameters, shape, (0, 0))
+                rows = cols = None
+                if box is not None:
+                    rows, cols = slice(box.y0, box.y1), slice(box.x0, box.x1)
+                return _read_array(f, offset, bitpix, shape, rows, cols)
+            f.seek(0)
         with uri.open_read() as f, _strict(), fits.open(f, lazy_load_hdus=True, memmap=False) as hdul:
             hdu = hdul[0]
             shape = (int(hdu.header["NAXIS2"]), int(hdu.header["NAXIS1"]))
