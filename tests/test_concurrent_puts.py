@@ -88,3 +88,30 @@ def test_concurrent_puts_postgresql_s3(tmp_path: Path, pg_server: str, s3_server
     finally:
         butler.close()
         drop_schema(_pg_url(), schema)
+
+
+def test_threaded_puts_and_gets_share_one_butler(
+    tmp_path: Path, rc2_template: Path, datastore_root: str | None
+) -> None:
+    """One Butler used from 8 threads (as bench/io.py does for S3): every put lands once and reads back."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import rc2_repo
+
+    butler = rc2_repo(tmp_path / "repo", datastore_root, rc2_template, run=RUN)
+    butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
+    detectors = list(range(0, 80))
+
+    def put(detector: int) -> object:
+        return butler.put(
+            _table(detector % 8, detector), "src", instrument="HSC", visit=1228, detector=detector
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        refs = list(pool.map(put, detectors))
+        tables = list(pool.map(butler.get, refs))
+    assert len({r.id for r in refs}) == len(detectors)
+    for detector, table in zip(detectors, tables):
+        assert table.equals(_table(detector % 8, detector))
+    assert len(butler.query_datasets("src", RUN)) == len(detectors)
+    assert butler.fsck(checksums=True, grace=0).ok
