@@ -16,7 +16,7 @@ import pytest
 
 from conftest import rc2_repo
 from porter import Butler, DatasetRef, FileDataset
-from porter.datastore.formatters import FitsExposureFormatter
+from porter.datastore.formatters import FitsExposureFormatter, ParquetFormatter
 from porter.errors import (
     ConflictingDefinitionError,
     DataIdError,
@@ -159,7 +159,9 @@ def test_one_file_many_datasets(local_butler: Butler, tmp_path: Path) -> None:
     path = _write_catalogs(tmp_path / "in", [10])[10]
     src = local_butler.get_dataset_type("src")
     refs = [DatasetRef(src, {"instrument": "HSC", "visit": 1228, "detector": d}, RUN) for d in (10, 11)]
-    local_butler.ingest(FileDataset(path, refs), transfer="copy")
+    local_butler.ingest(
+        FileDataset(path, refs, formatter=ParquetFormatter), transfer="copy"
+    )  # a class works too
     uris = local_butler.get_many_uris(refs)
     assert len(set(uris.values())) == 1
     assert local_butler.get(refs[1]).equals(pq.read_table(path))

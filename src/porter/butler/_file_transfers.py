@@ -9,7 +9,6 @@ share, idempotent, and needed to name the incoming files by template.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -17,16 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..datastore import Datastore, LocationRow, ResourceURI
-from ..datastore._transfer import TRANSFER_MODES, Adoption, resolve_transfer, transfer_file
-from ..errors import ArtifactMissingError, DatastoreError, ExportFormatError
+from ..datastore._transfer import Adoption, check_transfer_mode, resolve_transfer, transfer_file
+from ..errors import ArtifactMissingError, DatastoreError, ExportFormatError, MissingDatasetTypeError
 from ..registry import DatasetRef, Registry
 from ._ingest import FileDataset, ingest_files
 from ._io import ensure_run
+from .transfers import ExportWriter, ImportPlan, apply_contents, apply_definitions, plan_refs
 
 if TYPE_CHECKING:
     from ._butler import Butler
     from ._io import DataIdExpander
-    from .transfers import ExportWriter, ImportPlan
 
 __all__ = ["copy_out", "export_files", "import_files", "transfer_datasets"]
 
@@ -128,8 +127,6 @@ def import_files(
     step: Callable[[str], None],
 ) -> dict[str, int]:
     """`Butler.import_` with files: definitions, then files + datasets + collections together."""
-    from .transfers import apply_contents, apply_definitions, plan_refs
-
     root = ResourceURI.from_string(directory)
     refs = plan_refs(plan)
     by_file: dict[str, list[DatasetRef]] = defaultdict(list)
@@ -183,12 +180,7 @@ def transfer_datasets(
     transfer_dimensions: bool,
 ) -> list[DatasetRef]:
     """`Butler.transfer_from`: datasets of ``source`` (with their files) into ``target``, keeping UUIDs."""
-    from .transfers import ExportWriter
-
-    if transfer not in TRANSFER_MODES:
-        raise DatastoreError(
-            f"Unknown transfer mode {transfer!r}; choose one of {', '.join(TRANSFER_MODES)}."
-        )
+    check_transfer_mode(transfer)
     if transfer in ("auto", "move"):
         # Another repository's files are copied: linking would tie this one to it, moving would damage it.
         transfer = "copy"
@@ -206,7 +198,7 @@ def transfer_datasets(
     refs = [r for r in refs if r.id in locations]
     if not refs:
         return []
-    _bring_definitions(target, source, refs, register_dataset_types, transfer_dimensions, ExportWriter)
+    _bring_definitions(target, source, refs, register_dataset_types, transfer_dimensions)
     by_path: dict[str, list[DatasetRef]] = defaultdict(list)
     for r in refs:
         by_path[locations[r.id].path].append(r)
@@ -223,15 +215,14 @@ def _bring_definitions(
     refs: Sequence[DatasetRef],
     register_dataset_types: bool,
     transfer_dimensions: bool,
-    writer_class: Any,
 ) -> None:
     """Dataset types, runs and (when asked) dimension records the transferred datasets need."""
     registry = target.registry
-    with registry.transaction():
+    with target.transaction():  # all or nothing, registry caches reset on failure
         for dt in {r.dataset_type.name: r.dataset_type for r in refs}.values():
             try:
                 have = registry.get_dataset_type(dt.name)
-            except Exception:
+            except MissingDatasetTypeError:
                 if not register_dataset_types:
                     raise
                 registry.register_dataset_type(dt)
@@ -242,7 +233,7 @@ def _bring_definitions(
                     "transfer_from will not convert it."
                 )
         if transfer_dimensions:
-            writer = writer_class(source.registry)
+            writer = ExportWriter(source.registry)
             writer.add_dimension_data([r.data_id for r in refs])
             for element in registry.universe.sorted_names(writer.records):
                 records = list(writer.records[element].values())
@@ -250,5 +241,3 @@ def _bring_definitions(
                     registry.insert_dimension_records(element, records, skip_existing=True)
         for run in {r.run for r in refs}:
             ensure_run(registry, run, "transferred datasets go to RUN collections of the same name")
-    with contextlib.suppress(Exception):
-        registry.reset_caches()

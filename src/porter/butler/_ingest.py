@@ -158,14 +158,8 @@ def _plan(
             head = refs[0]
             refs = [DatasetRef(head.dataset_type, full, head.run, head.id), *refs[1:]]
         records = full.records if full is not None and full.has_records else None
-        out.append(datastore.plan_adoption(source, transfer, refs, _formatter_name(fd.formatter), records))
+        out.append(datastore.plan_adoption(source, transfer, refs, fd.formatter, records))
     return out
-
-
-def _formatter_name(formatter: str | type | None) -> str | None:
-    if formatter is None or isinstance(formatter, str):
-        return formatter
-    return f"{formatter.__module__}.{formatter.__qualname__}"
 
 
 def _register_new(registry: Registry, refs: Sequence[DatasetRef]) -> None:

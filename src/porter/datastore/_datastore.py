@@ -36,8 +36,6 @@ from .formatters import Formatter, ReadParameterError
 
 __all__ = ["TEMP_AREA", "Datastore", "WritePlan"]
 
-_LINK_OR_IN_PLACE = frozenset({"link", "symlink", "relsymlink", "hardlink", IN_PLACE})
-
 _TAKEN_BLOCK = 10_000
 """Paths checked per query when reserving (bounds the ``IN`` list)."""
 
@@ -190,7 +188,7 @@ class Datastore:
         source: ResourceURI,
         mode: str,
         refs: Sequence[Any],
-        formatter: str | None,
+        formatter: str | type | None,
         records: Mapping[str, Any] | None = None,
     ) -> Adoption:
         """Decide how an existing file becomes the artifact of ``refs`` (all of one storage class).
@@ -305,8 +303,7 @@ class Datastore:
         are a few system calls each, where threads only add contention.
         """
         made_dirs: set[Path] = set()
-        bulky = any(a.mode not in _LINK_OR_IN_PLACE or not isinstance(a.uri, LocalURI) for a in adoptions)
-        workers = min(8, len(adoptions)) if bulky else 1
+        workers = min(8, len(adoptions)) if any(a.moves_data for a in adoptions) else 1
 
         def one(a: Adoption) -> None:
             transfer_file(a, made_dirs)

@@ -39,7 +39,14 @@ from ._storage_classes import StorageClass
 from ._uri import ArtifactExistsError, LocalURI, ResourceURI
 from .formatters import Formatter
 
-__all__ = ["IN_PLACE", "TRANSFER_MODES", "Adoption", "resolve_transfer", "transfer_file"]
+__all__ = [
+    "IN_PLACE",
+    "TRANSFER_MODES",
+    "Adoption",
+    "check_transfer_mode",
+    "resolve_transfer",
+    "transfer_file",
+]
 
 TRANSFER_MODES = ("auto", "copy", "move", "link", "symlink", "relsymlink", "hardlink", "direct")
 IN_PLACE = "in-place"
@@ -64,9 +71,21 @@ class Adoption:
     written: bool = False
 
     @property
+    def moves_data(self) -> bool:
+        """True when bytes are copied or S3 is involved (worth a thread pool); False for a link or an
+        in-place file on local disk, a few system calls."""
+        return (self.mode not in _LINKS and self.mode != IN_PLACE) or not isinstance(self.uri, LocalURI)
+
+    @property
     def journal_state(self) -> str:
         """``adopting`` for a file porter did not create (a crash must not delete it), else ``writing``."""
         return ADOPTING if self.mode == IN_PLACE else WRITING
+
+
+def check_transfer_mode(mode: str) -> None:
+    """Refuse an unknown transfer mode, listing the known ones."""
+    if mode not in TRANSFER_MODES:
+        raise DatastoreError(f"Unknown transfer mode {mode!r}; choose one of {', '.join(TRANSFER_MODES)}.")
 
 
 def resolve_transfer(mode: str, source: ResourceURI, root: ResourceURI) -> tuple[str, str | None]:
@@ -74,8 +93,7 @@ def resolve_transfer(mode: str, source: ResourceURI, root: ResourceURI) -> tuple
 
     Raises `DatastoreError` for an unknown mode or one the back ends cannot do.
     """
-    if mode not in TRANSFER_MODES:
-        raise DatastoreError(f"Unknown transfer mode {mode!r}; choose one of {', '.join(TRANSFER_MODES)}.")
+    check_transfer_mode(mode)
     inside = source.relative_to(root)
     both_local = isinstance(source, LocalURI) and isinstance(root, LocalURI)
     if mode in ("auto", "direct") and inside is not None:
@@ -160,9 +178,7 @@ def _link_or_copy(src: Path, dest: LocalURI) -> None:
     """A move's first half: a hard link when possible (instant), else an exclusive copy."""
     try:
         os.link(src, dest.path)
-    except FileExistsError:
-        raise
-    except FileNotFoundError:
+    except (FileExistsError, FileNotFoundError):
         raise
     except OSError:
         dest.upload(src, exclusive=True)
