@@ -243,3 +243,12 @@ def test_bad_modes_and_types(butler: Butler, tmp_path: Path) -> None:
     with pytest.raises(DatasetTypeError, match="no DatasetRef"):
         FileDataset(paths[10], [])
     assert _snapshot(butler) == before
+
+
+def test_two_files_for_one_dataset_in_one_call(butler: Butler, tmp_path: Path) -> None:
+    first = _write_catalogs(tmp_path / "a", [10])
+    second = _write_catalogs(tmp_path / "b", [10])
+    before = _snapshot(butler)
+    with pytest.raises(ConflictingDefinitionError, match="Two datasets would be stored"):
+        butler.ingest(*_file_datasets(butler, first), *_file_datasets(butler, second), transfer="copy")
+    assert _snapshot(butler) == before

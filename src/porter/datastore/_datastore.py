@@ -17,6 +17,7 @@ import contextlib
 import os
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -222,7 +223,7 @@ class Datastore:
         paths = [p.path for p in plans]
         states = [p.journal_state if isinstance(p, Adoption) else WRITING for p in plans]
         if len(set(paths)) != len(paths):
-            dup = next(p for p in paths if paths.count(p) > 1)
+            dup = next(p for p, n in Counter(paths).items() if n > 1)  # linear: 10⁵ paths in an ingest
             raise ConflictingDefinitionError(
                 f"Two datasets would be stored at {dup!r}; give each file its own datasets (one FileDataset "
                 "per file) or use a path template that tells them apart."
