@@ -253,7 +253,7 @@ def commit_writes(
     plans: Sequence[WritePlan],
     items: Sequence[tuple[DatasetType, DataCoordinate, str, Any]],
 ) -> list[DatasetRef]:
-    """Reserve, write and register: the crash-safe sequence shared by put and its batch forms."""
+    """Reserve, write and register: the crash-safe sequence of a put (see `porter.datastore._records`)."""
     datastore.reserve(plans)
     try:
         for plan, (_, _, _, native) in zip(plans, items):
