@@ -27,7 +27,9 @@ __all__ = [
     "MissingDatasetError",
     "MissingDatasetTypeError",
     "PathTemplateError",
+    "PipelineDefinitionError",
     "PorterError",
+    "QuantumGraphBuildError",
     "RepositoryError",
     "StorageClassError",
     "did_you_mean",
@@ -156,3 +158,12 @@ class CorruptArtifactError(DatastoreError):
 
 class PathTemplateError(PorterError, ValueError):
     """A file path template that cannot give every dataset its own, safe path."""
+
+
+class PipelineDefinitionError(PorterError, ValueError):
+    """A pipeline or task that cannot be run as written: a YAML typo, an unknown task class,
+    a bad config value, inconsistent dataset types, a cycle, an output made twice."""
+
+
+class QuantumGraphBuildError(PorterError):
+    """A quantum graph that cannot be built: a missing input or prerequisite, an output run in the way."""

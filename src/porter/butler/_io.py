@@ -80,7 +80,8 @@ class DataIdExpander:
             if found is not None:
                 self._cache.move_to_end(key)
                 return found
-        if not data_id.dimensions.names:
+        if all(not self._registry.universe.dimensions[n].has_own_table for n in data_id.dimensions.names):
+            # Only sky pixels (or nothing): their values are the whole data ID and have no records.
             full = data_id
         else:
             prefetched = self._prefetch(data_id, with_records)

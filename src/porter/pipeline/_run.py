@@ -1,0 +1,211 @@
+"""Running a quantum graph: clustering quanta into jobs, dependencies, blocking, progress.
+
+The scheduler lives in the submitting process and is the same for every
+executor: a job is submitted once every quantum it depends on has finished;
+when a quantum fails, every quantum downstream of it is *blocked* (not run)
+while unrelated work continues.  Outcomes are written to the repository by
+the workers themselves, so `restart` needs only the repository.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..registry import CollectionType
+from ._execution import BLOCKED, ExecutionOptions, Job
+from ._executors import Executor
+from ._graph import QuantumGraph
+from ._state import FAILED, SUCCEEDED, RunState
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+__all__ = ["RunSummary", "cluster_quanta", "execute_graph", "prepare_run"]
+
+DEFAULT_CLUSTER_DIMENSIONS = ("visit", "exposure", "tract")
+LOST = "lost"
+
+
+@dataclass
+class RunSummary:
+    """What one execution did."""
+
+    run: str
+    graph_id: int
+    counts: Counter[str] = field(default_factory=Counter)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not (self.counts[FAILED] or self.counts[BLOCKED] or self.counts[LOST])
+
+    @property
+    def failure_rate(self) -> float:
+        done = sum(self.counts.values())
+        return (self.counts[FAILED] + self.counts[LOST]) / done if done else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run,
+            "graph_id": self.graph_id,
+            "counts": dict(self.counts),
+            "failures": self.failures[:50],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def cluster_quanta(
+    graph: QuantumGraph, dimensions: Sequence[str] | None = None, max_size: int = 500
+) -> list[list[str]]:
+    """Group quanta into jobs: a task's quanta sharing values of ``dimensions`` (default visit/exposure/tract).
+
+    Jobs never mix tasks, so job dependencies follow the (acyclic) task graph.
+    A task with none of the dimensions gets one job per quantum.
+    """
+    dims = tuple(DEFAULT_CLUSTER_DIMENSIONS if dimensions is None else dimensions)
+    groups: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for q in graph.quanta:
+        keys = [d for d in dims if d in q.data_id.dimensions.names]
+        key = (q.task, tuple(q.data_id[d] for d in keys)) if keys else (q.task, q.id)
+        groups[key].append(q.id)
+    jobs: list[list[str]] = []
+    for ids in groups.values():
+        jobs.extend(ids[i : i + max_size] for i in range(0, len(ids), max_size))
+    return jobs
+
+
+def prepare_run(butler: Butler, graph: QuantumGraph, label: str = "") -> int:
+    """Register the run and output dataset types, delete ``clobber`` datasets, store the graph; its ID."""
+    for name, dt in graph.dataset_types.items():
+        if name in graph.pipeline.producers():
+            butler.registry.register_dataset_type(dt)
+    butler.registry.collections.register(graph.run, CollectionType.RUN)
+    if graph.clobber:
+        there = butler.registry.datasets.existing_ids([_uuid(h) for h in graph.clobber])
+        refs = [r for r in (butler.get_dataset(i) for i in there) if r is not None]
+        if refs:
+            butler.prune_datasets(refs, purge=True, unstore=True)
+    state = RunState(butler.registry.db)
+    return state.save_graph(graph.run, label or ",".join(graph.pipeline.tasks), len(graph), graph.to_bytes())
+
+
+def _uuid(hex_id: str) -> Any:
+    import uuid
+
+    return uuid.UUID(hex=hex_id)
+
+
+def execute_graph(
+    butler: Butler,
+    graph: QuantumGraph,
+    executor: Executor,
+    *,
+    options: ExecutionOptions | None = None,
+    cluster_by: Sequence[str] | None = None,
+    cluster_size: int = 500,
+    label: str = "",
+    graph_id: int | None = None,
+    on_progress: Callable[[str, int], None] | None = None,
+) -> RunSummary:
+    """Run every quantum of ``graph`` with ``executor``; returns counts and the failures.
+
+    ``on_progress(status, n)`` is called as quanta finish (for progress bars).
+    A job whose worker died (a killed process) counts its quanta as ``lost``;
+    ``porter pipeline restart`` runs them again.
+    """
+    started = time.perf_counter()
+    options = options or ExecutionOptions()
+    if graph_id is None:
+        graph_id = prepare_run(butler, graph, label)
+    summary = RunSummary(graph.run, graph_id)
+    if not graph.quanta:
+        return summary
+    root = str(butler.root)
+    jobs = cluster_quanta(graph, cluster_by, cluster_size)
+    job_of = {qid: i for i, ids in enumerate(jobs) for qid in ids}
+    upstream = graph.upstream
+    waits_on: list[set[int]] = [
+        {job_of[u] for qid in ids for u in upstream[qid] if job_of.get(u, i) != i}
+        for i, ids in enumerate(jobs)
+    ]
+    dependents: dict[int, set[int]] = defaultdict(set)
+    for i, deps in enumerate(waits_on):
+        for d in deps:
+            dependents[d].add(i)
+    remaining = [len(d) for d in waits_on]
+    bad: set[str] = set()  # failed, blocked or lost quanta
+    ready = [i for i, n in enumerate(remaining) if n == 0]
+    in_flight: dict[Future[list[dict[str, Any]]], int] = {}
+    modules = {t.task_class.__module__ for t in graph.pipeline.tasks.values()}
+    executor.prepare(sorted(modules))
+    limit = max(2, executor.workers * 2)
+
+    def report(status: str, n: int) -> None:
+        summary.counts[status] += n
+        if on_progress:
+            on_progress(status, n)
+
+    def finish_job(i: int) -> None:
+        for d in dependents.get(i, ()):
+            remaining[d] -= 1
+            if remaining[d] == 0:
+                ready.append(d)
+
+    while ready or in_flight:
+        while ready and len(in_flight) < limit:
+            i = ready.pop(0)
+            runnable = tuple(q for q in jobs[i] if not (upstream[q] & bad))
+            blocked = [q for q in jobs[i] if upstream[q] & bad]
+            bad.update(blocked)
+            if blocked:
+                report(BLOCKED, len(blocked))
+            if not runnable:
+                finish_job(i)
+                continue
+            in_flight[executor.submit(Job(root, graph_id, runnable, options))] = i
+        if not in_flight:
+            continue
+        done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+        for future in done:
+            i = in_flight.pop(future)
+            try:
+                outcomes = future.result()
+            except Exception as exc:
+                ids = [q for q in jobs[i] if q not in bad]
+                bad.update(ids)
+                summary.failures.append(
+                    {
+                        "task": graph.by_id[ids[0]].task if ids else "?",
+                        "data_id": {},
+                        "status": LOST,
+                        "message": f"{type(exc).__name__}: {exc}",
+                    }
+                )
+                report(LOST, len(ids))
+                finish_job(i)
+                continue
+            for o in outcomes:
+                status = o["status"]
+                if status != SUCCEEDED:
+                    bad.add(o["id"])
+                    if status == FAILED:
+                        q = graph.by_id[o["id"]]
+                        summary.failures.append(
+                            {
+                                "task": q.task,
+                                "data_id": dict(q.data_id.required),
+                                "status": status,
+                                "error_type": o.get("error_type"),
+                                "message": (o.get("message") or "").split("\n")[0],
+                            }
+                        )
+                report(status, 1)
+            finish_job(i)
+    summary.seconds = time.perf_counter() - started
+    return summary

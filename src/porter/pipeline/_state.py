@@ -1,0 +1,315 @@
+"""Run state and provenance, kept in the repository's own database.
+
+Whatever executed a quantum (this process, a local pool, a Parsl worker on a
+cluster node) writes its outcome here, so ``porter pipeline restart`` and
+``report`` work whichever executor ran the first attempt.
+
+``pipeline_graph``
+    every quantum graph submitted for a run (compressed), so a restart
+    needs nothing but the repository and the run name.
+``pipeline_quantum``
+    one row per quantum that has started: ``running``, ``succeeded`` or
+    ``failed``, attempts, host, times, CPU, peak memory, the error, the
+    task's class, config hash, software versions and metric measurements.
+    *Blocked* and *pending* are derived: a quantum without a success whose
+    ancestor failed is blocked; one without a row is pending.
+``pipeline_quantum_dataset``
+    the provenance links: which datasets a succeeded quantum read and wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, String, Table, Text
+
+if TYPE_CHECKING:
+    from ..registry._db import Database
+
+__all__ = ["FAILED", "RUNNING", "SUCCEEDED", "QuantumRecord", "RunState"]
+
+RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+BLOCKED, PENDING = "blocked", "pending"
+
+
+@dataclass
+class QuantumRecord:
+    """What happened to one quantum (a row of ``pipeline_quantum`` plus its dataset links)."""
+
+    quantum_id: str
+    run: str
+    task: str
+    data_id: dict[str, Any]
+    status: str
+    attempts: int = 0
+    host: str = ""
+    started: float | None = None
+    ended: float | None = None
+    wall: float | None = None
+    cpu: float | None = None
+    max_rss_mb: float | None = None
+    error_type: str | None = None
+    message: str | None = None
+    task_class: str = ""
+    config_hash: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    measurements: list[dict[str, Any]] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class RunState:
+    """The run-state tables of one repository database."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        md = db.metadata
+        existing = md.tables.get(f"{md.schema}.pipeline_graph" if md.schema else "pipeline_graph")
+        if existing is not None:  # another RunState on this database defined them already
+            self.graph = existing
+            self.quantum = md.tables[existing.fullname.replace("pipeline_graph", "pipeline_quantum")]
+            self.link = md.tables[existing.fullname.replace("pipeline_graph", "pipeline_quantum_dataset")]
+            self._created = False
+            return
+        self.graph = Table(
+            "pipeline_graph",
+            md,
+            Column("graph_id", Integer, primary_key=True, autoincrement=True),
+            Column("run", String(255), nullable=False, index=True),
+            Column("created", BigInteger, nullable=False),
+            Column("label", String(255), nullable=False),
+            Column("n_quanta", Integer, nullable=False),
+            Column("graph", LargeBinary, nullable=False),
+            extend_existing=True,
+        )
+        self.quantum = Table(
+            "pipeline_quantum",
+            md,
+            Column("quantum_id", String(32), primary_key=True),
+            Column("run", String(255), nullable=False),
+            Column("task", String(255), nullable=False),
+            Column("data_id", Text, nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("attempts", Integer, nullable=False),
+            Column("host", String(255), nullable=False),
+            Column("started", Float, nullable=True),
+            Column("ended", Float, nullable=True),
+            Column("wall", Float, nullable=True),
+            Column("cpu", Float, nullable=True),
+            Column("max_rss_mb", Float, nullable=True),
+            Column("error_type", String(255), nullable=True),
+            Column("message", Text, nullable=True),
+            Column("task_class", String(255), nullable=False),
+            Column("config_hash", String(32), nullable=False),
+            Column("versions", Text, nullable=False),
+            Column("measurements", Text, nullable=False),
+            Index("pipeline_quantum_run_status", "run", "status"),
+            extend_existing=True,
+        )
+        self.link = Table(
+            "pipeline_quantum_dataset",
+            md,
+            Column("quantum_id", String(32), nullable=False),
+            Column("dataset_id", String(32), nullable=False),
+            Column("role", String(8), nullable=False),
+            sqlalchemy.PrimaryKeyConstraint("quantum_id", "dataset_id", "role"),
+            Index("pipeline_quantum_dataset_dataset", "dataset_id", "role"),
+            extend_existing=True,
+        )
+        self._created = False
+
+    def ensure_tables(self) -> None:
+        """Create the tables in a repository that has never run a pipeline."""
+        if self._created:
+            return
+        with self.db.transaction() as conn:
+            for t in (self.graph, self.quantum, self.link):
+                t.create(conn, checkfirst=True)
+        self._created = True
+
+    # --- graphs -----------------------------------------------------------------------------------
+
+    def save_graph(self, run: str, label: str, n_quanta: int, blob: bytes) -> int:
+        self.ensure_tables()
+        with self.db.transaction() as conn:
+            result = conn.execute(
+                sqlalchemy.insert(self.graph).values(
+                    run=run, created=time.time_ns(), label=label, n_quanta=n_quanta, graph=blob
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+            return int(key[0])
+
+    def graph_blob(self, graph_id: int) -> bytes:
+        self.ensure_tables()
+        with self.db.reading() as conn:
+            blob = conn.execute(
+                sqlalchemy.select(self.graph.c.graph).where(self.graph.c.graph_id == graph_id)
+            ).scalar()
+        if blob is None:
+            raise KeyError(f"No quantum graph {graph_id} in this repository.")
+        return bytes(blob)
+
+    def graphs_of(self, run: str) -> list[tuple[int, str, bytes]]:
+        """(graph ID, label, blob) of every graph submitted for ``run``, oldest first."""
+        self.ensure_tables()
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                sqlalchemy.select(self.graph.c.graph_id, self.graph.c.label, self.graph.c.graph)
+                .where(self.graph.c.run == run)
+                .order_by(self.graph.c.graph_id)
+            ).all()
+        return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+
+    def runs(self) -> list[str]:
+        self.ensure_tables()
+        with self.db.reading() as conn:
+            return list(
+                conn.execute(
+                    sqlalchemy.select(self.graph.c.run).distinct().order_by(self.graph.c.run)
+                ).scalars()
+            )
+
+    # --- quantum outcomes -------------------------------------------------------------------------------
+
+    def start(self, records: Sequence[QuantumRecord]) -> None:
+        """Record that these quanta are running (one more attempt each)."""
+        if not records:
+            return
+        self.ensure_tables()
+        ids = [r.quantum_id for r in records]
+
+        def write() -> None:
+            with self.db.transaction() as conn:
+                attempts = self._attempts(conn, ids)
+                conn.execute(sqlalchemy.delete(self.quantum).where(self.quantum.c.quantum_id.in_(ids)))
+                conn.execute(sqlalchemy.delete(self.link).where(self.link.c.quantum_id.in_(ids)))
+                conn.execute(
+                    sqlalchemy.insert(self.quantum),
+                    [self._row(r, RUNNING, attempts.get(r.quantum_id, 0) + 1) for r in records],
+                )
+
+        self.db.retrying(write)
+
+    def finish(self, records: Sequence[QuantumRecord]) -> None:
+        """Record final outcomes (succeeded or failed) with their provenance links, in one transaction."""
+        if not records:
+            return
+        self.ensure_tables()
+        ids = [r.quantum_id for r in records]
+
+        def write() -> None:
+            with self.db.transaction() as conn:
+                attempts = self._attempts(conn, ids)
+                conn.execute(sqlalchemy.delete(self.quantum).where(self.quantum.c.quantum_id.in_(ids)))
+                conn.execute(sqlalchemy.delete(self.link).where(self.link.c.quantum_id.in_(ids)))
+                conn.execute(
+                    sqlalchemy.insert(self.quantum),
+                    [self._row(r, r.status, max(attempts.get(r.quantum_id, 1), r.attempts)) for r in records],
+                )
+                links = [
+                    {"quantum_id": r.quantum_id, "dataset_id": d, "role": role}
+                    for r in records
+                    if r.status == SUCCEEDED
+                    for role, ds in (("input", r.inputs), ("output", r.outputs))
+                    for d in dict.fromkeys(ds)
+                ]
+                if links:
+                    conn.execute(sqlalchemy.insert(self.link), links)
+
+        self.db.retrying(write)
+
+    def _attempts(self, conn: sqlalchemy.Connection, ids: Sequence[str]) -> dict[str, int]:
+        q = self.quantum.c
+        return dict(
+            conn.execute(sqlalchemy.select(q.quantum_id, q.attempts).where(q.quantum_id.in_(ids)))
+            .tuples()
+            .all()
+        )
+
+    @staticmethod
+    def _row(r: QuantumRecord, status: str, attempts: int) -> dict[str, Any]:
+        return {
+            "quantum_id": r.quantum_id,
+            "run": r.run,
+            "task": r.task,
+            "data_id": json.dumps(r.data_id, sort_keys=True, default=str),
+            "status": status,
+            "attempts": attempts,
+            "host": r.host,
+            "started": r.started,
+            "ended": r.ended,
+            "wall": r.wall,
+            "cpu": r.cpu,
+            "max_rss_mb": r.max_rss_mb,
+            "error_type": r.error_type,
+            "message": (r.message or "")[:20000] or None,
+            "task_class": r.task_class,
+            "config_hash": r.config_hash,
+            "versions": json.dumps(r.versions, sort_keys=True),
+            "measurements": json.dumps(r.measurements),
+        }
+
+    # --- reading ----------------------------------------------------------------------------------------
+
+    def records(
+        self, run: str | None = None, quantum_ids: Iterable[str] | None = None
+    ) -> list[QuantumRecord]:
+        """Outcome rows (without links) of a run, or of the given quanta."""
+        self.ensure_tables()
+        q = self.quantum
+        stmt = sqlalchemy.select(q)
+        if run is not None:
+            stmt = stmt.where(q.c.run == run)
+        out = []
+        with self.db.reading() as conn:
+            if quantum_ids is not None:
+                wanted = list(quantum_ids)
+                rows: list[Any] = []
+                for start in range(0, len(wanted), 5000):
+                    rows += (
+                        conn.execute(stmt.where(q.c.quantum_id.in_(wanted[start : start + 5000])))
+                        .mappings()
+                        .all()
+                    )
+            else:
+                rows = list(conn.execute(stmt).mappings().all())
+        for row in rows:
+            d = dict(row)
+            d["data_id"] = json.loads(d["data_id"])
+            d["versions"] = json.loads(d["versions"])
+            d["measurements"] = json.loads(d["measurements"])
+            out.append(QuantumRecord(**d))
+        return out
+
+    def producer(self, dataset_id: str) -> str | None:
+        """The quantum that wrote a dataset (by hex ID), if a pipeline made it."""
+        self.ensure_tables()
+        ln = self.link.c
+        with self.db.reading() as conn:
+            return conn.execute(
+                sqlalchemy.select(ln.quantum_id).where(ln.dataset_id == dataset_id, ln.role == "output")
+            ).scalar()
+
+    def links(self, quantum_ids: Sequence[str]) -> dict[str, dict[str, list[str]]]:
+        """Quantum ID → {"input": [...], "output": [...]} dataset hex IDs."""
+        self.ensure_tables()
+        out: dict[str, dict[str, list[str]]] = {qid: {"input": [], "output": []} for qid in quantum_ids}
+        ln = self.link.c
+        with self.db.reading() as conn:
+            for start in range(0, len(quantum_ids), 5000):
+                chunk = list(quantum_ids[start : start + 5000])
+                for qid, did, role in conn.execute(
+                    sqlalchemy.select(ln.quantum_id, ln.dataset_id, ln.role).where(ln.quantum_id.in_(chunk))
+                ).tuples():
+                    out[qid][role].append(did)
+        return out
