@@ -18,9 +18,13 @@ from ._execution import ExecutionOptions, Job, TransientError
 from ._executors import Executor, InProcessExecutor, LocalPoolExecutor
 from ._graph import Quantum, QuantumGraph
 from ._limits import MemoryLimitError, QuantumTimeoutError
+from ._parsl import ParslExecutor, local_config, site_config
 from ._pipeline import Pipeline, StepDef, TaskDef
+from ._provenance import ProvenanceNode, dataset_provenance, run_prov_json
+from ._report import RunReport, load_run_graph, report_run
 from ._run import RunSummary, cluster_quanta, execute_graph, prepare_run
 from ._state import QuantumRecord, RunState
+from ._submit import StepResult, group_quanta, restart_run, submit_steps
 from ._task import Measurement, Task, TaskConfig
 
 __all__ = [
@@ -34,21 +38,34 @@ __all__ = [
     "Measurement",
     "MemoryLimitError",
     "Output",
+    "ParslExecutor",
     "Pipeline",
     "PrerequisiteInput",
+    "ProvenanceNode",
     "Quantum",
     "QuantumGraph",
     "QuantumRecord",
     "QuantumTimeoutError",
+    "RunReport",
     "RunState",
     "RunSummary",
     "StepDef",
+    "StepResult",
     "Task",
     "TaskConfig",
     "TaskDef",
     "TransientError",
     "build_quantum_graph",
     "cluster_quanta",
+    "dataset_provenance",
     "execute_graph",
+    "group_quanta",
+    "load_run_graph",
+    "local_config",
     "prepare_run",
+    "report_run",
+    "restart_run",
+    "run_prov_json",
+    "site_config",
+    "submit_steps",
 ]

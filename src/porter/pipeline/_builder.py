@@ -89,7 +89,7 @@ def build_quantum_graph(
     universe = butler.dimensions
     collections = list(collections)
     _check_collections(butler, collections, run, extend_run)
-    if extend_run and run not in collections:
+    if extend_run and run not in collections and _run_exists(butler, run):
         collections = [run, *collections]
     dataset_types = _dataset_types(butler, pipeline)
     producers = pipeline.producers()

@@ -40,6 +40,8 @@ class RunSummary:
     counts: Counter[str] = field(default_factory=Counter)
     failures: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    bad: set[str] = field(default_factory=set)
+    """IDs of the quanta that failed, were blocked or were lost."""
 
     @property
     def ok(self) -> bool:
@@ -168,7 +170,12 @@ def execute_graph(
             if not runnable:
                 finish_job(i)
                 continue
-            in_flight[executor.submit(Job(root, graph_id, runnable, options))] = i
+            try:
+                in_flight[executor.submit(Job(root, graph_id, runnable, options))] = i
+            except Exception as exc:  # a broken pool refuses new work: the job is lost, restart runs it
+                failed: Future[list[dict[str, Any]]] = Future()
+                failed.set_exception(exc)
+                in_flight[failed] = i
         if not in_flight:
             continue
         done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
@@ -208,4 +215,5 @@ def execute_graph(
                 report(status, 1)
             finish_job(i)
     summary.seconds = time.perf_counter() - started
+    summary.bad = bad
     return summary

@@ -172,6 +172,7 @@ class Database:
                     yield conn
             finally:
                 self._local.conn = None
+                conn.info["porter_write"] = False
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -180,8 +181,11 @@ class Database:
         if current is not None:
             yield current
             return
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        with self.engine.connect() as conn:
+            # Pooled connections keep their info dict: one last used for a write must not take the write lock.
+            conn.info["porter_write"] = False
+            with conn.begin():
+                yield conn
 
     def fetch_raw(self, sql: str, params: Sequence[Any]) -> list[tuple]:
         """Rows of one driver-level query, without SQLAlchemy's transaction machinery.
