@@ -59,10 +59,10 @@ class StepResult:
         return {
             "step": self.step,
             "quanta": self.n_quanta,
-            "skipped_existing": self.skipped,
+            "skipped": self.skipped,
             "groups": len(self.groups),
             "counts": self.counts,
-            "failure_rate": round(self.failure_rate, 4),
+            "fail rate": round(self.failure_rate, 4),
             "stopped": self.stopped,
         }
 
