@@ -179,3 +179,23 @@ def daf_repos(tmp_path_factory: pytest.TempPathFactory) -> Callable[[tuple[str, 
         return cache[files]
 
     return get
+
+
+# --- pipelines ------------------------------------------------------------------------------------------
+
+
+SMALL_SURVEY = {"detectors_x": 2, "detectors_y": 2, "visits_per_band": 2, "bands": ("g", "r")}
+"""A survey small enough to run the whole mini DRP in seconds: 4 visits x 4 detectors."""
+
+DRP_YAML = Path(__file__).resolve().parent.parent / "src" / "porter" / "demo" / "pipelines" / "drp.yaml"
+SURVEY_INPUTS = ["SynthCam/defaults", "SynthCam/truth"]
+
+
+@pytest.fixture
+def survey(make_repo: RepoFactory) -> tuple[Butler, object]:
+    """A repository (SQLite or PostgreSQL) holding a small generated survey, and its truth."""
+    from porter.demo import SurveySpec, generate_survey
+
+    butler = make_repo("survey")
+    truth = generate_survey(butler, SurveySpec(**SMALL_SURVEY))  # type: ignore[arg-type]
+    return butler, truth

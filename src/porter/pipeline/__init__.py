@@ -14,7 +14,7 @@ the datasets it read and wrote are kept in the repository.
 
 from ._builder import build_quantum_graph
 from ._connections import Connection, Input, Output, PrerequisiteInput
-from ._execution import ExecutionOptions, Job, TransientError
+from ._execution import DeferredDatasetHandle, ExecutionOptions, Job, TransientError
 from ._executors import Executor, InProcessExecutor, LocalPoolExecutor
 from ._graph import Quantum, QuantumGraph
 from ._limits import MemoryLimitError, QuantumTimeoutError
@@ -29,6 +29,7 @@ from ._task import Measurement, Task, TaskConfig
 
 __all__ = [
     "Connection",
+    "DeferredDatasetHandle",
     "ExecutionOptions",
     "Executor",
     "InProcessExecutor",

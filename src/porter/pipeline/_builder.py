@@ -86,6 +86,8 @@ def build_quantum_graph(
     """
     say = progress or (lambda _msg: None)
     started = time.perf_counter()
+    if pipeline.instrument and "instrument" not in (data_id or {}):
+        data_id = {"instrument": pipeline.instrument, **(data_id or {})}
     universe = butler.dimensions
     collections = list(collections)
     _check_collections(butler, collections, run, extend_run)

@@ -23,6 +23,8 @@ class Connection:
     storage_class: str
     multiple: bool = False
     doc: str = ""
+    deferred: bool = False
+    """Give the task a `DeferredDatasetHandle` to read (part of) the dataset itself, instead of the object."""
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:

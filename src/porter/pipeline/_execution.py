@@ -35,9 +35,26 @@ if TYPE_CHECKING:
     from ..butler import Butler
     from ._pipeline import TaskDef
 
-__all__ = ["ExecutionOptions", "Job", "TransientError", "run_job"]
+__all__ = ["DeferredDatasetHandle", "ExecutionOptions", "Job", "TransientError", "run_job"]
 
 BLOCKED = "blocked"
+
+
+class DeferredDatasetHandle:
+    """An input the task reads itself (``Input(..., deferred=True)``): all of it, or a cut-out or some columns."""
+
+    def __init__(self, butler: Butler, ref: Any, storage_class: str | None = None):
+        self._butler = butler
+        self.ref = ref
+        self._storage_class = storage_class
+
+    @property
+    def data_id(self) -> Any:
+        return self.ref.data_id
+
+    def get(self, parameters: dict[str, Any] | None = None) -> Any:
+        """Read the dataset (``parameters={"bbox": ...}`` or ``{"columns": [...]}`` read part of it)."""
+        return self._butler.get(self.ref, parameters=parameters, storage_class=self._storage_class)
 
 
 class TransientError(Exception):

@@ -3,6 +3,7 @@
 The format is Rubin's, so an existing pipeline file reads naturally::
 
     description: Mini data-release production
+    instrument: SynthCam                        # constrains every graph (a class path's last part also works)
     parameters:
       threshold: 5.0
     imports:
@@ -123,6 +124,8 @@ class Pipeline:
     description: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     step_order: list[str] = field(default_factory=list)
+    instrument: str | None = None
+    """The instrument the pipeline is configured for: its name constrains every graph (as pipetask does)."""
 
     def __post_init__(self) -> None:
         self.tasks = {label: self.tasks[label] for label in _task_order(self.tasks)}
@@ -158,7 +161,11 @@ class Pipeline:
         }
         subsets = _read_subsets(raw.get("subsets") or {}, tasks, source)
         step_order = _read_steps(raw.get("steps") or [], subsets, source)
-        return cls(tasks, subsets, str(raw.get("description") or ""), parameters, step_order)
+        instrument = raw.get("instrument")
+        return cls(
+            tasks, subsets, str(raw.get("description") or ""), parameters, step_order,
+            str(instrument).rsplit(".", 1)[-1] if instrument else None,
+        )
 
     # --- selection -------------------------------------------------------------------------------
 
@@ -185,6 +192,7 @@ class Pipeline:
             self.description,
             self.parameters,
             [s for s in self.step_order if s in subsets],
+            self.instrument,
         )
 
     def steps(self) -> list[StepDef]:
@@ -212,6 +220,7 @@ class Pipeline:
         """A self-contained description (configs resolved, no imports) that `from_dict` reads back."""
         return {
             "description": self.description,
+            **({"instrument": self.instrument} if self.instrument else {}),
             "parameters": self.parameters,
             "tasks": {label: t.to_dict() for label, t in self.tasks.items()},
             "subsets": {
@@ -288,10 +297,16 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
         for label, entry in imported["tasks"].items():
             if (include is None or label in include) and label not in exclude:
                 merged["tasks"][label] = entry
+        kept = set(merged["tasks"]) | {
+            label for label in imported["tasks"] if (include is None or label in include) and label not in exclude
+        }
         for name, subset in imported["subsets"].items():
-            merged["subsets"].setdefault(name, subset)
+            spec = {"subset": subset} if isinstance(subset, list) else dict(subset or {})
+            spec["subset"] = [label for label in spec.get("subset") or [] if label in kept]
+            merged["subsets"].setdefault(name, spec)
         merged["parameters"].update(imported["parameters"])
         merged["steps"] = merged["steps"] or imported["steps"]
+        merged["instrument"] = merged.get("instrument") or imported.get("instrument")
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) and not merged["tasks"]:
         raise PipelineDefinitionError(f"{source}: the pipeline has no 'tasks' section.")
@@ -315,6 +330,7 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
     merged["parameters"].update(data.get("parameters") or {})
     merged["steps"] = data.get("steps") or merged["steps"]
     merged["description"] = data.get("description", "")
+    merged["instrument"] = data.get("instrument") or merged.get("instrument")
     return merged
 
 

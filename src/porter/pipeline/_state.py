@@ -230,11 +230,8 @@ class RunState:
 
     def _attempts(self, conn: sqlalchemy.Connection, ids: Sequence[str]) -> dict[str, int]:
         q = self.quantum.c
-        return dict(
-            conn.execute(sqlalchemy.select(q.quantum_id, q.attempts).where(q.quantum_id.in_(ids)))
-            .tuples()
-            .all()
-        )
+        rows = conn.execute(sqlalchemy.select(q.quantum_id, q.attempts).where(q.quantum_id.in_(ids))).all()
+        return {str(r[0]): int(r[1]) for r in rows}
 
     @staticmethod
     def _row(r: QuantumRecord, status: str, attempts: int) -> dict[str, Any]:
@@ -310,6 +307,6 @@ class RunState:
                 chunk = list(quantum_ids[start : start + 5000])
                 for qid, did, role in conn.execute(
                     sqlalchemy.select(ln.quantum_id, ln.dataset_id, ln.role).where(ln.quantum_id.in_(chunk))
-                ).tuples():
+                ):
                     out[qid][role].append(did)
         return out

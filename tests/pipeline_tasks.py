@@ -1,0 +1,81 @@
+"""Small tasks for testing the pipeline machinery on the synthetic survey's raws.
+
+Each reads real raw FITS images; their behaviour (fail, be flaky, sleep,
+allocate) is switched by config so one pipeline file can exercise each path.
+Marker files make a failure happen a set number of times across processes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from porter.images import Exposure
+from porter.pipeline import Input, Output, Task, TaskConfig, TransientError
+
+ED = ("instrument", "exposure", "detector")
+
+
+class StatsConfig(TaskConfig):
+    fail_detector: int | None = None
+    """Raise for this detector (a permanent error)."""
+    flaky_dir: str | None = None
+    """Raise TransientError once per data ID, remembered by a marker file in this directory."""
+    sleep: float = 0.0
+    allocate_mb: int = 0
+
+
+class ImageStatsTask(Task):
+    """Median and robust noise of a raw image (a dict)."""
+
+    dimensions = ED
+    config_class = StatsConfig
+    raw = Input("raw", ED, "ExposureF")
+    stats = Output("rawStats", ED, "StructuredDataDict")
+
+    def run(self, raw: Exposure, data_id: Any = None) -> dict[str, Any]:
+        config: Any = self.config
+        if config.fail_detector is not None and data_id["detector"] == config.fail_detector:
+            raise ValueError(f"detector {config.fail_detector} is broken (test failure)")
+        if config.flaky_dir:
+            marker = Path(config.flaky_dir) / f"{data_id['exposure']}_{data_id['detector']}"
+            if not marker.exists():
+                marker.touch()
+                raise TransientError("the file system hiccupped (test)")
+        if config.sleep:
+            time.sleep(config.sleep)
+        if config.allocate_mb:
+            block = np.ones(config.allocate_mb * 2**20 // 8)
+            time.sleep(0.5)
+            del block
+        image = raw.image
+        med = float(np.median(image))
+        self.measure("median", med, "count")
+        return {"stats": {"median": med, "mad": float(np.median(np.abs(image - med)))}}
+
+
+class VisitStatsTask(Task):
+    """Gathers every detector's stats of a visit (a per-visit gather over per-exposure datasets)."""
+
+    dimensions = ("instrument", "visit")
+    stats = Input("rawStats", ED, "StructuredDataDict", multiple=True)
+    summary = Output("visitStats", ("instrument", "visit"), "StructuredDataDict")
+
+    def run(self, stats: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"summary": {"n": len(stats), "median": float(np.median([s["median"] for s in stats]))}}
+
+
+class CutoutTask(Task):
+    """Reads only a 16x16 corner of its raw through a deferred handle."""
+
+    dimensions = ED
+    raw = Input("raw", ED, "ExposureF", deferred=True)
+    corner = Output("rawCorner", ED, "NumpyArray")
+
+    def run(self, raw: Any) -> dict[str, Any]:
+        from porter.images import BBox
+
+        return {"corner": raw.get(parameters={"bbox": BBox(0, 0, 16, 16)}).image}
