@@ -21,7 +21,9 @@ ED = ("instrument", "exposure", "detector")
 
 class StatsConfig(TaskConfig):
     fail_detector: int | None = None
-    """Raise for this detector (a permanent error)."""
+    """Raise for this detector (a permanent error) ..."""
+    fail_marker: str | None = None
+    """... but only while this file exists (so a test can fix the cause and restart)."""
     flaky_dir: str | None = None
     """Raise TransientError once per data ID, remembered by a marker file in this directory."""
     sleep: float = 0.0
@@ -38,7 +40,8 @@ class ImageStatsTask(Task):
 
     def run(self, raw: Exposure, data_id: Any = None) -> dict[str, Any]:
         config: Any = self.config
-        if config.fail_detector is not None and data_id["detector"] == config.fail_detector:
+        broken = config.fail_marker is None or Path(config.fail_marker).exists()
+        if config.fail_detector is not None and data_id["detector"] == config.fail_detector and broken:
             raise ValueError(f"detector {config.fail_detector} is broken (test failure)")
         if config.flaky_dir:
             marker = Path(config.flaky_dir) / f"{data_id['exposure']}_{data_id['detector']}"

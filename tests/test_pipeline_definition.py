@@ -6,10 +6,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import DRP_YAML
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import DRP_YAML
 from porter.errors import PipelineDefinitionError
 from porter.pipeline import Pipeline
 
@@ -25,7 +25,12 @@ def test_drp_reads_with_steps_in_order() -> None:
     assert [s.label for s in pipe.steps()] == ["step1", "step2", "step3", "step4"]
     labels = list(pipe.tasks)
     # Producers come before consumers.
-    assert labels.index("isr") < labels.index("calibrate") < labels.index("makeCoadd") < labels.index("forcedPhot")
+    assert (
+        labels.index("isr")
+        < labels.index("calibrate")
+        < labels.index("makeCoadd")
+        < labels.index("forcedPhot")
+    )
     assert pipe.tasks["calibrate"].config.detection_threshold == pipe.parameters["detection_threshold"]  # type: ignore[attr-defined]
     assert pipe.steps()[0].sharding_dimensions == ("instrument", "visit", "detector")
 
@@ -83,10 +88,16 @@ def test_connection_rename(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("tasks:\n  a: pipeline_tasks.NoSuchTask\n", r"task 'a': module pipeline_tasks has no class 'NoSuchTask'"),
+        (
+            "tasks:\n  a: pipeline_tasks.NoSuchTask\n",
+            r"task 'a': module pipeline_tasks has no class 'NoSuchTask'",
+        ),
         ("tasks:\n  a: nosuchmodule.Task\n", r"task 'a': cannot import module 'nosuchmodule'"),
         ("tasks:\n  a: ImageStatsTask\n", r"full dotted path"),
-        ("taks:\n  a: pipeline_tasks.ImageStatsTask\n", r"unknown top-level key 'taks'.*Did you mean 'tasks'"),
+        (
+            "taks:\n  a: pipeline_tasks.ImageStatsTask\n",
+            r"unknown top-level key 'taks'.*Did you mean 'tasks'",
+        ),
         (
             "tasks:\n  a:\n    class: pipeline_tasks.ImageStatsTask\n    config:\n      sleeep: 1\n",
             r"Bad config for task 'a'.*sleeep.*config fields are: fail_detector, flaky_dir, sleep",
@@ -103,8 +114,14 @@ def test_connection_rename(tmp_path: Path) -> None:
             "parameters: {x: 1}\ntasks:\n  a:\n    class: pipeline_tasks.ImageStatsTask\n    config: {sleep: parameters.y}\n",
             r"no parameter 'y'",
         ),
-        ("tasks:\n  a: pipeline_tasks.ImageStatsTask\nsubsets:\n  step1: [a, b]\n", r"subset 'step1' names task 'b'"),
-        ("tasks:\n  a:\n    klass: pipeline_tasks.ImageStatsTask\n", r"unknown key 'klass'.*Did you mean 'class'"),
+        (
+            "tasks:\n  a: pipeline_tasks.ImageStatsTask\nsubsets:\n  step1: [a, b]\n",
+            r"subset 'step1' names task 'b'",
+        ),
+        (
+            "tasks:\n  a:\n    klass: pipeline_tasks.ImageStatsTask\n",
+            r"unknown key 'klass'.*Did you mean 'class'",
+        ),
         ("- just\n- a list\n", r"must be a YAML mapping"),
         ("tasks: [\n", r"does not parse"),
     ],
@@ -147,7 +164,9 @@ def test_inconsistent_dimensions_name_both_tasks(tmp_path: Path) -> None:
             connections: {stats: rawStats_visit, summary: visitStats2}
         """,
     )
-    with pytest.raises(PipelineDefinitionError, match=r"'rawStats_visit' has dimensions .* in task 'visit'.* in task 'other'"):
+    with pytest.raises(
+        PipelineDefinitionError, match=r"'rawStats_visit' has dimensions .* in task 'visit'.* in task 'other'"
+    ):
         Pipeline.from_uri(path)
 
 
@@ -169,7 +188,9 @@ def test_task_graph_pictures() -> None:
 @given(
     threshold=st.floats(min_value=0.5, max_value=50, allow_nan=False),
     box=st.integers(min_value=8, max_value=512),
-    labels=st.lists(st.sampled_from(["isr", "calibrate", "consolidateVisit", "makeCoadd"]), min_size=1, unique=True),
+    labels=st.lists(
+        st.sampled_from(["isr", "calibrate", "consolidateVisit", "makeCoadd"]), min_size=1, unique=True
+    ),
 )
 def test_round_trip_keeps_configs_and_subsets(threshold: float, box: int, labels: list[str]) -> None:
     """to_dict → from_dict (what a saved graph holds) reproduces every task's config and the subsets."""

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from conftest import DRP_YAML, SURVEY_INPUTS
 
+from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler, Timespan
 from porter.errors import MissingCollectionError, QuantumGraphBuildError
-from porter.pipeline import Pipeline, QuantumGraph, build_quantum_graph, execute_graph, InProcessExecutor
+from porter.pipeline import InProcessExecutor, Pipeline, QuantumGraph, build_quantum_graph, execute_graph
 
 RUN = "u/test/drp"
 
@@ -33,18 +33,33 @@ def test_quanta_follow_the_repository(survey: tuple[Butler, object]) -> None:
     tasks = graph.summary()["tasks"]
     raws = butler.query_datasets("raw", "SynthCam/raw/all")
     assert tasks["isr"] == len(raws)
-    visit_detectors = {(r["visit"], r["detector"]) for r in butler.query_data_ids(["visit", "detector"], datasets="raw", collections="SynthCam/raw/all")}
+    visit_detectors = {
+        (r["visit"], r["detector"])
+        for r in butler.query_data_ids(["visit", "detector"], datasets="raw", collections="SynthCam/raw/all")
+    }
     assert tasks["calibrate"] == len(visit_detectors)
     assert tasks["consolidateVisit"] == len({v for v, _ in visit_detectors})
-    assert tasks["makeCoadd"] == len(distinct(butler, ["patch", "band", "visit", "detector"], ["patch", "band"]))
-    assert tasks["detectObjects"] == tasks["truthMatch"] == len(distinct(butler, ["patch", "visit", "detector"], ["patch"]))
+    assert tasks["makeCoadd"] == len(
+        distinct(butler, ["patch", "band", "visit", "detector"], ["patch", "band"])
+    )
+    assert (
+        tasks["detectObjects"]
+        == tasks["truthMatch"]
+        == len(distinct(butler, ["patch", "visit", "detector"], ["patch"]))
+    )
     assert tasks["forcedPhot"] == len(distinct(butler, ["patch", "visit", "detector"], ["visit", "detector"]))
     assert tasks["repeatability"] == 1
     # Gathers: each coadd reads exactly the calexps whose detector overlaps its patch, in its band.
-    overlaps = butler.query_data_ids(["patch", "visit", "detector"], skymap="synth_skymap", datasets="raw", collections="SynthCam/raw/all")
+    overlaps = butler.query_data_ids(
+        ["patch", "visit", "detector"], skymap="synth_skymap", datasets="raw", collections="SynthCam/raw/all"
+    )
     for q in graph.quanta:
         if q.task == "makeCoadd":
-            want = {(o["visit"], o["detector"]) for o in overlaps if o["patch"] == q.data_id["patch"] and o["band"] == q.data_id["band"]}
+            want = {
+                (o["visit"], o["detector"])
+                for o in overlaps
+                if o["patch"] == q.data_id["patch"] and o["band"] == q.data_id["band"]
+            }
             got = {(r.data_id["visit"], r.data_id["detector"]) for r in q.inputs["calexps"]}
             assert got == want
         if q.task == "isr":
@@ -115,14 +130,20 @@ def test_skip_existing_and_extend_run(survey: tuple[Butler, object]) -> None:
     assert len(clobbered.clobber) == sum(len(list(q.all_outputs())) for q in step1.quanta)
     # The next step reads step 1's outputs from the run itself.
     step2 = build(butler, "step2", extend_run=True)
-    assert step2.summary()["tasks"] == {"consolidateVisit": len({q.data_id["visit"] for q in step1.quanta if q.task == "calibrate"})}
+    assert step2.summary()["tasks"] == {
+        "consolidateVisit": len({q.data_id["visit"] for q in step1.quanta if q.task == "calibrate"})
+    }
 
 
 def test_missing_prerequisite_names_task_and_data_id(survey: tuple[Butler, object]) -> None:
     butler, _ = survey
     biases = butler.query_datasets("bias", "SynthCam/calib")
     butler.registry.decertify("SynthCam/calib", "bias", Timespan(None, None), data_ids=[biases[0].data_id])
-    with pytest.raises(QuantumGraphBuildError, match=r"Task 'isr', data ID .*'detector': %d.*no prerequisite 'bias' valid at its observation time" % biases[0].data_id["detector"]):
+    with pytest.raises(
+        QuantumGraphBuildError,
+        match=r"Task 'isr', data ID .*'detector': %d.*no prerequisite 'bias' valid at its observation time"
+        % biases[0].data_id["detector"],
+    ):
         build(butler, "step1")
 
 
@@ -132,5 +153,7 @@ def test_bad_inputs(survey: tuple[Butler, object]) -> None:
         build(butler, "step1", collections=["SynthCam/nope"])
     with pytest.raises(QuantumGraphBuildError, match="No data found"):
         build(butler, "step1", where="visit = 999999")
-    with pytest.raises(QuantumGraphBuildError, match="'calexp' .*not registered.*no task of the pipeline writes it"):
+    with pytest.raises(
+        QuantumGraphBuildError, match="'calexp' .*not registered.*no task of the pipeline writes it"
+    ):
         build(butler, "step3")

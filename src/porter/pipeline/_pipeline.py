@@ -163,7 +163,11 @@ class Pipeline:
         step_order = _read_steps(raw.get("steps") or [], subsets, source)
         instrument = raw.get("instrument")
         return cls(
-            tasks, subsets, str(raw.get("description") or ""), parameters, step_order,
+            tasks,
+            subsets,
+            str(raw.get("description") or ""),
+            parameters,
+            step_order,
             str(instrument).rsplit(".", 1)[-1] if instrument else None,
         )
 
@@ -298,7 +302,9 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
             if (include is None or label in include) and label not in exclude:
                 merged["tasks"][label] = entry
         kept = set(merged["tasks"]) | {
-            label for label in imported["tasks"] if (include is None or label in include) and label not in exclude
+            label
+            for label in imported["tasks"]
+            if (include is None or label in include) and label not in exclude
         }
         for name, subset in imported["subsets"].items():
             spec = {"subset": subset} if isinstance(subset, list) else dict(subset or {})

@@ -1,0 +1,5 @@
+"""``python -m porter.cli``: the same as the ``porter`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,343 @@
+"""Running pipelines: the mini DRP end to end with every executor, failures, retries, limits, restart, provenance."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pytest
+
+from conftest import DRP_YAML, SURVEY_INPUTS
+from porter import Butler
+from porter.demo._measure import match_sky
+from porter.pipeline import (
+    ExecutionOptions,
+    Executor,
+    InProcessExecutor,
+    LocalPoolExecutor,
+    ParslExecutor,
+    Pipeline,
+    RunState,
+    build_quantum_graph,
+    dataset_provenance,
+    execute_graph,
+    report_run,
+    restart_run,
+    run_prov_json,
+    submit_steps,
+)
+
+RUN = "u/test/drp"
+TESTS = Path(__file__).parent
+
+
+def executor(kind: str) -> Executor:
+    if kind == "pool":
+        return LocalPoolExecutor(2)
+    if kind == "parsl":
+        return ParslExecutor(workers=2)
+    return InProcessExecutor()
+
+
+def assert_outputs_exactly_once(butler: Butler, run: str) -> None:
+    """Every quantum succeeded and each output dataset exists once, with its file, and fsck is clean."""
+    report = report_run(butler, run)
+    totals = report.totals()
+    assert set(totals) == {"succeeded"}, report.to_dict()
+    from porter.pipeline import load_run_graph
+
+    graph = load_run_graph(butler, run)
+    expected = Counter(r.dataset_type.name for q in graph.quanta for r in q.all_outputs())
+    for name, n in expected.items():
+        refs = butler.query_datasets(name, run, find_first=False)
+        assert len(refs) == n, name
+        assert len({r.data_id for r in refs}) == n, f"duplicate {name}"
+        assert all(butler.exists(r, full_check=True) for r in refs[:5])
+    assert butler.fsck().ok, butler.fsck().findings
+
+
+@pytest.mark.parametrize("kind", ["in-process", "pool", "parsl"])
+def test_drp_end_to_end(survey: tuple[Butler, Any], kind: str) -> None:
+    butler, _ = survey
+    pipe = Pipeline.from_uri(DRP_YAML)
+    with executor(kind) as ex:
+        results = submit_steps(
+            butler,
+            pipe,
+            ["step1", "step2", "step3", "step4"],
+            ex,
+            collections=SURVEY_INPUTS,
+            run=RUN,
+            group_size=2,
+        )
+    assert [r.step for r in results] == ["step1", "step2", "step3", "step4"]
+    assert all(not r.stopped and r.failure_rate == 0 for r in results)
+    assert_outputs_exactly_once(butler, RUN)
+    # Run state records where and how each quantum ran.
+    records = RunState(butler.registry.db).records(RUN)
+    assert {r.task for r in records} == set(pipe.tasks)
+    assert all(r.host and r.wall is not None and r.versions["porter"] for r in records)
+    # Submitting again does nothing new: everything is skipped.
+    with executor("in-process") as ex:
+        again = submit_steps(
+            butler, pipe, ["step1", "step2", "step3", "step4"], ex, collections=SURVEY_INPUTS, run=RUN
+        )
+    assert all(r.n_quanta == 0 and r.skipped > 0 for r in again)
+
+
+def test_science_step1_matches_truth(survey: tuple[Butler, Any]) -> None:
+    """Astrometric scatter and zero points from step 1 agree with the truth within the injected noise."""
+    butler, truth = survey
+    pipe = Pipeline.from_uri(f"{DRP_YAML}#step1")
+    graph = build_quantum_graph(butler, pipe, collections=SURVEY_INPUTS, run=RUN)
+    assert execute_graph(butler, graph, InProcessExecutor()).ok
+    spec = truth.spec
+    visits = {v.id: v for v in truth.visits}
+    zp_offsets, zp_errors = [], []
+    for ref in butler.query_datasets("calexpSummary", RUN):
+        s = butler.get(ref)
+        zp_offsets.append(s["zeropoint"] - visits[s["visit"]].zeropoint)
+        zp_errors.append(s["zeropoint_err"])
+        # The fitted WCS shift undoes the pointing error the generator injected (0.4"/pixel).
+        err = visits[s["visit"]].wcs_error
+        assert abs(s["wcs_shift_pixels"][0] * spec.pixel_scale + err[0]) < 0.1
+        assert abs(s["wcs_shift_pixels"][1] * spec.pixel_scale - err[1]) < 0.1
+    zp_offsets_arr = np.array(zp_offsets)
+    # Zero points: the reference catalog's magnitudes carry 0.01 mag noise; the fits' own errors say how well each did.
+    assert np.sqrt(np.mean(zp_offsets_arr**2)) < max(4 * float(np.median(zp_errors)), 0.01)
+    assert abs(np.mean(zp_offsets_arr)) < 0.01
+    cat = butler.get("truth_catalog", skymap="synth_skymap", tract=0, collections="SynthCam/truth")
+    stars = cat.filter(cat["is_star"])
+    seps = []
+    for ref in butler.query_datasets("src", RUN):
+        src = butler.get(ref)
+        bright = src.filter(pa.compute.greater(src["snr"], 50))
+        _, _, sep = match_sky(
+            np.asarray(bright["ra"]),
+            np.asarray(bright["dec"]),
+            np.asarray(stars["ra"]),
+            np.asarray(stars["dec"]),
+            1.0,
+        )
+        seps.extend(sep)
+    rms_mas = float(np.sqrt(np.mean(np.square(seps)))) * 1000
+    # Injected: 1500 mas pointing error; reference positions good to 10 mas; PSF ~0.9" at S/N > 50 centroids to ~20 mas.
+    assert len(seps) > 50
+    assert rms_mas < 60, rms_mas
+
+
+def stats_pipeline(tmp_path: Path, **config: object) -> Pipeline:
+    path = tmp_path / "stats.yaml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            instrument: SynthCam
+            tasks:
+              stats:
+                class: pipeline_tasks.ImageStatsTask
+                config: {json.dumps(config)}
+              visitStats: pipeline_tasks.VisitStatsTask
+            subsets:
+              step1: [stats]
+              step2: [visitStats]
+            """
+        )
+    )
+    return Pipeline.from_uri(path)
+
+
+def test_failure_blocks_descendants_then_restart(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    marker = tmp_path / "broken"
+    marker.touch()
+    pipe = stats_pipeline(tmp_path, fail_detector=1, fail_marker=str(marker))
+    graph = build_quantum_graph(butler, pipe, collections=SURVEY_INPUTS, run=RUN)
+    with LocalPoolExecutor(2) as ex:
+        summary = execute_graph(butler, graph, ex)
+    n_exposures = len({q.data_id["exposure"] for q in graph.quanta if q.task == "stats"})
+    assert summary.counts["failed"] == n_exposures
+    assert summary.counts["blocked"] == n_exposures  # one visit per exposure, each gathers detector 1
+    assert summary.counts["succeeded"] == len(graph) - 2 * n_exposures
+    report = report_run(butler, RUN)
+    assert (
+        report.tasks["stats"]["failed"] == n_exposures
+        and report.tasks["visitStats"]["blocked"] == n_exposures
+    )
+    (error,) = report.errors
+    assert error["count"] == n_exposures and "detector 1 is broken" in error["message"]
+    assert all(e["detector"] == 1 for e in error["examples"])
+    # The failed quanta left nothing behind; the repository is consistent.
+    assert {r.data_id["detector"] for r in butler.query_datasets("rawStats", RUN)} == {0, 2, 3}
+    assert butler.fsck().ok, butler.fsck().findings
+    # Fix the cause and restart: only the failed and blocked quanta run.
+    marker.unlink()
+    with LocalPoolExecutor(2) as ex:
+        again = restart_run(butler, RUN, ex)
+    assert again.counts == Counter({"succeeded": 2 * n_exposures})
+    assert_outputs_exactly_once(butler, RUN)
+    records = {r.quantum_id: r for r in RunState(butler.registry.db).records(RUN)}
+    retried = [r for r in records.values() if r.data_id.get("detector") == 1]
+    assert retried and all(r.attempts == 2 for r in retried)
+
+
+def test_transient_errors_are_retried(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    flaky = tmp_path / "flaky"
+    flaky.mkdir()
+    pipe = stats_pipeline(tmp_path, flaky_dir=str(flaky))
+    graph = build_quantum_graph(butler, pipe, collections=SURVEY_INPUTS, run=RUN, where="detector = 0")
+    summary = execute_graph(
+        butler, graph, InProcessExecutor(), options=ExecutionOptions(retries=1, backoff=0.01)
+    )
+    assert summary.ok
+    stats = [r for r in RunState(butler.registry.db).records(RUN) if r.task == "stats"]
+    assert stats and all(r.attempts == 2 and r.status == "succeeded" for r in stats)
+    # Without retries the same transient error is a failure.
+    for f in flaky.iterdir():
+        f.unlink()
+    graph = build_quantum_graph(
+        butler, pipe, collections=SURVEY_INPUTS, run="u/test/noretry", where="detector = 0"
+    )
+    summary = execute_graph(butler, graph, InProcessExecutor(), options=ExecutionOptions(retries=0))
+    assert summary.counts["failed"] == len(stats)
+    assert {f["error_type"] for f in summary.failures} == {"TransientError"}
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "error"),
+    [
+        ({"sleep": 5.0}, ExecutionOptions(retries=0, timeout=0.5), "QuantumTimeoutError"),
+        ({"allocate_mb": 600}, ExecutionOptions(retries=0, memory_limit_mb=400), "MemoryLimitError"),
+    ],
+)
+def test_limits(
+    survey: tuple[Butler, Any], tmp_path: Path, config: dict[str, Any], options: ExecutionOptions, error: str
+) -> None:
+    butler, _ = survey
+    stats_pipeline(tmp_path, **config)
+    pipe = Pipeline.from_uri(f"{tmp_path / 'stats.yaml'}#step1")
+    graph = build_quantum_graph(
+        butler, pipe, collections=SURVEY_INPUTS, run=RUN, where="detector = 0 AND exposure = 1000"
+    )
+    started = time.perf_counter()
+    summary = execute_graph(butler, graph, InProcessExecutor(), options=options)
+    assert summary.counts["failed"] == 1
+    assert summary.failures[0]["error_type"] == error
+    assert time.perf_counter() - started < 4
+    assert not butler.query_datasets("rawStats", RUN)
+
+
+def test_missing_input_fails_clearly(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    pipe = stats_pipeline(tmp_path)
+    graph = build_quantum_graph(butler, pipe, collections=SURVEY_INPUTS, run=RUN)
+    victim = next(q for q in graph.quanta if q.task == "stats")
+    (raw,) = victim.inputs["raw"]
+    butler.prune_datasets(
+        [raw], unstore=True, disassociate=False
+    )  # the file goes; the dataset stays registered
+    summary = execute_graph(butler, graph, InProcessExecutor(), options=ExecutionOptions(retries=0))
+    assert summary.counts["failed"] == 1 and summary.counts["blocked"] == 1
+    failure = summary.failures[0]
+    assert failure["error_type"] == "ArtifactMissingError" and "raw@" in failure["message"]
+    # The only inconsistency is the one this test made; the broken quantum added none.
+    assert [(f.kind, f.path) for f in butler.fsck().findings] == [("datasets without files", "raw")]
+
+
+def test_killed_worker_then_restart(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    """SIGKILL a pool worker mid-run: the run stops with lost quanta; restart finishes it, every output once."""
+    butler, _ = survey
+    pipeline = tmp_path / "stats.yaml"
+    stats_pipeline(tmp_path, sleep=0.25)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    cmd = [
+        sys.executable,
+        "-m",
+        "porter.cli",
+        "pipeline",
+        "run",
+        str(butler.root),
+        str(pipeline),
+        "-i",
+        ",".join(SURVEY_INPUTS),
+        "--output-run",
+        RUN,
+        "-j",
+        "2",
+        "--cluster-by",
+        "detector",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    state = RunState(butler.registry.db)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if sum(r.status == "succeeded" for r in state.records(RUN)) >= 1 or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    servers = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    workers = [w for s in servers for w in s.children()]  # the pool's workers are forked by the fork server
+    assert workers, "the pool's workers are running"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    report = report_run(butler, RUN)
+    assert report.totals()["succeeded"] < sum(report.totals().values())
+    with LocalPoolExecutor(2) as ex:
+        assert restart_run(butler, RUN, ex).ok
+    assert_outputs_exactly_once(butler, RUN)
+
+
+def test_provenance_back_to_the_raws(survey: tuple[Butler, Any]) -> None:
+    butler, _ = survey
+    pipe = Pipeline.from_uri(DRP_YAML)
+    with InProcessExecutor() as ex:
+        submit_steps(butler, pipe, ["step1", "step2", "step3"], ex, collections=SURVEY_INPUTS, run=RUN)
+    (obj, *_) = butler.query_datasets("objectTable", RUN)
+    tree = dataset_provenance(butler, str(obj.id))
+    assert tree.quantum is not None and tree.quantum.task == "detectObjects"
+    assert tree.quantum.config_hash == pipe.tasks["detectObjects"].config_hash
+    leaves: set[str] = set()
+    tasks: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if node.quantum is None:
+            leaves.add(node.dataset_type)
+            return
+        tasks.add(node.quantum.task)
+        for child in node.inputs:
+            walk(child)
+
+    walk(tree)
+    assert tasks == {"detectObjects", "makeCoadd", "calibrate", "isr"}
+    assert leaves == {"raw", "bias", "ref_cat", "skyMap"}
+    doc = run_prov_json(butler, RUN)
+    n_quanta = sum(report_run(butler, RUN).totals().values())
+    assert len(doc["activity"]) == n_quanta
+    outputs = sum(1 for _ in doc["wasGeneratedBy"])
+    assert outputs == sum(
+        len(butler.query_datasets(t, RUN))
+        for t in (
+            "postISRCCD",
+            "calexp",
+            "src",
+            "calexpSummary",
+            "sourceTable_visit",
+            "visitSummary",
+            "deepCoadd",
+            "objectTable",
+            "objectTruthMatch",
+        )
+    )
+    for used in doc["used"].values():
+        assert used["prov:activity"] in doc["activity"] and used["prov:entity"] in doc["entity"]
