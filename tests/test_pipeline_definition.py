@@ -40,7 +40,7 @@ def test_fragment_selects_a_step_or_labels() -> None:
     assert list(step1.tasks) == ["isr", "calibrate"]
     two = Pipeline.from_uri(f"{DRP_YAML}#step2,makeCoadd")
     assert set(two.tasks) == {"consolidateVisit", "makeCoadd"}
-    with pytest.raises(PipelineDefinitionError, match="'stepp1'.*Did you mean 'step1'"):
+    with pytest.raises(PipelineDefinitionError, match=r"'stepp1'.*Did you mean 'step1'"):
         Pipeline.from_uri(f"{DRP_YAML}#stepp1")
 
 
