@@ -100,7 +100,7 @@ def test_connection_rename(tmp_path: Path) -> None:
         ),
         (
             "tasks:\n  a:\n    class: pipeline_tasks.ImageStatsTask\n    config:\n      sleeep: 1\n",
-            r"Bad config for task 'a'.*sleeep.*config fields are: fail_detector, flaky_dir, sleep",
+            r"Bad config for task 'a'.*sleeep.*config fields are: fail_detector, fail_marker, flaky_dir, sleep",
         ),
         (
             "tasks:\n  a:\n    class: pipeline_tasks.ImageStatsTask\n    config:\n      sleep: soon\n",

@@ -141,7 +141,7 @@ def test_missing_prerequisite_names_task_and_data_id(survey: tuple[Butler, objec
     butler.registry.decertify("SynthCam/calib", "bias", Timespan(None, None), data_ids=[biases[0].data_id])
     with pytest.raises(
         QuantumGraphBuildError,
-        match=rf"Task 'isr', data ID .*'detector': {biases[0].data_id['detector']}.*no prerequisite 'bias' valid at its"
+        match=rf"Task 'isr', data ID .*'detector': {biases[0].data_id['detector']}.*no prerequisite 'bias' valid at its",
     ):
         build(butler, "step1")
 
