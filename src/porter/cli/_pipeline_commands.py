@@ -364,7 +364,8 @@ def _print_summary(summary: RunSummary, as_json: bool) -> None:
             ""
             if summary.ok
             else f"; see `porter pipeline report REPO {summary.run}`, then `porter pipeline restart`"
-        )
+        ),
+        soft_wrap=True,
     )
 
 

@@ -1,0 +1,90 @@
+"""``porter pipeline …``, ``porter provenance`` and ``porter demo-survey`` run as a user would."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from conftest import DRP_YAML, SURVEY_INPUTS
+from test_cli import run
+
+from porter import Butler
+
+RUN = "u/cli/drp"
+INPUTS = ",".join(SURVEY_INPUTS)
+
+
+def test_qgraph_run_report_provenance(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    repo = butler.root
+    out = run("pipeline", "qgraph", repo, f"{DRP_YAML}#step1", "-i", INPUTS, "--output-run", RUN, "-d",
+              "band = 'g'", "--json", "-q", tmp_path / "g.qgraph", "--mermaid", tmp_path / "drp.mmd")
+    summary = json.loads(out)
+    raws_g = butler.query_datasets("raw", "SynthCam/raw/all", where="band = 'g'", instrument="SynthCam")
+    assert summary["tasks"] == {"isr": len(raws_g), "calibrate": len(raws_g)}
+    assert (tmp_path / "drp.mmd").read_text().startswith("flowchart TD")
+    run("pipeline", "run", repo, "--qgraph", tmp_path / "g.qgraph", "-j", "2")
+    report = json.loads(run("pipeline", "report", repo, RUN, "--json"))
+    assert report["totals"]["succeeded"] == 2 * len(raws_g)
+    assert report["tasks"]["calibrate"]["cpu_seconds"] > 0
+    calexp = butler.query_datasets("calexp", RUN)[0]
+    tree = json.loads(run("provenance", repo, str(calexp.id), "--json"))
+    assert tree["made_by"]["task"] == "calibrate"
+    made = {i["dataset_type"]: i.get("made_by", {}).get("task") for i in tree["inputs"]}
+    assert made == {"postISRCCD": "isr", "ref_cat": None}
+    text = run("provenance", repo, str(calexp.id))
+    assert "← calibrate" in text and "raw" in text
+    run("provenance", repo, "--run", RUN, "--export", tmp_path / "prov.json")
+    doc = json.loads((tmp_path / "prov.json").read_text())
+    assert len(doc["activity"]) == 2 * len(raws_g)
+
+
+def test_submit_steps_then_report_errors(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    repo = butler.root
+    data = json.loads(run("pipeline", "submit", repo, DRP_YAML, "--steps", "step1,step2", "-i", INPUTS,
+                          "-o", "u/cli/chain", "--group-size", "2", "-j", "2", "--json"))
+    assert [s["step"] for s in data["steps"]] == ["step1", "step2"]
+    assert data["report"]["totals"]["failed"] == 0 and data["report"]["totals"]["succeeded"] > 0
+    # -o made a timestamped run and chained it in front of the inputs.
+    chain = butler.registry.collections.get("u/cli/chain")
+    assert chain.children[1:] == tuple(SURVEY_INPUTS) and chain.children[0].startswith("u/cli/chain/")
+    # A broken config value is refused before anything runs, naming task and field.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"imports: [{DRP_YAML}]\ntasks:\n  calibrate:\n    config: {{detection_threshold: high}}\n")
+    out = run("pipeline", "submit", repo, bad, "-i", INPUTS, "--output-run", "u/cli/bad", ok=False)
+    assert "Bad config for task 'calibrate'" in out and "detection_threshold" in out
+    out = run("pipeline", "submit", repo, DRP_YAML, "--steps", "step9", "-i", INPUTS, "--output-run", "u/cli/x", ok=False)
+    assert "no step 'step9'" in out
+    out = run("pipeline", "report", repo, "u/cli/never", ok=False)
+    assert "No pipeline was ever submitted to run 'u/cli/never'" in out
+
+
+def test_failures_reported_then_restart(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    repo = butler.root
+    marker = tmp_path / "broken"
+    marker.touch()
+    pipe = tmp_path / "stats.yaml"
+    pipe.write_text(
+        "instrument: SynthCam\ntasks:\n  stats:\n    class: pipeline_tasks.ImageStatsTask\n"
+        f"    config: {{fail_detector: 2, fail_marker: '{marker}'}}\n  visitStats: pipeline_tasks.VisitStatsTask\n"
+    )
+    out = run("pipeline", "run", repo, pipe, "-i", INPUTS, "--output-run", RUN, "--retries", "0", ok=False)
+    assert "failed" in out and "porter pipeline restart" in out
+    report = json.loads(run("pipeline", "report", repo, RUN, "--json"))
+    assert report["totals"]["failed"] > 0 and report["totals"]["blocked"] == report["totals"]["failed"]
+    assert "detector 2 is broken" in report["errors"][0]["message"]
+    marker.unlink()
+    run("pipeline", "restart", repo, RUN, "-j", "2")
+    report = json.loads(run("pipeline", "report", repo, RUN, "--json"))
+    assert report["totals"]["failed"] == report["totals"]["blocked"] == 0
+
+
+def test_demo_survey_main_job(tmp_path: Path) -> None:
+    out = run("demo-survey", "--repo", tmp_path / "demo", "--detectors", "2", "--visits-per-band", "2", "--json")
+    data = json.loads(out[out.index("{"):])
+    assert all(c["ok"] for c in data["checks"]), data["checks"]
+    assert data["report"]["totals"]["failed"] == 0
+    assert {s["step"] for s in data["steps"]} == {"step1", "step2", "step3", "step4"}
