@@ -341,3 +341,16 @@ def test_provenance_back_to_the_raws(survey: tuple[Butler, Any]) -> None:
     )
     for used in doc["used"].values():
         assert used["prov:activity"] in doc["activity"] and used["prov:entity"] in doc["entity"]
+
+
+def test_deferred_input_reads_only_a_cutout(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    path = tmp_path / "cut.yaml"
+    path.write_text("instrument: SynthCam\ntasks:\n  cut: pipeline_tasks.CutoutTask\n")
+    graph = build_quantum_graph(butler, Pipeline.from_uri(path), collections=SURVEY_INPUTS, run=RUN, where="detector = 0")
+    assert execute_graph(butler, graph, InProcessExecutor()).ok
+    for q in graph.quanta:
+        (raw,) = q.inputs["raw"]
+        corner = butler.get(q.outputs["corner"][0])
+        assert corner.shape == (16, 16)
+        assert np.array_equal(corner, butler.get(raw).image[:16, :16])

@@ -208,7 +208,10 @@ def _run(butler: Butler, task_def: TaskDef, quantum: Quantum, what: str) -> list
             wanted = (
                 conn.storage_class if conn.storage_class != refs[0].dataset_type.storage_class_name else None
             )
-            objs = [butler.get(r, storage_class=wanted) for r in refs]
+            if conn.deferred:
+                objs: list[Any] = [DeferredDatasetHandle(butler, r, wanted) for r in refs]
+            else:
+                objs = [butler.get(r, storage_class=wanted) for r in refs]
             args[name] = objs if conn.multiple else objs[0]
     task = task_def.make_task()
     extra = _extras(task_def.task_class.run)
