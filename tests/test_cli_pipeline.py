@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import DRP_YAML, SURVEY_INPUTS
-from test_cli import run
-
 from porter import Butler
+from test_cli import run
 
 RUN = "u/cli/drp"
 INPUTS = ",".join(SURVEY_INPUTS)
@@ -18,8 +17,23 @@ INPUTS = ",".join(SURVEY_INPUTS)
 def test_qgraph_run_report_provenance(survey: tuple[Butler, Any], tmp_path: Path) -> None:
     butler, _ = survey
     repo = butler.root
-    out = run("pipeline", "qgraph", repo, f"{DRP_YAML}#step1", "-i", INPUTS, "--output-run", RUN, "-d",
-              "band = 'g'", "--json", "-q", tmp_path / "g.qgraph", "--mermaid", tmp_path / "drp.mmd")
+    out = run(
+        "pipeline",
+        "qgraph",
+        repo,
+        f"{DRP_YAML}#step1",
+        "-i",
+        INPUTS,
+        "--output-run",
+        RUN,
+        "-d",
+        "band = 'g'",
+        "--json",
+        "-q",
+        tmp_path / "g.qgraph",
+        "--mermaid",
+        tmp_path / "drp.mmd",
+    )
     summary = json.loads(out)
     raws_g = butler.query_datasets("raw", "SynthCam/raw/all", where="band = 'g'", instrument="SynthCam")
     assert summary["tasks"] == {"isr": len(raws_g), "calibrate": len(raws_g)}
@@ -43,8 +57,25 @@ def test_qgraph_run_report_provenance(survey: tuple[Butler, Any], tmp_path: Path
 def test_submit_steps_then_report_errors(survey: tuple[Butler, Any], tmp_path: Path) -> None:
     butler, _ = survey
     repo = butler.root
-    data = json.loads(run("pipeline", "submit", repo, DRP_YAML, "--steps", "step1,step2", "-i", INPUTS,
-                          "-o", "u/cli/chain", "--group-size", "2", "-j", "2", "--json"))
+    data = json.loads(
+        run(
+            "pipeline",
+            "submit",
+            repo,
+            DRP_YAML,
+            "--steps",
+            "step1,step2",
+            "-i",
+            INPUTS,
+            "-o",
+            "u/cli/chain",
+            "--group-size",
+            "2",
+            "-j",
+            "2",
+            "--json",
+        )
+    )
     assert [s["step"] for s in data["steps"]] == ["step1", "step2"]
     assert data["report"]["totals"]["failed"] == 0 and data["report"]["totals"]["succeeded"] > 0
     # -o made a timestamped run and chained it in front of the inputs.
@@ -52,10 +83,24 @@ def test_submit_steps_then_report_errors(survey: tuple[Butler, Any], tmp_path: P
     assert chain.children[1:] == tuple(SURVEY_INPUTS) and chain.children[0].startswith("u/cli/chain/")
     # A broken config value is refused before anything runs, naming task and field.
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"imports: [{DRP_YAML}]\ntasks:\n  calibrate:\n    config: {{detection_threshold: high}}\n")
+    bad.write_text(
+        f"imports: [{DRP_YAML}]\ntasks:\n  calibrate:\n    config: {{detection_threshold: high}}\n"
+    )
     out = run("pipeline", "submit", repo, bad, "-i", INPUTS, "--output-run", "u/cli/bad", ok=False)
     assert "Bad config for task 'calibrate'" in out and "detection_threshold" in out
-    out = run("pipeline", "submit", repo, DRP_YAML, "--steps", "step9", "-i", INPUTS, "--output-run", "u/cli/x", ok=False)
+    out = run(
+        "pipeline",
+        "submit",
+        repo,
+        DRP_YAML,
+        "--steps",
+        "step9",
+        "-i",
+        INPUTS,
+        "--output-run",
+        "u/cli/x",
+        ok=False,
+    )
     assert "no step 'step9'" in out
     out = run("pipeline", "report", repo, "u/cli/never", ok=False)
     assert "No pipeline was ever submitted to run 'u/cli/never'" in out
@@ -83,8 +128,10 @@ def test_failures_reported_then_restart(survey: tuple[Butler, Any], tmp_path: Pa
 
 
 def test_demo_survey_main_job(tmp_path: Path) -> None:
-    out = run("demo-survey", "--repo", tmp_path / "demo", "--detectors", "2", "--visits-per-band", "2", "--json")
-    data = json.loads(out[out.index("{"):])
+    out = run(
+        "demo-survey", "--repo", tmp_path / "demo", "--detectors", "2", "--visits-per-band", "2", "--json"
+    )
+    data = json.loads(out[out.index("{") :])
     assert all(c["ok"] for c in data["checks"]), data["checks"]
     assert data["report"]["totals"]["failed"] == 0
     assert {s["step"] for s in data["steps"]} == {"step1", "step2", "step3", "step4"}

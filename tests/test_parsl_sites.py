@@ -13,8 +13,13 @@ from porter.errors import PipelineDefinitionError
 from porter.pipeline import site_config
 from porter.pipeline._parsl import SITE_EXAMPLES
 
-PROVIDERS = {"local": LocalProvider, "slurm": SlurmProvider, "pbs": PBSProProvider, "torque": TorqueProvider,
-             "condor": CondorProvider}
+PROVIDERS = {
+    "local": LocalProvider,
+    "slurm": SlurmProvider,
+    "pbs": PBSProProvider,
+    "torque": TorqueProvider,
+    "condor": CondorProvider,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
@@ -50,9 +55,19 @@ def fake_command(bin_dir: Path, name: str, reply: str) -> Path:
 @pytest.mark.parametrize(
     ("name", "command", "reply", "expected"),
     [
-        ("slurm", "sbatch", "Submitted batch job 4242", ["#SBATCH --partition=roma", "#SBATCH --account=rubin:production", "#SBATCH --time=240"]),
+        (
+            "slurm",
+            "sbatch",
+            "Submitted batch job 4242",
+            ["#SBATCH --partition=roma", "#SBATCH --account=rubin:production", "#SBATCH --time=240"],
+        ),
         ("pbs", "qsub", "4242.pbs", ["-q workq", "-A survey", "#PBS -l walltime=02:00:00"]),
-        ("condor", "condor_submit", "1 job(s) submitted to cluster 4242.", ["RequestCpus = 8", "RequestMemory = 16384", 'OpSysAndVer == "AlmaLinux9"']),
+        (
+            "condor",
+            "condor_submit",
+            "1 job(s) submitted to cluster 4242.",
+            ["RequestCpus = 8", "RequestMemory = 16384", 'OpSysAndVer == "AlmaLinux9"'],
+        ),
     ],
 )
 def test_sites_submit_through_the_batch_command(

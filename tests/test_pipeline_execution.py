@@ -15,12 +15,11 @@ from typing import Any
 
 import numpy as np
 import psutil
-import pyarrow as pa
 import pytest
 
 from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler
-from porter.demo._measure import match_sky
+from porter.demo._checks import astrometric_residuals
 from porter.pipeline import (
     ExecutionOptions,
     Executor,
@@ -117,20 +116,7 @@ def test_science_step1_matches_truth(survey: tuple[Butler, Any]) -> None:
     # Zero points: the reference catalog's magnitudes carry 0.01 mag noise; the fits' own errors say how well each did.
     assert np.sqrt(np.mean(zp_offsets_arr**2)) < max(4 * float(np.median(zp_errors)), 0.01)
     assert abs(np.mean(zp_offsets_arr)) < 0.01
-    cat = butler.get("truth_catalog", skymap="synth_skymap", tract=0, collections="SynthCam/truth")
-    stars = cat.filter(cat["is_star"])
-    seps = []
-    for ref in butler.query_datasets("src", RUN):
-        src = butler.get(ref)
-        bright = src.filter(pa.compute.greater(src["snr"], 50))
-        _, _, sep = match_sky(
-            np.asarray(bright["ra"]),
-            np.asarray(bright["dec"]),
-            np.asarray(stars["ra"]),
-            np.asarray(stars["dec"]),
-            1.0,
-        )
-        seps.extend(sep)
+    seps = astrometric_residuals(butler, RUN)
     rms_mas = float(np.sqrt(np.mean(np.square(seps)))) * 1000
     # Injected: 1500 mas pointing error; reference positions good to 10 mas; PSF ~0.9" at S/N > 50 centroids to ~20 mas.
     assert len(seps) > 50
@@ -347,7 +333,9 @@ def test_deferred_input_reads_only_a_cutout(survey: tuple[Butler, Any], tmp_path
     butler, _ = survey
     path = tmp_path / "cut.yaml"
     path.write_text("instrument: SynthCam\ntasks:\n  cut: pipeline_tasks.CutoutTask\n")
-    graph = build_quantum_graph(butler, Pipeline.from_uri(path), collections=SURVEY_INPUTS, run=RUN, where="detector = 0")
+    graph = build_quantum_graph(
+        butler, Pipeline.from_uri(path), collections=SURVEY_INPUTS, run=RUN, where="detector = 0"
+    )
     assert execute_graph(butler, graph, InProcessExecutor()).ok
     for q in graph.quanta:
         (raw,) = q.inputs["raw"]

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
-import pyarrow as pa
 import typer
 
 from ..butler import Butler
 from ..demo import COLLECTIONS, SurveySpec, generate_survey
-from ..demo._measure import match_sky
+from ..demo._checks import astrometric_residuals
 from ..pipeline import Pipeline, RunState, dataset_provenance, report_run
 from ._app import _progress, app
 from ._output import console, handle_errors, print_rows
@@ -126,22 +125,9 @@ def science_checks(butler: Butler, truth: dict[str, Any]) -> list[dict[str, Any]
             by_metric = {x["metric"]: x for x in r.measurements}
             zp_offsets.append(by_metric["zeropoint"]["value"] - visits[r.data_id["visit"]]["zeropoint"])
             zp_errors.append(by_metric["zeropoint"]["extras"]["error"])
-    cat = butler.get("truth_catalog", skymap="synth_skymap", tract=0, collections=COLLECTIONS["truth"])
-    stars = cat.filter(cat["is_star"])
-    seps = []
-    for ref in butler.query_datasets("src", RUN):
-        src = butler.get(ref, parameters={"columns": ["ra", "dec", "snr"]})
-        bright = src.filter(pa.compute.greater(src["snr"], 50))
-        _, _, sep = match_sky(
-            np.asarray(bright["ra"]),
-            np.asarray(bright["dec"]),
-            np.asarray(stars["ra"]),
-            np.asarray(stars["dec"]),
-            1.0,
-        )
-        seps.extend(sep.tolist())
+    seps = astrometric_residuals(butler, RUN)
     pointing_error = truth["spec"]["pointing_error"] * 1000
-    rms = float(np.sqrt(np.mean(np.square(seps))) * 1000) if seps else float("nan")
+    rms = float(np.sqrt(np.mean(np.square(seps))) * 1000) if seps.size else float("nan")
     zp_rms = float(np.sqrt(np.mean(np.square(zp_offsets))) * 1000) if zp_offsets else float("nan")
     zp_err = float(np.median(zp_errors) * 1000) if zp_errors else float("nan")
     checks = [

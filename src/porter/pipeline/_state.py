@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -183,25 +183,19 @@ class RunState:
 
     def start(self, records: Sequence[QuantumRecord]) -> None:
         """Record that these quanta are running (one more attempt each)."""
-        if not records:
-            return
-        self.ensure_tables()
-        ids = [r.quantum_id for r in records]
-
-        def write() -> None:
-            with self.db.transaction() as conn:
-                attempts = self._attempts(conn, ids)
-                conn.execute(sqlalchemy.delete(self.quantum).where(self.quantum.c.quantum_id.in_(ids)))
-                conn.execute(sqlalchemy.delete(self.link).where(self.link.c.quantum_id.in_(ids)))
-                conn.execute(
-                    sqlalchemy.insert(self.quantum),
-                    [self._row(r, RUNNING, attempts.get(r.quantum_id, 0) + 1) for r in records],
-                )
-
-        self.db.retrying(write)
+        self._replace(records, lambda r, before: (RUNNING, before + 1), links=False)
 
     def finish(self, records: Sequence[QuantumRecord]) -> None:
         """Record final outcomes (succeeded or failed) with their provenance links, in one transaction."""
+        self._replace(records, lambda r, before: (r.status, max(before, r.attempts, 1)), links=True)
+
+    def _replace(
+        self,
+        records: Sequence[QuantumRecord],
+        outcome: Callable[[QuantumRecord, int], tuple[str, int]],
+        links: bool,
+    ) -> None:
+        """Replace the rows (and links) of ``records``; ``outcome(record, attempts so far)`` gives status and attempts."""
         if not records:
             return
         self.ensure_tables()
@@ -214,17 +208,17 @@ class RunState:
                 conn.execute(sqlalchemy.delete(self.link).where(self.link.c.quantum_id.in_(ids)))
                 conn.execute(
                     sqlalchemy.insert(self.quantum),
-                    [self._row(r, r.status, max(attempts.get(r.quantum_id, 1), r.attempts)) for r in records],
+                    [self._row(r, *outcome(r, attempts.get(r.quantum_id, 0))) for r in records],
                 )
-                links = [
+                rows = [
                     {"quantum_id": r.quantum_id, "dataset_id": d, "role": role}
                     for r in records
-                    if r.status == SUCCEEDED
+                    if links and r.status == SUCCEEDED
                     for role, ds in (("input", r.inputs), ("output", r.outputs))
                     for d in dict.fromkeys(ds)
                 ]
-                if links:
-                    conn.execute(sqlalchemy.insert(self.link), links)
+                if rows:
+                    conn.execute(sqlalchemy.insert(self.link), rows)
 
         self.db.retrying(write)
 
