@@ -342,3 +342,51 @@ def test_deferred_input_reads_only_a_cutout(survey: tuple[Butler, Any], tmp_path
         corner = butler.get(q.outputs["corner"][0])
         assert corner.shape == (16, 16)
         assert np.array_equal(corner, butler.get(raw).image[:16, :16])
+
+
+def test_step_failure_rate_stops_the_submission(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    butler, _ = survey
+    pipe = stats_pipeline(tmp_path, fail_detector=3)
+    with InProcessExecutor() as ex:
+        results = submit_steps(
+            butler, pipe, ["step1", "step2"], ex, collections=SURVEY_INPUTS, run=RUN, max_failure_rate=0.1,
+            options=ExecutionOptions(retries=0),
+        )
+    (step1,) = results  # step2 never started
+    assert step1.stopped and step1.failure_rate == pytest.approx(0.25)
+    assert "visitStats" not in {t.name for t in butler.query_dataset_types()}  # step 2 was never prepared
+    # A lenient threshold lets the next step run.  As in Rubin's step-wise processing, a later step's
+    # graph is built from what earlier steps delivered: each visit gathers the detectors that worked.
+    with InProcessExecutor() as ex:
+        results = submit_steps(
+            butler, pipe, ["step1", "step2"], ex, collections=SURVEY_INPUTS, run=RUN, max_failure_rate=0.5,
+            options=ExecutionOptions(retries=0),
+        )
+    assert [r.step for r in results] == ["step1", "step2"]
+    assert results[0].counts == {"failed": step1.counts["failed"]}  # finished quanta were skipped
+    summaries = [butler.get(r) for r in butler.query_datasets("visitStats", RUN)]
+    assert summaries and all(s["n"] == 3 for s in summaries)
+
+
+def test_drp_on_postgresql_and_s3(make_repo: Any, pg_server: str, s3_server: str, tmp_path: Path) -> None:
+    """Many workers on one PostgreSQL registry with an S3 datastore: steps 1 and 2 with the warm pool."""
+    import uuid
+
+    from conftest import SMALL_SURVEY, TEST_BUCKET, drop_schema
+
+    from porter.demo import SurveySpec, generate_survey
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    butler = Butler.create(tmp_path / "repo", registry=pg_server, namespace=schema,
+                           datastore=f"s3://{TEST_BUCKET}/{schema}")
+    try:
+        generate_survey(butler, SurveySpec(**SMALL_SURVEY))
+        pipe = Pipeline.from_uri(DRP_YAML)
+        with LocalPoolExecutor(2) as ex:
+            results = submit_steps(butler, pipe, ["step1", "step2"], ex, collections=SURVEY_INPUTS, run=RUN)
+        assert all(r.failure_rate == 0 for r in results)
+        assert_outputs_exactly_once(butler, RUN)
+        assert str(butler.get_uri(butler.query_datasets("calexp", RUN)[0])).startswith("s3://")
+    finally:
+        butler.close()
+        drop_schema(pg_server, schema)

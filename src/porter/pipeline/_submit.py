@@ -51,9 +51,10 @@ class StepResult:
 
     @property
     def failure_rate(self) -> float:
+        """Failed, blocked and lost quanta as a fraction of the whole step (quanta finished earlier included)."""
         c = self.counts
-        total = sum(c.values())
-        return (total - c.get("succeeded", 0)) / total if total else 0.0
+        total = sum(c.values()) + self.skipped
+        return (sum(c.values()) - c.get("succeeded", 0)) / total if total else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
