@@ -349,7 +349,13 @@ def test_step_failure_rate_stops_the_submission(survey: tuple[Butler, Any], tmp_
     pipe = stats_pipeline(tmp_path, fail_detector=3)
     with InProcessExecutor() as ex:
         results = submit_steps(
-            butler, pipe, ["step1", "step2"], ex, collections=SURVEY_INPUTS, run=RUN, max_failure_rate=0.1,
+            butler,
+            pipe,
+            ["step1", "step2"],
+            ex,
+            collections=SURVEY_INPUTS,
+            run=RUN,
+            max_failure_rate=0.1,
             options=ExecutionOptions(retries=0),
         )
     (step1,) = results  # step2 never started
@@ -359,7 +365,13 @@ def test_step_failure_rate_stops_the_submission(survey: tuple[Butler, Any], tmp_
     # graph is built from what earlier steps delivered: each visit gathers the detectors that worked.
     with InProcessExecutor() as ex:
         results = submit_steps(
-            butler, pipe, ["step1", "step2"], ex, collections=SURVEY_INPUTS, run=RUN, max_failure_rate=0.5,
+            butler,
+            pipe,
+            ["step1", "step2"],
+            ex,
+            collections=SURVEY_INPUTS,
+            run=RUN,
+            max_failure_rate=0.5,
             options=ExecutionOptions(retries=0),
         )
     assert [r.step for r in results] == ["step1", "step2"]
@@ -373,12 +385,12 @@ def test_drp_on_postgresql_and_s3(make_repo: Any, pg_server: str, s3_server: str
     import uuid
 
     from conftest import SMALL_SURVEY, TEST_BUCKET, drop_schema
-
     from porter.demo import SurveySpec, generate_survey
 
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    butler = Butler.create(tmp_path / "repo", registry=pg_server, namespace=schema,
-                           datastore=f"s3://{TEST_BUCKET}/{schema}")
+    butler = Butler.create(
+        tmp_path / "repo", registry=pg_server, namespace=schema, datastore=f"s3://{TEST_BUCKET}/{schema}"
+    )
     try:
         generate_survey(butler, SurveySpec(**SMALL_SURVEY))
         pipe = Pipeline.from_uri(DRP_YAML)
