@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,15 +33,50 @@ def test_bundled_sites_build(name: str) -> None:
     assert isinstance(htex.provider, PROVIDERS[name])
 
 
-def test_kubernetes_site_needs_its_client() -> None:
+def test_kubernetes_site_creates_its_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Kubernetes site submits a pod through the API server named in the kubeconfig (here: one on loopback)."""
+    created: list[dict[str, object]] = []
+
+    class ApiServer(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            created.append({"path": self.path, "pod": body})
+            reply = json.dumps({"kind": "Pod", "apiVersion": "v1", "metadata": body["metadata"]}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), ApiServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        f"clusters: [{{name: t, cluster: {{server: 'http://127.0.0.1:{server.server_port}'}}}}]\n"
+        "contexts: [{name: t, context: {cluster: t, user: t}}]\ncurrent-context: t\n"
+        "users: [{name: t, user: {token: test}}]\n"
+    )
+    import kubernetes.config.kube_config
+
+    # The client reads $KUBECONFIG once, when imported; point its default at this file instead.
+    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     try:
-        import kubernetes  # noqa: F401
-    except ImportError:
-        with pytest.raises(Exception, match="kubernetes"):
-            site_config(SITE_EXAMPLES / "kubernetes.yaml")
-        return
-    config = site_config(SITE_EXAMPLES / "kubernetes.yaml")
-    assert type(config.executors[0].provider).__name__ == "KubernetesProvider"
+        provider = site_config(SITE_EXAMPLES / "kubernetes.yaml").executors[0].provider
+        provider.submit("process_worker_pool.py --max_workers_per_node 4", 1, job_name="porter-test")
+    finally:
+        server.shutdown()
+    ((request),) = created
+    assert request["path"] == "/api/v1/namespaces/porter-batch/pods"
+    (container,) = request["pod"]["spec"]["containers"]  # type: ignore[index]
+    assert container["image"] == "ghcr.io/porter-survey/porter:latest"
+    assert container["resources"]["limits"] == {"cpu": "4", "memory": "8Gi"}
+    assert "process_worker_pool.py --max_workers_per_node 4" in " ".join(
+        container["args"] + container.get("command", [])
+    )
 
 
 def fake_command(bin_dir: Path, name: str, reply: str) -> Path:
