@@ -24,6 +24,7 @@ shared file system is needed for it.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from concurrent.futures import Future
 from pathlib import Path
@@ -129,6 +130,7 @@ def site_config(site: str | Path | dict[str, Any]) -> Any:
         address = address_by_interface(address.split(":", 1)[1])
     executor_options = dict(spec.get("executor_options") or {})
     executor_options.setdefault("max_workers_per_node", int(spec.get("workers_per_node", 2)))
+    executor_options.update(_this_interpreter(kind == "local", executor_options))
     try:
         htex = HighThroughputExecutor(
             label="porter", provider=provider, address=address, encrypted=False, **executor_options
@@ -137,6 +139,27 @@ def site_config(site: str | Path | dict[str, Any]) -> Any:
         raise PipelineDefinitionError(f"{where}: bad executor_options: {exc}") from None
     run_dir = spec.get("run_dir") or tempfile.mkdtemp(prefix="porter-parsl-")
     return Config(executors=[htex], run_dir=str(run_dir), strategy="simple", initialize_logging=False)
+
+
+def _this_interpreter(local_workers: bool, given: dict[str, Any]) -> dict[str, Any]:
+    """Launch commands that use this Python's own Parsl scripts, not whatever is first on $PATH.
+
+    The interchange always runs here; local workers do too.  Without this, a
+    virtual environment that is not activated (``.venv/bin/python -m …``)
+    would start another environment's Parsl, or none.  Remote workers get
+    their environment from the site's ``worker_init``.
+    """
+    from parsl.executors.high_throughput.executor import DEFAULT_LAUNCH_CMD
+
+    bin_dir = Path(sys.executable).parent
+    out: dict[str, Any] = {}
+    interchange = bin_dir / "interchange.py"
+    if "interchange_launch_cmd" not in given and interchange.exists():
+        out["interchange_launch_cmd"] = [sys.executable, str(interchange)]
+    pool = bin_dir / "process_worker_pool.py"
+    if local_workers and "launch_cmd" not in given and pool.exists():
+        out["launch_cmd"] = f"{sys.executable} {pool} " + DEFAULT_LAUNCH_CMD.split(" ", 1)[1]
+    return out
 
 
 class ParslExecutor(Executor):
