@@ -100,6 +100,7 @@ def fake_command(bin_dir: Path, name: str, reply: str) -> Path:
             ["#SBATCH --partition=roma", "#SBATCH --account=rubin:production", "#SBATCH --time=240"],
         ),
         ("pbs", "qsub", "4242.pbs", ["-q workq", "-A survey", "#PBS -l walltime=02:00:00"]),
+        ("torque", "qsub", "4243.torque", ["-q batch", "#PBS -l walltime=02:00:00", "#PBS -l nodes=1"]),
         (
             "condor",
             "condor_submit",
@@ -118,7 +119,7 @@ def test_sites_submit_through_the_batch_command(
     provider = site_config(SITE_EXAMPLES / f"{name}.yaml").executors[0].provider
     provider.script_dir = str(tmp_path)
     job = provider.submit("process_worker_pool.py --max_workers_per_node 32", 1, job_name="porter.test")
-    assert "4242" in str(job)
+    assert reply.split()[-1].rstrip(".").split(".")[0].split()[-1] in str(job)
     submitted = log.read_text()  # the command line, then the file it was given
     for path in tmp_path.glob("*.script"):  # HTCondor's submit file points at the worker script
         submitted += path.read_text()

@@ -129,8 +129,15 @@ def run_prov_json(butler: Butler, run: str) -> dict[str, Any]:
         for o in links[r.quantum_id]["output"]:
             ids.add(o)
             doc["wasGeneratedBy"][f"_:gen_{o}"] = {"prov:entity": f"dataset:{o}", "prov:activity": act}
+    from ._report import load_run_graph
+
+    known = {
+        r.id_hex: r for q in load_run_graph(butler, run).quanta for r in (*q.all_inputs(), *q.all_outputs())
+    }
     for i in sorted(ids):
-        ref = butler.get_dataset(i)
+        ref = known.get(i) or butler.get_dataset(
+            i
+        )  # the run's graphs name every dataset; no query per dataset
         doc["entity"][f"dataset:{i}"] = (
             {
                 "prov:label": ref.dataset_type.name,
