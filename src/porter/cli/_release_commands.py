@@ -1,0 +1,328 @@
+"""``porter release …``: plans, checks, confirmations, waivers, sign-offs, findings, the go-public gate, the audit log."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
+from ._app import JsonOpt, app
+from ._output import console, err_console, handle_errors, print_rows
+
+release_app = typer.Typer(
+    name="release",
+    help="Data-release management: hand-over checkpoints with shipping lists, checks, sign-off gates, "
+    "red-team findings, schedule and an audit log.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+finding_app = typer.Typer(name="finding", help="Red-team findings: add, close, list.", no_args_is_help=True)
+release_app.add_typer(finding_app)
+app.add_typer(release_app)
+
+NameArg = Annotated[str, typer.Argument(help="The release (its plan is PLANS/NAME.yaml).")]
+PlansOpt = Annotated[
+    Path, typer.Option("--plans", help="Directory of release plans.", envvar="PORTER_RELEASES")
+]
+ByOpt = Annotated[str, typer.Option("--by", help="Who does this (a person of the plan).")]
+TodayOpt = Annotated[
+    str | None, typer.Option("--today", help="Evaluate the schedule as of this date (YYYY-MM-DD).")
+]
+
+
+@contextlib.contextmanager
+def _release(name: str, plans: Path) -> Iterator[Release]:
+    rel = Release.open(name, plans)
+    try:
+        yield rel
+    finally:
+        rel.close()
+
+
+def _date(text: str | None) -> datetime.date | None:
+    if text is None:
+        return None
+    try:
+        return datetime.date.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a date; write YYYY-MM-DD.") from None
+
+
+@release_app.command("init")
+@handle_errors
+def init(
+    name: NameArg,
+    repo: Annotated[str, typer.Option("--repo", help="The repository the release draws from.")] = "",
+    template: Annotated[
+        str, typer.Option("--template", help="Plan template: rubin (the six hand-overs).")
+    ] = "rubin",
+    like_release: Annotated[
+        str | None, typer.Option("--like", help="Copy this earlier release's plan.")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option("--start", help="First day of release work (default today).")
+    ] = None,
+    shift_days: Annotated[
+        int | None,
+        typer.Option(
+            "--shift-days",
+            help="With --like: move every date by this many days (default: so the first deadline is as far from --start as it was from its own start).",
+        ),
+    ] = None,
+    plans: PlansOpt = Path("releases"),
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing plan file.")] = False,
+) -> None:
+    """Write a new release plan: the six Rubin hand-overs, or a copy of an earlier release with dates shifted.
+
+    Examples:
+
+        porter release init DP2 --template rubin --repo /repo/main --start 2027-01-04
+
+        porter release init DP3 --like DP2 --shift-days 182
+    """
+    path = plans / f"{name}.yaml"
+    if path.exists() and not force:
+        raise PlanError(f"{path} exists; edit it, or pass --force to replace it.")
+    start_day = _date(start) or datetime.date.today()
+    if like_release:
+        previous = load_plan(plans / f"{like_release}.yaml")
+        if shift_days is None:
+            first = min(c.deadline for c in previous.checkpoints)
+            shift_days = (start_day - first).days + 21
+        plan = like(previous, name, shift_days)
+    else:
+        if template != "rubin":
+            raise typer.BadParameter(f"--template {template!r}: the available template is 'rubin'.")
+        if not repo:
+            raise typer.BadParameter("Give the repository with --repo.")
+        plan = rubin_template(name, repo, start_day)
+    dump_plan(plan, path)
+    console.print(
+        f"Wrote [bold]{path}[/]: {len(plan.checkpoints)} checkpoints "
+        f"({', '.join(c.name for c in plan.checkpoints)}), first deadline {min(c.deadline for c in plan.checkpoints)}."
+    )
+
+
+@release_app.command("status")
+@handle_errors
+def status(
+    name: NameArg, plans: PlansOpt = Path("releases"), today: TodayOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Checkpoints with hand-over, owner, deadline, projected date (slips carried forward), checks, sign-off; findings.
+
+    Example:
+
+        porter release status DP2 --json
+    """
+    with _release(name, plans) as rel:
+        data = rel.status(_date(today))
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    print_rows(data["rows"], title=f"release {name}")
+    open_findings = [f for f in data["findings"] if f["open"]]
+    if open_findings:
+        print_rows(
+            [{k: f[k] for k in ("id", "severity", "checkpoint", "text", "opened_by")} for f in open_findings],
+            title="open findings",
+        )
+    console.print("[bold green]ready to go public[/]" if data["ready"] else "not yet marked ready")
+
+
+@release_app.command("check")
+@handle_errors
+def check(
+    name: NameArg,
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="Only this checkpoint (default: all).")
+    ] = None,
+    plans: PlansOpt = Path("releases"),
+    by: Annotated[str, typer.Option("--by", help="Who runs the checks.")] = "porter",
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the checks of a checkpoint's shipping list (or of all) and record the results.
+
+    Example:
+
+        porter release check DP2 --checkpoint images
+    """
+    out = []
+    with _release(name, plans) as rel:
+        names = [checkpoint] if checkpoint else [c.name for c in rel.plan.checkpoints]
+        for cp in names:
+            out += [{"checkpoint": cp, **r.to_dict()} for r in rel.check(cp, by)]
+    if as_json:
+        console.print_json(json.dumps(out, default=str))
+        return
+    print_rows(
+        [
+            {k: r[k] for k in ("checkpoint", "name", "status", "value", "expected", "message")}
+            | {"seconds": round(r["seconds"], 3)}
+            for r in out
+        ],
+        title=f"checks of {name}",
+    )
+    for r in out:
+        if r["status"] != "pass" and r["sample"]:
+            console.print(f"[red]{r['name']}[/] e.g. {r['sample'][:3]}", highlight=False)
+
+
+@release_app.command("confirm")
+@handle_errors
+def confirm(
+    name: NameArg,
+    checkpoint: Annotated[str, typer.Argument(help="The checkpoint.")],
+    item: Annotated[str, typer.Argument(help="The manual item done.")],
+    by: ByOpt,
+    comment: Annotated[str, typer.Option("--comment", help="What was checked, how.")] = "",
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Record that a manual shipping-list item was checked by a person."""
+    with _release(name, plans) as rel:
+        rel.confirm(checkpoint, item, by, comment)
+    console.print(f"Recorded: {item} of {checkpoint} confirmed by {by}.")
+
+
+@release_app.command("waive")
+@handle_errors
+def waive(
+    name: NameArg,
+    checkpoint: Annotated[str, typer.Argument(help="The checkpoint.")],
+    check_name: Annotated[str, typer.Argument(metavar="CHECK", help="The failed check's name (item:check).")],
+    by: ByOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why the release may go ahead regardless.")],
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Waive a failed check, with a reason (people with can_waive, or the decider)."""
+    with _release(name, plans) as rel:
+        rel.waive(checkpoint, check_name, by, reason)
+    console.print(f"Waived {check_name} of {checkpoint} ({by}: {reason}).")
+
+
+@release_app.command("signoff")
+@handle_errors
+def signoff(
+    name: NameArg,
+    checkpoint: Annotated[str, typer.Argument(help="The hand-over to sign off.")],
+    by: ByOpt,
+    override: Annotated[
+        str | None,
+        typer.Option(
+            "--override", help="Decider of last resort only: sign off despite the gate, for this reason."
+        ),
+    ] = None,
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Sign off a hand-over; refused while a dependency is unsigned or a check fails without a waiver.
+
+    Examples:
+
+        porter release signoff DP2 images --by release-manager
+
+        porter release signoff DP2 hips --by decider --override "HiPS coverage map deferred to DP2.1"
+    """
+    with _release(name, plans) as rel:
+        event = rel.signoff(checkpoint, by, override)
+    word = "Overrode the gate and signed" if event.action == "override-signoff" else "Signed"
+    console.print(f"{word} off {checkpoint} ({by}).")
+
+
+@release_app.command("ready")
+@handle_errors
+def ready(name: NameArg, by: ByOpt, plans: PlansOpt = Path("releases"), today: TodayOpt = None) -> None:
+    """The go-public gate: every checkpoint signed, no open blocker, the test period run. Then the date may be announced."""
+    with _release(name, plans) as rel:
+        rel.mark_ready(by, _date(today))
+    console.print(
+        f"[bold green]{name} is ready to go public[/] (marked by {by}); the date may now be announced."
+    )
+
+
+@release_app.command("audit")
+@handle_errors
+def audit(
+    name: NameArg,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the hash chain; exit 1 if it was altered.")
+    ] = False,
+    plans: PlansOpt = Path("releases"),
+    as_json: JsonOpt = False,
+) -> None:
+    """The release's audit log (every check run, waiver, sign-off, override and finding), hash-chained."""
+    with _release(name, plans) as rel:
+        events = rel.events()
+        problems = rel.log.verify(name) if verify else []
+    if as_json:
+        console.print_json(
+            json.dumps({"events": [e.to_dict() for e in events], "problems": problems}, default=str)
+        )
+    else:
+        print_rows(
+            [
+                {
+                    "seq": e.seq,
+                    "at": datetime.datetime.fromtimestamp(e.at).isoformat(timespec="seconds"),
+                    "actor": e.actor,
+                    "action": e.action,
+                    "checkpoint": e.checkpoint,
+                    "hash": e.hash[:12],
+                }
+                for e in events
+            ],
+            title=f"audit log of {name}",
+        )
+    if verify:
+        if problems:
+            for p in problems:
+                err_console.print(f"[bold red]tampered:[/] {p}")
+            raise typer.Exit(1)
+        console.print(f"[green]verified[/]: {len(events)} events, chain intact.")
+
+
+@finding_app.command("add")
+@handle_errors
+def finding_add(
+    name: NameArg,
+    text: Annotated[str, typer.Argument(help="What is wrong.")],
+    severity: Annotated[str, typer.Option("--severity", help="blocker, major or minor.")],
+    by: ByOpt,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="The hand-over it concerns.")] = "",
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Record a red-team finding (a blocker stops the release from going public until closed)."""
+    with _release(name, plans) as rel:
+        f = rel.add_finding(severity, checkpoint, text, by)
+    console.print(f"Finding {f.id} ({severity}) recorded.")
+
+
+@finding_app.command("close")
+@handle_errors
+def finding_close(
+    name: NameArg,
+    finding_id: Annotated[int, typer.Argument(metavar="ID")],
+    by: ByOpt,
+    resolution: Annotated[str, typer.Option("--resolution", help="How it was resolved.")] = "",
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Close a finding with its resolution."""
+    with _release(name, plans) as rel:
+        rel.close_finding(finding_id, by, resolution)
+    console.print(f"Finding {finding_id} closed.")
+
+
+@finding_app.command("list")
+@handle_errors
+def finding_list(name: NameArg, plans: PlansOpt = Path("releases"), as_json: JsonOpt = False) -> None:
+    """Every finding, open and closed."""
+    with _release(name, plans) as rel:
+        findings = [f.to_dict() for f in rel.state().findings.values()]
+    print_rows(findings, title=f"findings of {name}", as_json=as_json)
+
+
+__all__ = ["GateError", "release_app"]

@@ -1,0 +1,31 @@
+"""Release management: plans with hand-over checkpoints, checks, sign-off gates, findings, schedule, audit log."""
+
+from ._checks import CheckResult, run_checks
+from ._events import Event, EventLog
+from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan, dump_plan, load_plan
+from ._release import Finding, GateError, Release, ReleaseState
+from ._schedule import ScheduleRow, schedule
+from ._templates import like, rubin_template
+
+__all__ = [
+    "CheckResult",
+    "Checkpoint",
+    "Event",
+    "EventLog",
+    "Finding",
+    "GateError",
+    "Item",
+    "Milestone",
+    "Person",
+    "PlanError",
+    "Release",
+    "ReleasePlan",
+    "ReleaseState",
+    "ScheduleRow",
+    "dump_plan",
+    "like",
+    "load_plan",
+    "rubin_template",
+    "run_checks",
+    "schedule",
+]

@@ -1,0 +1,144 @@
+"""Checks of a checkpoint's shipping list.
+
+This version runs ``datasets`` items (completeness of delivered datasets
+against the data IDs a query expects, missing ones grouped) and ``manual``
+items (a person's recorded confirmation).  The other kinds (catalog schema
+and content, file trees, HiPS) report ``error`` until their checks land, so a
+sign-off cannot pass over them without a waiver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._plan import Checkpoint, Item
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+__all__ = ["CheckResult", "run_checks"]
+
+PASS, FAIL, WARN, ERROR = "pass", "fail", "warn", "error"
+SAMPLE = 20
+
+
+@dataclass
+class CheckResult:
+    """One check's outcome: status, the measured value against the expectation, offending samples, duration."""
+
+    item: str
+    check: str
+    status: str
+    value: Any = None
+    expected: Any = None
+    message: str = ""
+    sample: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.item}:{self.check}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "name": self.name}
+
+
+def run_checks(
+    butler: Butler, checkpoint: Checkpoint, confirmations: dict[str, dict[str, Any]]
+) -> list[CheckResult]:
+    """Every check of ``checkpoint``'s items; ``confirmations`` are the manual items' recorded confirmations."""
+    out: list[CheckResult] = []
+    for item in checkpoint.items:
+        started = time.perf_counter()
+        try:
+            if item.kind == "datasets":
+                results = completeness(butler, item)
+            elif item.kind == "manual":
+                results = [_manual(item, confirmations.get(item.name))]
+            else:
+                results = [
+                    CheckResult(
+                        item.name,
+                        item.kind,
+                        ERROR,
+                        message=f"checks of {item.kind!r} items arrive in a later porter version; waive this check or remove the item",
+                    )
+                ]
+        except Exception as exc:  # a check that cannot run is an error result, not a crash
+            results = [CheckResult(item.name, item.kind, ERROR, message=f"{type(exc).__name__}: {exc}")]
+        elapsed = time.perf_counter() - started
+        for r in results:
+            r.seconds = elapsed / len(results)
+        out.extend(results)
+    return out
+
+
+def _manual(item: Item, confirmation: dict[str, Any] | None) -> CheckResult:
+    if confirmation is None:
+        return CheckResult(
+            item.name,
+            "manual",
+            FAIL,
+            expected=item.check,
+            message="not confirmed yet (porter release confirm)",
+        )
+    return CheckResult(
+        item.name,
+        "manual",
+        PASS,
+        value=f"confirmed by {confirmation['by']}",
+        expected=item.check,
+        message=confirmation.get("comment", ""),
+    )
+
+
+def completeness(butler: Butler, item: Item) -> list[CheckResult]:
+    """Delivered / expected data IDs for each dataset type; the missing ones listed, grouped by ``group_by``."""
+    spec = item.expected
+    dims = list(spec.get("dimensions") or [])
+    results = []
+    for dataset_type in item.dataset_types:
+        dt = butler.get_dataset_type(dataset_type)
+        wanted_dims = dims or list(dt.dimensions.required)
+        kwargs: dict[str, Any] = {"where": spec.get("where", "")}
+        if spec.get("datasets"):
+            kwargs["datasets"] = spec["datasets"]
+            kwargs["collections"] = spec.get("collections") or item.collections
+        expected = {
+            d.subset(dt.dimensions).required_values: d for d in butler.query_data_ids(wanted_dims, **kwargs)
+        }
+        delivered = {
+            r.data_id.required_values
+            for r in butler.query_datasets(dataset_type, item.collections, where=spec.get("where", ""))
+        }
+        missing = [expected[k] for k in sorted(set(expected) - delivered)]
+        n_exp = len(expected)
+        fraction = (n_exp - len(missing)) / n_exp if n_exp else 1.0
+        groups: dict[Any, list[Any]] = defaultdict(list)
+        for d in missing:
+            key = d[item.group_by] if item.group_by and item.group_by in d else None
+            groups[key].append(dict(d.required))
+        sample: list[Any] = (
+            [
+                {item.group_by: k, "missing": len(v), "example": v[0]}
+                for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+            ]
+            if item.group_by
+            else [dict(d.required) for d in missing]
+        )[:SAMPLE]
+        results.append(
+            CheckResult(
+                item.name,
+                f"completeness {dataset_type}",
+                PASS if not missing else FAIL,
+                value=f"{n_exp - len(missing)}/{n_exp} ({fraction:.1%})",
+                expected=f"{n_exp}/{n_exp}",
+                message=f"{len(missing)} missing"
+                + (f" in {len(groups)} {item.group_by}s" if item.group_by and missing else ""),
+                sample=sample,
+            )
+        )
+    return results

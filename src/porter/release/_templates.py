@@ -1,0 +1,202 @@
+"""Plan templates: Rubin's six hand-overs, and a new release made like a previous one.
+
+The six checkpoints are those of the DP1 lessons-learned document
+(``shared/seeds/000``): Pipelines→Catalogs, Pipelines→Images,
+Pipelines→HiPS (in parallel), Catalogs↔Data Engineering, Data
+Engineering→Portal and Data Services→Community, each with a starter shipping
+list to edit.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from ._plan import Checkpoint, Item, Milestone, Person, ReleasePlan
+
+__all__ = ["like", "rubin_template"]
+
+
+def rubin_template(
+    release: str, repository: str, start: datetime.date, collections: list[str] | None = None
+) -> ReleasePlan:
+    """A plan with the six hand-overs, deadlines counted from ``start`` (steps 1-3 in parallel)."""
+    colls = list(collections or [f"{release}/runs"])
+
+    def day(n: int) -> datetime.date:
+        return start + datetime.timedelta(days=n)
+
+    checkpoints = [
+        Checkpoint(
+            name="catalogs",
+            title="Pipelines → Catalogs (Qserv)",
+            from_team="Pipelines",
+            to_team="Catalogs",
+            owner="pipelines-lead",
+            deadline=day(21),
+            duration_days=14,
+            items=[
+                Item(
+                    name="object-table",
+                    kind="catalog",
+                    location=f"{release}/catalogs/Object/",
+                    table="Object",
+                    schema_file="felis/dp1.yaml",
+                    description="Object table as Parquet, conforming to the Felis schema",
+                ),
+                Item(
+                    name="source-table",
+                    kind="catalog",
+                    location=f"{release}/catalogs/Source/",
+                    table="Source",
+                    schema_file="felis/dp1.yaml",
+                ),
+                Item(
+                    name="ingest-config",
+                    kind="manual",
+                    check="Qserv ingest configuration (partitioning, director table) agreed",
+                ),
+            ],
+        ),
+        Checkpoint(
+            name="images",
+            title="Pipelines → Images (Middleware)",
+            from_team="Pipelines",
+            to_team="Middleware",
+            owner="pipelines-lead",
+            deadline=day(21),
+            duration_days=14,
+            items=[
+                Item(
+                    name="calexps",
+                    kind="datasets",
+                    dataset_types=["calexp"],
+                    collections=colls,
+                    expected={"dimensions": ["visit", "detector"], "datasets": "raw"},
+                    group_by="visit",
+                    description="a calexp for every (visit, detector) with a raw",
+                ),
+                Item(
+                    name="coadds",
+                    kind="datasets",
+                    dataset_types=["deepCoadd"],
+                    collections=colls,
+                    expected={"dimensions": ["tract", "patch", "band"]},
+                    group_by="tract",
+                ),
+            ],
+        ),
+        Checkpoint(
+            name="hips",
+            title="Pipelines → HiPS (Data Services)",
+            from_team="Pipelines",
+            to_team="Data Services",
+            owner="pipelines-lead",
+            deadline=day(21),
+            duration_days=14,
+            items=[
+                Item(
+                    name="hips-color",
+                    kind="hips",
+                    location=f"{release}/hips/color/",
+                    description="color HiPS tree with properties, Allsky and MOC",
+                )
+            ],
+        ),
+        Checkpoint(
+            name="data-engineering",
+            title="Catalogs ↔ Data Engineering",
+            from_team="Catalogs",
+            to_team="Data Engineering",
+            owner="data-engineering-lead",
+            deadline=day(35),
+            duration_days=14,
+            depends_on=["catalogs"],
+            items=[
+                Item(
+                    name="qserv-row-counts",
+                    kind="manual",
+                    check="row counts in Qserv match the shipped Parquet",
+                )
+            ],
+        ),
+        Checkpoint(
+            name="portal",
+            title="Data Engineering → Portal (SQuaRE)",
+            from_team="Data Engineering",
+            to_team="SQuaRE",
+            owner="data-services-lead",
+            deadline=day(45),
+            duration_days=10,
+            depends_on=["data-engineering", "images", "hips"],
+            items=[
+                Item(name="tap-schema", kind="manual", check="TAP_SCHEMA loaded and browsable in the Portal"),
+                Item(
+                    name="example-queries",
+                    kind="manual",
+                    check="the documented example queries return results",
+                ),
+            ],
+        ),
+        Checkpoint(
+            name="community",
+            title="Data Services → Community (CST)",
+            from_team="Data Services",
+            to_team="CST",
+            owner="data-services-lead",
+            deadline=day(55),
+            duration_days=10,
+            depends_on=["portal"],
+            items=[Item(name="tutorials", kind="manual", check="tutorial notebooks run against the release")],
+        ),
+    ]
+    return ReleasePlan(
+        release=release,
+        description=f"Data release {release}: from finished pipelines to a public release.",
+        repository=repository,
+        collections=colls,
+        people=[
+            Person(
+                name="release-manager",
+                role="release manager (oversees hand-overs 1-3)",
+                team="V&V",
+                can_waive=True,
+            ),
+            Person(
+                name="data-services-lead",
+                role="Data Services lead (hand-overs 4-6)",
+                team="Data Services",
+                can_waive=True,
+            ),
+            Person(
+                name="decider", role="decider of last resort", team="Project", decider=True, can_waive=True
+            ),
+            Person(name="pipelines-lead", role="Pipelines lead", team="Pipelines"),
+            Person(name="data-engineering-lead", role="Data Engineering lead", team="Data Engineering"),
+        ],
+        checkpoints=checkpoints,
+        milestones=[
+            Milestone(name="red-team testing", date=day(62), depends_on=["community"]),
+            Milestone(name="go public", date=day(90), depends_on=["community"]),
+        ],
+        test_period_days=28,
+    )
+
+
+def like(previous: ReleasePlan, release: str, shift_days: int) -> ReleasePlan:
+    """A new release with ``previous``'s checkpoints, shipping lists and people, every date moved by ``shift_days``."""
+    data = previous.model_dump()
+    data["release"] = release
+    delta = datetime.timedelta(days=shift_days)
+    for c in data["checkpoints"]:
+        c["deadline"] = c["deadline"] + delta
+        for item in c["items"]:
+            item["location"] = (
+                item["location"].replace(previous.release, release)
+                if item.get("location")
+                else item.get("location")
+            )
+    for m in data["milestones"]:
+        m["date"] = m["date"] + delta
+    data["collections"] = [c.replace(previous.release, release) for c in data["collections"]]
+    data["description"] = data["description"].replace(previous.release, release)
+    return ReleasePlan.model_validate(data)

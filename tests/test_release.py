@@ -1,0 +1,273 @@
+"""Release management: plans, templates, completeness checks, sign-off gates, findings, schedule, audit log."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+
+from conftest import DRP_YAML, SURVEY_INPUTS
+from porter import Butler
+from porter.pipeline import InProcessExecutor, Pipeline, build_quantum_graph, execute_graph
+from porter.release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
+from test_cli import run
+
+RUN = "u/drp/step1"
+START = datetime.date(2027, 1, 4)
+
+
+def make_release(tmp_path: Path, butler: Butler, name: str = "DP2") -> Release:
+    plan = rubin_template(name, str(butler.root), START, collections=[RUN])
+    for cp in plan.checkpoints:  # keep the hand-overs whose checks this version runs
+        if cp.name == "images":
+            cp.items = [i for i in cp.items if i.name == "calexps"]
+            cp.items[0].expected["collections"] = SURVEY_INPUTS
+        elif cp.name != "hips":  # hips keeps its HiPS item, whose check this version cannot run yet
+            cp.items = [i for i in cp.items if i.kind == "manual"]
+    dump_plan(plan, tmp_path / "releases" / f"{name}.yaml")
+    return Release.open(name, tmp_path / "releases")
+
+
+@pytest.fixture
+def processed(survey: tuple[Butler, Any]) -> Butler:
+    """The small survey with step 1 run (calexps for every raw)."""
+    butler, _ = survey
+    graph = build_quantum_graph(
+        butler, Pipeline.from_uri(f"{DRP_YAML}#step1"), collections=SURVEY_INPUTS, run=RUN
+    )
+    assert execute_graph(butler, graph, InProcessExecutor()).ok
+    return butler
+
+
+def test_rubin_template_and_like(tmp_path: Path) -> None:
+    plan = rubin_template("DP2", "repo", START)
+    assert [c.name for c in plan.checkpoints] == [
+        "catalogs",
+        "images",
+        "hips",
+        "data-engineering",
+        "portal",
+        "community",
+    ]
+    assert {c.deadline for c in plan.checkpoints[:3]} == {
+        START + datetime.timedelta(days=21)
+    }  # 1-3 in parallel
+    assert plan.checkpoint("portal").depends_on == ["data-engineering", "images", "hips"]
+    assert any(p.decider for p in plan.people)
+    dump_plan(plan, tmp_path / "DP2.yaml")
+    again = load_plan(tmp_path / "DP2.yaml")
+    assert again == plan
+    dp3 = like(again, "DP3", 182)
+    assert dp3.release == "DP3"
+    assert [c.deadline - d.deadline for c, d in zip(dp3.checkpoints, plan.checkpoints)] == [
+        datetime.timedelta(days=182)
+    ] * 6
+    assert dp3.checkpoint("catalogs").items[0].location.startswith("DP3/")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda t: t.replace("deadline: '2027-01-25'", "deadline: 25/01/2027", 1),
+            r"DP2.yaml:\d+: checkpoints.0.deadline: .* — write dates as YYYY-MM-DD",
+        ),
+        (
+            lambda t: t.replace("  from_team: Pipelines", "  from_teem: Pipelines", 1),
+            r"DP2.yaml:\d+: checkpoints.0.from_teem: .* — remove it, or check its spelling",
+        ),
+        (
+            lambda t: t.replace("- catalogs", "- catalogz", 1),
+            r"depends on 'catalogz'.*Did you mean 'catalogs'",
+        ),
+        (lambda t: t.replace("kind: manual", "kind: manuel", 1), r"DP2.yaml:\d+: checkpoints.0.items.2.kind"),
+        (lambda t: t + "\n  - [unclosed\n", r"DP2.yaml:\d+: not valid YAML"),
+    ],
+)
+def test_bad_plans_name_file_line_and_fix(tmp_path: Path, edit: Any, message: str) -> None:
+    dump_plan(rubin_template("DP2", "repo", START), tmp_path / "DP2.yaml")
+    path = tmp_path / "DP2.yaml"
+    text = path.read_text()
+    changed = edit(text)
+    assert changed != text
+    path.write_text(changed)
+    with pytest.raises(PlanError, match=message):
+        load_plan(path)
+
+
+def test_completeness_finds_missing_data_ids_grouped(processed: Butler, tmp_path: Path) -> None:
+    rel = make_release(tmp_path, processed)
+    try:
+        (result,) = rel.check("images")
+        n = len(processed.query_datasets("raw", "SynthCam/raw/all"))
+        assert result.status == "pass" and result.value == f"{n}/{n} (100.0%)"
+        victims = processed.query_datasets(
+            "calexp", RUN, where="visit = 1001 AND detector IN (1, 2)", instrument="SynthCam"
+        )
+        processed.prune_datasets(victims, purge=True, unstore=True)
+        (result,) = rel.check("images")
+        assert result.status == "fail" and result.value == f"{n - 2}/{n} ({(n - 2) / n:.1%})"
+        assert result.message == "2 missing in 1 visits"
+        assert result.sample == [
+            {"visit": 1001, "missing": 2, "example": {"instrument": "SynthCam", "detector": 1, "visit": 1001}}
+        ]
+        # The gate: refused while failing; a waiver needs authority; then it passes.
+        with pytest.raises(
+            GateError, match=r"Sign-off of 'images' refused: check calexps:completeness calexp is fail"
+        ):
+            rel.signoff("images", "release-manager")
+        with pytest.raises(GateError, match="pipelines-lead may not waive"):
+            rel.waive(
+                "images",
+                "calexps:completeness calexp",
+                "pipelines-lead",
+                "two detectors lost to a shutter fault",
+            )
+        rel.waive(
+            "images",
+            "calexps:completeness calexp",
+            "release-manager",
+            "two detectors lost to a shutter fault",
+        )
+        rel.signoff("images", "release-manager")
+        assert "images" in rel.state().signed
+    finally:
+        rel.close()
+
+
+def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) -> None:
+    rel = make_release(tmp_path, processed)
+    try:
+        with pytest.raises(GateError, match="dependency 'catalogs' is not signed off"):
+            rel.signoff("data-engineering", "data-services-lead")
+        with pytest.raises(GateError, match="checks have never been run"):
+            rel.signoff("catalogs", "release-manager")
+        rel.check("catalogs")
+        with pytest.raises(GateError, match="ingest-config:manual is fail: not confirmed yet"):
+            rel.signoff("catalogs", "release-manager")
+        rel.confirm("catalogs", "ingest-config", "pipelines-lead", "partitioning agreed with Qserv")
+        rel.check("catalogs")
+        rel.signoff("catalogs", "release-manager")
+        # The decider may override a gate, with a reason; nobody else may.
+        rel.check("hips")
+        with pytest.raises(GateError, match="Only the decider"):
+            rel.signoff("hips", "release-manager", override="no time")
+        rel.signoff("hips", "decider", override="HiPS deferred to the first update")
+        # Findings: an open blocker stops the release.
+        f = rel.add_finding("blocker", "portal", "TAP queries on Source time out", "decider")
+        rel.check("images")
+        rel.signoff("images", "release-manager")
+        for name, item in (
+            ("data-engineering", "qserv-row-counts"),
+            ("portal", "tap-schema"),
+            ("portal", "example-queries"),
+            ("community", "tutorials"),
+        ):
+            rel.confirm(name, item, "data-services-lead")
+        for name in ("data-engineering", "portal", "community"):
+            rel.check(name)
+            rel.signoff(name, "data-services-lead")
+        with pytest.raises(GateError, match=f"blocker finding {f.id} is open.*test period runs until"):
+            rel.mark_ready("decider")
+        rel.close_finding(f.id, "data-services-lead", "index on Source.objectId")
+        later = datetime.date.today() + datetime.timedelta(days=rel.plan.test_period_days)
+        rel.mark_ready("decider", today=later)
+        status = rel.status(today=later)
+        assert status["ready"] and all(
+            r["state"].startswith("done") for r in status["rows"] if r["kind"] == "checkpoint"
+        )
+    finally:
+        rel.close()
+
+
+def test_schedule_carries_slips_forward(processed: Butler, tmp_path: Path) -> None:
+    rel = make_release(tmp_path, processed)
+    try:
+        catalogs = rel.plan.checkpoint("catalogs")
+        today = catalogs.deadline + datetime.timedelta(
+            days=10
+        )  # catalogs not done, 10 days past its deadline
+        rows = {r.name: r for r in rel.schedule(today)}
+        assert rows["catalogs"].state == "late by 10 days"
+        de = rel.plan.checkpoint("data-engineering")
+        # data-engineering can finish no earlier than catalogs' new date plus its own duration.
+        assert rows["data-engineering"].projected == max(
+            de.deadline, today + datetime.timedelta(days=de.duration_days)
+        )
+        assert rows["go public"].projected > rows["go public"].deadline
+        early = {r.name: r.state for r in rel.schedule(START)}
+        assert early["catalogs"] == "on time"
+        at_risk = {r.name: r.state for r in rel.schedule(catalogs.deadline - datetime.timedelta(days=1))}
+        assert at_risk["catalogs"] == "at risk"
+    finally:
+        rel.close()
+
+
+def test_audit_log_detects_tampering(processed: Butler, tmp_path: Path) -> None:
+    rel = make_release(tmp_path, processed)
+    try:
+        rel.add_finding("minor", "images", "a typo in the release notes", "decider")
+        rel.check("images")
+        rel.add_finding("major", "", "coadd edges look noisy", "release-manager")
+        assert rel.log.verify("DP2") == []
+        table = rel.log.table
+        with processed.registry.db.transaction() as conn:
+            conn.execute(sqlalchemy.update(table).where(table.c.seq == 2).values(actor="someone-else"))
+        assert rel.log.verify("DP2") == [
+            "event 2 (check by someone-else) was altered: its hash does not match"
+        ]
+        with processed.registry.db.transaction() as conn:
+            conn.execute(sqlalchemy.update(table).where(table.c.seq == 2).values(actor="porter"))
+            conn.execute(sqlalchemy.delete(table).where(table.c.seq == 1))
+        problems = rel.log.verify("DP2")
+        assert any("missing" in p for p in problems) and any("chain broken" in p for p in problems)
+    finally:
+        rel.close()
+
+
+def test_release_cli(processed: Butler, tmp_path: Path) -> None:
+    plans = tmp_path / "plans"
+    run("release", "init", "DP2", "--repo", str(processed.root), "--start", str(START), "--plans", plans)
+    out = run("release", "init", "DP2", "--repo", str(processed.root), "--plans", plans, ok=False)
+    assert "exists" in out
+    run("release", "init", "DP3", "--like", "DP2", "--shift-days", "180", "--plans", plans)
+    assert load_plan(plans / "DP3.yaml").checkpoint("images").deadline == START + datetime.timedelta(
+        days=21 + 180
+    )
+    checks = json.loads(
+        run("release", "check", "DP2", "--checkpoint", "catalogs", "--plans", plans, "--json")
+    )
+    assert {c["status"] for c in checks} == {
+        "error",
+        "fail",
+    }  # catalog checks arrive later; the manual one is unconfirmed
+    out = run("release", "signoff", "DP2", "catalogs", "--by", "release-manager", "--plans", plans, ok=False)
+    assert "Sign-off of 'catalogs' refused" in out
+    run(
+        "release",
+        "finding",
+        "add",
+        "DP2",
+        "Object table lacks extendedness",
+        "--severity",
+        "blocker",
+        "--checkpoint",
+        "catalogs",
+        "--by",
+        "decider",
+        "--plans",
+        plans,
+    )
+    status = json.loads(run("release", "status", "DP2", "--plans", plans, "--json", "--today", str(START)))
+    row = next(r for r in status["rows"] if r["name"] == "catalogs")
+    assert row["open findings"] == 1 and row["failing"] == len(checks) and row["state"] == "on time"
+    out = run("release", "ready", "DP2", "--by", "decider", "--plans", plans, ok=False)
+    assert "is not ready" in out and "blocker finding 1 is open" in out
+    out = run("release", "audit", "DP2", "--verify", "--plans", plans)
+    assert "chain intact" in out
+    out = run("release", "status", "NOPE", "--plans", plans, ok=False)
+    assert "No release plan" in out and "DP2" in out
