@@ -1,6 +1,13 @@
 """The ``porter`` command line (Typer + Rich)."""
 
-from . import _datastore_commands, _demo, _demo_survey, _pipeline_commands, _release_commands  # noqa: F401 - register their commands
+from . import (  # noqa: F401 - register their commands
+    _datastore_commands,
+    _demo,
+    _demo_survey,
+    _pipeline_commands,
+    _release_commands,
+    _schema_commands,
+)
 from ._app import app
 
 __all__ = ["app", "main"]

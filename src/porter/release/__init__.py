@@ -1,6 +1,7 @@
 """Release management: plans with hand-over checkpoints, checks, sign-off gates, findings, schedule, audit log."""
 
-from ._checks import CheckResult, run_checks
+from ..schema import CheckResult
+from ._checks import run_checks
 from ._events import Event, EventLog
 from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan, dump_plan, load_plan
 from ._release import Finding, GateError, Release, ReleaseState

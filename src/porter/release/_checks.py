@@ -1,56 +1,55 @@
 """Checks of a checkpoint's shipping list.
 
 This version runs ``datasets`` items (completeness of delivered datasets
-against the data IDs a query expects, missing ones grouped) and ``manual``
-items (a person's recorded confirmation).  The other kinds (catalog schema
-and content, file trees, HiPS) report ``error`` until their checks land, so a
-sign-off cannot pass over them without a waiver.
+against the data IDs a query expects, missing ones grouped), ``catalog``
+items (Felis conformance and content rules, through `porter.schema`) and
+``manual`` items (a person's recorded confirmation).  File trees and HiPS
+report ``error`` until their checks land, so a sign-off cannot pass over
+them without a waiver.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._plan import Checkpoint, Item
+from ..schema import (
+    ERROR,
+    FAIL,
+    PASS,
+    CatalogSource,
+    CheckResult,
+    check_rules,
+    conformance,
+    load_schema,
+    table_of,
+)
+from ._plan import Checkpoint, Item, ReleasePlan
 
 if TYPE_CHECKING:
     from ..butler import Butler
 
 __all__ = ["CheckResult", "run_checks"]
 
-PASS, FAIL, WARN, ERROR = "pass", "fail", "warn", "error"
 SAMPLE = 20
 
 
-@dataclass
-class CheckResult:
-    """One check's outcome: status, the measured value against the expectation, offending samples, duration."""
-
-    item: str
-    check: str
-    status: str
-    value: Any = None
-    expected: Any = None
-    message: str = ""
-    sample: list[Any] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return f"{self.item}:{self.check}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "name": self.name}
-
-
 def run_checks(
-    butler: Butler, checkpoint: Checkpoint, confirmations: dict[str, dict[str, Any]]
+    butler: Butler,
+    plan: ReleasePlan,
+    checkpoint: Checkpoint,
+    confirmations: dict[str, dict[str, Any]],
+    base: Path,
 ) -> list[CheckResult]:
-    """Every check of ``checkpoint``'s items; ``confirmations`` are the manual items' recorded confirmations."""
+    """Every check of ``checkpoint``'s items; ``confirmations`` are the manual items' recorded confirmations.
+
+    Relative catalog locations are resolved against ``base`` (the plan's directory).
+    """
     out: list[CheckResult] = []
+    catalogs: dict[str, CatalogSource] = {}
     for item in checkpoint.items:
         started = time.perf_counter()
         try:
@@ -58,6 +57,8 @@ def run_checks(
                 results = completeness(butler, item)
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name))]
+            elif item.kind == "catalog":
+                results = catalog_checks(item, _sources(plan, base, catalogs), base)
             else:
                 results = [
                     CheckResult(
@@ -71,7 +72,7 @@ def run_checks(
             results = [CheckResult(item.name, item.kind, ERROR, message=f"{type(exc).__name__}: {exc}")]
         elapsed = time.perf_counter() - started
         for r in results:
-            r.seconds = elapsed / len(results)
+            r.seconds = r.seconds or elapsed / len(results)
         out.extend(results)
     return out
 
@@ -142,3 +143,35 @@ def completeness(butler: Butler, item: Item) -> list[CheckResult]:
             )
         )
     return results
+
+
+def _sources(plan: ReleasePlan, base: Path, cache: dict[str, CatalogSource]) -> Mapping[str, CatalogSource]:
+    """Every catalog item of the plan by table name (what foreign keys are checked against), opened lazily once."""
+    if not cache:
+        for cp in plan.checkpoints:
+            for item in cp.items:
+                if item.kind == "catalog" and item.table and item.location:
+                    location = _resolve(item.location, base)
+                    if location.startswith("s3://") or Path(location).exists():
+                        cache[item.table] = CatalogSource(location)
+    return cache
+
+
+def _resolve(location: str, base: Path) -> str:
+    if location.startswith("s3://") or Path(location).is_absolute():
+        return location
+    return str(base / location)
+
+
+def catalog_checks(item: Item, sources: Mapping[str, CatalogSource], base: Path) -> list[CheckResult]:
+    """Schema conformance (when the item names a Felis schema and table) and the item's content rules."""
+    assert item.location is not None
+    source = sources.get(item.table or "") or CatalogSource(_resolve(item.location, base))
+    out: list[CheckResult] = []
+    if item.schema_file and item.table:
+        table = table_of(load_schema(item.schema_file), item.table)
+        out += conformance(item.name, source, table, sources)
+    out += check_rules(item.name, source, item.rules)
+    return out or [
+        CheckResult(item.name, "catalog", FAIL, message="the item names no schema table and no rules")
+    ]

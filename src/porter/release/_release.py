@@ -21,7 +21,8 @@ from typing import Any
 
 from ..butler import Butler
 from ..errors import PorterError
-from ._checks import PASS, CheckResult, run_checks
+from ..schema import PASS, CheckResult
+from ._checks import run_checks
 from ._events import Event, EventLog
 from ._plan import PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
@@ -185,7 +186,9 @@ class Release:
     def check(self, checkpoint: str, by: str = "porter") -> list[CheckResult]:
         """Run a checkpoint's checks and record the run in the audit log."""
         cp = self.plan.checkpoint(checkpoint)
-        results = run_checks(self.butler, cp, self.state().confirmations.get(checkpoint, {}))
+        results = run_checks(
+            self.butler, self.plan, cp, self.state().confirmations.get(checkpoint, {}), self.plan_path.parent
+        )
         self._append(by, "check", checkpoint, results=[r.to_dict() for r in results])
         return results
 

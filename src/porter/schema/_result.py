@@ -1,0 +1,31 @@
+"""The outcome of one check: shared by schema conformance, content rules and release checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ERROR", "FAIL", "PASS", "WARN", "CheckResult"]
+
+PASS, FAIL, WARN, ERROR = "pass", "fail", "warn", "error"
+
+
+@dataclass
+class CheckResult:
+    """A check's status, the measured value against the expectation, a sample of offenders, and its duration."""
+
+    item: str
+    check: str
+    status: str
+    value: Any = None
+    expected: Any = None
+    message: str = ""
+    sample: list[Any] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.item}:{self.check}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "name": self.name}
