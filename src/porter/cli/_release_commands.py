@@ -244,6 +244,70 @@ def ready(name: NameArg, by: ByOpt, plans: PlansOpt = Path("releases"), today: T
     )
 
 
+@release_app.command("ship")
+@handle_errors
+def ship(
+    name: NameArg,
+    checkpoint: Annotated[str, typer.Argument(help="The hand-over whose delivery to freeze.")],
+    by: ByOpt,
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Freeze a delivery as a Parquet manifest (every dataset and file with size and checksum) and its content hash.
+
+    Example:
+
+        porter release ship DP2 catalogs --by pipelines-lead
+    """
+    with _release(name, plans) as rel:
+        event = rel.ship(checkpoint, by)
+    p = event.payload
+    console.print(
+        f"Shipped {checkpoint}: {p['entries']} entries, {p['bytes'] / 1e6:.1f} MB, content hash {p['content_hash'][:16]}; manifest {p['manifest']}."
+    )
+
+
+@release_app.command("diff")
+@handle_errors
+def diff(
+    old: Annotated[str, typer.Argument(help="The earlier release.")],
+    new: Annotated[str, typer.Argument(help="The later release.")],
+    plans: PlansOpt = Path("releases"),
+    as_json: JsonOpt = False,
+) -> None:
+    """What changed between two releases' latest manifests, checkpoint by checkpoint (added, removed, changed)."""
+    from ..release._manifest import diff_manifests
+
+    out = {}
+    with _release(old, plans) as a, _release(new, plans) as b:
+        for cp in b.plan.checkpoints:
+            sa, sb = (
+                a.shipped(cp.name) if cp.name in {c.name for c in a.plan.checkpoints} else None,
+                b.shipped(cp.name),
+            )
+            if sa is None or sb is None:
+                out[cp.name] = {"note": f"not shipped in {old if sa is None else new}"}
+                continue
+            out[cp.name] = diff_manifests(sa[1], sb[1])
+    if as_json:
+        console.print_json(json.dumps(out, default=str))
+        return
+    rows = []
+    for cp, d in out.items():
+        if "note" in d:
+            rows.append({"checkpoint": cp, "added": "", "removed": "", "changed": "", "note": d["note"]})
+        else:
+            rows.append(
+                {
+                    "checkpoint": cp,
+                    "added": len(d["added"]),
+                    "removed": len(d["removed"]),
+                    "changed": len(d["changed"]),
+                    "note": "",
+                }
+            )
+    print_rows(rows, title=f"{old} → {new}")
+
+
 @release_app.command("audit")
 @handle_errors
 def audit(

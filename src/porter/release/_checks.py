@@ -3,9 +3,9 @@
 This version runs ``datasets`` items (completeness of delivered datasets
 against the data IDs a query expects, missing ones grouped), ``catalog``
 items (Felis conformance and content rules, through `porter.schema`) and
-``manual`` items (a person's recorded confirmation).  File trees and HiPS
-report ``error`` until their checks land, so a sign-off cannot pass over
-them without a waiver.
+``files`` items (expected counts per pattern), ``hips`` items (a HiPS
+tree's properties, tiles, Allsky and MOC) and ``manual`` items (a person's
+recorded confirmation).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..schema import (
     load_schema,
     table_of,
 )
+from ._hips import check_hips
 from ._plan import Checkpoint, Item, ReleasePlan
 
 if TYPE_CHECKING:
@@ -59,6 +60,10 @@ def run_checks(
                 results = [_manual(item, confirmations.get(item.name))]
             elif item.kind == "catalog":
                 results = catalog_checks(item, _sources(plan, base, catalogs), base)
+            elif item.kind == "hips":
+                results = check_hips(item.name, Path(_resolve(str(item.location), base)))
+            elif item.kind == "files":
+                results = file_checks(item, Path(_resolve(str(item.location), base)))
             else:
                 results = [
                     CheckResult(
@@ -175,3 +180,23 @@ def catalog_checks(item: Item, sources: Mapping[str, CatalogSource], base: Path)
     return out or [
         CheckResult(item.name, "catalog", FAIL, message="the item names no schema table and no rules")
     ]
+
+
+def file_checks(item: Item, root: Path) -> list[CheckResult]:
+    """Each pattern of the item matches the expected number of files under its location."""
+    if not root.is_dir():
+        return [CheckResult(item.name, "files", FAIL, message=f"{root} is not a directory")]
+    out = []
+    for pattern, expected in item.patterns.items():
+        found = sorted(p for p in root.glob(pattern) if p.is_file())
+        out.append(
+            CheckResult(
+                item.name,
+                f"files {pattern}",
+                PASS if len(found) == expected else FAIL,
+                value=len(found),
+                expected=expected,
+                sample=[str(p.relative_to(root)) for p in found[:5]],
+            )
+        )
+    return out or [CheckResult(item.name, "files", FAIL, message="the item lists no patterns")]

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from ..butler import Butler
 from ..errors import PorterError
-from ..schema import PASS, CheckResult
+from ..schema import FAIL, PASS, CheckResult
 from ._checks import run_checks
 from ._events import Event, EventLog
+from ._manifest import build_manifest, content_hash, diff_manifests, read_manifest, write_manifest
 from ._plan import PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
 
@@ -189,6 +192,9 @@ class Release:
         results = run_checks(
             self.butler, self.plan, cp, self.state().confirmations.get(checkpoint, {}), self.plan_path.parent
         )
+        shipment = self.manifest_check(checkpoint)
+        if shipment is not None:
+            results.append(shipment)
         self._append(by, "check", checkpoint, results=[r.to_dict() for r in results])
         return results
 
@@ -256,6 +262,56 @@ class Release:
         if problems:
             raise GateError(f"Release {self.plan.release} is not ready: " + "; ".join(problems) + ".")
         return self._append(by, "ready", "")
+
+    # --- shipments --------------------------------------------------------------------------------------------
+
+    def manifest_path(self, checkpoint: str, seq: int) -> Path:
+        return self.plan_path.parent / self.plan.release / "manifests" / f"{checkpoint}-{seq}.parquet"
+
+    def ship(self, checkpoint: str, by: str) -> Event:
+        """Freeze what a checkpoint delivered as a Parquet manifest with a content hash, and record the shipment."""
+        cp = self.plan.checkpoint(checkpoint)
+        self.plan.person(by)
+        manifest = build_manifest(self.butler, cp, self.plan_path.parent)
+        seq = sum(1 for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint) + 1
+        path = self.manifest_path(checkpoint, seq)
+        write_manifest(manifest, path)
+        return self._append(
+            by,
+            "ship",
+            checkpoint,
+            manifest=str(path.relative_to(self.plan_path.parent)),
+            content_hash=content_hash(manifest),
+            entries=manifest.num_rows,
+            bytes=sum(x or 0 for x in manifest["size"].to_pylist()),
+        )
+
+    def shipped(self, checkpoint: str) -> tuple[Event, pa.Table] | None:
+        """The latest shipment of a checkpoint and its manifest."""
+        ships = [e for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint]
+        if not ships:
+            return None
+        return ships[-1], read_manifest(self.plan_path.parent / ships[-1].payload["manifest"])
+
+    def manifest_check(self, checkpoint: str) -> CheckResult | None:
+        """Does the delivery still match its latest manifest?  (None if it was never shipped.)"""
+        found = self.shipped(checkpoint)
+        if found is None:
+            return None
+        event, manifest = found
+        now = build_manifest(self.butler, self.plan.checkpoint(checkpoint), self.plan_path.parent)
+        changes = diff_manifests(manifest, now)
+        n = sum(len(v) for v in changes.values())
+        sample = [{"change": k, **x} for k, v in changes.items() for x in v][:20]
+        return CheckResult(
+            "shipment",
+            "manifest unchanged",
+            PASS if not n else FAIL,
+            value=f"{n} entries differ" if n else content_hash(now)[:16],
+            expected=event.payload["content_hash"][:16],
+            message=", ".join(f"{len(v)} {k}" for k, v in changes.items() if v),
+            sample=sample,
+        )
 
     # --- schedule and status ---------------------------------------------------------------------------------
 

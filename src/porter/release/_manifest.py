@@ -1,0 +1,141 @@
+"""Manifests: a frozen, standard representation of what a hand-over delivered.
+
+``ship`` lists every dataset (type, data ID, UUID, run, path, size,
+checksum, from the datastore's records) and every file of the checkpoint's
+catalog, file-tree and HiPS items (path, size, xxh3 checksum), writes them
+as one Parquet file and computes a content hash over the sorted rows.  Later
+checks compare the delivery with its manifest, and ``diff`` compares two
+releases' manifests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..datastore._checksum import checksum_file
+from ._plan import Checkpoint
+
+if TYPE_CHECKING:
+    from ..butler import Butler
+
+__all__ = [
+    "MANIFEST_COLUMNS",
+    "build_manifest",
+    "content_hash",
+    "diff_manifests",
+    "read_manifest",
+    "write_manifest",
+]
+
+MANIFEST_COLUMNS = ("item", "key", "dataset_id", "run", "path", "size", "checksum")
+
+
+def _files(root: Path) -> Iterable[Path]:
+    if root.is_file():
+        yield root
+    elif root.is_dir():
+        yield from sorted(p for p in root.rglob("*") if p.is_file())
+
+
+def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Table:
+    """Every delivered dataset and file of a checkpoint, one row each, sorted by (item, key)."""
+    rows: list[dict[str, Any]] = []
+    for item in checkpoint.items:
+        if item.kind == "datasets":
+            for name in item.dataset_types:
+                refs = butler.query_datasets(name, item.collections)
+                where = butler.datastore.locations([r.id for r in refs]) if refs else {}
+                for r in refs:
+                    loc = where.get(r.id)
+                    key = f"{name}/" + "/".join(f"{k}={v}" for k, v in r.data_id.required.items())
+                    rows.append(
+                        {
+                            "item": item.name,
+                            "key": key,
+                            "dataset_id": str(r.id),
+                            "run": r.run,
+                            "path": loc.path if loc else "",
+                            "size": loc.size if loc else None,
+                            "checksum": loc.checksum if loc else None,
+                        }
+                    )
+        elif (
+            item.kind in ("catalog", "files", "hips")
+            and item.location
+            and not item.location.startswith("s3://")
+        ):
+            root = Path(item.location) if Path(item.location).is_absolute() else base / item.location
+            for f in _files(root):
+                rel = str(f.relative_to(root)) if root.is_dir() else f.name
+                rows.append(
+                    {
+                        "item": item.name,
+                        "key": rel,
+                        "dataset_id": None,
+                        "run": None,
+                        "path": str(f),
+                        "size": f.stat().st_size,
+                        "checksum": checksum_file(f),
+                    }
+                )
+    rows.sort(key=lambda r: (r["item"], r["key"]))
+    schema = pa.schema(
+        [
+            ("item", pa.string()),
+            ("key", pa.string()),
+            ("dataset_id", pa.string()),
+            ("run", pa.string()),
+            ("path", pa.string()),
+            ("size", pa.int64()),
+            ("checksum", pa.string()),
+        ]
+    )
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def content_hash(manifest: pa.Table) -> str:
+    """SHA-256 over (item, key, size, checksum) of every row, in order: equal deliveries hash equal."""
+    h = hashlib.sha256()
+    for item, key, size, checksum in zip(
+        *(manifest[c].to_pylist() for c in ("item", "key", "size", "checksum"))
+    ):
+        h.update(f"{item}\t{key}\t{size}\t{checksum}\n".encode())
+    return h.hexdigest()
+
+
+def write_manifest(manifest: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    pq.write_table(manifest, tmp)
+    tmp.replace(path)
+
+
+def read_manifest(path: Path) -> pa.Table:
+    return pq.read_table(path)
+
+
+def diff_manifests(old: pa.Table, new: pa.Table) -> dict[str, list[dict[str, Any]]]:
+    """Entries added, removed and changed (size or checksum) between two manifests, by (item, key)."""
+
+    def index(t: pa.Table) -> dict[tuple[str, str], tuple[Any, Any]]:
+        return {
+            (i, k): (s, c)
+            for i, k, s, c in zip(*(t[x].to_pylist() for x in ("item", "key", "size", "checksum")))
+        }
+
+    a, b = index(old), index(new)
+    return {
+        "added": [{"item": i, "key": k} for i, k in sorted(set(b) - set(a))],
+        "removed": [{"item": i, "key": k} for i, k in sorted(set(a) - set(b))],
+        "changed": [
+            {"item": i, "key": k, "old_size": a[(i, k)][0], "new_size": b[(i, k)][0]}
+            for i, k in sorted(set(a) & set(b))
+            if a[(i, k)] != b[(i, k)]
+        ],
+    }

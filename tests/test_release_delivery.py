@@ -1,0 +1,153 @@
+"""Release deliveries: HiPS trees, file trees, catalogs against Felis, manifests with content hashes, diffs."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from catalogs import FOOTPRINT, visit_and_source
+from hips import COVERAGE, ORDER, make_hips, tile_path
+from porter import Butler
+from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
+from porter.release._hips import check_hips
+from test_cli import run
+
+
+def statuses(results: list[Any]) -> dict[str, str]:
+    return {r.check: r.status for r in results}
+
+
+def test_clean_hips_tree_passes(tmp_path: Path) -> None:
+    root = make_hips(tmp_path / "hips")
+    assert set(statuses(check_hips("hips", root)).values()) == {"pass"}
+
+
+def test_hips_defects_are_caught(tmp_path: Path) -> None:
+    root = make_hips(tmp_path / "hips")
+    missing = tile_path(root, 2, COVERAGE[0] >> 2)
+    missing.unlink()
+    got = check_hips("hips", root)
+    assert statuses(got)["tiles at every order"] == "fail"
+    assert (
+        f"Norder2/Dir0/Npix{COVERAGE[0] >> 2}"
+        in next(r for r in got if r.check == "tiles at every order").message
+    )
+    deepest = tile_path(root, ORDER, COVERAGE[-1])
+    deepest.unlink()
+    assert statuses(check_hips("hips", root))["MOC matches tiles"] == "fail"
+    fresh = make_hips(tmp_path / "hips2")
+    text = (fresh / "properties").read_text()
+    (fresh / "properties").write_text(
+        text.replace(f"hips_order = {ORDER}", "hips_order = 4").replace("obs_title = SynthCam color\n", "")
+    )
+    got = statuses(check_hips("hips", fresh))
+    assert got["properties"] == "fail" and got["properties match tiles"] == "fail"
+    (fresh / "Norder3" / "Allsky.fits").unlink()
+    (fresh / "properties").write_text(text)
+    assert statuses(check_hips("hips", fresh))["Allsky"] == "fail"
+
+
+@pytest.fixture
+def delivery(tmp_path: Path, make_repo: Any) -> tuple[Path, Butler]:
+    butler = make_repo("repo")
+    releases = tmp_path / "releases"
+    visit_and_source(releases / "DP2" / "catalogs", np.random.default_rng(5))
+    make_hips(releases / "DP2" / "hips")
+    (releases / "DP2" / "docs").mkdir(parents=True)
+    for name in ("README.md", "schema.md"):
+        (releases / "DP2" / "docs" / name).write_text(f"# {name}\n")
+    plan = ReleasePlan(
+        release="DP2",
+        repository=str(butler.root),
+        people=[Person(name="lead", can_waive=True), Person(name="decider", decider=True)],
+        checkpoints=[
+            Checkpoint(
+                name="catalogs",
+                from_team="Pipelines",
+                to_team="Catalogs",
+                deadline=datetime.date(2027, 2, 1),
+                items=[
+                    Item(
+                        name="visit",
+                        kind="catalog",
+                        location="DP2/catalogs/Visit",
+                        schema_file="dp1",
+                        table="Visit",
+                    ),
+                    Item(
+                        name="source",
+                        kind="catalog",
+                        location="DP2/catalogs/Source",
+                        schema_file="dp1",
+                        table="Source",
+                        rules=[{"rule": "footprint", **FOOTPRINT}, {"rule": "row_count", "min": 1000}],
+                    ),
+                ],
+            ),
+            Checkpoint(
+                name="hips",
+                from_team="Pipelines",
+                to_team="Data Services",
+                deadline=datetime.date(2027, 2, 1),
+                items=[Item(name="color", kind="hips", location="DP2/hips")],
+            ),
+            Checkpoint(
+                name="docs",
+                from_team="Data Services",
+                to_team="Community",
+                deadline=datetime.date(2027, 3, 1),
+                depends_on=["catalogs", "hips"],
+                items=[Item(name="docs", kind="files", location="DP2/docs", patterns={"*.md": 2})],
+            ),
+        ],
+    )
+    dump_plan(plan, releases / "DP2.yaml")
+    return releases, butler
+
+
+def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
+    releases, _ = delivery
+    rel = Release.open("DP2", releases)
+    try:
+        for cp in ("catalogs", "hips", "docs"):
+            results = rel.check(cp)
+            bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
+            assert not bad, bad
+        event = rel.ship("catalogs", "lead")
+        assert event.payload["entries"] == 3  # Visit in one file, Source in two
+        # The same delivery, checked again: it matches its manifest.
+        results = rel.check("catalogs")
+        assert statuses(results)["manifest unchanged"] == "pass"
+        # Someone rewrites a file after shipping: the check says which.
+        part = releases / "DP2" / "catalogs" / "Source" / "part-1.parquet"
+        shutil.copy(releases / "DP2" / "catalogs" / "Source" / "part-0.parquet", part)
+        results = rel.check("catalogs")
+        changed = next(r for r in results if r.check == "manifest unchanged")
+        assert changed.status == "fail" and changed.sample[0]["key"] == "part-1.parquet"
+    finally:
+        rel.close()
+    # A second release like the first, shipped with one more file: diff names it.
+    run("release", "init", "DP3", "--like", "DP2", "--shift-days", "90", "--plans", releases)
+    shutil.copytree(releases / "DP2", releases / "DP3", ignore=shutil.ignore_patterns("manifests"))
+    (releases / "DP3" / "catalogs" / "Source" / "part-2.parquet").write_bytes(part.read_bytes())
+    run("release", "ship", "DP3", "catalogs", "--by", "lead", "--plans", releases)
+    out = json.loads(run("release", "diff", "DP2", "DP3", "--plans", releases, "--json"))
+    assert out["catalogs"]["added"] == [{"item": "source", "key": "part-2.parquet"}]
+    assert out["hips"] == {"note": "not shipped in DP2"}
+
+
+def test_files_check_counts(delivery: tuple[Path, Butler]) -> None:
+    releases, _ = delivery
+    (releases / "DP2" / "docs" / "schema.md").unlink()
+    rel = Release.open("DP2", releases)
+    try:
+        (result,) = rel.check("docs")
+        assert result.status == "fail" and result.value == 1 and result.expected == 2
+    finally:
+        rel.close()
