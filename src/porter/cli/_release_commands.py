@@ -7,7 +7,7 @@ import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -277,7 +277,7 @@ def diff(
     """What changed between two releases' latest manifests, checkpoint by checkpoint (added, removed, changed)."""
     from ..release._manifest import diff_manifests
 
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     with _release(old, plans) as a, _release(new, plans) as b:
         for cp in b.plan.checkpoints:
             sa, sb = (
@@ -291,14 +291,14 @@ def diff(
     if as_json:
         console.print_json(json.dumps(out, default=str))
         return
-    rows = []
-    for cp, d in out.items():
+    rows: list[dict[str, Any]] = []
+    for name, d in out.items():
         if "note" in d:
-            rows.append({"checkpoint": cp, "added": "", "removed": "", "changed": "", "note": d["note"]})
+            rows.append({"checkpoint": name, "added": "", "removed": "", "changed": "", "note": d["note"]})
         else:
             rows.append(
                 {
-                    "checkpoint": cp,
+                    "checkpoint": name,
                     "added": len(d["added"]),
                     "removed": len(d["removed"]),
                     "changed": len(d["changed"]),
