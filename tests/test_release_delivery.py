@@ -151,3 +151,73 @@ def test_files_check_counts(delivery: tuple[Path, Butler]) -> None:
         assert result.status == "fail" and result.value == 1 and result.expected == 2
     finally:
         rel.close()
+
+
+def test_finding_becomes_a_corpus_check_every_release_runs(delivery: tuple[Path, Butler]) -> None:
+    releases, _ = delivery
+    run(
+        "release",
+        "finding",
+        "add",
+        "DP2",
+        "detector 7 sources are flagged everywhere",
+        "--severity",
+        "major",
+        "--checkpoint",
+        "catalogs",
+        "--by",
+        "lead",
+        "--plans",
+        releases,
+    )
+    run(
+        "release",
+        "finding",
+        "to-check",
+        "DP2",
+        "1",
+        "--by",
+        "lead",
+        "--table",
+        "Source",
+        "--rule",
+        "{rule: range, column: detector, min: 0, max: 100}",
+        "--plans",
+        releases,
+    )
+    corpus = releases / "corpus" / "DP2-finding-1.yaml"
+    assert "detector 7 sources" in corpus.read_text()
+    (releases / "corpus" / "visit_ids.py").write_text(
+        "from porter.schema import CheckResult\nAPPLIES_TO = {'table': 'Visit'}\n"
+        "def check(source):\n    (n,) = source.one(f'SELECT count(*) FROM {source.sql} WHERE visit <= 0')\n"
+        "    return CheckResult('visit', 'positive visit ids', 'fail' if n else 'pass', value=n)\n"
+    )
+    # A later release made like this one runs the corpus on its own catalogs.
+    run("release", "init", "DP3", "--like", "DP2", "--shift-days", "90", "--plans", releases)
+    shutil.copytree(releases / "DP2", releases / "DP3")
+    checks = json.loads(
+        run("release", "check", "DP3", "--checkpoint", "catalogs", "--plans", releases, "--json")
+    )
+    corpus_checks = {c["check"]: c["status"] for c in checks if c["check"].startswith("corpus/")}
+    # The generated detectors run 0..188, so the finding's rule catches the same defect again.
+    assert corpus_checks == {
+        "corpus/DP2-finding-1: range detector": "fail",
+        "corpus/visit_ids: positive visit ids": "pass",
+    }
+    out = run(
+        "release",
+        "finding",
+        "to-check",
+        "DP2",
+        "9",
+        "--by",
+        "lead",
+        "--table",
+        "Source",
+        "--rule",
+        "{rule: finite, columns: [x]}",
+        "--plans",
+        releases,
+        ok=False,
+    )
+    assert "has no finding 9" in out

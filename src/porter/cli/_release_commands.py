@@ -380,6 +380,52 @@ def finding_close(
     console.print(f"Finding {finding_id} closed.")
 
 
+@finding_app.command("to-check")
+@handle_errors
+def finding_to_check(
+    name: NameArg,
+    finding_id: Annotated[int, typer.Argument(metavar="ID")],
+    by: ByOpt,
+    rule: Annotated[
+        list[str],
+        typer.Option(
+            "--rule",
+            help="A content rule as JSON/YAML, e.g. '{rule: range, column: psfFlux, min: 0}'; repeatable.",
+        ),
+    ],
+    table: Annotated[
+        str | None, typer.Option("--table", help="Apply to catalogs of this schema table.")
+    ] = None,
+    item: Annotated[
+        str | None, typer.Option("--item", help="Apply to the shipping-list item of this name.")
+    ] = None,
+    check_name: Annotated[
+        str | None, typer.Option("--name", help="Name of the corpus check (default RELEASE-finding-ID).")
+    ] = None,
+    plans: PlansOpt = Path("releases"),
+) -> None:
+    """Turn a finding into a regression-corpus check, so every later release runs it.
+
+    Example:
+
+        porter release finding to-check DP1 7 --by release-manager --table Source --rule '{rule: range, column: psfFlux, min: 0}'
+    """
+    import yaml
+
+    rules = []
+    for text in rule:
+        parsed = yaml.safe_load(text)
+        if not isinstance(parsed, dict) or "rule" not in parsed:
+            raise typer.BadParameter(
+                f"--rule {text!r}: give a mapping with a 'rule' key, e.g. '{{rule: finite, columns: [ra]}}'."
+            )
+        rules.append(parsed)
+    applies = {k: v for k, v in (("table", table), ("item", item)) if v}
+    with _release(name, plans) as rel:
+        path = rel.finding_to_check(finding_id, by, rules, applies, check_name)
+    console.print(f"Wrote corpus check {path}; every release's catalog checks now run it.")
+
+
 @finding_app.command("list")
 @handle_errors
 def finding_list(name: NameArg, plans: PlansOpt = Path("releases"), as_json: JsonOpt = False) -> None:

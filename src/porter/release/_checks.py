@@ -27,6 +27,7 @@ from ..schema import (
     load_schema,
     table_of,
 )
+from ._corpus import corpus_checks
 from ._hips import check_hips
 from ._plan import Checkpoint, Item, ReleasePlan
 
@@ -59,7 +60,7 @@ def run_checks(
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name))]
             elif item.kind == "catalog":
-                results = catalog_checks(item, _sources(plan, base, catalogs), base)
+                results = catalog_checks(item, _sources(plan, base, catalogs), base, base / plan.corpus)
             elif item.kind == "hips":
                 results = check_hips(item.name, Path(_resolve(str(item.location), base)))
             elif item.kind == "files":
@@ -168,8 +169,10 @@ def _resolve(location: str, base: Path) -> str:
     return str(base / location)
 
 
-def catalog_checks(item: Item, sources: Mapping[str, CatalogSource], base: Path) -> list[CheckResult]:
-    """Schema conformance (when the item names a Felis schema and table) and the item's content rules."""
+def catalog_checks(
+    item: Item, sources: Mapping[str, CatalogSource], base: Path, corpus: Path
+) -> list[CheckResult]:
+    """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks."""
     assert item.location is not None
     source = sources.get(item.table or "") or CatalogSource(_resolve(item.location, base))
     out: list[CheckResult] = []
@@ -177,6 +180,7 @@ def catalog_checks(item: Item, sources: Mapping[str, CatalogSource], base: Path)
         table = table_of(load_schema(item.schema_file), item.table)
         out += conformance(item.name, source, table, sources)
     out += check_rules(item.name, source, item.rules)
+    out += corpus_checks(corpus, item, source)
     return out or [
         CheckResult(item.name, "catalog", FAIL, message="the item names no schema table and no rules")
     ]

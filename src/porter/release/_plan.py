@@ -112,6 +112,8 @@ class ReleasePlan(_Model):
     """Days of testing that must pass after the last sign-off before the release may go public."""
     at_risk_days: int = pydantic.Field(default=3, ge=0)
     """A step not done this close to its deadline is at risk."""
+    corpus: str = "corpus"
+    """The regression corpus directory (relative to the plan's directory), shared by every release."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> ReleasePlan:

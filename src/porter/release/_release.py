@@ -25,6 +25,7 @@ from ..butler import Butler
 from ..errors import PorterError
 from ..schema import FAIL, PASS, CheckResult
 from ._checks import run_checks
+from ._corpus import write_corpus_rule
 from ._events import Event, EventLog
 from ._manifest import build_manifest, content_hash, diff_manifests, read_manifest, write_manifest
 from ._plan import PlanError, ReleasePlan, load_plan
@@ -172,6 +173,30 @@ class Release:
         if not f.open:
             raise PlanError(f"Finding {finding_id} was already closed by {f.closed_by}.")
         self._append(by, "finding-close", f.checkpoint, id=finding_id, resolution=resolution)
+
+    def finding_to_check(
+        self,
+        finding_id: int,
+        by: str,
+        rules: list[dict[str, Any]],
+        applies_to: dict[str, Any],
+        name: str | None = None,
+    ) -> Path:
+        """Turn a finding into a regression-corpus check that every later release runs."""
+        self.plan.person(by)
+        f = self.state().findings.get(finding_id)
+        if f is None:
+            raise PlanError(f"Release {self.plan.release} has no finding {finding_id}.")
+        check_name = name or f"{self.plan.release}-finding-{finding_id}"
+        path = write_corpus_rule(
+            self.plan_path.parent / self.plan.corpus,
+            check_name,
+            f"{f.text} (finding {finding_id} of {self.plan.release}, {f.severity})",
+            applies_to,
+            rules,
+        )
+        self._append(by, "finding-to-check", f.checkpoint, id=finding_id, corpus_file=path.name)
+        return path
 
     # --- checks, waivers, sign-off ------------------------------------------------------------------------------
 
