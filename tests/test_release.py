@@ -271,3 +271,26 @@ def test_release_cli(processed: Butler, tmp_path: Path) -> None:
     assert "chain intact" in out
     out = run("release", "status", "NOPE", "--plans", plans, ok=False)
     assert "No release plan" in out and "DP2" in out
+
+
+def test_html_report(processed: Butler, tmp_path: Path) -> None:
+    rel = make_release(tmp_path, processed)
+    try:
+        victims = processed.query_datasets(
+            "calexp", RUN, where="visit = 1001 AND detector = 3", instrument="SynthCam"
+        )
+        processed.prune_datasets(victims, purge=True, unstore=True)
+        rel.check("images")
+        rel.add_finding("major", "images", "one calexp <missing>", "decider")
+    finally:
+        rel.close()
+    out = tmp_path / "report.html"
+    run("release", "report", "DP2", "--html", out, "--plans", tmp_path / "releases")
+    text = out.read_text()
+    assert (
+        text.startswith("<!doctype html>")
+        and "<script" not in text
+        and "http" not in text.split("<body>")[1].split("ivo://")[0]
+    )
+    assert "calexps:completeness calexp" in text and "<svg" in text and "one calexp &lt;missing&gt;" in text
+    assert "chain <span class='pass'>intact</span>" in text

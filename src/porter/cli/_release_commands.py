@@ -135,6 +135,29 @@ def status(
     console.print("[bold green]ready to go public[/]" if data["ready"] else "not yet marked ready")
 
 
+@release_app.command("report")
+@handle_errors
+def report(
+    name: NameArg,
+    html_file: Annotated[Path, typer.Option("--html", help="Where to write the report.")] = Path(
+        "report.html"
+    ),
+    plans: PlansOpt = Path("releases"),
+    today: TodayOpt = None,
+) -> None:
+    """One self-contained HTML file: status, every check with samples, completeness chart, check history, findings, audit.
+
+    Example:
+
+        porter release report DP2 --html dp2-report.html
+    """
+    from ..release._report import html_report
+
+    with _release(name, plans) as rel:
+        html_file.write_text(html_report(rel, _date(today)))
+    console.print(f"Wrote {html_file} ({html_file.stat().st_size / 1024:.0f} kB).")
+
+
 @release_app.command("check")
 @handle_errors
 def check(
