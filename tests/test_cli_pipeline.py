@@ -135,3 +135,10 @@ def test_demo_survey_main_job(tmp_path: Path) -> None:
     assert all(c["ok"] for c in data["checks"]), data["checks"]
     assert data["report"]["totals"]["failed"] == 0
     assert {s["step"] for s in data["steps"]} == {"step1", "step2", "step3", "step4"}
+    # The release rehearsal: the planted duplicate is caught, recorded, fixed; every hand-over signed; audit intact.
+    release = data["release"]
+    assert any(m.startswith("check caught: object-table:primary key") for m in release["log"])
+    assert all(r["state"] == "done" for r in release["status"]["rows"] if r["kind"] == "checkpoint")
+    assert release["audit_ok"] and not release["status"]["ready"]  # the test period has not run yet
+    assert [f["open"] for f in release["status"]["findings"]] == [False]
+    assert Path(release["report"]).read_text().startswith("<!doctype html>")

@@ -22,6 +22,7 @@ import typer
 from ..butler import Butler
 from ..demo import COLLECTIONS, SurveySpec, generate_survey
 from ..demo._checks import astrometric_residuals
+from ..demo._rehearsal import rehearse_release
 from ..pipeline import Pipeline, RunState, dataset_provenance, report_run
 from ._app import _progress, app
 from ._output import console, handle_errors, print_rows
@@ -43,6 +44,9 @@ def demo_survey(
     detectors: Annotated[int, typer.Option(help="Detectors per side of the square mosaic.")] = 3,
     visits_per_band: Annotated[int, typer.Option(help="Visits in each of g, r, i.")] = 4,
     group_size: Annotated[int, typer.Option(help="Visits (or tracts) per submission group.")] = 4,
+    release: Annotated[
+        bool, typer.Option("--release/--no-release", help="Rehearse a release over the outputs.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report and checks as JSON.")] = False,
 ) -> None:
     """Generate a synthetic survey, process it with the mini DRP (4 steps), print the report and science checks.
@@ -90,19 +94,7 @@ def demo_survey(
     t_run = time.perf_counter() - t1
     report = report_run(butler, RUN)
     checks = science_checks(butler, truth.to_dict())
-    if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "steps": [r.to_dict() for r in results],
-                    "report": report.to_dict(),
-                    "checks": checks,
-                    "seconds": {"generate": t_gen, "process": t_run},
-                },
-                default=str,
-            )
-        )
-    else:
+    if not as_json:
         print_rows([_step_row(r.to_dict()) for r in results], title="steps")
         _print_report(report)
         print_rows(checks, title="science checks against the generator's truth")
@@ -110,6 +102,34 @@ def demo_survey(
         console.print(
             f"Processed in {t_run:.1f} s with {jobs} worker(s). Explore: porter pipeline report {repo} {RUN}"
         )
+    rehearsal = None
+    if release:
+        plans = repo / "releases"
+
+        def say(message: str) -> None:
+            if not as_json:
+                console.print(f"[cyan]release:[/] {message}", highlight=False, soft_wrap=True)
+
+        rehearsal = rehearse_release(butler, RUN, plans, say=say)
+        if not as_json:
+            rows = [
+                {k: r.get(k, "") for k in ("name", "hand-over", "deadline", "state", "checks", "signed by")}
+                for r in rehearsal["status"]["rows"]
+            ]
+            print_rows(rows, title=f"release {rehearsal['release']} (plan {rehearsal['plan']})")
+            console.print(
+                f"Release report: {rehearsal['report']}; audit log "
+                + ("verified intact." if rehearsal["audit_ok"] else "[red]BROKEN[/].")
+            )
+    if as_json:
+        payload = {
+            "steps": [r.to_dict() for r in results],
+            "report": report.to_dict(),
+            "checks": checks,
+            "seconds": {"generate": t_gen, "process": t_run},
+            "release": rehearsal,
+        }
+        console.print_json(json.dumps(payload, default=str))
     butler.close()
     if not all(c["ok"] for c in checks) or report.totals().get("failed", 0):
         raise typer.Exit(1)
