@@ -402,3 +402,31 @@ def test_drp_on_postgresql_and_s3(make_repo: Any, pg_server: str, s3_server: str
     finally:
         butler.close()
         drop_schema(pg_server, schema)
+
+
+def test_rerun_after_a_put_killed_mid_write(survey: tuple[Butler, Any], tmp_path: Path) -> None:
+    """A put killed after reserving its path (journal row + partial file) does not stop the quantum's re-run."""
+    butler, _ = survey
+    pipe = stats_pipeline(tmp_path)
+    graph = build_quantum_graph(
+        butler,
+        Pipeline.from_uri(f"{tmp_path / 'stats.yaml'}#step1"),
+        collections=SURVEY_INPUTS,
+        run=RUN,
+        where="detector = 0",
+    )
+    from porter.pipeline import prepare_run
+
+    graph_id = prepare_run(butler, graph)
+    (ref,) = graph.quanta[0].outputs["stats"]
+    full = butler._expander.expand(ref.data_id)
+    plan = butler.datastore.plan(ref.dataset_type, full.mapping, ref.run, ref.id)
+    butler.datastore.reserve([plan])  # what the killed put had done: path journaled as writing ...
+    plan.uri.write(b"half a file")  # ... and some bytes written
+    summary = execute_graph(
+        butler, graph, InProcessExecutor(), graph_id=graph_id, options=ExecutionOptions(retries=0)
+    )
+    assert summary.ok, summary.failures
+    assert butler.get(ref)["median"] > 0
+    assert butler.fsck().ok
+    del pipe

@@ -807,6 +807,15 @@ class Butler:
         self.datastore.delete(doomed)
         return len(refs)
 
+    def clear_interrupted_puts(self, refs: Iterable[DatasetRef]) -> int:
+        """Clear what killed puts of these (unregistered) datasets left: their journal rows and partial files.
+
+        For a caller that owns these datasets' writes — a pipeline re-running
+        a quantum whose earlier attempt was killed — so they can be put again.
+        `porter fsck --repair` does the same for a whole repository.
+        """
+        return _io.clear_interrupted_puts(self.datastore, self._expander, list(refs))
+
     def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
         self.remove_runs(names)
 

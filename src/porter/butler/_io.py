@@ -248,6 +248,20 @@ def put(
         ) from None
 
 
+def clear_interrupted_puts(datastore: Datastore, expander: DataIdExpander, refs: Sequence[DatasetRef]) -> int:
+    """Clear journal rows (and partial files) that killed puts of ``refs`` left behind, so they can be put again."""
+    paths = []
+    for ref in refs:
+        template = datastore.template_for(ref.dataset_type)
+        needs_records = any("." in n for n in template.names)
+        full = expander.expand(ref.data_id, with_records=needs_records)
+        plan = datastore.plan(
+            ref.dataset_type, full.mapping, ref.run, ref.id, records=full.records if needs_records else None
+        )
+        paths.append(plan.path)
+    return datastore.clear_interrupted_writes(paths) if paths else 0
+
+
 def commit_writes(
     registry: Registry,
     datastore: Datastore,

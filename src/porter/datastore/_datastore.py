@@ -287,6 +287,24 @@ class Datastore:
             locations += [(i, p.path, name, p.storage_class.name) for i in ids]
         self.tables.store(conn, [(p.path, p.size, p.checksum) for p in plans], locations)
 
+    def clear_interrupted_writes(self, paths: Sequence[str]) -> int:
+        """Finish the abandonment of writes to ``paths`` that a killed process left journaled as ``writing``.
+
+        For a caller that knows no one else is writing them (a quantum being
+        re-run owns its outputs); otherwise `porter fsck --repair` does this.
+        Returns how many paths were cleared.
+        """
+        with self.db.reading() as conn:  # the usual answer is "none": no write lock for that
+            if not self.tables.writing(conn, paths):
+                return 0
+        with self.db.transaction() as conn:
+            stale = self.tables.writing(conn, paths)
+            for path in stale:
+                with contextlib.suppress(FileNotFoundError):
+                    self.root.join(path).remove()
+            self.tables.forget(conn, stale)
+        return len(stale)
+
     def abandon(self, plans: Sequence[WritePlan | Adoption]) -> None:
         """Undo `reserve` and `write` after a failure: delete written files, drop the journal rows."""
         for p in plans:

@@ -154,6 +154,15 @@ class DatastoreTables:
                 [(i.hex, p, f, sc) for i, p, f, sc in locations],
             )
 
+    def writing(self, conn: sqlalchemy.Connection, paths: Sequence[str]) -> list[str]:
+        """Those of ``paths`` journaled as being written (reserved, not yet stored)."""
+        a = self.artifact
+        return list(
+            conn.execute(
+                sqlalchemy.select(a.c.path).where(a.c.path.in_(list(paths)), a.c.state == WRITING)
+            ).scalars()
+        )
+
     def forget(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> None:
         """Drop journal rows (after their files are gone, or were never written)."""
         paths = list(paths)

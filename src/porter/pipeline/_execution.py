@@ -262,6 +262,8 @@ def _remove_outputs(butler: Butler, quantum: Quantum) -> None:
     there = butler.registry.datasets.existing_ids([r.id for r in refs])
     if there:
         butler.prune_datasets([r for r in refs if r.id in there], purge=True, unstore=True)
+    # A put killed between reserving its path and registering its dataset leaves a journal row (and maybe a file).
+    butler.clear_interrupted_puts([r for r in refs if r.id not in there])
 
 
 def _is_transient(exc: BaseException) -> bool:
