@@ -87,10 +87,11 @@ class CollectionManager:
         t = self._schema.collection
         c = self._schema.collection_chain
         with self._db.reading() as conn:
-            rows = conn.execute(sqlalchemy.select(t.c.collection_id, t.c.name, t.c.type, t.c.doc)).all()
+            # Chains first: under READ COMMITTED, collections read after them include every member they name.
             chain_rows = conn.execute(
                 sqlalchemy.select(c.c.parent, c.c.child).order_by(c.c.parent, c.c.position)
             ).all()
+            rows = conn.execute(sqlalchemy.select(t.c.collection_id, t.c.name, t.c.type, t.c.doc)).all()
         names = {r.collection_id: r.name for r in rows}
         children: dict[int, list[str]] = {}
         for parent, child in chain_rows:

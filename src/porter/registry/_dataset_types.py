@@ -43,8 +43,10 @@ class DatasetTypeManager:
         dt = self._schema.dataset_type
         dg = self._schema.dimension_group
         with self._db.reading() as conn:
-            groups = conn.execute(sqlalchemy.select(dg.c.group_id, dg.c.dimensions)).all()
+            # Types first: under READ COMMITTED a type committed between the two statements would otherwise
+            # name a group this reader never saw; a group read without its type is harmless.
             rows = conn.execute(sqlalchemy.select(dt)).all()
+            groups = conn.execute(sqlalchemy.select(dg.c.group_id, dg.c.dimensions)).all()
         self._groups = {
             g.group_id: self._universe.conform(g.dimensions.split()) if g.dimensions else self._universe.empty
             for g in groups
