@@ -129,14 +129,16 @@ class EventLog:
                     raise
         raise AssertionError("unreachable")
 
-    def events(self, release: str) -> list[Event]:
+    def _rows(self, release: str) -> list[Any]:
         t = self.table.c
         with self.db.reading() as conn:
-            rows = (
-                conn.execute(sqlalchemy.select(self.table).where(t.release == release).order_by(t.seq))
-                .mappings()
-                .all()
+            return list(
+                conn.execute(
+                    sqlalchemy.select(self.table).where(t.release == release).order_by(t.seq)
+                ).mappings()
             )
+
+    def events(self, release: str) -> list[Event]:
         return [
             Event(
                 int(r["seq"]),
@@ -149,18 +151,12 @@ class EventLog:
                 r["prev_hash"],
                 r["hash"],
             )
-            for r in rows
+            for r in self._rows(release)
         ]
 
     def verify(self, release: str) -> list[str]:
         """Problems with the chain (an empty list means it is intact)."""
-        t = self.table.c
-        with self.db.reading() as conn:
-            rows = (
-                conn.execute(sqlalchemy.select(self.table).where(t.release == release).order_by(t.seq))
-                .mappings()
-                .all()
-            )
+        rows = self._rows(release)
         problems = []
         prev = GENESIS
         for expected_seq, r in enumerate(rows, start=1):
