@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -68,8 +69,15 @@ class InProcessExecutor(Executor):
         forget_workers()
 
 
-def _warm(modules: Sequence[str]) -> None:
-    """Worker initializer: import porter's pipeline code and the task modules once."""
+def _warm(modules: Sequence[str], environment: dict[str, str]) -> None:
+    """Worker initializer: take the submitter's environment, import porter's pipeline code and the task modules once.
+
+    The fork server is started once per process and keeps the environment of
+    that moment; the submitter's current one (S3 endpoint, credentials …) is
+    what the workers need.
+    """
+    os.environ.clear()
+    os.environ.update(environment)
     importlib.import_module("porter.pipeline._execution")
     for name in modules:
         importlib.import_module(name)
@@ -102,7 +110,10 @@ class LocalPoolExecutor(Executor):
             if method == "forkserver":
                 ctx.set_forkserver_preload(["porter.pipeline._execution", *self._modules])
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=ctx, initializer=_warm, initargs=(tuple(self._modules),)
+                max_workers=self.workers,
+                mp_context=ctx,
+                initializer=_warm,
+                initargs=(tuple(self._modules), dict(os.environ)),
             )
         return self._pool
 
