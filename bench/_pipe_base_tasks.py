@@ -10,8 +10,15 @@ from lsst.pipe.base import PipelineTask, PipelineTaskConfig, PipelineTaskConnect
 
 
 class PerDetectorConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
-    calexp = cT.Input("calexp", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector"), deferLoad=True)
-    summary = cT.Output("detSummary", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector"))
+    calexp = cT.Input(
+        "calexp",
+        storageClass="StructuredDataDict",
+        dimensions=("instrument", "visit", "detector"),
+        deferLoad=True,
+    )
+    summary = cT.Output(
+        "detSummary", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector")
+    )
 
 
 class PerDetectorConfig(PipelineTaskConfig, pipelineConnections=PerDetectorConnections):
@@ -27,7 +34,13 @@ class PerDetectorTask(PipelineTask):
 
 
 class PerVisitConnections(PipelineTaskConnections, dimensions=("instrument", "visit")):
-    summaries = cT.Input("detSummary", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector"), multiple=True, deferLoad=True)
+    summaries = cT.Input(
+        "detSummary",
+        storageClass="StructuredDataDict",
+        dimensions=("instrument", "visit", "detector"),
+        multiple=True,
+        deferLoad=True,
+    )
     table = cT.Output("visitSummary", storageClass="StructuredDataDict", dimensions=("instrument", "visit"))
 
 
@@ -44,8 +57,15 @@ class PerVisitTask(PipelineTask):
 
 
 class NoOpConnections(PipelineTaskConnections, dimensions=("instrument", "visit", "detector")):
-    calexp = cT.Input("calexp", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector"), deferLoad=True)
-    out = cT.Output("noopOut", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector"))
+    calexp = cT.Input(
+        "calexp",
+        storageClass="StructuredDataDict",
+        dimensions=("instrument", "visit", "detector"),
+        deferLoad=True,
+    )
+    out = cT.Output(
+        "noopOut", storageClass="StructuredDataDict", dimensions=("instrument", "visit", "detector")
+    )
 
 
 class NoOpConfig(PipelineTaskConfig, pipelineConnections=NoOpConnections):

@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import _synthetic as syn
+import _synthetic as syn  # noqa: E402 - found through the sys.path entry above
 
 VD = ["instrument", "visit", "detector"]
 INPUTS = "calexps"
@@ -88,7 +88,9 @@ def porter_build(root: Path, workdir: Path) -> dict[str, float]:
     pipe = Pipeline.from_yaml(PORTER_YAML)
     base = rss_mb()
     t = time.perf_counter()
-    graph = build_quantum_graph(butler, pipe, collections=[INPUTS], run="bench/out", data_id={"instrument": syn.INSTRUMENT})
+    graph = build_quantum_graph(
+        butler, pipe, collections=[INPUTS], run="bench/out", data_id={"instrument": syn.INSTRUMENT}
+    )
     seconds = time.perf_counter() - t
     peak = peak_mb()
     t = time.perf_counter()
@@ -119,9 +121,15 @@ def porter_exec(root: Path, n_quanta: int, kind: str) -> dict[str, float]:
     pipe = Pipeline.from_yaml(PORTER_NOOP_YAML)
     n_visits = max(1, n_quanta // 189)
     instrument = {"instrument": syn.INSTRUMENT}
-    warm = build_quantum_graph(butler, pipe, collections=[INPUTS], run=f"bench/warm-{kind}", where="visit = 1000", data_id=instrument)
+    warm = build_quantum_graph(
+        butler, pipe, collections=[INPUTS], run=f"bench/warm-{kind}", where="visit = 1000", data_id=instrument
+    )
     graph = build_quantum_graph(
-        butler, pipe, collections=[INPUTS], run=f"bench/noop-{kind}", where=f"visit > 1000 AND visit <= {1000 + n_visits}",
+        butler,
+        pipe,
+        collections=[INPUTS],
+        run=f"bench/noop-{kind}",
+        where=f"visit > 1000 AND visit <= {1000 + n_visits}",
         data_id=instrument,
     )
     executor = ParslExecutor(workers=2) if kind == "parsl" else LocalPoolExecutor(2)
@@ -137,8 +145,13 @@ def porter_exec(root: Path, n_quanta: int, kind: str) -> dict[str, float]:
         summary = execute_graph(butler, graph, executor, options=options, cluster_by=cluster_by)
         seconds = time.perf_counter() - t
     assert summary.ok, summary.to_dict()["counts"]
-    return {"quanta": len(graph), "seconds": seconds, "ms/quantum": 1000 * seconds / len(graph),
-            "quanta/s": len(graph) / seconds, "startup s": startup}
+    return {
+        "quanta": len(graph),
+        "seconds": seconds,
+        "ms/quantum": 1000 * seconds / len(graph),
+        "quanta/s": len(graph) / seconds,
+        "startup s": startup,
+    }
 
 
 # --- pipe_base --------------------------------------------------------------------------------------------
@@ -156,7 +169,9 @@ def daf_setup(root: Path, n_visits: int) -> None:
     )
     for element, recs in records.items():
         butler.registry.insertDimensionData(element, *recs)
-    butler.registry.registerDatasetType(DatasetType("calexp", VD, "StructuredDataDict", universe=butler.dimensions))
+    butler.registry.registerDatasetType(
+        DatasetType("calexp", VD, "StructuredDataDict", universe=butler.dimensions)
+    )
     butler.registry.registerCollection(INPUTS, CollectionType.RUN)
     butler.registry.insertDatasets("calexp", syn.data_ids(vis), run=INPUTS)
 
@@ -180,7 +195,11 @@ def pipe_base_build(root: Path, workdir: Path) -> dict[str, float]:
     base = rss_mb()
     t = time.perf_counter()
     builder = AllDimensionsQuantumGraphBuilder(
-        graph_def, butler, input_collections=[INPUTS], output_run="bench/out", where=f"instrument = '{syn.INSTRUMENT}'"
+        graph_def,
+        butler,
+        input_collections=[INPUTS],
+        output_run="bench/out",
+        where=f"instrument = '{syn.INSTRUMENT}'",
     )
     qg = builder.build(attach_datastore_records=False)
     seconds = time.perf_counter() - t
@@ -201,17 +220,42 @@ def pipetask_exec(root: Path, n_quanta: int, workdir: Path) -> dict[str, float]:
     pipeline = workdir / "noop.yaml"
     pipeline.write_text(PIPE_BASE_NOOP_YAML)
     n_det = max(1, min(189, n_quanta))
-    common = ["-b", str(root), "-p", str(pipeline), "-i", INPUTS, "--output-run", "bench/noop",
-              "-d", f"instrument = '{syn.INSTRUMENT}' AND visit = 1000 AND detector < {n_det}"]
+    common = [
+        "-b",
+        str(root),
+        "-p",
+        str(pipeline),
+        "-i",
+        INPUTS,
+        "--output-run",
+        "bench/noop",
+        "-d",
+        f"instrument = '{syn.INSTRUMENT}' AND visit = 1000 AND detector < {n_det}",
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     qgraph = workdir / "noop.qgraph"
-    subprocess.run(["pipetask", "qgraph", *common, "--save-qgraph", str(qgraph)], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["pipetask", "qgraph", *common, "--save-qgraph", str(qgraph)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     t = time.perf_counter()
-    subprocess.run(["pipetask", "run", "-b", str(root), "-g", str(qgraph), "-j", "2", "--register-dataset-types"],
-                   check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        ["pipetask", "run", "-b", str(root), "-g", str(qgraph), "-j", "2", "--register-dataset-types"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - t
-    return {"quanta": n_det, "seconds": seconds, "ms/quantum": 1000 * seconds / n_det, "quanta/s": n_det / seconds}
+    return {
+        "quanta": n_det,
+        "seconds": seconds,
+        "ms/quantum": 1000 * seconds / n_det,
+        "quanta/s": n_det / seconds,
+    }
 
 
 # --- driver ---------------------------------------------------------------------------------------------------
@@ -247,17 +291,26 @@ def spawn(step: str, argv: list[str]) -> dict[str, Any]:
     print(f"  {step} …", file=sys.stderr, flush=True)
     t = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, __file__, "--worker", step, *argv], check=True, stdout=subprocess.PIPE,
-                         text=True, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", step, *argv],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     print(f"  {step} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--visits", type=int, default=530)
     parser.add_argument("--noop", type=int, default=20_000, help="no-op quanta through porter's executors")
-    parser.add_argument("--pipetask-quanta", type=int, default=40, help="no-op quanta through pipetask run -j 2")
+    parser.add_argument(
+        "--pipetask-quanta", type=int, default=40, help="no-op quanta through pipetask run -j 2"
+    )
     parser.add_argument("--only", choices=["porter", "pipe_base"])
     parser.add_argument("--workdir")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -266,8 +319,16 @@ def main() -> None:
         worker(args.worker, args)
         return
     workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-", dir=args.workdir))
-    argv = ["--visits", str(args.visits), "--noop", str(args.noop), "--pipetask-quanta", str(args.pipetask_quanta),
-            "--workdir", str(workdir)]
+    argv = [
+        "--visits",
+        str(args.visits),
+        "--noop",
+        str(args.noop),
+        "--pipetask-quanta",
+        str(args.pipetask_quanta),
+        "--workdir",
+        str(workdir),
+    ]
     res: dict[str, dict[str, Any]] = {}
     try:
         if args.only != "pipe_base":
@@ -285,14 +346,18 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(res, indent=1))
-    print(textwrap.dedent(f"""
+    print(
+        textwrap.dedent(f"""
         {args.visits} visits x 189 detectors
-        step                          porter            pipe_base         ratio (pipe_base/porter)"""))
+        step                          porter            pipe_base         ratio (pipe_base/porter)""")
+    )
     pb, pp = res.get("pipe_base build"), res.get("porter build")
     if pp:
         line = f"graph build ({pp['quanta']} quanta)".ljust(30) + f"{pp['build s']:8.2f} s".ljust(18)
         if pb:
-            line += f"{pb['build s']:8.2f} s ({pb['quanta']})".ljust(18) + f"{pb['build s'] / pp['build s']:.1f}x"
+            line += (
+                f"{pb['build s']:8.2f} s ({pb['quanta']})".ljust(18) + f"{pb['build s'] / pp['build s']:.1f}x"
+            )
         print(line)
         line = "graph build memory".ljust(30) + f"{pp['build MB']:8.0f} MB".ljust(18)
         if pb:
@@ -306,10 +371,14 @@ def main() -> None:
     for key in ("porter pool", "porter parsl", "porter pool-unclustered"):
         r = res.get(key)
         if r:
-            line = f"{key[7:]} -j 2 no-op ({r['quanta']} q)".ljust(30) + f"{r['ms/quantum']:8.2f} ms/q ({r['quanta/s']:.0f}/s)".ljust(18)
+            line = f"{key[7:]} -j 2 no-op ({r['quanta']} q)".ljust(
+                30
+            ) + f"{r['ms/quantum']:8.2f} ms/q ({r['quanta/s']:.0f}/s)".ljust(18)
             line += f" [startup + 189 q: {r['startup s']:.1f} s]"
             if pt:
-                line += f" {pt['ms/quantum']:8.0f} ms/q".ljust(18) + f"{pt['ms/quantum'] / r['ms/quantum']:.0f}x"
+                line += (
+                    f" {pt['ms/quantum']:8.0f} ms/q".ljust(18) + f"{pt['ms/quantum'] / r['ms/quantum']:.0f}x"
+                )
             print(line)
 
 

@@ -46,12 +46,27 @@ def felis_yaml() -> str:
         ("nVisits", "short", True, "meta.number", None),
     ]
     for b in BANDS:
-        cols += [(f"{b}_psfFlux", "double", True, "phot.flux", "nJy"), (f"{b}_psfFluxErr", "float", True, "stat.error;phot.flux", "nJy")]
-    lines = ["name: bench", "description: benchmark schema", "tables:", "- name: BenchObject", "  description: Object-like table",
-             "  primaryKey: '#BenchObject.objectId'", "  columns:"]
+        cols += [
+            (f"{b}_psfFlux", "double", True, "phot.flux", "nJy"),
+            (f"{b}_psfFluxErr", "float", True, "stat.error;phot.flux", "nJy"),
+        ]
+    lines = [
+        "name: bench",
+        "description: benchmark schema",
+        "tables:",
+        "- name: BenchObject",
+        "  description: Object-like table",
+        "  primaryKey: '#BenchObject.objectId'",
+        "  columns:",
+    ]
     for name, dt, nullable, ucd, unit in cols:
-        lines += [f"  - name: {name}", f"    description: {name}", f"    datatype: {dt}", f"    nullable: {str(nullable).lower()}",
-                  f"    ivoa:ucd: {ucd}"] + ([f"    ivoa:unit: {unit}"] if unit else [])
+        lines += [
+            f"  - name: {name}",
+            f"    description: {name}",
+            f"    datatype: {dt}",
+            f"    nullable: {str(nullable).lower()}",
+            f"    ivoa:ucd: {ucd}",
+        ] + ([f"    ivoa:unit: {unit}"] if unit else [])
     return "\n".join(lines) + "\n"
 
 
@@ -78,7 +93,9 @@ def generate(root: Path, rows: int) -> None:
             flux[rng.random(n) < 0.05] = np.nan  # not every object is measured in every band
             cols[f"{b}_psfFlux"] = flux
             cols[f"{b}_psfFluxErr"] = (np.abs(flux) * 0.05 + 10).astype(np.float32)
-        pq.write_table(pa.table(cols), root / f"part-{start // ROWS_PER_FILE:05d}.parquet", row_group_size=ROWS_PER_FILE)
+        pq.write_table(
+            pa.table(cols), root / f"part-{start // ROWS_PER_FILE:05d}.parquet", row_group_size=ROWS_PER_FILE
+        )
 
 
 RULES = [
@@ -94,14 +111,22 @@ def run_porter(root: Path, schema: Path, tmp: Path) -> dict[str, Any]:
     from porter.schema import CatalogSource, check_rules, conformance, load_schema, table_of
 
     source = CatalogSource(str(root))
-    source.con.execute(f"SET memory_limit = '1.5GB'; SET temp_directory = '{tmp}'; SET preserve_insertion_order = false")
+    source.con.execute(
+        f"SET memory_limit = '1.5GB'; SET temp_directory = '{tmp}'; SET preserve_insertion_order = false"
+    )
     table = table_of(load_schema(str(schema)), "BenchObject")
     t = time.perf_counter()
     results = conformance("bench", source, table) + check_rules("bench", source, RULES)
     seconds = time.perf_counter() - t
     (rows,) = source.one(f"SELECT count(*) FROM {source.sql}")
-    return {"rows": rows, "seconds": seconds, "rows/s": rows / seconds, "peak MB": _peak(),
-            "checks": {r.check: r.status for r in results}, "per check s": {r.check: round(r.seconds, 2) for r in results}}
+    return {
+        "rows": rows,
+        "seconds": seconds,
+        "rows/s": rows / seconds,
+        "peak MB": _peak(),
+        "checks": {r.check: r.status for r in results},
+        "per check s": {r.check: round(r.seconds, 2) for r in results},
+    }
 
 
 def run_pandas(root: Path, rows: int) -> dict[str, Any]:
@@ -112,8 +137,16 @@ def run_pandas(root: Path, rows: int) -> dict[str, Any]:
     files = sorted(root.glob("*.parquet"))[: max(1, rows // ROWS_PER_FILE)]
     t = time.perf_counter()
     df = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    expected = {"objectId": "int64", "coord_ra": "float64", "coord_dec": "float64", "tract": "int32", "patch": "int32",
-                "refExtendedness": "float32", "detect_isPrimary": "bool", "nVisits": "int16"}
+    expected = {
+        "objectId": "int64",
+        "coord_ra": "float64",
+        "coord_dec": "float64",
+        "tract": "int32",
+        "patch": "int32",
+        "refExtendedness": "float32",
+        "detect_isPrimary": "bool",
+        "nVisits": "int16",
+    }
     for b in BANDS:
         expected |= {f"{b}_psfFlux": "float64", f"{b}_psfFluxErr": "float32"}
     checks = {
@@ -124,12 +157,22 @@ def run_pandas(root: Path, rows: int) -> dict[str, Any]:
         "row_count": len(df) >= 1,
         "range nVisits": bool(df["nVisits"].between(1, 1000).all()),
         "finite": bool(np.isfinite(df[["coord_ra", "coord_dec"]].to_numpy()).all()),
-        "footprint": bool((df["coord_ra"].between(FOOTPRINT["ra_min"], FOOTPRINT["ra_max"])
-                           & df["coord_dec"].between(FOOTPRINT["dec_min"], FOOTPRINT["dec_max"])).all()),
+        "footprint": bool(
+            (
+                df["coord_ra"].between(FOOTPRINT["ra_min"], FOOTPRINT["ra_max"])
+                & df["coord_dec"].between(FOOTPRINT["dec_min"], FOOTPRINT["dec_max"])
+            ).all()
+        ),
         "band_coverage": all(df[f"{b}_psfFlux"].notna().mean() >= 0.9 for b in BANDS),
     }
     seconds = time.perf_counter() - t
-    return {"rows": len(df), "seconds": seconds, "rows/s": len(df) / seconds, "peak MB": _peak(), "checks": checks}
+    return {
+        "rows": len(df),
+        "seconds": seconds,
+        "rows/s": len(df) / seconds,
+        "peak MB": _peak(),
+        "checks": checks,
+    }
 
 
 def _peak() -> float:
@@ -153,13 +196,24 @@ def worker(step: str, args: argparse.Namespace) -> None:
 
 def spawn(step: str, argv: list[str]) -> dict[str, Any]:
     print(f"  {step} …", file=sys.stderr, flush=True)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run([sys.executable, __file__, "--worker", step, *argv], check=True, stdout=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", step, *argv],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=100_000_000)
     parser.add_argument("--pandas-rows", type=int, default=10_000_000)
     parser.add_argument("--workdir")
@@ -177,10 +231,16 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps({"generate": gen, "porter": porter, "pandas": pandas}, indent=1, default=str))
-    print(f"\ncatalog: {args.rows:,} rows, {gen['GB']:.1f} GB of Parquet (generated in {gen['seconds']:.0f} s)")
-    print(f"porter (DuckDB, streaming): {porter['seconds']:.1f} s, {porter['rows/s']:,.0f} rows/s, peak {porter['peak MB']:.0f} MB;"
-          f" checks: {sorted(set(porter['checks'].values()))}")
-    print(f"pandas ({pandas['rows']:,} rows): {pandas['seconds']:.1f} s, {pandas['rows/s']:,.0f} rows/s, peak {pandas['peak MB']:.0f} MB")
+    print(
+        f"\ncatalog: {args.rows:,} rows, {gen['GB']:.1f} GB of Parquet (generated in {gen['seconds']:.0f} s)"
+    )
+    print(
+        f"porter (DuckDB, streaming): {porter['seconds']:.1f} s, {porter['rows/s']:,.0f} rows/s, peak {porter['peak MB']:.0f} MB;"
+        f" checks: {sorted(set(porter['checks'].values()))}"
+    )
+    print(
+        f"pandas ({pandas['rows']:,} rows): {pandas['seconds']:.1f} s, {pandas['rows/s']:,.0f} rows/s, peak {pandas['peak MB']:.0f} MB"
+    )
     print(f"rows/s ratio porter/pandas: {porter['rows/s'] / pandas['rows/s']:.1f}x")
 
 
