@@ -137,6 +137,11 @@ def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
     shutil.copytree(releases / "DP2", releases / "DP3", ignore=shutil.ignore_patterns("manifests"))
     (releases / "DP3" / "catalogs" / "Source" / "part-2.parquet").write_bytes(part.read_bytes())
     run("release", "ship", "DP3", "catalogs", "--by", "lead", "--plans", releases)
+    run("release", "check", "DP3", "--checkpoint", "docs", "--plans", releases)
+    report = releases / "dp3.html"
+    run("release", "report", "DP3", "--html", report, "--plans", releases)
+    across = report.read_text().split("<h2>Across releases</h2>")[1].split("<h2>")[0]
+    assert ">DP2<" in across and ">DP3<" in across  # both releases' latest results, side by side
     out = json.loads(run("release", "diff", "DP2", "DP3", "--plans", releases, "--json"))
     assert out["catalogs"]["added"] == [{"item": "source", "key": "part-2.parquet"}]
     assert out["hips"] == {"note": "not shipped in DP2"}

@@ -1,9 +1,9 @@
 """The release report: one self-contained HTML file (no scripts, no external assets).
 
 It holds the status table, every checkpoint's latest checks with their
-samples, completeness per dataset type as a bar chart, the history of check
-results across the release's check runs (and earlier releases' plans found
-beside it), open and closed findings, and the audit log's integrity.
+samples, completeness per dataset type as a bar chart, the history of the
+release's check runs, the latest results of every release planned beside it
+on the same repository, open and closed findings, and the audit log's integrity.
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
                 }
             )
     out += ["<h2>Check history</h2>", _table(history)]
+    out += ["<h2>Across releases</h2>", _table(_across_releases(rel))]
     out += [
         "<h2>Findings</h2>",
         _table(
@@ -173,3 +174,29 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
     )
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def _across_releases(rel: Release) -> list[dict[str, Any]]:
+    """Each release planned beside this one (same directory, same repository): its latest check results per checkpoint."""
+    from ._events import EventLog
+    from ._plan import PlanError, load_plan
+
+    rows = []
+    log = EventLog(rel.butler.registry.db)
+    for path in sorted(rel.plan_path.parent.glob("*.yaml")):
+        try:
+            plan = load_plan(path)
+        except PlanError:
+            continue
+        if plan.repository != rel.plan.repository:
+            continue
+        latest: dict[str, list[dict[str, Any]]] = {}
+        for e in log.events(plan.release):
+            if e.action == "check":
+                latest[e.checkpoint] = e.payload["results"]
+        row: dict[str, Any] = {"release": plan.release}
+        for cp in rel.plan.checkpoints:
+            results = latest.get(cp.name)
+            row[cp.name] = f"{sum(r['status'] == 'pass' for r in results)}/{len(results)}" if results else "—"
+        rows.append(row)
+    return rows
