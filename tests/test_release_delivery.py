@@ -226,3 +226,43 @@ def test_finding_becomes_a_corpus_check_every_release_runs(delivery: tuple[Path,
         ok=False,
     )
     assert "has no finding 9" in out
+
+
+def test_killed_release_commands_leave_state_consistent(delivery: tuple[Path, Butler]) -> None:
+    """SIGKILL `release check` and `release ship` at random moments: the audit log stays intact and usable."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    releases, _ = delivery
+    rng = random.Random(11)
+    env = {**os.environ, "PORTER_RELEASES": str(releases)}
+    for round_ in range(6):
+        command = ["check", "DP2"] if round_ % 2 == 0 else ["ship", "DP2", "catalogs", "--by", "lead"]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "porter.cli", "release", *command],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.3, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rel = Release.open("DP2", releases)
+        try:
+            assert rel.log.verify("DP2") == []
+            rel.state()  # every event folds
+        finally:
+            rel.close()
+    # After all that, the release works as if nothing happened.
+    rel = Release.open("DP2", releases)
+    try:
+        rel.ship("catalogs", "lead")
+        results = rel.check("catalogs")
+        assert {r.status for r in results} <= {"pass", "warn"}, [(r.name, r.status) for r in results]
+        assert rel.log.verify("DP2") == []
+    finally:
+        rel.close()
