@@ -136,8 +136,9 @@ def build_quantum_graph(
                 name, collections, where=where, bind=bind, data_id=data_id, find_first=True
             )
         }
-    in_run = _existing_outputs(butler, pipeline, run) if _run_exists(butler, run) else {}
-    skip = _existing_in(butler, pipeline, skip_existing_in)
+    in_run = _existing_in(butler, pipeline, [run]) if _run_exists(butler, run) else {}
+    # Resubmitting to a run usually skips what that same run holds: no need to ask twice.
+    skip = in_run if list(skip_existing_in) == [run] else _existing_in(butler, pipeline, skip_existing_in)
 
     # 3. quanta, task by task
     produced: dict[str, dict[Key, DatasetRef]] = defaultdict(dict)
@@ -285,10 +286,6 @@ def _check_collections(butler: Butler, collections: Sequence[str], run: str, ext
             f"Output run {run!r} already exists and holds datasets. Pass --extend-run to add to it "
             "(with --skip-existing-in or --clobber-outputs), or choose a new run name."
         )
-
-
-def _existing_outputs(butler: Butler, pipeline: Pipeline, run: str) -> dict[str, dict[Key, DatasetRef]]:
-    return _existing_in(butler, pipeline, [run])
 
 
 def _existing_in(

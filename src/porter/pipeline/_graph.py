@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from ..datastore import ResourceURI
 from ..dimensions import DataCoordinate, DimensionUniverse
 from ..errors import PipelineDefinitionError
 from ..registry import DatasetRef, DatasetType
@@ -168,6 +166,7 @@ class QuantumGraph:
             return i
 
         labels = list(self.pipeline.tasks)
+        label_index = {label: i for i, label in enumerate(labels)}
         order = {label: list(self.pipeline.tasks[label].connections) for label in labels}
         quanta = []
         for q in self.quanta:
@@ -175,7 +174,7 @@ class QuantumGraph:
             for name in order[q.task]:
                 refs = q.inputs.get(name) or q.prerequisites.get(name) or q.outputs.get(name) or []
                 links.append([index(r) for r in refs])
-            quanta.append([labels.index(q.task), q.id, list(q.data_id.full_values), links])
+            quanta.append([label_index[q.task], q.id, list(q.data_id.full_values), links])
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -198,21 +197,13 @@ class QuantumGraph:
             "quanta": quanta,
         }
 
-    def save(self, path: str | Path) -> None:
-        """Write the graph to ``path`` atomically (gzip-compressed JSON)."""
-        target = Path(path)
-        payload = json.dumps(self.to_json(), separators=(",", ":")).encode()
-        fd, tmp = tempfile.mkstemp(dir=target.parent if str(target.parent) else ".", prefix=".qgraph-")
-        try:
-            with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as f:
-                f.write(payload)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     def to_bytes(self) -> bytes:
+        """The graph as gzip-compressed JSON (what `save` writes and the run state stores)."""
         return gzip.compress(json.dumps(self.to_json(), separators=(",", ":")).encode(), compresslevel=3)
+
+    def save(self, path: str | Path) -> None:
+        """Write the graph to ``path`` atomically (a local path or an s3:// URI)."""
+        ResourceURI.from_string(str(path)).write(self.to_bytes())
 
     @classmethod
     def load(cls, path: str | Path, universe: DimensionUniverse | None = None) -> QuantumGraph:
@@ -281,8 +272,3 @@ class QuantumGraph:
             dict(data.get("metadata") or {}),
             list(data.get("clobber") or []),
         )
-
-
-def new_quantum_ids(n: int) -> list[str]:
-    """``n`` random UUID hex strings for new quanta."""
-    return [uuid.uuid4().hex for _ in range(n)]

@@ -168,7 +168,6 @@ class ParslExecutor(Executor):
     name = "parsl"
 
     def __init__(self, config: Any = None, workers: int = 2):
-        self.workers = workers
         self._config = config if config is not None else local_config(workers)
         htex = self._config.executors[0]
         self.workers = max(workers, int(getattr(htex, "max_workers_per_node", workers) or workers))

@@ -471,7 +471,7 @@ def _task_order(tasks: Mapping[str, TaskDef]) -> list[str]:
                 )
             producers[c.dataset_type] = t.label
             missing = set(c.dimensions) - set(t.dimensions)
-            if missing and not c.dimensions == ():
+            if missing:
                 raise PipelineDefinitionError(
                     f"Task {t.label!r}: output {name!r} ({c.dataset_type}) has dimensions {sorted(missing)} "
                     f"that the task's dimensions {list(t.dimensions)} do not include."

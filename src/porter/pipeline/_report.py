@@ -53,8 +53,6 @@ def load_run_graph(butler: Butler, run: str) -> QuantumGraph:
                 seen[q.id] = len(merged.quanta)
                 merged.quanta.append(q)
     assert merged is not None
-    for attr in ("by_id", "producer_of", "upstream", "downstream"):
-        merged.__dict__.pop(attr, None)
     return merged
 
 

@@ -10,6 +10,7 @@ the workers themselves, so `restart` needs only the repository.
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -89,18 +90,12 @@ def prepare_run(butler: Butler, graph: QuantumGraph, label: str = "") -> int:
             butler.registry.register_dataset_type(dt)
     butler.registry.collections.register(graph.run, CollectionType.RUN)
     if graph.clobber:
-        there = butler.registry.datasets.existing_ids([_uuid(h) for h in graph.clobber])
+        there = butler.registry.datasets.existing_ids([uuid.UUID(hex=h) for h in graph.clobber])
         refs = [r for r in (butler.get_dataset(i) for i in there) if r is not None]
         if refs:
             butler.prune_datasets(refs, purge=True, unstore=True)
     state = RunState(butler.registry.db)
     return state.save_graph(graph.run, label or ",".join(graph.pipeline.tasks), len(graph), graph.to_bytes())
-
-
-def _uuid(hex_id: str) -> Any:
-    import uuid
-
-    return uuid.UUID(hex=hex_id)
 
 
 def execute_graph(

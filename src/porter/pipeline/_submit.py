@@ -160,15 +160,12 @@ def submit_steps(
         groups = group_quanta(graph, group_by, group_size)
         upstream = graph.upstream
         for index, ids in enumerate(groups):
-            doomed = {q for q in ids if upstream[q] & bad}
-            # Blocked by a failure in an earlier group: never sent to the executor.
-            changed = True
-            while changed:
-                changed = False
-                for q in ids - doomed:
-                    if upstream[q] & doomed:
-                        doomed.add(q)
-                        changed = True
+            # Blocked by a failure in an earlier group (directly, or through a blocked quantum of this
+            # group): never sent to the executor.  Quanta are in dependency order, so one pass finds them all.
+            doomed: set[str] = set()
+            for q in graph.quanta:
+                if q.id in ids and (upstream[q.id] & bad or upstream[q.id] & doomed):
+                    doomed.add(q.id)
             part = graph.restricted(ids - doomed)
             progress = on_group(step, index, len(groups), part) if on_group else None
             summary = execute_graph(

@@ -8,15 +8,14 @@ tested by calling ``run`` directly; the executors do the reading and writing.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import pydantic
 
 from ..errors import PipelineDefinitionError
-from ._connections import Connection, Input, Output, PrerequisiteInput
+from ._connections import Connection
 
 __all__ = ["Measurement", "Task", "TaskConfig"]
 
@@ -74,7 +73,7 @@ class Task:
         for base in reversed(cls.__mro__):
             for name, value in vars(base).items():
                 if isinstance(value, Connection):
-                    found[name] = value if value.name == name else _named(value, name)
+                    found[name] = value if value.name == name else replace(value, name=name)
         cls.connections = found
         cls.dimensions = tuple(cls.dimensions)
 
@@ -94,22 +93,6 @@ class Task:
         self.measurements.append(Measurement(metric, float(value), unit, extras))
 
     # --- what the framework uses -----------------------------------------------------------------
-
-    @classmethod
-    def inputs(cls) -> dict[str, Connection]:
-        return {n: c for n, c in cls.connections.items() if type(c) is Input}
-
-    @classmethod
-    def prerequisites(cls) -> dict[str, Connection]:
-        return {n: c for n, c in cls.connections.items() if isinstance(c, PrerequisiteInput)}
-
-    @classmethod
-    def outputs(cls) -> dict[str, Connection]:
-        return {n: c for n, c in cls.connections.items() if isinstance(c, Output)}
-
-    @classmethod
-    def wants_data_id(cls) -> bool:
-        return "data_id" in inspect.signature(cls.run).parameters
 
     @classmethod
     def make_config(cls, overrides: dict[str, Any], label: str) -> TaskConfig:
@@ -137,9 +120,3 @@ def config_hash(task_class: type[Task], config: TaskConfig) -> str:
         sort_keys=True,
     )
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _named(connection: Connection, name: str) -> Connection:
-    from dataclasses import replace
-
-    return replace(connection, name=name)
