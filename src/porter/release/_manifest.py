@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..datastore import ResourceURI
 from ..datastore._checksum import checksum_file
 from ._plan import Checkpoint
 
@@ -110,10 +111,10 @@ def content_hash(manifest: pa.Table) -> str:
 
 
 def write_manifest(manifest: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    pq.write_table(manifest, tmp)
-    tmp.replace(path)
+    """Write a manifest as Parquet, atomically."""
+    buffer = pa.BufferOutputStream()
+    pq.write_table(manifest, buffer)
+    ResourceURI.from_string(str(path)).write(buffer.getvalue().to_pybytes())
 
 
 def read_manifest(path: Path) -> pa.Table:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import pydantic
 import yaml
 
+from ..datastore import ResourceURI
 from ..errors import PorterError, did_you_mean
 
 __all__ = ["Checkpoint", "Item", "Milestone", "Person", "PlanError", "ReleasePlan", "dump_plan", "load_plan"]
@@ -240,10 +241,6 @@ def load_plan(path: str | Path) -> ReleasePlan:
 
 def dump_plan(plan: ReleasePlan, path: str | Path) -> None:
     """Write a plan as YAML (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = plan.model_dump(mode="json", exclude_defaults=True)
     data = {"release": data.pop("release"), **data}
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(data, sort_keys=False, width=100))
-    tmp.replace(path)
+    ResourceURI.from_string(str(path)).write(yaml.safe_dump(data, sort_keys=False, width=100).encode())
