@@ -547,15 +547,16 @@ def restart(
     with _open(repo) as butler:
         from ..pipeline._report import unfinished
 
-        todo = len(unfinished(butler, run_name))
+        todo = unfinished(butler, run_name)
         with (
             _executor(jobs, executor, site) as ex,
-            _quanta_progress(todo, f"restarting {run_name}") as update,
+            _quanta_progress(len(todo), f"restarting {run_name}") as update,
         ):
             summary = restart_run(
                 butler,
                 run_name,
                 ex,
+                todo=todo,
                 options=_options(retries, timeout, memory_limit),
                 cluster_by=_split([cluster_by]) if cluster_by else None,
                 on_progress=update,

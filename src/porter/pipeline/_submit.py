@@ -197,9 +197,13 @@ def restart_run(
     options: ExecutionOptions | None = None,
     cluster_by: Sequence[str] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
+    todo: QuantumGraph | None = None,
 ) -> RunSummary:
-    """Run again only what did not succeed in ``run``: failed, blocked, interrupted and pending quanta."""
-    todo = unfinished(butler, run)
+    """Run again only what did not succeed in ``run``: failed, blocked, interrupted and pending quanta.
+
+    ``todo`` is that part of the run when the caller has already worked it out (`unfinished`).
+    """
+    todo = todo if todo is not None else unfinished(butler, run)
     return execute_graph(
         butler,
         todo,
