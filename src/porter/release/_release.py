@@ -340,14 +340,18 @@ class Release:
 
     # --- schedule and status ---------------------------------------------------------------------------------
 
-    def schedule(self, today: datetime.date | None = None) -> list[ScheduleRow]:
-        signed = {name: datetime.date.fromtimestamp(e.at) for name, e in self.state().signed.items()}
+    def schedule(
+        self, today: datetime.date | None = None, state: ReleaseState | None = None
+    ) -> list[ScheduleRow]:
+        signed = {
+            name: datetime.date.fromtimestamp(e.at) for name, e in (state or self.state()).signed.items()
+        }
         return schedule(self.plan, signed, today or datetime.date.today())
 
     def status(self, today: datetime.date | None = None) -> dict[str, Any]:
         state = self.state()
         rows: list[dict[str, Any]] = []
-        for srow in self.schedule(today):
+        for srow in self.schedule(today, state):
             if srow.kind != "checkpoint":
                 rows.append(
                     {
