@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,15 @@ def visit_and_source(
     write(visits, root / "Visit", parts=1)
     write(sources, root / "Source")
     return visits, sources
+
+
+def upload(directory: Path, prefix: str) -> str:
+    """Copy a local catalog directory to the test bucket; its ``s3://`` location."""
+    import boto3
+
+    from conftest import TEST_BUCKET
+
+    client = boto3.client("s3", endpoint_url=os.environ["PORTER_S3_ENDPOINT_URL"])
+    for f in sorted(directory.rglob("*.parquet")):
+        client.upload_file(str(f), TEST_BUCKET, f"{prefix}/{f.relative_to(directory)}")
+    return f"s3://{TEST_BUCKET}/{prefix}"

@@ -5,13 +5,16 @@ from __future__ import annotations
 import datetime
 import json
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
 import numpy as np
 import pytest
 
-from catalogs import FOOTPRINT, visit_and_source
+from catalogs import FOOTPRINT, upload, visit_and_source
+from conftest import TEST_BUCKET
 from hips import COVERAGE, ORDER, make_hips, tile_path
 from porter import Butler
 from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
@@ -145,6 +148,30 @@ def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
     out = json.loads(run("release", "diff", "DP2", "DP3", "--plans", releases, "--json"))
     assert out["catalogs"]["added"] == [{"item": "source", "key": "part-2.parquet"}]
     assert out["hips"] == {"note": "not shipped in DP2"}
+
+
+def test_catalog_delivery_in_s3(delivery: tuple[Path, Butler], s3_server: str) -> None:
+    """Catalog items in S3 are checked, shipped and compared with their manifest like local ones."""
+    releases, _ = delivery
+    prefix = f"DP2-{uuid.uuid4().hex[:8]}"
+    s3 = upload(releases / "DP2" / "catalogs", prefix)
+    plan_file = releases / "DP2.yaml"
+    plan_file.write_text(plan_file.read_text().replace("location: DP2/catalogs/", f"location: {s3}/"))
+    rel = Release.open("DP2", releases)
+    try:
+        results = rel.check("catalogs")
+        bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
+        assert not bad and "foreign key visit → Visit" in statuses(results), bad
+        assert rel.ship("catalogs", "lead").payload["entries"] == 3
+        assert statuses(rel.check("catalogs"))["manifest unchanged"] == "pass"
+        local = releases / "DP2" / "catalogs" / "Source"
+        boto3.client("s3", endpoint_url=s3_server).upload_file(
+            str(local / "part-0.parquet"), TEST_BUCKET, f"{prefix}/Source/part-1.parquet"
+        )
+        changed = next(r for r in rel.check("catalogs") if r.check == "manifest unchanged")
+        assert changed.status == "fail" and changed.sample[0]["key"] == "part-1.parquet"
+    finally:
+        rel.close()
 
 
 def test_files_check_counts(delivery: tuple[Path, Butler]) -> None:

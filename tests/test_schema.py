@@ -11,8 +11,9 @@ import pyarrow.compute as pc
 import pytest
 import sqlalchemy
 
-from catalogs import FOOTPRINT, visit_and_source, write
-from conftest import drop_schema
+from catalogs import FOOTPRINT, upload, visit_and_source, write
+from conftest import TEST_BUCKET, drop_schema
+from porter.errors import PorterError
 from porter.schema import (
     CatalogSource,
     RuleError,
@@ -38,9 +39,10 @@ def catalogs(tmp_path: Path) -> tuple[Path, pa.Table, pa.Table]:
     return tmp_path, visits, sources
 
 
-def check(root: Path, source_dir: Path) -> dict[str, str]:
+def check(root: Path | str, source_dir: Path | str) -> dict[str, str]:
+    """Conformance and rules of the Source catalog at ``source_dir`` (the Visit catalog under ``root``)."""
     dp1 = load_schema("dp1")
-    refs = {"Visit": CatalogSource(str(root / "clean" / "Visit"))}
+    refs = {"Visit": CatalogSource(f"{root}/clean/Visit")}
     src = CatalogSource(str(source_dir))
     results = conformance("source", src, table_of(dp1, "Source"), refs) + check_rules("source", src, RULES)
     return {r.check: r.status for r in results} | {f"{r.check}:msg": r.message for r in results}
@@ -141,6 +143,26 @@ def test_each_defect_is_caught_and_named(
     failed = {k for k, v in got.items() if not k.endswith(":msg") and v == "fail"}
     assert failed == failing, got
     assert any(message in got[f"{k}:msg"] for k in failing)
+
+
+def test_catalogs_in_s3(catalogs: tuple[Path, pa.Table, pa.Table], s3_server: str) -> None:
+    """The same checks read Parquet from S3 (the emulator): same verdicts, and a local catalog's foreign key
+    resolves against an S3 one."""
+    root, _, sources = catalogs
+    prefix = f"catalogs-{uuid.uuid4().hex[:8]}"
+    s3_root = upload(root / "clean", f"{prefix}/clean")
+    assert check(f"s3://{TEST_BUCKET}/{prefix}", f"{s3_root}/Source") == check(
+        root, root / "clean" / "Source"
+    )
+    broken = sources.set_column(
+        sources.schema.get_field_index("visit"),
+        "visit",
+        pa.array(np.where(np.arange(sources.num_rows) < 5, 999_999, np.asarray(sources["visit"]))),
+    )
+    got = check(f"s3://{TEST_BUCKET}/{prefix}", defect(catalogs, "dangling", broken))
+    assert got["foreign key visit → Visit"] == "fail" and "5 rows" in got["foreign key visit → Visit:msg"]
+    with pytest.raises(PorterError, match="No Parquet files"):
+        CatalogSource(f"s3://{TEST_BUCKET}/{prefix}/nothing-here")
 
 
 def test_rule_errors_name_the_problem(catalogs: tuple[Path, pa.Table, pa.Table]) -> None:

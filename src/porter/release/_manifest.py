@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..datastore import ResourceURI
-from ..datastore._checksum import checksum_file
+from ..datastore._checksum import checksum_stream
 from ._plan import Checkpoint
 
 if TYPE_CHECKING:
@@ -37,11 +37,13 @@ __all__ = [
 MANIFEST_COLUMNS = ("item", "key", "dataset_id", "run", "path", "size", "checksum")
 
 
-def _files(root: Path) -> Iterable[Path]:
-    if root.is_file():
-        yield root
-    elif root.is_dir():
-        yield from sorted(p for p in root.rglob("*") if p.is_file())
+def _files(root: ResourceURI) -> Iterable[tuple[str, ResourceURI, int]]:
+    """(key relative to ``root``, file, size) of one file or of every file below a directory or S3 prefix."""
+    if root.is_local and Path(str(root)).is_file():
+        yield root.name, root, root.size()
+        return
+    for uri, size in root.walk():
+        yield uri.relative_to(root) or uri.name, uri, size
 
 
 def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Table:
@@ -66,23 +68,22 @@ def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Tab
                             "checksum": loc.checksum if loc else None,
                         }
                     )
-        elif (
-            item.kind in ("catalog", "files", "hips")
-            and item.location
-            and not item.location.startswith("s3://")
-        ):
-            root = Path(item.location) if Path(item.location).is_absolute() else base / item.location
-            for f in _files(root):
-                rel = str(f.relative_to(root)) if root.is_dir() else f.name
+        elif item.kind in ("catalog", "files", "hips") and item.location:
+            location = item.location
+            if not location.startswith("s3://") and not Path(location).is_absolute():
+                location = str(base / location)
+            for key, uri, size in _files(ResourceURI.from_string(location)):
+                with uri.open_read() as stream:
+                    checksum = checksum_stream(stream)
                 rows.append(
                     {
                         "item": item.name,
-                        "key": rel,
+                        "key": key,
                         "dataset_id": None,
                         "run": None,
-                        "path": str(f),
-                        "size": f.stat().st_size,
-                        "checksum": checksum_file(f),
+                        "path": str(uri),
+                        "size": size,
+                        "checksum": checksum,
                     }
                 )
     rows.sort(key=lambda r: (r["item"], r["key"]))

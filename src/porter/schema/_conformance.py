@@ -36,7 +36,7 @@ def _quote(name: str) -> str:
 
 
 class CatalogSource:
-    """A catalog as DuckDB sees it: Parquet files under a local path or glob (or ``s3://`` with DuckDB's httpfs)."""
+    """A catalog as DuckDB sees it: Parquet files under a local path or glob (or ``s3://``, read through pyarrow's S3 client)."""
 
     def __init__(self, location: str, con: Any = None):
         import duckdb
@@ -46,9 +46,11 @@ class CatalogSource:
         # Parquet min/max statistics leave NaN out, and DuckDB prunes scans by them: with these optimizers on,
         # `WHERE isnan(x)` finds nothing in a file whose statistics say x ∈ [1, 3].  Checks scan everything anyway.
         self.con.execute("SET disabled_optimizers = 'filter_pushdown,statistics_propagation'")
+        self._s3: Any = None
         if location.startswith("s3://"):
-            self._s3()
             pattern = location.rstrip("/") + ("/**/*.parquet" if not location.endswith(".parquet") else "")
+            if not self.register_s3().glob(pattern.removeprefix("s3://")):
+                raise PorterError(f"No Parquet files at {location}; check the item's location.")
         else:
             path = Path(location)
             pattern = str(path / "**" / "*.parquet") if path.is_dir() else location
@@ -56,23 +58,17 @@ class CatalogSource:
                 raise PorterError(f"No Parquet files at {location}; check the item's location.")
         self.sql = f"read_parquet('{pattern}', union_by_name = true)"
 
-    def _s3(self) -> None:
-        self.con.execute("INSTALL httpfs; LOAD httpfs;")
-        endpoint = os.environ.get("PORTER_S3_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
-        settings = {
-            "s3_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", ""),
-            "s3_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
-            "s3_region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        }
-        if endpoint:
-            host = endpoint.split("://", 1)[-1]
-            settings |= {
-                "s3_endpoint": host,
-                "s3_url_style": "path",
-                "s3_use_ssl": str(endpoint.startswith("https")).lower(),
-            }
-        for k, v in settings.items():
-            self.con.execute(f"SET {k} = '{v}'")
+    def register_s3(self) -> Any:
+        """Let DuckDB read ``s3://`` through pyarrow's S3 client (the endpoint and credentials porter uses).
+
+        DuckDB's own httpfs extension is downloaded at run time from extensions.duckdb.org, which a
+        site behind a firewall cannot reach; pyarrow ships its S3 client, and fsspec's wrapper hands it
+        to DuckDB, which still reads only the byte ranges (columns, row groups) a query needs.
+        """
+        if self._s3 is None:
+            self._s3 = _s3_filesystem()
+            self.con.register_filesystem(self._s3)
+        return self._s3
 
     def columns(self) -> dict[str, str]:
         return {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall()}
@@ -82,6 +78,24 @@ class CatalogSource:
 
     def rows(self, query: str) -> list[tuple]:
         return self.con.execute(query).fetchall()
+
+
+def _s3_filesystem() -> Any:
+    """pyarrow's S3 filesystem for porter's endpoint, as an fsspec filesystem answering to ``s3://``."""
+    from fsspec.implementations.arrow import ArrowFSWrapper
+    from pyarrow import fs
+
+    from ..datastore._uri import s3_endpoint_url
+
+    class S3(ArrowFSWrapper):
+        protocol = "s3"
+
+    endpoint = s3_endpoint_url() or os.environ.get("AWS_ENDPOINT_URL")
+    options: dict[str, Any] = {"region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1")}
+    if endpoint:
+        scheme, _, host = endpoint.partition("://")
+        options |= {"endpoint_override": host.rstrip("/"), "scheme": scheme}
+    return S3(fs.S3FileSystem(**options))
 
 
 def _timed(item: str, check: str, fn: Any) -> CheckResult:
@@ -256,6 +270,8 @@ def _foreign(
 ) -> CheckResult:
     on = " AND ".join(f"s.{_quote(a)} = r.{_quote(b)}" for a, b in zip(cols, ref_cols))
     notnull = " AND ".join(f"s.{_quote(a)} IS NOT NULL" for a in cols)
+    if ref.location.startswith("s3://"):
+        source.register_s3()  # the reference catalog is read through this source's connection
     query = f"FROM {source.sql} s ANTI JOIN {ref.sql} r ON {on} WHERE {notnull}"
     (dangling,) = source.one(f"SELECT count(*) {query}")
     sample = (
