@@ -175,6 +175,119 @@ def run_pandas(root: Path, rows: int) -> dict[str, Any]:
     }
 
 
+# --- completeness on PostgreSQL ---------------------------------------------------------------------------
+
+COMPLETENESS_RAW = "bench/raw"
+COMPLETENESS_RUN = "bench/calexp"
+
+
+def build_completeness_repo(root: Path, url: str, namespace: str, n_visits: int) -> dict[str, Any]:
+    """A PostgreSQL repository with a raw for every (exposure, detector) and a calexp for nearly every one.
+
+    189 detectors per visit; every 500th visit lost detector 7, every 2,000th visit has no calexp at
+    all: the completeness check must find exactly these.
+    """
+    import _synthetic as syn
+    from porter import Butler, Timespan
+    from porter.dimensions import DataCoordinate
+
+    t = time.perf_counter()
+    vis = syn.visits(n_visits)
+    records = syn.records(vis, Timespan)
+    for skip in ("visit_detector_region", "skymap", "tract", "patch"):
+        del records[skip]
+    butler = Butler.create(root, registry=url, namespace=namespace)
+    for element, recs in records.items():
+        butler.insert_dimension_records(element, recs)
+    butler.insert_dimension_records(
+        "group", [{"instrument": syn.INSTRUMENT, "name": f"g{v.id}"} for v in vis]
+    )
+    butler.insert_dimension_records(
+        "exposure",
+        [
+            {
+                "instrument": syn.INSTRUMENT,
+                "id": r["id"],
+                "obs_id": f"E{r['id']}",
+                "physical_filter": r["physical_filter"],
+                "group": f"g{r['id']}",
+                "day_obs": r["day_obs"],
+                "timespan": r["timespan"],
+            }
+            for r in records["visit"]
+        ],
+    )
+    butler.insert_dimension_records(
+        "visit_definition", [{"instrument": syn.INSTRUMENT, "exposure": v.id, "visit": v.id} for v in vis]
+    )
+    butler.register_dataset_type("raw", ["instrument", "exposure", "detector"], "ExposureF")
+    butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "ExposureF")
+    butler.collections.register(COMPLETENESS_RAW)
+    butler.collections.register(COMPLETENESS_RUN)
+    raw_dims = butler.registry.universe.conform(["instrument", "exposure", "detector"])
+    calexp_dims = butler.registry.universe.conform(["instrument", "visit", "detector"])
+    detectors = [d for d, _, _ in syn.detector_offsets()]
+
+    def order(group: Any, **values: int) -> tuple:
+        return tuple(syn.INSTRUMENT if k == "instrument" else values[k] for k in group.required)
+
+    missing = 0
+    step = 250  # visits per insert: about 47,000 datasets
+    for start in range(0, len(vis), step):
+        chunk = vis[start : start + step]
+        raws = [
+            DataCoordinate(raw_dims, order(raw_dims, exposure=v.id, detector=d), False)
+            for v in chunk
+            for d in detectors
+        ]
+        butler.registry.insert_datasets("raw", raws, COMPLETENESS_RAW)
+        calexps = [
+            DataCoordinate(calexp_dims, order(calexp_dims, visit=v.id, detector=d), False)
+            for i, v in enumerate(chunk, start)
+            if i % 2000 != 1999
+            for d in detectors
+            if not (i % 500 == 499 and d == 7)
+        ]
+        missing += len(raws) - len(calexps)
+        butler.registry.insert_datasets("calexp", calexps, COMPLETENESS_RUN)
+    butler.close()
+    _analyze(url, namespace)  # what autovacuum does within a minute of a bulk load
+    return {"seconds": time.perf_counter() - t, "expected": n_visits * len(detectors), "missing": missing}
+
+
+def run_completeness(root: Path) -> dict[str, Any]:
+    """The release check of the rubin template's ``calexps`` item: a calexp for every (visit, detector) with a raw."""
+    from porter import Butler
+    from porter.release._checks import completeness
+    from porter.release._plan import Item
+
+    butler = Butler(root)
+    item = Item(
+        name="calexps",
+        kind="datasets",
+        dataset_types=["calexp"],
+        collections=[COMPLETENESS_RUN],
+        expected={"dimensions": ["visit", "detector"], "datasets": "raw", "collections": [COMPLETENESS_RAW]},
+        group_by="visit",
+    )
+    t = time.perf_counter()
+    (result,) = completeness(butler, item, root / "missing")
+    seconds = time.perf_counter() - t
+    return {
+        "seconds": seconds,
+        "value": result.value,
+        "message": result.message,
+        "peak MB": _peak(),
+        "in database": butler.registry.coverage(
+            "calexp",
+            COMPLETENESS_RUN,
+            dimensions=["visit", "detector"],
+            datasets="raw",
+            expected_collections=[COMPLETENESS_RAW],
+        ).in_database,
+    }
+
+
 def _peak() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -189,6 +302,10 @@ def worker(step: str, args: argparse.Namespace) -> None:
         out: dict[str, Any] = {"seconds": time.perf_counter() - t, "GB": size / 1e9}
     elif step == "porter":
         out = run_porter(work / "catalog", work / "bench.yaml", work / "spill")
+    elif step == "completeness-build":
+        out = build_completeness_repo(work / "pg-repo", args.pg_url, work.name.replace("-", "_"), args.visits)
+    elif step == "completeness":
+        out = run_completeness(work / "pg-repo")
     else:
         out = run_pandas(work / "catalog", args.pandas_rows)
     print(json.dumps(out, default=str))
@@ -216,32 +333,83 @@ def main() -> None:
     )
     parser.add_argument("--rows", type=int, default=100_000_000)
     parser.add_argument("--pandas-rows", type=int, default=10_000_000)
+    parser.add_argument("--visits", type=int, default=53_000, help="x 189 detectors expected data IDs")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--parts", default="catalog,completeness", help="comma-separated: catalog, completeness"
+    )
     parser.add_argument("--workdir")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args)
         return
+    parts = set(args.parts.split(","))
     work = Path(tempfile.mkdtemp(prefix="bench-release-", dir=args.workdir))
-    argv = ["--rows", str(args.rows), "--pandas-rows", str(args.pandas_rows), "--workdir", str(work)]
+    argv = [
+        "--rows", str(args.rows), "--pandas-rows", str(args.pandas_rows), "--visits", str(args.visits),
+        "--pg-url", args.pg_url, "--workdir", str(work),
+    ]  # fmt: skip
+    out: dict[str, Any] = {}
     try:
-        gen = spawn("generate", argv)
-        porter = spawn("porter", argv)
-        pandas = spawn("pandas", argv)
+        if "catalog" in parts:
+            out["generate"] = spawn("generate", argv)
+            out["porter"] = spawn("porter", argv)
+            out["pandas"] = spawn("pandas", argv)
+        if "completeness" in parts:
+            out["completeness build"] = spawn("completeness-build", argv)
+            out["completeness"] = spawn("completeness", argv)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(json.dumps({"generate": gen, "porter": porter, "pandas": pandas}, indent=1, default=str))
-    print(
-        f"\ncatalog: {args.rows:,} rows, {gen['GB']:.1f} GB of Parquet (generated in {gen['seconds']:.0f} s)"
-    )
-    print(
-        f"porter (DuckDB, streaming): {porter['seconds']:.1f} s, {porter['rows/s']:,.0f} rows/s, peak {porter['peak MB']:.0f} MB;"
-        f" checks: {sorted(set(porter['checks'].values()))}"
-    )
-    print(
-        f"pandas ({pandas['rows']:,} rows): {pandas['seconds']:.1f} s, {pandas['rows/s']:,.0f} rows/s, peak {pandas['peak MB']:.0f} MB"
-    )
-    print(f"rows/s ratio porter/pandas: {porter['rows/s'] / pandas['rows/s']:.1f}x")
+        if "completeness" in parts:
+            _drop_schema(args.pg_url, work.name.replace("-", "_"))
+    print(json.dumps(out, indent=1, default=str))
+    if "catalog" in parts:
+        gen, porter, pandas = out["generate"], out["porter"], out["pandas"]
+        print(
+            f"\ncatalog: {args.rows:,} rows, {gen['GB']:.1f} GB of Parquet (generated in {gen['seconds']:.0f} s)"
+        )
+        print(
+            f"porter (DuckDB, streaming): {porter['seconds']:.1f} s, {porter['rows/s']:,.0f} rows/s, "
+            f"peak {porter['peak MB']:.0f} MB; checks: {sorted(set(porter['checks'].values()))}"
+        )
+        print(
+            f"pandas ({pandas['rows']:,} rows): {pandas['seconds']:.1f} s, {pandas['rows/s']:,.0f} rows/s, "
+            f"peak {pandas['peak MB']:.0f} MB"
+        )
+        print(f"rows/s ratio porter/pandas: {porter['rows/s'] / pandas['rows/s']:.1f}x")
+    if "completeness" in parts:
+        build, done = out["completeness build"], out["completeness"]
+        print(
+            f"\ncompleteness on PostgreSQL: {build['expected']:,} expected (visit, detector) data IDs, "
+            f"{build['missing']:,} without a calexp (repository built in {build['seconds']:.0f} s)"
+        )
+        print(
+            f"check: {done['seconds']:.1f} s, peak {done['peak MB']:.0f} MB, compared in the database: "
+            f"{done['in database']}; {done['value']}, {done['message']}"
+        )
+
+
+def _analyze(url: str, schema: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as conn:
+        tables = conn.execute(
+            sqlalchemy.text("SELECT tablename FROM pg_tables WHERE schemaname = :s"), {"s": schema}
+        ).scalars()
+        for table in list(tables):
+            conn.execute(sqlalchemy.text(f'ANALYZE "{schema}"."{table}"'))
+    engine.dispose()
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
 
 
 if __name__ == "__main__":

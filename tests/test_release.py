@@ -7,11 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 
 from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler
+from porter.errors import InvalidQueryError
 from porter.pipeline import InProcessExecutor, Pipeline, build_quantum_graph, execute_graph
 from porter.release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
 from test_cli import run
@@ -115,6 +117,11 @@ def test_completeness_finds_missing_data_ids_grouped(processed: Butler, tmp_path
         assert result.sample == [
             {"visit": 1001, "missing": 2, "example": {"instrument": "SynthCam", "detector": 1, "visit": 1001}}
         ]
+        # Every missing data ID is stored beside the plan, named by the result.
+        stored = pq.read_table(tmp_path / "releases" / result.details).to_pylist()
+        assert result.details.startswith("DP2/missing/images/") and stored == [
+            {"instrument": "SynthCam", "detector": d, "visit": 1001} for d in (1, 2)
+        ]
         # The gate: refused while failing; a waiver needs authority; then it passes.
         with pytest.raises(
             GateError, match=r"Sign-off of 'images' refused: check calexps:completeness calexp is fail"
@@ -137,6 +144,91 @@ def test_completeness_finds_missing_data_ids_grouped(processed: Butler, tmp_path
         assert "images" in rel.state().signed
     finally:
         rel.close()
+
+
+@pytest.mark.parametrize(
+    ("dataset_type", "dimensions", "where", "datasets", "group_by", "in_database"),
+    [
+        ("calexp", ["visit", "detector"], "", "raw", "visit", True),
+        (
+            "calexp",
+            ["visit", "detector"],
+            "instrument = 'SynthCam' AND detector > 2",
+            "raw",
+            "band",
+            True,
+        ),  # group by an implied dimension
+        ("calexp", [], "band = 'g'", None, None, True),  # every (visit, detector) with a region
+        ("deepCoadd", ["patch", "band"], "", "raw", "patch", True),  # spatial join, through the sky index
+        (  # a region literal: rows refined by exact overlap in Python, then compared there
+            "calexp",
+            ["visit", "detector"],
+            "instrument = 'SynthCam' AND visit_detector_region.region OVERLAPS CIRCLE(150.0, 2.2, 0.05)",
+            "raw",
+            "visit",
+            False,
+        ),
+    ],
+)
+def test_coverage_agrees_with_plain_queries(
+    processed: Butler,
+    dataset_type: str,
+    dimensions: list[str],
+    where: str,
+    datasets: str | None,
+    group_by: str | None,
+    in_database: bool,
+) -> None:
+    """The database's anti-join (or the Python fallback) finds exactly the set difference of two queries."""
+    butler = processed
+    victims = butler.query_datasets(
+        "calexp", RUN, where="visit = 1002 AND detector < 3", instrument="SynthCam"
+    )
+    butler.prune_datasets(victims, purge=True, unstore=True)
+    if dataset_type == "deepCoadd":  # step 3 has not run: every expected coadd is missing
+        butler.register_dataset_type(dataset_type, ["skymap", "tract", "patch", "band"], "ExposureF")
+    dt = butler.get_dataset_type(dataset_type)
+    coverage = butler.registry.coverage(
+        dataset_type,
+        RUN,
+        dimensions=dimensions,
+        where=where,
+        datasets=datasets,
+        expected_collections=SURVEY_INPUTS,
+        group_by=group_by,
+    )
+    assert coverage.in_database is in_database
+    n_expected, batches = coverage.run(batch=7)
+    missing = [row for batch in batches for row in batch]
+    expected = {
+        d.subset(dt.dimensions).required_values: d
+        for d in butler.query_data_ids(
+            dimensions or list(dt.dimensions.names),
+            where=where,
+            datasets=datasets,
+            collections=SURVEY_INPUTS if datasets else None,
+        )
+    }
+    delivered = {
+        r.data_id.required_values for r in butler.query_datasets(dataset_type, RUN, find_first=False)
+    }
+    keys = list(dt.dimensions.required) + (
+        [group_by] if group_by and group_by not in dt.dimensions.required else []
+    )
+    want = sorted(tuple(expected[k][x] for x in keys) for k in set(expected) - delivered)
+    assert n_expected == len(expected) > 0 and missing == want and coverage.keys == keys
+    if (
+        dataset_type == "calexp"
+    ):  # only the pruned calexps are missing (all of them, when nothing is excluded)
+        assert {m[keys.index("visit")] for m in missing} <= {1002}
+        assert len(missing) == len(victims) > 0 or where
+
+
+def test_coverage_errors_name_the_fix(processed: Butler) -> None:
+    with pytest.raises(InvalidQueryError, match=r"lack \['visit'\].*add them to the expected dimensions"):
+        processed.registry.coverage("calexp", RUN, dimensions=["exposure", "detector"])
+    with pytest.raises(InvalidQueryError, match="Cannot group missing calexp data IDs by 'tract'"):
+        processed.registry.coverage("calexp", RUN, group_by="tract")
 
 
 def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) -> None:

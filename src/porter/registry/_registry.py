@@ -32,6 +32,7 @@ from ._dimension_records import DimensionRecordStorage
 from ._expand import attach_records, has_all_records
 from ._schema import SCHEMA_VERSION, RegistrySchema
 from .queries import DatasetSearch, QueryEngine, QuerySpec
+from .queries._coverage import Coverage
 
 __all__ = ["Registry"]
 
@@ -369,6 +370,57 @@ class Registry(RegistryCompatMixin):
         expanded = attach_records(self, [r.data_id for r in refs])
         kept = [r.expanded(d) for r, d in zip(refs, expanded) if has_all_records(d)]
         return kept[:limit] if limit is not None else kept
+
+    def coverage(
+        self,
+        dataset_type: str | DatasetType,
+        collections: Any,
+        *,
+        dimensions: Iterable[str] = (),
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: Any = None,
+        expected_collections: Any = None,
+        group_by: str | None = None,
+    ) -> Coverage:
+        """Which expected data IDs have a ``dataset_type`` dataset in ``collections``, decided by the database.
+
+        The expected data IDs are ``query_data_ids(dimensions or the type's dimensions, where=…,
+        datasets=…, collections=expected_collections or collections)``; ``where`` constrains both sides.
+        `Coverage.run` gives their number and the missing ones, without sending the rest to Python.
+        """
+        dataset_type = self.dataset_types.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
+        dims = list(dimensions) or list(dataset_type.dimensions.names)
+        expected_dims = self.universe.conform(dims)
+        expected = self._spec(
+            "data_ids",
+            expected_dims,
+            self._searches(datasets, expected_collections or collections, False),
+            where=where,
+            bind=bind,
+            data_id=None,
+            kwargs={},
+            default_data_id=None,
+            order_by=None,
+            limit=None,
+        )
+        # Grouping by an implied dimension (a visit's band) needs its value; otherwise only keys are compared.
+        expected.with_implied = bool(group_by) and group_by in expected_dims.implied
+        # No `where` here: expected minus delivered is the same whether or not delivered is constrained too.
+        delivered = self._spec(
+            "datasets",
+            dataset_type.dimensions,
+            self._searches([dataset_type.name], collections, False),
+            where="",
+            bind=None,
+            data_id=None,
+            kwargs={},
+            default_data_id=None,
+            order_by=None,
+            limit=None,
+        )
+        delivered.with_implied = False
+        return Coverage(self.db, self.engine, expected, delivered, group_by)
 
     def expand_data_id(
         self, data_id: Mapping[str, Any] | None = None, *, dimensions: Any = None, **kwargs: Any

@@ -11,10 +11,14 @@ recorded confirmation).
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from collections.abc import Mapping
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..schema import (
     ERROR,
@@ -56,7 +60,10 @@ def run_checks(
         started = time.perf_counter()
         try:
             if item.kind == "datasets":
-                results = completeness(butler, item)
+                missing = Path(plan.release) / "missing" / checkpoint.name
+                results = completeness(butler, item, base / missing)
+                for r in results:
+                    r.details = str(missing / r.details) if r.details else ""
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name))]
             elif item.kind == "catalog":
@@ -93,53 +100,97 @@ def _manual(item: Item, confirmation: dict[str, Any] | None) -> CheckResult:
     )
 
 
-def completeness(butler: Butler, item: Item) -> list[CheckResult]:
-    """Delivered / expected data IDs for each dataset type; the missing ones listed, grouped by ``group_by``."""
+def completeness(butler: Butler, item: Item, missing_dir: Path | None = None) -> list[CheckResult]:
+    """Delivered / expected data IDs for each dataset type; the missing ones grouped by ``group_by``.
+
+    The database compares the two sets (`Registry.coverage`); only the missing data IDs come back,
+    in batches, and all of them are written to a Parquet file in ``missing_dir`` that the result names.
+    """
     spec = item.expected
-    dims = list(spec.get("dimensions") or [])
     results = []
     for dataset_type in item.dataset_types:
-        dt = butler.get_dataset_type(dataset_type)
-        wanted_dims = dims or list(dt.dimensions.required)
-        kwargs: dict[str, Any] = {"where": spec.get("where", "")}
-        if spec.get("datasets"):
-            kwargs["datasets"] = spec["datasets"]
-            kwargs["collections"] = spec.get("collections") or item.collections
-        expected = {
-            d.subset(dt.dimensions).required_values: d for d in butler.query_data_ids(wanted_dims, **kwargs)
-        }
-        delivered = {
-            r.data_id.required_values
-            for r in butler.query_datasets(dataset_type, item.collections, where=spec.get("where", ""))
-        }
-        missing = [expected[k] for k in sorted(set(expected) - delivered)]
-        n_exp = len(expected)
-        fraction = (n_exp - len(missing)) / n_exp if n_exp else 1.0
-        groups: dict[Any, list[Any]] = defaultdict(list)
-        for d in missing:
-            key = d[item.group_by] if item.group_by and item.group_by in d else None
-            groups[key].append(dict(d.required))
+        coverage = butler.registry.coverage(
+            dataset_type,
+            item.collections,
+            dimensions=spec.get("dimensions") or (),
+            where=spec.get("where", ""),
+            datasets=spec.get("datasets"),
+            expected_collections=spec.get("collections"),
+            group_by=item.group_by,
+        )
+        n_exp, batches = coverage.run()
+        keys = coverage.keys
+        group_at = keys.index(item.group_by) if item.group_by else None
+        groups: Counter[Any] = Counter()
+        examples: dict[Any, dict[str, Any]] = {}
+        first: list[dict[str, Any]] = []
+        n_missing = 0
+        writer = _MissingWriter(missing_dir, f"{item.name}.{dataset_type}", keys)
+        with writer:
+            for batch in batches:
+                writer.write(batch)
+                n_missing += len(batch)
+                if group_at is None:
+                    first.extend(dict(zip(keys, row)) for row in batch[: SAMPLE - len(first)])
+                    continue
+                for row in batch:
+                    g = row[group_at]
+                    groups[g] += 1
+                    if g not in examples:
+                        examples[g] = dict(zip(keys, row))
         sample: list[Any] = (
-            [
-                {item.group_by: k, "missing": len(v), "example": v[0]}
-                for k, v in sorted(groups.items(), key=lambda kv: -len(kv[1]))
-            ]
+            [{item.group_by: g, "missing": n, "example": examples[g]} for g, n in groups.most_common(SAMPLE)]
             if item.group_by
-            else [dict(d.required) for d in missing]
-        )[:SAMPLE]
+            else first
+        )
+        fraction = (n_exp - n_missing) / n_exp if n_exp else 1.0
         results.append(
             CheckResult(
                 item.name,
                 f"completeness {dataset_type}",
-                PASS if not missing else FAIL,
-                value=f"{n_exp - len(missing)}/{n_exp} ({fraction:.1%})",
+                PASS if not n_missing else FAIL,
+                value=f"{n_exp - n_missing}/{n_exp} ({fraction:.1%})",
                 expected=f"{n_exp}/{n_exp}",
-                message=f"{len(missing)} missing"
-                + (f" in {len(groups)} {item.group_by}s" if item.group_by and missing else ""),
+                message=f"{n_missing} missing"
+                + (f" in {len(groups)} {item.group_by}s" if item.group_by and n_missing else ""),
                 sample=sample,
+                details=writer.name if n_missing else "",
             )
         )
     return results
+
+
+class _MissingWriter:
+    """Every missing data ID of one check, streamed into a Parquet file (written atomically)."""
+
+    def __init__(self, directory: Path | None, stem: str, keys: list[str]):
+        self.directory = directory
+        self.keys = keys
+        self.name = f"{stem}.{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}.parquet"
+        self._writer: pq.ParquetWriter | None = None
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> _MissingWriter:
+        return self
+
+    def write(self, rows: Sequence[tuple]) -> None:
+        if self.directory is None or not rows:
+            return
+        table = pa.table({k: [r[i] for r in rows] for i, k in enumerate(self.keys)})
+        if self._writer is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._tmp = self.directory / f".{self.name}.tmp"
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        self._writer.write_table(table)
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if self._writer is None or self._tmp is None:
+            return
+        self._writer.close()
+        if exc_type is None:
+            self._tmp.replace(self._tmp.with_name(self.name))
+        else:
+            self._tmp.unlink(missing_ok=True)
 
 
 def _sources(plan: ReleasePlan, base: Path, cache: dict[str, CatalogSource]) -> Mapping[str, CatalogSource]:

@@ -22,6 +22,8 @@ class CheckResult:
     message: str = ""
     sample: list[Any] = field(default_factory=list)
     seconds: float = 0.0
+    details: str = ""
+    """A file holding every offender when the sample is not all of them (relative to the plan's directory)."""
 
     @property
     def name(self) -> str:

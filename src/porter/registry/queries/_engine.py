@@ -19,6 +19,7 @@ Planning, in order:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import lsst.sphgeom
@@ -83,6 +84,38 @@ class QueryEngine:
         with paused_gc():
             return plan.execute()
 
+    def statement(self, spec: QuerySpec) -> Any | None:
+        """The query as one SQL SELECT whose rows are exactly its results, or None if it needs Python.
+
+        Columns are labelled ``d_<dimension>`` (and, for datasets, ``x_dataset_id`` and ``x_run_id``),
+        so the database can compose it further (counts, anti-joins) without sending the rows here.
+        None when rows must be refined by exact region overlap or checked for ambiguous calibrations.
+        """
+        plan = _Plan(self, spec)
+        plan.prepare()
+        sel = plan.select()
+        return sel.stmt if sel.complete else None
+
+
+@dataclass
+class _Select:
+    """One query as SQL: the statement, its column labels, and what Python must still do with its rows."""
+
+    stmt: Any
+    names: list[str]
+    """Labels of the selected columns: ``out_keys`` first (``d_<dimension>``, ``x_dataset_id`` …)."""
+    out_keys: list[str]
+    post_region_cols: dict[str, str]
+    postfilter: bool
+    """Rows must be refined by exact region overlap in Python."""
+    check_calib: bool
+    """Rows carry ``w_n`` for the ambiguous-calibration check."""
+
+    @property
+    def complete(self) -> bool:
+        """Are the statement's rows the answer, with nothing left for Python to filter?"""
+        return not (self.postfilter or self.check_calib)
+
 
 class _Plan:
     """The state of one query while it is analysed, planned and run."""
@@ -106,6 +139,11 @@ class _Plan:
         return self.builder.element_relations
 
     def execute(self) -> list[Any]:
+        self.prepare()
+        return self._run_sql()
+
+    def prepare(self) -> None:
+        """Resolve the constraints and choose the relations (steps 1 to 3 of the module docstring)."""
         spec = self.spec
         universe = self.universe
         datasets = {s.record.dataset_type.name: s.record.dataset_type.dimensions for s in spec.searches}
@@ -147,9 +185,18 @@ class _Plan:
         self.spatial_constraints = spatial.constraints
         self.pred = pred
         self.order_terms = order_terms
+        # Implied dimensions are joined when results carry them, a constraint names one, or a result key is
+        # implied by another dimension of the query (a coadd's band, given by a raw's exposure).
+        self.implied_needed = (
+            spec.with_implied
+            or any(
+                isinstance(r, DimKey) and r.dimension in self.full.implied
+                for r in [*iter_columns(pred), *(t[0] for t in order_terms)]
+            )
+            or any(d in self.full.implied for d in spec.dimensions.required)
+        )
         self.builder = RelationBuilder(self.schema, universe, constraint_data_id(pred))
         self._build_relations()
-        return self._run_sql()
 
     def _build_relations(self) -> None:
         universe = self.universe
@@ -209,11 +256,11 @@ class _Plan:
         for name in self.full.elements:
             if universe[name].always_join:
                 self.builder.element(name)
-        for name in self.full.names:
+        for name in self.full.names if self.implied_needed else ():
             d = universe.dimensions[name]
             if any(i in self.full for i in d.direct_implies):
                 self.builder.element(name)
-        for name in reversed(self.full.names):
+        for name in reversed(self.full.names if self.implied_needed else self.full.required):
             if any(name in r.dims for r in self.relations):
                 continue
             d = universe.dimensions[name]
@@ -253,10 +300,15 @@ class _Plan:
         return sqlalchemy.select(c.c.name).where(c.c.collection_id == id_column).scalar_subquery()
 
     def _run_sql(self) -> list[Any]:
-        spec = self.spec
         factorized = run_factorized(self)
         if factorized is not None:
             return factorized
+        sel = self.select()
+        return self._fetch(sel)
+
+    def select(self) -> _Select:
+        """The plan as one SQL statement (rows may still need region refinement or calibration checks)."""
+        spec = self.spec
         from_, self.canonical = join_relations(self.relations)
         compiler = SqlCompiler(self.lookup)
         where = [compiler.predicate(self.pred)]
@@ -287,8 +339,9 @@ class _Plan:
         labeled: list[Any] = []
         out_keys: list[str] = []
         result_group = spec.dimensions
+        result_keys = result_group.data_coordinate_keys if spec.with_implied else result_group.required
         if spec.kind == "data_ids":
-            for n in result_group.data_coordinate_keys:
+            for n in result_keys:
                 labeled.append(self.canonical[n].label(f"d_{n}"))
                 out_keys.append(f"d_{n}")
         elif spec.kind == "records":
@@ -303,7 +356,7 @@ class _Plan:
             labeled.append(rel.search_cols["dataset_id"].label("x_dataset_id"))
             labeled.append(rel.search_cols["run_id"].label("x_run_id"))
             out_keys += ["x_dataset_id", "x_run_id"]
-            for n in result_group.data_coordinate_keys:
+            for n in result_keys:
                 labeled.append(self.canonical[n].label(f"d_{n}"))
                 out_keys.append(f"d_{n}")
         post_region_cols: dict[str, str] = {}
@@ -349,11 +402,7 @@ class _Plan:
             if check_calib:
                 stmt = stmt.add_columns(sub.c.w_n)
         postfilter = bool(self.postfilter_joins or self.postfilter_regions)
-        need_distinct = self._need_distinct()
-        # With postfiltering, duplicates are removed in Python after the
-        # projection anyway; asking SQL too would sort rows holding regions.
-        python_dedupe = postfilter and need_distinct
-        if need_distinct and not postfilter:
+        if self._need_distinct() and not postfilter:
             stmt = stmt.distinct()
         if order_labels:
             cols = stmt.selected_columns
@@ -361,6 +410,17 @@ class _Plan:
         if spec.limit is not None and not postfilter:
             stmt = stmt.limit(spec.limit)
         names = [c.name for c in labeled] + (["w_n"] if check_calib else [])
+        return _Select(stmt, names, out_keys, post_region_cols, postfilter, check_calib)
+
+    def _fetch(self, sel: _Select) -> list[Any]:
+        """Run the statement and turn its rows into results, refining regions and checking calibrations."""
+        spec = self.spec
+        stmt, names, out_keys, post_region_cols = sel.stmt, sel.names, sel.out_keys, sel.post_region_cols
+        postfilter, check_calib = sel.postfilter, sel.check_calib
+        need_distinct = self._need_distinct()
+        # With postfiltering, duplicates are removed in Python after the
+        # projection anyway; asking SQL too would sort rows holding regions.
+        python_dedupe = postfilter and need_distinct
         position = {n: i for i, n in enumerate(names)}
         with self.engine._db.reading() as conn:
             result = conn.execute(stmt)
@@ -441,6 +501,8 @@ class _Plan:
         spec = self.spec
         group = spec.dimensions
         if spec.kind == "data_ids":
+            if not spec.with_implied:
+                return [DataCoordinate(group, tuple(r), False) for r in rows]
             return DataCoordinate.many_from_full_values(group, rows)
         if spec.kind == "records":
             assert spec.element is not None
@@ -479,5 +541,5 @@ class _Plan:
             if run is None:
                 run = collections.get_by_id(run_id).name
                 run_names[run_id] = run
-            refs.append(DatasetRef(dt, DataCoordinate(group, tuple(row[2:]), True), run, row[0]))
+            refs.append(DatasetRef(dt, DataCoordinate(group, tuple(row[2:]), spec.with_implied), run, row[0]))
         return refs

@@ -51,6 +51,7 @@ def run_factorized(plan: _Plan) -> list[Any] | None:
     spec = plan.spec
     if (
         spec.kind != "data_ids"
+        or not spec.with_implied
         or spec.searches
         or spec.order_by
         or spec.limit is not None

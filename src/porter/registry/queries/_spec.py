@@ -38,3 +38,7 @@ class QuerySpec:
     default_data_id: Mapping[str, Any] = field(default_factory=dict)
     order_by: Sequence[str] = ()
     limit: int | None = None
+    with_implied: bool = True
+    """False: results carry only the required dimensions' values, and the tables that would give the implied
+    ones (a visit's band, day_obs …) are joined only where a constraint needs them — a narrower, faster
+    statement for the database to compose further (`Coverage`)."""
