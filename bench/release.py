@@ -9,8 +9,13 @@ describing it, and the checks a release runs on it: columns, types, not-null,
 primary-key uniqueness, units; row count, value range, finite positions, footprint,
 per-band coverage.  porter runs them as streaming DuckDB queries (memory limit
 1.5 GB, spilling to disk); the same checks written with pandas run on a 10-million-row
-slice (pandas must load what it checks).  Each in its own process; wall time, rows/s
-and peak RSS are printed.  (Great Expectations: not yet measured, see the README.)
+slice (pandas must load what it checks), and so do they as a Great Expectations suite
+(pandas back end) when ``--ge-python`` names an interpreter that has it.  Each in its own
+process; wall time, rows/s and peak RSS are printed.
+
+Completeness: a PostgreSQL repository with a raw for each of 10 million (exposure, detector)
+pairs and a calexp for nearly each, and the release check "a calexp for every (visit,
+detector) with a raw" (``--visits`` x 189 detectors).
 """
 
 from __future__ import annotations
@@ -288,6 +293,63 @@ def run_completeness(root: Path) -> dict[str, Any]:
     }
 
 
+def run_great_expectations(root: Path, rows: int) -> dict[str, Any]:
+    """The same checks as a Great Expectations suite over the first ``rows`` rows (pandas back end).
+
+    Runs in the interpreter given by ``--ge-python`` (a separate environment: Great Expectations pins
+    its own versions of much of the scientific stack).
+    """
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = sorted(root.glob("*.parquet"))[: max(1, rows // ROWS_PER_FILE)]
+    t = time.perf_counter()
+    df = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
+    loaded = time.perf_counter() - t
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("bench")
+        .add_dataframe_asset("catalog")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": df})
+    )
+    types = {"objectId": "int64", "coord_ra": "float64", "coord_dec": "float64", "nVisits": "int16"}
+    suite = gx.ExpectationSuite("release")
+    for e in [
+        gxe.ExpectTableColumnsToMatchSet(column_set=list(df.columns), exact_match=False),
+        *[gxe.ExpectColumnValuesToBeOfType(column=c, type_=t) for c, t in types.items()],
+        *[
+            gxe.ExpectColumnValuesToNotBeNull(column=c)  # pandas counts NaN as null: also "finite"
+            for c in ("objectId", "coord_ra", "coord_dec", "tract", "patch")
+        ],
+        gxe.ExpectColumnValuesToBeUnique(column="objectId"),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+        gxe.ExpectColumnValuesToBeBetween(column="nVisits", min_value=1, max_value=1000),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="coord_ra", min_value=FOOTPRINT["ra_min"], max_value=FOOTPRINT["ra_max"]
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="coord_dec", min_value=FOOTPRINT["dec_min"], max_value=FOOTPRINT["dec_max"]
+        ),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=f"{b}_psfFlux", mostly=0.9) for b in BANDS],
+    ]:
+        suite.add_expectation(e)
+    result = batch.validate(suite)
+    seconds = time.perf_counter() - t
+    return {
+        "rows": len(df),
+        "seconds": seconds,
+        "load seconds": loaded,
+        "rows/s": len(df) / seconds,
+        "peak MB": _peak(),
+        "expectations": len(result.results),
+        "success": bool(result.success),
+        "version": gx.__version__,
+    }
+
+
 def _peak() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -302,6 +364,8 @@ def worker(step: str, args: argparse.Namespace) -> None:
         out: dict[str, Any] = {"seconds": time.perf_counter() - t, "GB": size / 1e9}
     elif step == "porter":
         out = run_porter(work / "catalog", work / "bench.yaml", work / "spill")
+    elif step == "great-expectations":
+        out = run_great_expectations(work / "catalog", args.pandas_rows)
     elif step == "completeness-build":
         out = build_completeness_repo(work / "pg-repo", args.pg_url, work.name.replace("-", "_"), args.visits)
     elif step == "completeness":
@@ -311,14 +375,14 @@ def worker(step: str, args: argparse.Namespace) -> None:
     print(json.dumps(out, default=str))
 
 
-def spawn(step: str, argv: list[str]) -> dict[str, Any]:
+def spawn(step: str, argv: list[str], python: str = sys.executable) -> dict[str, Any]:
     print(f"  {step} …", file=sys.stderr, flush=True)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
     }
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", step, *argv],
+        [python, __file__, "--worker", step, *argv],
         check=True,
         stdout=subprocess.PIPE,
         text=True,
@@ -338,6 +402,11 @@ def main() -> None:
     parser.add_argument(
         "--parts", default="catalog,completeness", help="comma-separated: catalog, completeness"
     )
+    parser.add_argument(
+        "--ge-python",
+        help="a Python with great_expectations installed (a separate venv: python -m venv ge && "
+        "ge/bin/pip install great_expectations); without it the Great Expectations run is left out",
+    )
     parser.add_argument("--workdir")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -356,6 +425,8 @@ def main() -> None:
             out["generate"] = spawn("generate", argv)
             out["porter"] = spawn("porter", argv)
             out["pandas"] = spawn("pandas", argv)
+            if args.ge_python:
+                out["great expectations"] = spawn("great-expectations", argv, args.ge_python)
         if "completeness" in parts:
             out["completeness build"] = spawn("completeness-build", argv)
             out["completeness"] = spawn("completeness", argv)
@@ -378,6 +449,15 @@ def main() -> None:
             f"peak {pandas['peak MB']:.0f} MB"
         )
         print(f"rows/s ratio porter/pandas: {porter['rows/s'] / pandas['rows/s']:.1f}x")
+        ge = out.get("great expectations")
+        if ge:
+            print(
+                f"Great Expectations {ge['version']} ({ge['rows']:,} rows, {ge['expectations']} expectations, "
+                f"pandas): {ge['seconds']:.1f} s, {ge['rows/s']:,.0f} rows/s, peak {ge['peak MB']:.0f} MB"
+            )
+            print(f"rows/s ratio porter/Great Expectations: {porter['rows/s'] / ge['rows/s']:.1f}x")
+        else:
+            print("Great Expectations: not run (pass --ge-python)")
     if "completeness" in parts:
         build, done = out["completeness build"], out["completeness"]
         print(

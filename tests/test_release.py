@@ -372,7 +372,7 @@ def test_html_report(processed: Butler, tmp_path: Path) -> None:
             "calexp", RUN, where="visit = 1001 AND detector = 3", instrument="SynthCam"
         )
         processed.prune_datasets(victims, purge=True, unstore=True)
-        rel.check("images")
+        (result,) = rel.check("images")
         rel.add_finding("major", "images", "one calexp <missing>", "decider")
     finally:
         rel.close()
@@ -383,3 +383,4 @@ def test_html_report(processed: Butler, tmp_path: Path) -> None:
     assert "src=" not in text and "href=" not in text  # self-contained: nothing fetched
     assert "calexps:completeness calexp" in text and "<svg" in text and "one calexp &lt;missing&gt;" in text
     assert "chain <span class='pass'>intact</span>" in text
+    assert f"all of them: <code>{result.details}</code>" in text  # the file listing every missing data ID

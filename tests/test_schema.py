@@ -39,10 +39,10 @@ def catalogs(tmp_path: Path) -> tuple[Path, pa.Table, pa.Table]:
     return tmp_path, visits, sources
 
 
-def check(root: Path | str, source_dir: Path | str) -> dict[str, str]:
+def check(root: Path | str, source_dir: Path | str, visit: str | None = None) -> dict[str, str]:
     """Conformance and rules of the Source catalog at ``source_dir`` (the Visit catalog under ``root``)."""
     dp1 = load_schema("dp1")
-    refs = {"Visit": CatalogSource(f"{root}/clean/Visit")}
+    refs = {"Visit": CatalogSource(visit or f"{root}/clean/Visit")}
     src = CatalogSource(str(source_dir))
     results = conformance("source", src, table_of(dp1, "Source"), refs) + check_rules("source", src, RULES)
     return {r.check: r.status for r in results} | {f"{r.check}:msg": r.message for r in results}
@@ -163,6 +163,40 @@ def test_catalogs_in_s3(catalogs: tuple[Path, pa.Table, pa.Table], s3_server: st
     assert got["foreign key visit → Visit"] == "fail" and "5 rows" in got["foreign key visit → Visit:msg"]
     with pytest.raises(PorterError, match="No Parquet files"):
         CatalogSource(f"s3://{TEST_BUCKET}/{prefix}/nothing-here")
+
+
+def test_catalogs_in_postgresql(catalogs: tuple[Path, pa.Table, pa.Table], pg_server: str) -> None:
+    """Live PostgreSQL tables are checked like Parquet (through a streamed snapshot): same verdicts on the
+    clean copy, and a duplicate key and NaN positions inserted afterwards are caught."""
+    root, visits, sources = catalogs
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        visits.to_pandas().to_sql("Visit", engine, schema=schema, index=False)
+        sources.to_pandas().to_sql("Source", engine, schema=schema, index=False)
+        visit, source = f"{pg_server}#{schema}.Visit", f"{pg_server}#{schema}.Source"
+        parquet = check(root, root / "clean" / "Source")
+        live = check(root, source, visit)
+        assert {k: v for k, v in live.items() if not k.endswith(":msg")} == {
+            k: v for k, v in parquet.items() if not k.endswith(":msg")
+        }
+        assert CatalogSource(source).columns()["coord_ra"] == "double precision"  # PostgreSQL's own types
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'INSERT INTO "{schema}"."Source" SELECT * FROM "{schema}"."Source" LIMIT 3')
+            conn.exec_driver_sql(
+                f'UPDATE "{schema}"."Source" SET coord_dec = \'NaN\' WHERE "sourceId" IN '
+                f'(SELECT "sourceId" FROM "{schema}"."Source" ORDER BY "sourceId" DESC LIMIT 2)'
+            )
+        got = check(root, source, visit)
+        failed = {k for k, v in got.items() if not k.endswith(":msg") and v == "fail"}
+        assert failed == {"primary key", "unique sourceId", "finite coord_ra,coord_dec", "footprint"}, got
+        with pytest.raises(PorterError, match="names no table"):
+            CatalogSource(pg_server)
+    finally:
+        engine.dispose()
+        drop_schema(pg_server, schema)
 
 
 def test_rule_errors_name_the_problem(catalogs: tuple[Path, pa.Table, pa.Table]) -> None:

@@ -194,6 +194,8 @@ def check(
     for r in out:
         if r["status"] != "pass" and r["sample"]:
             console.print(f"[red]{r['name']}[/] e.g. {r['sample'][:3]}", highlight=False)
+        if r.get("details"):
+            console.print(f"  all of them: {rel.plan_path.parent / r['details']}", highlight=False)
 
 
 @release_app.command("confirm")

@@ -200,13 +200,17 @@ def _sources(plan: ReleasePlan, base: Path, cache: dict[str, CatalogSource]) -> 
             for item in cp.items:
                 if item.kind == "catalog" and item.table and item.location:
                     location = _resolve(item.location, base)
-                    if location.startswith("s3://") or Path(location).exists():
+                    if _remote(location) or Path(location).exists():
                         cache[item.table] = CatalogSource(location)
     return cache
 
 
+def _remote(location: str) -> bool:
+    return location.startswith(("s3://", "postgresql://", "postgres://"))
+
+
 def _resolve(location: str, base: Path) -> str:
-    if location.startswith("s3://") or Path(location).is_absolute():
+    if _remote(location) or Path(location).is_absolute():
         return location
     return str(base / location)
 

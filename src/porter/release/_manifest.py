@@ -68,7 +68,11 @@ def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Tab
                             "checksum": loc.checksum if loc else None,
                         }
                     )
-        elif item.kind in ("catalog", "files", "hips") and item.location:
+        elif (
+            item.kind in ("catalog", "files", "hips")
+            and item.location
+            and not item.location.startswith(("postgresql://", "postgres://"))  # a live table has no files
+        ):
             location = item.location
             if not location.startswith("s3://") and not Path(location).is_absolute():
                 location = str(base / location)

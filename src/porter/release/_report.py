@@ -116,9 +116,12 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
         out.append(_table(rows))
         for r in run.payload["results"]:
             if r.get("sample") and r["status"] != "pass":
+                every = (
+                    f"<br>all of them: <code>{html.escape(r['details'])}</code>" if r.get("details") else ""
+                )
                 out.append(
                     f"<details><summary>{html.escape(r['name'])}: sample</summary><code>"
-                    f"{html.escape(str(r['sample'][:20]))}</code></details>"
+                    f"{html.escape(str(r['sample'][:20]))}</code>{every}</details>"
                 )
     out += ["<h2>Completeness per dataset type</h2>", _bars(completeness)]
     history = []

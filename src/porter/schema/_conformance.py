@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob as globmod
 import os
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 from ..errors import PorterError
 from ._felis import column_name, compatibility, primary_key
+from ._postgres_source import is_postgres_location, snapshot_table
 from ._result import ERROR, FAIL, PASS, WARN, CheckResult
 
 __all__ = ["CatalogSource", "RuleError", "check_rules", "conformance", "schema_diff"]
@@ -36,7 +38,8 @@ def _quote(name: str) -> str:
 
 
 class CatalogSource:
-    """A catalog as DuckDB sees it: Parquet files under a local path or glob (or ``s3://``, read through pyarrow's S3 client)."""
+    """A catalog as DuckDB sees it: Parquet files under a local path or glob, under ``s3://`` (read through
+    pyarrow's S3 client), or a PostgreSQL table (``postgresql://…/db#schema.Table``, snapshotted to Parquet)."""
 
     def __init__(self, location: str, con: Any = None):
         import duckdb
@@ -47,7 +50,12 @@ class CatalogSource:
         # `WHERE isnan(x)` finds nothing in a file whose statistics say x ∈ [1, 3].  Checks scan everything anyway.
         self.con.execute("SET disabled_optimizers = 'filter_pushdown,statistics_propagation'")
         self._s3: Any = None
-        if location.startswith("s3://"):
+        self._types: dict[str, str] | None = None  # a SQL table's own column types
+        if is_postgres_location(location):
+            self._snapshot = tempfile.TemporaryDirectory(prefix="porter-catalog-")
+            self._types = snapshot_table(location, Path(self._snapshot.name))
+            pattern = str(Path(self._snapshot.name) / "*.parquet")
+        elif location.startswith("s3://"):
             pattern = location.rstrip("/") + ("/**/*.parquet" if not location.endswith(".parquet") else "")
             if not self.register_s3().glob(pattern.removeprefix("s3://")):
                 raise PorterError(f"No Parquet files at {location}; check the item's location.")
@@ -71,6 +79,8 @@ class CatalogSource:
         return self._s3
 
     def columns(self) -> dict[str, str]:
+        if self._types is not None:
+            return dict(self._types)
         return {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.sql}").fetchall()}
 
     def one(self, query: str) -> Any:
@@ -229,7 +239,7 @@ def _not_null(
 
 def _family(sql_type: str) -> str:
     t = sql_type.upper()
-    return "float" if t in ("FLOAT", "DOUBLE", "REAL") else "other"
+    return "float" if t in ("FLOAT", "DOUBLE", "REAL", "DOUBLE PRECISION") else "other"
 
 
 def _unique(
