@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from ..release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
-from ._app import JsonOpt, app
+from ._app import JsonOpt, _progress, app
 from ._output import console, err_console, handle_errors, print_rows
 
 release_app = typer.Typer(
@@ -176,10 +176,17 @@ def check(
         porter release check DP2 --checkpoint images
     """
     out = []
-    with _release(name, plans) as rel:
+    with _release(name, plans) as rel, _progress() as progress:
         names = [checkpoint] if checkpoint else [c.name for c in rel.plan.checkpoints]
+        task = progress.add_task("checks", total=sum(len(rel.plan.checkpoint(cp).items) for cp in names))
         for cp in names:
-            out += [{"checkpoint": cp, **r.to_dict()} for r in rel.check(cp, by)]
+
+            def starting(item: str, cp: str = cp) -> None:
+                progress.update(task, description=f"{cp}: {item}")
+
+            results = rel.check(cp, by, starting)
+            progress.update(task, advance=len(rel.plan.checkpoint(cp).items))
+            out += [{"checkpoint": cp, **r.to_dict()} for r in results]
     if as_json:
         console.print_json(json.dumps(out, default=str))
         return

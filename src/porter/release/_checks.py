@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,14 +49,18 @@ def run_checks(
     checkpoint: Checkpoint,
     confirmations: dict[str, dict[str, Any]],
     base: Path,
+    progress: Callable[[str], None] | None = None,
 ) -> list[CheckResult]:
     """Every check of ``checkpoint``'s items; ``confirmations`` are the manual items' recorded confirmations.
 
-    Relative catalog locations are resolved against ``base`` (the plan's directory).
+    Relative catalog locations are resolved against ``base`` (the plan's directory).  ``progress`` is
+    told the name of each item as its checks start.
     """
     out: list[CheckResult] = []
     catalogs: dict[str, CatalogSource] = {}
     for item in checkpoint.items:
+        if progress is not None:
+            progress(item.name)
         started = time.perf_counter()
         try:
             if item.kind == "datasets":

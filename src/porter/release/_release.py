@@ -15,6 +15,7 @@ The gates:
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -211,11 +212,18 @@ class Release:
         self.plan.person(by)
         self._append(by, "confirm", checkpoint, item=item, comment=comment)
 
-    def check(self, checkpoint: str, by: str = "porter") -> list[CheckResult]:
-        """Run a checkpoint's checks and record the run in the audit log."""
+    def check(
+        self, checkpoint: str, by: str = "porter", progress: Callable[[str], None] | None = None
+    ) -> list[CheckResult]:
+        """Run a checkpoint's checks and record the run in the audit log (``progress``: see `run_checks`)."""
         cp = self.plan.checkpoint(checkpoint)
         results = run_checks(
-            self.butler, self.plan, cp, self.state().confirmations.get(checkpoint, {}), self.plan_path.parent
+            self.butler,
+            self.plan,
+            cp,
+            self.state().confirmations.get(checkpoint, {}),
+            self.plan_path.parent,
+            progress,
         )
         shipment = self.manifest_check(checkpoint)
         if shipment is not None:
