@@ -386,40 +386,28 @@ class Registry(RegistryCompatMixin):
         """Which expected data IDs have a ``dataset_type`` dataset in ``collections``, decided by the database.
 
         The expected data IDs are ``query_data_ids(dimensions or the type's dimensions, where=…,
-        datasets=…, collections=expected_collections or collections)``; ``where`` constrains both sides.
+        datasets=…, collections=expected_collections or collections)``.
         `Coverage.run` gives their number and the missing ones, without sending the rest to Python.
         """
         dataset_type = self.dataset_types.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
         dims = list(dimensions) or list(dataset_type.dimensions.names)
         expected_dims = self.universe.conform(dims)
-        expected = self._spec(
+        expected = QuerySpec(
             "data_ids",
             expected_dims,
-            self._searches(datasets, expected_collections or collections, False),
+            searches=self._searches(datasets, expected_collections or collections, False),
             where=where,
-            bind=bind,
-            data_id=None,
-            kwargs={},
-            default_data_id=None,
-            order_by=None,
-            limit=None,
+            bind=dict(bind or {}),
+            # Grouping by an implied dimension (a visit's band) needs its value; otherwise keys suffice.
+            with_implied=bool(group_by) and group_by in expected_dims.implied,
         )
-        # Grouping by an implied dimension (a visit's band) needs its value; otherwise only keys are compared.
-        expected.with_implied = bool(group_by) and group_by in expected_dims.implied
         # No `where` here: expected minus delivered is the same whether or not delivered is constrained too.
-        delivered = self._spec(
+        delivered = QuerySpec(
             "datasets",
             dataset_type.dimensions,
-            self._searches([dataset_type.name], collections, False),
-            where="",
-            bind=None,
-            data_id=None,
-            kwargs={},
-            default_data_id=None,
-            order_by=None,
-            limit=None,
+            searches=self._searches([dataset_type.name], collections, False),
+            with_implied=False,
         )
-        delivered.with_implied = False
         return Coverage(self.db, self.engine, expected, delivered, group_by)
 
     def expand_data_id(
