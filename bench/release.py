@@ -283,13 +283,13 @@ def run_completeness(root: Path) -> dict[str, Any]:
         "value": result.value,
         "message": result.message,
         "peak MB": _peak(),
-        "in database": butler.registry.coverage(
+        "method": butler.registry.coverage(
             "calexp",
             COMPLETENESS_RUN,
             dimensions=["visit", "detector"],
             datasets="raw",
             expected_collections=[COMPLETENESS_RAW],
-        ).in_database,
+        ).method,
     }
 
 
@@ -465,8 +465,8 @@ def main() -> None:
             f"{build['missing']:,} without a calexp (repository built in {build['seconds']:.0f} s)"
         )
         print(
-            f"check: {done['seconds']:.1f} s, peak {done['peak MB']:.0f} MB, compared in the database: "
-            f"{done['in database']}; {done['value']}, {done['message']}"
+            f"check: {done['seconds']:.1f} s, peak {done['peak MB']:.0f} MB, compared by: "
+            f"{done['method']}; {done['value']}, {done['message']}"
         )
 
 

@@ -147,26 +147,26 @@ def test_completeness_finds_missing_data_ids_grouped(processed: Butler, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("dataset_type", "dimensions", "where", "datasets", "group_by", "in_database"),
+    ("dataset_type", "dimensions", "where", "datasets", "group_by", "method"),
     [
-        ("calexp", ["visit", "detector"], "", "raw", "visit", True),
-        (
+        ("calexp", ["visit", "detector"], "", "raw", "visit", "db"),
+        (  # group by an implied dimension
             "calexp",
             ["visit", "detector"],
             "instrument = 'SynthCam' AND detector > 2",
             "raw",
             "band",
-            True,
-        ),  # group by an implied dimension
-        ("calexp", [], "band = 'g'", None, None, True),  # every (visit, detector) with a region
-        ("deepCoadd", ["patch", "band"], "", "raw", "patch", True),  # spatial join, through the sky index
+            "db",
+        ),
+        ("calexp", [], "band = 'g'", None, None, "db"),  # every (visit, detector) with a region
+        ("deepCoadd", ["patch", "band"], "", "raw", "patch", "db"),  # spatial join, through the sky index
         (  # a region literal: rows refined by exact overlap in Python, then compared there
             "calexp",
             ["visit", "detector"],
             "instrument = 'SynthCam' AND visit_detector_region.region OVERLAPS CIRCLE(150.0, 2.2, 0.05)",
             "raw",
             "visit",
-            False,
+            "python",
         ),
     ],
 )
@@ -177,9 +177,11 @@ def test_coverage_agrees_with_plain_queries(
     where: str,
     datasets: str | None,
     group_by: str | None,
-    in_database: bool,
+    method: str,
+    backend: str,
 ) -> None:
-    """The database's anti-join (or the Python fallback) finds exactly the set difference of two queries."""
+    """The comparison ("db": SQLite's anti-join, or PostgreSQL's COPY into DuckDB; or the Python fallback)
+    finds exactly the set difference of two plain queries."""
     butler = processed
     victims = butler.query_datasets(
         "calexp", RUN, where="visit = 1002 AND detector < 3", instrument="SynthCam"
@@ -197,7 +199,7 @@ def test_coverage_agrees_with_plain_queries(
         expected_collections=SURVEY_INPUTS,
         group_by=group_by,
     )
-    assert coverage.in_database is in_database
+    assert coverage.method == {"db": "sql" if backend == "sqlite" else "copy"}.get(method, method)
     n_expected, batches = coverage.run(batch=7)
     missing = [row for batch in batches for row in batch]
     expected = {

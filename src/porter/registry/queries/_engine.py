@@ -84,16 +84,18 @@ class QueryEngine:
         with paused_gc():
             return plan.execute()
 
-    def statement(self, spec: QuerySpec) -> Any | None:
+    def statement(self, spec: QuerySpec, *, distinct: bool = True) -> Any | None:
         """The query as one SQL SELECT whose rows are exactly its results, or None if it needs Python.
 
         Columns are labelled ``d_<dimension>`` (and, for datasets, ``x_dataset_id`` and ``x_run_id``),
         so the database can compose it further (counts, anti-joins) without sending the rows here.
         None when rows must be refined by exact region overlap or checked for ambiguous calibrations.
+        ``distinct=False`` leaves duplicates (one data ID reached through several exposures …) for the
+        caller to remove, when it deduplicates anyway and faster than the database would.
         """
         plan = _Plan(self, spec)
         plan.prepare()
-        sel = plan.select()
+        sel = plan.select(distinct)
         return sel.stmt if sel.complete else None
 
 
@@ -306,7 +308,7 @@ class _Plan:
         sel = self.select()
         return self._fetch(sel)
 
-    def select(self) -> _Select:
+    def select(self, distinct: bool = True) -> _Select:
         """The plan as one SQL statement (rows may still need region refinement or calibration checks)."""
         spec = self.spec
         from_, self.canonical = join_relations(self.relations)
@@ -402,7 +404,7 @@ class _Plan:
             if check_calib:
                 stmt = stmt.add_columns(sub.c.w_n)
         postfilter = bool(self.postfilter_joins or self.postfilter_regions)
-        if self._need_distinct() and not postfilter:
+        if distinct and self._need_distinct() and not postfilter:
             stmt = stmt.distinct()
         if order_labels:
             cols = stmt.selected_columns
