@@ -11,6 +11,7 @@ locally or by ranged GETs from S3.
 from __future__ import annotations
 
 import contextlib
+import os
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -111,9 +112,17 @@ def _read_array(
         _fill(stream, out.data.cast("B"))
     else:  # a cut-out: one read per row, of just the columns wanted
         out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=dtype)
-        for i, y in enumerate(range(rows.start, rows.stop)):
-            stream.seek(offset + (y * width + cols.start) * dtype.itemsize)
-            _fill(stream, out[i].data.cast("B"))
+        starts = [offset + (y * width + cols.start) * dtype.itemsize for y in range(rows.start, rows.stop)]
+        fd = _fileno(stream)
+        if fd is not None:  # a local file: positioned reads straight into the rows, no buffer in between
+            size = out.shape[1] * dtype.itemsize
+            for i, start in enumerate(starts):
+                if os.preadv(fd, [out[i].data.cast("B")], start) != size:
+                    raise OSError(f"the image data ends before byte {start + size} (truncated file)")
+        else:
+            for i, start in enumerate(starts):
+                stream.seek(start)
+                _fill(stream, out[i].data.cast("B"))
     if out.dtype.byteorder not in ("=", "|") and out.dtype.itemsize > 1:
         out.byteswap(inplace=True)
         out = out.view(out.dtype.newbyteorder("="))
@@ -164,6 +173,13 @@ def _simple_primary(stream: Any) -> tuple[int, int, tuple[int, int]] | None:
                 cards[key] = card[10:].split("/", 1)[0].strip()
         if offset > 100 * _BLOCK:
             return None
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # not backed by a file descriptor (S3, in memory)
+        return None
 
 
 def _fill(stream: Any, view: memoryview) -> None:
