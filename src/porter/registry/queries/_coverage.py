@@ -93,23 +93,34 @@ class Coverage:
             k: pa.string() if universe.get_dimension(k).primary_key.type == "string" else pa.int64()
             for k in self.keys
         }
-        # DuckDB removes duplicates (and does so faster) when PostgreSQL's rows are copied out to it.
-        expected_stmt = engine.statement(expected, distinct=db.dialect != "postgresql")
-        delivered_stmt = engine.statement(delivered)
-        self.method = (
-            "python"
-            if expected_stmt is None or delivered_stmt is None
-            else "copy"
-            if db.dialect == "postgresql"
-            else "sql"
-        )
+        self.method = "python"
         """How the sets are compared: "copy" (PostgreSQL to DuckDB), "sql" (in the database) or "python"."""
-        if expected_stmt is not None and delivered_stmt is not None:
-            ex, de = expected_stmt.subquery("expected"), delivered_stmt.subquery("delivered")
-            self._expected = sqlalchemy.select(*[ex.c[f"d_{k}"].label(k) for k in self.keys])
-            self._delivered = sqlalchemy.select(
-                *[de.c[f"d_{k}"].label(k) for k in self.keys[: self._key_count]]
-            )
+        self._copy_sql: list[str] = []
+        delivered_stmt = engine.statement(delivered)
+        if db.dialect == "postgresql":
+            # DuckDB removes duplicates (and faster) when PostgreSQL's rows are copied out to it.
+            self._select(engine.statement(expected, distinct=False), delivered_stmt)
+            if self.method != "python":
+                try:  # COPY takes no parameters: the statements must render with their values inline
+                    self._copy_sql = [
+                        str(s.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
+                        for s in (self._expected, self._delivered)
+                    ]
+                    self.method = "copy"
+                    return
+                except sqlalchemy.exc.CompileError:
+                    pass
+        self._select(engine.statement(expected), delivered_stmt)
+
+    def _select(self, expected: Any, delivered: Any) -> None:
+        """The key columns of both sides' statements; ``method`` "sql", or "python" if a side has none."""
+        if expected is None or delivered is None:
+            self.method = "python"
+            return
+        ex, de = expected.subquery("expected"), delivered.subquery("delivered")
+        self._expected = sqlalchemy.select(*[ex.c[f"d_{k}"].label(k) for k in self.keys])
+        self._delivered = sqlalchemy.select(*[de.c[f"d_{k}"].label(k) for k in self.keys[: self._key_count]])
+        self.method = "sql"
 
     def _anti_join(self) -> Any:
         """One statement: the number of expected data IDs on every row, then the missing ones (or NULLs).
@@ -167,8 +178,7 @@ class Coverage:
             with self._db.reading() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    for name, stmt in (("expected", self._expected), ("delivered", self._delivered)):
-                        sql = stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True})
+                    for name, sql in zip(("expected", "delivered"), self._copy_sql):
                         with open(files[name], "wb") as out:
                             cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", out)
                 finally:
