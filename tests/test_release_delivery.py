@@ -11,10 +11,12 @@ from typing import Any
 
 import boto3
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+import sqlalchemy
 
 from catalogs import FOOTPRINT, upload, visit_and_source
-from conftest import TEST_BUCKET
+from conftest import TEST_BUCKET, drop_schema
 from hips import COVERAGE, ORDER, make_hips, tile_path
 from porter import Butler
 from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
@@ -172,6 +174,45 @@ def test_catalog_delivery_in_s3(delivery: tuple[Path, Butler], s3_server: str) -
         assert changed.status == "fail" and changed.sample[0]["key"] == "part-1.parquet"
     finally:
         rel.close()
+
+
+def test_catalog_delivery_in_postgresql(delivery: tuple[Path, Butler], pg_server: str) -> None:
+    """Catalog items that are live PostgreSQL tables: checked, shipped as (rows, fingerprint), and a row
+    changed afterwards is caught by the manifest check."""
+    releases, _ = delivery
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        for table in ("Visit", "Source"):
+            pq.read_table(releases / "DP2" / "catalogs" / table).to_pandas().to_sql(
+                table, engine, schema=schema, index=False
+            )
+        plan_file = releases / "DP2.yaml"
+        text = plan_file.read_text()
+        for table in ("Visit", "Source"):
+            text = text.replace(f"location: DP2/catalogs/{table}", f"location: {pg_server}#{schema}.{table}")
+        plan_file.write_text(text)
+        rel = Release.open("DP2", releases)
+        try:
+            results = rel.check("catalogs")
+            bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
+            assert not bad and "foreign key visit → Visit" in statuses(results), bad
+            assert rel.ship("catalogs", "lead").payload["entries"] == 2  # one row per table
+            assert statuses(rel.check("catalogs"))["manifest unchanged"] == "pass"
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    f'UPDATE "{schema}"."Source" SET "psfFlux" = "psfFlux" + 1 WHERE "sourceId" = '
+                    f'(SELECT min("sourceId") FROM "{schema}"."Source")'
+                )
+            changed = next(r for r in rel.check("catalogs") if r.check == "manifest unchanged")
+            assert changed.status == "fail" and changed.sample[0]["key"] == f"{schema}.Source"
+        finally:
+            rel.close()
+    finally:
+        engine.dispose()
+        drop_schema(pg_server, schema)
 
 
 def test_files_check_counts(delivery: tuple[Path, Butler]) -> None:

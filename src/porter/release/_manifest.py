@@ -2,7 +2,8 @@
 
 ``ship`` lists every dataset (type, data ID, UUID, run, path, size,
 checksum, from the datastore's records) and every file of the checkpoint's
-catalog, file-tree and HiPS items (path, size, xxh3 checksum), writes them
+catalog, file-tree and HiPS items (path, size, xxh3 checksum) and every live
+PostgreSQL table (rows and an order-independent content fingerprint), writes them
 as one Parquet file and computes a content hash over the sorted rows.  Later
 checks compare the delivery with its manifest, and ``diff`` compares two
 releases' manifests.
@@ -20,6 +21,7 @@ import pyarrow.parquet as pq
 
 from ..datastore import ResourceURI
 from ..datastore._checksum import checksum_stream
+from ..schema._postgres_source import is_postgres_location, table_fingerprint
 from ._plan import Checkpoint
 
 if TYPE_CHECKING:
@@ -68,11 +70,20 @@ def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Tab
                             "checksum": loc.checksum if loc else None,
                         }
                     )
-        elif (
-            item.kind in ("catalog", "files", "hips")
-            and item.location
-            and not item.location.startswith(("postgresql://", "postgres://"))  # a live table has no files
-        ):
+        elif item.kind == "catalog" and item.location and is_postgres_location(item.location):
+            n_rows, fingerprint = table_fingerprint(item.location)
+            rows.append(
+                {
+                    "item": item.name,
+                    "key": item.location.partition("#")[2],
+                    "dataset_id": None,
+                    "run": None,
+                    "path": item.location,
+                    "size": n_rows,  # a live table's size is its number of rows
+                    "checksum": fingerprint,
+                }
+            )
+        elif item.kind in ("catalog", "files", "hips") and item.location:
             location = item.location
             if not location.startswith("s3://") and not Path(location).is_absolute():
                 location = str(base / location)
