@@ -122,6 +122,10 @@ def test_completeness_finds_missing_data_ids_grouped(processed: Butler, tmp_path
         assert result.details.startswith("DP2/missing/images/") and stored == [
             {"instrument": "SynthCam", "detector": d, "visit": 1001} for d in (1, 2)
         ]
+        listed = json.loads(run("release", "missing", "DP2", "--plans", tmp_path / "releases", "--json"))
+        assert listed == [
+            {"checkpoint": "images", "check": "calexps:completeness calexp", **d} for d in stored
+        ]
         # The gate: refused while failing; a waiver needs authority; then it passes.
         with pytest.raises(
             GateError, match=r"Sign-off of 'images' refused: check calexps:completeness calexp is fail"

@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
+import pyarrow.parquet as pq
 import typer
 
 from ..release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
 from ._app import JsonOpt, _progress, app
-from ._output import console, err_console, handle_errors, print_rows
+from ._output import console, err_console, handle_errors, print_json, print_rows
 
 release_app = typer.Typer(
     name="release",
@@ -203,6 +204,43 @@ def check(
             console.print(f"[red]{r['name']}[/] e.g. {r['sample'][:3]}", highlight=False)
         if r.get("details"):
             console.print(f"  all of them: {rel.plan_path.parent / r['details']}", highlight=False)
+
+
+@release_app.command("missing")
+@handle_errors
+def missing(
+    name: NameArg,
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", help="Only this checkpoint (default: all).")
+    ] = None,
+    plans: PlansOpt = Path("releases"),
+    limit: Annotated[int, typer.Option("--limit", help="Rows to show in the table (--json gives all).")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every data ID the latest completeness checks found missing (all of them, not the sample).
+
+    The check run stores them as Parquet beside the plan; this reads them back.
+
+    Example:
+
+        porter release missing DP2 --checkpoint images --json > missing.json
+    """
+    rows: list[dict[str, Any]] = []
+    with _release(name, plans) as rel:
+        state = rel.state()
+        for cp in [checkpoint] if checkpoint else [c.name for c in rel.plan.checkpoints]:
+            rel.plan.checkpoint(cp)  # an unknown name is an error naming the known ones
+            run = state.checks.get(cp)
+            for r in run.payload["results"] if run else []:
+                if r.get("details"):
+                    stored = pq.read_table(rel.plan_path.parent / r["details"]).to_pylist()
+                    rows += [{"checkpoint": cp, "check": r["name"], **d} for d in stored]
+    if as_json:
+        print_json(rows)
+        return
+    print_rows(rows[:limit], title=f"missing data IDs of {name} ({len(rows)})")
+    if len(rows) > limit:
+        console.print(f"… and {len(rows) - limit} more (--limit, or --json for all).")
 
 
 @release_app.command("confirm")
