@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PorterError
-from ._felis import column_name, compatibility, primary_key
+from ._felis import column_name, compatibility, primary_key, sql_family
 from ._postgres_source import is_postgres_location, snapshot_table
 from ._result import ERROR, FAIL, PASS, WARN, CheckResult
 
@@ -212,20 +212,20 @@ def _not_null(
     cols = [c for c, col in want.items() if not col.nullable and c in have]
     if not cols:
         return CheckResult(item, "not-null", PASS, value="no non-null columns", expected="")
-    terms = []
-    for c in cols:
-        cond = f"{_quote(c)} IS NULL"
-        if _family(have[c]) == "float":
-            cond += f" OR isnan({_quote(c)})"
-        terms.append(f"count(*) FILTER (WHERE {cond})")
+    missing = {
+        c: f"{_quote(c)} IS NULL" + (f" OR isnan({_quote(c)})" if sql_family(have[c]) == "float" else "")
+        for c in cols
+    }
+    terms = [f"count(*) FILTER (WHERE {missing[c]})" for c in cols]
     counts = source.one(f"SELECT {', '.join(terms)} FROM {source.sql}")
     offenders = {c: int(n) for c, n in zip(cols, counts) if n}
     sample: list[Any] = []
     if offenders:
         c = next(iter(offenders))
         key = ", ".join(_quote(k) for k in pk if k in have) or "*"
-        cond = f"{_quote(c)} IS NULL" + (f" OR isnan({_quote(c)})" if _family(have[c]) == "float" else "")
-        sample = [list(r) for r in source.rows(f"SELECT {key} FROM {source.sql} WHERE {cond} LIMIT {SAMPLE}")]
+        sample = [
+            list(r) for r in source.rows(f"SELECT {key} FROM {source.sql} WHERE {missing[c]} LIMIT {SAMPLE}")
+        ]
     return CheckResult(
         item,
         "not-null",
@@ -235,11 +235,6 @@ def _not_null(
         message=", ".join(f"{c}: {n} null/NaN" for c, n in offenders.items()),
         sample=sample,
     )
-
-
-def _family(sql_type: str) -> str:
-    t = sql_type.upper()
-    return "float" if t in ("FLOAT", "DOUBLE", "REAL", "DOUBLE PRECISION") else "other"
 
 
 def _unique(

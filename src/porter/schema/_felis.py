@@ -66,10 +66,20 @@ _SQL = {
 }
 
 
+def _sql_kind(sql_type: str) -> tuple[str, int] | None:
+    return _SQL.get(sql_type.upper().split("(")[0].strip())
+
+
+def sql_family(sql_type: str) -> str | None:
+    """The family ("int", "float", "text" …) of a DuckDB or PostgreSQL type name; None if unknown."""
+    kind = _sql_kind(sql_type)
+    return kind[0] if kind else None
+
+
 def compatibility(felis_type: str, sql_type: str) -> tuple[str, str]:
     """("pass" | "warn" | "fail", why) for a column of ``sql_type`` where the schema says ``felis_type``."""
     want = _FELIS.get(felis_type)
-    have = _SQL.get(sql_type.upper().split("(")[0].strip())
+    have = _sql_kind(sql_type)
     if want is None or have is None:
         return ("warn", f"cannot compare {sql_type} with {felis_type}")
     if want[0] != have[0]:
