@@ -112,6 +112,8 @@ class _Select:
     """Rows must be refined by exact region overlap in Python."""
     check_calib: bool
     """Rows carry ``w_n`` for the ambiguous-calibration check."""
+    dedupe_in_python: bool
+    """Duplicates are removed after region refinement (asking SQL too would sort rows holding regions)."""
 
     @property
     def complete(self) -> bool:
@@ -404,7 +406,8 @@ class _Plan:
             if check_calib:
                 stmt = stmt.add_columns(sub.c.w_n)
         postfilter = bool(self.postfilter_joins or self.postfilter_regions)
-        if distinct and self._need_distinct() and not postfilter:
+        need_distinct = self._need_distinct()
+        if distinct and need_distinct and not postfilter:
             stmt = stmt.distinct()
         if order_labels:
             cols = stmt.selected_columns
@@ -412,17 +415,15 @@ class _Plan:
         if spec.limit is not None and not postfilter:
             stmt = stmt.limit(spec.limit)
         names = [c.name for c in labeled] + (["w_n"] if check_calib else [])
-        return _Select(stmt, names, out_keys, post_region_cols, postfilter, check_calib)
+        return _Select(
+            stmt, names, out_keys, post_region_cols, postfilter, check_calib, postfilter and need_distinct
+        )
 
     def _fetch(self, sel: _Select) -> list[Any]:
         """Run the statement and turn its rows into results, refining regions and checking calibrations."""
         spec = self.spec
         stmt, names, out_keys, post_region_cols = sel.stmt, sel.names, sel.out_keys, sel.post_region_cols
-        postfilter, check_calib = sel.postfilter, sel.check_calib
-        need_distinct = self._need_distinct()
-        # With postfiltering, duplicates are removed in Python after the
-        # projection anyway; asking SQL too would sort rows holding regions.
-        python_dedupe = postfilter and need_distinct
+        postfilter, check_calib, python_dedupe = sel.postfilter, sel.check_calib, sel.dedupe_in_python
         position = {n: i for i, n in enumerate(names)}
         with self.engine._db.reading() as conn:
             result = conn.execute(stmt)
