@@ -33,7 +33,7 @@ from ..schema import (
 )
 from ._corpus import corpus_checks
 from ._hips import check_hips
-from ._plan import Checkpoint, Item, ReleasePlan
+from ._plan import REMOTE_SCHEMES, Checkpoint, Item, ReleasePlan
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -73,9 +73,9 @@ def run_checks(
             elif item.kind == "catalog":
                 results = catalog_checks(item, _sources(plan, base, catalogs), base, base / plan.corpus)
             elif item.kind == "hips":
-                results = check_hips(item.name, Path(_resolve(str(item.location), base)))
+                results = check_hips(item.name, Path(item.resolved_location(base)))
             else:  # "files", the last kind an Item allows
-                results = file_checks(item, Path(_resolve(str(item.location), base)))
+                results = file_checks(item, Path(item.resolved_location(base)))
         except Exception as exc:  # a check that cannot run is an error result, not a crash
             results = [CheckResult(item.name, item.kind, ERROR, message=f"{type(exc).__name__}: {exc}")]
         elapsed = time.perf_counter() - started
@@ -203,20 +203,10 @@ def _sources(plan: ReleasePlan, base: Path, cache: dict[str, CatalogSource]) -> 
         for cp in plan.checkpoints:
             for item in cp.items:
                 if item.kind == "catalog" and item.table and item.location:
-                    location = _resolve(item.location, base)
-                    if _remote(location) or Path(location).exists():
+                    location = item.resolved_location(base)
+                    if location.startswith(REMOTE_SCHEMES) or Path(location).exists():
                         cache[item.table] = CatalogSource(location)
     return cache
-
-
-def _remote(location: str) -> bool:
-    return location.startswith(("s3://", "postgresql://", "postgres://"))
-
-
-def _resolve(location: str, base: Path) -> str:
-    if _remote(location) or Path(location).is_absolute():
-        return location
-    return str(base / location)
 
 
 def catalog_checks(
@@ -224,7 +214,7 @@ def catalog_checks(
 ) -> list[CheckResult]:
     """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks."""
     assert item.location is not None
-    source = sources.get(item.table or "") or CatalogSource(_resolve(item.location, base))
+    source = sources.get(item.table or "") or CatalogSource(item.resolved_location(base))
     out: list[CheckResult] = []
     if item.schema_file and item.table:
         table = table_of(load_schema(item.schema_file), item.table)

@@ -48,6 +48,27 @@ def _files(root: ResourceURI) -> Iterable[tuple[str, ResourceURI, int]]:
         yield uri.relative_to(root) or uri.name, uri, size
 
 
+def _entry(
+    item: str,
+    key: str,
+    path: str,
+    size: int | None,
+    checksum: str | None,
+    dataset_id: str | None = None,
+    run: str | None = None,
+) -> dict[str, Any]:
+    """One manifest row (`MANIFEST_COLUMNS`); files and tables have no dataset ID or run."""
+    return {
+        "item": item,
+        "key": key,
+        "dataset_id": dataset_id,
+        "run": run,
+        "path": path,
+        "size": size,
+        "checksum": checksum,
+    }
+
+
 def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Table:
     """Every delivered dataset and file of a checkpoint, one row each, sorted by (item, key)."""
     rows: list[dict[str, Any]] = []
@@ -60,47 +81,26 @@ def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Tab
                     loc = where.get(r.id)
                     key = f"{name}/" + "/".join(f"{k}={v}" for k, v in r.data_id.required.items())
                     rows.append(
-                        {
-                            "item": item.name,
-                            "key": key,
-                            "dataset_id": str(r.id),
-                            "run": r.run,
-                            "path": loc.path if loc else "",
-                            "size": loc.size if loc else None,
-                            "checksum": loc.checksum if loc else None,
-                        }
+                        _entry(
+                            item.name,
+                            key,
+                            loc.path if loc else "",
+                            loc.size if loc else None,
+                            loc.checksum if loc else None,
+                            str(r.id),
+                            r.run,
+                        )
                     )
         elif item.kind == "catalog" and item.location and is_postgres_location(item.location):
             n_rows, fingerprint = table_fingerprint(item.location)
+            # A live table's size is its number of rows.
             rows.append(
-                {
-                    "item": item.name,
-                    "key": item.location.partition("#")[2],
-                    "dataset_id": None,
-                    "run": None,
-                    "path": item.location,
-                    "size": n_rows,  # a live table's size is its number of rows
-                    "checksum": fingerprint,
-                }
+                _entry(item.name, item.location.partition("#")[2], item.location, n_rows, fingerprint)
             )
         elif item.kind in ("catalog", "files", "hips") and item.location:
-            location = item.location
-            if not location.startswith("s3://") and not Path(location).is_absolute():
-                location = str(base / location)
-            for key, uri, size in _files(ResourceURI.from_string(location)):
+            for key, uri, size in _files(ResourceURI.from_string(item.resolved_location(base))):
                 with uri.open_read() as stream:
-                    checksum = checksum_stream(stream)
-                rows.append(
-                    {
-                        "item": item.name,
-                        "key": key,
-                        "dataset_id": None,
-                        "run": None,
-                        "path": str(uri),
-                        "size": size,
-                        "checksum": checksum,
-                    }
-                )
+                    rows.append(_entry(item.name, key, str(uri), size, checksum_stream(stream)))
     rows.sort(key=lambda r: (r["item"], r["key"]))
     schema = pa.schema(
         [

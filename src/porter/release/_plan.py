@@ -23,6 +23,10 @@ from ..errors import PorterError, did_you_mean
 __all__ = ["Checkpoint", "Item", "Milestone", "Person", "PlanError", "ReleasePlan", "dump_plan", "load_plan"]
 
 
+REMOTE_SCHEMES = ("s3://", "postgresql://", "postgres://")
+"""Locations that are not paths: S3 prefixes and live PostgreSQL tables."""
+
+
 class PlanError(PorterError, ValueError):
     """A release plan that cannot be used as written (the message names file, line and fix)."""
 
@@ -76,6 +80,13 @@ class Item(_Model):
             if not getattr(self, name):
                 raise ValueError(f"a {self.kind!r} item needs {name!r}")
         return self
+
+    def resolved_location(self, base: Path) -> str:
+        """The item's location, a relative path taken from ``base`` (the plan's directory); URLs as they are."""
+        location = str(self.location)
+        if location.startswith(REMOTE_SCHEMES) or Path(location).is_absolute():
+            return location
+        return str(base / location)
 
 
 class Checkpoint(_Model):
