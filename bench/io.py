@@ -44,6 +44,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _synthetic as syn
+from _harness import run_worker
 
 SMALL_DICT = {"zeropoint": 27.3, "psf_fwhm": 0.71, "n_sources": 1834, "flags": ["ok"], "band": "r"}
 TABLE_ROWS = 131_072  # x 8 bytes = 1 MiB
@@ -303,10 +304,7 @@ def worker(impl: str, args: argparse.Namespace) -> None:
 
 def spawn(impl: str, argv: list[str]) -> dict[str, float]:
     print(f"{impl}:", file=sys.stderr, flush=True)
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", impl, *argv], check=True, stdout=subprocess.PIPE, text=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker(__file__, impl, argv)
 
 
 def report(args: argparse.Namespace, res: dict[str, dict[str, float]]) -> None:

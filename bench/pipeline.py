@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _synthetic as syn  # noqa: E402 - found through the sys.path entry above
+from _harness import peak_mb, run_worker  # noqa: E402
 
 VD = ["instrument", "visit", "detector"]
 INPUTS = "calexps"
@@ -50,10 +50,6 @@ INPUTS = "calexps"
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # --- porter -----------------------------------------------------------------------------------------------
@@ -290,16 +286,9 @@ def worker(step: str, args: argparse.Namespace) -> None:
 def spawn(step: str, argv: list[str]) -> dict[str, Any]:
     print(f"  {step} …", file=sys.stderr, flush=True)
     t = time.perf_counter()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", step, *argv],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    out = run_worker(__file__, step, argv)
     print(f"  {step} done in {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return out
 
 
 def main() -> None:

@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import _synthetic as syn
+from _harness import peak_mb, run_worker
 
 STEPS = [
     "insert dimension records",
@@ -55,10 +54,6 @@ QUERY_STEPS = set(STEPS[2:5])
 QUERY_REPEATS = 5
 WHERE = "visit > 1000 AND detector IN (1..50) AND band = 'r'"
 FORMATTER = "lsst.daf.butler.formatters.json.JsonFormatter"  # any importable formatter; no files exist
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 class Timer:
@@ -79,7 +74,7 @@ class Timer:
             tracemalloc.start()
 
     def run(self, name: str, func: Callable[[], Any]) -> Any:
-        rss0 = peak_rss_mb()
+        rss0 = peak_mb()
         if self.memory:
             import tracemalloc
 
@@ -95,7 +90,7 @@ class Timer:
             value = func()
             samples.append(time.perf_counter() - t0)
         dt = statistics.median(samples)
-        self.results[name] = {"seconds": dt, "samples": samples, "peak_rss_growth_mb": peak_rss_mb() - rss0}
+        self.results[name] = {"seconds": dt, "samples": samples, "peak_rss_growth_mb": peak_mb() - rss0}
         if self.memory:
             self.results[name]["step_peak_mb"] = (tracemalloc.get_traced_memory()[1] - base) / 1e6
         n = len(value) if hasattr(value, "__len__") else value
@@ -282,15 +277,9 @@ def worker(impl: str, n_visits: int) -> None:
 def spawn(impl: str, n_visits: int, memory: bool = False) -> dict[str, Any]:
     label = " (memory, tracemalloc)" if memory else ""
     print(f"{impl}, {n_visits} visits x 189 detectors{label}:", file=sys.stderr, flush=True)
-    env = dict(os.environ, PORTER_BENCH_MEMORY="1" if memory else "0")
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", impl, "--visits", str(n_visits)],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
+    return run_worker(
+        __file__, impl, ["--visits", str(n_visits)], env={"PORTER_BENCH_MEMORY": "1" if memory else "0"}
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

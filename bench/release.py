@@ -22,10 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from _harness import peak_mb, run_worker
 
 BANDS = "ugrizy"
 FOOTPRINT = {"ra_min": 50.0, "ra_max": 70.0, "dec_min": -45.0, "dec_max": -25.0}
@@ -128,7 +127,7 @@ def run_porter(root: Path, schema: Path, tmp: Path) -> dict[str, Any]:
         "rows": rows,
         "seconds": seconds,
         "rows/s": rows / seconds,
-        "peak MB": _peak(),
+        "peak MB": peak_mb(),
         "checks": {r.check: r.status for r in results},
         "per check s": {r.check: round(r.seconds, 2) for r in results},
     }
@@ -175,7 +174,7 @@ def run_pandas(root: Path, rows: int) -> dict[str, Any]:
         "rows": len(df),
         "seconds": seconds,
         "rows/s": len(df) / seconds,
-        "peak MB": _peak(),
+        "peak MB": peak_mb(),
         "checks": checks,
     }
 
@@ -282,7 +281,7 @@ def run_completeness(root: Path) -> dict[str, Any]:
         "seconds": seconds,
         "value": result.value,
         "message": result.message,
-        "peak MB": _peak(),
+        "peak MB": peak_mb(),
         "method": butler.registry.coverage(
             "calexp",
             COMPLETENESS_RUN,
@@ -343,15 +342,11 @@ def run_great_expectations(root: Path, rows: int) -> dict[str, Any]:
         "seconds": seconds,
         "load seconds": loaded,
         "rows/s": len(df) / seconds,
-        "peak MB": _peak(),
+        "peak MB": peak_mb(),
         "expectations": len(result.results),
         "success": bool(result.success),
         "version": gx.__version__,
     }
-
-
-def _peak() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def worker(step: str, args: argparse.Namespace) -> None:
@@ -377,18 +372,7 @@ def worker(step: str, args: argparse.Namespace) -> None:
 
 def spawn(step: str, argv: list[str], python: str = sys.executable) -> dict[str, Any]:
     print(f"  {step} …", file=sys.stderr, flush=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    out = subprocess.run(
-        [python, __file__, "--worker", step, *argv],
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    return run_worker(__file__, step, argv, python=python)
 
 
 def main() -> None:
