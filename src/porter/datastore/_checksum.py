@@ -10,10 +10,24 @@ from typing import IO
 
 import xxhash
 
-__all__ = ["checksum_bytes", "checksum_file", "checksum_stream"]
+__all__ = ["Hasher", "checksum_bytes", "checksum_file", "checksum_stream"]
 
 _ALGORITHM = "xxh3_128"
 _BLOCK = 8 << 20
+
+
+class Hasher:
+    """A checksum built up piece by piece: a formatter that writes a file itself hashes each block
+    on its way out, so the file need not be read back (`Formatter.write`)."""
+
+    def __init__(self) -> None:
+        self._hash = xxhash.xxh3_128()
+
+    def update(self, data: bytes | memoryview) -> None:
+        self._hash.update(data)
+
+    def checksum(self) -> str:
+        return f"{_ALGORITHM}:{self._hash.hexdigest()}"
 
 
 def checksum_bytes(data: bytes) -> str:
@@ -21,10 +35,10 @@ def checksum_bytes(data: bytes) -> str:
 
 
 def checksum_stream(stream: IO[bytes]) -> str:
-    h = xxhash.xxh3_128()
+    hasher = Hasher()
     while block := stream.read(_BLOCK):
-        h.update(block)
-    return f"{_ALGORITHM}:{h.hexdigest()}"
+        hasher.update(block)
+    return hasher.checksum()
 
 
 def checksum_file(path: Path) -> str:

@@ -248,9 +248,9 @@ class Datastore:
     def write(self, plan: WritePlan, native: Any) -> None:
         """Format ``native`` (an object of the formatter's native storage class) into the planned place."""
         with self._scratch(plan) as tmp:
-            plan.formatter.write(native, tmp)
+            computed = plan.formatter.write(native, tmp)
             plan.size = tmp.stat().st_size
-            plan.checksum = checksum_file(tmp)
+            plan.checksum = computed or checksum_file(tmp)
             try:
                 plan.uri.upload(tmp, exclusive=True, move=True)
             except ArtifactExistsError:

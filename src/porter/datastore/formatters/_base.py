@@ -38,8 +38,13 @@ class Formatter(ABC):
         return f"{cls.__module__}.{cls.__qualname__}"
 
     @abstractmethod
-    def write(self, obj: Any, path: Path) -> None:
-        """Write ``obj`` (of the ``native`` storage class) to the local file ``path``."""
+    def write(self, obj: Any, path: Path) -> str | None:
+        """Write ``obj`` (of the ``native`` storage class) to the local file ``path``.
+
+        A formatter that hashes the bytes as it writes them (with
+        `porter.datastore._checksum.Hasher`) returns the checksum, which saves
+        the datastore reading a large file back; others return None.
+        """
 
     @abstractmethod
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> Any:

@@ -6,6 +6,13 @@ keywords that record the parent-pixel origin (as LSST's own files do).
 Data are written uncompressed and big-endian as FITS requires, so a
 cut-out is a handful of seeks and row reads through ``HDU.section``,
 locally or by ranged GETs from S3.
+
+astropy makes and verifies the headers; porter moves the pixels itself,
+one cache-sized block at a time: converted to big-endian, hashed and
+written on the way out (astropy swaps the whole array in place, writes it
+and swaps it back, and the checksum would then read the file again), and
+read and swapped in place on the way in.  The files are byte for byte what
+astropy writes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ...images import BBox, Exposure, shifted_wcs
+from .._checksum import Hasher
 from .._uri import ResourceURI
 from ._base import Formatter, ReadParameterError
 
@@ -106,23 +114,31 @@ def _read_array(
     """The plane at ``offset`` (or its ``rows`` x ``cols`` section), native-endian."""
     height, width = shape
     dtype = np.dtype(">" + _BITPIX[bitpix])
-    if rows is None or cols is None:  # the whole plane, in one read
-        out = np.empty((height, width), dtype=dtype)
+    if rows is None or cols is None:  # the whole plane, a block at a time, each swapped while in cache
+        out = np.empty((height, width), dtype=dtype.newbyteorder("="))
+        flat = out.reshape(-1)
+        raw = flat.view(np.uint8)
+        step = max(1, _BLOCK_BYTES // dtype.itemsize)
         stream.seek(offset)
-        _fill(stream, out.data.cast("B"))
-    else:  # a cut-out: one read per row, of just the columns wanted
-        out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=dtype)
-        starts = [offset + (y * width + cols.start) * dtype.itemsize for y in range(rows.start, rows.stop)]
-        fd = _fileno(stream)
-        if fd is not None:  # a local file: positioned reads straight into the rows, no buffer in between
-            size = out.shape[1] * dtype.itemsize
-            for i, start in enumerate(starts):
-                if os.preadv(fd, [out[i].data.cast("B")], start) != size:
-                    raise OSError(f"the image data ends before byte {start + size} (truncated file)")
-        else:
-            for i, start in enumerate(starts):
-                stream.seek(start)
-                _fill(stream, out[i].data.cast("B"))
+        for start in range(0, flat.size, step):
+            stop = min(start + step, flat.size)
+            _fill(stream, raw[start * dtype.itemsize : stop * dtype.itemsize].data)
+            if not dtype.isnative:
+                flat[start:stop].byteswap(inplace=True)
+        return out
+    # A cut-out: one read per row, of just the columns wanted.
+    out = np.empty((rows.stop - rows.start, cols.stop - cols.start), dtype=dtype)
+    starts = [offset + (y * width + cols.start) * dtype.itemsize for y in range(rows.start, rows.stop)]
+    fd = _fileno(stream)
+    if fd is not None:  # a local file: positioned reads straight into the rows, no buffer in between
+        size = out.shape[1] * dtype.itemsize
+        for i, start in enumerate(starts):
+            if os.preadv(fd, [out[i].data.cast("B")], start) != size:
+                raise OSError(f"the image data ends before byte {start + size} (truncated file)")
+    else:
+        for i, start in enumerate(starts):
+            stream.seek(start)
+            _fill(stream, out[i].data.cast("B"))
     if out.dtype.byteorder not in ("=", "|") and out.dtype.itemsize > 1:
         out.byteswap(inplace=True)
         out = out.view(out.dtype.newbyteorder("="))
@@ -130,6 +146,52 @@ def _read_array(
 
 
 _CARD, _BLOCK = 80, 2880
+
+_BLOCK_BYTES = 1 << 20
+"""Pixels converted (and hashed) per step when writing or reading a plane: small enough to stay in
+the CPU's cache between the conversion and the write, large enough that system calls cost nothing."""
+
+_PLAIN_TYPES = frozenset(np.dtype(t).newbyteorder("=") for t in _BITPIX.values())
+"""Pixel types FITS stores as they are (no BZERO offset); others (bool, uint16 …) go through astropy."""
+
+
+def _write_fits(hdus: list[Any], path: Path) -> str | None:
+    """Write ``hdus`` (astropy HDUs) to ``path``; the file's checksum, when computed on the way.
+
+    Headers are astropy's own (verified as ``writeto(output_verify="exception")``
+    would); each data array goes out in blocks converted to big-endian into
+    one small buffer, which is hashed and written.  An array that needs
+    astropy's scaling (uint16, bool …) or is not 2-d is left to astropy's
+    ``writeto``, and the checksum (None) to the datastore.
+    """
+    planes = [hdu.data for hdu in hdus]
+    if any(d is not None and (d.ndim != 2 or d.dtype.newbyteorder("=") not in _PLAIN_TYPES) for d in planes):
+        fits.HDUList(hdus).writeto(path, output_verify="exception")
+        return None
+    fits.HDUList(hdus).verify(option="exception")
+    hasher = Hasher()
+    with open(path, "wb", buffering=0) as f:
+
+        def out(data: Any) -> None:
+            hasher.update(data)
+            f.write(data)
+
+        for hdu, data in zip(hdus, planes):
+            out(hdu.header.tostring().encode("ascii"))
+            if data is None:
+                continue
+            height, width = data.shape
+            big = data.dtype.newbyteorder(">")
+            rows = max(1, _BLOCK_BYTES // max(1, width * big.itemsize))
+            buffer = np.empty((min(rows, height), width), dtype=big)
+            for y in range(0, height, rows):
+                block = buffer[: min(rows, height - y)]
+                np.copyto(block, data[y : y + rows])
+                out(block.data)
+            pad = -data.nbytes % _BLOCK
+            if pad:
+                out(bytes(pad))
+    return hasher.checksum()
 
 
 def _simple_primary(stream: Any) -> tuple[int, int, tuple[int, int]] | None:
@@ -215,7 +277,7 @@ class FitsExposureFormatter(Formatter):
     extension = ".fits"
     parameters = frozenset({"bbox"})
 
-    def write(self, obj: Exposure, path: Path) -> None:
+    def write(self, obj: Exposure, path: Path) -> str | None:
         primary = fits.PrimaryHDU()
         for key, value in obj.metadata.items():
             if key.upper() not in _RESERVED:
@@ -225,7 +287,7 @@ class FitsExposureFormatter(Formatter):
         hdus = [primary] + [
             fits.ImageHDU(plane, header=_plane_header(obj, name)) for name, plane in zip(_PLANES, planes)
         ]
-        fits.HDUList(hdus).writeto(path, output_verify="exception")
+        return _write_fits(hdus, path)
 
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> Exposure:
         with uri.open_read() as f, _strict(), fits.open(f, lazy_load_hdus=True, memmap=False) as hdul:
@@ -254,8 +316,8 @@ class FitsImageFormatter(Formatter):
     extension = ".fits"
     parameters = frozenset({"bbox"})
 
-    def write(self, obj: np.ndarray, path: Path) -> None:
-        fits.PrimaryHDU(np.asarray(obj)).writeto(path, output_verify="exception")
+    def write(self, obj: np.ndarray, path: Path) -> str | None:
+        return _write_fits([fits.PrimaryHDU(np.asarray(obj))], path)
 
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> np.ndarray:
         with uri.open_read() as f:
