@@ -135,6 +135,19 @@ def test_uris_exists_and_removal(butler: Butler) -> None:
         butler.get("summary", VISIT, collections=["u/someone/other"])
 
 
+def test_another_butler_reads_each_put_at_once_and_sees_removals(butler: Butler) -> None:
+    """A get's location look-up keeps its own connection between gets (SQLite): it must still see
+    every later commit of another writer, never a snapshot from its first read."""
+    reader = Butler(butler.root)
+    for visit in (1228, 1166, 1170):
+        ref = butler.put({"visit": visit}, "summary", {**VISIT, "visit": visit})
+        assert reader.get(ref) == {"visit": visit}
+    butler.prune_datasets([ref], purge=True, unstore=True)
+    with pytest.raises(ArtifactMissingError):
+        reader.get(ref)
+    reader.close()
+
+
 def test_conflicting_put_is_refused_and_keeps_the_original(butler: Butler) -> None:
     first = butler.put({"v": 1}, "summary", VISIT)
     with pytest.raises(ConflictingDefinitionError, match="never overwrites"):

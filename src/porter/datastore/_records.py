@@ -68,6 +68,7 @@ class DatastoreTables:
     def __init__(self, db: Any, metadata: MetaData, dataset_table: Table):
         self._db = db
         self._one_sql: str | None = None  # the single-dataset location query, in the driver's dialect
+        self._store_sql: str | None = None  # marking artifacts stored, likewise
         self.dataset = dataset_table
         self.artifact = Table(
             "datastore_artifact",
@@ -140,12 +141,14 @@ class DatastoreTables:
     ) -> None:
         """Mark ``(path, size, checksum)`` artifacts stored and record ``(id, path, formatter, storage class)``."""
         if artifacts:
-            conn.execute(
-                sqlalchemy.update(self.artifact)
-                .where(self.artifact.c.path == sqlalchemy.bindparam("p"))
-                .values(state=STORED, size=sqlalchemy.bindparam("s"), checksum=sqlalchemy.bindparam("c")),
-                [{"p": p, "s": s, "c": c} for p, s, c in artifacts],
-            )
+            # On the driver, like bulk_insert: building the UPDATE each time cost ~0.5 ms a put.
+            if self._store_sql is None:
+                prep, mark = self._db.engine.dialect.identifier_preparer, self._db.param_mark
+                self._store_sql = (
+                    f"UPDATE {prep.format_table(self.artifact)} SET state = '{STORED}', "
+                    f"size = {mark}, checksum = {mark} WHERE path = {mark}"
+                )
+            conn.exec_driver_sql(self._store_sql, [(s, c, p) for p, s, c in artifacts])
         if locations:
             self._db.bulk_insert(
                 conn,

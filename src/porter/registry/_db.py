@@ -101,6 +101,8 @@ class Database:
         self.namespace = namespace if self.dialect == "postgresql" else None
         self.metadata = sqlalchemy.MetaData(schema=self.namespace)
         self._local = threading.local()
+        self._readers: list[tuple[int, Any]] = []  # (pid, connection) `fetch_raw` opened; `dispose` closes
+        self._readers_lock = threading.Lock()
 
     def _make_engine(self, url: str) -> Engine:
         if url.startswith("sqlite"):
@@ -159,7 +161,7 @@ class Database:
         current = self._current
         if current is not None:
             if savepoint:
-                with current.begin_nested():
+                with self._savepoint(current):
                     yield current
             else:
                 yield current
@@ -173,6 +175,26 @@ class Database:
             finally:
                 self._local.conn = None
                 conn.info["porter_write"] = False
+
+    @contextlib.contextmanager
+    def _savepoint(self, conn: Connection) -> Iterator[None]:
+        """A SAVEPOINT as plain SQL: SQLAlchemy's ``begin_nested`` costs ~0.5 ms to enter and leave,
+        a sixth of a whole put, for the same two statements (both databases have the same syntax)."""
+        depth = getattr(self._local, "savepoints", 0)
+        name = f"porter_sp{depth}"
+        conn.exec_driver_sql(f"SAVEPOINT {name}")
+        self._local.savepoints = depth + 1
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(sqlalchemy.exc.DBAPIError):  # a lost connection: the first error counts
+                conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {name}")
+                conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+            raise
+        else:
+            conn.exec_driver_sql(f"RELEASE SAVEPOINT {name}")
+        finally:
+            self._local.savepoints = depth
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Connection]:
@@ -197,6 +219,13 @@ class Database:
         current = self._current
         if current is not None:
             return [tuple(r) for r in current.exec_driver_sql(sql, tuple(params)).all()]
+        if self.dialect == "sqlite":
+            cursor = self._sqlite_reader().cursor()
+            try:
+                cursor.execute(sql, tuple(params))
+                return [tuple(r) for r in cursor.fetchall()]
+            finally:
+                cursor.close()
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
@@ -210,6 +239,27 @@ class Database:
             return rows
         finally:
             raw.close()
+
+    def _sqlite_reader(self) -> Any:
+        """This thread's own SQLite connection for `fetch_raw`, outside the pool.
+
+        Checking a connection out of SQLAlchemy's pool and back costs ~0.1 ms,
+        as much as the look-up itself (a dict's whole get is ~0.2 ms).  The
+        connection stays in autocommit, so every statement reads the latest
+        commit (WAL); a forked child opens its own.
+        """
+        reader = getattr(self._local, "reader", None)
+        if reader is not None and reader[0] == os.getpid():
+            return reader[1]
+        dialect = self.engine.dialect
+        cargs, cparams = dialect.create_connect_args(self.engine.url)
+        conn = dialect.loaded_dbapi.connect(*cargs, **{**cparams, "check_same_thread": False, "timeout": 60})
+        conn.isolation_level = None
+        conn.execute("PRAGMA busy_timeout = 60000")
+        self._local.reader = (os.getpid(), conn)
+        with self._readers_lock:
+            self._readers.append(self._local.reader)
+        return conn
 
     @property
     def param_mark(self) -> str:
@@ -380,4 +430,10 @@ class Database:
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7706170)")
 
     def dispose(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for pid, conn in readers:
+            if pid == os.getpid():  # a forked child leaves its parent's connections alone
+                conn.close()
+        self._local = threading.local()
         self.engine.dispose()
