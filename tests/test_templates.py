@@ -44,6 +44,16 @@ def test_default_template_paths_are_unique_and_stay_below_the_root(run1, id1, ru
         assert p1 != p2
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(runs, data_ids), min_size=2, max_size=8))
+def test_a_template_gives_the_same_paths_whatever_it_formatted_before(calls) -> None:  # type: ignore[no-untyped-def]
+    """A template keeps one layout per pattern of present fields: a data ID with a band after one
+    without (and back) must get the path a fresh template would give it."""
+    shared = PathTemplate(DEFAULT_TEMPLATE)
+    for run, data_id in calls:
+        assert _path(shared, run, data_id) == _path(PathTemplate(DEFAULT_TEMPLATE), run, data_id)
+
+
 def test_optional_fields_vanish_with_their_separator() -> None:
     t = PathTemplate("{run}/{datasetType}/{band:?}/{datasetType}_{band:?}_{visit}_{detector:?}")
     assert _path(t, "r", {"visit": 5, "band": "i"}) == "r/calexp/i/calexp_i_5"
