@@ -5,12 +5,13 @@ Stored as ``"xxh3_128:<32 hex digits>"`` so another algorithm can be added later
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import IO
 
 import xxhash
 
-__all__ = ["Hasher", "checksum_bytes", "checksum_file", "checksum_stream"]
+__all__ = ["Hasher", "checksum_bytes", "checksum_file", "checksum_local_file", "checksum_stream"]
 
 _ALGORITHM = "xxh3_128"
 _BLOCK = 8 << 20
@@ -44,3 +45,25 @@ def checksum_stream(stream: IO[bytes]) -> str:
 def checksum_file(path: Path) -> str:
     with open(path, "rb") as f:
         return checksum_stream(f)
+
+
+def checksum_local_file(path: str) -> tuple[int, str]:
+    """Size and checksum of a local file, with bare system calls: an ingest of 10⁵ small files
+    measures each, and a Python file object costs more than reading a small file does."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= _BLOCK:
+            data = os.read(fd, size + 1)  # one more: a file that grew since fstat is still read whole
+            if len(data) <= size:
+                return len(data), checksum_bytes(data)
+            os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            hasher = Hasher()
+            total = 0
+            while block := f.read(_BLOCK):
+                hasher.update(block)
+                total += len(block)
+            return total, hasher.checksum()
+    finally:
+        os.close(fd)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DatastoreError
-from ._checksum import checksum_stream
+from ._checksum import checksum_local_file, checksum_stream
 from ._records import ADOPTING, WRITING
 from ._storage_classes import StorageClass
 from ._uri import ArtifactExistsError, LocalURI, ResourceURI
@@ -153,7 +153,7 @@ def transfer_file(adoption: Adoption, made_dirs: set[Path] | None = None) -> Non
 
 def _link(mode: str, source: ResourceURI, dest: ResourceURI) -> None:
     assert isinstance(source, LocalURI) and isinstance(dest, LocalURI)
-    src = os.path.abspath(source.path)
+    src = source.absolute
     if mode in ("hardlink", "link"):
         try:
             os.link(src, dest.path)
@@ -187,9 +187,7 @@ def _link_or_copy(src: Path, dest: LocalURI) -> None:
 def _measure(a: Adoption, where: ResourceURI) -> None:
     """Size and checksum of the file (raises `FileNotFoundError` if it is not there)."""
     if isinstance(where, LocalURI):
-        with open(where.path, "rb") as f:
-            a.size = os.fstat(f.fileno()).st_size
-            a.checksum = checksum_stream(f)
+        a.size, a.checksum = checksum_local_file(where.absolute)
     else:
         a.size = where.size()
         with contextlib.closing(where.open_read()) as stream:

@@ -45,6 +45,8 @@ class ResourceURI(ABC):
         """Parse ``s3://bucket/key``, ``file:///abs/path`` or a plain local path."""
         if isinstance(value, ResourceURI):
             return value
+        if isinstance(value, Path):  # a Path cannot hold "scheme://" (it folds the "//"): a local file
+            return LocalURI(value if value.is_absolute() else value.absolute())
         text = os.fspath(value)
         if text.startswith("s3://"):
             parsed = urllib.parse.urlparse(text)
@@ -151,9 +153,17 @@ class LocalURI(ResourceURI):
 
     def __init__(self, path: Path):
         self.path = path
+        self._absolute: str | None = None
 
     def __str__(self) -> str:
         return self.path.as_uri() if self.path.is_absolute() else str(self.path)
+
+    @property
+    def absolute(self) -> str:
+        """The normalised absolute path as a string (computed once: a root is asked 10⁵ times in an ingest)."""
+        if self._absolute is None:
+            self._absolute = os.path.abspath(self.path)
+        return self._absolute
 
     def join(self, relative: str) -> LocalURI:
         return LocalURI(self.path / _check_relative(relative))
@@ -162,7 +172,7 @@ class LocalURI(ResourceURI):
         if not isinstance(root, LocalURI):
             return None
         # String arithmetic on absolute, normalised paths: pathlib's relative_to costs ~15 µs per call.
-        here, base = os.path.abspath(self.path), os.path.abspath(root.path)
+        here, base = self.absolute, root.absolute
         base = base if base.endswith("/") else base + "/"
         return here[len(base) :] if here.startswith(base) and len(here) > len(base) else None
 
