@@ -45,8 +45,10 @@ def images(draw: st.DrawFn) -> np.ndarray:
 
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Blocks of a few rows, so that small images cross many block boundaries (the default is 1 MiB)."""
+    """Blocks of a few rows, so that small images cross many block boundaries (the default is 1 MiB),
+    and planes over 3,000 bytes converted on the worker thread (the default: over 8 MiB)."""
     monkeypatch.setattr(_fits, "_BLOCK_BYTES", 1000)
+    monkeypatch.setattr(_fits, "_PIPELINED_BYTES", 3000)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -21,6 +21,7 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,9 @@ _BLOCK_BYTES = 1 << 20
 """Pixels converted (and hashed) per step when writing or reading a plane: small enough to stay in
 the CPU's cache between the conversion and the write, large enough that system calls cost nothing."""
 
+_PIPELINED_BYTES = 8 << 20
+"""Planes larger than this are converted on a worker thread while the previous block is written."""
+
 _PLAIN_TYPES = frozenset(np.dtype(t).newbyteorder("=") for t in _BITPIX.values())
 """Pixel types FITS stores as they are (no BZERO offset); others (bool, uint16 …) go through astropy."""
 
@@ -159,10 +163,10 @@ def _write_fits(hdus: list[Any], path: Path) -> str | None:
     """Write ``hdus`` (astropy HDUs) to ``path``; the file's checksum, when computed on the way.
 
     Headers are astropy's own (verified as ``writeto(output_verify="exception")``
-    would); each data array goes out in blocks converted to big-endian into
-    one small buffer, which is hashed and written.  An array that needs
-    astropy's scaling (uint16, bool …) or is not 2-d is left to astropy's
-    ``writeto``, and the checksum (None) to the datastore.
+    would); each data array goes out in blocks converted to big-endian, hashed
+    and written (`_write_pixels`).  An array that needs astropy's scaling
+    (uint16, bool …) or is not 2-d is left to astropy's ``writeto``, and the
+    checksum (None) to the datastore.
     """
     planes = [hdu.data for hdu in hdus]
     if any(d is not None and (d.ndim != 2 or d.dtype.newbyteorder("=") not in _PLAIN_TYPES) for d in planes):
@@ -170,28 +174,56 @@ def _write_fits(hdus: list[Any], path: Path) -> str | None:
         return None
     fits.HDUList(hdus).verify(option="exception")
     hasher = Hasher()
-    with open(path, "wb", buffering=0) as f:
-
-        def out(data: Any) -> None:
-            hasher.update(data)
-            f.write(data)
-
+    large = any(d is not None and d.nbytes > _PIPELINED_BYTES for d in planes)
+    with (
+        open(path, "wb", buffering=0) as f,
+        ThreadPoolExecutor(1, thread_name_prefix="porter-fits")
+        if large
+        else contextlib.nullcontext() as pool,
+    ):
         for hdu, data in zip(hdus, planes):
-            out(hdu.header.tostring().encode("ascii"))
+            header = hdu.header.tostring().encode("ascii")
+            hasher.update(header)
+            f.write(header)
             if data is None:
                 continue
-            height, width = data.shape
-            big = data.dtype.newbyteorder(">")
-            rows = max(1, _BLOCK_BYTES // max(1, width * big.itemsize))
-            buffer = np.empty((min(rows, height), width), dtype=big)
-            for y in range(0, height, rows):
-                block = buffer[: min(rows, height - y)]
-                np.copyto(block, data[y : y + rows])
-                out(block.data)
-            pad = -data.nbytes % _BLOCK
-            if pad:
-                out(bytes(pad))
+            _write_pixels(data, f, hasher, pool if data.nbytes > _PIPELINED_BYTES else None)
+            pad = bytes(-data.nbytes % _BLOCK)
+            hasher.update(pad)
+            f.write(pad)
     return hasher.checksum()
+
+
+def _write_pixels(data: np.ndarray, f: Any, hasher: Hasher, pool: ThreadPoolExecutor | None) -> None:
+    """One plane, big-endian, a block at a time: converted into a small buffer, hashed, written.
+
+    With ``pool`` (a large plane) a worker thread converts and hashes the
+    next block while this one writes the last (numpy, xxhash and the write
+    all release the GIL): 100 MB in ~38 ms here instead of ~48, against ~26
+    for writing the bytes as they are.  The single worker takes the blocks
+    in order, so the hash is the file's.
+    """
+    height, width = data.shape
+    big = data.dtype.newbyteorder(">")
+    rows = max(1, _BLOCK_BYTES // max(1, width * big.itemsize))
+    buffers = [np.empty((min(rows, height), width), dtype=big) for _ in range(1 if pool is None else 2)]
+
+    def fill(k: int, y: int) -> np.ndarray:
+        block = buffers[k][: min(rows, height - y)]
+        np.copyto(block, data[y : y + rows])
+        hasher.update(block.data)
+        return block
+
+    if pool is None:
+        for y in range(0, height, rows):
+            f.write(fill(0, y).data)
+        return
+    pending = pool.submit(fill, 0, 0)
+    for i, y in enumerate(range(0, height, rows)):
+        block = pending.result()
+        if y + rows < height:  # the other buffer: its last block was written in the previous round
+            pending = pool.submit(fill, (i + 1) % 2, y + rows)
+        f.write(block.data)
 
 
 def _simple_primary(stream: Any) -> tuple[int, int, tuple[int, int]] | None:
