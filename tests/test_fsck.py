@@ -91,6 +91,20 @@ def test_each_finding_and_its_repair(butler: Butler) -> None:
     assert butler.get(refs[54]) == {"detector": 54, "value": "x" * 10}
 
 
+def test_release_files_in_the_repository_are_not_orphans(butler: Butler) -> None:
+    """`porter release` keeps plans, manifests and reports in releases/, often inside the repository
+    (the demo does): fsck --repair must not move them into quarantine, which would break the release."""
+    root = butler.datastore.root
+    _put(butler, 50)
+    root.join("releases/DP2.yaml").write(b"name: DP2\n")
+    root.join("releases/DP2/manifests/catalogs-1.parquet").write(b"PAR1")
+    root.join("releases-old/notes.txt").write(b"not porter's")  # a look-alike name is still an orphan
+    report = butler.fsck(repair=True, checksums=True)
+    assert [(f.kind, f.path) for f in report.findings] == [("orphan file", "releases-old/notes.txt")]
+    assert root.join("releases/DP2.yaml").read() == b"name: DP2\n"
+    assert root.join("releases/DP2/manifests/catalogs-1.parquet").exists()
+
+
 def test_cli(butler: Butler) -> None:
     _put(butler, 50)
     repo = str(butler.root)

@@ -22,7 +22,9 @@ datasets without files        registered without a file (an import        none: 
 
 Journal rows younger than ``grace`` seconds are left alone: they may belong
 to a write in progress in another process.  A file the registry refers to
-is never deleted.
+is never deleted.  The registry's own files, ``.porter-orphans/`` and
+``releases/`` (release plans, manifests and reports) are porter's, not
+orphans.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ __all__ = ["ORPHANS_AREA", "Finding", "FsckReport", "fsck"]
 
 ORPHANS_AREA = ".porter-orphans"
 _NOT_ARTIFACTS = ("porter.yaml", "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm")
+_NOT_ARTIFACT_AREAS = (ORPHANS_AREA + "/", "releases/")
+"""Areas below the root that hold porter's own files: quarantined orphans, and release plans,
+manifests and reports (``porter release`` keeps them in ``releases/``, often inside the
+repository).  A file there that is no artifact is no orphan: moving it would break the release."""
 
 
 @dataclass
@@ -99,7 +105,9 @@ def fsck(
     files: dict[str, int] = {}
     for uri, size in root.walk():
         relative = uri.relative_to(root)
-        if relative is None or relative in _NOT_ARTIFACTS or relative.startswith(ORPHANS_AREA + "/"):
+        if relative is None or relative in _NOT_ARTIFACTS:
+            continue
+        if relative.startswith(_NOT_ARTIFACT_AREAS) and relative not in artifacts:
             continue
         files[relative] = size
     report.files_seen = len(files)
