@@ -219,7 +219,7 @@ class Database:
         current = self._current
         if current is not None:
             return [tuple(r) for r in current.exec_driver_sql(sql, tuple(params)).all()]
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):
             cursor = self._sqlite_reader().cursor()
             try:
                 cursor.execute(sql, tuple(params))
@@ -246,7 +246,8 @@ class Database:
         Checking a connection out of SQLAlchemy's pool and back costs ~0.1 ms,
         as much as the look-up itself (a dict's whole get is ~0.2 ms).  The
         connection stays in autocommit, so every statement reads the latest
-        commit (WAL); a forked child opens its own.
+        commit (WAL); a forked child opens its own.  (Not for an in-memory
+        database, which another connection would not see.)
         """
         reader = getattr(self._local, "reader", None)
         if reader is not None and reader[0] == os.getpid():
