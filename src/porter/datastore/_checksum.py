@@ -43,8 +43,7 @@ def checksum_stream(stream: IO[bytes]) -> str:
 
 
 def checksum_file(path: Path) -> str:
-    with open(path, "rb") as f:
-        return checksum_stream(f)
+    return checksum_local_file(os.fspath(path))[1]
 
 
 def checksum_local_file(path: str) -> tuple[int, str]:

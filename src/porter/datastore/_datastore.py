@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy
 
 from ..errors import ArtifactMissingError, ConflictingDefinitionError, CorruptArtifactError, DatastoreError
-from ._checksum import checksum_file
+from ._checksum import checksum_local_file
 from ._records import WRITING, DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
@@ -249,8 +249,10 @@ class Datastore:
         """Format ``native`` (an object of the formatter's native storage class) into the planned place."""
         with self._scratch(plan) as tmp:
             computed = plan.formatter.write(native, tmp)
-            plan.size = tmp.stat().st_size
-            plan.checksum = computed or checksum_file(tmp)
+            if computed:
+                plan.size, plan.checksum = tmp.stat().st_size, computed
+            else:
+                plan.size, plan.checksum = checksum_local_file(str(tmp))
             try:
                 plan.uri.upload(tmp, exclusive=True, move=True)
             except ArtifactExistsError:
