@@ -57,12 +57,8 @@ def checksum_local_file(path: str) -> tuple[int, str]:
             if len(data) <= size:
                 return len(data), checksum_bytes(data)
             os.lseek(fd, 0, os.SEEK_SET)
-        with os.fdopen(os.dup(fd), "rb") as f:
-            hasher = Hasher()
-            total = 0
-            while block := f.read(_BLOCK):
-                hasher.update(block)
-                total += len(block)
-            return total, hasher.checksum()
+        with os.fdopen(os.dup(fd), "rb") as f:  # a large file: streamed, its size what was read
+            checksum = checksum_stream(f)
+            return f.tell(), checksum
     finally:
         os.close(fd)
