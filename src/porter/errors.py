@@ -12,13 +12,21 @@ from collections.abc import Iterable
 
 __all__ = [
     "ArtifactMissingError",
+    "ButlerUserError",
+    "CalibrationLookupError",
     "CollectionCycleError",
+    "CollectionError",
     "CollectionTypeError",
     "ConflictingDefinitionError",
     "CorruptArtifactError",
     "DataIdError",
+    "DataIdValueError",
+    "DatasetNotFoundError",
     "DatasetTypeError",
     "DatastoreError",
+    "DimensionNameError",
+    "DimensionValueError",
+    "EmptyQueryResultError",
     "ExportFormatError",
     "ExpressionSyntaxError",
     "InUseError",
@@ -26,12 +34,17 @@ __all__ = [
     "MissingCollectionError",
     "MissingDatasetError",
     "MissingDatasetTypeError",
+    "NoDefaultCollectionError",
     "PathTemplateError",
     "PipelineDefinitionError",
     "PorterError",
     "QuantumGraphBuildError",
+    "RegistryError",
     "RepositoryError",
     "StorageClassError",
+    "UnknownComponentError",
+    "UserExpressionError",
+    "UserExpressionSyntaxError",
     "did_you_mean",
 ]
 
@@ -95,36 +108,88 @@ class DataIdError(InvalidQueryError):
     """A data ID is incomplete, has unknown keys, or refers to missing records."""
 
 
-class MissingDatasetTypeError(PorterError, KeyError):
-    """A dataset type is not registered."""
+class DataIdValueError(DataIdError, ValueError):
+    """A data ID value that names no dimension record (a visit the instrument never took)."""
+
+
+class DimensionNameError(DataIdError, KeyError):
+    """A data ID key that is not a dimension (or dimension record field)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class DimensionValueError(DataIdError, ValueError):
+    """A dimension value of the wrong type or out of range."""
+
+
+class CalibrationLookupError(PorterError, LookupError):
+    """A calibration dataset could not be found for a data ID's time (none, or more than one, valid)."""
+
+
+class UnknownComponentError(PorterError, KeyError):
+    """A dataset type component (``calexp.wcs``) its storage class does not have."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyQueryResultError(PorterError):
+    """A query with ``explain=True`` (the default, as in daf_butler) found nothing; ``reasons`` say why."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__(reasons)
+        self.reasons = list(reasons)
+
+    def __str__(self) -> str:
+        return "Possible reasons for empty result:\n" + "\n".join(self.reasons)
 
 
 class DatasetTypeError(PorterError):
     """A dataset type definition is invalid."""
 
 
-class MissingDatasetError(PorterError, KeyError):
+class MissingDatasetTypeError(DatasetTypeError, KeyError):
+    """A dataset type is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DatasetNotFoundError(PorterError, LookupError):
+    """No dataset matches a type and data ID in the collections searched (daf_butler's name)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingDatasetError(DatasetNotFoundError, KeyError):
     """A dataset (by UUID) does not exist in the repository."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-class MissingCollectionError(PorterError, KeyError):
+class CollectionError(PorterError):
+    """Something is wrong with a collection: missing, of the wrong type, or a cycle (daf_butler's base)."""
+
+
+class MissingCollectionError(CollectionError, KeyError):
     """A collection does not exist."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
 
 
-class CollectionTypeError(PorterError):
+class NoDefaultCollectionError(MissingCollectionError):
+    """A call named no collections and the butler has no default ones."""
+
+
+class CollectionTypeError(CollectionError):
     """An operation was attempted on a collection of the wrong type."""
 
 
-class CollectionCycleError(PorterError):
+class CollectionCycleError(CollectionError, ValueError):
     """A CHAINED collection would (directly or indirectly) contain itself."""
 
 
@@ -167,3 +232,11 @@ class PipelineDefinitionError(PorterError, ValueError):
 
 class QuantumGraphBuildError(PorterError):
     """A quantum graph that cannot be built: a missing input or prerequisite, an output run in the way."""
+
+
+# daf_butler's other names for the same errors, so ``except RegistryError:`` and
+# ``from lsst.daf.butler.registry import UserExpressionError`` lines keep working.
+ButlerUserError = PorterError
+RegistryError = PorterError
+UserExpressionError = InvalidQueryError
+UserExpressionSyntaxError = ExpressionSyntaxError

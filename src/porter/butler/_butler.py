@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,22 +16,55 @@ from ..datastore._fsck import FsckReport, fsck
 from ..datastore._uri import check_datastore_root
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
+    DataIdError,
     DatasetTypeError,
     MissingCollectionError,
     MissingDatasetError,
     MissingDatasetTypeError,
     RepositoryError,
 )
-from ..registry import CollectionType, DatasetRef, DatasetType, Registry
+from ..registry import (
+    CollectionType,
+    DatasetRef,
+    DatasetType,
+    GovernorDefaults,
+    Registry,
+    RegistryDefaults,
+    merge_data_id,
+    pop_data_id,
+)
 from . import _file_transfers, _ingest, _io
 from ._collections import ButlerCollections
 from ._export import ExportContext
 from ._ingest import FileDataset
 from ._io import DataIdExpander, open_datastore
 from ._repo_config import CONFIG_NAME, RepoConfig
+from ._repo_index import known_repos, resolve_label, unknown_repository_message
 from .transfers import apply_plan, read_export, refs_for_export
 
 __all__ = ["Butler"]
+
+
+def _repository_location(config: str | Path | None) -> str | Path:
+    """The repository a ``Butler(config)`` argument means: a path, or a label of the repository index."""
+    if config is None:
+        raise RepositoryError(
+            "Butler() needs a repository: Butler('repo/') (a directory holding porter.yaml) or a label of "
+            "the repository index, Butler('dp1')."
+        )
+    text = str(config)
+    if text.startswith(("http://", "https://")):
+        raise RepositoryError(
+            f"{text} is a server URL; the remote client is not part of this porter version yet."
+        )
+    if Path(text).exists():
+        return config
+    resolved = resolve_label(text)
+    if resolved is not None:
+        return resolved
+    if "/" not in text and os.sep not in text:
+        raise RepositoryError(unknown_repository_message(text))
+    return config
 
 
 def _names(value: str | Iterable[str] | None) -> list[str]:
@@ -46,44 +80,108 @@ class Butler:
 
     Parameters
     ----------
-    root : `str` or `~pathlib.Path`
-        The repository directory (holding ``porter.yaml``).
+    config : `str` or `~pathlib.Path`
+        The repository directory (holding ``porter.yaml``), its ``porter.yaml``,
+        or a label of the repository index (``Butler("dp1")``, through
+        ``$DAF_BUTLER_REPOSITORY_INDEX`` or ``$PORTER_REPOSITORY_INDEX``).
     collections : `str` or sequence of `str`, optional
-        Default collections to search when a call does not name any.
+        Default collections to search when a call does not name any
+        (default: ``[run]``).
     run : `str`, optional
-        Default RUN collection to write to; it is created if needed, and
-        searched first when ``collections`` is not given.
-    **data_id_defaults
-        Default values for governor dimensions (``instrument="HSC"``).
+        Default RUN collection to write to; it is created if needed.
+    writeable : `bool`
+        `False` refuses every write through this butler.
+    inferDefaults : `bool`
+        When the default collections hold data of exactly one instrument
+        (one skymap …), use that value wherever a call leaves the governor
+        open, as daf_butler does.
+    **kwargs
+        Default values for governor dimensions (``instrument="HSC"``,
+        ``skymap="hsc_rings_v1"``); they win over inferred ones.
     """
 
     def __init__(
         self,
-        root: str | Path,
+        config: str | Path | None = None,
         *,
         collections: str | Sequence[str] | None = None,
         run: str | None = None,
-        writeable: bool = True,
-        **data_id_defaults: Any,
+        writeable: bool | None = None,
+        inferDefaults: bool = True,
+        searchPaths: Sequence[str] | None = None,
+        without_datastore: bool = False,
+        root: str | Path | None = None,
+        **kwargs: Any,
     ):
-        root_str = str(root)
-        if root_str.startswith(("http://", "https://")):
-            raise RepositoryError(
-                f"{root_str} is a server URL; the remote client is not part of this porter version yet."
-            )
-        self._config = RepoConfig.read(root)
+        location = _repository_location(config if config is not None else root)
+        self._config = RepoConfig.read(location)
         self.registry = Registry.open(self._config.resolved_registry_url, self._config.namespace)
-        self.writeable = writeable
-        self.run = run
-        self._default_collections = _names(collections)
+        self.writeable = True if writeable is None else writeable
+        self.registry.defaults = RegistryDefaults(collections, run, inferDefaults, **kwargs)
+        self.registry.defaults.check(self.registry)
         self.collections = ButlerCollections(self)
-        for key in data_id_defaults:
-            self.registry.universe.get_dimension(key)
-        self.data_id_defaults: dict[str, Any] = dict(data_id_defaults)
-        if run is not None and writeable:
+        if run is not None and self.writeable:
             self.registry.collections.register(run, CollectionType.RUN)
         self.datastore = open_datastore(self.registry, self._config)
         self._expander = DataIdExpander(self.registry)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | Path | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        writeable: bool | None = None,
+        inferDefaults: bool = True,
+        searchPaths: Sequence[str] | None = None,
+        without_datastore: bool = False,
+        **kwargs: Any,
+    ) -> Butler:
+        """daf_butler's factory: the same as ``Butler(config, …)``.
+
+        Examples
+        --------
+        >>> butler = Butler.from_config("/repo/main", collections="HSC/runs/RC2")
+        >>> butler.get("calexp", visit=1228, detector=50)      # instrument from the collections
+        """
+        return cls(
+            config,
+            collections=collections,
+            run=run,
+            writeable=writeable,
+            inferDefaults=inferDefaults,
+            searchPaths=searchPaths,
+            without_datastore=without_datastore,
+            **kwargs,
+        )
+
+    @staticmethod
+    def get_known_repos() -> set[str]:
+        """The labels of the repository index (``$DAF_BUTLER_REPOSITORY_INDEX``), as daf_butler names them."""
+        return known_repos()
+
+    @staticmethod
+    def get_repo_uri(label: str) -> str:
+        """The location the repository index gives for ``label``."""
+        found = resolve_label(label)
+        if found is None:
+            raise RepositoryError(unknown_repository_message(label))
+        return found
+
+    @property
+    def run(self) -> str | None:
+        """The RUN collection written to when a call names none."""
+        return self.registry.defaults.run
+
+    @property
+    def data_id_defaults(self) -> GovernorDefaults:
+        """Governor values used when a call leaves them open: explicit, or inferred from the default collections."""
+        return self.registry.default_data_id()
+
+    @property
+    def _default_collections(self) -> tuple[str, ...]:
+        return self.registry.defaults.collections
 
     # --- creation --------------------------------------------------------------------------------
 
@@ -177,17 +275,7 @@ class Butler:
             raise
 
     def _collections_or_default(self, collections: str | Sequence[str] | None) -> list[str]:
-        names = _names(collections)
-        if names:
-            return names
-        if self._default_collections:
-            return list(self._default_collections)
-        if self.run is not None:
-            return [self.run]
-        raise MissingCollectionError(
-            "No collections given and this butler has no default collections; pass collections=[…] "
-            "or create the butler with Butler(root, collections=[…])."
-        )
+        return self.registry.collections_or_default(collections)
 
     # --- dimension records ---------------------------------------------------------------------------
 
@@ -293,6 +381,7 @@ class Butler:
             (``ref.dataId.records["visit"].exposure_time``), fetched with one
             query per element for all results.
         """
+        data_id = pop_data_id(data_id, kwargs)
         return self.registry.query_datasets(
             dataset_type,
             self._collections_or_default(collections),
@@ -330,6 +419,7 @@ class Butler:
         ``with_dimension_records=True`` attaches each element's record
         (``data_id.records["visit"]``), fetched in bulk.
         """
+        data_id = pop_data_id(data_id, kwargs)
         return self.registry.query_data_ids(
             dimensions,
             data_id=data_id,
@@ -359,6 +449,7 @@ class Butler:
         **kwargs: Any,
     ) -> list[DimensionRecord]:
         """Find dimension records of one element (a visit's region, a detector's raft …)."""
+        data_id = pop_data_id(data_id, kwargs)
         return self.registry.query_dimension_records(
             element,
             data_id=data_id,
@@ -375,14 +466,22 @@ class Butler:
     def find_dataset(
         self,
         dataset_type: str | DatasetType,
-        data_id: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         collections: str | Sequence[str] | None = None,
         timespan: Timespan | None = None,
         **kwargs: Any,
     ) -> DatasetRef | None:
-        """The dataset of this type and data ID first found in the collections (or `None`)."""
-        merged = {**self.data_id_defaults, **(data_id or {}), **kwargs}
+        """The dataset of this type and data ID first found in the collections (or `None`).
+
+        The data ID may be positional, ``data_id=``/``dataId=``, keywords, or
+        a mix (keywords win); governors left open come from the butler's
+        defaults.
+        """
+        data_id = pop_data_id(data_id, kwargs)
+        kwargs.pop("storage_class", None)
+        dt = self.registry.dataset_types.get_record(dataset_type).dataset_type
+        merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
         return self.registry.find_dataset(
             dataset_type, merged, collections=self._collections_or_default(collections), timespan=timespan
         )
@@ -512,7 +611,7 @@ class Butler:
         obj: Any,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
         /,
-        data_id: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         run: str | None = None,
         **kwargs: Any,
@@ -531,9 +630,13 @@ class Butler:
         """
         if not self.writeable:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
-        given = kwargs if isinstance(dataset_ref_or_type, DatasetRef) else {**self.data_id_defaults, **kwargs}
+        data_id = pop_data_id(data_id, kwargs)
+        if not isinstance(dataset_ref_or_type, DatasetRef):
+            dims = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type.dimensions
+            data_id = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dims)
+            kwargs = {}
         dataset_type, data_id_, run_, dataset_id = _io.resolve_for_put(
-            self.registry, dataset_ref_or_type, data_id, run or self.run, given
+            self.registry, dataset_ref_or_type, data_id, run or self.run, kwargs
         )
         return _io.put(
             self.registry, self.datastore, self._expander, obj, dataset_type, data_id_, run_, dataset_id
@@ -543,7 +646,7 @@ class Butler:
         self,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
         /,
-        data_id: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         parameters: Mapping[str, Any] | None = None,
         collections: str | Sequence[str] | None = None,
@@ -565,7 +668,7 @@ class Butler:
         self,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
         /,
-        data_id: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         collections: str | Sequence[str] | None = None,
         **kwargs: Any,
@@ -582,7 +685,7 @@ class Butler:
         self,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
         /,
-        data_id: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         collections: str | Sequence[str] | None = None,
         full_check: bool = False,
@@ -603,20 +706,27 @@ class Butler:
     def _find(
         self,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
-        data_id: Mapping[str, Any] | None,
+        data_id: Mapping[str, Any] | DataCoordinate | None,
         collections: str | Sequence[str] | None,
         timespan: Timespan | None,
-        kwargs: Mapping[str, Any],
+        kwargs: dict[str, Any],
     ) -> DatasetRef:
+        data_id = pop_data_id(data_id, kwargs)
         if isinstance(dataset_ref_or_type, DatasetRef):
+            if data_id is not None or kwargs:
+                raise DataIdError(
+                    "A DatasetRef identifies its dataset; pass no other data ID "
+                    f"(got {dict(data_id or {}) | kwargs})."
+                )
             return dataset_ref_or_type
-        given = {**self.data_id_defaults, **kwargs}
+        dt = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type
+        merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
         return _io.find_ref(
             self.registry,
             dataset_ref_or_type,
-            data_id,
+            merged,
             self._collections_or_default(collections),
-            given,
+            {},
             timespan,
         )
 

@@ -4,6 +4,17 @@ from ._collection_type import CollectionType
 from ._collections import CollectionInfo
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
+from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
 from ._registry import Registry
 
-__all__ = ["CollectionInfo", "CollectionType", "DatasetRef", "DatasetType", "Registry"]
+__all__ = [
+    "CollectionInfo",
+    "CollectionType",
+    "DatasetRef",
+    "DatasetType",
+    "GovernorDefaults",
+    "Registry",
+    "RegistryDefaults",
+    "merge_data_id",
+    "pop_data_id",
+]

@@ -8,6 +8,7 @@ conventions (``findFirst``, ``dataId``, ``*records``, ``datasetType`` …).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -15,6 +16,15 @@ from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, Dime
 from ._collection_type import CollectionType
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
+from ._defaults import GovernorDefaults, merge_data_id
+from ._explain import explain_no_results
+from ._query_results import (
+    DataCoordinateQueryResults,
+    DatasetQueryResults,
+    DimensionRecordQueryResults,
+    QueryOptions,
+    Runner,
+)
 
 if TYPE_CHECKING:
     from ._registry import Registry
@@ -119,14 +129,19 @@ class RegistryCompatMixin:
     def findDataset(
         self,
         datasetType: str | DatasetType,
-        dataId: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | DataCoordinate | None = None,
         *,
-        collections: Sequence[str],
+        collections: Any = None,
         timespan: Timespan | None = None,
+        datastore_records: bool = False,
         **kwargs: Any,
     ) -> DatasetRef | None:
-        return _r(self).find_dataset(
-            datasetType, dataId, collections=collections, timespan=timespan, **kwargs
+        """daf_butler's ``registry.findDataset``: default collections and governors when not given."""
+        reg = _r(self)
+        dt = reg.dataset_types.get_record(datasetType).dataset_type
+        merged = merge_data_id(reg.universe, reg.default_data_id(), dataId, kwargs, dt.dimensions)
+        return reg.find_dataset(
+            datasetType, merged, collections=reg.collections_or_default(collections), timespan=timespan
         )
 
     def getDataset(self, id: Any) -> DatasetRef | None:
@@ -137,69 +152,180 @@ class RegistryCompatMixin:
 
     def queryDatasets(
         self,
-        datasetType: str | DatasetType,
+        datasetType: Any,
         *,
-        collections: Any,
+        collections: Any = None,
         dimensions: Any = None,
-        dataId: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | DataCoordinate | None = None,
         where: str = "",
         findFirst: bool = False,
         bind: Mapping[str, Any] | None = None,
+        check: bool = True,
         **kwargs: Any,
-    ) -> list[DatasetRef]:
-        """daf_butler's ``registry.queryDatasets`` (note its default ``findFirst=False``)."""
-        return _r(self).query_datasets(
-            datasetType, collections, find_first=findFirst, data_id=dataId, where=where, bind=bind, **kwargs
-        )
+    ) -> DatasetQueryResults:
+        """daf_butler's ``registry.queryDatasets`` (note its default ``findFirst=False``).
+
+        ``datasetType`` is a name, a `DatasetType`, a glob or regex, a list of
+        those, or ``...`` for every type; ``collections`` defaults to the
+        butler's.  The results are lazy and refine like daf_butler's
+        (``.expanded()``, ``.order_by()``, ``.limit()``, ``.byParentDatasetType()``).
+        """
+        reg = _r(self)
+        names = reg.collections_or_default(collections)
+        defaults = reg.default_data_id()
+        types = _dataset_type_names(reg, datasetType)
+
+        def runner(name: str) -> Runner:
+            def run(options: QueryOptions) -> list[DatasetRef]:
+                return reg.query_datasets(
+                    name,
+                    names,
+                    find_first=findFirst,
+                    data_id=dataId,
+                    where=where,
+                    bind=bind,
+                    order_by=list(options.order_by) or None,
+                    limit=options.limit,
+                    default_data_id=defaults,
+                    with_dimension_records=options.with_records,
+                    **kwargs,
+                )
+
+            return run
+
+        def explain(subset: Sequence[str] = types) -> list[str]:
+            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
+            return explain_no_results(
+                reg, dataset_types=subset, collections=names, data_id=given, where=where
+            )
+
+        if len(types) == 1:
+            return DatasetQueryResults(runner(types[0]), explain)
+        per_type = {t: DatasetQueryResults(runner(t), lambda t=t: explain([t])) for t in types}  # type: ignore[misc]
+
+        def run_all(options: QueryOptions) -> list[DatasetRef]:
+            rows: list[DatasetRef] = []
+            for t in types:
+                rows += runner(t)(options)
+            return rows[: options.limit] if options.limit is not None else rows
+
+        return DatasetQueryResults(run_all, explain, by_type=per_type)
 
     def queryDataIds(
         self,
         dimensions: Iterable[str] | str,
         *,
-        dataId: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | DataCoordinate | None = None,
         datasets: Any = None,
         collections: Any = None,
         where: str = "",
         bind: Mapping[str, Any] | None = None,
+        check: bool = True,
         **kwargs: Any,
-    ) -> list[DataCoordinate]:
-        return _r(self).query_data_ids(
-            dimensions,
-            data_id=dataId,
-            datasets=datasets,
-            collections=collections,
-            where=where,
-            bind=bind,
-            **kwargs,
-        )
+    ) -> DataCoordinateQueryResults:
+        """daf_butler's ``registry.queryDataIds``; ``datasets`` search the default collections if none are given."""
+        reg = _r(self)
+        dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
+        names = reg.collections_or_default(collections) if datasets else None
+        defaults = reg.default_data_id()
+        types = _dataset_type_names(reg, datasets) if datasets else []
+
+        def run(options: QueryOptions) -> list[DataCoordinate]:
+            return reg.query_data_ids(
+                dims,
+                data_id=dataId,
+                datasets=types or None,
+                collections=names,
+                where=where,
+                bind=bind,
+                order_by=list(options.order_by) or None,
+                limit=options.limit,
+                default_data_id=defaults,
+                with_dimension_records=options.with_records,
+                **kwargs,
+            )
+
+        def explain() -> list[str]:
+            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
+            return explain_no_results(
+                reg, dataset_types=types, collections=names or (), data_id=given, where=where
+            )
+
+        return DataCoordinateQueryResults(run, explain, dimensions=reg.universe.conform(dims))
 
     def expandDataId(
         self,
-        dataId: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | DataCoordinate | None = None,
         *,
         dimensions: Any = None,
+        graph: Any = None,
+        records: Any = None,
+        withDefaults: bool = True,
         **kwargs: Any,
     ) -> DataCoordinate:
-        """daf_butler's ``registry.expandDataId``: implied values and records attached."""
-        return _r(self).expand_data_id(dataId, dimensions=dimensions, **kwargs)
+        """daf_butler's ``registry.expandDataId``: implied values and records attached, governors defaulted."""
+        reg = _r(self)
+        dims = dimensions if dimensions is not None else graph
+        group = reg.universe.conform(dims) if dims is not None else None
+        defaults = reg.default_data_id() if withDefaults else GovernorDefaults()
+        merged = merge_data_id(reg.universe, defaults, dataId, kwargs, group)
+        return reg.expand_data_id(merged, dimensions=group)
 
     def queryDimensionRecords(
         self,
         element: str | DimensionElement,
         *,
-        dataId: Mapping[str, Any] | None = None,
+        dataId: Mapping[str, Any] | DataCoordinate | None = None,
         datasets: Any = None,
         collections: Any = None,
         where: str = "",
         bind: Mapping[str, Any] | None = None,
+        check: bool = True,
         **kwargs: Any,
-    ) -> list[DimensionRecord]:
-        return _r(self).query_dimension_records(
-            element,
-            data_id=dataId,
-            datasets=datasets,
-            collections=collections,
-            where=where,
-            bind=bind,
-            **kwargs,
-        )
+    ) -> DimensionRecordQueryResults:
+        """daf_butler's ``registry.queryDimensionRecords``; ``datasets`` search the default collections."""
+        reg = _r(self)
+        names = reg.collections_or_default(collections) if datasets else None
+        defaults = reg.default_data_id()
+        types = _dataset_type_names(reg, datasets) if datasets else []
+
+        def run(options: QueryOptions) -> list[DimensionRecord]:
+            return reg.query_dimension_records(
+                element,
+                data_id=dataId,
+                datasets=types or None,
+                collections=names,
+                where=where,
+                bind=bind,
+                order_by=list(options.order_by) or None,
+                limit=options.limit,
+                default_data_id=defaults,
+                **kwargs,
+            )
+
+        def explain() -> list[str]:
+            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
+            return explain_no_results(
+                reg, dataset_types=types, collections=names or (), data_id=given, where=where
+            )
+
+        return DimensionRecordQueryResults(run, explain)
+
+
+def _dataset_type_names(registry: Registry, expression: Any) -> list[str]:
+    """Dataset type names from daf_butler's dataset type expressions (name, type, glob, regex, list, ``...``)."""
+    if expression is ...:
+        return [t.name for t in registry.query_dataset_types("*")]
+    items = [expression] if isinstance(expression, str | DatasetType | re.Pattern) else list(expression)
+    names: list[str] = []
+    for item in items:
+        if isinstance(item, DatasetType):
+            names.append(item.name)
+        elif isinstance(item, str) and not any(c in item for c in "*?["):
+            registry.dataset_types.get_record(
+                item
+            )  # an unknown name: MissingDatasetTypeError with a suggestion
+            names.append(item)
+        else:
+            names += [t.name for t in registry.query_dataset_types(item)]
+    return list(dict.fromkeys(names))

@@ -18,7 +18,7 @@ from ..dimensions import (
     DimensionUniverse,
     Timespan,
 )
-from ..errors import DataIdError, MissingCollectionError, RepositoryError
+from ..errors import DataIdError, MissingCollectionError, NoDefaultCollectionError, RepositoryError
 from ._associations import AssociationManager
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager, is_pattern
@@ -28,6 +28,7 @@ from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager
 from ._datasets import DatasetManager
 from ._db import Database
+from ._defaults import GovernorDefaults, RegistryDefaults
 from ._dimension_records import DimensionRecordStorage
 from ._expand import attach_records, has_all_records
 from ._schema import SCHEMA_VERSION, RegistrySchema
@@ -61,6 +62,8 @@ class Registry(RegistryCompatMixin):
         self.associations = AssociationManager(db, self.schema, self.collections, self.dataset_types)
         self.records = DimensionRecordStorage(db, self.schema, universe)
         self.engine = QueryEngine(db, self.schema, universe, self.collections)
+        self.defaults = RegistryDefaults()
+        """What the daf_butler-style (camelCase) methods use when a call names no collections or governors."""
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -148,6 +151,56 @@ class Registry(RegistryCompatMixin):
         self.schema.dataset_tables.clear()
         self.dataset_types.refresh()
         self.collections.refresh()
+
+    def refresh(self) -> None:
+        """See what other processes registered since this registry was opened (daf_butler's ``refresh``).
+
+        Dataset types and collections are cached; governor defaults inferred
+        from the default collections are worked out again on next use.
+        """
+        self.reset_caches()
+        self.defaults.forget()
+
+    def default_data_id(self) -> GovernorDefaults:
+        """The governor values the defaults give (explicit, or inferred from the default collections)."""
+        return self.defaults.data_id(self)
+
+    def governor_values(self, collections: Iterable[str]) -> dict[str, set[Any]]:
+        """The values of each governor dimension among the datasets in ``collections``, in one query.
+
+        Chains are followed; collections that do not exist are ignored (as by
+        daf_butler's defaults, which may name collections made later).
+        """
+        infos: list[CollectionInfo] = []
+        for name in collections:
+            if self.collections.find(name) is not None:
+                infos += self.collections.flatten([name])
+        ids = sorted({info.id for info in infos})
+        governors = set(self.universe.governors)
+        selects = []
+        seen_tables: set[str] = set()
+        for rec in self.dataset_types.all_records():
+            names = [n for n in rec.dataset_type.dimensions.required if n in governors]
+            for table in (rec.tables.tags, rec.tables.calibs):
+                if not ids or not names or table.name in seen_tables:
+                    continue
+                seen_tables.add(table.name)
+                for name in names:
+                    selects.append(
+                        sqlalchemy.select(
+                            sqlalchemy.literal(name).label("governor"),
+                            table.c[name].label("value"),  # governors' keys are names (strings)
+                        )
+                        .where(table.c.collection_id.in_(ids))
+                        .distinct()
+                    )
+        out: dict[str, set[Any]] = {}
+        if not selects:
+            return out
+        with self.db.reading() as conn:
+            for governor, value in conn.execute(sqlalchemy.union(*selects)).all():
+                out.setdefault(governor, set()).add(value)
+        return out
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -249,6 +302,20 @@ class Registry(RegistryCompatMixin):
                 break
         return self.collections.flatten(names)
 
+    def collections_or_default(self, collections: Any) -> list[str]:
+        """``collections`` as a list, or the default collections; `NoDefaultCollectionError` if neither."""
+        if collections is ...:
+            return ["*"]
+        names = _as_list(collections)
+        if names:
+            return names
+        if self.defaults.collections:
+            return list(self.defaults.collections)
+        raise NoDefaultCollectionError(
+            "No collections given and this butler has no default collections; pass collections=[…] "
+            "or create the butler with Butler(root, collections=[…])."
+        )
+
     def resolve_collections(self, collections: Any) -> list[CollectionInfo]:
         """The flattened search path of a collection expression (chains expanded)."""
         return self._search_path(collections)
@@ -288,7 +355,7 @@ class Registry(RegistryCompatMixin):
             where=where,
             bind=dict(bind or {}),
             data_id={**(data_id or {}), **kwargs},
-            default_data_id=dict(default_data_id or {}),
+            default_data_id=default_data_id if default_data_id is not None else {},
             order_by=_as_list(order_by),
             limit=limit,
         )

@@ -11,20 +11,27 @@ import lsst.sphgeom
 from ...dimensions import Dimension, DimensionGroup, DimensionUniverse, coerce_dimension_value
 from ...errors import InvalidQueryError
 from ._ir import (
+    And,
+    Arith,
+    Bound,
     Compare,
     Const,
     DimField,
     DimKey,
     InValues,
     Lit,
+    Neg,
+    Not,
+    Or,
     Overlaps,
     Predicate,
     conjoin,
     iter_columns,
     top_level_terms,
 )
+from ._resolve import check_value
 
-__all__ = ["SpatialPlan", "apply_governors", "constraint_data_id", "extract_spatial"]
+__all__ = ["SpatialPlan", "apply_governors", "check_literals", "constraint_data_id", "extract_spatial"]
 
 
 def apply_governors(
@@ -36,7 +43,12 @@ def apply_governors(
     be constrained when the governor is constrained too; a default data ID
     fills in governors the query leaves open.  Returns the predicate with
     any default constraints added and the (possibly grown) dimensions.
+
+    This is the first step that sees every constraint together, the keyword
+    (data ID) ones included, which the ``where`` resolver never sees; so it
+    also refuses values the database cannot hold (`check_literals`).
     """
+    check_literals(pred)
     needed: set[str] = set()
     referenced: set[str] = set()
     for ref in iter_columns(pred):
@@ -61,12 +73,20 @@ def apply_governors(
         if gov in default_data_id:
             value = coerce_dimension_value(universe, gov, default_data_id[gov])
             pk_type = universe.dimensions[gov].primary_key.type
+            problem = check_value(value, pk_type, f"The default {gov} {value!r}")
+            if problem:
+                raise InvalidQueryError(problem)
             additions.append(Compare("==", DimKey(gov, pk_type), Lit(value, pk_type)))
             full = full.union([gov])
         elif gov in needed:
+            # Defaults that know why they have no value (several instruments in the default
+            # collections) say so; see porter.registry.GovernorDefaults.
+            explain = getattr(default_data_id, "missing_message", None)
+            why = explain(gov) if explain is not None else ""
             raise InvalidQueryError(
                 f"The query constrains a dimension that depends on {gov!r} without constraining {gov!r} "
                 f"itself; add {gov} = '…' to the where expression or pass {gov}='…' (as daf_butler requires)."
+                + (f" Here {why}." if why else "")
             )
     return conjoin(pred, *additions), full
 
@@ -143,6 +163,50 @@ def extract_spatial(
         (fb,) = b_set
         joins.append((full.choose_family_member(fa).name, full.choose_family_member(fb).name))
     return (conjoin(*kept) if kept else Const(True)), SpatialPlan(joins, constraints)
+
+
+def check_literals(pred: Predicate) -> None:
+    """Raise `InvalidQueryError` for a literal no database column can hold.
+
+    Literals written in ``where`` or bound with ``bind=`` were checked by the
+    resolver (with a caret under them); this catches the ones from keyword
+    data-ID constraints (``visit=2**70``, ``instrument="HSC\\x00"``), which
+    `coerce_dimension_value` accepts as the right Python type, and which the
+    SQLite driver would answer with ``OverflowError`` and PostgreSQL's with
+    ``ValueError``.  Iterative, so it costs no stack however the predicate
+    nests.
+    """
+    stack: list[Any] = [pred]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, Lit):
+            problem = check_value(x.value, x.type, f"The value {x.value!r:.80}")
+            if problem:
+                raise InvalidQueryError(problem)
+        elif isinstance(x, And | Or):
+            stack.extend(x.items)
+        elif isinstance(x, Not):
+            stack.append(x.item)
+        elif isinstance(x, Neg):
+            stack.append(x.a)
+        elif isinstance(x, Bound):
+            stack.append(x.operand)
+        elif isinstance(x, Compare | Overlaps | Arith):
+            if isinstance(x, Compare) and isinstance(x.a, DimKey) and isinstance(x.b, Lit):
+                _check_constraint(x.a, x.b)
+            stack.extend((x.a, x.b))
+        elif isinstance(x, InValues):
+            stack.append(x.a)
+            stack.extend(x.values)
+        elif hasattr(x, "a"):
+            stack.append(x.a)
+
+
+def _check_constraint(key: DimKey, lit: Lit) -> None:
+    """A data-ID constraint's value, named by its dimension so the message points at the keyword."""
+    problem = check_value(lit.value, lit.type, f"The value {lit.value!r:.80} for {key.dimension}")
+    if problem:
+        raise InvalidQueryError(problem)
 
 
 def constraint_data_id(pred: Predicate) -> dict[str, Any]:
