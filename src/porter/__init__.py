@@ -7,15 +7,43 @@ needs little more than a changed import::
     butler = Butler.create("repo/")
     butler.import_("export.yaml")
     refs = butler.query_datasets("calexp", collections=["run"], where="band = 'r'")
+
+The names below are loaded on first use (PEP 562): ``import porter`` alone
+costs nothing, so ``porter --help`` and every command that does not need a
+butler start without importing SQLAlchemy, astropy, pyarrow or scipy.
+``from porter import Butler`` and ``from porter import *`` work as before.
+The exception family (``porter.errors``, light) is imported eagerly, so names
+added there are re-exported without touching this file.
 """
 
-from .butler import Butler, FileDataset
-from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
-from .registry import CollectionInfo, CollectionType, DatasetRef, DatasetType
+
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
+    from .butler import Butler, FileDataset
+    from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
+    from .registry import CollectionInfo, CollectionType, DatasetRef, DatasetType
 
 __version__ = "0.1.0"
+
+_LAZY: dict[str, str] = {
+    "Butler": ".butler",
+    "FileDataset": ".butler",
+    "DataCoordinate": ".dimensions",
+    "DimensionRecord": ".dimensions",
+    "DimensionUniverse": ".dimensions",
+    "Timespan": ".dimensions",
+    "CollectionInfo": ".registry",
+    "CollectionType": ".registry",
+    "DatasetRef": ".registry",
+    "DatasetType": ".registry",
+}
+"""Public name → the subpackage that defines it, imported when the name is first asked for."""
 
 __all__ = [
     "Butler",
@@ -30,3 +58,18 @@ __all__ = [
     "Timespan",
     *_errors_all,
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's subpackage on first use and cache the name in this module."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'porter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names including the lazy ones, so tab completion and ``dir(porter)`` list them."""
+    return sorted(set(globals()) | set(__all__))

@@ -1,20 +1,20 @@
-"""The ``porter`` command: repository subcommands named as in Rubin's ``butler``."""
+"""The ``porter`` command: repository subcommands named as in Rubin's ``butler``.
 
-from __future__ import annotations
+Start-up time matters (``porter --help`` is what a new user runs first), so
+this module and every command module import only Typer, Rich and the standard
+library at the top; the butler (SQLAlchemy, astropy, pyarrow …) is imported
+inside the command functions that need it.  ``tests/test_cli_startup.py``
+holds that line.
+"""
 
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from ..butler import Butler
-from ..dimensions import Timespan, tai_nsec_from_time
 from ..errors import PorterError
-from ..registry import CollectionType
-from ..registry.expr import parse_time_literal
 from ._output import (
     console,
     data_id_rows,
@@ -24,6 +24,11 @@ from ._output import (
     records_rows,
     refs_rows,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..butler import Butler
 
 app = typer.Typer(
     name="porter",
@@ -81,7 +86,10 @@ def _bind(values: list[str] | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _open(repo: Path, **kwargs: Any) -> Iterator[Butler]:
+def _open(repo: Path, **kwargs: Any) -> Iterator["Butler"]:
+    """The repository's butler, closed when the command is done (imported here: see the module's doc)."""
+    from ..butler import Butler
+
     butler = Butler(repo, **kwargs)
     try:
         yield butler
@@ -89,7 +97,10 @@ def _open(repo: Path, **kwargs: Any) -> Iterator[Butler]:
         butler.close()
 
 
-def _progress() -> Progress:
+def _progress() -> "Progress":
+    """A transient Rich progress bar for long operations (on the console, so --json output stays clean)."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
@@ -127,6 +138,8 @@ def create(
         porter create repo/
         porter create repo/ --registry postgresql://postgres@127.0.0.1:5432/porter --namespace dr1
     """
+    from ..butler import Butler
+
     butler = Butler.create(
         repo, registry=registry, namespace=namespace, datastore=datastore, overwrite=overwrite
     )
@@ -224,7 +237,7 @@ def export(
         porter export repo/ dims.yaml --all-dimensions
         porter export repo/ export.yaml -c HSC/runs/ci_hsc --directory /data/handover --transfer copy
     """
-    with _open(repo) as butler, _progress() as progress:
+    with _open(repo, collections=_split(collections) or None) as butler, _progress() as progress:
         task = progress.add_task("Exporting", total=None)
 
         def step(description: str, total: int) -> None:
@@ -277,7 +290,7 @@ def query_datasets(
     colls = _split(collections)
     if not colls:
         raise typer.BadParameter("Give the collections to search with --collections/-c.")
-    with _open(repo) as butler:
+    with _open(repo, collections=colls) as butler:
         butler.registry.resolve_collections(colls)  # unknown collections are errors, even with no types
         types = butler.query_dataset_types(_split(dataset_types) or "*")
         rows: list[dict[str, Any]] = []
@@ -298,7 +311,7 @@ def query_datasets(
 
 
 def query_refs(
-    butler: Butler, dataset_types: list[str] | None, collections: list[str], where: str, find_first: bool
+    butler: "Butler", dataset_types: list[str] | None, collections: list[str], where: str, find_first: bool
 ) -> list[Any]:
     """Datasets of the named types (globs; default all) in ``collections`` matching ``where``."""
     if not collections:
@@ -338,7 +351,7 @@ def query_data_ids(
         porter query-data-ids repo/ tract patch visit --where "instrument = 'HSC' AND skymap = 'hsc_rings_v1'"
         porter query-data-ids repo/ visit --where "instrument = 'HSC' AND visit.region OVERLAPS POINT(150.1, 2.2)"
     """
-    with _open(repo) as butler:
+    with _open(repo, collections=_split(collections) or None) as butler:
         ids = butler.query_data_ids(
             _split(dimensions),
             where=where,
@@ -376,7 +389,7 @@ def query_dimension_records(
         porter query-dimension-records repo/ detector --where "instrument = 'HSC' AND detector.purpose = 'SCIENCE'"
         porter query-dimension-records repo/ visit --where "instrument='HSC'" --order-by -visit.exposure_time --limit 5
     """
-    with _open(repo) as butler:
+    with _open(repo, collections=_split(collections) or None) as butler:
         records = butler.query_dimension_records(
             element,
             where=where,
@@ -414,6 +427,8 @@ def query_collections(
         porter query-collections repo/
         porter query-collections repo/ 'HSC/runs/*' --collection-type RUN
     """
+    from ..registry import CollectionType
+
     mode = chains.upper()
     if mode not in ("TABLE", "TREE", "FLATTEN", "NO-CHILDREN"):
         raise typer.BadParameter(f"--chains {chains!r}: use TABLE, TREE, FLATTEN or NO-CHILDREN.")
@@ -552,6 +567,8 @@ def remove_runs(
 
         porter remove-runs repo/ 'u/me/test*' --no-confirm
     """
+    from ..registry import CollectionType
+
     with _open(repo) as butler:
         runs = butler.collections.query(_split(collections), CollectionType.RUN)
         if not runs:
@@ -585,6 +602,9 @@ def certify_calibrations(
 
         porter certify-calibrations repo/ u/me/bias-run HSC/calib bias --begin-date 2013-01-01 --end-date 2014-01-01
     """
+    from ..dimensions import Timespan, tai_nsec_from_time
+    from ..registry import CollectionType
+    from ..registry.expr import parse_time_literal
 
     def to_nsec(text: str | None) -> int | None:
         if text is None:

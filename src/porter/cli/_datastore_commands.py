@@ -1,15 +1,16 @@
 """``porter`` subcommands about stored files: fsck, ingest-files, retrieve-artifacts, transfer-datasets, prune-datasets."""
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from ._app import CollectionsOpt, JsonOpt, RepoArg, WhereOpt, _open, _progress, _split, app, query_refs
 from ._output import console, handle_errors, print_rows, refs_rows
+
+if TYPE_CHECKING:
+    from ..datastore import FsckReport
 
 
 @app.command()
@@ -34,11 +35,13 @@ def fsck(
 ) -> None:
     """Check the files of a repository against its registry.
 
-    Finds interrupted writes and removals, files no dataset uses, temporary
-    files, orphan files, missing files, size (and with --checksums, content)
-    mismatches, and datasets registered without files.  --repair never deletes
-    a file the registry refers to; orphan files are moved to .porter-orphans/.
-    Exits with status 1 if anything unrepaired remains.
+    Finds interrupted writes and removals, files no dataset uses, orphan
+    files, missing files, size (and with --checksums, content) mismatches,
+    and datasets registered without files.  Temporaries that killed writers
+    left are listed apart as garbage: not damage (status 0 if nothing else is
+    wrong), removed by --repair; a running writer's are left alone.  --repair
+    never deletes a file the registry refers to; orphan files are moved to
+    .porter-orphans/.  Exits with status 1 if unrepaired damage remains.
 
     Examples:
 
@@ -51,21 +54,45 @@ def fsck(
             repair=repair, checksums=checksums, grace=grace, progress=lambda s: status.update(s)
         )
     rows = [
-        {"finding": f.kind, "path": f.path, "detail": f.detail, "repaired": f.repaired}
+        {"finding": f.kind, "path": f.path, "detail": f.detail, "repaired": f.repaired, "garbage": f.garbage}
         for f in report.findings
     ]
     if as_json:
         print_rows(rows, as_json=True)
-    elif rows:
-        print_rows(rows, title=f"{len(rows)} finding(s)")
-    if not as_json:
-        console.print(
-            f"Checked {report.artifacts_checked} artifact(s) and {report.files_seen} file(s): "
-            + (", ".join(f"{n} {k}" for k, n in report.counts().items()) or "no problems")
-            + "."
-        )
-    if any(not f.repaired and f.kind != "datasets without files" for f in report.findings):
+    else:
+        _print_fsck(report, rows)
+    if any(not (f.repaired or f.garbage) and f.kind != "datasets without files" for f in report.findings):
         raise typer.Exit(1)
+
+
+def _print_fsck(report: FsckReport, rows: list[dict[str, Any]]) -> None:
+    """fsck's tables and summary: damage first, then the garbage of interrupted writes (which is no damage)."""
+    damage = [{k: v for k, v in r.items() if k != "garbage"} for r in rows if not r["garbage"]]
+    garbage = [{k: v for k, v in r.items() if k != "garbage"} for r in rows if r["garbage"]]
+    if damage:
+        print_rows(damage, title=f"{len(damage)} finding(s)")
+    if garbage:
+        print_rows(garbage, title=f"{len(garbage)} left by interrupted writes (garbage, not damage)")
+
+    def tally(found: list[dict[str, Any]]) -> str:
+        counts: dict[str, int] = {}
+        for r in found:
+            counts[r["finding"]] = counts.get(r["finding"], 0) + 1
+        return ", ".join(f"{n} {k}" for k, n in counts.items())
+
+    console.print(
+        f"Checked {report.artifacts_checked} artifact(s) and {report.files_seen} file(s): "
+        + (tally(damage) or "no problems")
+        + "."
+    )
+    if garbage:
+        done = all(r["repaired"] for r in garbage)
+        console.print(
+            f"Garbage from interrupted writes: {tally(garbage)}"
+            + (", removed." if done else " (not damage; `porter fsck --repair` removes it).")
+        )
+    if report.in_progress:
+        console.print(f"Left alone: {report.in_progress} temporary file(s) of writes still running.")
 
 
 # --- ingest-files ---------------------------------------------------------------------------------------
@@ -187,7 +214,7 @@ def retrieve_artifacts(
 
         porter retrieve-artifacts repo/ ./calexps -d calexp -c HSC/runs/RC2 --where "visit = 1228"
     """
-    with _open(repo) as butler:
+    with _open(repo, collections=_split(collections) or None) as butler:
         refs = query_refs(butler, _split(dataset_type), _split(collections), where, find_first)
         with console.status(f"retrieving {len(refs)} dataset(s)"):
             written = butler.retrieve_artifacts(
@@ -226,7 +253,7 @@ def transfer_datasets(
 
         porter transfer-datasets main/ mine/ -d calexp -c HSC/runs/RC2 --where "visit = 1228"
     """
-    with _open(source) as src, _open(dest) as dst:
+    with _open(source, collections=_split(collections) or None) as src, _open(dest) as dst:
         refs = query_refs(src, _split(dataset_type), _split(collections), where, find_first)
         with console.status(f"transferring {len(refs)} dataset(s)"):
             moved = dst.transfer_from(
@@ -284,7 +311,7 @@ def prune_datasets(
     tags = _split(disassociate_tags)
     if not (purge or unstore or tags):
         raise typer.BadParameter("Say what to do: --purge RUN, --unstore and/or --disassociate-tags TAG.")
-    with _open(repo) as butler:
+    with _open(repo, collections=colls or None) as butler:
         refs = query_refs(butler, _split(dataset_type), colls, where, not find_all)
         if purge:
             refs = [r for r in refs if r.run == purge]

@@ -8,19 +8,20 @@ work (a Parquet summary and a YAML record stored per real visit, part of one
 read back, every file checked).
 """
 
-from __future__ import annotations
-
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from lsst.sphgeom import LonLat, UnitVector3d
 
-from ..butler import Butler
 from ._app import app
 from ._output import console, handle_errors, print_rows
+
+if TYPE_CHECKING:  # imported where used, so `porter --help` does not pay for them
+    from lsst.sphgeom import UnitVector3d
+
+    from ..butler import Butler
 
 DEFAULT_EXPORT = Path("..") / "shared" / "data" / "butler-exports" / "hsc-rc2-subset.yaml"
 
@@ -42,6 +43,8 @@ def demo(
     """
     if not export_file.exists():
         raise typer.BadParameter(f"{export_file} not found; pass --export-file PATH/hsc-rc2-subset.yaml.")
+    from ..butler import Butler
+
     t0 = time.perf_counter()
     butler = Butler.create(repo, registry=registry, overwrite=True)
     counts = butler.import_(export_file)
@@ -104,7 +107,7 @@ def demo(
     butler.close()
 
 
-def _store_and_read(butler: Butler, instrument: str) -> None:
+def _store_and_read(butler: "Butler", instrument: str) -> None:
     """Store a catalog made from the real visit records and read part of it back, then check every file."""
     import pyarrow as pa
 
@@ -146,8 +149,10 @@ def _store_and_read(butler: Butler, instrument: str) -> None:
     )
 
 
-def _lon_lat(centre: UnitVector3d | None) -> tuple[float | None, float | None]:
+def _lon_lat(centre: "UnitVector3d | None") -> tuple[float | None, float | None]:
     if centre is None:
         return None, None
+    from lsst.sphgeom import LonLat
+
     ll = LonLat(centre)
     return ll.getLon().asDegrees(), ll.getLat().asDegrees()

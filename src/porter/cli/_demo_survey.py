@@ -8,25 +8,20 @@ the science check — the measured zero points and astrometry against the
 truth the generator put in.
 """
 
-from __future__ import annotations
-
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
-from ..butler import Butler
-from ..demo import COLLECTIONS, SurveySpec, generate_survey
-from ..demo._checks import astrometric_residuals
-from ..demo._rehearsal import rehearse_release
-from ..pipeline import Pipeline, RunState, dataset_provenance, report_run
 from ._app import _progress, app
 from ._output import console, handle_errors, print_rows
 from ._pipeline_commands import _executor, _options, _print_report, _step_row, _submit
+
+if TYPE_CHECKING:
+    from ..butler import Butler
 
 DRP = Path(__file__).resolve().parent.parent / "demo" / "pipelines" / "drp.yaml"
 RUN = "u/demo/drp"
@@ -55,6 +50,13 @@ def demo_survey(
 
         porter demo-survey --repo /tmp/survey -j 4
     """
+    # The demo's generator and checks pull in scipy, astropy and the pipeline machinery: imported
+    # here, not at the top, so that other commands (and --help) do not pay for them.
+    from ..butler import Butler
+    from ..demo import COLLECTIONS, SurveySpec, generate_survey
+    from ..demo._rehearsal import rehearse_release
+    from ..pipeline import Pipeline, report_run
+
     if (repo / "porter.yaml").exists():
         shutil.rmtree(repo)
     elif repo.exists() and any(repo.iterdir()):
@@ -135,8 +137,13 @@ def demo_survey(
         raise typer.Exit(1)
 
 
-def science_checks(butler: Butler, truth: dict[str, Any]) -> list[dict[str, Any]]:
+def science_checks(butler: "Butler", truth: dict[str, Any]) -> list[dict[str, Any]]:
     """Step-1 zero points and astrometry compared with what the generator put in (and later-step metrics)."""
+    import numpy as np
+
+    from ..demo._checks import astrometric_residuals
+    from ..pipeline import RunState
+
     visits = {v["id"]: v for v in truth["visits"]}
     state = RunState(butler.registry.db)
     zp_offsets, zp_errors = [], []
@@ -188,8 +195,10 @@ def science_checks(butler: Butler, truth: dict[str, Any]) -> list[dict[str, Any]
     return checks
 
 
-def _show_provenance(butler: Butler) -> None:
+def _show_provenance(butler: "Butler") -> None:
     """One line tracing an objectTable back to its raw, through the quanta that made each dataset."""
+    from ..pipeline import dataset_provenance
+
     refs = butler.query_datasets("objectTable", RUN, limit=1)
     if not refs:
         return

@@ -1,21 +1,21 @@
 """Output helpers: Rich tables for people, JSON for scripts, errors without tracebacks."""
 
-from __future__ import annotations
-
 import functools
 import json
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..dimensions import DataCoordinate, DimensionRecord, Timespan
 from ..errors import PorterError
-from ..registry import DatasetRef
+
+if TYPE_CHECKING:  # porter.dimensions pulls in astropy and sphgeom; output helpers must stay light
+    from ..dimensions import DataCoordinate, DimensionRecord
+    from ..registry import DatasetRef
 
 __all__ = ["console", "err_console", "handle_errors", "print_json", "print_rows", "records_rows", "refs_rows"]
 
@@ -41,10 +41,20 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _is_timespan(value: Any) -> bool:
+    """Whether ``value`` is a porter Timespan, without importing porter.dimensions to find out.
+
+    A Timespan can only exist once its module was imported, so its absence from
+    ``sys.modules`` answers the question for free.
+    """
+    module = sys.modules.get("porter.dimensions")
+    return module is not None and isinstance(value, module.Timespan)
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, uuid.UUID):
         return str(value)
-    if isinstance(value, Timespan):
+    if _is_timespan(value):
         b, e = value.begin, value.end
         return {"begin": None if b is None else b.isot, "end": None if e is None else e.isot}
     if isinstance(value, bytes):
@@ -63,7 +73,7 @@ def print_json(rows: Iterable[dict[str, Any]]) -> None:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
-    if isinstance(value, Timespan):
+    if _is_timespan(value):
         return str(value)
     if type(value).__module__.startswith("lsst.sphgeom"):
         return type(value).__name__
@@ -91,13 +101,13 @@ def print_rows(rows: Sequence[dict[str, Any]], title: str | None = None, as_json
     console.print(table)
 
 
-def data_id_rows(data_ids: Iterable[DataCoordinate]) -> list[dict[str, Any]]:
+def data_id_rows(data_ids: Iterable["DataCoordinate"]) -> list[dict[str, Any]]:
     return [d.to_dict() for d in data_ids]
 
 
-def refs_rows(refs: Iterable[DatasetRef]) -> list[dict[str, Any]]:
+def refs_rows(refs: Iterable["DatasetRef"]) -> list[dict[str, Any]]:
     return [{"type": r.dataset_type.name, "run": r.run, "id": r.id, **r.data_id.to_dict()} for r in refs]
 
 
-def records_rows(records: Iterable[DimensionRecord]) -> list[dict[str, Any]]:
+def records_rows(records: Iterable["DimensionRecord"]) -> list[dict[str, Any]]:
     return [r.to_dict() for r in records]

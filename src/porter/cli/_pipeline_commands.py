@@ -7,43 +7,32 @@ the PIPELINE argument (``drp.yaml#step1``), ``-i`` input collections,
 ``-j`` processes, ``--skip-existing-in``, ``--extend-run``, ``--clobber-outputs``.
 """
 
-from __future__ import annotations
-
 import contextlib
 import datetime
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import Progress, TaskID
 
-from ..butler import Butler
 from ..errors import PipelineDefinitionError
-from ..pipeline import (
-    ExecutionOptions,
-    Executor,
-    InProcessExecutor,
-    LocalPoolExecutor,
-    ParslExecutor,
-    Pipeline,
-    QuantumGraph,
-    RunReport,
-    RunSummary,
-    StepResult,
-    build_quantum_graph,
-    dataset_provenance,
-    execute_graph,
-    report_run,
-    restart_run,
-    run_prov_json,
-    site_config,
-    submit_steps,
-)
-from ..registry import CollectionType
 from ._app import BindOpt, JsonOpt, RepoArg, _bind, _open, _progress, _split, app
 from ._output import console, err_console, handle_errors, print_rows
+
+if TYPE_CHECKING:  # the pipeline machinery is imported inside the commands, so `porter --help` stays fast
+    from rich.progress import Progress, TaskID
+
+    from ..butler import Butler
+    from ..pipeline import (
+        ExecutionOptions,
+        Executor,
+        Pipeline,
+        QuantumGraph,
+        RunReport,
+        RunSummary,
+        StepResult,
+    )
 
 pipeline_app = typer.Typer(
     name="pipeline",
@@ -101,7 +90,9 @@ ClusterOpt = Annotated[
 ]
 
 
-def _executor(jobs: int, executor: str | None, site: str | None) -> Executor:
+def _executor(jobs: int, executor: str | None, site: str | None) -> "Executor":
+    from ..pipeline import InProcessExecutor, LocalPoolExecutor, ParslExecutor, site_config
+
     kind = "parsl" if site else executor or ("pool" if jobs > 1 else "in-process")
     if kind == "in-process":
         return InProcessExecutor()
@@ -112,14 +103,18 @@ def _executor(jobs: int, executor: str | None, site: str | None) -> Executor:
     raise typer.BadParameter(f"--executor {kind!r}: choose in-process, pool or parsl.")
 
 
-def _options(retries: int, timeout: float | None, memory: float | None) -> ExecutionOptions:
+def _options(retries: int, timeout: float | None, memory: float | None) -> "ExecutionOptions":
+    from ..pipeline import ExecutionOptions
+
     if retries < 0:
         raise typer.BadParameter("--retries must be 0 or more.")
     return ExecutionOptions(retries=retries, timeout=timeout, memory_limit_mb=memory)
 
 
-def _outputs(butler: Butler, inputs: list[str], output_run: str | None, output: str | None) -> str:
+def _outputs(butler: "Butler", inputs: list[str], output_run: str | None, output: str | None) -> str:
     """The RUN to write; with ``--output``, a new timestamped run chained in front of the inputs."""
+    from ..registry import CollectionType
+
     if output_run:
         if output:
             butler.registry.collections.register(output_run, CollectionType.RUN)
@@ -151,7 +146,7 @@ def _quanta_progress(total: int, title: str) -> Iterator[Callable[[str, int], No
         yield update
 
 
-def _summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
+def _summary_rows(summary: "RunSummary") -> list[dict[str, Any]]:
     return [{"status": k, "quanta": v} for k, v in sorted(summary.counts.items())]
 
 
@@ -194,6 +189,8 @@ def qgraph(
 
         porter pipeline qgraph repo pipelines/drp.yaml -i SynthCam/defaults --output-run u/me/drp --mermaid drp.mmd -q drp.qgraph
     """
+    from ..pipeline import Pipeline
+
     pipe = Pipeline.from_uri(pipeline)
     if mermaid:
         mermaid.write_text(pipe.mermaid())
@@ -217,8 +214,8 @@ def qgraph(
 
 
 def _build(
-    butler: Butler,
-    pipe: Pipeline,
+    butler: "Butler",
+    pipe: "Pipeline",
     inputs: list[str],
     run: str | None,
     where: str,
@@ -226,7 +223,9 @@ def _build(
     skip: list[str],
     extend_run: bool,
     clobber: bool,
-) -> QuantumGraph:
+) -> "QuantumGraph":
+    from ..pipeline import build_quantum_graph
+
     if not inputs:
         raise typer.BadParameter("Give the input collections with -i/--input.")
     if not run:
@@ -247,7 +246,7 @@ def _build(
         )
 
 
-def _print_graph(graph: QuantumGraph, as_json: bool, saved: Path | None) -> None:
+def _print_graph(graph: "QuantumGraph", as_json: bool, saved: Path | None) -> None:
     summary = graph.summary()
     if as_json:
         console.print_json(json.dumps({**summary, "saved": str(saved) if saved else None}))
@@ -313,6 +312,8 @@ def run(
 
         porter pipeline run repo pipelines/drp.yaml -i SynthCam/defaults --output-run u/me/drp --site slurm.yaml
     """
+    from ..pipeline import Pipeline, QuantumGraph, execute_graph
+
     with _open(repo) as butler:
         if qgraph_file is not None:
             graph = QuantumGraph.load(qgraph_file, butler.dimensions)
@@ -349,7 +350,7 @@ def run(
         raise typer.Exit(1)
 
 
-def _print_summary(summary: RunSummary, as_json: bool) -> None:
+def _print_summary(summary: "RunSummary", as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(summary.to_dict()))
         return
@@ -416,6 +417,8 @@ def submit(
 
         porter pipeline submit repo pipelines/drp.yaml -i SynthCam/defaults --output-run u/me/drp --site slurm.yaml
     """
+    from ..pipeline import Pipeline, report_run
+
     pipe = Pipeline.from_uri(pipeline)
     wanted = _split([steps]) if steps else [s.label for s in pipe.steps()]
     if not wanted:
@@ -449,8 +452,8 @@ def submit(
 
 
 def _submit(
-    butler: Butler,
-    pipe: Pipeline,
+    butler: "Butler",
+    pipe: "Pipeline",
     steps: list[str],
     inputs: list[str],
     run_name: str,
@@ -459,14 +462,16 @@ def _submit(
     group_by: str,
     group_size: int,
     max_failure_rate: float,
-    ex: Executor,
-    options: ExecutionOptions,
+    ex: "Executor",
+    options: "ExecutionOptions",
     cluster_by: str | None,
-) -> list[StepResult]:
+) -> list["StepResult"]:
+    from ..pipeline import submit_steps
+
     with ex, _progress() as progress:
         bars: dict[str, TaskID] = {}
 
-        def on_group(step: str, index: int, n: int, graph: QuantumGraph) -> Callable[[str, int], None]:
+        def on_group(step: str, index: int, n: int, graph: "QuantumGraph") -> Callable[[str, int], None]:
             if step not in bars:
                 bars[step] = progress.add_task(f"{step}", total=0)
             bar = bars[step]
@@ -495,7 +500,7 @@ def _submit(
         )
 
 
-def _advance(progress: Progress, bar: TaskID, status: str, n: int) -> None:
+def _advance(progress: "Progress", bar: "TaskID", status: str, n: int) -> None:
     progress.update(bar, advance=n)
     if status != "succeeded":
         task = progress.tasks[bar]
@@ -508,7 +513,7 @@ def _step_row(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, **{k: counts.get(k, 0) for k in ("succeeded", "failed", "blocked", "lost")}}
 
 
-def _print_submission(results: list[StepResult], report: RunReport, as_json: bool) -> None:
+def _print_submission(results: list["StepResult"], report: "RunReport", as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps({"steps": [r.to_dict() for r in results], "report": report.to_dict()}))
         return
@@ -544,9 +549,10 @@ def restart(
 
         porter pipeline restart repo u/me/drp -j 4
     """
-    with _open(repo) as butler:
-        from ..pipeline._report import unfinished
+    from ..pipeline import restart_run
+    from ..pipeline._report import unfinished
 
+    with _open(repo) as butler:
         todo = unfinished(butler, run_name)
         with (
             _executor(jobs, executor, site) as ex,
@@ -579,6 +585,8 @@ def report(
 
         porter pipeline report repo u/me/drp --json
     """
+    from ..pipeline import report_run
+
     with _open(repo, writeable=False) as butler:
         result = report_run(butler, run_name)
     if as_json:
@@ -587,7 +595,7 @@ def report(
     _print_report(result)
 
 
-def _print_report(result: RunReport) -> None:
+def _print_report(result: "RunReport") -> None:
     data = result.to_dict()
     rows = [{"task": label, **values} for label, values in data["tasks"].items()]
     rows.append({"task": "[bold]total[/]", **data["totals"]})
@@ -619,6 +627,8 @@ def provenance(
 
         porter provenance repo --run u/me/drp --export prov.json
     """
+    from ..pipeline import dataset_provenance, run_prov_json
+
     with _open(repo, writeable=False) as butler:
         if export is not None:
             if not run_name:

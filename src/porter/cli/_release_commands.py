@@ -1,20 +1,19 @@
 """``porter release …``: plans, checks, confirmations, waivers, sign-offs, findings, the go-public gate, the audit log."""
 
-from __future__ import annotations
-
 import contextlib
 import datetime
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pyarrow.parquet as pq
 import typer
 
-from ..release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
 from ._app import JsonOpt, _progress, app
 from ._output import console, err_console, handle_errors, print_json, print_rows
+
+if TYPE_CHECKING:  # porter.release pulls in the butler, DuckDB and pyarrow: imported inside the commands
+    from ..release import Release
 
 release_app = typer.Typer(
     name="release",
@@ -38,7 +37,9 @@ TodayOpt = Annotated[
 
 
 @contextlib.contextmanager
-def _release(name: str, plans: Path) -> Iterator[Release]:
+def _release(name: str, plans: Path) -> Iterator["Release"]:
+    from ..release import Release
+
     rel = Release.open(name, plans)
     try:
         yield rel
@@ -87,6 +88,8 @@ def init(
 
         porter release init DP3 --like DP2 --shift-days 182
     """
+    from ..release import PlanError, dump_plan, like, load_plan, rubin_template
+
     path = plans / f"{name}.yaml"
     if path.exists() and not force:
         raise PlanError(f"{path} exists; edit it, or pass --force to replace it.")
@@ -225,6 +228,8 @@ def missing(
 
         porter release missing DP2 --checkpoint images --json > missing.json
     """
+    import pyarrow.parquet as pq
+
     rows: list[dict[str, Any]] = []
     with _release(name, plans) as rel:
         state = rel.state()
@@ -505,4 +510,4 @@ def finding_list(name: NameArg, plans: PlansOpt = Path("releases"), as_json: Jso
     print_rows(findings, title=f"findings of {name}", as_json=as_json)
 
 
-__all__ = ["GateError", "release_app"]
+__all__ = ["release_app"]

@@ -1,21 +1,10 @@
 """``porter schema …``: compare a Felis table with a Parquet catalog or a live PostgreSQL table, and check conformance."""
 
-from __future__ import annotations
-
 import json
 from typing import Annotated
 
 import typer
 
-from ..schema import (
-    CatalogSource,
-    check_rules,
-    conformance,
-    load_schema,
-    postgres_columns,
-    schema_diff,
-    table_of,
-)
 from ._app import JsonOpt, app
 from ._output import console, handle_errors, print_rows
 
@@ -54,6 +43,8 @@ def diff(
 
         porter schema diff dp1 Visit --postgres postgresql://postgres@127.0.0.1/dp1 --namespace dp1
     """
+    from ..schema import CatalogSource, load_schema, postgres_columns, schema_diff, table_of  # DuckDB, Felis
+
     if (parquet is None) == (postgres is None):
         raise typer.BadParameter("Give exactly one of --parquet PATH and --postgres URL.")
     felis_table = table_of(load_schema(schema), table)
@@ -95,6 +86,8 @@ def check(
 
         porter schema check dp1 Source --parquet catalogs/Source/ --reference Visit=catalogs/Visit/
     """
+    from ..schema import CatalogSource, check_rules, conformance, load_schema, table_of  # DuckDB, Felis
+
     refs = {}
     for r in reference or []:
         name, _, path = r.partition("=")
