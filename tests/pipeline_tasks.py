@@ -1,12 +1,16 @@
 """Small tasks for testing the pipeline machinery on the synthetic survey's raws.
 
 Each reads real raw FITS images; their behaviour (fail, be flaky, sleep,
-allocate) is switched by config so one pipeline file can exercise each path.
-Marker files make a failure happen a set number of times across processes.
+allocate, wait at a gate) is switched by config so one pipeline file can
+exercise each path.  Marker files make a failure happen a set number of times
+across processes, and a gate file holds a quantum mid-run until the test has
+done what it needed to (killed its worker) or for ever (until a limit fires):
+tests synchronise on files, not on how long something takes.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,25 @@ class StatsConfig(TaskConfig):
     """Raise TransientError once per data ID, remembered by a marker file in this directory."""
     sleep: float = 0.0
     allocate_mb: int = 0
+    """Hold this much memory while waiting at the gate (released at once if there is none)."""
+    gate: str | None = None
+    """Wait until this file exists, after touching ``<gate>.<pid>`` so a test knows the quantum is there."""
+    gate_detector: int | None = None
+    """Only this detector's quanta wait at the gate (None: every quantum)."""
+
+
+GATE_GIVES_UP = 600.0
+"""Seconds a quantum waits at a gate nobody opens before failing: a broken test fails instead of hanging."""
+
+
+def wait_at_gate(gate: Path) -> None:
+    """Announce this process at ``gate`` and block until the file exists (a limit may interrupt the wait)."""
+    gate.with_name(f"{gate.name}.{os.getpid()}").touch()
+    gives_up = time.monotonic() + GATE_GIVES_UP
+    while not gate.exists():
+        if time.monotonic() > gives_up:
+            raise RuntimeError(f"nobody opened the gate {gate} (a test forgot to, or a limit never fired)")
+        time.sleep(0.02)
 
 
 class ImageStatsTask(Task):
@@ -50,10 +73,10 @@ class ImageStatsTask(Task):
                 raise TransientError("the file system hiccupped (test)")
         if config.sleep:
             time.sleep(config.sleep)
-        if config.allocate_mb:
-            block = np.ones(config.allocate_mb * 2**20 // 8)
-            time.sleep(0.5)
-            del block
+        block = np.ones(config.allocate_mb * 2**20 // 8) if config.allocate_mb else None
+        if config.gate and config.gate_detector in (None, data_id["detector"]):
+            wait_at_gate(Path(config.gate))
+        del block
         image = raw.image
         med = float(np.median(image))
         self.measure("median", med, "count")

@@ -182,11 +182,13 @@ def execute_quantum(
             record.error_type = record.message = None
         except Exception as exc:
             _remove_outputs(butler, quantum)
-            transient = _is_transient(exc)
+            # A limit that fired is the reason, even if code it interrupted re-raised it as another error.
+            error: BaseException = usage.exceeded if usage is not None and usage.exceeded else exc
+            transient = _is_transient(error)
             record.status = FAILED
-            record.error_type = type(exc).__name__
-            record.message = f"{exc}"[:2000] or type(exc).__name__
-            record.message += "\n" + "".join(traceback.format_exception(exc)[-6:])[-4000:]
+            record.error_type = type(error).__name__
+            record.message = f"{error}"[:2000] or type(error).__name__
+            record.message += "\n" + "".join(traceback.format_exception(error)[-6:])[-4000:]
             if transient and attempt <= options.retries:
                 time.sleep(options.backoff * 2 ** (attempt - 1))
                 continue

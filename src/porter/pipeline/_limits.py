@@ -4,9 +4,12 @@ The timeout is a real-time interval timer; the memory limit is a watchdog
 thread sampling the process's resident set and interrupting the main thread
 when it passes the limit.  Both raise in the task's own code, so the
 quantum fails cleanly (outputs removed, error recorded) and the worker goes
-on with the next one.  They need the main thread (signals are delivered
-there); elsewhere they are not enforced and the peak memory is still
-reported.
+on with the next one.  The limit's error is also kept on the `Usage`: the
+interrupt lands wherever the quantum happens to be, and code it passes
+through (a datastore read reporting any decoding failure as a damaged file)
+may turn it into another error; the run records the limit, not that.
+They need the main thread (signals are delivered there); elsewhere they are
+not enforced and the peak memory is still reported.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class Usage:
 
     cpu: float = 0.0
     max_rss_mb: float = 0.0
+    exceeded: QuantumTimeoutError | MemoryLimitError | None = None
+    """The error a limit raised into the quantum, if one fired."""
 
 
 def _rss_bytes() -> int:
@@ -73,12 +78,14 @@ def limits(timeout: float | None, memory_mb: float | None, what: str) -> Iterato
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
 
     def on_alarm(signum: int, frame: object) -> None:
-        raise QuantumTimeoutError(f"{what} ran longer than its timeout of {timeout:g} s.")
+        usage.exceeded = QuantumTimeoutError(f"{what} ran longer than its timeout of {timeout:g} s.")
+        raise usage.exceeded
 
     def on_memory(signum: int, frame: object) -> None:
-        raise MemoryLimitError(
+        usage.exceeded = MemoryLimitError(
             f"{what} used {peak[0] / 2**20:.0f} MB, more than its memory limit of {memory_mb:g} MB."
         )
+        raise usage.exceeded
 
     old_alarm = old_usr1 = None
     if main and timeout:
