@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from conftest import load
 from porter import Butler
 from porter.cli import app
 from porter.datastore import ORPHANS_AREA
+from porter.datastore._uri import Writer
 
 RUN = "u/fsck/run"
 runner = CliRunner()
@@ -26,6 +29,14 @@ def butler(tmp_path: Path, datastore_root: str | None) -> Butler:
     b = Butler(tmp_path / "repo", run=RUN)
     b.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
     return b
+
+
+def dead_writer() -> Writer:
+    """The writer identity of a process that has exited (and been reaped), as a killed writer's would be."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    writer = Writer.of(child.pid)  # while it runs: its start time is in /proc
+    child.communicate()
+    return writer
 
 
 def _put(butler: Butler, detector: int, value: object = None) -> object:
@@ -49,7 +60,10 @@ def test_each_finding_and_its_repair(butler: Butler) -> None:
     uri52.write(data.replace(b"x", b"y"))  # same size, other content
     butler.registry.remove_datasets([refs[53]])  # registry-only removal: file left unreferenced
     root.join("stray/notes.txt").write(b"someone's file")  # orphan
-    root.join(".porter-tmp/abc.yaml").write(b"half")  # temporary file
+    dead = f".porter-tmp/{dead_writer().token}.abc.yaml"
+    root.join(dead).write(b"half")  # a killed writer's temporary: garbage
+    live = f".porter-tmp/{Writer.current().token}.def.yaml"
+    root.join(live).write(b"half")  # a running writer's (this process): left alone
     butler.registry.insert_datasets("summary", [{**CCD, "detector": 55}], RUN)  # no file
     butler.datastore.reserve(
         [
@@ -72,6 +86,9 @@ def test_each_finding_and_its_repair(butler: Butler) -> None:
     }
     assert kinds["orphan file"].path == "stray/notes.txt"
     assert kinds["datasets without files"].path == "summary"
+    assert kinds["temporary file"].path == dead and kinds["temporary file"].garbage
+    assert [f.kind for f in report.garbage] == ["temporary file"] and report.in_progress == 1
+    assert not report.ok and not any(f.garbage for f in report.damage)
     assert "interrupted write" in butler.fsck(grace=0).counts()  # the young journal row, once old enough
 
     repaired = butler.fsck(repair=True, checksums=True)
@@ -80,6 +97,7 @@ def test_each_finding_and_its_repair(butler: Butler) -> None:
     # Referenced files are never deleted, even damaged ones.
     assert butler.get_uri(refs[51]).exists() and butler.get_uri(refs[52]).exists()
     assert root.join(f"{ORPHANS_AREA}/stray/notes.txt").read() == b"someone's file"
+    assert not root.join(dead).exists() and root.join(live).read() == b"half"
     assert not root.join("stray/notes.txt").exists()
     after = butler.fsck(checksums=True).counts()
     assert after == {
@@ -115,7 +133,7 @@ def test_cli(butler: Butler) -> None:
     found = runner.invoke(app, ["fsck", repo, "--json"])
     assert found.exit_code == 1
     assert json.loads(found.stdout) == [
-        {"finding": "orphan file", "path": "stray.bin", "detail": "", "repaired": False}
+        {"finding": "orphan file", "path": "stray.bin", "detail": "", "repaired": False, "garbage": False}
     ]
     fixed = runner.invoke(app, ["fsck", repo, "--repair"])
     assert fixed.exit_code == 0 and "1 orphan file" in fixed.output

@@ -9,13 +9,23 @@ the repository consistent (see `_records` for the journal):
    artifacts stored and record each dataset's location.
 
 If step 2 or 3 fails, `abandon` deletes what was written and the journal rows.
+
+Files are formatted into a temporary first, named for the writing process
+(`porter.datastore._uri.Writer`).  A writer killed there leaves the
+temporary behind: garbage, not damage (no dataset refers to it).  The first
+write of each `Datastore` sweeps the temporaries of writers that are gone
+(`sweep_temporaries`: one directory listing), and ``porter fsck`` reports
+and ``--repair`` removes them wherever they are; a running writer's
+temporary is never touched.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -32,16 +42,22 @@ from ._records import WRITING, DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
 from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
-from ._uri import ArtifactExistsError, LocalURI, ResourceURI
+from ._uri import ArtifactExistsError, LocalURI, ResourceURI, classify_temporary, temporary_name
 from .formatters import Formatter, ReadParameterError
 
-__all__ = ["TEMP_AREA", "Datastore", "WritePlan"]
+__all__ = ["STALE_AFTER", "TEMP_AREA", "Datastore", "WritePlan"]
 
 _TAKEN_BLOCK = 10_000
 """Paths checked per query when reserving (bounds the ``IN`` list)."""
 
 TEMP_AREA = ".porter-tmp"
 """Directory below a local datastore root where files are formatted before they are moved into place."""
+
+STALE_AFTER = 3600.0
+"""Seconds without a change after which a temporary whose writer cannot be checked (another host) is garbage.
+
+A writer on this host is checked directly (`porter.datastore._uri.Writer`);
+this bound is for the others, and is ``porter fsck``'s default grace too."""
 
 
 @dataclass
@@ -92,6 +108,8 @@ class Datastore:
         self._templates = {name: PathTemplate(text) for name, text in templates.items()}
         self._formatters: dict[str, Formatter] = {}
         self._checked: dict[Any, PathTemplate] = {}  # template by dataset type, once checked
+        self._swept = False  # whether this instance has swept dead writers' temporaries yet
+        self._scratch_area: Path | None = None
 
     # --- naming ------------------------------------------------------------------------------------
 
@@ -219,7 +237,16 @@ class Datastore:
         return Adoption(source, resolved, path, uri, fmt, storage_class, [r.id for r in refs])
 
     def reserve(self, plans: Sequence[WritePlan | Adoption]) -> None:
-        """Journal the paths (committed now); a path already in use is a `ConflictingDefinitionError`."""
+        """Journal the paths (committed now); a path already in use is a `ConflictingDefinitionError`.
+
+        The first call of each instance also sweeps the temporaries that
+        killed writers left (`sweep_temporaries`), so that garbage does not
+        pile up between runs of ``porter fsck --repair``.
+        """
+        if not self._swept:
+            self._swept = True
+            with contextlib.suppress(OSError):  # housekeeping: never a reason to fail a write
+                self.sweep_temporaries()
         paths = [p.path for p in plans]
         states = [p.journal_state if isinstance(p, Adoption) else WRITING for p in plans]
         if len(set(paths)) != len(paths):
@@ -264,19 +291,65 @@ class Datastore:
 
     @contextlib.contextmanager
     def _scratch(self, plan: WritePlan) -> Iterator[Path]:
-        """A temporary local file to format into: in the root's temp area when the root is local
-        (so moving it into place is a rename), in the system's temp directory otherwise."""
+        """A temporary local file to format into, named for this process (so a sweeper can tell whether its
+        writer still runs): in the root's temp area when the root is local (so moving it into place is a
+        rename), in this user's scratch directory in the system's temp directory otherwise."""
+        area = self.temporary_area()
         if isinstance(self.root, LocalURI):
-            area = self.root.path / TEMP_AREA
             area.mkdir(parents=True, exist_ok=True)
-        else:
-            area = Path(tempfile.gettempdir())
-        tmp = area / f"{plan.dataset_id.hex}{plan.formatter.extension}"
+        tmp = area / temporary_name(plan.dataset_id.hex, plan.formatter.extension)
         try:
             yield tmp
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+
+    def temporary_area(self) -> Path:
+        """The local directory where this datastore formats files before moving or uploading them.
+
+        ``<root>/.porter-tmp`` for a local root.  For S3, a directory private
+        to this user in the system's temp directory, shared by all of the
+        user's repositories: the writers' tokens in the names, not the
+        repository, tell the sweeper what it may delete.
+        """
+        if isinstance(self.root, LocalURI):
+            return self.root.path / TEMP_AREA
+        if self._scratch_area is None:
+            self._scratch_area = _private_scratch_area()
+        return self._scratch_area
+
+    def sweep_temporaries(self, grace: float = STALE_AFTER) -> list[str]:
+        """Delete the temporaries in `temporary_area` that no running writer will finish; return their names.
+
+        One directory listing, and for each file a check of its writer (a
+        signal-0 ``kill`` and a read of ``/proc``): a temporary of a process
+        of this host that has exited, or of a writer that cannot be checked
+        from here and untouched for ``grace`` seconds (see
+        `porter.datastore._uri.classify_temporary`).  A live writer's
+        temporary stays, whatever ``grace``.  Files next to artifacts (copies
+        in progress) are not in this area; ``porter fsck --repair`` finds those.
+        """
+        area = self.temporary_area()
+        if area == Path(tempfile.gettempdir()):
+            return []  # no private scratch area (see _private_scratch_area): not porter's alone to sweep
+        try:
+            entries = list(os.scandir(area))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        now = time.time()
+        removed: list[str] = []
+        for entry in entries:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if not stat.S_ISREG(info.st_mode):
+                    continue
+                stale, _ = classify_temporary(entry.name, info.st_mtime, grace, now)
+                if stale:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+            except FileNotFoundError:  # another sweeper (or its writer) was first
+                continue
+        return removed
 
     def record(self, conn: sqlalchemy.Connection, plans: Sequence[WritePlan | Adoption]) -> None:
         """Inside the registering transaction: the artifacts are stored, here is where each dataset is."""
@@ -414,6 +487,24 @@ class Datastore:
                     _prune_empty_parents(uri.path.parent, self.root.path)
         with self.db.transaction() as conn:
             self.tables.forget(conn, paths)
+
+
+def _private_scratch_area() -> Path:
+    """``porter-scratch-<uid>`` in the system's temp directory, created private to this user.
+
+    Falls back to the temp directory itself if that name is taken by something
+    this user does not own (then the next writer cannot sweep, but nothing
+    is written where another user controls it).
+    """
+    base = Path(tempfile.gettempdir())
+    uid = os.getuid()
+    area = base / f"porter-scratch-{uid}"
+    try:
+        area.mkdir(mode=0o700, exist_ok=True)
+        info = area.lstat()
+    except OSError:
+        return base
+    return area if stat.S_ISDIR(info.st_mode) and info.st_uid == uid else base
 
 
 def _extension(name: str) -> str:

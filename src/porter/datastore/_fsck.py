@@ -10,7 +10,8 @@ interrupted write             a put/ingest/transfer died after            delete
 interrupted removal           a removal died after the registry commit    delete the file, drop the row
 unreferenced artifact         stored file no dataset points to any more   delete the file, drop the row
                               (datasets removed through the registry)
-temporary file                a formatter's scratch file left by a crash  delete it
+temporary file (garbage)      a temporary left by a writer that is gone   delete it
+                              (killed mid-write)
 orphan file                   a file below the root porter has no         move it to .porter-orphans/
                               record of                                   (never deleted)
 missing file                  a dataset's file is gone                    none: report (prune or restore)
@@ -22,7 +23,16 @@ datasets without files        registered without a file (an import        none: 
 
 Journal rows younger than ``grace`` seconds are left alone: they may belong
 to a write in progress in another process.  A file the registry refers to
-is never deleted.  The registry's own files, ``.porter-orphans/`` and
+is never deleted.
+
+Temporaries are *garbage*, not damage: no dataset refers to them, so the
+repository is consistent with them there.  They are reported apart
+(`Finding.garbage`, `FsckReport.garbage`) and do not make `FsckReport.ok`
+false.  Each temporary is named for the process that made it, so a
+temporary of a writer still running on this host is left alone, whatever
+``grace`` (counted in `FsckReport.in_progress`); one of a writer on another
+host counts as garbage once untouched for ``grace`` seconds (see
+`porter.datastore._uri.classify_temporary`).  The registry's own files, ``.porter-orphans/`` and
 ``releases/`` (release plans, manifests and reports) are porter's, not
 orphans.
 """
@@ -38,7 +48,7 @@ import sqlalchemy
 
 from ._checksum import checksum_stream
 from ._records import ADOPTING, DELETING, STORED, WRITING
-from ._uri import LocalURI, ResourceURI
+from ._uri import LocalURI, ResourceURI, classify_temporary
 
 if TYPE_CHECKING:
     from ._datastore import Datastore
@@ -55,20 +65,45 @@ repository).  A file there that is no artifact is no orphan: moving it would bre
 
 @dataclass
 class Finding:
+    """One thing fsck found: its kind (see the module docstring), the path it concerns, and what was done."""
+
     kind: str
     path: str
     detail: str = ""
     repaired: bool = False
+    garbage: bool = False
+    """Leftovers of an interrupted write that no dataset refers to: the repository is consistent with them
+    there, so they are not damage; ``--repair`` removes them."""
 
 
 @dataclass
 class FsckReport:
+    """What `fsck` found: damage, garbage from interrupted writes, and how much it looked at."""
+
     findings: list[Finding] = field(default_factory=list)
     artifacts_checked: int = 0
     files_seen: int = 0
+    in_progress: int = 0
+    """Temporaries of writes still running, left alone."""
+
+    @property
+    def damage(self) -> list[Finding]:
+        """The findings that are not garbage: something the registry and the files disagree on."""
+        return [f for f in self.findings if not f.garbage]
+
+    @property
+    def garbage(self) -> list[Finding]:
+        """Leftovers of interrupted writes (a consistent repository may have them; ``--repair`` removes them)."""
+        return [f for f in self.findings if f.garbage]
 
     @property
     def ok(self) -> bool:
+        """True when nothing is damaged; garbage from interrupted writes does not count (see `clean`)."""
+        return not self.damage
+
+    @property
+    def clean(self) -> bool:
+        """True when fsck found nothing at all, garbage included."""
         return not self.findings
 
     def counts(self) -> dict[str, int]:
@@ -162,11 +197,22 @@ def fsck(
             if actual != artifact.checksum:
                 report.findings.append(Finding("checksum mismatch", path, f"{actual} != {artifact.checksum}"))
     known = set(artifacts)
+    wall_clock = time.time()
     for relative in sorted(set(files) - known):
         if _is_temporary(relative):
-            finding = Finding("temporary file", relative)
+            uri = root.join(relative)
+            try:
+                stale, why = classify_temporary(
+                    relative.rsplit("/", 1)[-1], uri.modified(), grace, wall_clock
+                )
+            except FileNotFoundError:  # its writer finished (or gave up) since the listing
+                continue
+            if not stale:
+                report.in_progress += 1
+                continue
+            finding = Finding("temporary file", relative, why, garbage=True)
             if repair:
-                root.join(relative).remove()
+                uri.remove()
                 finding.repaired = True
         else:
             finding = Finding("orphan file", relative, f"moved to {ORPHANS_AREA}/" if repair else "")

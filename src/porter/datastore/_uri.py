@@ -11,28 +11,217 @@ Writes never expose a partial object: a local file is written to a
 temporary name in the same directory and renamed (or hard-linked, when it
 must not replace an existing file); an S3 PUT is atomic by nature, and
 ``exclusive=True`` adds ``If-None-Match: *`` so two writers cannot both win.
+
+A writer killed mid-write leaves its temporary behind.  Every temporary porter
+makes carries the `Writer` token of the process that made it (PID, process
+start time, host), so that a sweeper can tell a dead writer's garbage from a
+file another process is still writing (`classify_temporary`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from ..errors import PorterError
 
-__all__ = ["S3URI", "ArtifactExistsError", "LocalURI", "ResourceURI"]
+__all__ = [
+    "DEAD",
+    "LIVE",
+    "S3URI",
+    "UNKNOWN",
+    "ArtifactExistsError",
+    "LocalURI",
+    "ResourceURI",
+    "Writer",
+    "classify_temporary",
+    "temporary_name",
+]
 
 
 class ArtifactExistsError(PorterError, FileExistsError):
     """An exclusive write found something already at the URI."""
+
+
+# --- who wrote a temporary -------------------------------------------------------------------------
+
+LIVE, DEAD, UNKNOWN = "live", "dead", "unknown"
+"""What `Writer.state` can tell about a writer: still running, certainly gone, or not checkable from here."""
+
+_TOKEN = re.compile(r"(?:^|\.)(w([0-9]{1,10})-([0-9]{1,20})-([0-9a-f]{16}))\.")
+"""A `Writer.token` inside a temporary's name: ``w<pid>-<start>-<machine>`` followed by a dot."""
+_HOST_DIGITS = 10
+"""Leading hex digits of `Writer.machine` naming the host and PID namespace (the rest name the boot)."""
+_UNKNOWN_BOOT = "0" * (16 - _HOST_DIGITS)
+
+
+@dataclass(frozen=True)
+class Writer:
+    """The process that made a temporary file: enough to tell later whether it still runs.
+
+    A PID alone is not enough: PIDs are reused, and they mean nothing on
+    another host or in another PID namespace (a container).  So a writer is
+    its PID, its start time (clock ticks after boot, from ``/proc/<pid>/stat``:
+    a process that reuses the PID started later), and a ``machine`` tag
+    hashing the host name with the PID namespace (where PIDs are comparable)
+    and the boot ID (after a reboot every earlier writer is gone).  Tags are
+    hashes so that a temporary's name stays short.  The token goes into the
+    names of temporaries (and can go into the write journal, to tell a dead
+    writer's interrupted write from a running one).
+    """
+
+    pid: int
+    started: int
+    """Start time in clock ticks after boot; 0 where ``/proc`` does not tell (then only the PID is checked)."""
+    machine: str
+    """16 hex digits: 10 for the host name and PID namespace, 6 for the boot (zeros if unknown)."""
+
+    @property
+    def token(self) -> str:
+        """The writer as it appears in file names: ``w<pid>-<start>-<machine>`` (no dots, no slashes)."""
+        return f"w{self.pid}-{self.started}-{self.machine}"
+
+    @classmethod
+    def parse(cls, name: str) -> Writer | None:
+        """The writer named in a temporary's file name (the last token in it), or None for a name without one."""
+        found = _TOKEN.findall(name)
+        if not found:
+            return None
+        _, pid, started, machine = found[-1]
+        return cls(int(pid), int(started), machine)
+
+    @classmethod
+    def current(cls) -> Writer:
+        """This process (computed once per process; a forked child computes its own)."""
+        global _CURRENT
+        pid = os.getpid()
+        if _CURRENT is None or _CURRENT.pid != pid:
+            _CURRENT = cls.of(pid)
+        return _CURRENT
+
+    @classmethod
+    def of(cls, pid: int) -> Writer:
+        """The running process ``pid`` of this machine (its start time read from ``/proc``)."""
+        stat = _proc_stat(pid)
+        return cls(pid, stat[1] if stat else 0, _machine())
+
+    def state(self) -> str:
+        """`LIVE`, `DEAD` or `UNKNOWN` (another host or namespace, or no ``/proc`` to rule out a reused PID).
+
+        Errs towards `LIVE`/`UNKNOWN`: a sweeper deletes only what is `DEAD`,
+        or `UNKNOWN` and untouched for longer than any write takes.
+        """
+        me = Writer.current()
+        if self.pid <= 0 or self.machine[:_HOST_DIGITS] != me.machine[:_HOST_DIGITS]:
+            return UNKNOWN
+        boot, my_boot = self.machine[_HOST_DIGITS:], me.machine[_HOST_DIGITS:]
+        if _UNKNOWN_BOOT not in (boot, my_boot) and boot != my_boot:
+            return DEAD  # made before this host last booted
+        if self.pid == me.pid:
+            return LIVE if self.started == me.started else DEAD
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return DEAD
+        except PermissionError:
+            pass  # another user's process: it exists
+        stat = _proc_stat(self.pid)
+        if stat is None:
+            return UNKNOWN  # no /proc here (or it hides other users' processes): cannot rule out PID reuse
+        status, started = stat
+        if status in ("Z", "X"):
+            return DEAD  # killed, not yet reaped by its parent
+        if not self.started:
+            return UNKNOWN
+        return LIVE if started == self.started else DEAD  # otherwise a later process reuses the PID
+
+
+_CURRENT: Writer | None = None
+_MACHINE: str | None = None
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """``(state, start time in ticks)`` of process ``pid`` from ``/proc``, or None if it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _machine() -> str:
+    """This process's `Writer.machine` tag (the same for every process of one host, namespace and boot)."""
+    global _MACHINE
+    if _MACHINE is None:
+        try:
+            namespace = str(os.stat("/proc/self/ns/pid").st_ino)
+        except OSError:
+            namespace = ""
+        host = hashlib.blake2b(f"{socket.gethostname()}\0{namespace}".encode(), digest_size=8).hexdigest()
+        try:
+            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+                boot = hashlib.blake2b(f.read().strip(), digest_size=8).hexdigest()
+        except OSError:
+            boot = _UNKNOWN_BOOT
+        _MACHINE = host[:_HOST_DIGITS] + boot[: 16 - _HOST_DIGITS]
+    return _MACHINE
+
+
+def classify_temporary(
+    name: str, modified: float, grace: float, now: float | None = None
+) -> tuple[bool, str]:
+    """Whether the temporary file ``name`` (last modified at ``modified``, epoch seconds) is garbage, and why.
+
+    Garbage is a temporary whose writer is `DEAD`, or whose writer cannot be
+    checked from here (another host, or a name without a writer, made by an
+    older porter) and which nobody has modified for ``grace`` seconds — a
+    write in progress keeps its temporary's modification time fresh.  The
+    reason is for people: which writer, and why it counts as gone (or not).
+    """
+    writer = Writer.parse(name)
+    state = writer.state() if writer is not None else UNKNOWN
+    if writer is not None and state == DEAD:
+        return True, f"left by process {writer.pid} of this host, which has exited"
+    if state == LIVE:
+        return False, f"being written by process {writer.pid if writer else '?'}"
+    age = max(0.0, (time.time() if now is None else now) - modified)
+    if writer is None:
+        whose = "a writer it does not name (an older porter)"
+    elif writer.machine[:_HOST_DIGITS] != _machine()[:_HOST_DIGITS]:
+        whose = "a writer on another host"
+    else:
+        whose = f"process {writer.pid}, which cannot be checked here"
+    if age >= grace:
+        return True, f"from {whose}, untouched for {_duration(age)}"
+    return False, f"from {whose}, modified {_duration(age)} ago (may still be writing)"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
+
+
+def temporary_name(stem: str, suffix: str = "") -> str:
+    """A temporary's file name carrying this process's writer token: ``<token>.<stem><suffix>``."""
+    return f"{Writer.current().token}.{stem}{suffix}"
 
 
 class ResourceURI(ABC):
@@ -100,6 +289,13 @@ class ResourceURI(ABC):
 
     @abstractmethod
     def read(self) -> bytes: ...
+
+    def modified(self) -> float:
+        """Last modification time (epoch seconds); `FileNotFoundError` if absent.
+
+        Tells a sweeper whether a temporary of a writer it cannot check is still being written.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not report modification times.")
 
     @abstractmethod
     def open_read(self) -> IO[bytes]:
@@ -190,6 +386,9 @@ class LocalURI(ResourceURI):
     def size(self) -> int:
         return self.path.stat().st_size
 
+    def modified(self) -> float:
+        return self.path.stat().st_mtime
+
     def read(self) -> bytes:
         return self.path.read_bytes()
 
@@ -201,9 +400,18 @@ class LocalURI(ResourceURI):
         yield self.path
 
     def _temporary(self) -> Path:
-        """A unique temporary name next to the target (same file system: rename is atomic)."""
+        """A unique temporary name next to the target (same file system: rename is atomic).
+
+        The name carries the writer's token, so that ``porter fsck`` can tell a
+        killed writer's leftover from a copy in progress; the target's name in
+        it (for people) is cut short so that the whole stays within NAME_MAX.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".porter-tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{self.path.name[:120]}.{Writer.current().token}.",
+            suffix=".porter-tmp",
+            dir=self.path.parent,
+        )
         os.close(fd)
         return Path(tmp)
 
@@ -362,6 +570,15 @@ class S3URI(ResourceURI):
             if _is_missing(exc):
                 raise FileNotFoundError(str(self)) from None
             raise
+
+    def modified(self) -> float:
+        try:
+            head = s3_client().head_object(Bucket=self.bucket, Key=self.key)
+        except Exception as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(str(self)) from None
+            raise
+        return float(head["LastModified"].timestamp())
 
     def read(self) -> bytes:
         try:
