@@ -65,7 +65,7 @@ def fsck(
         raise typer.Exit(1)
 
 
-def _print_fsck(report: FsckReport, rows: list[dict[str, Any]]) -> None:
+def _print_fsck(report: "FsckReport", rows: list[dict[str, Any]]) -> None:
     """fsck's tables and summary: damage first, then the garbage of interrupted writes (which is no damage)."""
     damage = [{k: v for k, v in r.items() if k != "garbage"} for r in rows if not r["garbage"]]
     garbage = [{k: v for k, v in r.items() if k != "garbage"} for r in rows if r["garbage"]]
