@@ -181,3 +181,40 @@ def test_demo_main_job_runs_as_a_console_script(tmp_path: Path) -> None:
         assert len(refs) == 160
         visit = refs[0].data_id["visit"]
         assert butler.get(refs[0])["visit"].to_pylist() == [visit]
+
+
+LONG_RUN = "u/someone/long-collection-name/run-20270104T00"
+LONG_TYPE = "deepCoadd_forcedPhotometry_with_a_long_dataset_type_name"
+
+
+def piped(*args: object, columns: str | None = None) -> str:
+    """`porter ARGS` as a console script with stdout to a pipe (not a terminal), as `| grep` sees it."""
+    env = {"PATH": "/usr/bin:/bin"} | ({"COLUMNS": columns} if columns else {})
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("porter")), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_tables_in_a_pipe_keep_values_whole(cli_repo: Path) -> None:
+    """Output to a pipe is not folded at 80 columns: each name sits whole on one line."""
+    with Butler(cli_repo) as butler:
+        butler.collections.register(LONG_RUN, "RUN")
+        butler.collections.redefine_chain("u/someone/chain", [LONG_RUN, "imported_g", "imported_r"])
+        butler.register_dataset_type(LONG_TYPE, ["instrument", "visit", "detector"], "ArrowTable")
+    out = piped("query-collections", cli_repo)
+    assert any(LONG_RUN in line for line in out.splitlines()), out
+    children = next(line for line in out.splitlines() if "u/someone/chain" in line)
+    assert f"{LONG_RUN}, imported_g, imported_r" in children, out
+    out = piped("query-dataset-types", cli_repo)
+    assert any(LONG_TYPE in line and "ArrowTable" in line for line in out.splitlines()), out
+    # COLUMNS is honoured: at 80 the list of children wraps, the name column keeps names whole.
+    out = piped("query-collections", cli_repo, columns="80")
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+    assert any(LONG_RUN in line for line in out.splitlines()), out
+    assert "imported_g" in out and "u/someone/chain" in out

@@ -2,13 +2,14 @@
 
 import functools
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from ..errors import PorterError
@@ -19,8 +20,37 @@ if TYPE_CHECKING:  # porter.dimensions pulls in astropy and sphgeom; output help
 
 __all__ = ["console", "err_console", "handle_errors", "print_json", "print_rows", "records_rows", "refs_rows"]
 
-console = Console()
-err_console = Console(stderr=True)
+NOT_A_TERMINAL_WIDTH = 10_000
+"""Width of the console when the output is a pipe or a file and COLUMNS is not set: tables get
+the width their content needs, so a collection name or dataset type is never broken across
+lines for ``grep`` or ``awk`` (Rich's default of 80 columns folded them mid-word)."""
+
+
+class _Console(Console):
+    """A Rich console that does not wrap output going to a pipe or a file, unless ``COLUMNS`` says to.
+
+    In a terminal, the terminal's width applies as usual.
+    """
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; for a pipe or file without ``COLUMNS``, wide enough not to wrap."""
+        size = super().size
+        if (
+            self._width is None
+            and not self.is_terminal
+            and not os.environ.get("COLUMNS", "").strip().isdigit()
+        ):
+            return ConsoleDimensions(NOT_A_TERMINAL_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
+console = _Console()
+err_console = _Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,12 +123,44 @@ def print_rows(rows: Sequence[dict[str, Any]], title: str | None = None, as_json
         for k in r:
             if k not in columns:
                 columns.append(k)
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     table = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        table.add_column(c, overflow="fold")
-    for r in rows:
-        table.add_row(*[_cell(r.get(c)) for c in columns])
+    for c, width in zip(columns, _fit(columns, cells, console.width)):
+        table.add_column(c, overflow="fold", width=width)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
+
+
+def _fit(columns: list[str], cells: list[list[str]], width: int) -> list[int | None]:
+    """Column widths for a table that must fit ``width`` (None: as wide as its content).
+
+    Names, IDs and numbers (cells without inner spaces) are kept whole: when the
+    table is too wide for the terminal, the columns of free text (messages, lists
+    of children, dimension lists) share the room that is left and wrap at their
+    spaces.  Only when even that cannot work do all columns fold evenly (Rich's
+    own fallback) — values are then broken, never cut off.
+    """
+    from rich.cells import cell_len
+
+    n = len(columns)
+    natural = [max(cell_len(c), *(cell_len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    room = width - (n + 1) - 2 * n  # vertical borders, one space of padding each side of a cell
+    if sum(natural) <= room:
+        return [None] * n
+    free = [i for i in range(n) if any(" " in row[i].strip() for row in cells)]
+    left = room - sum(w for i, w in enumerate(natural) if i not in free)
+    minimum = 8
+    if not free or left < minimum * len(free):
+        return [None] * n
+    total = sum(natural[i] for i in free)
+    widths: list[int | None] = [None] * n
+    for i in free:
+        widths[i] = max(minimum, left * natural[i] // total)
+    while sum(w or natural[i] for i, w in enumerate(widths)) > room:  # the minimum may have overshot
+        widest = max(free, key=lambda i: widths[i] or 0)
+        widths[widest] = (widths[widest] or minimum) - 1
+    return widths
 
 
 def data_id_rows(data_ids: Iterable["DataCoordinate"]) -> list[dict[str, Any]]:
