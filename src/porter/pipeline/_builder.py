@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ..dimensions import DataCoordinate, DimensionGroup
-from ..dimensions._elements import SkyPixDimension
+from ..dimensions import DataCoordinate, DimensionGroup, SkyPixDimension
 from ..errors import MissingCollectionError, QuantumGraphBuildError
 from ..registry import CollectionType, DatasetRef, DatasetType
 from ..registry._dataset_ref import new_dataset_id_hexes
