@@ -1,5 +1,5 @@
 """The project's own promises: the README's two commands, CI running the same one after lint and type
-checks, and DESIGN.md's import arrows."""
+checks, DESIGN.md's import arrows, and tests that assert behaviour rather than elapsed time."""
 
 from __future__ import annotations
 
@@ -281,3 +281,89 @@ def test_the_arrow_check_sees_what_it_must(tmp_path: Path) -> None:
     imports = {(i.importer, i.target) for i in porter_imports()}
     assert ("porter.pipeline._execution", "porter") in imports  # `from .. import __version__` in a function
     assert ("porter.pipeline._state", "porter.registry._db") in imports  # under TYPE_CHECKING
+
+
+# --- Tests assert behaviour, never elapsed time (DESIGN.md) --------------------------------------
+
+CLOCKS = {
+    f"time.{c}{ns}" for c in ("time", "perf_counter", "monotonic", "process_time") for ns in ("", "_ns")
+}
+
+
+def _reads_clock(node: ast.AST, elapsed: set[str]) -> bool:
+    return any(
+        (isinstance(n, ast.Call) and ast.unparse(n.func) in CLOCKS)
+        or (isinstance(n, ast.Name) and n.id in elapsed)
+        for n in ast.walk(node)
+    )
+
+
+def elapsed_time_problems(directory: Path) -> list[str]:
+    """Asserts in ``directory``'s test files that read a clock, and Hypothesis tests with a deadline.
+
+    An assert reading a clock directly, or a variable assigned a clock difference, bounds elapsed
+    time; so does Hypothesis's default 200 ms per-example deadline.  Waiting loops with a deadline
+    that only stops a hang are fine: they assert what happened, not when.
+    """
+    problems = []
+    for path in sorted(directory.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        elapsed = {
+            t.id
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.BinOp)
+            and isinstance(n.value.op, ast.Sub)
+            and _reads_clock(n.value, set())
+            for t in n.targets
+            if isinstance(t, ast.Name)
+        }
+        for node in ast.walk(tree):
+            where = f"{path.name}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Assert) and _reads_clock(node.test, elapsed):
+                problems.append(f"{where}: asserts on elapsed time: {ast.unparse(node.test)}")
+            if isinstance(node, ast.FunctionDef) and any(
+                "given" in ast.unparse(d) for d in node.decorator_list
+            ):
+                settings = [
+                    ast.unparse(d) for d in node.decorator_list if ast.unparse(d).startswith("settings(")
+                ]
+                if not any("deadline=None" in s for s in settings):
+                    problems.append(
+                        f"{where}: Hypothesis test {node.name} keeps the 200 ms per-example deadline"
+                    )
+    return problems
+
+
+def test_tests_do_not_bound_elapsed_time() -> None:
+    """A test that passes on a quiet machine and fails on a busy one blocks a correct change (DESIGN.md)."""
+    problems = elapsed_time_problems(ROOT / "tests")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_elapsed_time_check_sees_what_it_must(tmp_path: Path) -> None:
+    """It catches a clock in an assert, an elapsed variable and a Hypothesis deadline; not a hang guard."""
+    (tmp_path / "test_x.py").write_text(
+        "import time\n"
+        "def test_bound():\n"
+        "    started = time.perf_counter()\n"
+        "    assert time.perf_counter() - started < 4\n"
+        "def test_elapsed():\n"
+        "    t0 = time.monotonic()\n"
+        "    elapsed = time.monotonic() - t0\n"
+        "    assert elapsed < 4\n"
+        "@settings(max_examples=5)\n"
+        "@given(st.integers())\n"
+        "def test_property(n):\n"
+        "    assert n == n\n"
+        "@settings(deadline=None)\n"
+        "@given(st.integers())\n"
+        "def test_fine_property(n):\n"
+        "    assert n == n\n"
+        "def test_hang_guard(proc):\n"
+        "    give_up = time.monotonic() + 600\n"
+        "    while proc.poll() is None and time.monotonic() < give_up:\n"
+        "        time.sleep(0.1)\n"
+        "    assert proc.poll() == 0\n"
+    )
+    assert sorted(int(p.split(":")[1]) for p in elapsed_time_problems(tmp_path)) == [4, 8, 11]
