@@ -87,7 +87,7 @@ def test_ingest_files_bad_table_changes_nothing(repo: Path, tmp_path: Path) -> N
     assert "src-11.parquet" in output
     assert "key=value" in run("ingest-files", repo, "src", RUN, table_file, "--data-id", "HSC", ok=False)
     with Butler(repo) as b:
-        assert b.query_datasets("src", "*", find_first=False) == []
+        assert b.query_datasets("src", "*", find_first=False, explain=False) == []
 
 
 def test_transfer_export_import_prune(repo: Path, tmp_path: Path) -> None:
@@ -112,6 +112,6 @@ def test_transfer_export_import_prune(repo: Path, tmp_path: Path) -> None:
     assert len(listed) == 2
     run("prune-datasets", third, RUN, "--purge", RUN, "--no-confirm")
     with Butler(third) as b:
-        assert b.query_datasets("src", RUN) == []
+        assert b.query_datasets("src", RUN, explain=False) == []
         assert b.fsck().ok
     assert "Say what to do" in run("prune-datasets", third, RUN, ok=False)

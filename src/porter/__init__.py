@@ -27,7 +27,7 @@ from .errors import __all__ as _errors_all
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
     from .butler import Butler, FileDataset
     from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
-    from .registry import CollectionInfo, CollectionType, DatasetRef, DatasetType
+    from .registry import CollectionInfo, CollectionType, DatasetRef, DatasetType, RegistryDefaults
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "CollectionType": ".registry",
     "DatasetRef": ".registry",
     "DatasetType": ".registry",
+    "RegistryDefaults": ".registry",
 }
 """Public name → the subpackage that defines it, imported when the name is first asked for."""
 
@@ -55,6 +56,7 @@ __all__ = [
     "DimensionRecord",
     "DimensionUniverse",
     "FileDataset",
+    "RegistryDefaults",
     "Timespan",
     *_errors_all,
 ]

@@ -3,6 +3,16 @@
 from ._butler import Butler
 from ._collections import ButlerCollections
 from ._ingest import FileDataset
+from ._query import DataCoordinateQueryResults, DatasetRefQueryResults, DimensionRecordQueryResults, Query
 from ._repo_config import RepoConfig
 
-__all__ = ["Butler", "ButlerCollections", "FileDataset", "RepoConfig"]
+__all__ = [
+    "Butler",
+    "ButlerCollections",
+    "DataCoordinateQueryResults",
+    "DatasetRefQueryResults",
+    "DimensionRecordQueryResults",
+    "FileDataset",
+    "Query",
+    "RepoConfig",
+]

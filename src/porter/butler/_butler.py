@@ -30,14 +30,18 @@ from ..registry import (
     GovernorDefaults,
     Registry,
     RegistryDefaults,
+    explain_no_results,
     merge_data_id,
     pop_data_id,
 )
 from . import _file_transfers, _ingest, _io
 from ._collections import ButlerCollections
+from ._data_id_rewrite import rewrite_data_id
 from ._export import ExportContext
 from ._ingest import FileDataset
 from ._io import DataIdExpander, open_datastore
+from ._query import Query
+from ._query_answers import answer_query
 from ._repo_config import CONFIG_NAME, RepoConfig
 from ._repo_index import known_repos, resolve_label, unknown_repository_message
 from .transfers import apply_plan, read_export, refs_for_export
@@ -118,7 +122,6 @@ class Butler:
         self.registry = Registry.open(self._config.resolved_registry_url, self._config.namespace)
         self.writeable = True if writeable is None else writeable
         self.registry.defaults = RegistryDefaults(collections, run, inferDefaults, **kwargs)
-        self.registry.defaults.check(self.registry)
         self.collections = ButlerCollections(self)
         if run is not None and self.writeable:
             self.registry.collections.register(run, CollectionType.RUN)
@@ -347,7 +350,7 @@ class Butler:
         bind: Mapping[str, Any] | None = None,
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
-        explain: bool = False,
+        explain: bool = True,
         with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DatasetRef]:
@@ -372,28 +375,42 @@ class Butler:
         order_by : `str` or sequence of `str`
             Dimension keys or record fields; ``-`` in front for descending.
         limit : `int`, optional
-            At most this many results.
+            At most this many results; a negative value ``-n`` returns at most
+            ``n`` and warns if there were more (daf_butler's convention); ``0``
+            checks the query and returns nothing.
         explain : `bool`
-            Accepted for daf_butler compatibility; porter returns an empty
-            list for an empty result instead of raising.
+            When the answer is empty, raise `EmptyQueryResultError` with the
+            possible reasons (daf_butler's default); `False` returns ``[]``.
         with_dimension_records : `bool`
             Attach to each data ID the records of its elements
             (``ref.dataId.records["visit"].exposure_time``), fetched with one
             query per element for all results.
         """
         data_id = pop_data_id(data_id, kwargs)
-        return self.registry.query_datasets(
-            dataset_type,
-            self._collections_or_default(collections),
-            find_first=find_first,
-            data_id=data_id,
-            where=where,
-            bind=bind,
-            order_by=order_by,
-            limit=limit,
-            default_data_id=self.data_id_defaults,
-            with_dimension_records=with_dimension_records,
-            **kwargs,
+        names = self._collections_or_default(collections)
+
+        def run(n: int | None) -> list[DatasetRef]:
+            return self.registry.query_datasets(
+                dataset_type,
+                names,
+                find_first=find_first,
+                data_id=data_id,
+                where=where,
+                bind=bind,
+                order_by=order_by,
+                limit=n,
+                default_data_id=self.data_id_defaults,
+                with_dimension_records=with_dimension_records,
+                **kwargs,
+            )
+
+        type_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
+        return answer_query(
+            run,
+            limit,
+            explain,
+            lambda: self._empty_reasons([type_name], names, data_id, kwargs, where),
+            f"{type_name} datasets",
         )
 
     def query_data_ids(
@@ -407,7 +424,7 @@ class Butler:
         collections: str | Sequence[str] | None = None,
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
-        explain: bool = False,
+        explain: bool = True,
         with_dimension_records: bool = False,
         **kwargs: Any,
     ) -> list[DataCoordinate]:
@@ -420,18 +437,29 @@ class Butler:
         (``data_id.records["visit"]``), fetched in bulk.
         """
         data_id = pop_data_id(data_id, kwargs)
-        return self.registry.query_data_ids(
-            dimensions,
-            data_id=data_id,
-            where=where,
-            bind=bind,
-            datasets=datasets,
-            collections=self._collections_or_default(collections) if datasets else None,
-            order_by=order_by,
-            limit=limit,
-            default_data_id=self.data_id_defaults,
-            with_dimension_records=with_dimension_records,
-            **kwargs,
+        names = self._collections_or_default(collections) if datasets else None
+
+        def run(n: int | None) -> list[DataCoordinate]:
+            return self.registry.query_data_ids(
+                dimensions,
+                data_id=data_id,
+                where=where,
+                bind=bind,
+                datasets=datasets,
+                collections=names,
+                order_by=order_by,
+                limit=n,
+                default_data_id=self.data_id_defaults,
+                with_dimension_records=with_dimension_records,
+                **kwargs,
+            )
+
+        return answer_query(
+            run,
+            limit,
+            explain,
+            lambda: self._empty_reasons(_names(datasets), names or [], data_id, kwargs, where),
+            "data IDs",
         )
 
     def query_dimension_records(
@@ -445,22 +473,56 @@ class Butler:
         collections: str | Sequence[str] | None = None,
         order_by: str | Sequence[str] | None = None,
         limit: int | None = None,
-        explain: bool = False,
+        explain: bool = True,
         **kwargs: Any,
     ) -> list[DimensionRecord]:
         """Find dimension records of one element (a visit's region, a detector's raft …)."""
         data_id = pop_data_id(data_id, kwargs)
-        return self.registry.query_dimension_records(
-            element,
-            data_id=data_id,
-            where=where,
-            bind=bind,
-            datasets=datasets,
-            collections=self._collections_or_default(collections) if datasets else None,
-            order_by=order_by,
-            limit=limit,
-            default_data_id=self.data_id_defaults,
-            **kwargs,
+        names = self._collections_or_default(collections) if datasets else None
+
+        def run(n: int | None) -> list[DimensionRecord]:
+            return self.registry.query_dimension_records(
+                element,
+                data_id=data_id,
+                where=where,
+                bind=bind,
+                datasets=datasets,
+                collections=names,
+                order_by=order_by,
+                limit=n,
+                default_data_id=self.data_id_defaults,
+                **kwargs,
+            )
+
+        return answer_query(
+            run,
+            limit,
+            explain,
+            lambda: self._empty_reasons(_names(datasets), names or [], data_id, kwargs, where),
+            f"{element if isinstance(element, str) else element.name} records",
+        )
+
+    def query(self) -> Query:
+        """daf_butler's query builder: ``with butler.query() as q: q.datasets("calexp").where(…)``.
+
+        See `porter.butler.Query`: string and typed constraints
+        (``q.expression_factory``), dataset searches as joins, results
+        refined with ``where``, ``order_by``, ``limit`` and
+        ``with_dimension_records``, counted with ``count()`` and ``any()``.
+        """
+        return Query(self)
+
+    def _empty_reasons(
+        self,
+        dataset_types: Sequence[str],
+        collections: Sequence[str],
+        data_id: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+        where: str,
+    ) -> list[str]:
+        given = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs)
+        return explain_no_results(
+            self.registry, dataset_types=dataset_types, collections=collections, data_id=given, where=where
         )
 
     def find_dataset(
@@ -482,9 +544,18 @@ class Butler:
         kwargs.pop("storage_class", None)
         dt = self.registry.dataset_types.get_record(dataset_type).dataset_type
         merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
-        return self.registry.find_dataset(
-            dataset_type, merged, collections=self._collections_or_default(collections), timespan=timespan
+        rewritten = rewrite_data_id(self.registry, dt, merged)
+        ref = self.registry.find_dataset(
+            dataset_type,
+            rewritten.data_id,
+            collections=self._collections_or_default(collections),
+            timespan=timespan or rewritten.timespan,
         )
+        if ref is None or not dt.dimensions.implied:
+            return ref
+        return ref.expanded(
+            self._expander.expand(ref.data_id)
+        )  # band, physical_filter … as daf_butler gives them
 
     def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
         """The dataset with this UUID, or `None`."""
@@ -632,8 +703,9 @@ class Butler:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
         data_id = pop_data_id(data_id, kwargs)
         if not isinstance(dataset_ref_or_type, DatasetRef):
-            dims = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type.dimensions
-            data_id = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dims)
+            dt = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type
+            merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
+            data_id = rewrite_data_id(self.registry, dt, merged).data_id
             kwargs = {}
         dataset_type, data_id_, run_, dataset_id = _io.resolve_for_put(
             self.registry, dataset_ref_or_type, data_id, run or self.run, kwargs
@@ -721,13 +793,14 @@ class Butler:
             return dataset_ref_or_type
         dt = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type
         merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
+        rewritten = rewrite_data_id(self.registry, dt, merged)
         return _io.find_ref(
             self.registry,
             dataset_ref_or_type,
-            merged,
+            rewritten.data_id,
             self._collections_or_default(collections),
             {},
-            timespan,
+            timespan or rewritten.timespan,
         )
 
     def ingest(

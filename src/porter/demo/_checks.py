@@ -23,7 +23,7 @@ def astrometric_residuals(butler: Butler, run: str, min_snr: float = 50.0) -> np
     stars = truth.filter(truth["is_star"])
     star_ra, star_dec = np.asarray(stars["ra"]), np.asarray(stars["dec"])
     out: list[np.ndarray] = []
-    for ref in butler.query_datasets("src", run):
+    for ref in butler.query_datasets("src", run, explain=False):
         src: pa.Table = butler.get(ref, parameters={"columns": ["ra", "dec", "snr"]})
         bright = src.filter(pc.greater(src["snr"], min_snr))
         _, _, sep = match_sky(np.asarray(bright["ra"]), np.asarray(bright["dec"]), star_ra, star_dec, 1.0)

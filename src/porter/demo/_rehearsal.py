@@ -40,7 +40,7 @@ def export_catalogs(butler: Butler, run: str, root: Path, plant_defect: bool) ->
         out = root / table
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
-        for ref in butler.query_datasets(dataset_type, run):
+        for ref in butler.query_datasets(dataset_type, run, explain=False):
             t: pa.Table = butler.get(ref)
             if plant_defect and table == "Object" and ref.data_id["patch"] == 0:
                 t = pa.concat_tables([t, t.slice(0, 2)])  # a rerun that appended instead of replacing

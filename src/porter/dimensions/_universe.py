@@ -31,6 +31,27 @@ def _column(spec: Mapping[str, Any]) -> ColumnSpec:
     )
 
 
+class NamedElements(tuple[Any, ...]):
+    """Dimension elements in universe order, also looked up by name (daf_butler's NamedValueSet habits)."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(e.name for e in self)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            for e in self:
+                if e.name == key:
+                    return e
+            raise KeyError(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, str):
+            return key in self.names
+        return super().__contains__(key)
+
+
 class DimensionUniverse:
     """All dimension elements of a repository, with their relationships.
 
@@ -185,6 +206,18 @@ class DimensionUniverse:
             f"Unknown dimension {name!r}."
             + did_you_mean(name, [n for n in self.dimensions if not self._is_skypix_name(n)])
         )
+
+    def getStaticDimensions(self) -> NamedElements:
+        """Every dimension, in universe order (daf_butler's name; ``.names`` gives their names)."""
+        return NamedElements(self.dimensions.values())
+
+    def getStaticElements(self) -> NamedElements:
+        """Every dimension element, dimensions and the others (``visit_detector_region`` …), in order."""
+        return NamedElements(self.elements.values())
+
+    def get_governor_dimensions(self) -> NamedElements:
+        """The governor dimensions (``instrument``, ``skymap``)."""
+        return NamedElements(self.dimensions[n] for n in self.governors)
 
     def sorted_names(self, names: Iterable[str]) -> list[str]:
         """Sort element names in universe order."""

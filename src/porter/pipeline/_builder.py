@@ -116,6 +116,7 @@ def build_quantum_graph(
             data_id=data_id,
             datasets=overall or None,
             collections=collections,
+            explain=False,
         )
     ]
     if not rows:
@@ -132,7 +133,7 @@ def build_quantum_graph(
         existing[name] = {
             r.data_id.required_values: r
             for r in butler.query_datasets(
-                name, collections, where=where, bind=bind, data_id=data_id, find_first=True
+                name, collections, where=where, bind=bind, data_id=data_id, find_first=True, explain=False
             )
         }
     in_run = _existing_in(butler, pipeline, [run]) if _run_exists(butler, run) else {}
@@ -298,7 +299,7 @@ def _existing_in(
         if name in registered:
             out[name] = {
                 r.data_id.required_values: r
-                for r in butler.query_datasets(name, list(collections), find_first=True)
+                for r in butler.query_datasets(name, list(collections), find_first=True, explain=False)
             }
     return out
 
@@ -339,7 +340,7 @@ def _prerequisite_finder(
         assert isinstance(pix, SkyPixDimension)
         by_pixel: dict[Key, dict[int, DatasetRef]] = defaultdict(dict)
         position = group.required.index(skypix[0])
-        for ref in butler.query_datasets(dataset_type, list(collections), find_first=True):
+        for ref in butler.query_datasets(dataset_type, list(collections), find_first=True, explain=False):
             values = ref.data_id.required_values
             rest = tuple(v for i, v in enumerate(values) if i != position)
             by_pixel[rest][int(values[position])] = ref
@@ -373,7 +374,7 @@ def _prerequisite_finder(
                         table[ref.data_id.required_values].append((ref, span))
                 searches.append((True, table))
             elif info.type is CollectionType.RUN:
-                for ref in butler.query_datasets(dataset_type, [info.name], find_first=True):
+                for ref in butler.query_datasets(dataset_type, [info.name], find_first=True, explain=False):
                     table[ref.data_id.required_values].append((ref, None))
                 searches.append((False, table))
 
@@ -399,7 +400,7 @@ def _prerequisite_finder(
 
     found = {
         r.data_id.required_values: r
-        for r in butler.query_datasets(dataset_type, list(collections), find_first=True)
+        for r in butler.query_datasets(dataset_type, list(collections), find_first=True, explain=False)
     }
 
     def find_by_data_id(k: Key, full: Key, data_id: DataCoordinate) -> list[DatasetRef]:
@@ -422,7 +423,7 @@ def _element_records(
     governors = {n: {m[0][keys.index(n)] for m in members.values()} for n in task_group.governors}
     records: dict[Key, Any] = {}
     for values in _product(governors):
-        for rec in butler.query_dimension_records(element, data_id=values):
+        for rec in butler.query_dimension_records(element, data_id=values, explain=False):
             records[rec.data_id.required_values] = rec
     return {k: records.get(proj.required(m[0])) for k, m in members.items()}
 

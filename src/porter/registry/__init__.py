@@ -5,6 +5,7 @@ from ._collections import CollectionInfo
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
 from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
+from ._explain import explain_no_results
 from ._registry import Registry
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "GovernorDefaults",
     "Registry",
     "RegistryDefaults",
+    "explain_no_results",
     "merge_data_id",
     "pop_data_id",
 ]

@@ -140,9 +140,13 @@ class RegistryCompatMixin:
         reg = _r(self)
         dt = reg.dataset_types.get_record(datasetType).dataset_type
         merged = merge_data_id(reg.universe, reg.default_data_id(), dataId, kwargs, dt.dimensions)
-        return reg.find_dataset(
+        ref = reg.find_dataset(
             datasetType, merged, collections=reg.collections_or_default(collections), timespan=timespan
         )
+        if ref is None or not dt.dimensions.implied:
+            return ref
+        full = reg.query_data_ids(dt.dimensions.names, data_id=ref.data_id.required, limit=1)
+        return ref.expanded(full[0]) if full else ref
 
     def getDataset(self, id: Any) -> DatasetRef | None:
         return _r(self).get_dataset(id)

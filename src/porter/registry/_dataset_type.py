@@ -9,9 +9,24 @@ from typing import Any
 from ..dimensions import DimensionGroup, DimensionUniverse
 from ..errors import DatasetTypeError
 
-__all__ = ["DatasetType"]
+__all__ = ["DatasetType", "StorageClassName"]
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class StorageClassName(str):
+    """A storage class as a dataset type names it: a string that also answers ``.name``.
+
+    daf_butler's ``DatasetType.storageClass`` is a StorageClass object and
+    scripts read ``datasetType.storageClass.name``; the registry knows only
+    the name (the datastore owns the classes), so this string stands in.
+    """
+
+    __slots__ = ()
+
+    @property
+    def name(self) -> str:
+        return str(self)
 
 
 class DatasetType:
@@ -39,9 +54,12 @@ class DatasetType:
         self,
         name: str,
         dimensions: DimensionGroup | Iterable[str],
-        storage_class: str,
+        storage_class: str | Any = None,
         universe: DimensionUniverse | None = None,
         is_calibration: bool = False,
+        *,
+        storageClass: str | Any = None,
+        isCalibration: bool | None = None,
     ):
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise DatasetTypeError(
@@ -52,6 +70,11 @@ class DatasetType:
             if universe is None:
                 raise DatasetTypeError("A universe is needed to build a dataset type from dimension names.")
             dimensions = universe.conform(list(dimensions))
+        storage_class = storage_class if storage_class is not None else storageClass
+        if storage_class is not None and not isinstance(storage_class, str):
+            storage_class = getattr(storage_class, "name", storage_class)  # a StorageClass object
+        if isCalibration is not None:
+            is_calibration = isCalibration
         if not storage_class or not isinstance(storage_class, str):
             raise DatasetTypeError(f"Dataset type {name!r} needs a storage class name (e.g. 'ExposureF').")
         self.name = name
@@ -69,6 +92,11 @@ class DatasetType:
     @property
     def storageClass_name(self) -> str:
         return self.storage_class_name
+
+    @property
+    def storageClass(self) -> StorageClassName:
+        """The storage class, with ``.name`` as daf_butler's StorageClass has."""
+        return StorageClassName(self.storage_class_name)
 
     def to_dict(self) -> dict[str, Any]:
         return {

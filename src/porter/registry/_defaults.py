@@ -56,6 +56,11 @@ class GovernorDefaults(dict[str, Any]):
         super().__init__(values)
         self.ambiguous: dict[str, list[Any]] = {k: sorted(v, key=str) for k, v in ambiguous.items()}
 
+    @property
+    def mapping(self) -> dict[str, Any]:
+        """The values as a plain dict (daf_butler's ``DataCoordinate.mapping``)."""
+        return dict(self)
+
     def missing_message(self, governor: str) -> str:
         """Why ``governor`` has no default, or ``""`` if there is nothing more to say than that it is missing."""
         values = self.ambiguous.get(governor)
@@ -107,6 +112,21 @@ class RegistryDefaults:
         self.infer = infer
         self.explicit: dict[str, Any] = dict(kwargs)
         self._data_id: GovernorDefaults | None = None
+        self._registry: Registry | None = None
+
+    def attach(self, registry: Registry) -> None:
+        """Bind to the registry whose collections the inferred values come from."""
+        self._registry = registry
+        self._data_id = None
+
+    @property
+    def dataId(self) -> GovernorDefaults:
+        """daf_butler's name: the governor defaults of the registry these defaults are attached to."""
+        if self._registry is None:
+            raise DataIdError(
+                "These RegistryDefaults are not attached to a registry yet; assign registry.defaults."
+            )
+        return self.data_id(self._registry)
 
     def __repr__(self) -> str:
         parts = [f"collections={list(self.collections)!r}"] if self.collections else []

@@ -32,6 +32,7 @@ from ._defaults import GovernorDefaults, RegistryDefaults
 from ._dimension_records import DimensionRecordStorage
 from ._expand import attach_records, has_all_records
 from ._schema import SCHEMA_VERSION, RegistrySchema
+from .expr import Node
 from .queries import DatasetSearch, QueryEngine, QuerySpec
 from .queries._coverage import Coverage
 
@@ -62,8 +63,7 @@ class Registry(RegistryCompatMixin):
         self.associations = AssociationManager(db, self.schema, self.collections, self.dataset_types)
         self.records = DimensionRecordStorage(db, self.schema, universe)
         self.engine = QueryEngine(db, self.schema, universe, self.collections)
-        self.defaults = RegistryDefaults()
-        """What the daf_butler-style (camelCase) methods use when a call names no collections or governors."""
+        self._defaults = RegistryDefaults()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -151,6 +151,21 @@ class Registry(RegistryCompatMixin):
         self.schema.dataset_tables.clear()
         self.dataset_types.refresh()
         self.collections.refresh()
+
+    @property
+    def defaults(self) -> RegistryDefaults:
+        """What calls use when they name no collections, run or governor values (daf_butler's ``defaults``).
+
+        Assigning a new `RegistryDefaults` changes them for this registry and
+        the butler that holds it, as in daf_butler.
+        """
+        return self._defaults
+
+    @defaults.setter
+    def defaults(self, value: RegistryDefaults) -> None:
+        value.check(self)
+        value.attach(self)
+        self._defaults = value
 
     def refresh(self) -> None:
         """See what other processes registered since this registry was opened (daf_butler's ``refresh``).
@@ -323,6 +338,8 @@ class Registry(RegistryCompatMixin):
     # --- queries -----------------------------------------------------------------------------------------
 
     def _searches(self, datasets: Any, collections: Any, find_first: bool) -> list[DatasetSearch]:
+        if isinstance(datasets, Mapping):  # each dataset type with its own collections (query().join_dataset_search)
+            return [s for t, c in datasets.items() for s in self._searches([t], c, find_first)]
         types = _as_list(datasets)
         if not types:
             return []
@@ -337,7 +354,7 @@ class Registry(RegistryCompatMixin):
         dimensions: DimensionGroup,
         searches: list[DatasetSearch],
         *,
-        where: str,
+        where: str | Node,
         bind: Mapping[str, Any] | None,
         data_id: Mapping[str, Any] | None,
         kwargs: Mapping[str, Any],
@@ -365,7 +382,7 @@ class Registry(RegistryCompatMixin):
         dimensions: Iterable[str] | str,
         *,
         data_id: Mapping[str, Any] | None = None,
-        where: str = "",
+        where: str | Node = "",
         bind: Mapping[str, Any] | None = None,
         datasets: Any = None,
         collections: Any = None,
@@ -402,16 +419,23 @@ class Registry(RegistryCompatMixin):
         *,
         find_first: bool = True,
         data_id: Mapping[str, Any] | None = None,
-        where: str = "",
+        where: str | Node = "",
         bind: Mapping[str, Any] | None = None,
         order_by: Sequence[str] | str | None = None,
         limit: int | None = None,
         default_data_id: Mapping[str, Any] | None = None,
         with_dimension_records: bool = False,
+        datasets: Any = None,
         **kwargs: Any,
     ) -> list[DatasetRef]:
-        """Datasets of one type in the collections (see `Butler.query_datasets`)."""
+        """Datasets of one type in the collections (see `Butler.query_datasets`).
+
+        ``datasets`` (a mapping of dataset type to collections) only
+        constrain: the result's data IDs must have those datasets too.
+        """
         searches = self._searches([dataset_type], collections, find_first)
+        if datasets:
+            searches += self._searches(datasets, collections, False)
         if find_first:
             for c in _as_list(collections):
                 if isinstance(c, str) and is_pattern(c):
@@ -444,7 +468,7 @@ class Registry(RegistryCompatMixin):
         collections: Any,
         *,
         dimensions: Iterable[str] = (),
-        where: str = "",
+        where: str | Node = "",
         bind: Mapping[str, Any] | None = None,
         datasets: Any = None,
         expected_collections: Any = None,
@@ -504,7 +528,7 @@ class Registry(RegistryCompatMixin):
         element: str | DimensionElement,
         *,
         data_id: Mapping[str, Any] | None = None,
-        where: str = "",
+        where: str | Node = "",
         bind: Mapping[str, Any] | None = None,
         datasets: Any = None,
         collections: Any = None,

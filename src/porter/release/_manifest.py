@@ -75,7 +75,7 @@ def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Tab
     for item in checkpoint.items:
         if item.kind == "datasets":
             for name in item.dataset_types:
-                refs = butler.query_datasets(name, item.collections)
+                refs = butler.query_datasets(name, item.collections, explain=False)
                 where = butler.datastore.locations([r.id for r in refs]) if refs else {}
                 for r in refs:
                     loc = where.get(r.id)
