@@ -609,3 +609,36 @@ def test_exposure_record_fields_and_calibrations_in_data_ids(lsstcam_roots: dict
         ours.find_dataset("raw", day_obs=first.day_obs, seq_num=99999, detector=detector)
     with pytest.raises(porter.DimensionValueError, match="seq_nmu"):
         ours.find_dataset("raw", day_obs=first.day_obs, seq_nmu=first.seq_num, detector=detector)
+
+
+# --- 9. sky-pixel records ------------------------------------------------------------------------------
+
+
+def test_skypix_records_like_daf_butler(daf_repos: Any, rc2_template: Path, tmp_path: Path) -> None:
+    import lsst.sphgeom
+
+    from conftest import rc2_repo
+
+    daf = daf_repos(("hsc-rc2-subset.yaml",))
+    ours = rc2_repo(tmp_path / "rc2", None, rc2_template)
+    patch = ours.query_data_ids(["tract", "patch"], skymap="hsc_rings_v1")[0]
+    visit = ours.query_data_ids(["visit"], instrument="HSC", order_by="visit")[0]["visit"]
+
+    def script(butler: Any) -> list[Any]:
+        out = []
+        for kwargs in (dict(patch.required), {"instrument": "HSC", "visit": visit}):
+            records = butler.query_dimension_records("htm7", **kwargs)
+            out.append(sorted((r.id, r.region.encode().hex()) for r in records))
+        return out
+
+    expected = script(daf)
+    assert script(ours) == expected and all(expected)
+    # porter also answers for other pixelizations (daf_butler refuses): each pixel overlaps the patch.
+    patch_region = ours.query_dimension_records("patch", **patch.required)[0].region
+    healpix = ours.query_dimension_records("healpix8", **patch.required)
+    pixelization = lsst.sphgeom.HealpixPixelization(8)
+    candidates = {i for begin, end in pixelization.envelope(patch_region) for i in range(begin, end)}
+    assert healpix and {r.id for r in healpix} <= candidates
+    assert all(not (r.region.relate(patch_region) & lsst.sphgeom.DISJOINT) for r in healpix)
+    with pytest.raises(porter.InvalidQueryError, match="cover the sky"):
+        ours.query_dimension_records("healpix8")

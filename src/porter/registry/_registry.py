@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+import lsst.sphgeom
 import sqlalchemy
 
 from ..dimensions import (
@@ -16,9 +17,16 @@ from ..dimensions import (
     DimensionGroup,
     DimensionRecord,
     DimensionUniverse,
+    SkyPixDimension,
     Timespan,
 )
-from ..errors import DataIdError, MissingCollectionError, NoDefaultCollectionError, RepositoryError
+from ..errors import (
+    DataIdError,
+    InvalidQueryError,
+    MissingCollectionError,
+    NoDefaultCollectionError,
+    RepositoryError,
+)
 from ._associations import AssociationManager
 from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager, is_pattern
@@ -338,7 +346,9 @@ class Registry(RegistryCompatMixin):
     # --- queries -----------------------------------------------------------------------------------------
 
     def _searches(self, datasets: Any, collections: Any, find_first: bool) -> list[DatasetSearch]:
-        if isinstance(datasets, Mapping):  # each dataset type with its own collections (query().join_dataset_search)
+        if isinstance(
+            datasets, Mapping
+        ):  # each dataset type with its own collections (query().join_dataset_search)
             return [s for t, c in datasets.items() for s in self._searches([t], c, find_first)]
         types = _as_list(datasets)
         if not types:
@@ -539,6 +549,19 @@ class Registry(RegistryCompatMixin):
     ) -> list[DimensionRecord]:
         """Records of one element satisfying the constraints (see `Butler.query_dimension_records`)."""
         e = self.universe[element] if isinstance(element, str) else element
+        if isinstance(e, SkyPixDimension):
+            return self._skypix_records(
+                e,
+                data_id=data_id,
+                where=where,
+                bind=bind,
+                datasets=datasets,
+                collections=collections,
+                order_by=order_by,
+                limit=limit,
+                default_data_id=default_data_id,
+                kwargs=kwargs,
+            )
         if not e.has_own_table:
             raise DataIdError(
                 f"Records of {e.name!r} are computed, not stored; query a spatial element instead."
@@ -557,6 +580,94 @@ class Registry(RegistryCompatMixin):
             element=e,
         )
         return self.engine.run(spec)
+
+    def _skypix_records(
+        self,
+        skypix: SkyPixDimension,
+        *,
+        data_id: Mapping[str, Any] | None,
+        where: str | Node,
+        bind: Mapping[str, Any] | None,
+        datasets: Any,
+        collections: Any,
+        order_by: Sequence[str] | str | None,
+        limit: int | None,
+        default_data_id: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+    ) -> list[DimensionRecord]:
+        """Sky pixels (id and region) under the constraints, computed rather than stored.
+
+        The common pixelization (htm7) goes through the query engine, which
+        joins it to any constrained spatial element through the overlap
+        tables, as daf_butler does.  Other levels (healpix, other HTM levels)
+        are computed from the constraining element's regions: each region's
+        envelope in that pixelization, kept where the pixel really overlaps.
+        """
+        common = skypix.name == self.universe.common_skypix.name
+        given = {**(data_id or {}), **kwargs}
+        ids: list[Any]
+        if common or skypix.name in given:
+            ids = [
+                d[skypix.name]
+                for d in self.query_data_ids(
+                    [skypix.name],
+                    data_id=data_id,
+                    where=where,
+                    bind=bind,
+                    datasets=datasets,
+                    collections=collections,
+                    order_by=order_by,
+                    limit=limit,
+                    default_data_id=default_data_id,
+                    **kwargs,
+                )
+            ]
+        else:
+            element = self._constraining_spatial_element(given, default_data_id)
+            if element is None:
+                raise InvalidQueryError(
+                    f"{skypix.name} pixels cover the sky; constrain them with a spatial data ID "
+                    f"(skymap=…, tract=…, patch=… or instrument=…, visit=…, detector=…) or {skypix.name}=…."
+                )
+            regions = [
+                r.region
+                for r in self.query_dimension_records(
+                    element,
+                    data_id=data_id,
+                    where=where,
+                    bind=bind,
+                    datasets=datasets,
+                    collections=collections,
+                    default_data_id=default_data_id,
+                    **kwargs,
+                )
+                if r.region is not None
+            ]
+            pixelization = skypix.pixelization
+            found: set[int] = set()
+            for region in regions:
+                for begin, end in pixelization.envelope(region):
+                    for pixel in range(begin, end):
+                        if not pixelization.pixel(pixel).relate(region) & lsst.sphgeom.DISJOINT:
+                            found.add(pixel)
+            descending = bool(order_by) and str(_as_list(order_by)[0]).startswith("-")
+            ids = sorted(found, reverse=descending)[:limit]
+        pixelization = skypix.pixelization
+        return [DimensionRecord(skypix, {"id": i, "region": pixelization.pixel(i)}) for i in ids]
+
+    def _constraining_spatial_element(
+        self, given: Mapping[str, Any], defaults: Mapping[str, Any] | None
+    ) -> DimensionElement | None:
+        """The finest stored spatial element whose data ID the constraints give (patch, visit_detector_region …)."""
+        keys = set(given) | set(defaults or {})
+        best: DimensionElement | None = None
+        for e in self.universe.database_elements:
+            if not e.has_region:
+                continue
+            names = {d.name for d in e.required}
+            if names <= keys and (best is None or len(names) > len({d.name for d in best.required})):
+                best = e
+        return best
 
     def count_datasets(self, collection: str) -> int:
         """Number of datasets in a RUN collection."""
