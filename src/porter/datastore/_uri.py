@@ -219,9 +219,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds:.0f} s"
 
 
+_MY_TOKEN = ""
+"""This process's writer token, once computed (every put names a temporary); a forked child forgets it."""
+
+
+def _forget_token() -> None:
+    global _MY_TOKEN
+    _MY_TOKEN = ""
+
+
+os.register_at_fork(after_in_child=_forget_token)
+
+
+def my_token() -> str:
+    """`Writer.current`'s token, kept: every put names a temporary, and this costs it no system call."""
+    global _MY_TOKEN
+    if not _MY_TOKEN:
+        _MY_TOKEN = Writer.current().token
+    return _MY_TOKEN
+
+
 def temporary_name(stem: str, suffix: str = "") -> str:
     """A temporary's file name carrying this process's writer token: ``<token>.<stem><suffix>``."""
-    return f"{Writer.current().token}.{stem}{suffix}"
+    return f"{my_token()}.{stem}{suffix}"
 
 
 class ResourceURI(ABC):
@@ -408,7 +428,7 @@ class LocalURI(ResourceURI):
         """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            prefix=f".{self.path.name[:120]}.{Writer.current().token}.",
+            prefix=f".{self.path.name[:120]}.{my_token()}.",
             suffix=".porter-tmp",
             dir=self.path.parent,
         )
