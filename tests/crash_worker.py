@@ -4,9 +4,13 @@
     python crash_worker.py REPO remove SEED   # put a run of datasets, remove it, repeat
     python crash_worker.py REPO ingest SEED   # write Parquet files outside, ingest them (copy/move/symlink)
     python crash_worker.py REPO transfer SEED SOURCE  # transfer_from SOURCE, remove the run, repeat
+    python crash_worker.py REPO hold SEED     # put one dict, stopping half-way through formatting it
 
 Prints "ready" once the repository is open, so the parent knows the kill
-lands inside the operations and not in interpreter start-up.
+lands inside the operations and not in interpreter start-up.  ``hold``
+then prints "holding PATH" (PATH is the half-written temporary) and waits
+for a line on stdin before it finishes the put and prints "stored ID": a
+live writer caught mid-put, whose temporary no sweep may touch.
 """
 
 from __future__ import annotations
@@ -14,12 +18,28 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from porter import Butler, DatasetRef, FileDataset
+from porter.datastore.formatters import YamlFormatter
+
+
+class HeldFormatter(YamlFormatter):
+    """A YAML formatter that stops half-way through writing its file until told to go on (``hold`` mode).
+
+    Imported as ``crash_worker.HeldFormatter`` (this directory is on the path of
+    the worker and of the tests), so the test reads what it wrote.
+    """
+
+    def write(self, obj: Any, path: Path) -> str | None:
+        path.write_bytes(b"partial: ")
+        print(f"holding {path}", flush=True)
+        sys.stdin.readline()
+        return super().write(obj, path)
 
 
 def main() -> None:
@@ -31,6 +51,9 @@ def main() -> None:
         ingest_forever(butler, detectors, rng, seed)
     if mode == "transfer":
         transfer_forever(butler, Butler(sys.argv[4]))
+    if mode == "hold":
+        hold(butler, detectors[0])
+        return
     print("ready", flush=True)
     i = 0
     while True:
@@ -74,6 +97,20 @@ def transfer_forever(butler: Butler, source: Butler) -> None:
     while True:
         butler.transfer_from(source, refs)
         butler.remove_runs(["crash/source"])
+
+
+def hold(butler: Butler, detector: int) -> None:
+    """Put one ``summary`` dict through `HeldFormatter` (this process's StructuredDataDict formatter)."""
+    config = Path(tempfile.mkdtemp(prefix="porter-crash-held-")) / "held.yaml"
+    config.write_text(
+        "StructuredDataDict:\n  pytype: builtins.dict\n  formatter: crash_worker.HeldFormatter\n"
+    )
+    butler.datastore.storage_classes.load(config)
+    print("ready", flush=True)
+    ref = butler.put(
+        {"held": True}, "summary", instrument="HSC", visit=1228, detector=detector, run="crash/held"
+    )
+    print(f"stored {ref.id}", flush=True)
 
 
 if __name__ == "__main__":

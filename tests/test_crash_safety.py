@@ -7,10 +7,16 @@ it checks the invariants: every dataset the registry has, with a
 file, has that file intact; every file in the datastore is known to the
 registry (datasets or the write journal) or is a named temporary file; and
 ``fsck --repair`` brings the repository back to a clean state.
+
+A killed writer's temporaries are garbage, not damage: ``porter fsck``
+exits 0 with them there, and ``fsck --repair`` or the next writer sweeps
+them, on SQLite and PostgreSQL, files and S3 (whose temporaries are local).
+A running writer's temporary is never swept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -18,14 +24,19 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
-from conftest import load
+from conftest import _pg_url, drop_schema, load
 from porter import Butler
+from porter.cli import app
+from porter.datastore._uri import Writer
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 ROUNDS = 6
@@ -34,6 +45,7 @@ ROUNDS = 6
 def _start(repo: Path, mode: str, seed: int, *extra: str) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), str(repo), mode, str(seed), *extra],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ},
@@ -77,7 +89,7 @@ def _check_consistent(butler: Butler) -> None:
     kinds = set(report.counts())
     # Allowed after a kill: journal rows of the interrupted operation and temporary files.
     assert kinds <= {"interrupted write", "interrupted removal", "temporary file"}, report.findings
-    for ref in butler.query_datasets("src", "crash/*", find_first=False):
+    for ref in butler.query_datasets("src", "crash/*", find_first=False, explain=False):
         if butler.exists(ref):
             assert butler.get(ref, parameters={"columns": ["id"]}).num_rows > 0
     repaired = butler.fsck(repair=True, grace=0)
@@ -116,3 +128,150 @@ def test_killed_writers_leave_consistent_repositories(
         _check_consistent(butler)
     butler.close()
     assert hits > 0, f"no kill landed inside a {mode}"
+
+
+# --- temporaries of killed writers: garbage, swept; a live writer's: untouched --------------------------------
+
+GARBAGE_ROUNDS = 4
+"""Kills per back-end combination (half of them aimed at a moment when the writer has a temporary)."""
+HANG_GUARD = 600.0
+"""Seconds after which a wait for a worker fails instead of hanging the suite (not a performance bound)."""
+runner = CliRunner()
+
+
+@contextlib.contextmanager
+def _repository(root: Path, backend: str, datastore_root: str | None) -> Iterator[Butler]:
+    """A repository on ``backend`` (its PostgreSQL schema dropped afterwards) with src and summary types."""
+    schema = f"t_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
+    if schema:
+        butler = Butler.create(root, registry=_pg_url(), namespace=schema, datastore=datastore_root)
+    else:
+        butler = Butler.create(root, datastore=datastore_root)
+    try:
+        load(butler, "hsc-rc2-subset.yaml")
+        butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
+        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
+        yield butler
+    finally:
+        butler.close()
+        if schema:
+            drop_schema(_pg_url(), schema)
+
+
+def _temporaries_of(butler: Butler, pid: int) -> list[Path]:
+    """The files process ``pid`` is formatting (or left) in the datastore's temporary area."""
+    area = butler.datastore.temporary_area()
+    if not area.is_dir():
+        return []
+    return [p for p in area.iterdir() if (w := Writer.parse(p.name)) is not None and w.pid == pid]
+
+
+def _temporaries_in_root(butler: Butler) -> list[str]:
+    """Every temporary below a local datastore root (the temp area and copies next to artifacts)."""
+    root = butler.datastore.root
+    relatives = (uri.relative_to(root) or "" for uri, _ in root.walk())
+    return [r for r in relatives if r.startswith(".porter-tmp/") or r.endswith(".porter-tmp")]
+
+
+def _kill_mid_write(proc: subprocess.Popen[str], butler: Butler, seed: int, in_temporary: bool) -> bool:
+    """SIGKILL after a random delay, or the moment the worker has a temporary; True if one was left."""
+    delay = random.Random(seed).uniform(0.05, 1.5)
+    start = time.monotonic()
+    while proc.poll() is None:
+        elapsed = time.monotonic() - start
+        if (in_temporary and _temporaries_of(butler, proc.pid)) or (not in_temporary and elapsed > delay):
+            break
+        if elapsed > HANG_GUARD:
+            proc.kill()
+            raise AssertionError("the worker never had a temporary")
+        time.sleep(0.0005)
+    if proc.poll() is not None:
+        raise AssertionError(f"worker exited by itself: {proc.stderr.read() if proc.stderr else ''}")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return bool(_temporaries_of(butler, proc.pid))
+
+
+def test_killed_writers_temporaries_are_garbage_and_swept(
+    tmp_path: Path, backend: str, datastore_root: str | None
+) -> None:
+    """Kill putting writers mid-put: fsck finds no damage and exits 0, and a sweep leaves no temporary.
+
+    Even rounds kill after a random delay; odd rounds the moment the writer has a
+    temporary (formatting, hashing or moving a file), so some kills leave one.  The
+    sweep alternates between ``porter fsck --repair`` (which sees the temporaries
+    below a local root) and a new writer's first put (which sweeps its temporary
+    area: ``.porter-tmp`` of a local root, this user's scratch directory for S3).
+    """
+    repo = tmp_path / "repo"
+    local = datastore_root is None
+    with _repository(repo, backend, datastore_root) as butler:
+        left = 0
+        for round_ in range(GARBAGE_ROUNDS):
+            seed = 1000 * round_ + 11
+            proc = _start(repo, "put", seed)
+            left += _kill_mid_write(proc, butler, seed, in_temporary=round_ % 2 == 1)
+            butler.registry.reset_caches()
+
+            report = butler.fsck()
+            assert report.ok, report.damage  # garbage is no damage
+            assert all(f.kind == "temporary file" for f in report.garbage), report.garbage
+            checked = runner.invoke(app, ["fsck", str(repo)])
+            assert checked.exit_code == 0, checked.output
+            if local and _temporaries_of(butler, proc.pid):
+                assert [f.path for f in report.garbage] == _temporaries_in_root(butler)
+                assert "Garbage from interrupted writes: 1 temporary file" in checked.output
+
+            if local and round_ % 2 == 0:
+                repaired = runner.invoke(app, ["fsck", str(repo), "--repair"])
+                assert repaired.exit_code == 0, repaired.output
+            else:
+                with Butler(repo, run="u/sweeper") as writer:  # its first put sweeps
+                    writer.put({"round": round_}, "summary", instrument="HSC", visit=1228, detector=round_)
+            assert not _temporaries_of(butler, proc.pid)
+            if local:
+                assert _temporaries_in_root(butler) == []
+        assert left > 0, "no kill left a temporary behind"
+        _check_consistent(butler)
+
+
+def test_a_running_writers_temporary_is_never_swept(
+    tmp_path: Path, backend: str, datastore_root: str | None
+) -> None:
+    """A writer stopped half-way through formatting a file keeps its temporary through every sweep
+    (fsck with no grace at all, fsck --repair, a new writer, an explicit sweep), then finishes its put."""
+    repo = tmp_path / "repo"
+    with _repository(repo, backend, datastore_root) as butler:
+        proc = _start(repo, "hold", 0)
+        try:
+            assert proc.stdout is not None and proc.stdin is not None
+            line = proc.stdout.readline()
+            assert line.startswith("holding "), line + (proc.stderr.read() if proc.stderr else "")
+            held = Path(line.removeprefix("holding ").strip())
+            assert Writer.parse(held.name) == Writer.of(proc.pid)
+
+            report = butler.fsck(grace=0)
+            assert report.garbage == []
+            local = datastore_root is None  # for S3 the temporary is local, outside what fsck checks
+            assert report.in_progress == (1 if local else 0)
+            repaired = runner.invoke(app, ["fsck", str(repo), "--repair"])
+            assert repaired.exit_code == 0, repaired.output
+            assert ("1 temporary file(s) of writes still running" in repaired.output) == local
+            with Butler(repo, run="u/sweeper") as writer:  # a new writer's first put sweeps
+                writer.put({"n": 1}, "summary", instrument="HSC", visit=1228, detector=1)
+            assert butler.datastore.sweep_temporaries(grace=0) == []
+            assert held.read_bytes() == b"partial: "
+
+            proc.stdin.write("go on\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline().startswith("stored "), proc.stderr.read() if proc.stderr else ""
+            assert proc.wait() == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        butler.registry.reset_caches()
+        (ref,) = butler.query_datasets("summary", "crash/held")
+        assert butler.get(ref) == {"held": True}
+        assert not held.exists()
+        assert butler.fsck(grace=0, checksums=True).clean

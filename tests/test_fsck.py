@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from conftest import load
 from porter import Butler
 from porter.cli import app
 from porter.datastore import ORPHANS_AREA
-from porter.datastore._uri import Writer
+from porter.datastore._uri import DEAD, LIVE, UNKNOWN, LocalURI, Writer, classify_temporary
 
 RUN = "u/fsck/run"
 runner = CliRunner()
@@ -137,3 +139,68 @@ def test_cli(butler: Butler) -> None:
     ]
     fixed = runner.invoke(app, ["fsck", repo, "--repair"])
     assert fixed.exit_code == 0 and "1 orphan file" in fixed.output
+
+
+def test_a_writer_is_live_until_it_exits_and_a_reused_pid_is_not_it() -> None:
+    """How a sweeper decides liveness: PID, process start time (against PID reuse), host and boot."""
+    me = Writer.current()
+    assert me.state() == LIVE and Writer.parse(f".x.parquet.{me.token}.k2j4_9a.porter-tmp") == me
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        running = Writer.of(child.pid)
+        assert running.state() == LIVE
+        child.kill()
+        os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited but not reaped: a zombie
+        assert running.state() == DEAD
+    finally:
+        child.wait()
+    assert running.state() == DEAD
+    assert Writer(me.pid, me.started + 1, me.machine).state() == DEAD  # an earlier process with this PID
+    elsewhere = ("0123456789" if not me.machine.startswith("0123456789") else "9876543210") + me.machine[10:]
+    assert Writer(me.pid, me.started, elsewhere).state() == UNKNOWN  # another host: PIDs mean nothing here
+    if not me.machine.endswith("000000"):  # the boot ID is known
+        other_boot = me.machine[:10] + ("abcdef" if not me.machine.endswith("abcdef") else "fedcba")
+        assert Writer(me.pid, me.started, other_boot).state() == DEAD  # from before this host's last boot
+    assert Writer.parse("0123abcd.parquet") is None
+
+
+def test_which_temporaries_are_garbage() -> None:
+    """A dead writer's temporary is garbage at once; a live one's never; one whose writer cannot be
+    checked (another host, or no writer in the name) once nobody has modified it for the grace period."""
+    now = time.time()
+    dead, me = dead_writer(), Writer.current()
+    elsewhere = Writer(
+        me.pid, me.started, ("0123456789" if me.machine[0] != "0" else "9876543210") + "000000"
+    )
+    assert classify_temporary(f"{dead.token}.a.yaml", now, 3600, now)[0]
+    assert not classify_temporary(f"{me.token}.a.yaml", now - 10**6, 0, now)[0]
+    for name in (f"{elsewhere.token}.a.yaml", "0123abcd.yaml"):
+        assert not classify_temporary(name, now - 60, 3600, now)[0]
+        assert classify_temporary(name, now - 7200, 3600, now)[0]
+    stale, why = classify_temporary(f".a.yaml.{dead.token}.x1y2z3.porter-tmp", now, 3600, now)
+    assert stale and why == f"left by process {dead.pid} of this host, which has exited"
+
+
+def test_temporaries_next_to_artifacts(tmp_path: Path) -> None:
+    """Copies into a local datastore go through a temporary next to the target, named for its writer too
+    (S3 writes are single PUTs): fsck reports a dead writer's as garbage (exit status 0) and leaves a live
+    one's alone."""
+    load(Butler.create(tmp_path / "repo"), "hsc-rc2-subset.yaml").close()
+    butler = Butler(tmp_path / "repo", run=RUN)
+    butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
+    _put(butler, 50)
+    root = butler.datastore.root
+    assert isinstance(root, LocalURI)
+    mine = LocalURI(root.path / "u/copy/a.fits")._temporary()  # as a copy in progress names it
+    assert Writer.parse(mine.name) == Writer.current() and mine.name.endswith(".porter-tmp")
+    killed = f"u/copy/.b.fits.{dead_writer().token}.q8w7e6r5.porter-tmp"
+    root.join(killed).write(b"half a copy")
+    report = butler.fsck(grace=0)
+    assert [(f.kind, f.path, f.garbage) for f in report.findings] == [("temporary file", killed, True)]
+    assert report.ok and report.in_progress == 1
+    cli = runner.invoke(app, ["fsck", str(butler.root)])
+    assert cli.exit_code == 0, cli.output
+    assert "no problems" in cli.output and "Garbage from interrupted writes: 1 temporary file" in cli.output
+    repaired = runner.invoke(app, ["fsck", str(butler.root), "--repair", "--grace", "0"])
+    assert repaired.exit_code == 0 and "1 temporary file, removed" in repaired.output
+    assert not root.join(killed).exists() and mine.exists()
