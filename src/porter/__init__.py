@@ -25,7 +25,7 @@ from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
-    from .butler import Butler, FileDataset
+    from .butler import Butler, DeferredDatasetHandle, FileDataset
     from .dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
     from .registry import CollectionInfo, CollectionType, DatasetRef, DatasetType, RegistryDefaults
 
@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "Butler": ".butler",
     "FileDataset": ".butler",
+    "DeferredDatasetHandle": ".butler",
     "DataCoordinate": ".dimensions",
     "DimensionRecord": ".dimensions",
     "DimensionUniverse": ".dimensions",
@@ -53,6 +54,7 @@ __all__ = [
     "DataCoordinate",
     "DatasetRef",
     "DatasetType",
+    "DeferredDatasetHandle",
     "DimensionRecord",
     "DimensionUniverse",
     "FileDataset",

@@ -2,6 +2,7 @@
 
 from ._butler import Butler
 from ._collections import ButlerCollections
+from ._deferred import DeferredDatasetHandle
 from ._ingest import FileDataset
 from ._query import DataCoordinateQueryResults, DatasetRefQueryResults, DimensionRecordQueryResults, Query
 from ._repo_config import RepoConfig
@@ -11,6 +12,7 @@ __all__ = [
     "ButlerCollections",
     "DataCoordinateQueryResults",
     "DatasetRefQueryResults",
+    "DeferredDatasetHandle",
     "DimensionRecordQueryResults",
     "FileDataset",
     "Query",

@@ -17,6 +17,7 @@ from ..datastore._uri import check_datastore_root
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
     DataIdError,
+    DatasetNotFoundError,
     DatasetTypeError,
     MissingCollectionError,
     MissingDatasetError,
@@ -37,6 +38,7 @@ from ..registry import (
 from . import _file_transfers, _ingest, _io
 from ._collections import ButlerCollections
 from ._data_id_rewrite import rewrite_data_id
+from ._deferred import DeferredDatasetHandle
 from ._export import ExportContext
 from ._ingest import FileDataset
 from ._io import DataIdExpander, open_datastore
@@ -736,6 +738,35 @@ class Butler:
         ref = self._find(dataset_ref_or_type, data_id, collections, timespan, kwargs)
         return _io.read(self.datastore, ref, parameters, storage_class)
 
+    def getDeferred(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        storage_class: str | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> DeferredDatasetHandle:
+        """A handle to read the dataset later (``handle.get(parameters={"bbox": …})``), found now.
+
+        The look-up happens here, so a missing dataset fails at this call
+        (`DatasetNotFoundError`, a `LookupError`), as in daf_butler; nothing
+        is read until ``handle.get()``.
+        """
+        storage_class = storage_class or kwargs.pop("storageClass", None)
+        ref = self._find(dataset_ref_or_type, data_id, collections, timespan, kwargs)
+        if not self.datastore.locations([ref.id]):
+            raise DatasetNotFoundError(
+                f"{ref.dataset_type.name}@{dict(ref.data_id.required)} in {ref.run!r} has no stored file; "
+                "nothing to read later."
+            )
+        return DeferredDatasetHandle(self, ref, dict(parameters or {}), storage_class)
+
+    get_deferred = getDeferred
+
     def get_uri(
         self,
         dataset_ref_or_type: DatasetRef | DatasetType | str,
@@ -791,17 +822,20 @@ class Butler:
                     f"(got {dict(data_id or {}) | kwargs})."
                 )
             return dataset_ref_or_type
-        dt = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type
+        name = dataset_ref_or_type if isinstance(dataset_ref_or_type, str) else dataset_ref_or_type.name
+        parent, _, component = name.partition(".")  # "calexp.wcs": find the calexp, read its WCS
+        dt = self.registry.dataset_types.get_record(parent).dataset_type
         merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
         rewritten = rewrite_data_id(self.registry, dt, merged)
-        return _io.find_ref(
+        ref = _io.find_ref(
             self.registry,
-            dataset_ref_or_type,
+            parent,
             rewritten.data_id,
             self._collections_or_default(collections),
             {},
             timespan or rewritten.timespan,
         )
+        return ref.makeComponentRef(component) if component else ref
 
     def ingest(
         self,

@@ -27,6 +27,7 @@ from ..errors import (
 )
 from ..registry import CollectionType, DatasetRef, DatasetType, Registry
 from ..registry._expand import attach_records
+from ..registry.expr import ExpressionFactory
 
 if TYPE_CHECKING:
     from ._repo_config import RepoConfig
@@ -156,9 +157,14 @@ class DataIdExpander:
             for start in range(0, len(ordered), _EXPAND_BLOCK):
                 block = ordered[start : start + _EXPAND_BLOCK]
                 columns = list(zip(*block))
-                where = " AND ".join(f"{name} IN (:k{n})" for n, name in enumerate(group.required))
-                bind = {f"k{n}": sorted(set(col), key=repr) for n, col in enumerate(columns)}
-                for full in self._registry.query_data_ids(group.names, where=where, bind=bind):
+                x = ExpressionFactory()
+                where = ExpressionFactory.all(
+                    *(
+                        x[name].in_iterable(sorted(set(col), key=repr))
+                        for name, col in zip(group.required, columns)
+                    )
+                )
+                for full in self._registry.query_data_ids(group.names, where=where.node, bind=where.bind):
                     if full.required_values in wanted:
                         found[full.required_values] = full
             missing = wanted - found.keys()
@@ -322,6 +328,9 @@ def read(
             f"{what} is registered but has no stored file (imported without files, or being written). "
             "Import it with its files (transfer=) or put it again."
         )
+    component = ref.dataset_type.component()
+    if component is not None:
+        return datastore.read(location, what=what, parameters=parameters, component=component)
     target = datastore.storage_classes.get(storage_class) if storage_class is not None else None
     return datastore.read(location, what=what, parameters=parameters, storage_class=target)
 

@@ -36,7 +36,13 @@ from typing import Any
 
 import sqlalchemy
 
-from ..errors import ArtifactMissingError, ConflictingDefinitionError, CorruptArtifactError, DatastoreError
+from ..errors import (
+    ArtifactMissingError,
+    ConflictingDefinitionError,
+    CorruptArtifactError,
+    DatastoreError,
+    UnknownComponentError,
+)
 from ._checksum import checksum_local_file
 from ._records import WRITING, DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
@@ -429,12 +435,20 @@ class Datastore:
         what: str,
         parameters: Mapping[str, Any] | None = None,
         storage_class: StorageClass | None = None,
+        component: str | None = None,
     ) -> Any:
         """The object stored at ``location``, as ``storage_class`` (default: the one it was written as).
 
+        ``component`` reads one part (``wcs`` of an exposure, ``columns`` of
+        a table), as the formatter's `~Formatter.components` list them.
         ``what`` names the dataset in error messages.
         """
         formatter = self.formatter(location.formatter)
+        if component is not None and component not in formatter.components:
+            known = ", ".join(sorted(formatter.components)) or "none"
+            raise UnknownComponentError(
+                f"{what}: a {location.storage_class} has no component {component!r}; its components: {known}."
+            )
         parameters = dict(parameters or {})
         unknown = sorted(set(parameters) - formatter.parameters)
         if unknown:
@@ -444,6 +458,8 @@ class Datastore:
             )
         uri = self.uri_of(location.path)
         try:
+            if component is not None:
+                return formatter.read_component(uri, component, parameters)
             native = formatter.read(uri, parameters)
         except FileNotFoundError:
             raise ArtifactMissingError(

@@ -77,6 +77,23 @@ class DatasetRef:
         ref._id = self._id
         return ref
 
+    def makeComponentRef(self, component: str) -> DatasetRef:
+        """A reference to one component of this dataset (same UUID, ``calexp.wcs``); `Butler.get` reads only it."""
+        ref = DatasetRef(
+            self.dataset_type.makeComponentDatasetType(component), self.data_id, self.run, self._hex
+        )
+        ref._id = self._id
+        return ref
+
+    def makeCompositeRef(self) -> DatasetRef:
+        """The whole dataset a component reference belongs to."""
+        ref = DatasetRef(self.dataset_type.makeCompositeDatasetType(), self.data_id, self.run, self._hex)
+        ref._id = self._id
+        return ref
+
+    def isComponent(self) -> bool:
+        return self.dataset_type.isComponent()
+
     @property
     def dataId(self) -> DataCoordinate:
         return self.data_id

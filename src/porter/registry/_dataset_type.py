@@ -93,6 +93,38 @@ class DatasetType:
     def storageClass_name(self) -> str:
         return self.storage_class_name
 
+    # --- components (``calexp.wcs``): a part of a dataset read on its own --------------------
+
+    def nameAndComponent(self) -> tuple[str, str | None]:
+        """``("calexp", "wcs")`` for ``calexp.wcs``; ``("calexp", None)`` for a whole dataset."""
+        parent, _, component = self.name.partition(".")
+        return parent, component or None
+
+    def component(self) -> str | None:
+        """The component this dataset type names, or None."""
+        return self.nameAndComponent()[1]
+
+    def isComponent(self) -> bool:
+        return "." in self.name
+
+    def makeComponentDatasetType(self, component: str, storage_class: str | None = None) -> DatasetType:
+        """The dataset type of one component (``calexp`` → ``calexp.wcs``)."""
+        return DatasetType(
+            f"{self.name}.{component}",
+            self.dimensions,
+            storage_class or self.storage_class_name,
+            is_calibration=self._is_calibration,
+        )
+
+    def makeCompositeDatasetType(self) -> DatasetType:
+        """The whole dataset's type (``calexp.wcs`` → ``calexp``); the storage class is the parent's name only."""
+        return DatasetType(
+            self.nameAndComponent()[0],
+            self.dimensions,
+            self.storage_class_name,
+            is_calibration=self._is_calibration,
+        )
+
     @property
     def storageClass(self) -> StorageClassName:
         """The storage class, with ``.name`` as daf_butler's StorageClass has."""

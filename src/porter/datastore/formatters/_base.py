@@ -29,6 +29,8 @@ class Formatter(ABC):
     native: ClassVar[str]
     extension: ClassVar[str]
     parameters: ClassVar[frozenset[str]] = frozenset()
+    components: ClassVar[Mapping[str, str]] = {}
+    """Parts readable alone (``calexp.wcs``), each with the storage class it is read as."""
 
     @classmethod
     def import_path(cls) -> str:
@@ -49,3 +51,12 @@ class Formatter(ABC):
     @abstractmethod
     def read(self, uri: ResourceURI, parameters: Mapping[str, Any]) -> Any:
         """Read the artifact at ``uri``; ``parameters`` (already checked) select part of it."""
+
+    def read_component(self, uri: ResourceURI, component: str, parameters: Mapping[str, Any]) -> Any:
+        """One of `components` of the artifact at ``uri``.
+
+        By default the whole object is read and the part taken from it;
+        formatters override this to read only what the part needs (a FITS
+        header for a WCS, a Parquet footer for the column names).
+        """
+        return getattr(self.read(uri, parameters), component)

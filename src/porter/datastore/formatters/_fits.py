@@ -308,6 +308,37 @@ class FitsExposureFormatter(Formatter):
     native = "ExposureF"
     extension = ".fits"
     parameters = frozenset({"bbox"})
+    components = {
+        "image": "NumpyArray",
+        "mask": "NumpyArray",
+        "variance": "NumpyArray",
+        "wcs": "Wcs",
+        "metadata": "StructuredDataDict",
+        "bbox": "BBox",
+        "xy0": "Point",
+    }
+
+    def read_component(self, uri: ResourceURI, component: str, parameters: Mapping[str, Any]) -> Any:
+        """One plane (a cut-out with ``bbox``), or the WCS, metadata or box from the headers alone."""
+        with uri.open_read() as f, _strict(), fits.open(f, lazy_load_hdus=True, memmap=False) as hdul:
+            if component == "metadata":
+                return {
+                    k: v
+                    for k, v in hdul[0].header.items()
+                    if k not in _RESERVED and k not in ("COMMENT", "HISTORY", "")
+                }
+            header = hdul["IMAGE"].header
+            shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+            xy0 = _xy0(header)
+            box = _box(parameters, shape, xy0)
+            if component in ("image", "mask", "variance"):
+                return _section(hdul[component.upper()], box, xy0, f)
+            if component == "wcs":
+                wcs = _wcs(header)
+                return shifted_wcs(wcs, box.x0 - xy0[0], box.y0 - xy0[1]) if box is not None else wcs
+            if component == "bbox":
+                return box if box is not None else BBox(xy0[0], xy0[1], shape[1], shape[0])
+            return (box.x0, box.y0) if box is not None else xy0
 
     def write(self, obj: Exposure, path: Path) -> str | None:
         primary = fits.PrimaryHDU()

@@ -25,6 +25,16 @@ class ParquetFormatter(Formatter):
     native = "ArrowTable"
     extension = ".parq"
     parameters = frozenset({"columns"})
+    components = {"columns": "ArrowColumnList", "rowcount": "int", "schema": "ArrowSchema"}
+
+    def read_component(self, uri: ResourceURI, component: str, parameters: Mapping[str, Any]) -> Any:
+        """Column names, row count or schema from the Parquet footer alone (``objectTable.columns``)."""
+        with uri.open_read() as f:
+            parquet = pq.ParquetFile(f)
+            if component == "rowcount":
+                return parquet.metadata.num_rows
+            schema = parquet.schema_arrow
+        return list(schema.names) if component == "columns" else schema
 
     def write(self, obj: pa.Table, path: Path) -> None:
         # Dictionary encoding pays off for text (band names, flags as strings) but
