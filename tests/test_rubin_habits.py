@@ -642,3 +642,34 @@ def test_skypix_records_like_daf_butler(daf_repos: Any, rc2_template: Path, tmp_
     assert all(not (r.region.relate(patch_region) & lsst.sphgeom.DISJOINT) for r in healpix)
     with pytest.raises(porter.InvalidQueryError, match="cover the sky"):
         ours.query_dimension_records("healpix8")
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "/data/repo/calexp/HSC/r/calexp_HSC_1228_50.fits",
+        "s3://bucket/dr1/src/src_1228.parq",
+        "/tmp/x/raw.fits.fz",
+    ],
+)
+def test_uris_answer_like_resource_paths(location: str) -> None:
+    """``get_uri`` results answer what code asks of lsst.resources.ResourcePath."""
+    from lsst.resources import ResourcePath
+
+    from porter.datastore import ResourceURI
+
+    theirs, ours = ResourcePath(location), ResourceURI.from_string(location)
+    for name in ("scheme", "netloc", "ospath", "relativeToPathRoot", "isLocal"):
+        try:
+            expected = getattr(theirs, name)
+        except AttributeError:  # an S3 URI has no ospath, in both
+            with pytest.raises(AttributeError):
+                getattr(ours, name)
+            continue
+        assert getattr(ours, name) == expected, name
+    assert (ours.geturl(), ours.basename(), ours.getExtension()) == (
+        theirs.geturl(),
+        theirs.basename(),
+        theirs.getExtension(),
+    )
+    assert ours.dirname().geturl().rstrip("/") == theirs.dirname().geturl().rstrip("/")

@@ -289,6 +289,51 @@ class ResourceURI(ABC):
     def is_local(self) -> bool:
         return False
 
+    # --- lsst.resources.ResourcePath's names, so code that inspects a get_uri() result runs unchanged ---
+
+    @property
+    def netloc(self) -> str:
+        """The bucket of an S3 URI; empty for a local file."""
+        return ""
+
+    @property
+    @abstractmethod
+    def ospath(self) -> str:
+        """The path part as a POSIX path (``/abs/file.fits``; ``/key`` for S3)."""
+
+    @property
+    def relativeToPathRoot(self) -> str:
+        """The path below the root of its file system or bucket, without a leading slash."""
+        return self.ospath.lstrip("/")
+
+    @property
+    def isLocal(self) -> bool:
+        return self.is_local
+
+    def geturl(self) -> str:
+        """The URI as text (``file:///…`` or ``s3://…``)."""
+        return str(self)
+
+    def basename(self) -> str:
+        """The last path component (``calexp_HSC_….fits``)."""
+        return self.name
+
+    def getExtension(self) -> str:
+        """The file extension including its dot, compression suffixes included (``.fits.gz``)."""
+        suffixes = PurePosixPath(self.name).suffixes
+        if len(suffixes) > 1 and suffixes[-1] in (".gz", ".bz2", ".xz", ".fz", ".zst"):
+            return "".join(suffixes[-2:])
+        return suffixes[-1] if suffixes else ""
+
+    def dirname(self) -> ResourceURI:
+        """The directory (or key prefix) holding this file."""
+        parent = PurePosixPath(self.relativeToPathRoot).parent.as_posix()  # not ospath: S3 has none
+        return ResourceURI.from_string(self._with_path(parent))
+
+    @abstractmethod
+    def _with_path(self, relative_to_root: str) -> str:
+        """This URI's scheme and location with another path (for `dirname`)."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
 
@@ -395,6 +440,13 @@ class LocalURI(ResourceURI):
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def ospath(self) -> str:
+        return self.absolute
+
+    def _with_path(self, relative_to_root: str) -> str:
+        return "/" + relative_to_root
 
     @property
     def is_local(self) -> bool:
@@ -575,6 +627,26 @@ class S3URI(ResourceURI):
     @property
     def name(self) -> str:
         return PurePosixPath(self.key).name
+
+    @property
+    def netloc(self) -> str:
+        return self.bucket
+
+    @property
+    def ospath(self) -> str:
+        raise AttributeError(f"{self} is in S3: it has no local path (as lsst.resources says); use .path.")
+
+    @property
+    def relativeToPathRoot(self) -> str:
+        return self.key
+
+    @property
+    def path(self) -> str:
+        """The key as a URL path (``/prefix/file.parq``), as ``ResourcePath.path`` gives it."""
+        return "/" + self.key
+
+    def _with_path(self, relative_to_root: str) -> str:
+        return f"s3://{self.bucket}/{relative_to_root}"
 
     def exists(self) -> bool:
         try:
