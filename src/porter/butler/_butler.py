@@ -11,9 +11,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .._gc import paused_gc
-from ..datastore import PathTemplate, ResourceURI
-from ..datastore._fsck import FsckReport, fsck
-from ..datastore._uri import check_datastore_root
+from ..datastore import FsckReport, PathTemplate, ResourceURI, check_datastore_root, fsck
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
 from ..errors import (
     DataIdError,

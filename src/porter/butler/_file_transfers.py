@@ -15,8 +15,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..datastore import Datastore, LocationRow, ResourceURI
-from ..datastore._transfer import Adoption, check_transfer_mode, resolve_transfer, transfer_file
+from ..datastore import (
+    Adoption,
+    Datastore,
+    LocationRow,
+    ResourceURI,
+    check_transfer_mode,
+    resolve_transfer,
+    transfer_file,
+)
 from ..errors import ArtifactMissingError, DatastoreError, ExportFormatError, MissingDatasetTypeError
 from ..registry import DatasetRef, Registry
 from ._ingest import FileDataset, ingest_files

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 
-from ..datastore import Datastore, ResourceURI
-from ..datastore._transfer import Adoption, remove_sources
+from ..datastore import Adoption, Datastore, ResourceURI, remove_sources
 from ..dimensions import DataCoordinate
 from ..errors import DatasetTypeError
 from ..registry import DatasetRef, Registry

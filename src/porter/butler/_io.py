@@ -14,8 +14,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..datastore import Datastore, DatastoreTables, ResourceURI, StorageClassRegistry, WritePlan
-from ..datastore._uri import LocalURI
+from ..datastore import Datastore, DatastoreTables, LocalURI, ResourceURI, StorageClassRegistry, WritePlan
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (
     ArtifactMissingError,
@@ -25,8 +24,7 @@ from ..errors import (
     MissingDatasetError,
     StorageClassError,
 )
-from ..registry import CollectionType, DatasetRef, DatasetType, Registry
-from ..registry._expand import attach_records
+from ..registry import CollectionType, DatasetRef, DatasetType, Registry, attach_records
 from ..registry.expr import ExpressionFactory
 
 if TYPE_CHECKING:

@@ -5,13 +5,15 @@ from ._fsck import ORPHANS_AREA, Finding, FsckReport, fsck
 from ._records import DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
-from ._uri import S3URI, ArtifactExistsError, LocalURI, ResourceURI
+from ._transfer import Adoption, check_transfer_mode, remove_sources, resolve_transfer, transfer_file
+from ._uri import S3URI, ArtifactExistsError, LocalURI, ResourceURI, check_datastore_root
 
 __all__ = [
     "DEFAULT_TEMPLATE",
     "ORPHANS_AREA",
     "S3URI",
     "TEMP_AREA",
+    "Adoption",
     "ArtifactExistsError",
     "Datastore",
     "DatastoreTables",
@@ -24,5 +26,10 @@ __all__ = [
     "StorageClass",
     "StorageClassRegistry",
     "WritePlan",
+    "check_datastore_root",
+    "check_transfer_mode",
     "fsck",
+    "remove_sources",
+    "resolve_transfer",
+    "transfer_file",
 ]

@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dimensions import DataCoordinate, DimensionGroup, SkyPixDimension
 from ..errors import MissingCollectionError, QuantumGraphBuildError
-from ..registry import CollectionType, DatasetRef, DatasetType
-from ..registry._dataset_ref import new_dataset_id_hexes
+from ..registry import CollectionType, DatasetRef, DatasetType, new_dataset_id_hexes
 from ._connections import Connection
 from ._graph import Quantum, QuantumGraph
 from ._pipeline import Pipeline, TaskDef

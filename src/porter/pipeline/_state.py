@@ -29,7 +29,7 @@ import sqlalchemy
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, String, Table, Text
 
 if TYPE_CHECKING:
-    from ..registry._db import Database
+    from ..registry import Database
 
 __all__ = ["FAILED", "RUNNING", "SUCCEEDED", "QuantumRecord", "RunState"]
 

@@ -21,7 +21,7 @@ import sqlalchemy
 from sqlalchemy import Column, Float, Integer, String, Table, Text, UniqueConstraint
 
 if TYPE_CHECKING:
-    from ..registry._db import Database
+    from ..registry import Database
 
 __all__ = ["Event", "EventLog"]
 
