@@ -218,3 +218,40 @@ def test_tables_in_a_pipe_keep_values_whole(cli_repo: Path) -> None:
     assert max(len(line) for line in out.splitlines()) <= 80, out
     assert any(LONG_RUN in line for line in out.splitlines()), out
     assert "imported_g" in out and "u/someone/chain" in out
+
+
+def test_release_plans_are_found_through_the_repository(
+    cli_repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`porter release` finds a plan in --plans, --repo's releases/, ./releases or a repository here."""
+    out = run("release", "init", "DP9", "--template", "rubin", "--repo", cli_repo, "--start", "2027-01-04")
+    assert (cli_repo / "releases" / "DP9.yaml").is_file() and "DP9.yaml" in out
+    monkeypatch.chdir(tmp_path)  # the repository is ./repo: found without saying so
+    assert "release DP9" in run("release", "status", "DP9")
+    run("release", "init", "DP10", "--like", "DP9", "--shift-days", "91")  # written beside DP9
+    assert (cli_repo / "releases" / "DP10.yaml").is_file()
+    out = run("release", "status", "DP9", "--html", "dp9.html")  # the table, and the full report
+    assert "release DP9" in out and "Wrote dp9.html" in out
+    assert (tmp_path / "dp9.html").read_text().startswith("<!doctype html>")
+    run("release", "report", "DP9", "--html", "report.html")  # the report alone, as before
+    assert (tmp_path / "report.html").read_text().startswith("<!doctype html>")
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    out = run("release", "status", "DP9", ok=False)
+    assert "No release plan DP9.yaml; looked in ./releases" in out and "--repo REPO" in out
+    assert "release DP9" in run("release", "status", "DP9", "--repo", cli_repo)
+    result = runner.invoke(app, ["release", "status", "DP9"], env={"PORTER_REPO": str(cli_repo)})
+    assert result.exit_code == 0 and "release DP9" in result.output
+    assert "release DP9" in run("release", "status", "DP9", "--plans", cli_repo / "releases")
+    out = run("release", "status", "DP9", "--repo", elsewhere, ok=False)
+    assert "not a porter repository" in out
+
+    # Two repositories here with a plan of that name: which one is for the user to say.
+    monkeypatch.chdir(tmp_path)
+    other = tmp_path / "other"
+    run("create", other)
+    run("release", "init", "DP9", "--template", "rubin", "--repo", other)
+    out = run("release", "status", "DP9", ok=False)
+    assert "several repositories" in out and "./other/releases/DP9.yaml" in out and "./repo/releases" in out

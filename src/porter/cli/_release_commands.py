@@ -26,9 +26,25 @@ finding_app = typer.Typer(name="finding", help="Red-team findings: add, close, l
 release_app.add_typer(finding_app)
 app.add_typer(release_app)
 
-NameArg = Annotated[str, typer.Argument(help="The release (its plan is PLANS/NAME.yaml).")]
+NameArg = Annotated[
+    str, typer.Argument(help="The release (its plan is NAME.yaml in the repository's releases/ directory).")
+]
 PlansOpt = Annotated[
-    Path, typer.Option("--plans", help="Directory of release plans.", envvar="PORTER_RELEASES")
+    Path | None,
+    typer.Option(
+        "--plans",
+        help="Directory of the release plans (default: the repository's releases/; see --repo).",
+        envvar="PORTER_RELEASES",
+    ),
+]
+RepoOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--repo",
+        help="Repository whose releases/ holds the plan (default: ./releases, then the releases/ "
+        "of each porter repository in the current directory).",
+        envvar="PORTER_REPO",
+    ),
 ]
 ByOpt = Annotated[str, typer.Option("--by", help="Who does this (a person of the plan).")]
 TodayOpt = Annotated[
@@ -36,11 +52,18 @@ TodayOpt = Annotated[
 ]
 
 
+def _plan_path(name: str, plans: Path | None, repo: Path | None) -> Path:
+    """Where release ``name``'s plan is: --plans, else --repo's releases/, else searched for from here."""
+    from ..release import find_plan
+
+    return find_plan(name, plans, repo)
+
+
 @contextlib.contextmanager
-def _release(name: str, plans: Path) -> Iterator["Release"]:
+def _release(name: str, plans: Path | None, repo: Path | None) -> Iterator["Release"]:
     from ..release import Release
 
-    rel = Release.open(name, plans)
+    rel = Release.open(name, _plan_path(name, plans, repo).parent)
     try:
         yield rel
     finally:
@@ -60,12 +83,20 @@ def _date(text: str | None) -> datetime.date | None:
 @handle_errors
 def init(
     name: NameArg,
-    repo: Annotated[str, typer.Option("--repo", help="The repository the release draws from.")] = "",
+    repo: Annotated[
+        str,
+        typer.Option(
+            "--repo",
+            help="The repository the release draws from; the plan is written to its releases/.",
+            envvar="PORTER_REPO",
+        ),
+    ] = "",
     template: Annotated[
         str, typer.Option("--template", help="Plan template: rubin (the six hand-overs).")
     ] = "rubin",
     like_release: Annotated[
-        str | None, typer.Option("--like", help="Copy this earlier release's plan.")
+        str | None,
+        typer.Option("--like", help="Copy this earlier release's plan (the new one is written beside it)."),
     ] = None,
     start: Annotated[
         str | None, typer.Option("--start", help="First day of release work (default today).")
@@ -77,10 +108,14 @@ def init(
             help="With --like: move every date by this many days (default: so the first deadline is as far from --start as it was from its own start).",
         ),
     ] = None,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing plan file.")] = False,
 ) -> None:
     """Write a new release plan: the six Rubin hand-overs, or a copy of an earlier release with dates shifted.
+
+    The plan goes to the repository's releases/ directory (REPO/releases/NAME.yaml), where
+    every `porter release` command finds it; with --like, beside the earlier plan; --plans DIR
+    puts it elsewhere.
 
     Examples:
 
@@ -88,44 +123,67 @@ def init(
 
         porter release init DP3 --like DP2 --shift-days 182
     """
-    from ..release import PlanError, dump_plan, like, load_plan, rubin_template
+    from ..release import PlanError, dump_plan, like, load_plan, plans_dir_of, rubin_template
 
-    path = plans / f"{name}.yaml"
-    if path.exists() and not force:
-        raise PlanError(f"{path} exists; edit it, or pass --force to replace it.")
     start_day = _date(start) or datetime.date.today()
     if like_release:
-        previous = load_plan(plans / f"{like_release}.yaml")
+        previous_path = _plan_path(like_release, plans, Path(repo) if repo else None)
+        previous = load_plan(previous_path)
         if shift_days is None:
             first = min(c.deadline for c in previous.checkpoints)
             shift_days = (start_day - first).days + 21
         plan = like(previous, name, shift_days)
+        directory = plans if plans is not None else previous_path.parent
     else:
         if template != "rubin":
             raise typer.BadParameter(f"--template {template!r}: the available template is 'rubin'.")
         if not repo:
-            raise typer.BadParameter("Give the repository with --repo.")
-        plan = rubin_template(name, repo, start_day)
+            raise typer.BadParameter("Give the repository the release draws from with --repo REPO.")
+        directory = plans if plans is not None else plans_dir_of(repo)
+        local = Path(repo)
+        plan = rubin_template(name, str(local.resolve()) if local.exists() else repo, start_day)
+    path = directory / f"{name}.yaml"
+    if path.exists() and not force:
+        raise PlanError(f"{path} exists; edit it, or pass --force to replace it.")
+    directory.mkdir(parents=True, exist_ok=True)
     dump_plan(plan, path)
     console.print(
         f"Wrote [bold]{path}[/]: {len(plan.checkpoints)} checkpoints "
-        f"({', '.join(c.name for c in plan.checkpoints)}), first deadline {min(c.deadline for c in plan.checkpoints)}."
+        f"({', '.join(c.name for c in plan.checkpoints)}), first deadline {min(c.deadline for c in plan.checkpoints)}.",
+        soft_wrap=True,
     )
 
 
 @release_app.command("status")
 @handle_errors
 def status(
-    name: NameArg, plans: PlansOpt = Path("releases"), today: TodayOpt = None, as_json: JsonOpt = False
+    name: NameArg,
+    html_file: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write the full report as one self-contained HTML file here."),
+    ] = None,
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+    today: TodayOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Checkpoints with hand-over, owner, deadline, projected date (slips carried forward), checks, sign-off; findings.
 
-    Example:
+    With --html FILE, also the full report: status, every check with samples,
+    completeness chart, check history, findings and audit log, in one file.
 
-        porter release status DP2 --json
+    Examples:
+
+        porter release status DP2
+
+        porter release status DP2 --html dp2.html
+
+        porter release status DEMO1 --repo demo-survey-repo --json
     """
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         data = rel.status(_date(today))
+        if html_file is not None:
+            _write_report(rel, html_file, today)
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
@@ -137,6 +195,18 @@ def status(
             title="open findings",
         )
     console.print("[bold green]ready to go public[/]" if data["ready"] else "not yet marked ready")
+    if html_file is not None:
+        console.print(f"Wrote {html_file} ({html_file.stat().st_size / 1024:.0f} kB).")
+
+
+def _write_report(rel: "Release", html_file: Path, today: str | None) -> None:
+    """The release's HTML report, written whole or not at all."""
+    from ..release._report import html_report
+
+    text = html_report(rel, _date(today))
+    tmp = html_file.with_name(f".{html_file.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(html_file)
 
 
 @release_app.command("report")
@@ -146,19 +216,18 @@ def report(
     html_file: Annotated[Path, typer.Option("--html", help="Where to write the report.")] = Path(
         "report.html"
     ),
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
     today: TodayOpt = None,
 ) -> None:
-    """One self-contained HTML file: status, every check with samples, completeness chart, check history, findings, audit.
+    """The release's HTML report alone: the same as `porter release status NAME --html FILE`, without the table.
 
     Example:
 
         porter release report DP2 --html dp2-report.html
     """
-    from ..release._report import html_report
-
-    with _release(name, plans) as rel:
-        html_file.write_text(html_report(rel, _date(today)))
+    with _release(name, plans, repo) as rel:
+        _write_report(rel, html_file, today)
     console.print(f"Wrote {html_file} ({html_file.stat().st_size / 1024:.0f} kB).")
 
 
@@ -169,7 +238,8 @@ def check(
     checkpoint: Annotated[
         str | None, typer.Option("--checkpoint", help="Only this checkpoint (default: all).")
     ] = None,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
     by: Annotated[str, typer.Option("--by", help="Who runs the checks.")] = "porter",
     as_json: JsonOpt = False,
 ) -> None:
@@ -180,7 +250,7 @@ def check(
         porter release check DP2 --checkpoint images
     """
     out = []
-    with _release(name, plans) as rel, _progress() as progress:
+    with _release(name, plans, repo) as rel, _progress() as progress:
         names = [checkpoint] if checkpoint else [c.name for c in rel.plan.checkpoints]
         task = progress.add_task("checks", total=sum(len(rel.plan.checkpoint(cp).items) for cp in names))
         for cp in names:
@@ -216,7 +286,8 @@ def missing(
     checkpoint: Annotated[
         str | None, typer.Option("--checkpoint", help="Only this checkpoint (default: all).")
     ] = None,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
     limit: Annotated[int, typer.Option("--limit", help="Rows to show in the table (--json gives all).")] = 50,
     as_json: JsonOpt = False,
 ) -> None:
@@ -231,7 +302,7 @@ def missing(
     import pyarrow.parquet as pq
 
     rows: list[dict[str, Any]] = []
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         state = rel.state()
         for cp in [checkpoint] if checkpoint else [c.name for c in rel.plan.checkpoints]:
             rel.plan.checkpoint(cp)  # an unknown name is an error naming the known ones
@@ -256,10 +327,11 @@ def confirm(
     item: Annotated[str, typer.Argument(help="The manual item done.")],
     by: ByOpt,
     comment: Annotated[str, typer.Option("--comment", help="What was checked, how.")] = "",
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Record that a manual shipping-list item was checked by a person."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         rel.confirm(checkpoint, item, by, comment)
     console.print(f"Recorded: {item} of {checkpoint} confirmed by {by}.")
 
@@ -272,10 +344,11 @@ def waive(
     check_name: Annotated[str, typer.Argument(metavar="CHECK", help="The failed check's name (item:check).")],
     by: ByOpt,
     reason: Annotated[str, typer.Option("--reason", help="Why the release may go ahead regardless.")],
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Waive a failed check, with a reason (people with can_waive, or the decider)."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         rel.waive(checkpoint, check_name, by, reason)
     console.print(f"Waived {check_name} of {checkpoint} ({by}: {reason}).")
 
@@ -292,7 +365,8 @@ def signoff(
             "--override", help="Decider of last resort only: sign off despite the gate, for this reason."
         ),
     ] = None,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Sign off a hand-over; refused while a dependency is unsigned or a check fails without a waiver.
 
@@ -302,7 +376,7 @@ def signoff(
 
         porter release signoff DP2 hips --by decider --override "HiPS coverage map deferred to DP2.1"
     """
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         event = rel.signoff(checkpoint, by, override)
     word = "Overrode the gate and signed" if event.action == "override-signoff" else "Signed"
     console.print(f"{word} off {checkpoint} ({by}).")
@@ -310,9 +384,11 @@ def signoff(
 
 @release_app.command("ready")
 @handle_errors
-def ready(name: NameArg, by: ByOpt, plans: PlansOpt = Path("releases"), today: TodayOpt = None) -> None:
+def ready(
+    name: NameArg, by: ByOpt, plans: PlansOpt = None, repo: RepoOpt = None, today: TodayOpt = None
+) -> None:
     """The go-public gate: every checkpoint signed, no open blocker, the test period run. Then the date may be announced."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         rel.mark_ready(by, _date(today))
     console.print(
         f"[bold green]{name} is ready to go public[/] (marked by {by}); the date may now be announced."
@@ -325,7 +401,8 @@ def ship(
     name: NameArg,
     checkpoint: Annotated[str, typer.Argument(help="The hand-over whose delivery to freeze.")],
     by: ByOpt,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Freeze a delivery as a Parquet manifest (every dataset and file with size and checksum) and its content hash.
 
@@ -333,7 +410,7 @@ def ship(
 
         porter release ship DP2 catalogs --by pipelines-lead
     """
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         event = rel.ship(checkpoint, by)
     p = event.payload
     console.print(
@@ -346,14 +423,15 @@ def ship(
 def diff(
     old: Annotated[str, typer.Argument(help="The earlier release.")],
     new: Annotated[str, typer.Argument(help="The later release.")],
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What changed between two releases' latest manifests, checkpoint by checkpoint (added, removed, changed)."""
     from ..release._manifest import diff_manifests
 
     out: dict[str, dict[str, Any]] = {}
-    with _release(old, plans) as a, _release(new, plans) as b:
+    with _release(old, plans, repo) as a, _release(new, plans, repo) as b:
         for cp in b.plan.checkpoints:
             sa, sb = (
                 a.shipped(cp.name) if cp.name in {c.name for c in a.plan.checkpoints} else None,
@@ -390,11 +468,12 @@ def audit(
     verify: Annotated[
         bool, typer.Option("--verify", help="Check the hash chain; exit 1 if it was altered.")
     ] = False,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The release's audit log (every check run, waiver, sign-off, override and finding), hash-chained."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         events = rel.events()
         problems = rel.log.verify(name) if verify else []
     if as_json:
@@ -432,10 +511,11 @@ def finding_add(
     severity: Annotated[str, typer.Option("--severity", help="blocker, major or minor.")],
     by: ByOpt,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="The hand-over it concerns.")] = "",
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Record a red-team finding (a blocker stops the release from going public until closed)."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         f = rel.add_finding(severity, checkpoint, text, by)
     console.print(f"Finding {f.id} ({severity}) recorded.")
 
@@ -447,10 +527,11 @@ def finding_close(
     finding_id: Annotated[int, typer.Argument(metavar="ID")],
     by: ByOpt,
     resolution: Annotated[str, typer.Option("--resolution", help="How it was resolved.")] = "",
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Close a finding with its resolution."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         rel.close_finding(finding_id, by, resolution)
     console.print(f"Finding {finding_id} closed.")
 
@@ -477,7 +558,8 @@ def finding_to_check(
     check_name: Annotated[
         str | None, typer.Option("--name", help="Name of the corpus check (default RELEASE-finding-ID).")
     ] = None,
-    plans: PlansOpt = Path("releases"),
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
 ) -> None:
     """Turn a finding into a regression-corpus check, so every later release runs it.
 
@@ -496,16 +578,18 @@ def finding_to_check(
             )
         rules.append(parsed)
     applies = {k: v for k, v in (("table", table), ("item", item)) if v}
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         path = rel.finding_to_check(finding_id, by, rules, applies, check_name)
     console.print(f"Wrote corpus check {path}; every release's catalog checks now run it.")
 
 
 @finding_app.command("list")
 @handle_errors
-def finding_list(name: NameArg, plans: PlansOpt = Path("releases"), as_json: JsonOpt = False) -> None:
+def finding_list(
+    name: NameArg, plans: PlansOpt = None, repo: RepoOpt = None, as_json: JsonOpt = False
+) -> None:
     """Every finding, open and closed."""
-    with _release(name, plans) as rel:
+    with _release(name, plans, repo) as rel:
         findings = [f.to_dict() for f in rel.state().findings.values()]
     print_rows(findings, title=f"findings of {name}", as_json=as_json)
 

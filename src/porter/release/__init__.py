@@ -3,6 +3,7 @@
 from ..schema import CheckResult
 from ._checks import run_checks
 from ._events import Event, EventLog
+from ._find import PlanNotFoundError, find_plan, plans_dir_of
 from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan, dump_plan, load_plan
 from ._release import Finding, GateError, Release, ReleaseState
 from ._schedule import ScheduleRow, schedule
@@ -19,13 +20,16 @@ __all__ = [
     "Milestone",
     "Person",
     "PlanError",
+    "PlanNotFoundError",
     "Release",
     "ReleasePlan",
     "ReleaseState",
     "ScheduleRow",
     "dump_plan",
+    "find_plan",
     "like",
     "load_plan",
+    "plans_dir_of",
     "rubin_template",
     "run_checks",
     "schedule",
