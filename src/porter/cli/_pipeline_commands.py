@@ -131,6 +131,30 @@ def _outputs(butler: "Butler", inputs: list[str], output_run: str | None, output
     return run
 
 
+def _run_of(butler: "Butler", name: str) -> str:
+    """The RUN a command about a pipeline's run should read, given a RUN or an output CHAINED collection.
+
+    ``submit -o u/me/drp`` writes to a new timestamped run chained in front of
+    the inputs, and ``u/me/drp`` is the name the user knows (as with pipetask's
+    ``-o``): for a chain, its first child that is a RUN — the latest one made.
+    Anything else is passed on unchanged, for the command's own error.
+    """
+    from ..errors import PorterError
+    from ..registry import CollectionType
+
+    try:
+        info = butler.collections.get_info(name)
+        if info.type != CollectionType.CHAINED:
+            return name
+        for child in info.children:
+            if butler.collections.get_info(child).type == CollectionType.RUN:
+                err_console.print(f"[dim]{name} is a chain; its latest run is {child}.[/]", highlight=False)
+                return child
+    except PorterError:
+        pass
+    return name
+
+
 @contextlib.contextmanager
 def _quanta_progress(total: int, title: str) -> Iterator[Callable[[str, int], None]]:
     """A Rich bar over quanta whose description counts each status."""
@@ -533,7 +557,9 @@ def _print_submission(results: list["StepResult"], report: "RunReport", as_json:
 @handle_errors
 def restart(
     repo: RepoArg,
-    run_name: Annotated[str, typer.Argument(metavar="RUN", help="The run to finish.")],
+    run_name: Annotated[
+        str, typer.Argument(metavar="RUN", help="The run to finish (or the -o chain: its latest run).")
+    ],
     jobs: JobsOpt = 1,
     executor: ExecutorOpt = None,
     site: SiteOpt = None,
@@ -553,6 +579,7 @@ def restart(
     from ..pipeline._report import unfinished
 
     with _open(repo) as butler:
+        run_name = _run_of(butler, run_name)
         todo = unfinished(butler, run_name)
         with (
             _executor(jobs, executor, site) as ex,
@@ -576,7 +603,9 @@ def restart(
 @handle_errors
 def report(
     repo: RepoArg,
-    run_name: Annotated[str, typer.Argument(metavar="RUN", help="The run to report on.")],
+    run_name: Annotated[
+        str, typer.Argument(metavar="RUN", help="The run to report on (or the -o chain: its latest run).")
+    ],
     as_json: JsonOpt = False,
 ) -> None:
     """Per task: succeeded / failed / blocked / running / pending, wall and CPU time; the most common errors.
@@ -588,7 +617,7 @@ def report(
     from ..pipeline import report_run
 
     with _open(repo, writeable=False) as butler:
-        result = report_run(butler, run_name)
+        result = report_run(butler, _run_of(butler, run_name))
     if as_json:
         console.print_json(json.dumps(result.to_dict(), default=str))
         return
@@ -633,7 +662,7 @@ def provenance(
         if export is not None:
             if not run_name:
                 raise typer.BadParameter("--export needs --run RUN.")
-            doc = run_prov_json(butler, run_name)
+            doc = run_prov_json(butler, _run_of(butler, run_name))
             export.write_text(json.dumps(doc, indent=1, default=str))
             console.print(
                 f"Wrote {export}: {len(doc['activity'])} activities, {len(doc['entity'])} entities."
