@@ -211,14 +211,7 @@ REFUSED: dict[str, str] = {
 """README commands the README itself says are refused here (exit status 1 and this message):
 the go-public gate, while DP2's hand-overs are unsigned and its test period has not run."""
 
-KNOWN_FAILURES: dict[str, tuple[str, str]] = {
-    "porter release signoff DP2 catalogs --by release-manager": (
-        "the rubin template (porter.release._templates) names its Felis schema 'felis/dp1.yaml', which "
-        "load_schema finds neither as a file nor in lsst-sdm-schemas (whose name is 'dp1'), so the catalog "
-        "checks of a plan made by `porter release init --template rubin` error and the gate refuses",
-        "Felis schema 'felis/dp1.yaml' is neither a file nor in lsst-sdm-schemas",
-    ),
-}
+KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 """README commands that fail because of a known bug elsewhere: (the bug, the message they fail with).
 Like xfail(strict=True): once the bug is fixed the command passes, and this test says to remove it."""
 

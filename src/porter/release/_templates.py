@@ -40,7 +40,7 @@ def rubin_template(
                     kind="catalog",
                     location=f"{release}/catalogs/Object/",
                     table="Object",
-                    schema_file="felis/dp1.yaml",
+                    schema_file="dp1",  # Rubin's published DP1 schema, from lsst-sdm-schemas
                     description="Object table as Parquet, conforming to the Felis schema",
                 ),
                 Item(
@@ -48,7 +48,7 @@ def rubin_template(
                     kind="catalog",
                     location=f"{release}/catalogs/Source/",
                     table="Source",
-                    schema_file="felis/dp1.yaml",
+                    schema_file="dp1",  # Rubin's published DP1 schema, from lsst-sdm-schemas
                 ),
                 Item(
                     name="ingest-config",
