@@ -34,9 +34,11 @@ def snapshot(butler: Butler) -> tuple:
     datasets = []
     for t in butler.query_dataset_types():
         for c in butler.collections.query(collection_types=[CollectionType.RUN, CollectionType.TAGGED]):
-            datasets.extend(sorted(str(r.id) for r in butler.query_datasets(t.name, c, find_first=False)))
+            refs = butler.query_datasets(t.name, c, find_first=False, explain=False)
+            datasets.extend(sorted(str(r.id) for r in refs))
     records = tuple(
-        (e.name, len(butler.query_dimension_records(e.name))) for e in reg.universe.database_elements
+        (e.name, len(butler.query_dimension_records(e.name, explain=False)))
+        for e in reg.universe.database_elements
     )
     return colls, types, tuple(sorted(datasets)), records
 
@@ -302,7 +304,10 @@ def test_replaced_regions_update_the_spatial_index(repo: Butler) -> None:
         lsst.sphgeom.Angle.fromDegrees(0.5),
     )
     assert (
-        repo.query_data_ids(["visit"], instrument="Cam1", where="visit.region OVERLAPS POINT(180, 45)", explain=False) == []
+        repo.query_data_ids(
+            ["visit"], instrument="Cam1", where="visit.region OVERLAPS POINT(180, 45)", explain=False
+        )
+        == []
     )
     values = visit.to_dict()
     values["region"] = far

@@ -29,13 +29,13 @@ from ..registry import (
     GovernorDefaults,
     Registry,
     RegistryDefaults,
-    explain_no_results,
+    explainer,
     merge_data_id,
     pop_data_id,
 )
 from . import _file_transfers, _ingest, _io
 from ._collections import ButlerCollections
-from ._data_id_rewrite import rewrite_data_id
+from ._data_id_rewrite import RewrittenDataId, rewrite_data_id
 from ._deferred import DeferredDatasetHandle
 from ._export import ExportContext
 from ._ingest import FileDataset
@@ -388,29 +388,22 @@ class Butler:
         """
         data_id = pop_data_id(data_id, kwargs)
         names = self._collections_or_default(collections)
-
-        def run(n: int | None) -> list[DatasetRef]:
-            return self.registry.query_datasets(
-                dataset_type,
-                names,
-                find_first=find_first,
-                data_id=data_id,
-                where=where,
-                bind=bind,
-                order_by=order_by,
-                limit=n,
-                default_data_id=self.data_id_defaults,
-                with_dimension_records=with_dimension_records,
-                **kwargs,
-            )
-
         type_name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
-        return answer_query(
-            run,
-            limit,
-            explain,
-            lambda: self._empty_reasons([type_name], names, data_id, kwargs, where),
+        return self._answer(
+            lambda target, **kw: self.registry.query_datasets(target, names, **kw),
+            dataset_type,
+            names,
+            [type_name],
             f"{type_name} datasets",
+            limit=limit,
+            explain=explain,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            kwargs=kwargs,
+            find_first=find_first,
+            order_by=order_by,
+            with_dimension_records=with_dimension_records,
         )
 
     def query_data_ids(
@@ -438,28 +431,22 @@ class Butler:
         """
         data_id = pop_data_id(data_id, kwargs)
         names = self._collections_or_default(collections) if datasets else None
-
-        def run(n: int | None) -> list[DataCoordinate]:
-            return self.registry.query_data_ids(
-                dimensions,
-                data_id=data_id,
-                where=where,
-                bind=bind,
-                datasets=datasets,
-                collections=names,
-                order_by=order_by,
-                limit=n,
-                default_data_id=self.data_id_defaults,
-                with_dimension_records=with_dimension_records,
-                **kwargs,
-            )
-
-        return answer_query(
-            run,
-            limit,
-            explain,
-            lambda: self._empty_reasons(_names(datasets), names or [], data_id, kwargs, where),
+        return self._answer(
+            self.registry.query_data_ids,
+            dimensions,
+            names,
+            _names(datasets),
             "data IDs",
+            limit=limit,
+            explain=explain,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            kwargs=kwargs,
+            datasets=datasets,
+            collections=names,
+            order_by=order_by,
+            with_dimension_records=with_dimension_records,
         )
 
     def query_dimension_records(
@@ -479,27 +466,21 @@ class Butler:
         """Find dimension records of one element (a visit's region, a detector's raft …)."""
         data_id = pop_data_id(data_id, kwargs)
         names = self._collections_or_default(collections) if datasets else None
-
-        def run(n: int | None) -> list[DimensionRecord]:
-            return self.registry.query_dimension_records(
-                element,
-                data_id=data_id,
-                where=where,
-                bind=bind,
-                datasets=datasets,
-                collections=names,
-                order_by=order_by,
-                limit=n,
-                default_data_id=self.data_id_defaults,
-                **kwargs,
-            )
-
-        return answer_query(
-            run,
-            limit,
-            explain,
-            lambda: self._empty_reasons(_names(datasets), names or [], data_id, kwargs, where),
+        return self._answer(
+            self.registry.query_dimension_records,
+            element,
+            names,
+            _names(datasets),
             f"{element if isinstance(element, str) else element.name} records",
+            limit=limit,
+            explain=explain,
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            kwargs=kwargs,
+            datasets=datasets,
+            collections=names,
+            order_by=order_by,
         )
 
     def query(self) -> Query:
@@ -512,18 +493,47 @@ class Butler:
         """
         return Query(self)
 
-    def _empty_reasons(
+    def _answer(
         self,
+        fetch: Callable[..., list[Any]],
+        target: Any,
+        searched: Sequence[str] | None,
         dataset_types: Sequence[str],
-        collections: Sequence[str],
+        what: str,
+        *,
+        limit: int | None,
+        explain: bool,
         data_id: Mapping[str, Any] | None,
-        kwargs: Mapping[str, Any],
         where: str,
-    ) -> list[str]:
-        given = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs)
-        return explain_no_results(
-            self.registry, dataset_types=dataset_types, collections=collections, data_id=given, where=where
+        bind: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+        **options: Any,
+    ) -> list[Any]:
+        """Run one of the registry's query methods under daf_butler's limit and explain rules."""
+        defaults = self.data_id_defaults
+
+        def run(n: int | None) -> list[Any]:
+            return fetch(
+                target,
+                data_id=data_id,
+                where=where,
+                bind=bind,
+                limit=n,
+                default_data_id=defaults,
+                **options,
+                **kwargs,
+            )
+
+        reasons = explainer(
+            self.registry,
+            dataset_types=dataset_types,
+            collections=searched or (),
+            data_id=data_id,
+            kwargs=kwargs,
+            defaults=defaults,
+            where=where,
         )
+        return answer_query(run, limit, explain, reasons, what)
 
     def find_dataset(
         self,
@@ -542,9 +552,7 @@ class Butler:
         """
         data_id = pop_data_id(data_id, kwargs)
         kwargs.pop("storage_class", None)
-        dt = self.registry.dataset_types.get_record(dataset_type).dataset_type
-        merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
-        rewritten = rewrite_data_id(self.registry, dt, merged)
+        dt, rewritten = self._standardize(dataset_type, data_id, kwargs)
         ref = self.registry.find_dataset(
             dataset_type,
             rewritten.data_id,
@@ -555,7 +563,15 @@ class Butler:
             return ref
         return ref.expanded(
             self._expander.expand(ref.data_id)
-        )  # band, physical_filter … as daf_butler gives them
+        )  # band, physical_filter … as daf_butler has them
+
+    def _standardize(
+        self, dataset_type: str | DatasetType, data_id: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[DatasetType, RewrittenDataId]:
+        """The dataset type and the dimension values a call means: defaults merged, record fields resolved."""
+        dt = self.registry.dataset_types.get_record(dataset_type).dataset_type
+        merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
+        return dt, rewrite_data_id(self.registry, dt, merged)
 
     def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
         """The dataset with this UUID, or `None`."""
@@ -703,9 +719,7 @@ class Butler:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
         data_id = pop_data_id(data_id, kwargs)
         if not isinstance(dataset_ref_or_type, DatasetRef):
-            dt = self.registry.dataset_types.get_record(dataset_ref_or_type).dataset_type
-            merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
-            data_id = rewrite_data_id(self.registry, dt, merged).data_id
+            data_id = self._standardize(dataset_ref_or_type, data_id, kwargs)[1].data_id
             kwargs = {}
         dataset_type, data_id_, run_, dataset_id = _io.resolve_for_put(
             self.registry, dataset_ref_or_type, data_id, run or self.run, kwargs
@@ -822,9 +836,7 @@ class Butler:
             return dataset_ref_or_type
         name = dataset_ref_or_type if isinstance(dataset_ref_or_type, str) else dataset_ref_or_type.name
         parent, _, component = name.partition(".")  # "calexp.wcs": find the calexp, read its WCS
-        dt = self.registry.dataset_types.get_record(parent).dataset_type
-        merged = merge_data_id(self.dimensions, self.data_id_defaults, data_id, kwargs, dt.dimensions)
-        rewritten = rewrite_data_id(self.registry, dt, merged)
+        rewritten = self._standardize(parent, data_id, kwargs)[1]
         ref = _io.find_ref(
             self.registry,
             parent,

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..dimensions import DataCoordinate, DimensionElement, DimensionGroup, DimensionRecord
 from ..errors import InvalidQueryError
-from ..registry import DatasetRef, DatasetType, explain_no_results, merge_data_id
+from ..registry import DatasetRef, DatasetType, explainer
 from ..registry.expr import (
     ExpressionFactory,
     Node,
@@ -201,14 +201,14 @@ class Query:
 
     def _reasons(self, dataset_types: Sequence[str], collections: Sequence[str]) -> list[str]:
         c = self._constraints
-        given = merge_data_id(self._butler.dimensions, self._butler.data_id_defaults, c.data_id, {})
-        return explain_no_results(
+        return explainer(
             self._butler.registry,
             dataset_types=list(dict.fromkeys([*dataset_types, *self._searches])),
             collections=list(collections) or [n for names in self._searches.values() for n in names],
-            data_id=given,
+            data_id=c.data_id,
+            defaults=self._butler.data_id_defaults,
             where=c.where_text,
-        )
+        )()
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from ._dataset_type import DatasetType
 from ._db import Database
 from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
 from ._expand import attach_records
-from ._explain import explain_no_results
+from ._explain import explain_no_results, explainer
 from ._registry import Registry
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "RegistryDefaults",
     "attach_records",
     "explain_no_results",
+    "explainer",
     "merge_data_id",
     "new_dataset_id_hexes",
     "pop_data_id",

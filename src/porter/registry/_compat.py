@@ -17,11 +17,12 @@ from ._collection_type import CollectionType
 from ._dataset_ref import DatasetRef
 from ._dataset_type import DatasetType
 from ._defaults import GovernorDefaults, merge_data_id
-from ._explain import explain_no_results
+from ._explain import explainer
 from ._query_results import (
     DataCoordinateQueryResults,
     DatasetQueryResults,
     DimensionRecordQueryResults,
+    Explainer,
     QueryOptions,
     Runner,
 )
@@ -197,15 +198,20 @@ class RegistryCompatMixin:
 
             return run
 
-        def explain(subset: Sequence[str] = types) -> list[str]:
-            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
-            return explain_no_results(
-                reg, dataset_types=subset, collections=names, data_id=given, where=where
+        def explain(subset: Sequence[str]) -> Explainer:
+            return explainer(
+                reg,
+                dataset_types=subset,
+                collections=names,
+                data_id=dataId,
+                kwargs=kwargs,
+                defaults=defaults,
+                where=where,
             )
 
         if len(types) == 1:
-            return DatasetQueryResults(runner(types[0]), explain)
-        per_type = {t: DatasetQueryResults(runner(t), lambda t=t: explain([t])) for t in types}  # type: ignore[misc]
+            return DatasetQueryResults(runner(types[0]), explain(types))
+        per_type = {t: DatasetQueryResults(runner(t), explain([t])) for t in types}
 
         def run_all(options: QueryOptions) -> list[DatasetRef]:
             rows: list[DatasetRef] = []
@@ -213,7 +219,7 @@ class RegistryCompatMixin:
                 rows += runner(t)(options)
             return rows[: options.limit] if options.limit is not None else rows
 
-        return DatasetQueryResults(run_all, explain, by_type=per_type)
+        return DatasetQueryResults(run_all, explain(types), by_type=per_type)
 
     def queryDataIds(
         self,
@@ -249,11 +255,15 @@ class RegistryCompatMixin:
                 **kwargs,
             )
 
-        def explain() -> list[str]:
-            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
-            return explain_no_results(
-                reg, dataset_types=types, collections=names or (), data_id=given, where=where
-            )
+        explain = explainer(
+            reg,
+            dataset_types=types,
+            collections=names or (),
+            data_id=dataId,
+            kwargs=kwargs,
+            defaults=defaults,
+            where=where,
+        )
 
         return DataCoordinateQueryResults(run, explain, dimensions=reg.universe.conform(dims))
 
@@ -307,11 +317,15 @@ class RegistryCompatMixin:
                 **kwargs,
             )
 
-        def explain() -> list[str]:
-            given = merge_data_id(reg.universe, defaults, dataId, kwargs)
-            return explain_no_results(
-                reg, dataset_types=types, collections=names or (), data_id=given, where=where
-            )
+        explain = explainer(
+            reg,
+            dataset_types=types,
+            collections=names or (),
+            data_id=dataId,
+            kwargs=kwargs,
+            defaults=defaults,
+            where=where,
+        )
 
         return DimensionRecordQueryResults(run, explain)
 

@@ -8,15 +8,16 @@ empty, with a few cheap queries, each testing one constraint on its own.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PorterError
+from ._defaults import GovernorDefaults, merge_data_id
 
 if TYPE_CHECKING:
     from ._registry import Registry
 
-__all__ = ["explain_no_results"]
+__all__ = ["explain_no_results", "explainer"]
 
 
 def explain_no_results(
@@ -76,3 +77,32 @@ def explain_no_results(
             + "."
         )
     return reasons
+
+
+def explainer(
+    registry: Registry,
+    *,
+    dataset_types: Sequence[str] = (),
+    collections: Sequence[str] = (),
+    data_id: Mapping[str, Any] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    defaults: GovernorDefaults | None = None,
+    where: Any = "",
+) -> Callable[[], list[str]]:
+    """`explain_no_results` for a query's constraints as query methods take them, worked out only if called.
+
+    The data ID, keyword constraints and governor defaults are merged as the
+    query merged them; ``where`` may be text or a typed constraint's tree.
+    """
+
+    def explain() -> list[str]:
+        given = merge_data_id(registry.universe, defaults or GovernorDefaults(), data_id, kwargs or {})
+        return explain_no_results(
+            registry,
+            dataset_types=dataset_types,
+            collections=collections,
+            data_id=given,
+            where=where if isinstance(where, str) else str(where),
+        )
+
+    return explain

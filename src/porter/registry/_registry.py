@@ -605,23 +605,20 @@ class Registry(RegistryCompatMixin):
         """
         common = skypix.name == self.universe.common_skypix.name
         given = {**(data_id or {}), **kwargs}
+        constraints: dict[str, Any] = dict(
+            data_id=data_id,
+            where=where,
+            bind=bind,
+            datasets=datasets,
+            collections=collections,
+            default_data_id=default_data_id,
+        )
         ids: list[Any]
         if common or skypix.name in given:
-            ids = [
-                d[skypix.name]
-                for d in self.query_data_ids(
-                    [skypix.name],
-                    data_id=data_id,
-                    where=where,
-                    bind=bind,
-                    datasets=datasets,
-                    collections=collections,
-                    order_by=order_by,
-                    limit=limit,
-                    default_data_id=default_data_id,
-                    **kwargs,
-                )
-            ]
+            found_ids = self.query_data_ids(
+                [skypix.name], order_by=order_by, limit=limit, **constraints, **kwargs
+            )
+            ids = [d[skypix.name] for d in found_ids]
         else:
             element = self._constraining_spatial_element(given, default_data_id)
             if element is None:
@@ -629,20 +626,8 @@ class Registry(RegistryCompatMixin):
                     f"{skypix.name} pixels cover the sky; constrain them with a spatial data ID "
                     f"(skymap=…, tract=…, patch=… or instrument=…, visit=…, detector=…) or {skypix.name}=…."
                 )
-            regions = [
-                r.region
-                for r in self.query_dimension_records(
-                    element,
-                    data_id=data_id,
-                    where=where,
-                    bind=bind,
-                    datasets=datasets,
-                    collections=collections,
-                    default_data_id=default_data_id,
-                    **kwargs,
-                )
-                if r.region is not None
-            ]
+            records = self.query_dimension_records(element, **constraints, **kwargs)
+            regions = [r.region for r in records if r.region is not None]
             pixelization = skypix.pixelization
             found: set[int] = set()
             for region in regions:
