@@ -60,11 +60,13 @@ def _querier(root: str, rounds: int, queue: multiprocessing.Queue[str]) -> None:
     try:
         butler = Butler(root)
         for _ in range(rounds):
-            butler.query_data_ids(["visit", "detector"], where="instrument = 'HSC' AND band = 'r'")
-            butler.query_dimension_records("detector")
+            butler.query_data_ids(
+                ["visit", "detector"], where="instrument = 'HSC' AND band = 'r'", explain=False
+            )
+            butler.query_dimension_records("detector", explain=False)
             for c in butler.collections.query():
                 for t in butler.query_dataset_types():
-                    butler.query_datasets(t, c, find_first=False)
+                    butler.query_datasets(t, c, find_first=False, explain=False)
         butler.close()
         queue.put("ok")
     except Exception as exc:
@@ -73,7 +75,14 @@ def _querier(root: str, rounds: int, queue: multiprocessing.Queue[str]) -> None:
 
 def _state(butler: Butler) -> tuple:
     records = tuple(
-        (e.name, tuple(sorted((norm_record(r) for r in butler.query_dimension_records(e.name)), key=repr)))
+        (
+            e.name,
+            tuple(
+                sorted(
+                    (norm_record(r) for r in butler.query_dimension_records(e.name, explain=False)), key=repr
+                )
+            ),
+        )
         for e in butler.dimensions.database_elements
     )
     datasets = tuple(
@@ -82,7 +91,7 @@ def _state(butler: Butler) -> tuple:
                 norm_ref(r)
                 for c in butler.collections.query()
                 for t in butler.query_dataset_types()
-                for r in butler.query_datasets(t, c, find_first=False)
+                for r in butler.query_datasets(t, c, find_first=False, explain=False)
             ),
             key=repr,
         )

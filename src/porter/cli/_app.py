@@ -303,6 +303,7 @@ def query_datasets(
                 bind=_bind(bind),
                 order_by=_split(order_by) or None,
                 limit=limit,
+                explain=False,
             )
             if not order_by:
                 refs.sort()
@@ -319,7 +320,9 @@ def query_refs(
     butler.registry.resolve_collections(collections)
     refs: list[Any] = []
     for dt in butler.query_dataset_types(dataset_types or "*"):
-        refs += sorted(butler.query_datasets(dt, collections, find_first=find_first, where=where))
+        refs += sorted(
+            butler.query_datasets(dt, collections, find_first=find_first, where=where, explain=False)
+        )
     return refs
 
 
@@ -360,6 +363,7 @@ def query_data_ids(
             collections=_split(collections) or None,
             order_by=_split(order_by) or None,
             limit=limit,
+            explain=False,
         )
     if not order_by:
         ids.sort()
@@ -398,6 +402,7 @@ def query_dimension_records(
             collections=_split(collections) or None,
             order_by=_split(order_by) or None,
             limit=limit,
+            explain=False,
         )
     if not order_by:
         records.sort(key=lambda r: tuple(str(v) for v in r.key_values))
@@ -616,7 +621,7 @@ def certify_calibrations(
 
     timespan = Timespan(to_nsec(begin_date), to_nsec(end_date))
     with _open(repo) as butler:
-        refs = butler.query_datasets(dataset_type, [input_collection], where=where)
+        refs = butler.query_datasets(dataset_type, [input_collection], where=where, explain=False)
         if not refs:
             raise PorterError(f"No {dataset_type} datasets in {input_collection!r} to certify.")
         butler.collections.register(output_collection, CollectionType.CALIBRATION)

@@ -53,13 +53,15 @@ def demo(
         f"Imported [bold]{export_file.name}[/] into [bold]{repo}[/] in {t_import:.2f} s: "
         f"{counts['dimension records']} dimension records."
     )
-    instruments = [r.name for r in butler.query_dimension_records("instrument")]
-    skymaps = [r.name for r in butler.query_dimension_records("skymap")]
+    instruments = [r.name for r in butler.query_dimension_records("instrument", explain=False)]
+    skymaps = [r.name for r in butler.query_dimension_records("skymap", explain=False)]
     rows = []
     for instrument in instruments:
-        visits = butler.query_dimension_records("visit", instrument=instrument)
-        bands = Counter(d["band"] for d in butler.query_data_ids(["visit"], instrument=instrument))
-        n_detectors = len(butler.query_data_ids(["detector"], instrument=instrument))
+        visits = butler.query_dimension_records("visit", instrument=instrument, explain=False)
+        bands = Counter(
+            d["band"] for d in butler.query_data_ids(["visit"], instrument=instrument, explain=False)
+        )
+        n_detectors = len(butler.query_data_ids(["detector"], instrument=instrument, explain=False))
         for band in sorted(bands):
             rows.append({"instrument": instrument, "band": band, "visits": bands[band]})
         rows.append(
@@ -68,13 +70,13 @@ def demo(
     print_rows(rows, title="Visits per band")
     sky_rows = []
     for skymap in skymaps:
-        tracts = butler.query_data_ids(["tract"], skymap=skymap)
-        patches = butler.query_data_ids(["tract", "patch"], skymap=skymap)
+        tracts = butler.query_data_ids(["tract"], skymap=skymap, explain=False)
+        patches = butler.query_data_ids(["tract", "patch"], skymap=skymap, explain=False)
         sky_rows.append({"skymap": skymap, "tracts": len(tracts), "patches": len(patches)})
     print_rows(sky_rows, title="Sky tiling")
     if instruments and skymaps:
         patch = butler.query_data_ids(
-            ["tract", "patch"], skymap=skymaps[0], order_by=["tract", "patch"], limit=1
+            ["tract", "patch"], skymap=skymaps[0], order_by=["tract", "patch"], limit=1, explain=False
         )[0]
         t1 = time.perf_counter()
         overlaps = butler.query_data_ids(
@@ -83,6 +85,7 @@ def demo(
             skymap=skymaps[0],
             where="tract = :t AND patch = :p",
             bind={"t": patch["tract"], "p": patch["patch"]},
+            explain=False,
         )
         t_spatial = time.perf_counter() - t1
         per_band = Counter(d["band"] for d in overlaps)
@@ -111,7 +114,7 @@ def _store_and_read(butler: "Butler", instrument: str) -> None:
     """Store a catalog made from the real visit records and read part of it back, then check every file."""
     import pyarrow as pa
 
-    visits = butler.query_dimension_records("visit", instrument=instrument)
+    visits = butler.query_dimension_records("visit", instrument=instrument, explain=False)
     if not visits:
         return
     t0 = time.perf_counter()
@@ -138,7 +141,7 @@ def _store_and_read(butler: "Butler", instrument: str) -> None:
             run=run,
         )
     t_put = time.perf_counter() - t0
-    ref = butler.query_datasets("visitSummary", run, instrument=instrument, limit=1)[0]
+    ref = butler.query_datasets("visitSummary", run, instrument=instrument, limit=1, explain=False)[0]
     part = butler.get(ref, parameters={"columns": ["visit", "ra", "dec"]})
     report = butler.fsck(checksums=True)
     console.print(

@@ -199,7 +199,7 @@ def _show_provenance(butler: "Butler") -> None:
     """One line tracing an objectTable back to its raw, through the quanta that made each dataset."""
     from ..pipeline import dataset_provenance
 
-    refs = butler.query_datasets("objectTable", RUN, limit=1)
+    refs = butler.query_datasets("objectTable", RUN, limit=1, explain=False)
     if not refs:
         return
     node = dataset_provenance(butler, str(refs[0].id))
