@@ -14,6 +14,19 @@ Grammar (lowest precedence first), as in daf_butler::
                   | '(' expr ')' | '(' expr ',' expr ')'
 
 Comparisons do not chain (``a = b = c`` is an error, as in SQL).
+
+Limits (each an `ExpressionSyntaxError` that says how to simplify):
+
+* nesting (parentheses, ``NOT``, signs, function calls and arithmetic
+  chains) is at most `MAX_DEPTH` levels deep.  This parser, the resolver and
+  SQLAlchemy's compiler all recurse over the tree, so a deeper expression
+  (10,000 parentheses fit in 20 KB) would otherwise end in a
+  ``RecursionError``.  How deeply the *SQL* may nest is a separate, smaller
+  limit that the resolver applies (`porter.registry.queries._resolve`), as
+  parentheses, double NOTs and chains of one operator resolve away;
+* ``AND``/``OR`` chains are not nesting: ``a AND b AND c …`` is built as a
+  balanced tree (depth log2 of its length), so long machine-written chains
+  work however long they are.
 """
 
 from __future__ import annotations
@@ -24,8 +37,9 @@ import warnings
 
 import astropy.time
 import astropy.utils.exceptions
+import erfa
 
-from ...errors import ExpressionSyntaxError
+from ...errors import ExpressionSyntaxError, InvalidQueryError
 from ._ast import (
     BinaryOp,
     BindName,
@@ -50,7 +64,18 @@ from ._ast import (
 )
 from ._lexer import Token, tokenize
 
-__all__ = ["parse_expression", "parse_time_literal"]
+__all__ = ["MAX_DEPTH", "parse_expression", "parse_time_literal"]
+
+MAX_DEPTH = 64
+"""How deeply an expression may nest.
+
+Each level costs about ten Python frames in this recursive-descent parser
+(``expr`` → … → ``primary`` → ``expr``) and a few more in the resolver and in
+SQLAlchemy's compiler, so 64 levels stay well inside Python's default limit
+of 1000 frames even when called from deep inside an application (every
+stage was tested at this depth), while being far more than any hand-written
+query needs.
+"""
 
 _COMPARISONS = {"=", "!=", "<", "<=", ">", ">="}
 
@@ -109,7 +134,10 @@ def parse_time_literal(text: str) -> astropy.time.Time:
         )
     try:
         with warnings.catch_warnings():
+            # Dates far from the leap-second table ("dubious year") still parse; a
+            # query naming T'0001-01-01' means "since ever", not a mistake to warn about.
             warnings.simplefilter("ignore", astropy.utils.exceptions.AstropyWarning)
+            warnings.simplefilter("ignore", erfa.ErfaWarning)
             return astropy.time.Time(value, format=fmt, scale=scale)
     except Exception:
         raise ValueError(f"time {text!r} does not match format {fmt!r}") from None
@@ -120,6 +148,8 @@ class _Parser:
         self.expression = expression
         self.tokens = tokenize(expression)
         self.i = 0
+        self.depth = 0
+        """Current nesting level (see `MAX_DEPTH`)."""
 
     # --- token helpers -----------------------------------------------------------------------
 
@@ -150,6 +180,20 @@ class _Parser:
             raise self.unexpected(expected)
         return self.advance()
 
+    def enter(self, token: Token, levels: int = 1) -> None:
+        """Go ``levels`` deeper at ``token``; refuse to go past `MAX_DEPTH`."""
+        self.depth += levels
+        if self.depth > MAX_DEPTH:
+            raise self.error(
+                f"expression nested deeper than {MAX_DEPTH} levels (parentheses, NOT, signs, function "
+                "calls, arithmetic); simplify it, e.g. remove redundant parentheses or double NOTs, or "
+                "use IN (…) lists instead of long arithmetic",
+                token,
+            )
+
+    def leave(self, levels: int = 1) -> None:
+        self.depth -= levels
+
     # --- grammar -----------------------------------------------------------------------------
 
     def parse(self) -> Node | None:
@@ -165,23 +209,28 @@ class _Parser:
         return node
 
     def expr(self) -> Node:
-        node = self.and_expr()
+        operands = [self.and_expr()]
+        positions: list[int] = []
         while self.tok.kind == "OR":
-            t = self.advance()
-            node = BinaryOp("OR", node, self.and_expr(), pos=t.pos)
-        return node
+            positions.append(self.advance().pos)
+            operands.append(self.and_expr())
+        return _chain("OR", operands, positions)
 
     def and_expr(self) -> Node:
-        node = self.not_expr()
+        operands = [self.not_expr()]
+        positions: list[int] = []
         while self.tok.kind == "AND":
-            t = self.advance()
-            node = BinaryOp("AND", node, self.not_expr(), pos=t.pos)
-        return node
+            positions.append(self.advance().pos)
+            operands.append(self.not_expr())
+        return _chain("AND", operands, positions)
 
     def not_expr(self) -> Node:
         if self.tok.kind == "NOT":
             t = self.advance()
-            return UnaryOp("NOT", self.not_expr(), pos=t.pos)
+            self.enter(t)
+            node = UnaryOp("NOT", self.not_expr(), pos=t.pos)
+            self.leave()
+            return node
         return self.comparison()
 
     def comparison(self) -> Node:
@@ -238,17 +287,27 @@ class _Parser:
         return lit
 
     def bit_expr(self) -> Node:
+        # Arithmetic is left-associative and not (in general) associative, so
+        # a chain stays a left-deep tree: each operator is one more level.
         node = self.term()
+        levels = 0
         while self.at_op("+", "-"):
             t = self.advance()
+            self.enter(t)
+            levels += 1
             node = BinaryOp(str(t.value), node, self.term(), pos=t.pos)
+        self.leave(levels)
         return node
 
     def term(self) -> Node:
         node = self.unary()
+        levels = 0
         while self.at_op("*", "/", "%"):
             t = self.advance()
+            self.enter(t)
+            levels += 1
             node = BinaryOp(str(t.value), node, self.unary(), pos=t.pos)
+        self.leave(levels)
         return node
 
     def unary(self) -> Node:
@@ -258,7 +317,10 @@ class _Parser:
                 num = self.advance()
                 text = num.text if t.value == "+" else "-" + num.text
                 return NumericLiteral(text, pos=t.pos)
-            return UnaryOp(str(t.value), self.unary(), pos=t.pos)
+            self.enter(t)
+            node = UnaryOp(str(t.value), self.unary(), pos=t.pos)
+            self.leave()
+            return node
         return self.primary()
 
     def literal(self) -> Node | None:
@@ -303,6 +365,7 @@ class _Parser:
             self.advance()
             if self.at_op(")"):
                 raise self.error("empty parentheses")
+            self.enter(t)
             first = self.expr()
             if self.at_op(","):
                 self.advance()
@@ -310,8 +373,10 @@ class _Parser:
                 if self.at_op(","):
                     raise self.error("a time range has two items: (begin, end)")
                 self.expect_op(")", "')' closing the time range")
+                self.leave()
                 return TupleNode((first, second), pos=t.pos)
             self.expect_op(")", "')'")
+            self.leave()
             return Parens(first, pos=t.pos)
         if t.kind in ("AND", "OR"):
             raise self.error(f"{t.kind} needs an expression on both sides")
@@ -323,6 +388,7 @@ class _Parser:
         name_tok = self.advance()
         name = str(name_tok.value)
         self.expect_op("(", "'('")
+        self.enter(name_tok)
         args: list[Node] = []
         if not self.at_op(")"):
             args.append(self.expr())
@@ -330,10 +396,32 @@ class _Parser:
                 self.advance()
                 args.append(self.expr())
         self.expect_op(")", f"',' or ')' in the arguments of {name}()")
+        self.leave()
         try:
             return _make_function(name, args, name_tok.pos)
         except ValueError as exc:
             raise self.error(str(exc), name_tok) from None
+
+
+def _chain(op: str, operands: list[Node], positions: list[int]) -> Node:
+    """``operands`` joined by ``op`` (AND or OR) as a balanced tree.
+
+    Both are associative, so the shape does not change the meaning; a
+    balanced tree keeps a chain of thousands of terms a few dozen levels deep
+    for everything that recurses over it.  The split puts the larger half on
+    the left, so up to three operands give the same left-deep tree as a
+    left-associative grammar.  ``positions[i]`` is where the operator between
+    ``operands[i]`` and ``operands[i + 1]`` is.
+    """
+    if len(operands) == 1:
+        return operands[0]
+    mid = (len(operands) + 1) // 2
+    return BinaryOp(
+        op,
+        _chain(op, operands[:mid], positions[: mid - 1]),
+        _chain(op, operands[mid:], positions[mid:]),
+        pos=positions[mid - 1],
+    )
 
 
 def _strip(node: Node) -> Node:
@@ -390,6 +478,13 @@ def parse_expression(expression: str) -> Node | None:
     Raises
     ------
     ExpressionSyntaxError
-        With the position of the error and a caret under it.
+        With the position of the error and a caret under it; also for
+        expressions nested deeper than `MAX_DEPTH` levels.
+    InvalidQueryError
+        If ``expression`` is not a string.
     """
+    if not isinstance(expression, str):
+        raise InvalidQueryError(
+            f"A 'where' expression must be a string, not {type(expression).__name__} ({expression!r:.80})."
+        )
     return _Parser(expression).parse()
