@@ -14,21 +14,35 @@ Identifiers are interpreted as daf_butler interprets them:
 
 Errors name the problem, point at it with a caret and suggest the closest
 valid name.
+
+Literals are checked here, before any SQL exists, so that a value no database
+column can hold is answered with the value and a fix rather than a driver
+error: integers must fit in 64 bits, numbers must be finite, strings may not
+hold NUL characters (PostgreSQL cannot store them) or unpaired surrogates (no
+driver can encode them), arithmetic on literals is computed here (with SQL's
+integer semantics) so that an overflow or a division by zero is caught, and
+times outside the range of TAI nanoseconds in 64 bits (about 1677 to 2262) are
+clamped to its ends, which are how unbounded timespans are stored.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 import numbers
 import uuid
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import astropy.time
+import erfa
 import lsst.sphgeom
 
 from ...dimensions import (
+    MAX_NSEC,
+    MIN_NSEC,
     Dimension,
     DimensionGroup,
     DimensionUniverse,
@@ -63,8 +77,14 @@ from ._ir import (
 
 __all__ = [
     "DATASET_FIELDS",
+    "INT64_MAX",
+    "INT64_MIN",
+    "MAX_RESOLVED_DEPTH",
     "ResolveContext",
+    "check_value",
     "literal_from_value",
+    "nesting_depth",
+    "region_problem",
     "resolve_identifier",
     "resolve_predicate",
 ]
@@ -78,6 +98,69 @@ DATASET_FIELDS: dict[str, str] = {
 }
 
 _NUMERIC = {"int", "float"}
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+
+def check_value(value: Any, type_: str, what: str) -> str | None:
+    """Why ``value`` (of porter type ``type_``) cannot be sent to the database, or `None` if it can.
+
+    ``what`` names the value in the message (``"bind value 'v'"``, ``"integer 1e99"``).
+    Both SQLite and PostgreSQL store integers in 64 bits (SQLite's driver
+    raises ``OverflowError`` beyond, PostgreSQL's ``bigint`` arithmetic
+    fails), PostgreSQL rejects NUL characters in text, and neither driver can
+    encode a lone surrogate.
+    """
+    if type_ == "int" and not INT64_MIN <= value <= INT64_MAX:
+        return (
+            f"{what} is out of range: integers must fit in 64 bits "
+            f"({INT64_MIN} to {INT64_MAX}); use a smaller value."
+        )
+    if type_ == "float" and not math.isfinite(value):
+        return f"{what} is not a finite number ({value!r}); use a finite value."
+    if type_ == "string":
+        if "\x00" in value:
+            return f"{what} contains a NUL character (\\x00), which databases cannot store; remove it."
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{what} is not valid Unicode text ({exc.reason} at position {exc.start}); fix its encoding."
+            )
+    return None
+
+
+def region_problem(region: lsst.sphgeom.Region, what: str) -> str | None:
+    """Why ``region`` cannot constrain a query (NaN or infinite coordinates), or `None`.
+
+    lsst.sphgeom builds regions from NaN without complaint (``REGION('CIRCLE
+    nan 0 1')``, a bound ``Circle`` of a NaN vector); their pixel envelopes
+    are arbitrary pixels and their overlaps meaningless, so such a query
+    would silently return wrong rows.  Empty regions are fine: they match
+    nothing.
+    """
+    if region.isEmpty():
+        return None
+    center = region.getBoundingCircle().getCenter()
+    box = region.getBoundingBox()
+    values = (
+        center.x(),
+        center.y(),
+        center.z(),
+        box.getLon().getA().asRadians(),
+        box.getLon().getB().asRadians(),
+        box.getLat().getA().asRadians(),
+        box.getLat().getB().asRadians(),
+    )
+    if all(math.isfinite(v) for v in values):
+        return None
+    return f"{what} has undefined (NaN or infinite) coordinates; give finite ra, dec and sizes in degrees."
+
+
+def _clamp_nsec(nsec: int) -> int:
+    """Clamp TAI nanoseconds to what a 64-bit column holds (the ends mean 'unbounded')."""
+    return min(max(nsec, MIN_NSEC), MAX_NSEC)
 
 
 @dataclass(frozen=True)
@@ -121,7 +204,26 @@ class ResolveContext:
 
 
 def literal_from_value(value: Any, what: str = "value") -> Lit | _Seq | _Null:
-    """Turn a Python value (from ``bind=`` or keyword arguments) into a typed literal."""
+    """Turn a Python value (from ``bind=`` or keyword arguments) into a typed, checked literal.
+
+    Raises `InvalidQueryError` naming ``what`` for values no query can use
+    (see `check_value`), rather than letting the database driver fail later.
+    """
+    lit = _literal_from_value(value, what)
+    if isinstance(lit, Lit):
+        problem = check_value(lit.value, lit.type, f"{what} ({_short(value)})")
+        if problem:
+            raise InvalidQueryError(problem)
+    return lit
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters so a 100 KB value does not become a 100 KB message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
+
+
+def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
     if value is None:
         return _Null()
     if isinstance(value, bool):
@@ -135,15 +237,25 @@ def literal_from_value(value: Any, what: str = "value") -> Lit | _Seq | _Null:
     if isinstance(value, astropy.time.Time):
         if not value.isscalar:
             raise InvalidQueryError(f"{what} is an array of times; bind a single astropy Time.")
-        return Lit(tai_nsec_from_time(value), "datetime")
+        return Lit(_clamp_nsec(tai_nsec_from_time(value)), "datetime")
     if isinstance(value, datetime.datetime):
-        return Lit(tai_nsec_from_time(astropy.time.Time(value, scale="utc")), "datetime")
+        return Lit(_clamp_nsec(tai_nsec_from_time(astropy.time.Time(value, scale="utc"))), "datetime")
     if isinstance(value, Timespan):
+        b, e = value.nsec
+        if (b, e) != (_clamp_nsec(b), _clamp_nsec(e)):
+            value = Timespan.from_nsec(_clamp_nsec(b), _clamp_nsec(e))
         return Lit(value, "timespan")
     if isinstance(value, lsst.sphgeom.Region):
+        problem = region_problem(value, what)
+        if problem:
+            raise InvalidQueryError(problem)
         return Lit(value, "region")
     if isinstance(value, lsst.sphgeom.LonLat):
-        return Lit(lsst.sphgeom.Circle(lsst.sphgeom.UnitVector3d(value)), "region")
+        region = lsst.sphgeom.Circle(lsst.sphgeom.UnitVector3d(value))
+        problem = region_problem(region, what)
+        if problem:
+            raise InvalidQueryError(problem)
+        return Lit(region, "region")
     if isinstance(value, uuid.UUID):
         return Lit(value, "uuid")
     if isinstance(value, bytes):
@@ -153,13 +265,13 @@ def literal_from_value(value: Any, what: str = "value") -> Lit | _Seq | _Null:
         for v in value:
             lit = literal_from_value(v, what)
             if not isinstance(lit, Lit):
-                raise InvalidQueryError(f"{what} contains {v!r}, which cannot be one value of a list.")
+                raise InvalidQueryError(f"{what} contains {_short(v)}, which cannot be one value of a list.")
             items.append(lit)
         types = {i.type for i in items}
         if len(types - _NUMERIC) + (1 if types & _NUMERIC else 0) > 1:
             raise InvalidQueryError(f"{what} mixes values of types {sorted(types)}; use one type.")
         return _Seq(tuple(items))
-    raise InvalidQueryError(f"{what} has unsupported type {type(value).__name__} ({value!r}).")
+    raise InvalidQueryError(f"{what} has unsupported type {type(value).__name__} ({_short(value)}).")
 
 
 def _field_type(universe: DimensionUniverse, element_name: str, field: str) -> str:
@@ -260,6 +372,33 @@ def resolve_identifier(ctx: ResolveContext, name: str, node: ast.Node | None = N
     raise ctx.error(node, f"Unrecognized identifier {name!r}.")
 
 
+def _fold(op: str, a: Lit, b: Lit) -> Lit:
+    """``a op b`` for two literals of one numeric type, as SQL computes it.
+
+    Computed here so the result can be range-checked: in the database an
+    integer overflow is an error on PostgreSQL and a silent switch to floating
+    point on SQLite.  Integer ``/`` truncates toward zero and ``%`` takes the
+    sign of the dividend, as in both databases (Python's ``//`` and ``%``
+    floor instead).  The divisor is known not to be zero.
+    """
+    x, y = a.value, b.value
+    if a.type == "int":
+        if op == "+":
+            return Lit(x + y, "int")
+        if op == "-":
+            return Lit(x - y, "int")
+        if op == "*":
+            return Lit(x * y, "int")
+        q = abs(x) // abs(y)
+        q = q if (x >= 0) == (y >= 0) else -q
+        return Lit(q if op == "/" else x - y * q, "int")
+    try:
+        value = {"+": x + y, "-": x - y, "*": x * y}[op] if op != "/" else x / y
+    except OverflowError:
+        value = math.inf
+    return Lit(value, "float")
+
+
 def _compatible(a: str, b: str) -> bool:
     return a == b or (a in _NUMERIC and b in _NUMERIC)
 
@@ -309,20 +448,35 @@ class _Resolver:
 
     # --- leaves ----------------------------------------------------------------------------------
 
+    def checked(self, node: ast.Node, lit: Lit, what: str) -> Lit:
+        """``lit`` if the database can hold its value; otherwise an error pointing at ``node``."""
+        problem = check_value(lit.value, lit.type, what)
+        if problem:
+            raise self.err(node, problem)
+        return lit
+
     def visit_NumericLiteral(self, node: ast.NumericLiteral) -> Lit:
         v = node.value
-        return Lit(v, "int" if isinstance(v, int) else "float")
+        kind = "int" if isinstance(v, int) else "float"
+        return self.checked(node, Lit(v, kind), f"The number {_short(node.text, 40)}")
 
     def visit_StringLiteral(self, node: ast.StringLiteral) -> Lit:
-        return Lit(node.value, "string")
+        return self.checked(node, Lit(node.value, "string"), f"The string {_short(node.value, 40)}")
 
     def visit_TimeLiteral(self, node: ast.TimeLiteral) -> Lit:
-        return Lit(tai_nsec_from_time(node.value), "datetime")
+        with warnings.catch_warnings():
+            # Converting a date far from the leap-second table warns ("dubious year")
+            # and gives the best conversion known, which is all a comparison needs.
+            warnings.simplefilter("ignore", erfa.ErfaWarning)
+            return Lit(_clamp_nsec(tai_nsec_from_time(node.value)), "datetime")
 
     def visit_UuidLiteral(self, node: ast.UuidLiteral) -> Lit:
         return Lit(node.value, "uuid")
 
     def visit_RangeLiteral(self, node: ast.RangeLiteral) -> _Range:
+        for what, value in (("start", node.start), ("end", node.stop), ("stride", node.stride)):
+            if value is not None:
+                self.checked(node, Lit(value, "int"), f"The {what} of the range {node}")
         return _Range(node)
 
     def visit_Parens(self, node: ast.Parens) -> Any:
@@ -357,25 +511,39 @@ class _Resolver:
     # --- operators ---------------------------------------------------------------------------------
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> Any:
+        # NOT NOT x is x (also in SQL's three-valued logic), and - -x is x:
+        # cancelling them keeps the SQL as shallow as the meaning.
         if node.op == "NOT":
-            return Not(self.predicate(node.operand))
+            p = self.predicate(node.operand)
+            return p.item if isinstance(p, Not) else Not(p)
         operand = self.column(node.operand, self.visit(node.operand))
         if operand.type not in _NUMERIC:
             raise self.err(node, f"Unary {node.op!r} needs a number, and {node.operand} is {operand.type}.")
         if node.op == "+":
             return operand
         if isinstance(operand, Lit):
-            return Lit(-operand.value, operand.type)
+            return self.checked(
+                node, Lit(-operand.value, operand.type), f"The value of {_short(str(node), 60)}"
+            )
+        if isinstance(operand, Neg):
+            return operand.a
         return Neg(operand, operand.type)
 
     def visit_BinaryOp(self, node: ast.BinaryOp) -> Any:
         op = node.op
         if op in ("AND", "OR"):
-            lhs = self.predicate(node.lhs)
-            rhs = self.predicate(node.rhs)
+            # A chain of one operator is flattened with a loop, not by recursion:
+            # a machine-written chain may have thousands of terms.
             cls = And if op == "AND" else Or
             items: list[Predicate] = []
-            for p in (lhs, rhs):
+            stack: list[ast.Node] = [node]
+            while stack:
+                n = stack.pop()
+                if isinstance(n, ast.BinaryOp) and n.op == op:
+                    stack.append(n.rhs)
+                    stack.append(n.lhs)
+                    continue
+                p = self.predicate(n)
                 items.extend(p.items if isinstance(p, cls) else [p])
             return cls(tuple(items))
         a = self.visit(node.lhs)
@@ -442,7 +610,14 @@ class _Resolver:
                     f"Column types for operator {op!r} do not agree ({ca.type}, {cb.type}); "
                     "write float literals with a decimal point (2.0, not 2).",
                 )
-            return Arith(op, ca, cb, "float" if "float" in (ca.type, cb.type) else "int")
+            if op == "%" and ca.type != "int":
+                # PostgreSQL has no % for floating point; SQLite would truncate silently.
+                raise self.err(node, f"'%' needs integers, and {node.lhs} and {node.rhs} are {ca.type}.")
+            if op in ("/", "%") and isinstance(cb, Lit) and cb.value == 0:
+                raise self.err(node.rhs, f"Division by zero in {_short(str(node), 60)}.")
+            if isinstance(ca, Lit) and isinstance(cb, Lit):
+                return self.checked(node, _fold(op, ca, cb), f"The value of {_short(str(node), 60)}")
+            return Arith(op, ca, cb, ca.type)
         raise self.err(node, f"Unknown operator {op!r}.")
 
     def visit_IsIn(self, node: ast.IsIn) -> Predicate:
@@ -503,61 +678,71 @@ class _Resolver:
 
     # --- functions ---------------------------------------------------------------------------------
 
-    def _number(self, node: ast.Node, what: str) -> float:
-        r = self.visit(node)
-        if isinstance(r, Lit) and r.type in _NUMERIC:
-            return float(r.value)
-        raise self.err(node, f"{what} must be a literal number or a bound number, not {node}.")
+    def _number(self, node: ast.Node, what: str, low: float = -math.inf, high: float = math.inf) -> float:
+        """A finite literal (or bound) number in ``[low, high]``, for the arguments of region functions.
 
-    def visit_PointNode(self, node: ast.PointNode) -> Lit:
-        ra = self._number(node.ra, "POINT ra")
-        dec = self._number(node.dec, "POINT dec")
-        return Lit(
-            lsst.sphgeom.Circle(lsst.sphgeom.UnitVector3d(lsst.sphgeom.LonLat.fromDegrees(ra, dec))), "region"
+        Checked here because lsst.sphgeom answers an out-of-range latitude
+        with a bare ``ValueError`` and NaN or infinity with meaningless regions.
+        """
+        r = self.visit(node)
+        if not (isinstance(r, Lit) and r.type in _NUMERIC):
+            raise self.err(node, f"{what} must be a literal number or a bound number, not {node}.")
+        value = float(r.value)
+        if not math.isfinite(value):
+            raise self.err(node, f"{what} must be a finite number of degrees, not {value}.")
+        if not low <= value <= high:
+            raise self.err(node, f"{what} is {r.value} degrees, outside [{low:g}, {high:g}].")
+        return value
+
+    def _lonlat(self, ra: ast.Node, dec: ast.Node, what: str) -> lsst.sphgeom.LonLat:
+        return lsst.sphgeom.LonLat.fromDegrees(
+            self._number(ra, f"{what} ra"), self._number(dec, f"{what} dec", -90.0, 90.0)
         )
 
+    def visit_PointNode(self, node: ast.PointNode) -> Lit:
+        point = self._lonlat(node.ra, node.dec, "POINT")
+        return Lit(lsst.sphgeom.Circle(lsst.sphgeom.UnitVector3d(point)), "region")
+
     def visit_CircleNode(self, node: ast.CircleNode) -> Lit:
-        ra = self._number(node.ra, "CIRCLE ra")
-        dec = self._number(node.dec, "CIRCLE dec")
-        radius = self._number(node.radius, "CIRCLE radius")
-        center = lsst.sphgeom.UnitVector3d(lsst.sphgeom.LonLat.fromDegrees(ra, dec))
+        center = lsst.sphgeom.UnitVector3d(self._lonlat(node.ra, node.dec, "CIRCLE"))
+        radius = self._number(node.radius, "CIRCLE radius", 0.0, 180.0)
         # daf_butler (through version 30) builds this circle with an opening
         # angle of twice the given value; porter does the same so that the
         # same query gives the same answer in both systems.
         return Lit(lsst.sphgeom.Circle(center, lsst.sphgeom.Angle.fromDegrees(radius * 2)), "region")
 
     def visit_BoxNode(self, node: ast.BoxNode) -> Lit:
-        ra = self._number(node.ra, "BOX ra")
-        dec = self._number(node.dec, "BOX dec")
-        w = self._number(node.width, "BOX width")
-        h = self._number(node.height, "BOX height")
+        center = self._lonlat(node.ra, node.dec, "BOX")
+        w = self._number(node.width, "BOX width", 0.0, 360.0)
+        h = self._number(node.height, "BOX height", 0.0, 180.0)
         box = lsst.sphgeom.Box(
-            lsst.sphgeom.LonLat.fromDegrees(ra, dec),
-            lsst.sphgeom.Angle.fromDegrees(w / 2),
-            lsst.sphgeom.Angle.fromDegrees(h / 2),
+            center, lsst.sphgeom.Angle.fromDegrees(w / 2), lsst.sphgeom.Angle.fromDegrees(h / 2)
         )
         return Lit(box, "region")
 
     def visit_PolygonNode(self, node: ast.PolygonNode) -> Lit:
-        vertices = [
-            lsst.sphgeom.UnitVector3d(
-                lsst.sphgeom.LonLat.fromDegrees(self._number(a, "POLYGON ra"), self._number(b, "POLYGON dec"))
-            )
-            for a, b in node.vertices
-        ]
+        vertices = [lsst.sphgeom.UnitVector3d(self._lonlat(a, b, "POLYGON")) for a, b in node.vertices]
         try:
             return Lit(lsst.sphgeom.ConvexPolygon(vertices), "region")
-        except Exception as exc:
-            raise self.err(node, f"Invalid POLYGON: {exc}") from None
+        except (ValueError, RuntimeError) as exc:
+            raise self.err(
+                node, f"Invalid POLYGON: {exc}; give at least three distinct vertices of a convex polygon."
+            ) from None
 
     def visit_RegionNode(self, node: ast.RegionNode) -> Lit:
         r = self.visit(node.pos_text)
         if not (isinstance(r, Lit) and r.type == "string"):
             raise self.err(node, "REGION takes an IVOA POS string, e.g. REGION('CIRCLE 10 20 0.5').")
         try:
-            return Lit(lsst.sphgeom.Region.from_ivoa_pos(r.value), "region")
-        except Exception as exc:
-            raise self.err(node, f"Invalid IVOA POS string {r.value!r}: {exc}") from None
+            region = lsst.sphgeom.Region.from_ivoa_pos(r.value)
+        except (ValueError, RuntimeError) as exc:
+            raise self.err(
+                node, f"Invalid IVOA POS string {_short(r.value)}: {exc}; e.g. REGION('CIRCLE 10 20 0.5')."
+            ) from None
+        problem = region_problem(region, f"REGION({_short(r.value)})")
+        if problem:
+            raise self.err(node, problem)
+        return Lit(region, "region")
 
     def visit_GlobNode(self, node: ast.GlobNode) -> Glob:
         col = self.column(node.expression, self.visit(node.expression))
@@ -583,11 +768,65 @@ class _Resolver:
 _PREDICATE_TYPES = (Const, Compare, InValues, InRange, IsNull, Glob, Overlaps, BoolColumn, And, Or, Not)
 
 
+MAX_RESOLVED_DEPTH = 24
+"""How deeply a resolved predicate may nest (AND inside OR inside AND …, NOT, signs, arithmetic).
+
+The SQL the predicate becomes nests as deeply, and SQLite's parser has a
+stack of 100 entries: a query whose predicate nests 33 levels already
+overflowed it ("parser stack overflow") in the deepest statement porter
+builds (coverage's anti-join), so 24 leaves room for callers that wrap
+porter's statements in a few more subqueries.  Nesting that resolves away
+(parentheses, chains of one operator, NOT NOT) does not count; the parser's
+own `~porter.registry.expr.MAX_DEPTH` bounds that.
+"""
+
+
 def resolve_predicate(ctx: ResolveContext, tree: ast.Node | None) -> Predicate:
-    """Resolve a parsed ``where`` tree (or `None`) into a predicate."""
+    """Resolve a parsed ``where`` tree (or `None`) into a predicate.
+
+    Raises
+    ------
+    InvalidQueryError
+        For unknown names, mismatched types, values no database can hold,
+        and predicates nested deeper than `MAX_RESOLVED_DEPTH`.
+    """
     if tree is None:
         return Const(True)
-    return _Resolver(ctx).predicate(tree)
+    pred = _Resolver(ctx).predicate(tree)
+    depth = nesting_depth(pred)
+    if depth > MAX_RESOLVED_DEPTH:
+        raise ctx.error(
+            tree,
+            f"Expression nested deeper than {MAX_RESOLVED_DEPTH} levels ({depth} levels of alternating "
+            "AND/OR, NOT, signs and arithmetic), more than databases evaluate; simplify it, e.g. "
+            "write a list of alternatives as one IN (…) or distribute AND over OR.",
+        )
+    return pred
+
+
+def nesting_depth(p: Predicate | ColumnExpr) -> int:
+    """Levels of And, Or, Not, arithmetic and negation in a predicate: how deeply its SQL nests.
+
+    Iterative, so it can measure any predicate without recursing.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(p, 0)]
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, And | Or | Not | Arith | Neg):
+            depth += 1
+            deepest = max(deepest, depth)
+        if isinstance(x, And | Or):
+            stack.extend((i, depth) for i in x.items)
+        elif isinstance(x, Not):
+            stack.append((x.item, depth))
+        elif isinstance(x, Compare | Overlaps | Arith):
+            stack.extend(((x.a, depth), (x.b, depth)))
+        elif isinstance(x, Bound):
+            stack.append((x.operand, depth))
+        elif isinstance(x, Neg | InValues | InRange | IsNull | Glob | BoolColumn):
+            stack.append((x.a, depth))
+    return deepest
 
 
 def resolve_order_by(ctx: ResolveContext, term: str) -> tuple[ColumnExpr, bool]:
