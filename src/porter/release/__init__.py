@@ -4,7 +4,17 @@ from ..schema import CheckResult
 from ._checks import run_checks
 from ._events import Event, EventLog
 from ._find import PlanNotFoundError, find_plan, plans_dir_of
-from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan, dump_plan, load_plan
+from ._plan import (
+    Checkpoint,
+    Item,
+    Milestone,
+    Person,
+    PlanError,
+    ReleasePlan,
+    ReleasePlanError,
+    dump_plan,
+    load_plan,
+)
 from ._release import Finding, GateError, Release, ReleaseState
 from ._schedule import ScheduleRow, schedule
 from ._templates import like, rubin_template
@@ -23,6 +33,7 @@ __all__ = [
     "PlanNotFoundError",
     "Release",
     "ReleasePlan",
+    "ReleasePlanError",
     "ReleaseState",
     "ScheduleRow",
     "dump_plan",

@@ -11,24 +11,150 @@ the fix.
 from __future__ import annotations
 
 import datetime
+import re
+import unicodedata
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import pydantic
 import yaml
+from typing_extensions import TypedDict
 
 from ..datastore import ResourceURI
 from ..errors import PorterError, did_you_mean
+from ..schema import RuleError, check_rules
 
-__all__ = ["Checkpoint", "Item", "Milestone", "Person", "PlanError", "ReleasePlan", "dump_plan", "load_plan"]
+__all__ = [
+    "Checkpoint",
+    "Item",
+    "Milestone",
+    "Person",
+    "PlanError",
+    "ReleasePlan",
+    "ReleasePlanError",
+    "dump_plan",
+    "load_plan",
+]
 
 
 REMOTE_SCHEMES = ("s3://", "postgresql://", "postgres://")
 """Locations that are not paths: S3 prefixes and live PostgreSQL tables."""
 
+MAX_NAME = 64
+"""Longest release, checkpoint, item or milestone name (the audit log's columns hold 64 characters)."""
+MAX_PERSON = 128
+"""Longest person's name (the audit log's actor column)."""
+MAX_DAYS = 3650
+"""Longest duration, test period or risk window a plan may give: ten years."""
+MAX_TOTAL_DAYS = 36_525
+"""The checkpoints' durations may add up to a century at most (beyond, dates cannot be computed)."""
+FIRST_DAY, LAST_DAY = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
+"""The dates a plan may name."""
+KINDS = ("datasets", "catalog", "files", "hips", "manual")
+"""The kinds of shipping-list items."""
+
 
 class PlanError(PorterError, ValueError):
     """A release plan that cannot be used as written (the message names file, line and fix)."""
+
+
+ReleasePlanError = PlanError
+"""The same error, by the name that says what it is about."""
+
+
+class _Problem(ValueError):
+    """A problem found by a validator: what is wrong, the fix, and where below the validated value (``loc``)."""
+
+    def __init__(self, message: str, fix: str = "", loc: Sequence[str | int] = ()):
+        super().__init__(message + (f" — {fix}" if fix else ""))
+        self.message = message
+        self.fix = fix
+        self.loc = tuple(loc)
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _name(value: str) -> str:
+    """A name that goes into file names and the audit log: no slashes, control characters or edge spaces."""
+    if not value.strip():
+        raise _Problem("a name cannot be empty", "give it a name")
+    if value != value.strip():
+        raise _Problem(f"{_show(value)} begins or ends with spaces", "remove them")
+    if value in (".", "..") or any(c in "/\\" or unicodedata.category(c) in ("Cc", "Cs") for c in value):
+        raise _Problem(
+            f"{_show(value)} is not a usable name (it names files)",
+            "use letters, digits, spaces, '-', '_' and '.', without slashes or control characters",
+        )
+    return value
+
+
+def _text(value: str) -> str:
+    """A path, URL or free text: anything but NUL and other control characters besides tab and newline."""
+    if any(unicodedata.category(c) in ("Cc", "Cs") and c not in "\t\n" for c in value):
+        raise _Problem(f"{_show(value)} holds control characters", "remove them")
+    return value
+
+
+def _path(value: str) -> str:
+    """A path or URL: text (see `_text`) whose parts a file system can hold (255 bytes each, 4096 in all)."""
+    _text(value)
+    if len(value.encode()) > 4096 or any(len(part.encode()) > 255 for part in value.split("/")):
+        raise _Problem(
+            f"{_show(value)} is too long for a path", "check the value (each part of a path ≤ 255 bytes)"
+        )
+    return value
+
+
+def _date(value: Any) -> Any:
+    """A date written YYYY-MM-DD (or a `datetime.date`), from 1900 to 2999; no numbers, no times."""
+    fix = "write dates as YYYY-MM-DD, e.g. 2027-01-25"
+    if isinstance(value, datetime.datetime):
+        raise _Problem(f"{_show(value)} is a date and time, not a date", fix)
+    if isinstance(value, datetime.date):
+        day = value
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d{4}-\d{2}-\d{2}\s*", value):
+        try:
+            day = datetime.date.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise _Problem(f"{_show(value)} is not a date ({exc})", fix) from None
+    else:
+        raise _Problem(f"{_show(value)} is not a date", fix)
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise _Problem(f"{day} is not between {FIRST_DAY.year} and {LAST_DAY.year}", "check the year")
+    return day
+
+
+def _pattern(value: str) -> str:
+    if not value.strip() or value.startswith("/") or ".." in Path(value).parts:
+        raise _Problem(
+            f"{_show(value)} is not a pattern of files under the item's location",
+            "write a relative glob such as '*.md' or 'Norder*/**/*.fits'",
+        )
+    return _text(value)
+
+
+def _rule(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        check_rules("", None, [value])
+    except RuleError as exc:
+        message, _, fix = str(exc).partition(" — ")
+        raise _Problem(message, fix.rstrip(".")) from None
+    return value
+
+
+Name = Annotated[str, pydantic.StringConstraints(max_length=MAX_NAME), pydantic.AfterValidator(_name)]
+PersonName = Annotated[str, pydantic.StringConstraints(max_length=MAX_PERSON), pydantic.AfterValidator(_name)]
+Text = Annotated[str, pydantic.AfterValidator(_text)]
+Location = Annotated[str, pydantic.StringConstraints(min_length=1), pydantic.AfterValidator(_path)]
+PlanDate = Annotated[datetime.date, pydantic.BeforeValidator(_date)]
+Days = Annotated[int, pydantic.Strict(), pydantic.Field(ge=0, le=MAX_DAYS)]
+Rule = Annotated[dict[str, Any], pydantic.AfterValidator(_rule)]
+Pattern = Annotated[str, pydantic.AfterValidator(_pattern)]
+Count = Annotated[int, pydantic.Strict(), pydantic.Field(ge=0)]
 
 
 class _Model(pydantic.BaseModel):
@@ -36,49 +162,99 @@ class _Model(pydantic.BaseModel):
 
 
 class Person(_Model):
-    name: str
-    role: str = ""
-    team: str = ""
+    name: PersonName
+    role: Text = ""
+    team: Text = ""
     can_waive: bool = False
     """May record a waiver for a failed check (a team lead, the release manager)."""
     decider: bool = False
     """The decider of last resort: may override a gate, with a recorded reason."""
 
 
+@pydantic.with_config(pydantic.ConfigDict(extra="forbid"))
+class Expected(TypedDict, total=False):
+    """A ``datasets`` item's expected data IDs: those of a query (all keys optional)."""
+
+    dimensions: list[Text]
+    """The data IDs' dimensions (default: the dataset type's)."""
+    datasets: Text | list[Text] | None
+    """Only data IDs that have a dataset of this type (``raw``) …"""
+    collections: list[Text]
+    """… in these collections (default: the item's)."""
+    where: Text
+    """A ``where`` expression restricting them."""
+
+
+_KIND_FIELDS = {
+    "datasets": ("dataset_types", "collections", "expected", "group_by"),
+    "catalog": ("location", "schema_file", "table", "rules"),
+    "files": ("location", "patterns"),
+    "hips": ("location",),
+    "manual": ("check",),
+}
+"""The fields each kind of item uses (besides name, kind and description)."""
+_KIND_NEEDS = {
+    "datasets": "dataset_types",
+    "catalog": "location",
+    "files": "location",
+    "hips": "location",
+    "manual": "check",
+}
+_KIND_EXAMPLES = {
+    "dataset_types": "dataset_types: [calexp]",
+    "location": "location: DP2/catalogs/Source/",
+    "check": "check: what a person must confirm",
+}
+
+
 class Item(_Model):
     """One entry of a shipping list.  ``kind`` says which other fields apply."""
 
-    name: str
+    name: Name
     kind: Literal["datasets", "catalog", "files", "hips", "manual"]
-    description: str = ""
+    description: Text = ""
     # datasets: dataset types in collections, expected data IDs from a query
-    dataset_types: list[str] = []
-    collections: list[str] = []
-    expected: dict[str, Any] = {}
+    dataset_types: list[
+        Annotated[str, pydantic.StringConstraints(min_length=1), pydantic.AfterValidator(_text)]
+    ] = []
+    collections: list[Text] = []
+    expected: Expected = {}
     """``{"dimensions": [visit, detector], "datasets": raw, "collections": [...], "where": "..."}``"""
-    group_by: str | None = None
+    group_by: Text | None = None
     # catalog: Parquet files or a SQL table, with its Felis schema
-    location: str | None = None
-    schema_file: str | None = None
-    table: str | None = None
-    rules: list[dict[str, Any]] = []
+    location: Location | None = None
+    schema_file: Location | None = None
+    table: Location | None = None
+    rules: list[Rule] = []
     # files / hips: a tree under a URI prefix
-    patterns: dict[str, int] = {}
+    patterns: dict[Pattern, Count] = {}
     # manual: a human check
-    check: str = ""
+    check: Text = ""
 
     @pydantic.model_validator(mode="after")
     def _kind_fields(self) -> Item:
-        need = {
-            "datasets": ("dataset_types",),
-            "catalog": ("location",),
-            "files": ("location",),
-            "hips": ("location",),
-            "manual": ("check",),
-        }[self.kind]
-        for name in need:
-            if not getattr(self, name):
-                raise ValueError(f"a {self.kind!r} item needs {name!r}")
+        need = _KIND_NEEDS[self.kind]
+        if not getattr(self, need):
+            raise _Problem(
+                f"a {self.kind!r} item needs {need!r}", f"add it, e.g. {_KIND_EXAMPLES[need]}", (need,)
+            )
+        uses = _KIND_FIELDS[self.kind]
+        for field, info in type(self).model_fields.items():
+            if field in ("name", "kind", "description") or field in uses:
+                continue
+            if getattr(self, field) != info.get_default(call_default_factory=True):
+                users = [k for k, fields in _KIND_FIELDS.items() if field in fields]
+                raise _Problem(
+                    f"a {self.kind!r} item does not use {field!r} (a {' or '.join(map(repr, users))} item does)",
+                    "remove it, or correct the item's kind",
+                    (field,),
+                )
+        if self.schema_file and not self.table:
+            raise _Problem(
+                "an item with a schema_file needs the schema's table",
+                "add table: NAME (Object, Source …)",
+                (),
+            )
         return self
 
     def resolved_location(self, base: Path) -> str:
@@ -92,63 +268,101 @@ class Item(_Model):
 class Checkpoint(_Model):
     """A hand-over: who passes the bucket to whom, by when, after what, and what is in it."""
 
-    name: str
-    title: str = ""
-    from_team: str
-    to_team: str
-    owner: str = ""
-    deadline: datetime.date
-    duration_days: int = pydantic.Field(default=7, ge=0)
+    name: Name
+    title: Text = ""
+    from_team: Text
+    to_team: Text
+    owner: Text = ""
+    deadline: PlanDate
+    duration_days: Days = 7
     """How long the hand-over takes once its dependencies are done (for rescheduling after a slip)."""
-    depends_on: list[str] = []
+    depends_on: list[Text] = []
     items: list[Item] = []
+
+    @pydantic.model_validator(mode="after")
+    def _unique_items(self) -> Checkpoint:
+        seen: dict[str, int] = {}
+        for i, item in enumerate(self.items):
+            if item.name in seen:
+                raise _Problem(
+                    f"item name {item.name!r} is used twice in checkpoint {self.name!r} (also items.{seen[item.name]})",
+                    "give each item of a checkpoint its own name",
+                    ("items", i, "name"),
+                )
+            seen[item.name] = i
+        return self
 
 
 class Milestone(_Model):
-    name: str
-    date: datetime.date
-    depends_on: list[str] = []
+    name: Name
+    date: PlanDate
+    depends_on: list[Text] = []
 
 
 class ReleasePlan(_Model):
     """A whole release: what, from where, who, which hand-overs, by when."""
 
-    release: Annotated[str, pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
-    description: str = ""
-    repository: str
-    collections: list[str] = []
+    release: Annotated[
+        str,
+        pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=MAX_NAME),
+    ]
+    description: Text = ""
+    repository: Location
+    collections: list[Text] = []
     people: list[Person] = []
     checkpoints: list[Checkpoint]
     milestones: list[Milestone] = []
-    test_period_days: int = pydantic.Field(default=28, ge=0)
+    test_period_days: Days = 28
     """Days of testing that must pass after the last sign-off before the release may go public."""
-    at_risk_days: int = pydantic.Field(default=3, ge=0)
+    at_risk_days: Days = 3
     """A step not done this close to its deadline is at risk."""
-    corpus: str = "corpus"
+    corpus: Location = "corpus"
     """The regression corpus directory (relative to the plan's directory), shared by every release."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> ReleasePlan:
+        _unique("checkpoint", [c.name for c in self.checkpoints], "checkpoints")
+        _unique("person", [p.name for p in self.people], "people")
+        _unique("milestone", [m.name for m in self.milestones], "milestones")
         names = [c.name for c in self.checkpoints]
-        dupes = {n for n in names if names.count(n) > 1}
-        if dupes:
-            raise ValueError(f"checkpoint names must be unique; repeated: {sorted(dupes)}")
         known = set(names)
-        steps: list[Checkpoint | Milestone] = [*self.checkpoints, *self.milestones]
-        for c in steps:
-            for d in c.depends_on:
-                if d not in known:
-                    raise ValueError(
-                        f"{c.name!r} depends on {d!r}, which is not a checkpoint."
-                        + did_you_mean(d, known, "checkpoints")
+        steps: list[tuple[str, Sequence[Checkpoint | Milestone]]] = [
+            ("checkpoints", self.checkpoints),
+            ("milestones", self.milestones),
+        ]
+        for field, group in steps:
+            for i, c in enumerate(group):
+                if field == "milestones" and c.name in known:
+                    raise _Problem(
+                        f"milestone {c.name!r} has the name of a checkpoint",
+                        "give it a name of its own",
+                        (field, i, "name"),
                     )
+                for j, d in enumerate(c.depends_on):
+                    if d not in known:
+                        raise _Problem(
+                            f"{c.name!r} depends on {d!r}, which is not a checkpoint."
+                            + did_you_mean(d, known, "checkpoints"),
+                            "name a checkpoint of this plan",
+                            (field, i, "depends_on", j),
+                        )
         _check_acyclic(self.checkpoints)
         people = {p.name for p in self.people}
-        for c in self.checkpoints:
+        for i, c in enumerate(self.checkpoints):
             if c.owner and people and c.owner not in people:
-                raise ValueError(
+                raise _Problem(
                     f"checkpoint {c.name!r} has owner {c.owner!r}, who is not among the plan's people."
+                    + did_you_mean(c.owner, people),
+                    "add them to people:, or name one of the people",
+                    ("checkpoints", i, "owner"),
                 )
+        total = sum(c.duration_days for c in self.checkpoints)
+        if total > MAX_TOTAL_DAYS:
+            raise _Problem(
+                f"the checkpoints' durations add up to {total} days, more than a century",
+                "check the duration_days values",
+                ("checkpoints",),
+            )
         return self
 
     def checkpoint(self, name: str) -> Checkpoint:
@@ -170,13 +384,38 @@ class ReleasePlan(_Model):
         )
 
 
+def _unique(what: str, names: list[str], field: str) -> None:
+    seen: dict[str, int] = {}
+    for i, n in enumerate(names):
+        if n in seen:
+            raise _Problem(
+                f"{what} name {n!r} is used twice (also {field}.{seen[n]})",
+                f"give each {what} its own name",
+                (field, i, "name"),
+            )
+        seen[n] = i
+
+
 def _check_acyclic(checkpoints: list[Checkpoint]) -> None:
     deps = {c.name: set(c.depends_on) for c in checkpoints}
     done: set[str] = set()
     while deps:
         ready = [n for n, d in deps.items() if d <= done]
         if not ready:
-            raise ValueError(f"checkpoint dependencies form a cycle among {sorted(deps)}")
+            # Walk from any stuck checkpoint along unfinished dependencies until a name repeats: the cycle.
+            path = [next(iter(deps))]
+            while True:
+                following = sorted(d for d in deps[path[-1]] if d in deps)[0]
+                if following in path:
+                    cycle = [*path[path.index(following) :], following]
+                    break
+                path.append(following)
+            index = next(i for i, c in enumerate(checkpoints) if c.name == cycle[0])
+            raise _Problem(
+                f"checkpoint dependencies form a cycle: {' → '.join(cycle)}",
+                "remove one of these dependencies",
+                ("checkpoints", index, "depends_on"),
+            )
         for n in ready:
             done.add(n)
             del deps[n]
@@ -185,18 +424,77 @@ def _check_acyclic(checkpoints: list[Checkpoint]) -> None:
 # --- files ------------------------------------------------------------------------------------------------
 
 
-def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line in ``text`` of the YAML node at pydantic's error location."""
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping (YAML keeps the last silently; a plan refuses it)."""
+
+
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's parser when there is one
+
+
+class _PlanLoader(_SafeLoader):
+    """YAML as a plan is read: dates stay text (pydantic checks them, with the field's line), a key given
+    twice is an error, and a scalar that cannot be converted (``!!int x``) is a YAML error with its line.
+
+    The parser is libyaml's if PyYAML has it (fast on big files, and it refuses absurd nesting itself)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key, _ in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                first = seen.setdefault((key.tag, key.value), key)
+                if first is not key:
+                    raise _DuplicateKey(
+                        "while reading a mapping",
+                        node.start_mark,
+                        f"found the key {key.value!r} twice (first at line {first.start_mark.line + 1})",
+                        key.start_mark,
+                    )
+        return super().construct_mapping(node, deep)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read {_show(node.value)} as {node.tag} ({exc})", node.start_mark
+            ) from None
+
+
+_PlanLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in _SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _as_text(loader: _PlanLoader, node: yaml.Node) -> str:
+    """An explicit ``!!timestamp`` is read as text too (pydantic parses the date)."""
+    return str(loader.construct_scalar(node))
+
+
+_PlanLoader.add_constructor("tag:yaml.org,2002:timestamp", _as_text)
+
+
+def _parse(text: str) -> tuple[Any, yaml.Node | None]:
+    """A plan's text as data, and its YAML node tree (where the lines of errors are found)."""
+    loader = _PlanLoader(text)
     try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), node
+    finally:
+        loader.dispose()
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at pydantic's error location (or of its nearest parent)."""
+    node = root
     line = None
     for key in loc:
         if node is None:
             break
         if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if k.value == key), None)
+            match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == str(key)), None)
             if match is None:
                 break
             line = match[0].start_mark.line + 1
@@ -212,42 +510,165 @@ def _line_of(text: str, loc: tuple[Any, ...]) -> int | None:
 _FIXES = {
     "date_from_datetime_parsing": "write dates as YYYY-MM-DD",
     "date_parsing": "write dates as YYYY-MM-DD",
+    "date_type": "write dates as YYYY-MM-DD",
     "extra_forbidden": "remove it, or check its spelling",
     "missing": "add it",
     "literal_error": "use one of the allowed values",
-    "greater_than_equal": "use a number ≥ 0",
+    "int_type": "write a whole number",
+    "int_parsing": "write a whole number",
+    "int_from_float": "write a whole number",
+    "bool_type": "write true or false",
+    "bool_parsing": "write true or false",
+    "string_type": "write text (quote it if it looks like a number, a date or true/false)",
+    "list_type": "write a YAML list: [a, b], or one '- a' line per entry",
+    "dict_type": "write a YAML mapping (key: value)",
+    "model_type": "write a YAML mapping of its fields (name: …)",
+    "model_attributes_type": "write a YAML mapping of its fields (name: …)",
+    "string_pattern_mismatch": "start with a letter and use only letters, digits, '_', '.' and '-'",
+    "string_too_short": "give a value",
+    "too_short": "give at least one",
 }
+_GENERIC_FIX = "compare with a plan written by `porter release init`"
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[pydantic.BaseModel] | None:
+    """The plan model whose field ``loc``'s last key would be (to suggest the field meant by a typo)."""
+    model: Any = ReleasePlan
+    nested = {("ReleasePlan", "checkpoints"): Checkpoint, ("ReleasePlan", "people"): Person}
+    nested |= {("ReleasePlan", "milestones"): Milestone, ("Checkpoint", "items"): Item}
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue
+        model = nested.get((model.__name__, key))
+        if model is None:
+            return None
+    return model
+
+
+def _explain(error: Any) -> tuple[tuple[Any, ...], str, str]:
+    """(location, what is wrong, the fix) of one pydantic error."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    problem = error.get("ctx", {}).get("error")
+    if kind in ("value_error", "assertion_error") and isinstance(problem, _Problem):
+        return loc + problem.loc, problem.message, problem.fix or _GENERIC_FIX
+    if kind in ("value_error", "assertion_error") and problem is not None:
+        text = str(problem)
+        message, _, fix = text.partition(" — ")
+        return loc, message, fix or _GENERIC_FIX
+    message = error["msg"]
+    fix = _FIXES.get(kind, _GENERIC_FIX)
+    ctx = error.get("ctx", {})
+    if kind in ("less_than_equal", "less_than"):
+        fix = f"use a number ≤ {ctx.get('le', ctx.get('lt'))}"
+    elif kind in ("greater_than_equal", "greater_than"):
+        fix = f"use a number ≥ {ctx.get('ge', ctx.get('gt'))}"
+    elif kind == "string_too_long":
+        fix = f"shorten it to at most {ctx.get('max_length')} characters"
+    elif kind == "literal_error" and loc and loc[-1] == "kind" and isinstance(error.get("input"), str):
+        fix += "." + did_you_mean(error["input"], KINDS)
+    elif kind == "extra_forbidden" and isinstance(loc[-1], str):
+        model = _model_at(loc)
+        if model is not None:
+            fix += "." + did_you_mean(loc[-1], model.model_fields, "fields")
+    return loc, message, fix
+
+
+_MAX_ERRORS = 20
+
+
+def _key(key: Any) -> str:
+    """One step of a field's path as the message shows it: a plain key as it is, anything else quoted."""
+    text = str(key)
+    if isinstance(key, int) or re.fullmatch(r"[\w.-]{1,64}", text):
+        return text
+    return _show(text, 40)
+
+
+def _describe(exc: pydantic.ValidationError, root: yaml.Node | None, path: Path) -> str:
+    lines = []
+    errors = exc.errors()
+    for e in errors[:_MAX_ERRORS]:
+        loc, message, fix = _explain(e)
+        line = _line_of(root, loc)
+        dotted = ".".join(_key(x) for x in loc) or "(plan)"
+        lines.append(f"{path}:{line or 1}: {dotted}: {message} — {fix}")
+    if len(errors) > _MAX_ERRORS:
+        lines.append(f"… and {len(errors) - _MAX_ERRORS} more problems")
+    return "Invalid release plan:\n  " + "\n  ".join(lines)
+
+
+_TOO_DEEP = "nested too deeply to be a release plan — compare with a plan written by `porter release init`."
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str, path: Path) -> PlanError:
+    mark = getattr(exc, "problem_mark", None)
+    if mark is not None:
+        line = mark.line + 1
+    elif isinstance(exc, yaml.reader.ReaderError):
+        line = text[: exc.position].count("\n") + 1
+    else:
+        line = None
+    where = f"{path}:{line}" if line else str(path)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if "nesting depth" in problem:  # libyaml's limit (PyYAML's own parser runs out of stack instead)
+        return PlanError(f"{where}: {_TOO_DEEP}")
+    if isinstance(exc, _DuplicateKey):
+        fix = "keep one of them"
+    elif isinstance(exc, yaml.reader.ReaderError):
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        problem = f"the character U+{ord(char):04X} is not allowed in YAML"
+        fix = "remove it (or write it as an escape such as \\u0000 inside double quotes)"
+    elif isinstance(exc, yaml.constructor.ConstructorError):
+        fix = "write a plain value there, without a !!tag"
+    else:
+        fix = "fix the YAML there: indentation, a missing ':', an unclosed quote or bracket"
+    return PlanError(f"{where}: not valid YAML ({problem}) — {fix}.")
 
 
 def load_plan(path: str | Path) -> ReleasePlan:
-    """Read and validate a plan file."""
+    """Read and validate a plan file.
+
+    Anything wrong — the file unreadable or not UTF-8, YAML syntax, a key given twice, a plan that is not
+    a mapping, a missing or misspelled field, a value of the wrong type, a bad date, an unknown item kind,
+    a malformed content rule, duplicate names, dependencies on unknown checkpoints or in a cycle — is a
+    `PlanError` whose message names the file, the line and the field, and the fix.
+    """
     path = Path(path)
     if not path.exists():
         raise PlanError(f"Release plan {path} does not exist; create one with `porter release init`.")
-    text = path.read_text()
     try:
-        data = yaml.safe_load(text)
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        raise PlanError(f"{path} is a directory, not a release plan — name the plan's YAML file.") from None
+    except OSError as exc:
+        raise PlanError(
+            f"{path}: cannot be read ({exc.strerror or exc}) — check the file's permissions."
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise PlanError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}) — save the plan as UTF-8."
+        ) from None
+    try:
+        data, root = _parse(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise PlanError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)}).") from None
+        raise _yaml_error(exc, text, path) from None
+    except RecursionError:
+        raise PlanError(f"{path}: {_TOO_DEEP}") from None
+    if data is None:
+        raise PlanError(f"{path}: the file is empty — write a plan, e.g. with `porter release init`.")
     if not isinstance(data, dict):
-        raise PlanError(f"{path}: a release plan is a YAML mapping (release:, repository:, checkpoints: …).")
+        raise PlanError(
+            f"{path}:1: a release plan is a YAML mapping, not a {type(data).__name__} — "
+            "start it with release:, repository:, checkpoints: … (see `porter release init`)."
+        )
     try:
         return ReleasePlan.model_validate(data)
     except pydantic.ValidationError as exc:
-        lines = []
-        for e in exc.errors():
-            loc = tuple(
-                x
-                for x in e["loc"]
-                if not (isinstance(x, str) and x in ("datasets", "catalog", "files", "hips", "manual"))
-            )
-            line = _line_of(text, loc)
-            dotted = ".".join(str(x) for x in loc) or "(plan)"
-            fix = _FIXES.get(e["type"], "")
-            lines.append(f"{path}:{line or '?'}: {dotted}: {e['msg']}" + (f" — {fix}" if fix else ""))
-        raise PlanError("Invalid release plan:\n  " + "\n  ".join(lines)) from None
+        raise PlanError(_describe(exc, root, path)) from None
 
 
 def dump_plan(plan: ReleasePlan, path: str | Path) -> None:
