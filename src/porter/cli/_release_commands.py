@@ -299,8 +299,6 @@ def missing(
 
         porter release missing DP2 --checkpoint images --json > missing.json
     """
-    import pyarrow.parquet as pq
-
     rows: list[dict[str, Any]] = []
     with _release(name, plans, repo) as rel:
         state = rel.state()
@@ -309,7 +307,7 @@ def missing(
             run = state.checks.get(cp)
             for r in run.payload["results"] if run else []:
                 if r.get("details"):
-                    stored = pq.read_table(rel.plan_path.parent / r["details"]).to_pylist()
+                    stored = _read_missing(rel.plan_path.parent / r["details"])
                     rows += [{"checkpoint": cp, "check": r["name"], **d} for d in stored]
     if as_json:
         print_json(rows)
@@ -317,6 +315,23 @@ def missing(
     print_rows(rows[:limit], title=f"missing data IDs of {name} ({len(rows)})")
     if len(rows) > limit:
         console.print(f"… and {len(rows) - limit} more (--limit, or --json for all).")
+
+
+def _read_missing(path: Path) -> list[dict[str, Any]]:
+    """The missing data IDs a check run stored, or a clear error if the file is gone or damaged."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..errors import PorterError
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (pa.ArrowException, OSError) as exc:
+        problem = " ".join(str(exc).split())
+        raise PorterError(
+            f"The missing data IDs of the last check, {path}, cannot be read ({problem}); "
+            "run `porter release check` again to write them anew."
+        ) from None
 
 
 @release_app.command("confirm")
@@ -571,7 +586,14 @@ def finding_to_check(
 
     rules = []
     for text in rule:
-        parsed = yaml.safe_load(text)
+        try:
+            parsed = yaml.safe_load(text)
+        except (yaml.YAMLError, ValueError, TypeError, KeyError, RecursionError) as exc:
+            problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+            raise typer.BadParameter(
+                f"--rule {text!r} is not valid YAML ({problem}); write a mapping such as "
+                "'{rule: range, column: psfFlux, min: 0}'."
+            ) from None
         if not isinstance(parsed, dict) or "rule" not in parsed:
             raise typer.BadParameter(
                 f"--rule {text!r}: give a mapping with a 'rule' key, e.g. '{{rule: finite, columns: [ra]}}'."

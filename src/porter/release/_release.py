@@ -23,18 +23,29 @@ from typing import Any
 import pyarrow as pa
 
 from ..butler import Butler
-from ..errors import PorterError
-from ..schema import FAIL, PASS, CheckResult
+from ..errors import PorterError, did_you_mean
+from ..schema import FAIL, PASS, CheckResult, RuleError, check_rules, load_schema, table_of
 from ._checks import run_checks
 from ._corpus import write_corpus_rule
 from ._events import Event, EventLog
 from ._manifest import build_manifest, content_hash, diff_manifests, read_manifest, write_manifest
-from ._plan import PlanError, ReleasePlan, load_plan
+from ._plan import FIRST_DAY, LAST_DAY, PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
 
 __all__ = ["Finding", "GateError", "Release", "ReleaseState"]
 
 SEVERITIES = ("blocker", "major", "minor")
+
+
+def _today(today: datetime.date | None) -> datetime.date:
+    """The day the schedule is evaluated for: today, or a given day within the dates a plan may name."""
+    if today is None:
+        return datetime.date.today()
+    if not FIRST_DAY <= today <= LAST_DAY:
+        raise PlanError(
+            f"Cannot evaluate the release on {today}: give a day between {FIRST_DAY} and {LAST_DAY} (--today)."
+        )
+    return today
 
 
 class GateError(PorterError):
@@ -183,12 +194,25 @@ class Release:
         applies_to: dict[str, Any],
         name: str | None = None,
     ) -> Path:
-        """Turn a finding into a regression-corpus check that every later release runs."""
+        """Turn a finding into a regression-corpus check that every later release runs.
+
+        The check is refused, with nothing written, unless every rule can run as written, it applies to a
+        catalog item of this release (by table or item name), and the columns its rules name are in the
+        Felis tables of those items: a corpus check is run by every later release, so a mistake in it
+        would be an error in each of them.
+        """
         self.plan.person(by)
         f = self.state().findings.get(finding_id)
         if f is None:
             raise PlanError(f"Release {self.plan.release} has no finding {finding_id}.")
         check_name = name or f"{self.plan.release}-finding-{finding_id}"
+        if not applies_to:
+            raise PlanError("Say what the check applies to: --table NAME or --item NAME.")
+        try:
+            check_rules("", None, rules)
+        except RuleError as exc:
+            raise PlanError(f"Corpus check {check_name!r}: {exc}.") from None
+        self._check_rule_targets(rules, applies_to)
         path = write_corpus_rule(
             self.plan_path.parent / self.plan.corpus,
             check_name,
@@ -198,6 +222,47 @@ class Release:
         )
         self._append(by, "finding-to-check", f.checkpoint, id=finding_id, corpus_file=path.name)
         return path
+
+    def _check_rule_targets(self, rules: list[dict[str, Any]], applies_to: dict[str, Any]) -> None:
+        """The catalog items of this release a corpus check applies to exist, and have the columns it names."""
+        catalogs = [i for c in self.plan.checkpoints for i in c.items if i.kind == "catalog"]
+        targets = [
+            i
+            for i in catalogs
+            if all(applies_to.get(k) in (None, v) for k, v in (("table", i.table), ("item", i.name)))
+        ]
+        if not targets:
+            what = (
+                ", ".join(f"{k} {v!r}" for k, v in applies_to.items() if k in ("table", "item")) or "nothing"
+            )
+            tables = [i.table for i in catalogs if i.table]
+            hint = (
+                did_you_mean(str(applies_to.get("table") or ""), tables, "tables")
+                if "table" in applies_to
+                else ""
+            )
+            hint = hint or did_you_mean(
+                str(applies_to.get("item") or ""), [i.name for i in catalogs], "items"
+            )
+            raise PlanError(
+                f"No catalog item of release {self.plan.release} matches {what}, so the check would never run."
+                + hint
+                + " Name a table (--table) or item (--item) of the plan's catalogs."
+            )
+        for item in targets:
+            if not (item.schema_file and item.table):
+                continue
+            try:
+                table = table_of(load_schema(item.schema_file), item.table)
+            except PorterError:
+                continue  # an item whose schema cannot be read: its own check reports that
+            columns = {c.name: c.datatype.value for c in table.columns}
+            try:
+                check_rules(item.name, None, rules, columns)
+            except RuleError as exc:
+                raise PlanError(
+                    f"{exc} (table {item.table} of {item.schema_file}; the corpus check would fail there)"
+                ) from None
 
     # --- checks, waivers, sign-off ------------------------------------------------------------------------------
 
@@ -215,8 +280,13 @@ class Release:
     def check(
         self, checkpoint: str, by: str = "porter", progress: Callable[[str], None] | None = None
     ) -> list[CheckResult]:
-        """Run a checkpoint's checks and record the run in the audit log (``progress``: see `run_checks`)."""
+        """Run a checkpoint's checks and record the run in the audit log (``progress``: see `run_checks`).
+
+        ``by`` is a person of the plan, or ``porter`` (the default: a scheduled or unattended run).
+        """
         cp = self.plan.checkpoint(checkpoint)
+        if by != "porter":
+            self.plan.person(by)
         results = run_checks(
             self.butler,
             self.plan,
@@ -278,7 +348,7 @@ class Release:
     def mark_ready(self, by: str, today: datetime.date | None = None) -> Event:
         """The go-public gate."""
         self.plan.person(by)
-        today = today or datetime.date.today()
+        today = _today(today)
         state = self.state()
         problems = [
             f"checkpoint {c.name!r} is not signed off"
@@ -354,7 +424,7 @@ class Release:
         signed = {
             name: datetime.date.fromtimestamp(e.at) for name, e in (state or self.state()).signed.items()
         }
-        return schedule(self.plan, signed, today or datetime.date.today())
+        return schedule(self.plan, signed, _today(today))
 
     def status(self, today: datetime.date | None = None) -> dict[str, Any]:
         state = self.state()
