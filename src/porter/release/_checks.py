@@ -13,13 +13,14 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..errors import PorterError
 from ..schema import (
     ERROR,
     FAIL,
@@ -33,7 +34,7 @@ from ..schema import (
 )
 from ._corpus import corpus_checks
 from ._hips import check_hips
-from ._plan import REMOTE_SCHEMES, Checkpoint, Item, ReleasePlan
+from ._plan import Checkpoint, Item, ReleasePlan
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -57,7 +58,7 @@ def run_checks(
     told the name of each item as its checks start.
     """
     out: list[CheckResult] = []
-    catalogs: dict[str, CatalogSource] = {}
+    catalogs = _Catalogs(plan, base)
     for item in checkpoint.items:
         if progress is not None:
             progress(item.name)
@@ -71,7 +72,7 @@ def run_checks(
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name))]
             elif item.kind == "catalog":
-                results = catalog_checks(item, _sources(plan, base, catalogs), base, base / plan.corpus)
+                results = catalog_checks(item, catalogs, base, base / plan.corpus)
             elif item.kind == "hips":
                 results = check_hips(item.name, Path(item.resolved_location(base)))
             else:  # "files", the last kind an Item allows
@@ -197,29 +198,91 @@ class _MissingWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def _sources(plan: ReleasePlan, base: Path, cache: dict[str, CatalogSource]) -> Mapping[str, CatalogSource]:
-    """Every catalog item of the plan by table name (what foreign keys are checked against), opened lazily once."""
-    if not cache:
+class _Catalogs(Mapping[str, CatalogSource]):
+    """The plan's catalog items by table name (what foreign keys are checked against), each opened once, when
+    first needed; `open` gives the catalog at a location, from the same cache.
+
+    A catalog that cannot be opened raises its `PorterError` (naming the location and the fix) where it is
+    asked for, so it is an error of the check that needed it, not of whichever item came first.
+    """
+
+    def __init__(self, plan: ReleasePlan, base: Path):
+        self._tables: dict[str, str] = {}
         for cp in plan.checkpoints:
             for item in cp.items:
                 if item.kind == "catalog" and item.table and item.location:
-                    location = item.resolved_location(base)
-                    if location.startswith(REMOTE_SCHEMES) or Path(location).exists():
-                        cache[item.table] = CatalogSource(location)
-    return cache
+                    self._tables.setdefault(item.table, item.resolved_location(base))
+        self._open: dict[str, CatalogSource | PorterError] = {}
+
+    def open(self, location: str) -> CatalogSource:
+        """The catalog at ``location`` (opened once; a failure to open is remembered and raised again)."""
+        if location not in self._open:
+            try:
+                self._open[location] = CatalogSource(location)
+            except PorterError as exc:
+                self._open[location] = exc
+        got = self._open[location]
+        if isinstance(got, PorterError):
+            raise got
+        return got
+
+    def __getitem__(self, table: str) -> CatalogSource:
+        return self.open(self._tables[table])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tables)
+
+    def __len__(self) -> int:
+        return len(self._tables)
 
 
 def catalog_checks(
     item: Item, sources: Mapping[str, CatalogSource], base: Path, corpus: Path
 ) -> list[CheckResult]:
-    """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks."""
+    """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks.
+
+    A catalog whose files cannot be read (missing, empty, not Parquet, truncated, a damaged footer, a
+    schema that differs between files, no permission) is one ``error`` result naming each file and what
+    is wrong with it; a schema that cannot be loaded, or a rule that cannot run on this catalog, is an
+    ``error`` result of its own, and the other checks still run.
+    """
     assert item.location is not None
-    source = sources.get(item.table or "") or CatalogSource(item.resolved_location(base))
+    location = item.resolved_location(base)
+    try:
+        source = sources.open(location) if isinstance(sources, _Catalogs) else CatalogSource(location)
+        source.columns()  # every file is read as Parquet, and their schemas compared, before any check
+    except PorterError as exc:
+        return [
+            CheckResult(
+                item.name,
+                "files",
+                ERROR,
+                value=location,
+                message=str(exc),
+                sample=getattr(exc, "problems", []),
+            )
+        ]
     out: list[CheckResult] = []
     if item.schema_file and item.table:
-        table = table_of(load_schema(item.schema_file), item.table)
-        out += conformance(item.name, source, table, sources)
-    out += check_rules(item.name, source, item.rules)
+        try:
+            table = table_of(load_schema(item.schema_file), item.table)
+        except PorterError as exc:
+            out.append(CheckResult(item.name, "schema", ERROR, expected=item.schema_file, message=str(exc)))
+        else:
+            out += conformance(item.name, source, table, sources)
+    for rule in item.rules:
+        try:
+            out += check_rules(item.name, source, [rule])
+        except PorterError as exc:  # a column the catalog lacks; a file found damaged by an earlier check
+            out.append(
+                CheckResult(
+                    item.name,
+                    f"rule {rule.get('rule')}",
+                    ERROR,
+                    message=str(exc),
+                    sample=getattr(exc, "problems", []),
+                )
+            )
     out += corpus_checks(corpus, item, source)
     return out or [
         CheckResult(item.name, "catalog", FAIL, message="the item names no schema table and no rules")
