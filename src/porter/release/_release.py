@@ -24,12 +24,12 @@ import pyarrow as pa
 
 from ..butler import Butler
 from ..errors import PorterError, did_you_mean
-from ..schema import FAIL, PASS, CheckResult, RuleError, check_rules, load_schema, table_of
+from ..schema import ERROR, FAIL, PASS, CheckResult, RuleError, check_rules, load_schema, table_of
 from ._checks import run_checks
 from ._corpus import write_corpus_rule
 from ._events import Event, EventLog
 from ._manifest import build_manifest, content_hash, diff_manifests, read_manifest, write_manifest
-from ._plan import FIRST_DAY, LAST_DAY, PlanError, ReleasePlan, load_plan
+from ._plan import FIRST_DAY, LAST_DAY, Checkpoint, PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
 
 __all__ = ["Finding", "GateError", "Release", "ReleaseState"]
@@ -375,7 +375,7 @@ class Release:
         """Freeze what a checkpoint delivered as a Parquet manifest with a content hash, and record the shipment."""
         cp = self.plan.checkpoint(checkpoint)
         self.plan.person(by)
-        manifest = build_manifest(self.butler, cp, self.plan_path.parent)
+        manifest = self._manifest(cp)
         seq = sum(1 for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint) + 1
         path = self.manifest_path(checkpoint, seq)
         write_manifest(manifest, path)
@@ -388,6 +388,18 @@ class Release:
             entries=manifest.num_rows,
             bytes=sum(x or 0 for x in manifest["size"].to_pylist()),
         )
+
+    def _manifest(self, cp: Checkpoint) -> pa.Table:
+        """What a checkpoint delivers now (`build_manifest`); a delivered file that cannot be read is a
+        `PorterError` naming it, not an OSError from deep in the checksum."""
+        try:
+            return build_manifest(self.butler, cp, self.plan_path.parent)
+        except OSError as exc:
+            what = exc.filename or "a delivered file"
+            raise PorterError(
+                f"{what}: cannot be read ({exc.strerror or exc}) — make the checkpoint's delivered files "
+                "readable by whoever ships and checks them, then run the command again."
+            ) from None
 
     def shipped(self, checkpoint: str) -> tuple[Event, pa.Table] | None:
         """The latest shipment of a checkpoint and its manifest."""
@@ -402,7 +414,10 @@ class Release:
         if found is None:
             return None
         event, manifest = found
-        now = build_manifest(self.butler, self.plan.checkpoint(checkpoint), self.plan_path.parent)
+        try:
+            now = self._manifest(self.plan.checkpoint(checkpoint))
+        except PorterError as exc:
+            return CheckResult("shipment", "manifest unchanged", ERROR, message=str(exc))
         changes = diff_manifests(manifest, now)
         n = sum(len(v) for v in changes.values())
         sample = [{"change": k, **x} for k, v in changes.items() for x in v][:20]
