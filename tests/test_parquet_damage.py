@@ -222,35 +222,44 @@ def _unprivileged() -> list[str]:
 
 
 def test_an_unreadable_file_is_named(delivery: Path) -> None:
+    """Checks, diffs and shipments of a catalog with a file no one may read: each names the file, no traceback.
+
+    The delivery was shipped while readable, so the check also compares it with its manifest: that
+    comparison is an error naming the file too."""
+    rel = Release.open("DP2", delivery)
+    try:
+        rel.ship("catalogs", "lead")
+    finally:
+        rel.close()
     source = delivery / "DP2" / "catalogs" / "Source"
     victim = source / "part-1.parquet"
     victim.chmod(0)
-    prefix = _unprivileged()
-    porter = [*prefix, sys.executable, "-m", "porter.cli"]
+    porter = [*_unprivileged(), sys.executable, "-m", "porter.cli"]
     env = {**os.environ, "COLUMNS": "400"}
-    diff = subprocess.run(
-        [*porter, "schema", "diff", "dp1", "Source", "--parquet", str(source)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([*porter, *args], capture_output=True, text=True, env=env)
+        assert "Traceback" not in done.stdout + done.stderr, done
+        return done
+
+    diff = run("schema", "diff", "dp1", "Source", "--parquet", str(source))
     assert diff.returncode == 1, diff
     err = " ".join(diff.stderr.split())
     assert f"{victim} cannot be read: permission denied" in err and "make the file readable" in err, (
         diff.stderr
     )
-    assert "Traceback" not in diff.stdout + diff.stderr
-    check = subprocess.run(
-        [*porter, "release", "check", "DP2", "--plans", str(delivery), "--json"],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    assert check.returncode == 0 and "Traceback" not in check.stderr, check
+    check = run("release", "check", "DP2", "--plans", str(delivery), "--json")
+    assert check.returncode == 0, check
     rows = json.loads(check.stdout)
-    (error,) = [r for r in rows if r["status"] == "error"]
-    assert error["item"] == "source" and f"{victim} cannot be read: permission denied" in error["message"]
-    assert {r["item"] for r in rows} == {"visit", "source", "qserv"}
+    errors = {r["item"]: r["message"] for r in rows if r["status"] == "error"}
+    assert errors.keys() == {"source", "shipment"}, rows
+    assert f"{victim} cannot be read: permission denied" in errors["source"]
+    assert f"{victim}: cannot be read (Permission denied)" in errors["shipment"]
+    assert {r["item"] for r in rows} == {"visit", "source", "qserv", "shipment"}
+    ship = run("release", "ship", "DP2", "catalogs", "--by", "lead", "--plans", str(delivery))
+    assert ship.returncode == 1, ship
+    err = " ".join(ship.stderr.split())
+    assert f"error: PorterError: {victim}: cannot be read (Permission denied) — make" in err, ship.stderr
 
 
 def test_a_damaged_reference_catalog_is_named_by_the_foreign_key_check(delivery: Path) -> None:
