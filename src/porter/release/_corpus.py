@@ -190,7 +190,13 @@ def write_corpus_rule(
     tmp = corpus / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         tmp.write_text(text, encoding="utf-8")
-        os.link(tmp, path)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create it exclusively instead
+            with path.open("x", encoding="utf-8") as f:
+                f.write(text)
     except FileExistsError:
         raise PlanError(f"{path} exists already; choose another name.") from None
     finally:
