@@ -34,7 +34,7 @@ import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import astropy.time
 import erfa
@@ -192,14 +192,28 @@ class ResolveContext:
     bind: Mapping[str, Any]
     expression: str = ""
 
+    CONTEXT: ClassVar[int] = 100
+    """Characters of the expression shown either side of an error's caret."""
+
     def error(self, node: ast.Node | None, message: str) -> InvalidQueryError:
-        """An `InvalidQueryError`, with a caret under ``node`` in the expression when known."""
+        """An `InvalidQueryError`, with a caret under ``node`` in the expression when known.
+
+        Only the ``CONTEXT`` characters either side of the caret are shown: a
+        machine-written expression can be one 100 KB line, which would bury
+        the message (and be repeated by every layer that reports it).
+        """
         if node is not None and self.expression:
             pos = node.pos
             line_start = self.expression.rfind("\n", 0, pos) + 1
             line_end = self.expression.find("\n", pos)
-            line = self.expression[line_start : line_end if line_end != -1 else None]
-            message = f"{message}\n    {line}\n    {' ' * (pos - line_start)}^"
+            if line_end == -1:
+                line_end = len(self.expression)
+            start = max(line_start, pos - self.CONTEXT)
+            end = min(line_end, pos + self.CONTEXT)
+            before = "…" if start > line_start else ""
+            after = "…" if end < line_end else ""
+            line = before + self.expression[start:end] + after
+            message = f"{message}\n    {line}\n    {' ' * (pos - start + len(before))}^"
         return InvalidQueryError(message)
 
 
