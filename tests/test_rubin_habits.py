@@ -673,3 +673,47 @@ def test_uris_answer_like_resource_paths(location: str) -> None:
         theirs.getExtension(),
     )
     assert ours.dirname().geturl().rstrip("/") == theirs.dirname().geturl().rstrip("/")
+
+
+def test_astropy_coordinates_in_binds(daf_repos: Any, rc2_template: Path, tmp_path: Path) -> None:
+    """A SkyCoord binds as a point (as in daf_butler); porter also takes angles for CIRCLE's arguments."""
+    import astropy.units as u
+    from astropy.coordinates import Angle, SkyCoord
+
+    from conftest import rc2_repo
+
+    daf = daf_repos(("hsc-rc2-subset.yaml",))
+    ours = rc2_repo(tmp_path / "rc2", None, rc2_template)
+    visit = ours.query_dimension_records("visit", instrument="HSC", order_by="visit", limit=1)[0]
+    centre = lsst_centre(visit.region)
+    point = SkyCoord(centre[0] * u.deg, centre[1] * u.deg)
+
+    def script(butler: Any) -> list[Any]:
+        found = butler.query_data_ids(
+            ["visit"], instrument="HSC", where="visit.region OVERLAPS :pt", bind={"pt": point}, explain=False
+        )
+        return sorted(norm_data_id(d) for d in found)
+
+    expected = script(daf)
+    assert script(ours) == expected and expected
+    by_angles = ours.query_data_ids(
+        ["visit"],
+        instrument="HSC",
+        where="visit.region OVERLAPS CIRCLE(:ra, :dec, :r)",
+        bind={"ra": Angle(centre[0], u.deg), "dec": centre[1] * u.deg, "r": 1 * u.arcsec},
+    )
+    assert {d["visit"] for d in by_angles} >= {visit.id}
+    with pytest.raises(porter.InvalidQueryError, match="single point"):
+        ours.query_data_ids(
+            ["visit"],
+            instrument="HSC",
+            where="visit.region OVERLAPS :pt",
+            bind={"pt": SkyCoord([1, 2] * u.deg, [3, 4] * u.deg)},
+        )
+
+
+def lsst_centre(region: Any) -> tuple[float, float]:
+    import lsst.sphgeom
+
+    centre = lsst.sphgeom.LonLat(region.getBoundingCircle().getCenter())
+    return centre.getLon().asDegrees(), centre.getLat().asDegrees()

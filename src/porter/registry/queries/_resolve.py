@@ -30,6 +30,7 @@ from __future__ import annotations
 import datetime
 import math
 import numbers
+import sys
 import uuid
 import warnings
 from collections.abc import Mapping
@@ -237,6 +238,28 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 5] + "…" + text[-4:]
 
 
+def _astropy_value(value: Any, what: str) -> Lit | None:
+    """A SkyCoord as a point region (as daf_butler binds it), an angle as its degrees; else None.
+
+    astropy.coordinates is slow to import; a value can only be one of its
+    types if the caller imported it already, so it is looked up, not imported.
+    """
+    coordinates = sys.modules.get("astropy.coordinates")
+    if coordinates is None:
+        return None
+    if isinstance(value, coordinates.SkyCoord):
+        icrs = value.transform_to("icrs")
+        if not icrs.isscalar:
+            raise InvalidQueryError(f"{what} is a SkyCoord of {len(icrs)} points; bind a single point.")
+        return _literal_from_value(lsst.sphgeom.LonLat.fromDegrees(icrs.ra.degree, icrs.dec.degree), what)  # type: ignore[return-value]
+    units = sys.modules.get("astropy.units")
+    if units is not None and isinstance(value, units.Quantity) and value.unit.physical_type == "angle":
+        if not value.isscalar:
+            raise InvalidQueryError(f"{what} is an array of angles; bind a single angle.")
+        return Lit(float(value.to_value(units.deg)), "float")
+    return None
+
+
 def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
     if value is None:
         return _Null()
@@ -270,6 +293,9 @@ def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
         if problem:
             raise InvalidQueryError(problem)
         return Lit(region, "region")
+    astro = _astropy_value(value, what)
+    if astro is not None:
+        return astro
     if isinstance(value, uuid.UUID):
         return Lit(value, "uuid")
     if isinstance(value, bytes):
