@@ -28,6 +28,7 @@ from ...dimensions import (
     encode_region,
 )
 from ...registry import CollectionInfo, CollectionType, DatasetRef, Registry
+from ...registry.expr import ExpressionFactory
 from ._yaml_tags import TaiTime, timespan_yaml, yaml_scalar
 
 __all__ = ["EXPORT_FORMAT_VERSION", "ExportWriter", "write_export"]
@@ -105,13 +106,12 @@ class ExportWriter:
         e = self.universe[element]
         if not keys:
             return
-        governors = {k[0] for k in keys} if e.required[0].is_governor else None
-        where = ""
-        bind: dict[str, Any] = {}
-        if governors is not None:
-            where = f"{e.required[0].name} IN (:govs)"
-            bind["govs"] = sorted(governors)
-        recs = self.registry.query_dimension_records(e, where=where, bind=bind)
+        where = None
+        if e.required[0].is_governor:  # only the governors' records in question, as a typed constraint
+            where = ExpressionFactory()[e.required[0].name].in_iterable(sorted({k[0] for k in keys}))
+        recs = self.registry.query_dimension_records(
+            e, where=where.node if where is not None else "", bind=where.bind if where is not None else None
+        )
         store = self.records[element]
         for r in recs:
             if r.key_values in keys:
