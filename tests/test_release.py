@@ -213,10 +213,12 @@ def test_coverage_agrees_with_plain_queries(
             where=where,
             datasets=datasets,
             collections=SURVEY_INPUTS if datasets else None,
+            explain=False,
         )
     }
     delivered = {
-        r.data_id.required_values for r in butler.query_datasets(dataset_type, RUN, find_first=False)
+        r.data_id.required_values
+        for r in butler.query_datasets(dataset_type, RUN, find_first=False, explain=False)
     }
     keys = list(dt.dimensions.required) + (
         [group_by] if group_by and group_by not in dt.dimensions.required else []
