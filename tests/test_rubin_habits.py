@@ -604,6 +604,12 @@ def test_exposure_record_fields_and_calibrations_in_data_ids(lsstcam_roots: dict
     ours = Butler(lsstcam_roots["porter"], collections="LSSTCam/defaults")
     expected = script(daf)
     assert script(ours) == expected
+    spans = [b.registry.expandDataId(exposure=first.id, detector=detector).timespan for b in (daf, ours)]
+    for ends in (
+        (spans[0].begin, spans[1].begin),
+        (spans[0].end, spans[1].end),
+    ):  # an exposure within its night
+        assert abs((ends[0] - ends[1]).to_value("s")) < 1e-6
     assert expected[3][1] != expected[4][1]  # each exposure found its own night's bias
     with pytest.raises(porter.DimensionValueError, match="seq_num"):
         ours.find_dataset("raw", day_obs=first.day_obs, seq_num=99999, detector=detector)

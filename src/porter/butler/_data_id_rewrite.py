@@ -24,12 +24,12 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..dimensions import Timespan
 from ..errors import DimensionValueError
 from ..registry import DatasetType
 from ..registry.expr import ExpressionFactory, Predicate
 
 if TYPE_CHECKING:
+    from ..dimensions import Timespan
     from ..registry import Registry
 
 __all__ = ["RewrittenDataId", "rewrite_data_id"]
@@ -165,17 +165,5 @@ def _through_extra_dimensions(
     full = found[0]
     data_id = {k: v for k, v in full.mapping.items() if k in dataset_type.dimensions.names}
     data_id.update({k: v for k, v in values.items() if k in dataset_type.dimensions.names})
-    timespan = None
-    if dataset_type.is_calibration:
-        spans = [
-            r.timespan
-            for n, r in full.records.items()
-            if r is not None and registry.universe[n].temporal and getattr(r, "timespan", None) is not None
-        ]
-        if (
-            spans
-        ):  # where all of them hold: an exposure's time within its night (daf_butler's dataId.timespan)
-            begin = max(t.nsec[0] for t in spans)
-            end = min(t.nsec[1] for t in spans)
-            timespan = Timespan.from_nsec(begin, max(begin, end))
+    timespan = full.timespan if dataset_type.is_calibration else None
     return RewrittenDataId(data_id, timespan)

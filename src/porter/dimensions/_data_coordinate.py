@@ -11,6 +11,7 @@ from ._group import DimensionGroup
 
 if TYPE_CHECKING:
     from ._records import DimensionRecord
+    from ._timespan import Timespan
     from ._universe import DimensionUniverse
 
 __all__ = ["DataCoordinate", "DataIdValue", "coerce_dimension_value"]
@@ -264,6 +265,27 @@ class DataCoordinate(Mapping[str, DataIdValue]):
         if self._records is None:
             raise DataIdError(f"Data ID {self} has no dimension records attached.")
         return self._records
+
+    @property
+    def timespan(self) -> Timespan | None:
+        """When the data ID's observations happened: where the timespans of its temporal records overlap.
+
+        An exposure's time within its night (``day_obs``), as daf_butler's
+        ``dataId.timespan`` gives it; None when no record has a timespan.
+        Needs the records (``expandDataId`` or ``with_dimension_records``).
+        """
+        from ._timespan import Timespan
+
+        spans = [
+            r.timespan
+            for r in self.records.values()
+            if r is not None and r.element.temporal and getattr(r, "timespan", None) is not None
+        ]
+        if not spans:
+            return None
+        begin = max(t.nsec[0] for t in spans)
+        end = min(t.nsec[1] for t in spans)
+        return Timespan.from_nsec(begin, max(begin, end))
 
     @property
     def has_records(self) -> bool:
