@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord
+from .expr import ExpressionFactory
 
 if TYPE_CHECKING:
     from ._registry import Registry
@@ -75,12 +76,13 @@ def _fetch(registry: Registry, element: DimensionElement, keys: set[tuple]) -> d
     # Another dimension with that many values is left unconstrained (the
     # query returns a superset; the keys filter it).
     constrained = [j for j in range(len(names)) if j == widest or len(values[j]) <= _VALUES_PER_QUERY]
-    where = " AND ".join(f"{names[j]} IN (:k{j})" for j in constrained)
+    x = ExpressionFactory()
     found: dict[tuple, DimensionRecord] = {}
     for start in range(0, len(values[widest]), _VALUES_PER_QUERY):
-        bind = {f"k{j}": values[j] for j in constrained}
-        bind[f"k{widest}"] = values[widest][start : start + _VALUES_PER_QUERY]
-        for record in registry.query_dimension_records(element, where=where, bind=bind):
+        block = {j: values[j] for j in constrained}
+        block[widest] = values[widest][start : start + _VALUES_PER_QUERY]
+        where = ExpressionFactory.all(*(x[names[j]].in_iterable(v) for j, v in sorted(block.items())))
+        for record in registry.query_dimension_records(element, where=where.node, bind=where.bind):
             if record.key_values in keys:
                 found[record.key_values] = record
     return found
