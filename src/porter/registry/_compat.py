@@ -9,7 +9,7 @@ conventions (``findFirst``, ``dataId``, ``*records``, ``datasetType`` …).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
@@ -236,35 +236,9 @@ class RegistryCompatMixin:
         """daf_butler's ``registry.queryDataIds``; ``datasets`` search the default collections if none are given."""
         reg = _r(self)
         dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
-        names = reg.collections_or_default(collections) if datasets else None
-        defaults = reg.default_data_id()
-        types = _dataset_type_names(reg, datasets) if datasets else []
-
-        def run(options: QueryOptions) -> list[DataCoordinate]:
-            return reg.query_data_ids(
-                dims,
-                data_id=dataId,
-                datasets=types or None,
-                collections=names,
-                where=where,
-                bind=bind,
-                order_by=list(options.order_by) or None,
-                limit=options.limit,
-                default_data_id=defaults,
-                with_dimension_records=options.with_records,
-                **kwargs,
-            )
-
-        explain = explainer(
-            reg,
-            dataset_types=types,
-            collections=names or (),
-            data_id=dataId,
-            kwargs=kwargs,
-            defaults=defaults,
-            where=where,
+        run, explain = _lazy_query(
+            reg, reg.query_data_ids, dims, True, datasets, collections, dataId, where, bind, kwargs
         )
-
         return DataCoordinateQueryResults(run, explain, dimensions=reg.universe.conform(dims))
 
     def expandDataId(
@@ -299,35 +273,68 @@ class RegistryCompatMixin:
     ) -> DimensionRecordQueryResults:
         """daf_butler's ``registry.queryDimensionRecords``; ``datasets`` search the default collections."""
         reg = _r(self)
-        names = reg.collections_or_default(collections) if datasets else None
-        defaults = reg.default_data_id()
-        types = _dataset_type_names(reg, datasets) if datasets else []
-
-        def run(options: QueryOptions) -> list[DimensionRecord]:
-            return reg.query_dimension_records(
-                element,
-                data_id=dataId,
-                datasets=types or None,
-                collections=names,
-                where=where,
-                bind=bind,
-                order_by=list(options.order_by) or None,
-                limit=options.limit,
-                default_data_id=defaults,
-                **kwargs,
-            )
-
-        explain = explainer(
+        run, explain = _lazy_query(
             reg,
-            dataset_types=types,
-            collections=names or (),
-            data_id=dataId,
-            kwargs=kwargs,
-            defaults=defaults,
+            reg.query_dimension_records,
+            element,
+            False,
+            datasets,
+            collections,
+            dataId,
+            where,
+            bind,
+            kwargs,
+        )
+        return DimensionRecordQueryResults(run, explain)
+
+
+def _lazy_query(
+    reg: Registry,
+    fetch: Callable[..., list[Any]],
+    target: Any,
+    with_records: bool,
+    datasets: Any,
+    collections: Any,
+    data_id: Any,
+    where: Any,
+    bind: Mapping[str, Any] | None,
+    kwargs: Mapping[str, Any],
+) -> tuple[Runner, Explainer]:
+    """What a data-ID or record query of the registry view runs, and why it may be empty, both deferred.
+
+    The defaults (collections for ``datasets``, governor values) are taken
+    now, as daf_butler's results capture them when made.
+    """
+    names = reg.collections_or_default(collections) if datasets else None
+    defaults = reg.default_data_id()
+    types = _dataset_type_names(reg, datasets) if datasets else []
+
+    def run(options: QueryOptions) -> list[Any]:
+        extra = {"with_dimension_records": options.with_records} if with_records else {}
+        return fetch(
+            target,
+            data_id=data_id,
+            datasets=types or None,
+            collections=names,
             where=where,
+            bind=bind,
+            order_by=list(options.order_by) or None,
+            limit=options.limit,
+            default_data_id=defaults,
+            **extra,
+            **kwargs,
         )
 
-        return DimensionRecordQueryResults(run, explain)
+    explain = explainer(
+        reg,
+        dataset_types=types,
+        collections=names or (),
+        data_id=data_id,
+        kwargs=kwargs,
+        defaults=defaults,
+        where=where,
+    )
+    return run, explain
 
 
 def _dataset_type_names(registry: Registry, expression: Any) -> list[str]:
