@@ -33,10 +33,10 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Protocol
 
 import lsst.sphgeom
-import sqlalchemy
 
 from ...dimensions import (
     DataCoordinate,
@@ -49,7 +49,7 @@ from ...errors import InvalidQueryError
 from .._collection_type import CollectionType
 from .._collections import CollectionManager
 from .._dataset_ref import DatasetRef
-from .._db import _SQLITE_CACHE_PRAGMAS, Database
+from .._db import Database
 from .._dimension_records import record_from_row
 from .._schema import RegistrySchema
 from ..expr import parse_expression
@@ -68,7 +68,7 @@ from ._ir import (
 from ._relations import Relation, RelationBuilder, join_relations
 from ._resolve import ResolveContext, resolve_order_by, resolve_predicate
 from ._spec import DatasetSearch, QuerySpec
-from ._sql import SqlCompiler
+from ._sql import SA_KIT, SqlCompiler, TextKit, Unsupported
 
 __all__ = ["DatasetSearch", "QueryEngine", "QuerySpec"]
 
@@ -88,11 +88,10 @@ class QueryEngine:
         self._universe = universe
         self._collections = collections
         self._plans = _PlanCache()
-        # A SQLite file is read on this thread's own autocommit connection (`Database._sqlite_reader`):
-        # checking a pooled connection out, BEGIN, COMMIT and checking it back in cost more than a small
-        # query.  (An in-memory database has one connection, the pool's.)
-        self._direct_sqlite = db.dialect == "sqlite" and db.engine.url.database not in (None, "", ":memory:")
-        self._configured_readers: dict[int, Any] = {}
+        try:
+            self.text_kit: Any = TextKit(db.engine.dialect)
+        except Unsupported:  # a driver whose parameter style the text kit does not write
+            self.text_kit = SA_KIT
         # SQLite returns dataset IDs as the 32 hex digits they are stored as, which is `DatasetRef`'s own
         # form; other databases return UUIDs (or their text), which the constructor normalizes.
         self.hex_dataset_ids = db.dialect == "sqlite"
@@ -105,7 +104,10 @@ class QueryEngine:
         key = _plan_key(spec)
         plan = self._plans.get(key) if key is not None else None
         if plan is None:
-            plan = _Plan(self, spec).compile()
+            try:
+                plan = _Plan(self, spec, self.text_kit).compile()
+            except Unsupported:  # SQL the text kit does not write (`._sql`): as SQLAlchemy writes it
+                plan = _Plan(self, spec, SA_KIT).compile()
             if key is not None:
                 self._plans.put(key, plan)
         with _building_results():
@@ -131,54 +133,28 @@ class QueryEngine:
     def rows(self, snapshot: bool = False) -> Iterator[Callable[[str, Any], list[Any]]]:
         """A function that runs one rendered statement (`render`) and returns its rows as driver tuples.
 
-        Inside a write transaction, on that transaction's connection (so it sees what the transaction
-        wrote).  ``snapshot``: the statements see one state of the database (several statements make
-        one result).
+        On a pooled DBAPI connection used directly: SQLAlchemy's connection, with its BEGIN and COMMIT,
+        costs more than a small query.  Inside a write transaction, on that transaction's connection
+        (so it sees what the transaction wrote).  ``snapshot``: the statements see one state of the
+        database (several statements make one result).
         """
         db = self._db
-        if self._direct_sqlite and db._current is None:
-            conn = self._sqlite_reader()
-
-            def fetch(sql: str, params: Any) -> list[Any]:
-                return conn.execute(sql, params).fetchall()
-
-            if not snapshot:
-                yield fetch
-                return
-            conn.execute("BEGIN")
-            try:
-                yield fetch
-            finally:
-                if conn.in_transaction:
-                    conn.execute("COMMIT")
+        current = db._current
+        if current is not None:
+            yield _fetcher(current.connection)
             return
-        with db.reading() as sa_conn:
-            dbapi = sa_conn.connection
-
-            def fetch_pooled(sql: str, params: Any) -> list[Any]:
-                cursor = dbapi.cursor()
+        raw = db.engine.raw_connection()
+        try:
+            if snapshot and db.dialect == "sqlite":  # autocommit otherwise (PostgreSQL: a transaction)
+                raw.cursor().execute("BEGIN")
                 try:
-                    cursor.execute(sql, params)
-                    return list(cursor.fetchall())
+                    yield _fetcher(raw)
                 finally:
-                    cursor.close()
-
-            yield fetch_pooled
-
-    def _sqlite_reader(self) -> Any:
-        """This thread's direct SQLite connection, with the pragmas of the pool's connections.
-
-        ``case_sensitive_like`` makes GLOB patterns (compiled to LIKE) case-sensitive, as on PostgreSQL.
-        """
-        conn = self._db._sqlite_reader()
-        if self._configured_readers.get(id(conn)) is not conn:
-            if len(self._configured_readers) > 64:  # closed connections of disposed databases
-                self._configured_readers.clear()
-            conn.execute("PRAGMA case_sensitive_like = ON")
-            for pragma in _SQLITE_CACHE_PRAGMAS:
-                conn.execute(f"PRAGMA {pragma}")
-            self._configured_readers[id(conn)] = conn
-        return conn
+                    raw.rollback()
+            else:
+                yield _fetcher(raw)
+        finally:
+            raw.close()  # back to the pool, which rolls back what is open
 
     def render(self, stmt: Any, parameters: Mapping[str, Any] | None = None) -> tuple[str, Any]:
         """A SQLAlchemy statement as the driver takes it: SQL text and its processed parameters."""
@@ -217,6 +193,18 @@ class Rendering:
         if state.positiontup is not None:
             return state.statement, tuple(params[n] for n in state.positiontup)
         return state.statement, params
+
+
+def _fetcher(dbapi_connection: Any) -> Callable[[str, Any], list[Any]]:
+    def fetch(sql: str, params: Any) -> list[Any]:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    return fetch
 
 
 # --- the plan cache --------------------------------------------------------------------------------------
@@ -356,9 +344,11 @@ class _Select:
 class _Plan:
     """The state of one query while it is analysed, planned and run."""
 
-    def __init__(self, engine: QueryEngine, spec: QuerySpec):
+    def __init__(self, engine: QueryEngine, spec: QuerySpec, kit: Any = SA_KIT):
         self.engine = engine
         self.spec = spec
+        self.kit = kit
+        """How statements are built: `SA_KIT`, or a `TextKit` writing SQL text (`compile` only)."""
         self.universe = engine._universe
         self.schema = engine._schema
         self.postfilter_joins: list[tuple[str, str]] = []
@@ -383,6 +373,14 @@ class _Plan:
                 return factorized
         sel = self.select(python=True)
         return _SinglePlan(self, sel)
+
+    def render(self, stmt: Any) -> tuple[str, Any]:
+        """A statement built with this plan's kit as SQL text and the driver's parameters."""
+        return stmt.statement()() if self.kit.text else self.engine.render(stmt)
+
+    def rendering(self, stmt: Any) -> Callable[..., tuple[str, Any]]:
+        """A statement with named parameters (`bindparam`), to render for given values."""
+        return stmt.statement() if self.kit.text else self.engine.rendering(stmt)
 
     def prepare(self, defer_implied: bool = False) -> None:
         """Resolve the constraints and choose the relations (steps 1 to 3 of the module docstring).
@@ -454,13 +452,13 @@ class _Plan:
             root = self._implied_root(refs)
             if root is not None:
                 self.implied_needed = False
-                self.builder = RelationBuilder(self.schema, universe, fixed)
+                self.builder = RelationBuilder(self.schema, universe, fixed, self.kit)
                 self._build_relations()
                 if root not in self.element_relations:
                     self.deferred_root = root
                     return
                 self.implied_needed = True
-        self.builder = RelationBuilder(self.schema, universe, fixed)
+        self.builder = RelationBuilder(self.schema, universe, fixed, self.kit)
         self._build_relations()
 
     def _typed_fixed(self, fixed: Mapping[str, Any]) -> dict[str, Any]:
@@ -656,7 +654,9 @@ class _Plan:
 
     def _collection_name_column(self, id_column: Any) -> Any:
         c = self.schema.collection
-        return sqlalchemy.select(c.c.name).where(c.c.collection_id == id_column).scalar_subquery()
+        kit = self.kit
+        c = kit.table(c)
+        return kit.select(c.c.name).select_from(c).where(c.c.collection_id == id_column).scalar_subquery()
 
     def select(self, distinct: bool = True, python: bool = False) -> _Select:
         """The plan as one SQL statement (rows may still need region refinement or calibration checks).
@@ -666,17 +666,16 @@ class _Plan:
         implied values, and ``sources`` says where each result value comes from.
         """
         spec = self.spec
-        from_, self.canonical = join_relations(self.relations)
-        compiler = SqlCompiler(self.lookup)
+        kit = self.kit
+        from_, self.canonical = join_relations(self.relations, kit)
+        compiler = SqlCompiler(self.lookup, kit)
         where = [compiler.predicate(self.pred)]
         for item in self.sql_conditions:
             _, dim, ranges = item
             col = self.canonical.get(dim)
             if col is None:
                 raise InvalidQueryError(f"{dim} is not available to constrain in this query.")
-            where.append(
-                sqlalchemy.or_(*[col.between(b, e - 1) for b, e in ranges]) if ranges else sqlalchemy.false()
-            )
+            where.append(kit.or_(*[col.between(b, e - 1) for b, e in ranges]) if ranges else kit.false())
         # Automatic temporal join of calibration searches with the observation timespan.
         for search in spec.searches:
             if not any(c.type is CollectionType.CALIBRATION for c in search.collections):
@@ -691,7 +690,7 @@ class _Plan:
                 member = self.full.choose_family_member(self.full.temporal[0])
                 ts = self.lookup(DimField(member.name, "timespan", "timespan"))
                 vb, ve = self.search_relations[name].search_cols["timespan"]
-                where.append(sqlalchemy.or_(vb.is_(None), sqlalchemy.and_(vb < ts[1], ts[0] < ve)))
+                where.append(kit.or_(vb.is_(None), kit.and_(vb < ts[1], ts[0] < ve)))
         # Select list.
         labeled: list[Any] = []
         out_keys: list[str] = []
@@ -735,7 +734,7 @@ class _Plan:
                 out_keys.append("x_run_id")
             value_columns()
         if not labeled:  # every result value is fixed by the constraints: a row says one exists
-            labeled.append(sqlalchemy.literal(1).label("k_exists"))
+            labeled.append(kit.literal(1).label("k_exists"))
         post_region_cols: dict[str, str] = {}
         for e in (
             {x for pair in self.postfilter_joins for x in pair}
@@ -762,22 +761,22 @@ class _Plan:
             len(find_first_search.collections) > 1
             or any(c.type is CollectionType.CALIBRATION for c in find_first_search.collections)
         )
-        stmt: Any = sqlalchemy.select(*labeled).select_from(from_).where(*where)
+        stmt: Any = kit.select(*labeled).select_from(from_).where(*where)
         check_calib = False
         if needs_window:
             assert find_first_search is not None
             rel = self.search_relations[find_first_search.record.dataset_type.name]
-            rank = sqlalchemy.case(
+            rank = kit.case(
                 {c.id: i for i, c in enumerate(find_first_search.collections)},
                 value=rel.search_cols["collection_id"],
             )
             partition = [self.canonical[d] for d in self.full.required]
-            extra = [sqlalchemy.func.row_number().over(partition_by=partition, order_by=rank).label("w_rn")]
+            extra = [kit.row_number(partition, rank).label("w_rn")]
             if any(c.type is CollectionType.CALIBRATION for c in find_first_search.collections):
-                extra.append(sqlalchemy.func.count().over(partition_by=[*partition, rank]).label("w_n"))
+                extra.append(kit.count_over([*partition, rank]).label("w_n"))
                 check_calib = True
             sub = stmt.add_columns(*extra).subquery("ranked")
-            stmt = sqlalchemy.select(*[sub.c[c.name] for c in labeled]).where(sub.c.w_rn == 1)
+            stmt = kit.select(*[sub.c[c.name] for c in labeled]).select_from(sub).where(sub.c.w_rn == 1)
             if check_calib:
                 stmt = stmt.add_columns(sub.c.w_n)
         postfilter = bool(self.postfilter_joins or self.postfilter_regions or self.postfilter_fixed)
@@ -824,9 +823,9 @@ class _Plan:
     def fixed_region(self, name: str) -> Any:
         """The statement reading the region of the one record of element ``name`` the constraints fix."""
         element = self.universe[name]
-        t = self.schema.elements[name]
+        t = self.kit.table(self.schema.elements[name])
         keys = [t.c[k] == self.fixed[d.name] for d, k in zip(element.required, element.key_columns)]
-        return sqlalchemy.select(t.c.region).where(*keys)
+        return self.kit.select(t.c.region).select_from(t).where(*keys)
 
     def implied_lookup(self, sel: _Select) -> _ImpliedLookup:
         """The statement that looks up the deferred implied values of given values of `deferred_root`."""
@@ -835,7 +834,8 @@ class _Plan:
         universe = self.universe
         group = self.spec.dimensions
         lookup_group = universe.conform([root])
-        builder = RelationBuilder(self.schema, universe, {})
+        kit = self.kit
+        builder = RelationBuilder(self.schema, universe, {}, kit)
         # The tables the full plan would have joined for these values: those of dimensions implying
         # others, then one for any dimension none of them gives.
         for name in lookup_group.names:
@@ -844,19 +844,22 @@ class _Plan:
         for name in reversed(lookup_group.names):
             if not any(name in r.dims for r in builder.relations):
                 builder.element(name)
-        from_, canonical = join_relations(builder.relations)
+        from_, canonical = join_relations(builder.relations, kit)
         result_keys = list(group.data_coordinate_keys)
-        key_dims = [n for n in lookup_group.required if sel.sources[result_keys.index(n)][0] == "c"]
+        # The key: the root's governors the constraints leave open, then the root itself.
+        key_dims = [
+            n for n in lookup_group.required if n != root and sel.sources[result_keys.index(n)][0] == "c"
+        ] + [root]
         where = [canonical[n] == self.constants[n] for n in lookup_group.required if n in self.constants]
-        where += [canonical[n] == sqlalchemy.bindparam(f"k_{n}") for n in key_dims if n != root]
-        where.append(canonical[root].in_(sqlalchemy.bindparam("k_values", expanding=True)))
+        where += [canonical[n] == kit.bindparam(f"k_{n}") for n in key_dims if n != root]
+        where.append(canonical[root].in_(kit.bindparam("k_values", expanding=True)))
         stmt = (
-            sqlalchemy.select(*[canonical[n] for n in key_dims], *[canonical[n] for n in group.implied])
+            kit.select(*[canonical[n] for n in key_dims], *[canonical[n] for n in group.implied])
             .select_from(from_)
             .where(*where)
         )
         key_columns = tuple(sel.sources[result_keys.index(n)][1] for n in key_dims)
-        return _ImpliedLookup(self.engine.rendering(stmt), [n for n in key_dims if n != root], key_columns)
+        return _ImpliedLookup(self.rendering(stmt), [n for n in key_dims if n != root], key_columns)
 
 
 # --- compiled plans ------------------------------------------------------------------------------------------
@@ -905,7 +908,6 @@ def row_converter(
         lines.append(f"        i = lookup.get({key})")
         lines.append("        if i is None:")
         lines.append("            continue")
-    exprs = [f"r[{i}]" if tag == "c" else f"k{i}" if tag == "k" else f"i[{i}]" for tag, i in sources]
     if (
         kind == "data_ids"
         and n_columns == len(sources)
@@ -913,7 +915,8 @@ def row_converter(
     ):
         values = "r"  # the driver's row tuple is the data ID's values tuple
     else:
-        values = "(" + ", ".join(exprs) + ("," if len(exprs) == 1 else "") + ")"
+        items = [f"r[{i}]" if tag == "c" else f"k{i}" if tag == "k" else f"i[{i}]" for tag, i in sources]
+        values = "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
     lines.append("        d = new(DataCoordinate)")
     lines.append("        d.dimensions = group")
     lines.append(f"        d._values = {values}")
@@ -968,32 +971,47 @@ _IN_CHUNK = 900
 class _ImpliedLookup:
     """Deferred implied values (band, day_obs …) of the distinct values of one dimension (visit) among rows."""
 
-    def __init__(self, rendering: Rendering, governors: list[str], key_columns: tuple[int, ...]):
+    def __init__(
+        self, rendering: Callable[..., tuple[str, Any]], governors: list[str], key_columns: tuple[int, ...]
+    ):
         self.rendering = rendering
         self.governors = governors
         """The root's governors that are not constants: part of the key, one statement per value."""
         self.key_columns = key_columns
         """Row columns of the key: the governors', then the root's."""
 
-    def fetch(self, fetch: Callable[[str, Any], list[Any]], rows: list[Any]) -> dict:
-        """The implied values of every key among ``rows``, as one tuple per key."""
+    def fetch(self, fetch: Callable[[str, Any], list[Any]], rows: list[Any]) -> tuple[dict, bool]:
+        """The implied values of every key among ``rows``, as one tuple per key.
+
+        Keyed by the root's value alone (second item True) when no value of it appears with two
+        governor values among the rows (always, with one instrument), which saves making a key per row.
+        """
         *gov_columns, root_column = self.key_columns
+        roots = itemgetter(root_column)
         groups: dict[tuple, set] = {}
-        if gov_columns:
-            for r in rows:
-                groups.setdefault(tuple(r[i] for i in gov_columns), set()).add(r[root_column])
-        elif rows:
-            groups[()] = {r[root_column] for r in rows}
+        by_root = True
+        if not gov_columns:
+            groups[()] = set(map(roots, rows))
+        else:
+            govs = set(map(itemgetter(*gov_columns), rows))  # values, or tuples of them for several
+            if len(govs) == 1:
+                (gov,) = govs
+                groups[(gov,) if len(gov_columns) == 1 else gov] = set(map(roots, rows))
+            else:
+                pairs = set(map(itemgetter(*gov_columns, root_column), rows))
+                for p in pairs:
+                    groups.setdefault(p[:-1], set()).add(p[-1])
+                by_root = len({p[-1] for p in pairs}) == len(pairs)
         out: dict[Any, tuple] = {}
-        n_key = len(self.key_columns)
+        n_gov = len(gov_columns)
         for gov_values, values in groups.items():
             params = {f"k_{g}": v for g, v in zip(self.governors, gov_values)}
             keys = list(values)
             for start in range(0, len(keys), _IN_CHUNK):
                 params["k_values"] = keys[start : start + _IN_CHUNK]
                 for row in fetch(*self.rendering(params)):
-                    out[row[0] if n_key == 1 else tuple(row[:n_key])] = tuple(row[n_key:])
-        return out
+                    out[row[n_gov] if by_root else row[: n_gov + 1]] = row[n_gov + 1 :]
+        return out, by_root
 
 
 class _Refine:
@@ -1038,6 +1056,23 @@ class _Refine:
                     return False
             return True
 
+        if postfilter and limit is None and not joins and len(wheres) == 1:
+            # The usual case (visits overlapping one patch), in one loop without a call per row.
+            ((c, target),) = wheres
+            passed: list[Any] = []
+            append = passed.append
+            for row in rows:
+                raw = row[c]
+                if raw is None:
+                    continue
+                r = decoded.get(raw)
+                if r is None:
+                    r = decoded[raw] = decode(raw if type(raw) is bytes else bytes(raw))
+                if r.overlaps(target) is not False:
+                    append(row)
+            rows, postfilter = passed, False
+            if w_n is None and not dedupe:
+                return rows
         results: list[Any] = []
         seen: set[tuple] = set()
         for row in rows:
@@ -1066,24 +1101,33 @@ class _SinglePlan:
         engine = plan.engine
         spec = plan.spec
         self.kind = spec.kind
-        self.sql, self.params = engine.render(sel.stmt)
+        self.sql, self.params = plan.render(sel.stmt)
         self.refine = None if sel.complete else _Refine(plan, sel)
         self.lookup = plan.implied_lookup(sel) if plan.deferred_root is not None else None
-        self.fixed_regions = [(b, *engine.render(plan.fixed_region(b))) for _, b in plan.postfilter_fixed]
+        self.fixed_regions = [(b, *plan.render(plan.fixed_region(b))) for _, b in plan.postfilter_fixed]
         self.constants = sel.constants
         self.run_id = sel.run_id
         self.record_names = [k[2:] for k in sel.out_keys] if spec.kind == "records" else []
-        if spec.kind != "records":
-            self.convert = row_converter(
-                spec.kind,
-                sel.sources,
-                len(sel.names),
-                len(sel.constants),
-                0 if spec.kind == "datasets" else None,
-                None if sel.run_id is not None or spec.kind != "datasets" else 1,
-                self.lookup.key_columns if self.lookup is not None else (),
-                engine.hex_dataset_ids,
-            )
+        self.layout = (
+            spec.kind,
+            sel.sources,
+            len(sel.names),
+            len(sel.constants),
+            0 if spec.kind == "datasets" else None,
+            None if sel.run_id is not None or spec.kind != "datasets" else 1,
+        )
+        self.hex_ids = engine.hex_dataset_ids
+        self._converters: dict[bool, Callable[..., list[Any]]] = {}
+
+    def converter(self, by_root: bool) -> Callable[..., list[Any]]:
+        """The row converter; ``by_root``: implied values keyed by the root's value alone (`_ImpliedLookup`)."""
+        convert = self._converters.get(by_root)
+        if convert is None:
+            key_columns = self.lookup.key_columns if self.lookup is not None else ()
+            if by_root:
+                key_columns = key_columns[-1:]
+            convert = self._converters[by_root] = row_converter(*self.layout, key_columns, self.hex_ids)
+        return convert
 
     def execute(self, engine: QueryEngine, spec: QuerySpec) -> list[Any]:
         lookup = self.lookup
@@ -1098,16 +1142,17 @@ class _SinglePlan:
             rows = fetch(self.sql, self.params)
             if self.refine is not None:
                 rows = self.refine(rows, fixed)
-            implied = lookup.fetch(fetch, rows) if lookup is not None and rows else {}
+            implied, by_root = lookup.fetch(fetch, rows) if lookup is not None and rows else ({}, False)
         if self.kind == "records":
             assert spec.element is not None
             return records_from_rows(spec.element, self.record_names, rows)
+        convert = self.converter(by_root)
         if self.kind == "data_ids":
-            return self.convert(rows, spec.dimensions, self.constants, implied, None, None, None)
+            return convert(rows, spec.dimensions, self.constants, implied, None, None, None)
         collections = engine._collections
         run = collections.get_by_id(self.run_id).name if self.run_id is not None else None
         dataset_type = spec.searches[0].record.dataset_type
-        return self.convert(
+        return convert(
             rows, spec.dimensions, self.constants, implied, dataset_type, _RunNames(collections), run
         )
 

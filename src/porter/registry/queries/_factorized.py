@@ -8,8 +8,6 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy
-
 from ...dimensions import DataCoordinate
 from ._ir import DimField, DimKey, Predicate, conjoin, iter_columns, top_level_terms
 from ._relations import Relation, join_relations
@@ -102,20 +100,21 @@ def factorize(plan: _Plan) -> FactorizedPlan | None:
     out_keys = list(spec.dimensions.data_coordinate_keys)
     statements: list[tuple[list[str], Any]] = []
     for rels, terms in zip(comps, per_component):
-        from_, canonical = join_relations(rels)
+        kit = plan.kit
+        from_, canonical = join_relations(rels, kit)
         plan.canonical = canonical
         cols = [d for d in canonical if d in out_keys or d in governors]
-        compiler = SqlCompiler(plan.lookup)
-        where = compiler.predicate(conjoin(*terms)) if terms else sqlalchemy.true()
+        compiler = SqlCompiler(plan.lookup, kit)
+        where = compiler.predicate(conjoin(*terms)) if terms else kit.true()
         if cols:
             stmt = (
-                sqlalchemy.select(*[canonical[d].label(f"d_{d}") for d in cols])
+                kit.select(*[canonical[d].label(f"d_{d}") for d in cols])
                 .select_from(from_)
                 .where(where)
                 .distinct()
             )
         else:  # a component that only filters: does any row satisfy it?
-            stmt = sqlalchemy.select(sqlalchemy.literal(1)).select_from(from_).where(where).limit(1)
+            stmt = kit.select(kit.literal(1).label("k_exists")).select_from(from_).where(where).limit(1)
         statements.append((cols, stmt))
     # Where each output column sits: (component, column); the first component that has it gives it.
     position: dict[str, tuple[int, int]] = {}
@@ -124,7 +123,7 @@ def factorize(plan: _Plan) -> FactorizedPlan | None:
             position.setdefault(d, (c, j))
     if any(k not in position for k in out_keys):
         return None
-    return FactorizedPlan(plan.engine, statements, [position[k] for k in out_keys], governors)
+    return FactorizedPlan(plan, statements, [position[k] for k in out_keys], governors)
 
 
 class FactorizedPlan:
@@ -132,12 +131,12 @@ class FactorizedPlan:
 
     def __init__(
         self,
-        engine: QueryEngine,
+        plan: _Plan,
         statements: list[tuple[list[str], Any]],
         positions: list[tuple[int, int]],
         governors: set[str],
     ):
-        self.statements = [(cols, *engine.render(stmt)) for cols, stmt in statements]
+        self.statements = [(cols, *plan.render(stmt)) for cols, stmt in statements]
         shared = sorted(set.intersection(*[set(cols) & governors for cols, _ in statements]))
         self.picks = [[cols.index(g) for g in shared] for cols, _ in statements]
         self.positions = positions

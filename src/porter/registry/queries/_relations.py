@@ -5,14 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy
-from sqlalchemy import BigInteger
-
 from ...dimensions import DimensionUniverse
 from ...errors import InvalidQueryError
 from .._collection_type import CollectionType
 from .._schema import RegistrySchema
 from ._spec import DatasetSearch
+from ._sql import SA_KIT
 
 __all__ = ["Relation", "RelationBuilder", "join_relations"]
 
@@ -31,7 +29,7 @@ class Relation:
     """For dataset searches: dataset_id, collection_id, run_id, ingest_date, timespan."""
 
 
-def join_relations(relations: list[Relation]) -> tuple[Any, dict[str, Any]]:
+def join_relations(relations: list[Relation], kit: Any = SA_KIT) -> tuple[Any, dict[str, Any]]:
     """Join relations on their shared dimensions; the first provider of a dimension is canonical."""
     canonical: dict[str, Any] = {}
     from_: Any = None
@@ -42,7 +40,7 @@ def join_relations(relations: list[Relation]) -> tuple[Any, dict[str, Any]]:
         if from_ is None:
             from_ = rel.from_
         else:
-            from_ = from_.join(rel.from_, sqlalchemy.and_(*on) if on else sqlalchemy.true())
+            from_ = from_.join(rel.from_, kit.and_(*on) if on else kit.true())
     return from_, canonical
 
 
@@ -54,8 +52,14 @@ class RelationBuilder:
     """
 
     def __init__(
-        self, schema: RegistrySchema, universe: DimensionUniverse, constraint_data_id: dict[str, Any]
+        self,
+        schema: RegistrySchema,
+        universe: DimensionUniverse,
+        constraint_data_id: dict[str, Any],
+        kit: Any = SA_KIT,
     ):
+        self.kit = kit
+        """`SA_KIT`, or a `TextKit` to write SQL text (see `._sql`)."""
         self.schema = schema
         self.universe = universe
         self.constraint_data_id = constraint_data_id
@@ -77,7 +81,7 @@ class RelationBuilder:
                 f"{name} records are not stored; {name} can only be used with a spatial element "
                 f"(e.g. visit) that is joined to it through the {self.universe.common_skypix.name} index."
             )
-        t = self.schema.elements[name].alias(self.alias(f"t_{name}"))
+        t = self.kit.alias(self.schema.elements[name], self.alias(f"t_{name}"))
         dims = {d.name: t.c[k] for d, k in zip(element.required, element.key_columns)}
         for d in element.implied:
             dims[d.name] = t.c[d.name]
@@ -99,15 +103,27 @@ class RelationBuilder:
         universe = self.universe
         e = universe[element]
         skypix = universe.common_skypix.name
-        ov = self.schema.overlaps[element]
+        kit = self.kit
+        ov = kit.table(self.schema.overlaps[element])
         cols = [ov.c[d.name] for d in e.required]
         conds = self._constraint_conditions(ov, [d.name for d in e.required])
         if pixel_ranges is not None:
-            conds.append(sqlalchemy.or_(*[ov.c[skypix].between(b, end - 1) for b, end in pixel_ranges]))
+            conds.append(kit.or_(*[ov.c[skypix].between(b, end - 1) for b, end in pixel_ranges]))
         if distinct_keys:
-            sub = sqlalchemy.select(*cols).where(*conds).distinct().subquery(self.alias(f"ov_{element}"))
+            sub = (
+                kit.select(*cols)
+                .select_from(ov)
+                .where(*conds)
+                .distinct()
+                .subquery(self.alias(f"ov_{element}"))
+            )
             return Relation(sub, {d.name: sub.c[d.name] for d in e.required}, name=f"overlap:{element}")
-        sub = sqlalchemy.select(*cols, ov.c[skypix]).where(*conds).subquery(self.alias(f"ov_{element}"))
+        sub = (
+            kit.select(*cols, ov.c[skypix])
+            .select_from(ov)
+            .where(*conds)
+            .subquery(self.alias(f"ov_{element}"))
+        )
         dims = {d.name: sub.c[d.name] for d in e.required}
         dims[skypix] = sub.c[skypix]
         return Relation(sub, dims, name=f"overlap:{element}")
@@ -119,8 +135,9 @@ class RelationBuilder:
     def pair_overlap(self, a: str, b: str) -> Relation:
         ea, eb = self.universe[a], self.universe[b]
         skypix = self.universe.common_skypix.name
-        oa = self.schema.overlaps[a].alias(self.alias(f"ova_{a}"))
-        ob = self.schema.overlaps[b].alias(self.alias(f"ovb_{b}"))
+        kit = self.kit
+        oa = kit.alias(self.schema.overlaps[a], self.alias(f"ova_{a}"))
+        ob = kit.alias(self.schema.overlaps[b], self.alias(f"ovb_{b}"))
         cols = [oa.c[d.name] for d in ea.required] + [
             ob.c[d.name] for d in eb.required if d.name not in {x.name for x in ea.required}
         ]
@@ -131,8 +148,8 @@ class RelationBuilder:
         conds = self._constraint_conditions(oa, [d.name for d in ea.required])
         conds += self._constraint_conditions(ob, [d.name for d in eb.required])
         sub = (
-            sqlalchemy.select(*cols)
-            .select_from(oa.join(ob, sqlalchemy.and_(*on)))
+            kit.select(*cols)
+            .select_from(oa.join(ob, kit.and_(*on)))
             .where(*conds)
             .distinct()
             .subquery(self.alias(f"sj_{a}_{b}"))
@@ -145,22 +162,23 @@ class RelationBuilder:
         name = rec.dataset_type.name
         tag_ids = [c.id for c in search.collections if c.type in (CollectionType.RUN, CollectionType.TAGGED)]
         cal_ids = [c.id for c in search.collections if c.type is CollectionType.CALIBRATION]
+        kit = self.kit
         parts = []
         dims = list(group.required)
         if tag_ids or not cal_ids:
-            t = rec.tables.tags
+            t = kit.table(rec.tables.tags)
             cols: list[Any] = [t.c.dataset_id, t.c.collection_id, *[t.c[d] for d in dims]]
             if cal_ids:
                 cols += [
-                    sqlalchemy.null().cast(BigInteger).label("validity_begin"),
-                    sqlalchemy.null().cast(BigInteger).label("validity_end"),
+                    kit.null_bigint().label("validity_begin"),
+                    kit.null_bigint().label("validity_end"),
                 ]
             coll_cond = (
                 t.c.collection_id == tag_ids[0] if len(tag_ids) == 1 else t.c.collection_id.in_(tag_ids)
             )
-            parts.append(sqlalchemy.select(*cols).where(t.c.dataset_type_id == rec.id, coll_cond))
+            parts.append(kit.select(*cols).select_from(t).where(t.c.dataset_type_id == rec.id, coll_cond))
         if cal_ids:
-            c = rec.tables.calibs
+            c = kit.table(rec.tables.calibs)
             cols = [
                 c.c.dataset_id,
                 c.c.collection_id,
@@ -171,8 +189,8 @@ class RelationBuilder:
             coll_cond = (
                 c.c.collection_id == cal_ids[0] if len(cal_ids) == 1 else c.c.collection_id.in_(cal_ids)
             )
-            parts.append(sqlalchemy.select(*cols).where(c.c.dataset_type_id == rec.id, coll_cond))
-        union = parts[0] if len(parts) == 1 else sqlalchemy.union_all(*parts)
+            parts.append(kit.select(*cols).select_from(c).where(c.c.dataset_type_id == rec.id, coll_cond))
+        union = parts[0] if len(parts) == 1 else kit.union_all(*parts)
         sub = union.subquery(self.alias(f"s_{name.replace('.', '_')}"))
         search_cols: dict[str, Any] = {
             "dataset_id": sub.c.dataset_id,
@@ -181,7 +199,7 @@ class RelationBuilder:
         from_: Any = sub
         all_runs = all(c.type is CollectionType.RUN for c in search.collections)
         if need_dataset_table or not all_runs:
-            d = self.schema.dataset.alias(self.alias("ds"))
+            d = kit.alias(self.schema.dataset, self.alias("ds"))
             from_ = sub.join(d, d.c.dataset_id == sub.c.dataset_id)
             search_cols["run_id"] = d.c.run_id
             search_cols["ingest_date"] = d.c.ingest_date
@@ -190,5 +208,5 @@ class RelationBuilder:
         if cal_ids:
             search_cols["timespan"] = (sub.c.validity_begin, sub.c.validity_end)
         else:
-            search_cols["timespan"] = (sqlalchemy.null(), sqlalchemy.null())
+            search_cols["timespan"] = (kit.null(), kit.null())
         return Relation(from_, {d: sub.c[d] for d in dims}, name=f"search:{name}", search_cols=search_cols)

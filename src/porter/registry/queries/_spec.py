@@ -9,6 +9,7 @@ from typing import Any, Literal
 from ...dimensions import DimensionElement, DimensionGroup
 from .._collections import CollectionInfo
 from .._dataset_types import DatasetTypeRecord
+from ..expr import Node
 
 __all__ = ["DatasetSearch", "QuerySpec"]
 
@@ -32,7 +33,8 @@ class QuerySpec:
     element: DimensionElement | None = None
     searches: list[DatasetSearch] = field(default_factory=list)
     """For ``datasets`` the first search is the result; others only constrain."""
-    where: str = ""
+    where: str | Node | None = ""
+    """A ``where`` expression, or its syntax tree (typed constraints build one directly)."""
     bind: Mapping[str, Any] = field(default_factory=dict)
     data_id: Mapping[str, Any] = field(default_factory=dict)
     default_data_id: Mapping[str, Any] = field(default_factory=dict)

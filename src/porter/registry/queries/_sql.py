@@ -6,7 +6,8 @@ pasted into SQL text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy
@@ -37,7 +38,7 @@ from ._ir import (
     Predicate,
 )
 
-__all__ = ["SqlCompiler", "glob_to_like"]
+__all__ = ["SA_KIT", "SAKit", "SqlCompiler", "TextKit", "TextStatement", "Unsupported", "glob_to_like"]
 
 ColumnLookup = Callable[[DimKey | DimField | DatasetField], Any]
 
@@ -64,24 +65,26 @@ class SqlCompiler:
     pair of columns for timespan references.
     """
 
-    def __init__(self, lookup: ColumnLookup):
+    def __init__(self, lookup: ColumnLookup, kit: Any = None):
         self.lookup = lookup
+        self.kit = kit if kit is not None else SA_KIT
 
     # --- values ------------------------------------------------------------------------------------
 
     def value(self, x: ColumnExpr) -> Any:
         if isinstance(x, Lit):
+            kit = self.kit
             if x.type == "timespan":
                 ts: Timespan = x.value
                 b, e = ts.nsec
-                return (sqlalchemy.literal(b, BigInteger), sqlalchemy.literal(e, BigInteger))
+                return (kit.literal(b, "bigint"), kit.literal(e, "bigint"))
             if x.type == "datetime":
-                return sqlalchemy.literal(x.value, BigInteger)
+                return kit.literal(x.value, "bigint")
             if x.type == "uuid":
-                return sqlalchemy.literal(x.value, Uuid)
+                return kit.literal(x.value, "uuid")
             if x.type == "region":
                 raise InvalidQueryError("A region literal can only be used with OVERLAPS on a region column.")
-            return sqlalchemy.literal(x.value)
+            return kit.literal(x.value)
         if isinstance(x, DimKey | DimField | DatasetField):
             return self.lookup(x)
         if isinstance(x, Arith):
@@ -94,7 +97,7 @@ class SqlCompiler:
                 case "*":
                     return a * b
                 case "/":
-                    return a / b
+                    return self.kit.divide(a, b)
                 case "%":
                     return a % b
         if isinstance(x, Neg):
@@ -107,14 +110,15 @@ class SqlCompiler:
     # --- predicates -----------------------------------------------------------------------------------
 
     def predicate(self, p: Predicate) -> Any:
+        kit = self.kit
         if isinstance(p, Const):
-            return sqlalchemy.true() if p.value else sqlalchemy.false()
+            return kit.true() if p.value else kit.false()
         if isinstance(p, And):
-            return sqlalchemy.and_(*[self.predicate(i) for i in p.items])
+            return kit.and_(*[self.predicate(i) for i in p.items])
         if isinstance(p, Or):
-            return sqlalchemy.or_(*[self.predicate(i) for i in p.items])
+            return kit.or_(*[self.predicate(i) for i in p.items])
         if isinstance(p, Not):
-            return sqlalchemy.not_(self.predicate(p.item))
+            return kit.not_(self.predicate(p.item))
         if isinstance(p, Compare):
             return self._compare(p)
         if isinstance(p, InValues):
@@ -125,7 +129,7 @@ class SqlCompiler:
             col = self.value(p.a)
             cond = col.between(p.start, p.stop)
             if p.stride != 1:
-                cond = sqlalchemy.and_(cond, (col - p.start) % p.stride == 0)
+                cond = kit.and_(cond, (col - p.start) % p.stride == 0)
             return cond
         if isinstance(p, IsNull):
             v = self.value(p.a)
@@ -133,7 +137,7 @@ class SqlCompiler:
         if isinstance(p, Glob):
             return self.value(p.a).like(glob_to_like(p.pattern), escape="\\")
         if isinstance(p, BoolColumn):
-            return self.value(p.a) == sqlalchemy.true()
+            return self.value(p.a) == kit.true()
         if isinstance(p, Overlaps):
             return self._overlaps(p)
         raise InvalidQueryError(f"Cannot compile predicate {p!r}.")
@@ -163,12 +167,585 @@ class SqlCompiler:
         if ta == "timespan" and tb == "timespan":
             for lit in (p.a, p.b):
                 if isinstance(lit, Lit) and lit.value.is_empty():
-                    return sqlalchemy.false()
+                    return self.kit.false()
             conds = [a[0] < b[1], b[0] < a[1]]
             if not isinstance(p.a, Lit):
                 conds.append(a[0] < a[1])
             if not isinstance(p.b, Lit):
                 conds.append(b[0] < b[1])
-            return sqlalchemy.and_(*conds)
+            return self.kit.and_(*conds)
         ts, t = (a, b) if ta == "timespan" else (b, a)
-        return sqlalchemy.and_(ts[0] <= t, t < ts[1])
+        return self.kit.and_(ts[0] <= t, t < ts[1])
+
+
+# --- SQL construction kits ------------------------------------------------------------------------------
+#
+# The planner builds its statements through a kit: `SAKit` makes SQLAlchemy Core objects (for statements
+# the database composes further, `QueryEngine.statement`), `TextKit` writes the same SQL as text with
+# positional parameters directly.  Building and compiling SQLAlchemy constructs costs milliseconds per
+# statement, most of a small query the first time it runs; the text kit costs a few tens of
+# microseconds.  It covers the constructs the planner uses (`TextKit.unsupported` names what it leaves to
+# SQLAlchemy: true division, whose typing rules differ per database).
+
+
+class Unsupported(Exception):
+    """The text kit does not write this construct; plan the query with SQLAlchemy instead."""
+
+
+class SAKit:
+    """The planner's SQL constructors, as SQLAlchemy Core."""
+
+    text = False
+
+    def table(self, table: Any) -> Any:
+        return table
+
+    def alias(self, table: Any, name: str) -> Any:
+        return table.alias(name)
+
+    def select(self, *columns: Any) -> Any:
+        return sqlalchemy.select(*columns)
+
+    def union_all(self, *parts: Any) -> Any:
+        return sqlalchemy.union_all(*parts)
+
+    def and_(self, *items: Any) -> Any:
+        return sqlalchemy.and_(*items)
+
+    def or_(self, *items: Any) -> Any:
+        return sqlalchemy.or_(*items)
+
+    def not_(self, item: Any) -> Any:
+        return sqlalchemy.not_(item)
+
+    def true(self) -> Any:
+        return sqlalchemy.true()
+
+    def false(self) -> Any:
+        return sqlalchemy.false()
+
+    def null(self) -> Any:
+        return sqlalchemy.null()
+
+    def null_bigint(self) -> Any:
+        return sqlalchemy.null().cast(BigInteger)
+
+    def literal(self, value: Any, type_: str | None = None) -> Any:
+        if type_ == "bigint":
+            return sqlalchemy.literal(value, BigInteger)
+        if type_ == "uuid":
+            return sqlalchemy.literal(value, Uuid)
+        return sqlalchemy.literal(value)
+
+    def bindparam(self, name: str, expanding: bool = False) -> Any:
+        return sqlalchemy.bindparam(name, expanding=expanding)
+
+    def case(self, whens: dict[Any, Any], value: Any) -> Any:
+        return sqlalchemy.case(whens, value=value)
+
+    def row_number(self, partition_by: list[Any], order_by: Any) -> Any:
+        return sqlalchemy.func.row_number().over(partition_by=partition_by, order_by=order_by)
+
+    def count_over(self, partition_by: list[Any]) -> Any:
+        return sqlalchemy.func.count().over(partition_by=partition_by)
+
+    def divide(self, a: Any, b: Any) -> Any:
+        return a / b
+
+
+SA_KIT = SAKit()
+
+_EXPAND = "\x00expand\x00"
+
+
+class _Named:
+    """A parameter given a value when the statement is rendered (`TextStatement.__call__`)."""
+
+    __slots__ = ("expanding", "name")
+
+    def __init__(self, name: str, expanding: bool):
+        self.name = name
+        self.expanding = expanding
+
+
+class TextExpr:
+    """A SQL expression as text, with its positional parameters and the FROM items it refers to."""
+
+    __slots__ = ("kit", "name", "params", "sql", "tables")
+
+    def __init__(
+        self, kit: TextKit, sql: str, params: tuple = (), tables: tuple = (), name: str | None = None
+    ):
+        self.kit = kit
+        self.sql = sql
+        self.params = params
+        self.tables = tables
+        self.name = name
+        """The column name it has in a select list (a table column's, or a label)."""
+
+    __hash__ = object.__hash__
+
+    def _binary(self, op: str, other: Any, reflected: bool = False) -> TextExpr:
+        o = self.kit.coerce(other)
+        a, b = (o, self) if reflected else (self, o)
+        return TextExpr(self.kit, f"({a.sql} {op} {b.sql})", a.params + b.params, a.tables + b.tables)
+
+    def __eq__(self, other: Any) -> TextExpr:  # type: ignore[override]
+        return self._binary("=", other)
+
+    def __ne__(self, other: Any) -> TextExpr:  # type: ignore[override]
+        return self._binary("!=", other)
+
+    def __lt__(self, other: Any) -> TextExpr:
+        return self._binary("<", other)
+
+    def __le__(self, other: Any) -> TextExpr:
+        return self._binary("<=", other)
+
+    def __gt__(self, other: Any) -> TextExpr:
+        return self._binary(">", other)
+
+    def __ge__(self, other: Any) -> TextExpr:
+        return self._binary(">=", other)
+
+    def __add__(self, other: Any) -> TextExpr:
+        return self._binary("+", other)
+
+    def __radd__(self, other: Any) -> TextExpr:
+        return self._binary("+", other, True)
+
+    def __sub__(self, other: Any) -> TextExpr:
+        return self._binary("-", other)
+
+    def __rsub__(self, other: Any) -> TextExpr:
+        return self._binary("-", other, True)
+
+    def __mul__(self, other: Any) -> TextExpr:
+        return self._binary("*", other)
+
+    def __rmul__(self, other: Any) -> TextExpr:
+        return self._binary("*", other, True)
+
+    def __mod__(self, other: Any) -> TextExpr:
+        return self._binary(self.kit.percent, other)
+
+    def __rmod__(self, other: Any) -> TextExpr:
+        return self._binary(self.kit.percent, other, True)
+
+    def __truediv__(self, other: Any) -> TextExpr:
+        raise Unsupported("division")
+
+    def __neg__(self) -> TextExpr:
+        return TextExpr(self.kit, f"(-{self.sql})", self.params, self.tables)
+
+    def in_(self, values: Any) -> TextExpr:
+        if isinstance(values, TextExpr):  # an expanding parameter
+            return TextExpr(
+                self.kit, f"({self.sql} IN ({values.sql}))", self.params + values.params, self.tables
+            )
+        values = list(values)
+        if not values:
+            return self.kit.false()
+        marks, params = self.kit.params(values)
+        return TextExpr(self.kit, f"({self.sql} IN ({marks}))", self.params + params, self.tables)
+
+    def between(self, low: Any, high: Any) -> TextExpr:
+        lo, hi = self.kit.coerce(low), self.kit.coerce(high)
+        return TextExpr(
+            self.kit,
+            f"({self.sql} BETWEEN {lo.sql} AND {hi.sql})",
+            self.params + lo.params + hi.params,
+            self.tables + lo.tables + hi.tables,
+        )
+
+    def like(self, pattern: str, escape: str) -> TextExpr:
+        if escape != "\\":
+            raise Unsupported("escape character")
+        p = self.kit.coerce(pattern)
+        return TextExpr(
+            self.kit, f"({self.sql} LIKE {p.sql} ESCAPE '\\')", self.params + p.params, self.tables
+        )
+
+    def is_(self, value: None) -> TextExpr:
+        if value is not None:
+            raise Unsupported("IS with a value")
+        return TextExpr(self.kit, f"({self.sql} IS NULL)", self.params, self.tables)
+
+    def label(self, name: str) -> TextExpr:
+        return TextExpr(self.kit, self.sql, self.params, self.tables, name)
+
+    def desc(self) -> TextExpr:
+        return TextExpr(self.kit, f"{self.sql} DESC", self.params, self.tables)
+
+
+class _Columns:
+    """The columns of a FROM item, by name (``c["id"]``, ``c.id``) and in order."""
+
+    def __init__(self, source: TextFrom, names: list[str]):
+        kit = source.kit
+        prefix = source.ref + "."
+        self._by_name = {n: TextExpr(kit, prefix + kit.quote(n), (), (source,), n) for n in names}
+
+    def __getitem__(self, name: str) -> TextExpr:
+        return self._by_name[name]
+
+    def __getattr__(self, name: str) -> TextExpr:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __iter__(self) -> Iterator[TextExpr]:
+        return iter(self._by_name.values())
+
+
+class TextFrom:
+    """A table, an aliased table, a subquery or a join, as it appears in a FROM clause."""
+
+    def __init__(
+        self,
+        kit: TextKit,
+        sql: str,
+        params: tuple = (),
+        ref: str = "",
+        columns: list[str] | None = None,
+        members: tuple = (),
+    ):
+        self.kit = kit
+        self.sql = sql
+        self.params = params
+        self.ref = ref
+        self.members: tuple = members or (self,)
+        """The FROM items this one brings into a query (a join: those it joins)."""
+        self._names = columns
+        self._c: _Columns | None = None
+
+    @property
+    def c(self) -> _Columns:
+        if self._c is None:
+            self._c = _Columns(self, self._names or [])
+        return self._c
+
+    def join(self, other: TextFrom, onclause: Any) -> TextFrom:
+        on = self.kit.coerce(onclause)
+        right = f"({other.sql})" if len(other.members) > 1 else other.sql  # a join joined: nested
+        return TextFrom(
+            self.kit,
+            f"{self.sql} JOIN {right} ON {on.sql}",
+            self.params + other.params + on.params,
+            members=self.members + other.members,
+        )
+
+
+class _SelectedColumns:
+    def __init__(self, kit: TextKit):
+        self.kit = kit
+
+    def __getitem__(self, label: str) -> TextExpr:
+        return TextExpr(self.kit, self.kit.quote(label))
+
+
+class TextSelect:
+    """A SELECT being built; like SQLAlchemy's, each method returns a new one."""
+
+    def __init__(self, kit: TextKit, columns: tuple):
+        self.kit = kit
+        self.columns = [kit.coerce(c) for c in columns]
+        self.froms: list[TextFrom] = []
+        self.wheres: list[TextExpr] = []
+        self.is_distinct = False
+        self.orders: list[TextExpr] = []
+        self.limit_value: int | None = None
+
+    def _copy(self) -> TextSelect:
+        new = TextSelect.__new__(TextSelect)
+        new.__dict__.update(self.__dict__)
+        new.columns = list(self.columns)
+        new.froms = list(self.froms)
+        new.wheres = list(self.wheres)
+        new.orders = list(self.orders)
+        return new
+
+    def select_from(self, *froms: TextFrom) -> TextSelect:
+        new = self._copy()
+        new.froms += froms
+        return new
+
+    def where(self, *conditions: Any) -> TextSelect:
+        new = self._copy()
+        new.wheres += [self.kit.coerce(c) for c in conditions]
+        return new
+
+    def distinct(self) -> TextSelect:
+        new = self._copy()
+        new.is_distinct = True
+        return new
+
+    def add_columns(self, *columns: Any) -> TextSelect:
+        new = self._copy()
+        new.columns += [self.kit.coerce(c) for c in columns]
+        return new
+
+    def order_by(self, *items: TextExpr) -> TextSelect:
+        new = self._copy()
+        new.orders += items
+        return new
+
+    def limit(self, n: int) -> TextSelect:
+        new = self._copy()
+        new.limit_value = n
+        return new
+
+    @property
+    def selected_columns(self) -> _SelectedColumns:
+        return _SelectedColumns(self.kit)
+
+    def names(self) -> list[str]:
+        return [c.name or f"anon_{i}" for i, c in enumerate(self.columns, 1)]
+
+    def _render(self, correlate: bool = False) -> tuple[str, tuple, tuple]:
+        """SQL, parameters, and (``correlate``) the enclosing query's FROM items it refers to."""
+        kit = self.kit
+        parts = []
+        params: tuple = ()
+        items = []
+        for c in self.columns:
+            if c.name is not None and not (
+                c.sql.endswith("." + kit.quote(c.name)) or c.sql == kit.quote(c.name)
+            ):
+                items.append(f"{c.sql} AS {kit.quote(c.name)}")
+            else:
+                items.append(c.sql)
+            params += c.params
+        parts.append(("SELECT DISTINCT " if self.is_distinct else "SELECT ") + ", ".join(items))
+        covered = {id(m) for f in self.froms for m in f.members}
+        froms = list(self.froms)
+        outer: list[Any] = []
+        for e in [*self.columns, *self.wheres, *self.orders]:
+            for t in e.tables:
+                if id(t) not in covered:
+                    covered.add(id(t))
+                    (outer if correlate else froms).append(t)
+        if froms:
+            parts.append("FROM " + ", ".join(f.sql for f in froms))
+            for f in froms:
+                params += f.params
+        if self.wheres:
+            parts.append("WHERE " + " AND ".join(w.sql for w in self.wheres))
+            for w in self.wheres:
+                params += w.params
+        if self.orders:
+            parts.append("ORDER BY " + ", ".join(o.sql for o in self.orders))
+            for o in self.orders:
+                params += o.params
+        if self.limit_value is not None:
+            parts.append(f"LIMIT {kit.mark}")
+            params += (self.limit_value,)
+        return "\n".join(parts), params, tuple(outer)
+
+    def subquery(self, name: str) -> TextFrom:
+        sql, params, _ = self._render()
+        q = self.kit.quote(name)
+        return TextFrom(self.kit, f"({sql}) AS {q}", params, q, self.names())
+
+    def scalar_subquery(self) -> TextExpr:
+        sql, params, outer = self._render(correlate=True)
+        return TextExpr(self.kit, f"({sql})", params, outer)
+
+    def statement(self) -> TextStatement:
+        sql, params, _ = self._render()
+        return TextStatement(sql, params, self.kit.mark)
+
+
+class TextUnion:
+    def __init__(self, kit: TextKit, parts: tuple[TextSelect, ...]):
+        self.kit = kit
+        self.parts = parts
+
+    def subquery(self, name: str) -> TextFrom:
+        sqls = []
+        params: tuple = ()
+        for p in self.parts:
+            sql, ps, _ = p._render()
+            sqls.append(sql)
+            params += ps
+        q = self.kit.quote(name)
+        return TextFrom(
+            self.kit, "(" + "\nUNION ALL\n".join(sqls) + f") AS {q}", params, q, self.parts[0].names()
+        )
+
+
+class TextStatement:
+    """SQL text with positional parameters, some of which may be named (`TextKit.bindparam`)."""
+
+    def __init__(self, sql: str, params: tuple, mark: str):
+        self.sql = sql
+        self.params = params
+        self.mark = mark
+        self.named = any(isinstance(p, _Named) for p in params)
+
+    def __call__(self, parameters: Mapping[str, Any] | None = None) -> tuple[str, tuple]:
+        if not self.named:
+            return self.sql, self.params
+        assert parameters is not None
+        values: list[Any] = []
+        sql = self.sql
+        for p in self.params:
+            if not isinstance(p, _Named):
+                values.append(p)
+            elif p.expanding:
+                expanded = list(parameters[p.name])
+                sql = sql.replace(_EXPAND, ", ".join([self.mark] * len(expanded)), 1)
+                values.extend(expanded)
+            else:
+                values.append(parameters[p.name])
+        return sql, tuple(values)
+
+
+class TextKit:
+    """The planner's SQL constructors, writing SQL text for one database (`SAKit` has the same methods)."""
+
+    text = True
+
+    def __init__(self, dialect: Any):
+        self.sqlite = dialect.name == "sqlite"
+        if dialect.paramstyle == "qmark":
+            self.mark = "?"
+        elif dialect.paramstyle in ("format", "pyformat"):
+            self.mark = "%s"  # the driver then reads "%%" as "%"
+        else:
+            raise Unsupported(f"parameter style {dialect.paramstyle}")
+        self.percent = "%%" if self.mark == "%s" else "%"
+        self._preparer = dialect.identifier_preparer
+        self._quoted: dict[str, str] = {}
+        self._tables: dict[int, tuple[Any, TextFrom]] = {}
+
+    def quote(self, name: str) -> str:
+        q = self._quoted.get(name)
+        if q is None:
+            q = self._quoted[name] = self._preparer.quote(name)
+        return q
+
+    def table(self, table: Any) -> TextFrom:
+        """A table of the schema (a SQLAlchemy `Table`), under its own name."""
+        cached = self._tables.get(id(table))
+        if cached is None or cached[0] is not table:
+            sql = self._preparer.format_table(table)
+            cached = self._tables[id(table)] = (
+                table,
+                TextFrom(self, sql, (), sql, [c.name for c in table.columns]),
+            )
+        return cached[1]
+
+    def alias(self, table: Any, name: str) -> TextFrom:
+        """A table of the schema under another name (``dim_visit AS t_visit_3``)."""
+        plain = self.table(table)
+        q = self.quote(name)
+        return TextFrom(self, f"{plain.sql} AS {q}", (), q, plain._names)
+
+    def select(self, *columns: Any) -> TextSelect:
+        return TextSelect(self, columns)
+
+    def union_all(self, *parts: TextSelect) -> TextUnion:
+        return TextUnion(self, parts)
+
+    def process(self, value: Any) -> tuple[str, Any]:
+        """A parameter's placeholder and the value the driver gets (a UUID as SQLAlchemy would bind it)."""
+        if isinstance(value, uuid.UUID):
+            return (self.mark, value.hex) if self.sqlite else (f"CAST({self.mark} AS UUID)", str(value))
+        return self.mark, value
+
+    def params(self, values: list[Any]) -> tuple[str, tuple]:
+        marks = []
+        out = []
+        for v in values:
+            m, p = self.process(v)
+            marks.append(m)
+            out.append(p)
+        return ", ".join(marks), tuple(out)
+
+    def coerce(self, value: Any) -> TextExpr:
+        if isinstance(value, TextExpr):
+            return value
+        if value is None:
+            return self.null()
+        if isinstance(value, bool | int | float | str | bytes | uuid.UUID):
+            return self.literal(value)
+        raise Unsupported(f"value {value!r:.40}")
+
+    def and_(self, *items: Any) -> TextExpr:
+        if not items:
+            return self.true()
+        es = [self.coerce(i) for i in items]
+        if len(es) == 1:
+            return es[0]
+        return self._join(" AND ", es)
+
+    def or_(self, *items: Any) -> TextExpr:
+        if not items:
+            return self.false()
+        es = [self.coerce(i) for i in items]
+        if len(es) == 1:
+            return es[0]
+        return self._join(" OR ", es)
+
+    def _join(self, op: str, es: list[TextExpr]) -> TextExpr:
+        params: tuple = ()
+        tables: tuple = ()
+        for e in es:
+            params += e.params
+            tables += e.tables
+        return TextExpr(self, "(" + op.join(e.sql for e in es) + ")", params, tables)
+
+    def not_(self, item: Any) -> TextExpr:
+        e = self.coerce(item)
+        return TextExpr(self, f"(NOT {e.sql})", e.params, e.tables)
+
+    def true(self) -> TextExpr:
+        return TextExpr(self, "1" if self.sqlite else "true")
+
+    def false(self) -> TextExpr:
+        return TextExpr(self, "0" if self.sqlite else "false")
+
+    def null(self) -> TextExpr:
+        return TextExpr(self, "NULL")
+
+    def null_bigint(self) -> TextExpr:
+        return TextExpr(self, "CAST(NULL AS BIGINT)")
+
+    def literal(self, value: Any, type_: str | None = None) -> TextExpr:
+        mark, v = self.process(value)
+        return TextExpr(self, mark, (v,))
+
+    def bindparam(self, name: str, expanding: bool = False) -> TextExpr:
+        return TextExpr(self, _EXPAND if expanding else self.mark, (_Named(name, expanding),))
+
+    def case(self, whens: dict[Any, Any], value: TextExpr) -> TextExpr:
+        sql = [f"CASE {value.sql}"]
+        params = value.params
+        for k, v in whens.items():
+            sql.append(f"WHEN {self.mark} THEN {self.mark}")
+            params += (k, v)
+        return TextExpr(self, " ".join(sql) + " END", params, value.tables)
+
+    def _over(self, func: str, partition_by: list[TextExpr], order_by: TextExpr | None) -> TextExpr:
+        params: tuple = ()
+        tables: tuple = ()
+        for p in partition_by:
+            params += p.params
+            tables += p.tables
+        sql = f"{func} OVER (PARTITION BY " + ", ".join(p.sql for p in partition_by)
+        if order_by is not None:
+            sql += f" ORDER BY {order_by.sql}"
+            params += order_by.params
+            tables += order_by.tables
+        return TextExpr(self, sql + ")", params, tables)
+
+    def row_number(self, partition_by: list[TextExpr], order_by: TextExpr) -> TextExpr:
+        return self._over("row_number()", partition_by, order_by)
+
+    def count_over(self, partition_by: list[TextExpr]) -> TextExpr:
+        return self._over("count(*)", partition_by, None)
+
+    def divide(self, a: Any, b: Any) -> Any:
+        raise Unsupported("division")
