@@ -171,6 +171,8 @@ def _apply_tag(tag: str, value: Any) -> Any:
 
         if not isinstance(value, dict) or "encoded" not in value:
             raise Unsupported("sphgeom tag without 'encoded'")
+        if not isinstance(value["encoded"], str):
+            raise ValueError(f"region tag {tag} needs an 'encoded' hex string, not {value['encoded']!r:.40}")
         return RegionBytes(bytes.fromhex(value["encoded"]))
     if tag == "!lsst.daf.butler.Timespan":
         if value == "EMPTY":

@@ -30,6 +30,8 @@ import yaml
 
 from ..._gc import paused_gc
 from ...dimensions import (
+    MAX_NSEC,
+    MIN_NSEC,
     DataCoordinate,
     DimensionUniverse,
     Timespan,
@@ -120,8 +122,21 @@ def _to_time_value(value: Any) -> Any:
     return value
 
 
+def _source(stream: IO[str] | str | Path) -> str:
+    """How messages name the file being read."""
+    return f"export file {str(stream)!r}" if isinstance(stream, str | Path) else "the export stream"
+
+
 def load_export_yaml(stream: IO[str] | str | Path) -> Any:
-    """Parse export-file YAML: the fast reader when it can, PyYAML (libyaml) otherwise."""
+    """Parse export-file YAML: the fast reader when it can, PyYAML (libyaml) otherwise.
+
+    Every way the text can fail to parse is an `ExportFormatError`: PyYAML
+    raises ``ValueError`` (not a ``YAMLError``) for an impossible timestamp
+    such as ``2021-13-45``, and both readers recurse once per level of
+    nesting, so a pathologically nested file ends in ``RecursionError``.
+    """
+    source = _source(stream)
+    capitalized = source[0].upper() + source[1:]  # to start a sentence
     try:
         if isinstance(stream, str | Path):
             with open(stream, encoding="utf-8") as f:
@@ -129,20 +144,107 @@ def load_export_yaml(stream: IO[str] | str | Path) -> Any:
         else:
             text = stream.read()
     except FileNotFoundError:
-        raise ExportFormatError(f"Export file {stream} does not exist.") from None
+        raise ExportFormatError(f"{capitalized} does not exist.") from None
     except UnicodeDecodeError as exc:
-        raise ExportFormatError(f"Export file {stream} is not UTF-8 text: {exc}") from None
+        raise ExportFormatError(f"{capitalized} is not UTF-8 text: {exc}") from None
+    if not isinstance(text, str):
+        raise ExportFormatError(f"{capitalized} gave {type(text).__name__}, not text; open it in text mode.")
     try:
         with paused_gc():
             return fast_yaml.load(text)
     except fast_yaml.Unsupported:
         pass
-    except ValueError as exc:
-        raise ExportFormatError(f"Bad value in export file: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ExportFormatError(f"Bad value in {source}: {exc}") from None
+    except RecursionError:
+        raise ExportFormatError(f"{capitalized} is nested too deeply to be an export file.") from None
     try:
         return yaml.load(text, Loader=ExportLoader)
     except yaml.YAMLError as exc:
-        raise ExportFormatError(f"Export file is not valid YAML: {exc}") from None
+        raise ExportFormatError(f"{capitalized} is not valid YAML: {exc}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ExportFormatError(f"Bad value in {source}: {exc}") from None
+    except RecursionError:
+        raise ExportFormatError(f"{capitalized} is nested too deeply to be an export file.") from None
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why the database cannot hold this scalar of an export file, or `None`.
+
+    Checked while the file is read, so that such a value is an error naming
+    its place in the file rather than a driver error (``OverflowError`` from
+    SQLite's, ``DataError`` or ``ValueError`` from PostgreSQL's) in the middle
+    of the import's transaction.  Cheap on the common case: most values are
+    small ints and ASCII strings.
+    """
+    kind = type(value)
+    if kind is TaiTime:
+        if not MIN_NSEC <= value <= MAX_NSEC:
+            return (
+                f"time {value} ns is outside the times porter stores (TAI nanoseconds in 64 bits, "
+                "about 1677 to 2262)"
+            )
+    elif kind is int:
+        if not _INT64[0] <= value <= _INT64[1]:
+            return f"{value} is out of range: integers must fit in 64 bits"
+    elif kind is str:
+        if "\x00" in value:
+            return f"{value!r:.80} contains a NUL character (\\x00), which databases cannot store"
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return f"{value!r:.80} is not valid Unicode text ({exc.reason})"
+    elif kind is Timespan:
+        b, e = value.nsec
+        if not (MIN_NSEC <= b <= MAX_NSEC and MIN_NSEC <= e <= MAX_NSEC):
+            return "timespan bound outside the times porter stores (about 1677 to 2262)"
+    return None
+
+
+def _check_values(item: Any) -> None:
+    """Raise `ExportFormatError` for the first value (or key) of ``item`` the database cannot hold.
+
+    The message gives its path inside the item (``records[3].id``); the
+    caller adds which data entry it is.  Iterative: no recursion however
+    deeply a broken file nests.
+    """
+    stack: list[tuple[str, Any]] = [("", item)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                if not isinstance(k, str):
+                    raise ExportFormatError(
+                        f"{path or 'the entry'} has the key {k!r}: keys must be field names."
+                    )
+                problem = _value_problem(k)
+                if problem:
+                    raise ExportFormatError(f"key {problem}")
+                stack.append((f"{path}.{k}" if path else k, v))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", v) for i, v in enumerate(value))
+        else:
+            problem = _value_problem(value)
+            if problem:
+                raise ExportFormatError(f"{path}: {problem}.")
+
+
+def _universe_version(wrapper: Mapping[str, Any]) -> int:
+    value = wrapper.get("universe_version", 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ExportFormatError(
+            f"Export file has universe_version {value!r}; it must be an integer such as 7."
+        )
+    try:
+        return int(value)
+    except ValueError:
+        raise ExportFormatError(
+            f"Export file has universe_version {value!r}; it must be an integer such as 7."
+        ) from None
 
 
 def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, registry: Registry) -> ImportPlan:
@@ -155,7 +257,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
         )
     _parse_version(wrapper)
     plan = ImportPlan(
-        universe_version=int(wrapper.get("universe_version", 0) or 0),
+        universe_version=_universe_version(wrapper),
         universe_namespace=str(wrapper.get("universe_namespace", "daf_butler")),
     )
     if not isinstance(wrapper["data"], list):
@@ -166,6 +268,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
     dataset_items: list[tuple[int, Mapping[str, Any]]] = []
     for index, item in enumerate(wrapper["data"]):
         try:
+            _check_values(item)
             kind = item["type"]
             if kind == "dimension":
                 element_name = item["element"]
