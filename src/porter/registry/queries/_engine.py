@@ -538,6 +538,8 @@ class _Plan:
         self.postfilter_regions = []
         self.postfilter_fixed: list[tuple[str, str]] = []
         self.sql_conditions = []
+        self.semijoins: list[tuple[str, str]] = []
+        """(a, b): a spatial join where the constraints fix the one b record, made a semi-join on a's keys."""
         refs = iter_columns(self.pred) + [t[0] for t in self.order_terms]
         dataset_fields_needed = {(r.dataset_type, r.field) for r in refs if isinstance(r, DatasetField)}
         # Dataset searches.
@@ -564,7 +566,13 @@ class _Plan:
                 self.relations.append(self.builder.overlap(b, None, distinct_keys=False))
                 self.postfilter_joins.append((a, b))
             else:
-                self.relations.append(self.builder.pair_overlap(a, b))
+                fixed_a, fixed_b = self._fixed_element(a), self._fixed_element(b)
+                if self.python and fixed_a != fixed_b:
+                    # b's keys are constants (their element's table gives them to the query): a's keys
+                    # are filtered by the pixels they share with b instead of joined to b's key pairs.
+                    self.semijoins.append((b, a) if fixed_a else (a, b))
+                else:
+                    self.relations.append(self.builder.pair_overlap(a, b))
                 self.postfilter_joins.append((a, b))
         for element_name, region in self.spatial_constraints:
             e = universe[element_name]
@@ -676,6 +684,12 @@ class _Plan:
             if col is None:
                 raise InvalidQueryError(f"{dim} is not available to constrain in this query.")
             where.append(kit.or_(*[col.between(b, e - 1) for b, e in ranges]) if ranges else kit.false())
+        for free, fixed in self.semijoins:
+            dims = self.element_relations[free].dims
+            keys = [d.name for d in self.universe[free].required if d.name not in self.fixed]
+            where.append(
+                kit.in_select([dims[k] for k in keys], self.builder.pixel_partners(free, fixed, keys))
+            )
         # Automatic temporal join of calibration searches with the observation timespan.
         for search in spec.searches:
             if not any(c.type is CollectionType.CALIBRATION for c in search.collections):

@@ -57,6 +57,7 @@ def factorize(plan: _Plan) -> FactorizedPlan | None:
         or spec.order_by
         or spec.limit is not None
         or plan.postfilter_joins
+        or plan.postfilter_fixed
         or plan.postfilter_regions
         or plan.sql_conditions
     ):

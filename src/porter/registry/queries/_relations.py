@@ -133,28 +133,46 @@ class RelationBuilder:
         return [table.c[d] == data_id[d] for d in dims if d in data_id]
 
     def pair_overlap(self, a: str, b: str) -> Relation:
+        """The (deduplicated) key pairs of ``a`` and ``b`` records that share a common-skypix pixel."""
         ea, eb = self.universe[a], self.universe[b]
-        skypix = self.universe.common_skypix.name
-        kit = self.kit
-        oa = kit.alias(self.schema.overlaps[a], self.alias(f"ova_{a}"))
-        ob = kit.alias(self.schema.overlaps[b], self.alias(f"ovb_{b}"))
+        a_keys = {d.name for d in ea.required}
+        oa, ob, from_, conds = self._pixel_pairs(a, b)
         cols = [oa.c[d.name] for d in ea.required] + [
-            ob.c[d.name] for d in eb.required if d.name not in {x.name for x in ea.required}
+            ob.c[d.name] for d in eb.required if d.name not in a_keys
         ]
-        on = [oa.c[skypix] == ob.c[skypix]]
-        on.extend(
-            oa.c[d.name] == ob.c[d.name] for d in eb.required if d.name in {x.name for x in ea.required}
-        )
-        conds = self._constraint_conditions(oa, [d.name for d in ea.required])
-        conds += self._constraint_conditions(ob, [d.name for d in eb.required])
         sub = (
-            kit.select(*cols)
-            .select_from(oa.join(ob, kit.and_(*on)))
+            self.kit.select(*cols)
+            .select_from(from_)
             .where(*conds)
             .distinct()
             .subquery(self.alias(f"sj_{a}_{b}"))
         )
         return Relation(sub, {c.name: c for c in sub.c}, name=f"spatial:{a}:{b}")
+
+    def pixel_partners(self, a: str, b: str, keys: list[str]) -> Any:
+        """The ``keys`` of ``a`` records sharing a common-skypix pixel with ``b`` records, as a select.
+
+        For a semi-join, ``(a's keys) IN (this)``, when the constraints fix the one ``b`` record (a
+        patch): the database then keeps a set of keys instead of materializing and sorting the key
+        pairs to drop duplicates, about a third less time for visits' detectors around one patch.
+        ``keys`` leaves out those the constraints fix (both sides are constrained to the value).
+        """
+        oa, _, from_, conds = self._pixel_pairs(a, b)
+        return self.kit.select(*[oa.c[k] for k in keys]).select_from(from_).where(*conds)
+
+    def _pixel_pairs(self, a: str, b: str) -> tuple[Any, Any, Any, list[Any]]:
+        """The overlap tables of ``a`` and ``b`` joined on their pixel (and shared keys), and the constraints."""
+        ea, eb = self.universe[a], self.universe[b]
+        skypix = self.universe.common_skypix.name
+        kit = self.kit
+        oa = kit.alias(self.schema.overlaps[a], self.alias(f"ova_{a}"))
+        ob = kit.alias(self.schema.overlaps[b], self.alias(f"ovb_{b}"))
+        a_keys = {d.name for d in ea.required}
+        on = [oa.c[skypix] == ob.c[skypix]]
+        on.extend(oa.c[d.name] == ob.c[d.name] for d in eb.required if d.name in a_keys)
+        conds = self._constraint_conditions(oa, [d.name for d in ea.required])
+        conds += self._constraint_conditions(ob, [d.name for d in eb.required])
+        return oa, ob, oa.join(ob, kit.and_(*on)), conds
 
     def search(self, search: DatasetSearch, need_dataset_table: bool) -> Relation:
         rec = search.record

@@ -252,6 +252,10 @@ class SAKit:
     def divide(self, a: Any, b: Any) -> Any:
         return a / b
 
+    def in_select(self, columns: list[Any], select: Any) -> Any:
+        """``(a, b) IN (SELECT …)``: the rows whose ``columns`` are among the select's rows."""
+        return (columns[0] if len(columns) == 1 else sqlalchemy.tuple_(*columns)).in_(select)
+
 
 SA_KIT = SAKit()
 
@@ -696,6 +700,17 @@ class TextKit:
             params += e.params
             tables += e.tables
         return TextExpr(self, "(" + op.join(e.sql for e in es) + ")", params, tables)
+
+    def in_select(self, columns: list[TextExpr], select: TextSelect) -> TextExpr:
+        """``(a, b) IN (SELECT …)``: the rows whose ``columns`` are among the select's rows."""
+        sql, params, _ = select._render()
+        lhs = columns[0].sql if len(columns) == 1 else "(" + ", ".join(c.sql for c in columns) + ")"
+        col_params: tuple = ()
+        tables: tuple = ()
+        for c in columns:
+            col_params += c.params
+            tables += c.tables
+        return TextExpr(self, f"({lhs} IN ({sql}))", col_params + params, tables)
 
     def not_(self, item: Any) -> TextExpr:
         e = self.coerce(item)
