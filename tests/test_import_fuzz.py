@@ -261,18 +261,18 @@ def mutated_files(draw: st.DrawFn) -> tuple[str, str]:
     return name, "\n".join(lines) + "\n"
 
 
-def _settings(backend: str, sqlite: int, postgresql: int) -> Any:
-    return settings(
-        max_examples=postgresql if backend == "postgresql" else sqlite,
-        deadline=None,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+def _budget(backend: str, sqlite: int, postgresql: int) -> dict[str, Any]:
+    """Hypothesis settings other than the deadline: examples per backend, health checks off for fixtures."""
+    return {
+        "max_examples": postgresql if backend == "postgresql" else sqlite,
+        "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    }
 
 
 def test_mutated_exports(fresh: Callable[[], Butler], backend: str, tmp_path: Path) -> None:
     """Mutated real export files: imported, or refused with a porter error and nothing written."""
 
-    @_settings(backend, 200, 30)
+    @settings(deadline=None, **_budget(backend, 200, 30))
     @given(mutated_files(), st.booleans())
     def body(case: tuple[str, str], as_file: bool) -> None:
         name, text = case
@@ -308,7 +308,7 @@ def test_broken_documents(fresh: Callable[[], Butler], backend: str, tmp_path: P
     """Files that are not export files at all: a porter error and nothing written, never a traceback."""
     butler = fresh()
 
-    @_settings(backend, 150, 30)
+    @settings(deadline=None, **_budget(backend, 150, 30))
     @given(broken_documents(), st.booleans())
     def body(text: str, as_file: bool) -> None:
         before = fingerprint(butler)
