@@ -124,12 +124,37 @@ def print_rows(rows: Sequence[dict[str, Any]], title: str | None = None, as_json
             if k not in columns:
                 columns.append(k)
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = _fit(columns, cells, console.width)
+    notes = _move_long_words_to_notes(cells, widths)
+    if notes:  # the cells are shorter now: the other columns may have room again
+        widths = _fit(columns, cells, console.width)
     table = Table(title=title, show_lines=False, header_style="bold")
-    for c, width in zip(columns, _fit(columns, cells, console.width)):
+    for c, width in zip(columns, widths):
         table.add_column(c, overflow="fold", width=width)
     for row in cells:
         table.add_row(*row)
     console.print(table)
+    for i, note in enumerate(notes, 1):
+        console.print(f"[{i}] ", end="", markup=False, highlight=False)
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
+def _move_long_words_to_notes(cells: list[list[str]], widths: list[int | None]) -> list[str]:
+    """Replace each cell holding a word wider than its column by ``see [n]``; return the texts, in order.
+
+    A file path or URI in a message would otherwise be folded mid-word across
+    lines, which neither a person copying it nor ``grep`` can use; printed
+    below the table on its own line (``soft_wrap``), it stays whole.
+    """
+    from rich.cells import cell_len
+
+    notes: list[str] = []
+    for row in cells:
+        for i, width in enumerate(widths):
+            if width is not None and any(cell_len(word) > width for word in row[i].split()):
+                notes.append(row[i])
+                row[i] = f"see [{len(notes)}]"
+    return notes
 
 
 def _fit(columns: list[str], cells: list[list[str]], width: int) -> list[int | None]:
