@@ -19,7 +19,7 @@ from catalogs import FOOTPRINT, upload, visit_and_source
 from conftest import TEST_BUCKET, drop_schema
 from hips import COVERAGE, ORDER, make_hips, tile_path
 from porter import Butler
-from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
+from porter.release import Checkpoint, GateError, Item, Person, Release, ReleasePlan, dump_plan
 from porter.release._hips import check_hips
 from test_cli import run
 
@@ -150,6 +150,30 @@ def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
     out = json.loads(run("release", "diff", "DP2", "DP3", "--plans", releases, "--json"))
     assert out["catalogs"]["added"] == [{"item": "source", "key": "part-2.parquet"}]
     assert out["hips"] == {"note": "not shipped in DP2"}
+
+
+def test_warnings_are_accepted_by_the_signoff_and_failures_block(delivery: tuple[Path, Butler]) -> None:
+    """Warnings (Rubin's own dp1 schema leaves most columns without a UCD) are shown and recorded by the
+    sign-off that accepts them; a failing check still refuses it."""
+    releases, _ = delivery
+    rel = Release.open("DP2", releases)
+    try:
+        results = rel.check("catalogs")
+        warned = [r for r in results if r.status == "warn"]
+        assert warned and all(r.status in ("pass", "warn") for r in results)
+        event = rel.signoff("catalogs", "lead")
+        assert event.action == "signoff"
+        assert event.payload["warnings"] == [f"{r.name}: {r.message or r.value}" for r in warned]
+        # A HiPS tile gone is a failure, and the gate holds.
+        tile_path(releases / "DP2" / "hips", 2, COVERAGE[0] >> 2).unlink()
+        results = rel.check("hips")
+        assert any(r.status == "fail" for r in results)
+        with pytest.raises(GateError, match="Sign-off of 'hips' refused"):
+            rel.signoff("hips", "lead")
+    finally:
+        rel.close()
+    out = run("release", "audit", "DP2", "--plans", releases, "--json")
+    assert "warnings" in out
 
 
 def test_catalog_delivery_in_s3(delivery: tuple[Path, Butler], s3_server: str) -> None:

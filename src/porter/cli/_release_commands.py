@@ -394,7 +394,11 @@ def signoff(
     with _release(name, plans, repo) as rel:
         event = rel.signoff(checkpoint, by, override)
     word = "Overrode the gate and signed" if event.action == "override-signoff" else "Signed"
-    console.print(f"{word} off {checkpoint} ({by}).")
+    warnings = event.payload.get("warnings", [])
+    accepted = f", accepting {len(warnings)} warning(s):" if warnings else "."
+    console.print(f"{word} off {checkpoint} ({by}){accepted}", markup=False, highlight=False)
+    for w in warnings:
+        console.print(f"  - {w}", markup=False, highlight=False, soft_wrap=True)
 
 
 @release_app.command("ready")

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from ..butler import Butler
 from ..errors import PorterError, did_you_mean
-from ..schema import ERROR, FAIL, PASS, CheckResult, RuleError, check_rules, load_schema, table_of
+from ..schema import ERROR, FAIL, PASS, WARN, CheckResult, RuleError, check_rules, load_schema, table_of
 from ._checks import run_checks
 from ._corpus import write_corpus_rule
 from ._events import Event, EventLog
@@ -112,12 +112,25 @@ class ReleaseState:
         return s
 
     def failing(self, checkpoint: str) -> list[dict[str, Any]]:
-        """The latest run's checks that did not pass and are not waived."""
+        """The latest run's checks that failed or could not run (error) and are not waived: they block."""
         run = self.checks.get(checkpoint)
         if run is None:
             return []
         waived = self.waivers.get(checkpoint, {})
-        return [r for r in run.payload["results"] if r["status"] != PASS and r["name"] not in waived]
+        return [
+            r for r in run.payload["results"] if r["status"] not in (PASS, WARN) and r["name"] not in waived
+        ]
+
+    def warnings(self, checkpoint: str) -> list[dict[str, Any]]:
+        """The latest run's warnings: shown and recorded with the sign-off, but not blocking it.
+
+        A warning says something a person should see but need not act on (a Felis
+        column without a UCD, a foreign key whose target is not in this shipment);
+        were it to block like a failure, every release on Rubin's own schemas would
+        need the same waivers, and waivers would stop meaning anything.
+        """
+        run = self.checks.get(checkpoint)
+        return [r for r in run.payload["results"] if r["status"] == WARN] if run is not None else []
 
 
 class Release:
@@ -343,6 +356,9 @@ class Release:
             if not (override or "").strip():
                 raise GateError("An override needs a reason.")
             return self._append(by, "override-signoff", checkpoint, reason=override, overridden=problems)
+        warnings = [f"{r['name']}: {r.get('message') or r.get('value')}" for r in state.warnings(checkpoint)]
+        if warnings:  # the sign-off says which warnings it accepted
+            return self._append(by, "signoff", checkpoint, warnings=warnings)
         return self._append(by, "signoff", checkpoint)
 
     def mark_ready(self, by: str, today: datetime.date | None = None) -> Event:
