@@ -1,17 +1,21 @@
 """The dimension universe, data IDs, dimension records, regions and timespans.
 
 This is the bottom layer of porter: it knows nothing about databases or files.
+astropy and lsst.sphgeom are imported when a time or region is first made, not
+with this package (`astropy_time`, `is_astropy_time`, `is_region`).
 """
 
 from ._data_coordinate import DataCoordinate, DataIdValue, coerce_dimension_value
 from ._elements import ColumnSpec, Dimension, DimensionElement, SkyPixDimension
 from ._group import DimensionGroup
 from ._records import DimensionRecord
-from ._regions import decode_region, encode_region, pixel_envelope, region_from_hex
+from ._regions import decode_region, encode_region, is_region, is_region_type, pixel_envelope, region_from_hex
 from ._timespan import (
     MAX_NSEC,
     MIN_NSEC,
     Timespan,
+    astropy_time,
+    is_astropy_time,
     iso_from_tai_nsec,
     tai_now_nsec,
     tai_nsec_from_iso,
@@ -33,9 +37,13 @@ __all__ = [
     "DimensionUniverse",
     "SkyPixDimension",
     "Timespan",
+    "astropy_time",
     "coerce_dimension_value",
     "decode_region",
     "encode_region",
+    "is_astropy_time",
+    "is_region",
+    "is_region_type",
     "iso_from_tai_nsec",
     "pixel_envelope",
     "region_from_hex",

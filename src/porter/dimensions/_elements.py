@@ -5,7 +5,9 @@ possibly alternate keys; its value is part of data IDs.  A *dimension element*
 may also be a join of dimensions with no key of its own
 (visit_detector_region, visit_definition) that carries metadata about a
 combination.  Sky pixelizations (htm7, healpix11 …) are dimensions whose
-records are computed, not stored.
+records are computed, not stored; a sky pixelization's lsst.sphgeom object is
+made (and sphgeom imported) when it is first used, not when the universe is
+read, so opening a repository does not import sphgeom, hpgeom and numpy.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-import lsst.sphgeom
 
 if TYPE_CHECKING:
     from ._group import DimensionGroup
@@ -211,7 +211,9 @@ class SkyPixDimension(Dimension):
 
     @cached_property
     def pixelization(self) -> Any:
-        """The lsst.sphgeom pixelization object for this level."""
+        """The lsst.sphgeom pixelization object for this level (made, and sphgeom imported, on first use)."""
+        import lsst.sphgeom
+
         if self.system == "htm":
             return lsst.sphgeom.HtmPixelization(self.level)
         if self.system == "healpix":

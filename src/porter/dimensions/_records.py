@@ -1,4 +1,9 @@
-"""Dimension records: the metadata rows of dimension elements (a visit's filter, region, times …)."""
+"""Dimension records: the metadata rows of dimension elements (a visit's filter, region, times …).
+
+Neither astropy nor lsst.sphgeom is imported here: a time or a region given
+to a record was made by them already (`is_astropy_time`, `is_region`), and a
+``datetime`` becomes an astropy time through `astropy_time` on first use.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,10 @@ import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import astropy.time
-import lsst.sphgeom
-
 from ..errors import DataIdError, did_you_mean
 from ._data_coordinate import DataCoordinate
-from ._regions import decode_region
-from ._timespan import Timespan
+from ._regions import decode_region, is_region
+from ._timespan import Timespan, astropy_time, is_astropy_time
 
 if TYPE_CHECKING:
     from ._elements import ColumnSpec, DimensionElement
@@ -57,10 +59,10 @@ def _coerce_field(element: DimensionElement, spec: ColumnSpec, value: Any) -> An
 
 
 def _coerce_time(value: Any, what: str) -> Any:
-    if value is None or isinstance(value, astropy.time.Time | int):
+    if value is None or isinstance(value, int) or is_astropy_time(value):
         return value
     if isinstance(value, datetime.datetime):
-        return astropy.time.Time(value, scale="utc")
+        return astropy_time()(value, scale="utc")
     raise DataIdError(f"{what} must be an astropy.time.Time, not {type(value).__name__}.")
 
 
@@ -107,7 +109,7 @@ class DimensionRecord:
             region = data.pop("region", None)
             if isinstance(region, bytes):
                 region = decode_region(region)
-            if region is not None and not isinstance(region, lsst.sphgeom.Region):
+            if region is not None and not is_region(region):
                 raise DataIdError(
                     f"{element.name}.region must be an lsst.sphgeom region, not {type(region).__name__}."
                 )

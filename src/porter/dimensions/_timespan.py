@@ -6,6 +6,11 @@ orders correctly in SQL, and converts to and from ISO strings with plain
 calendar arithmetic.  Users see `astropy.time.Time` objects in the TAI scale;
 they are made lazily because constructing them is far slower than the integer
 arithmetic the registry does in bulk.
+
+astropy itself is imported on first use too (`astropy_time`): it costs ~0.2 s,
+which opening a repository and listing its collections need not pay.  An
+object can only be an astropy time once ``astropy.time`` is imported, so
+`is_astropy_time` answers without importing it.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ from __future__ import annotations
 import datetime
 import functools
 import re
+import sys
 import time
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
-import astropy.time
-import astropy.utils.exceptions
+if TYPE_CHECKING:
+    import astropy.time
 
 __all__ = [
     "MAX_NSEC",
     "MIN_NSEC",
     "Timespan",
+    "astropy_time",
+    "is_astropy_time",
     "iso_from_tai_nsec",
     "tai_now_nsec",
     "tai_nsec_from_iso",
@@ -45,6 +53,20 @@ _ISO_RE = re.compile(
     r"^\s*(?P<y>\d{4})-(?P<mo>\d{1,2})-(?P<d>\d{1,2})"
     r"(?:[ T](?P<h>\d{1,2}):(?P<mi>\d{2})(?::(?P<s>\d{2})(?:\.(?P<f>\d*))?)?)?\s*$"
 )
+
+
+@functools.cache
+def astropy_time() -> type[astropy.time.Time]:
+    """The class ``astropy.time.Time``, importing astropy the first time it is asked for."""
+    import astropy.time
+
+    return astropy.time.Time
+
+
+def is_astropy_time(value: object) -> TypeGuard[astropy.time.Time]:
+    """True if ``value`` is an astropy time; never imports astropy (no time exists before it is)."""
+    module = sys.modules.get("astropy.time")
+    return module is not None and isinstance(value, module.Time)
 
 
 def tai_nsec_from_iso(text: str) -> int:
@@ -78,10 +100,12 @@ def iso_from_tai_nsec(nsec: int) -> str:
 def tai_nsec_from_time(time: astropy.time.Time) -> int:
     """Convert an astropy Time (any scale) to integer TAI nanoseconds."""
     if time.scale != "tai":
+        from astropy.utils.exceptions import AstropyWarning  # loaded with the time given
+
         with warnings.catch_warnings():
             # Dates past the leap-second table are converted with a warning
             # astropy repeats per call; the conversion is still the best known.
-            warnings.simplefilter("ignore", astropy.utils.exceptions.AstropyWarning)
+            warnings.simplefilter("ignore", AstropyWarning)
             time = time.tai
     jd1 = float(time.jd1)
     jd2 = float(time.jd2)
@@ -110,20 +134,20 @@ def _tai_minus_utc_nsec(unix_day: int) -> int:
 def time_from_tai_nsec(nsec: int) -> astropy.time.Time:
     """Convert integer TAI nanoseconds to an astropy Time in the TAI scale."""
     days, rem = divmod(nsec, NSEC_PER_DAY)
-    return astropy.time.Time(_UNIX_EPOCH_JD + days, rem / NSEC_PER_DAY, format="jd", scale="tai", precision=9)
+    return astropy_time()(_UNIX_EPOCH_JD + days, rem / NSEC_PER_DAY, format="jd", scale="tai", precision=9)
 
 
 def _to_nsec(value: Any, unbounded: int) -> int:
     if value is None:
         return unbounded
-    if isinstance(value, astropy.time.Time):
+    if is_astropy_time(value):
         return tai_nsec_from_time(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, str):
         return tai_nsec_from_iso(value)
     if isinstance(value, datetime.datetime):
-        return tai_nsec_from_time(astropy.time.Time(value, scale="utc"))
+        return tai_nsec_from_time(astropy_time()(value, scale="utc"))
     raise TypeError(f"Cannot use {value!r} ({type(value).__name__}) as a time; use astropy.time.Time.")
 
 

@@ -5,6 +5,10 @@ straight into SQL rows by a per-element `RecordRowBuilder`: the common case
 (right types, known fields) costs a few type checks per field; anything else
 goes through `DimensionRecord.from_mapping`, which coerces what can be
 coerced and explains what cannot.
+
+astropy and lsst.sphgeom are not imported here: a time or region in a record
+was made by them already (`is_astropy_time`, `is_region`); the registry
+imports this module whenever it opens a repository.
 """
 
 from __future__ import annotations
@@ -15,8 +19,6 @@ import operator
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import astropy.time
-import lsst.sphgeom
 import sqlalchemy
 
 from .._gc import paused_gc
@@ -27,7 +29,11 @@ from ..dimensions import (
     DimensionRecord,
     DimensionUniverse,
     Timespan,
+    astropy_time,
     decode_region,
+    is_astropy_time,
+    is_region,
+    is_region_type,
     tai_nsec_from_time,
 )
 from ..errors import ConflictingDefinitionError, DataIdError
@@ -61,10 +67,10 @@ def _time_nsec(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return int(value)
-    if isinstance(value, astropy.time.Time):
+    if is_astropy_time(value):
         return tai_nsec_from_time(value)
     if isinstance(value, datetime.datetime):
-        return tai_nsec_from_time(astropy.time.Time(value, scale="utc"))
+        return tai_nsec_from_time(astropy_time()(value, scale="utc"))
     raise TypeError(value)
 
 
@@ -142,7 +148,7 @@ class RecordRowBuilder:
                 out.append(region)
             elif isinstance(region, bytes):
                 out.append(bytes(region))
-            elif isinstance(region, lsst.sphgeom.Region):
+            elif is_region(region):
                 out.append(region.encode())
             else:
                 return None
@@ -205,7 +211,7 @@ class RecordRowBuilder:
                 pass
             elif all(issubclass(t, bytes) for t in types):
                 col = [None if v is None else bytes(v) for v in col]
-            elif all(issubclass(t, lsst.sphgeom.Region) for t in types):
+            elif all(is_region_type(t) for t in types):
                 col = [None if v is None else v.encode() for v in col]
             else:
                 return None
@@ -497,7 +503,7 @@ def _raw_regions(records: list[Any]) -> list[Any] | None:
     except AttributeError:
         return None
     none = type(None)
-    if all(t is none or issubclass(t, (bytes, lsst.sphgeom.Region)) for t in set(map(type, regions))):
+    if all(t is none or issubclass(t, bytes) or is_region_type(t) for t in set(map(type, regions))):
         return regions
     return None
 

@@ -6,6 +6,10 @@ Computing an envelope takes ~12 µs in lsst.sphgeom and holds the GIL, so for
 large inserts (a night of visit-detector regions is 10^5 to 10^6 of them) the
 work is split across forked worker processes, which inherit the
 regions instead of receiving them through pipes.
+
+lsst.sphgeom is imported by `envelopes` (in the parent, before any fork, so
+workers inherit it), not with the module: the registry imports this module
+whenever it opens a repository, and most commands index no region.
 """
 
 from __future__ import annotations
@@ -18,9 +22,10 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import lsst.sphgeom
+if TYPE_CHECKING:
+    import lsst.sphgeom
 
 __all__ = ["PARALLEL_THRESHOLD", "InvalidRegionError", "PixelChunk", "envelopes"]
 
@@ -45,6 +50,8 @@ _PIXELIZATION: tuple[str, int] = ("htm", 7)
 
 
 def _make(system: str, level: int) -> Any:
+    import lsst.sphgeom
+
     if system == "htm":
         return lsst.sphgeom.HtmPixelization(level)
     return lsst.sphgeom.HealpixPixelization(level)
@@ -63,6 +70,8 @@ class PixelChunk(NamedTuple):
 
 def _chunk(bounds: tuple[int, int]) -> PixelChunk:
     start, stop = bounds
+    import lsst.sphgeom
+
     pix = _make(*_PIXELIZATION)
     decode = lsst.sphgeom.Region.decode
     counts = array.array("q")
@@ -118,6 +127,8 @@ def envelopes(
         this call; otherwise when its chunk is reached).
     """
     global _WORK, _PIXELIZATION
+    import lsst.sphgeom  # noqa: F401  (here, before workers are forked: they inherit it)
+
     n = len(regions)
     workers = _workers()
     _PIXELIZATION = (system, level)

@@ -4,14 +4,19 @@ Every node remembers where it starts in the expression text (``pos``) so that
 errors found later, when names are resolved, can still point at the text.
 ``str(node)`` renders the node back to expression syntax: parsing that string
 gives an equal tree (a property the tests check with hypothesis).
+
+astropy is named in annotations only: a `TimeLiteral`'s time is made by the
+parser, which imports astropy when a ``T'…'`` literal is first parsed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from uuid import UUID
 
-import astropy.time
+if TYPE_CHECKING:
+    import astropy.time
 
 __all__ = [
     "BinaryOp",

@@ -27,6 +27,9 @@ Limits (each an `ExpressionSyntaxError` that says how to simplify):
 * ``AND``/``OR`` chains are not nesting: ``a AND b AND c …`` is built as a
   balanced tree (depth log2 of its length), so long machine-written chains
   work however long they are.
+
+astropy (~0.2 s) is imported when the first time literal is parsed
+(`parse_time_literal`), not with the parser: most expressions name no time.
 """
 
 from __future__ import annotations
@@ -34,10 +37,7 @@ from __future__ import annotations
 import re
 import uuid
 import warnings
-
-import astropy.time
-import astropy.utils.exceptions
-import erfa
+from typing import TYPE_CHECKING
 
 from ...errors import ExpressionSyntaxError, InvalidQueryError
 from ._ast import (
@@ -63,6 +63,9 @@ from ._ast import (
     UuidLiteral,
 )
 from ._lexer import Token, tokenize
+
+if TYPE_CHECKING:
+    import astropy.time
 
 __all__ = ["MAX_DEPTH", "parse_expression", "parse_time_literal"]
 
@@ -98,6 +101,10 @@ def parse_time_literal(text: str) -> astropy.time.Time:
     ``[format/]value[/scale]``: ISO, ISOT and FITS strings default to UTC,
     bare numbers are MJD in TAI, as daf_butler reads them.
     """
+    import astropy.time
+    import astropy.utils.exceptions
+    import erfa
+
     text = text.replace("+00:00", "")
     m = _TIME_RE.match(text)
     if m is None:
