@@ -1,14 +1,20 @@
-"""The registry: one object giving access to a repository's SQL database."""
+"""The registry: one object giving access to a repository's SQL database.
+
+The query system (`porter.registry.queries`: planner, SQL kits, lsst.sphgeom
+for spatial joins, pyarrow for coverage) is imported when the first query
+runs (`Registry.engine`), not when a repository is opened: listing its
+collections or dataset types, or writing to it, needs none of it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lsst.sphgeom
 import sqlalchemy
 
 from ..dimensions import (
@@ -41,8 +47,10 @@ from ._dimension_records import DimensionRecordStorage
 from ._expand import attach_records, has_all_records
 from ._schema import SCHEMA_VERSION, RegistrySchema
 from .expr import Node
-from .queries import DatasetSearch, QueryEngine, QuerySpec
-from .queries._coverage import Coverage
+
+if TYPE_CHECKING:
+    from .queries import DatasetSearch, QueryEngine, QuerySpec
+    from .queries._coverage import Coverage
 
 __all__ = ["Registry"]
 
@@ -70,8 +78,14 @@ class Registry(RegistryCompatMixin):
         self.datasets = DatasetManager(db, self.schema, universe, self.collections, self.dataset_types)
         self.associations = AssociationManager(db, self.schema, self.collections, self.dataset_types)
         self.records = DimensionRecordStorage(db, self.schema, universe)
-        self.engine = QueryEngine(db, self.schema, universe, self.collections)
         self._defaults = RegistryDefaults()
+
+    @functools.cached_property
+    def engine(self) -> QueryEngine:
+        """The query engine, made (and the query system imported) when the first query runs."""
+        from .queries import QueryEngine
+
+        return QueryEngine(self.db, self.schema, self.universe, self.collections)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -355,6 +369,8 @@ class Registry(RegistryCompatMixin):
             return []
         if collections is None or (not isinstance(collections, str) and not list(collections)):
             raise MissingCollectionError("A dataset search needs collections; pass collections=[…].")
+        from .queries import DatasetSearch
+
         path = self._search_path(collections)
         return [DatasetSearch(self.dataset_types.get_record(t), path, find_first) for t in types]
 
@@ -374,6 +390,8 @@ class Registry(RegistryCompatMixin):
         element: DimensionElement | None = None,
     ) -> QuerySpec:
         """A `QuerySpec` from the constraint arguments every query method shares."""
+        from .queries import QuerySpec
+
         return QuerySpec(
             kind=kind,
             dimensions=dimensions,
@@ -490,6 +508,9 @@ class Registry(RegistryCompatMixin):
         datasets=…, collections=expected_collections or collections)``.
         `Coverage.run` gives their number and the missing ones, without sending the rest to Python.
         """
+        from .queries import QuerySpec
+        from .queries._coverage import Coverage
+
         dataset_type = self.dataset_types.get(dataset_type) if isinstance(dataset_type, str) else dataset_type
         dims = list(dimensions) or list(dataset_type.dimensions.names)
         expected_dims = self.universe.conform(dims)
@@ -626,6 +647,8 @@ class Registry(RegistryCompatMixin):
                     f"{skypix.name} pixels cover the sky; constrain them with a spatial data ID "
                     f"(skymap=…, tract=…, patch=… or instrument=…, visit=…, detector=…) or {skypix.name}=…."
                 )
+            import lsst.sphgeom
+
             records = self.query_dimension_records(element, **constraints, **kwargs)
             regions = [r.region for r in records if r.region is not None]
             pixelization = skypix.pixelization
