@@ -1,4 +1,9 @@
-"""The `Butler`: the object a user holds to work with a data repository."""
+"""The `Butler`: the object a user holds to work with a data repository.
+
+Export files and file transfers (`porter.butler.transfers`, which reads times
+with astropy, and `_file_transfers`) are imported by the methods that use
+them, so opening a repository to query it does not pay for them.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .._gc import paused_gc
 from ..datastore import FsckReport, PathTemplate, ResourceURI, check_datastore_root, fsck
@@ -33,18 +38,19 @@ from ..registry import (
     merge_data_id,
     pop_data_id,
 )
-from . import _file_transfers, _ingest, _io
+from . import _ingest, _io
 from ._collections import ButlerCollections
 from ._data_id_rewrite import RewrittenDataId, rewrite_data_id
 from ._deferred import DeferredDatasetHandle
-from ._export import ExportContext
 from ._ingest import FileDataset
 from ._io import DataIdExpander, open_datastore
 from ._query import Query
 from ._query_answers import answer_query
 from ._repo_config import CONFIG_NAME, RepoConfig
 from ._repo_index import known_repos, resolve_label, unknown_repository_message
-from .transfers import apply_plan, read_export, refs_for_export
+
+if TYPE_CHECKING:
+    from ._export import ExportContext
 
 __all__ = ["Butler"]
 
@@ -609,6 +615,9 @@ class Butler:
                 "import_(transfer=…) brings files, from the directory the export was written to: pass "
                 "directory= as well (or neither, to import the registry content only)."
             )
+        from . import _file_transfers
+        from .transfers import apply_plan, read_export
+
         with paused_gc():
             plan = read_export(filename, self.dimensions, self.registry)
         skip = list(skip_dimensions or ())
@@ -669,6 +678,9 @@ class Butler:
             raise RepositoryError(
                 "export(transfer=…) copies files into a directory: pass directory= as well."
             )
+        from ._export import ExportContext
+        from .transfers import refs_for_export
+
         context = ExportContext(self.registry, filename, self.datastore, directory, transfer or "copy")
         writer = context._writer
         names = _names(collections)
@@ -904,6 +916,8 @@ class Butler:
         """
         if not self.writeable:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
+        from . import _file_transfers
+
         return _file_transfers.transfer_datasets(
             self,
             source_butler,
@@ -928,6 +942,8 @@ class Butler:
         otherwise the files land side by side.  Existing files are an error
         (nothing is written) unless ``overwrite``.
         """
+        from . import _file_transfers
+
         refs = list(refs)
         placed = _file_transfers.copy_out(
             self.datastore, refs, destination, transfer, preserve_path=preserve_path, overwrite=overwrite
