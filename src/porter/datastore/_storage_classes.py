@@ -116,7 +116,9 @@ class StorageClassRegistry:
     def load(self, path: Path) -> None:
         """Add (or redefine) the storage classes defined in the YAML file ``path``."""
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            # libyaml's loader when PyYAML has it (a repository reads this file whenever it is opened).
+            loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=loader) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise StorageClassError(f"Cannot read storage classes from {path}: {exc}") from None
         if not isinstance(data, dict):
