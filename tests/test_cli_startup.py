@@ -1,19 +1,23 @@
 """The `porter` command starts without importing the heavy libraries it does not need yet.
 
 `porter --help` used to import scipy, astropy, SQLAlchemy, pyarrow and the demo before
-printing a line (2-5 s).  These tests hold the line by looking at *which modules were
-imported*, in a fresh interpreter, never at elapsed time (which depends on the machine's load).
+printing a line (2-5 s); `porter query-collections repo/` imported astropy, lsst.sphgeom,
+numpy, pyarrow and the whole query system to open the repository (1.2 s).  These tests hold
+the line by looking at *which modules were imported*, in a fresh interpreter, never at elapsed
+time (which depends on the machine's load).
 """
 
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 import porter
 import porter.errors
+from peer import EXPORTS
 
 HEAVY = (
     "scipy",
@@ -32,9 +36,34 @@ HEAVY = (
 )
 """Libraries (and porter's own layers over them) that no --help may import."""
 
+NOT_TO_LIST_COLLECTIONS = (
+    "astropy",
+    "erfa",
+    "lsst.sphgeom",
+    "hpgeom",
+    "numpy",
+    "pyarrow",
+    "scipy",
+    "duckdb",
+    "parsl",
+    "pandas",
+    "porter.datastore.formatters._fits",
+    "porter.datastore.formatters._simple",
+    "porter.datastore.formatters._tables",
+    "porter.registry.queries",
+    "porter.butler.transfers",
+    "porter.demo",
+)
+"""What opening a repository and listing its collections must not import (with their submodules):
+times, regions, file formats, the query system and export files are imported when first used."""
 
-def imported_after(code: str) -> dict[str, object]:
-    """Run ``code`` in a fresh interpreter; return what it printed (JSON) and the heavy modules it loaded."""
+
+def imported_after(code: str, watched: tuple[str, ...] = ()) -> dict[str, object]:
+    """Run ``code`` in a fresh interpreter; return what it printed (JSON) and the heavy modules it loaded.
+
+    ``heavy``: the modules of `HEAVY` it loaded; ``watched``: those of ``watched`` (or their
+    submodules) it loaded.
+    """
     script = textwrap.dedent(
         """
         import json, sys
@@ -42,9 +71,10 @@ def imported_after(code: str) -> dict[str, object]:
         {code}
         heavy = sorted({{m.split(".")[0] if not m.startswith(("lsst.", "porter.")) else ".".join(m.split(".")[:2])
                          for m in sys.modules}} & set({heavy!r}))
-        print(json.dumps({{"heavy": heavy, "result": __result}}))
+        watched = sorted(w for w in {watched!r} if any(m == w or m.startswith(w + ".") for m in sys.modules))
+        print(json.dumps({{"heavy": heavy, "watched": watched, "result": __result}}))
         """
-    ).format(code=textwrap.dedent(code), heavy=HEAVY)
+    ).format(code=textwrap.dedent(code), heavy=HEAVY, watched=watched)
     proc = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
@@ -105,6 +135,64 @@ def test_a_command_imports_what_it_needs_when_it_runs() -> None:
         """
     )
     assert found["result"] == "Butler" and "sqlalchemy" in found["heavy"]
+
+
+@pytest.fixture(scope="module")
+def repo_with_collections(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite repository holding the real export files base.yaml and datasets.yaml (two RUNs), and a chain."""
+    from porter import Butler
+
+    root = tmp_path_factory.mktemp("startup") / "repo"
+    butler = Butler.create(root)
+    try:
+        for name in ("base.yaml", "datasets.yaml"):
+            butler.import_(EXPORTS / name)
+        butler.collections.register("Cam1/defaults", porter.CollectionType.CHAINED)
+        butler.collections.redefine_chain("Cam1/defaults", ["imported_r", "imported_g"])
+    finally:
+        butler.close()
+    return root
+
+
+def test_listing_collections_imports_neither_times_regions_formats_nor_queries(
+    repo_with_collections: Path,
+) -> None:
+    """`porter query-collections repo/` (and --json) opens a real repository and lists it, with SQLAlchemy
+    but without astropy, lsst.sphgeom, numpy, pyarrow, the FITS/Parquet formatters or the query system."""
+    repo = str(repo_with_collections)
+    found = imported_after(
+        run_cli(["query-collections", repo], ["query-collections", repo, "--json"]), NOT_TO_LIST_COLLECTIONS
+    )
+    table, as_json = found["result"]  # type: ignore[misc]
+    for name in ("imported_g", "imported_r", "Cam1/defaults"):
+        assert name in table
+    assert "imported_r, imported_g" in table  # the chain's children, in order
+    assert json.loads(as_json) == [
+        {"name": "Cam1/defaults", "type": "CHAINED", "children": ["imported_r", "imported_g"]},
+        {"name": "imported_g", "type": "RUN"},
+        {"name": "imported_r", "type": "RUN"},
+    ]
+    assert found["watched"] == [], f"listing collections imported {found['watched']}; import them where used"
+    assert "sqlalchemy" in found["heavy"] and "porter.registry" in found["heavy"]  # it did open the registry
+
+
+def test_what_listing_collections_left_out_still_loads_when_used(repo_with_collections: Path) -> None:
+    """The other side: a query, a time and a region in the same kind of process import what they need."""
+    found = imported_after(
+        f"""
+        from porter import Butler
+        from porter.dimensions import Timespan
+        butler = Butler({str(repo_with_collections)!r})
+        refs = butler.query_datasets("flat", collections="imported_g", where="instrument = 'Cam1' AND detector = 2")
+        begin = Timespan("2021-09-09 03:00:00", None).begin
+        skypix = butler.dimensions["htm7"].pixelization
+        __result = [len(refs), type(begin).__module__, type(skypix).__module__]
+        butler.close()
+        """,
+        NOT_TO_LIST_COLLECTIONS,
+    )
+    assert found["result"] == [1, "astropy.time.core", "lsst.sphgeom._sphgeom"]
+    assert {"astropy", "lsst.sphgeom", "porter.registry.queries"} <= set(found["watched"])  # type: ignore[arg-type]
 
 
 def test_public_names_still_importable() -> None:
