@@ -386,6 +386,20 @@ def print_queries(results: dict[str, Any]) -> None:
         if impl in results
     ]
     print(f"(import + open the repository, not in the figures above: {', '.join(opens)})")
+    # What a one-shot script waits for: a library that defers imports to the first query (porter
+    # imports lsst.sphgeom with the first spatial query) shows it here, not in "first call".
+    print()
+    print(
+        f"{'time to the first answer in a fresh process (import + open + first call)':<72} {'porter s':>9} {'daf s':>8} {'ratio':>7}"
+    )
+    for step in QUERY_STEPS:
+        p = results.get("porter", {}).get(step)
+        d = results.get("daf", {}).get(step)
+        if not (p and d):
+            continue
+        pt = statistics.median(r["open_s"] + r["first"] for r in p["runs"])
+        dt = statistics.median(r["open_s"] + r["first"] for r in d["runs"])
+        print(f"{step:<72} {pt:>9.3f} {dt:>8.3f} {dt / pt:>6.1f}x")
 
 
 # --- driver ----------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ NOT_TO_LIST_COLLECTIONS = (
     "duckdb",
     "parsl",
     "pandas",
+    "pydantic",  # typer 0.29 coerces every parameter through it (60 ms): pyproject keeps typer < 0.29
     "porter.datastore.formatters._fits",
     "porter.datastore.formatters._simple",
     "porter.datastore.formatters._tables",
@@ -174,6 +175,22 @@ def test_listing_collections_imports_neither_times_regions_formats_nor_queries(
     ]
     assert found["watched"] == [], f"listing collections imported {found['watched']}; import them where used"
     assert "sqlalchemy" in found["heavy"] and "porter.registry" in found["heavy"]  # it did open the registry
+
+
+def test_a_python_butler_is_ready_to_query_when_opened(repo_with_collections: Path) -> None:
+    """`Butler(repo)` imports the query system and lsst.sphgeom while opening, so that the first query of
+    a notebook or server is not also the one that pays for them; `preload=False` (the CLI) defers them."""
+    code = f"""
+        from porter import Butler
+        butler = Butler({str(repo_with_collections)!r}{{}})
+        before = set(sys.modules)
+        butler.query_data_ids(["detector"], instrument="Cam1", explain=False)
+        __result = sorted(m for m in set(sys.modules) - before if m.startswith(("porter.registry.queries", "lsst.sphgeom")))
+    """
+    preloaded = imported_after(code.format(""))
+    assert preloaded["result"] == []  # nothing left to import at the first query
+    deferred = imported_after(code.format(", preload=False"))
+    assert "porter.registry.queries" in deferred["result"]  # type: ignore[operator]
 
 
 def test_what_listing_collections_left_out_still_loads_when_used(repo_with_collections: Path) -> None:

@@ -87,10 +87,13 @@ def _bind(values: list[str] | None) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _open(repo: Path, **kwargs: Any) -> Iterator["Butler"]:
-    """The repository's butler, closed when the command is done (imported here: see the module's doc)."""
+    """The repository's butler, closed when the command is done (imported here: see the module's doc).
+
+    ``preload=False``: a command imports the query system and lsst.sphgeom only if it queries.
+    """
     from ..butler import Butler
 
-    butler = Butler(repo, **kwargs)
+    butler = Butler(repo, preload=False, **kwargs)
     try:
         yield butler
     finally:
