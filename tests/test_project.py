@@ -54,11 +54,13 @@ SRC = ROOT / "src"
 
 LAYERS: dict[str, int] = {
     # core: the types every layer shares.  porter.core does not exist yet; until it does, porter's
-    # top-level modules play its part: the exception family, the GC helper and the image types
-    # (numpy only), and the names the facade defines itself (the re-exported errors, __version__).
+    # top-level modules play its part: the exception family, the GC and lazy-name helpers and the
+    # image types (numpy only), and the names the facade defines itself (the re-exported errors,
+    # __version__).
     "porter.core": 0,
     "porter.errors": 0,
     "porter._gc": 0,
+    "porter._lazy": 0,
     "porter.images": 0,
     "porter": 0,
     "porter.dimensions": 1,

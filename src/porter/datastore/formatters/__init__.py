@@ -13,9 +13,9 @@ a repository or listing its collections reads no file and imports none of them.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..._lazy import lazy_names
 from ._base import Formatter, ReadParameterError
 
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
@@ -49,16 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a formatter's module on first use and cache the name in this package."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The package's names including the lazy ones, for tab completion and ``dir()``."""
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)
