@@ -47,6 +47,8 @@ from ...dimensions import (
     DimensionUniverse,
     SkyPixDimension,
     Timespan,
+    astropy_time,
+    is_astropy_time,
     tai_nsec_from_time,
 )
 from ...errors import InvalidQueryError, did_you_mean
@@ -269,17 +271,14 @@ def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
         return Lit(float(value), "float")
     if isinstance(value, str):
         return Lit(value, "string")
-    # astropy.time is imported only when there is a time to convert: a Time bound by the caller means
-    # the caller imported it, and a query without times should not pay its import (0.1-0.2 s).
-    time_module = sys.modules.get("astropy.time")
-    if time_module is not None and isinstance(value, time_module.Time):
+    # astropy.time is imported only when there is a time to convert (a query without times should not
+    # pay its import, 0.1-0.2 s): is_astropy_time never imports it, astropy_time does on first use.
+    if is_astropy_time(value):
         if not value.isscalar:
             raise InvalidQueryError(f"{what} is an array of times; bind a single astropy Time.")
         return Lit(_clamp_nsec(tai_nsec_from_time(value)), "datetime")
     if isinstance(value, datetime.datetime):
-        import astropy.time
-
-        return Lit(_clamp_nsec(tai_nsec_from_time(astropy.time.Time(value, scale="utc"))), "datetime")
+        return Lit(_clamp_nsec(tai_nsec_from_time(astropy_time()(value, scale="utc"))), "datetime")
     if isinstance(value, Timespan):
         b, e = value.nsec
         if (b, e) != (_clamp_nsec(b), _clamp_nsec(e)):
