@@ -47,6 +47,7 @@ NOT_TO_LIST_COLLECTIONS = (
     "duckdb",
     "parsl",
     "pandas",
+    "sqlalchemy",  # a SQLite registry's collections are read with the standard library's sqlite3
     "pydantic",  # typer 0.29 coerces every parameter through it (60 ms): pyproject keeps typer < 0.29
     "porter.datastore.formatters._fits",
     "porter.datastore.formatters._simple",
@@ -55,7 +56,7 @@ NOT_TO_LIST_COLLECTIONS = (
     "porter.butler.transfers",
     "porter.demo",
 )
-"""What opening a repository and listing its collections must not import (with their submodules):
+"""What listing the collections of a SQLite repository must not import (with their submodules):
 times, regions, file formats, the query system and export files are imported when first used."""
 
 
@@ -155,16 +156,23 @@ def repo_with_collections(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_listing_collections_imports_neither_times_regions_formats_nor_queries(
+def test_listing_collections_imports_neither_sql_times_regions_formats_nor_queries(
     repo_with_collections: Path,
 ) -> None:
-    """`porter query-collections repo/` (and --json) opens a real repository and lists it, with SQLAlchemy
-    but without astropy, lsst.sphgeom, numpy, pyarrow, the FITS/Parquet formatters or the query system."""
+    """`porter query-collections repo/` (table, --json, TREE and FLATTEN) lists a real SQLite repository
+    without SQLAlchemy, astropy, lsst.sphgeom, numpy, pyarrow, the FITS/Parquet formatters or the query
+    system: the collection tables are read through the standard library's sqlite3."""
     repo = str(repo_with_collections)
     found = imported_after(
-        run_cli(["query-collections", repo], ["query-collections", repo, "--json"]), NOT_TO_LIST_COLLECTIONS
+        run_cli(
+            ["query-collections", repo],
+            ["query-collections", repo, "--json"],
+            ["query-collections", repo, "Cam1/*", "--chains", "TREE"],
+            ["query-collections", repo, "Cam1/defaults", "--chains", "FLATTEN", "--json"],
+        ),
+        NOT_TO_LIST_COLLECTIONS,
     )
-    table, as_json = found["result"]  # type: ignore[misc]
+    table, as_json, tree, flat = found["result"]  # type: ignore[misc]
     for name in ("imported_g", "imported_r", "Cam1/defaults"):
         assert name in table
     assert "imported_r, imported_g" in table  # the chain's children, in order
@@ -173,8 +181,32 @@ def test_listing_collections_imports_neither_times_regions_formats_nor_queries(
         {"name": "imported_g", "type": "RUN"},
         {"name": "imported_r", "type": "RUN"},
     ]
+    assert [line.split("│")[1].rstrip() for line in tree.splitlines() if "│" in line] == [
+        " Cam1/defaults",
+        "   imported_r",
+        "   imported_g",
+    ]
+    assert [c["name"] for c in json.loads(flat)] == ["imported_r", "imported_g"]
     assert found["watched"] == [], f"listing collections imported {found['watched']}; import them where used"
-    assert "sqlalchemy" in found["heavy"] and "porter.registry" in found["heavy"]  # it did open the registry
+
+
+def test_listing_collections_of_a_missing_repository_still_explains(tmp_path: Path) -> None:
+    """Where the stdlib reader declines, the butler is opened and its error reaches the user."""
+    found = imported_after(
+        f"""
+        import contextlib, io
+        from porter.cli import main
+        sys.argv = ["porter", "query-collections", {str(tmp_path / "nowhere")!r}]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exc:
+                __result = [exc.code, err.getvalue()]
+        """
+    )
+    code, message = found["result"]  # type: ignore[misc]
+    assert code != 0 and "No porter repository" in message
 
 
 def test_a_python_butler_is_ready_to_query_when_opened(repo_with_collections: Path) -> None:

@@ -13,6 +13,7 @@ import sqlalchemy
 
 from conftest import load
 from porter import Butler, CollectionType, Timespan
+from porter.butler import read_collection_infos
 from porter.errors import (
     CollectionCycleError,
     CollectionTypeError,
@@ -24,6 +25,7 @@ from porter.errors import (
     MissingDatasetTypeError,
     RepositoryError,
 )
+from porter.registry import select_names
 
 
 def snapshot(butler: Butler) -> tuple:
@@ -105,6 +107,37 @@ def test_collections_and_chains(repo: Butler) -> None:
     c.x_remove("outer")
     assert "outer" not in c.query()
     assert c.get_info("run2").doc == "second"
+
+
+def test_collections_read_without_sqlalchemy_agree_with_the_registry(repo: Butler, backend: str) -> None:
+    """`read_collection_infos` (the CLI's stdlib-sqlite3 path) gives the registry's own answer on SQLite,
+    chains and docs included, and declines (None) on PostgreSQL, where the CLI opens the butler."""
+    load(repo, "base.yaml", "datasets.yaml")
+    c = repo.collections
+    c.register("tagged", CollectionType.TAGGED, doc="hand-picked")
+    c.redefine_chain("inner", ["imported_r", "tagged"])
+    c.redefine_chain("outer", ["inner", "imported_g"])
+    read = read_collection_infos(repo.root)
+    if backend == "postgresql":
+        assert read is None
+        return
+    assert read == {i.name: i for i in c.query_info("*")}
+    for expression, kwargs in [
+        ("*", {}),
+        ("outer", {"flatten_chains": True}),
+        (["outer", "imp*"], {"flatten_chains": True, "include_chains": True}),
+        (re.compile("i.*"), {"collection_types": ["RUN", "TAGGED"]}),
+    ]:
+        assert read is not None and select_names(read, expression, **kwargs) == c.query(expression, **kwargs)
+    with pytest.raises(MissingCollectionError, match="Did you mean 'outer'"):
+        select_names(read, "outr")
+
+
+def test_a_chain_with_a_missing_child_is_not_created(repo: Butler) -> None:
+    repo.collections.register("run1")
+    with pytest.raises(MissingCollectionError, match="'run2'"):
+        repo.collections.redefine_chain("chain", ["run1", "run2"])
+    assert repo.collections.query("*") == ["run1"]
 
 
 def test_remove_run_with_datasets_needs_remove_runs(repo: Butler) -> None:

@@ -69,10 +69,16 @@ class ButlerCollections:
         return list(info.children)
 
     def redefine_chain(self, parent: str, children: str | Sequence[str]) -> None:
-        """Set a chain's children (creating the chain if it does not exist)."""
+        """Set a chain's children (creating the chain if it does not exist).
+
+        The children are looked up first, so a misspelt child creates no empty chain.
+        """
+        child_names = _list(children)
+        for child in child_names:
+            self._manager.get(child)
         if self._manager.find(parent) is None:
             self._manager.register(parent, CollectionType.CHAINED)
-        self._manager.set_chain(parent, _list(children))
+        self._manager.set_chain(parent, child_names)
 
     def extend_chain(self, parent: str, children: str | Sequence[str]) -> None:
         """Append children to the end of a chain (moving any already in it)."""

@@ -435,31 +435,37 @@ def query_collections(
         porter query-collections repo/
         porter query-collections repo/ 'HSC/runs/*' --collection-type RUN
     """
-    from ..registry import CollectionType
+    from ..butler import read_collection_infos
+    from ..registry import CollectionType, select_names
 
     mode = chains.upper()
     if mode not in ("TABLE", "TREE", "FLATTEN", "NO-CHILDREN"):
         raise typer.BadParameter(f"--chains {chains!r}: use TABLE, TREE, FLATTEN or NO-CHILDREN.")
     types = [CollectionType.from_name(t) for t in _split(collection_type)] or None
-    with _open(repo) as butler:
-        names = butler.collections.query(_split(globs) or "*", types, flatten_chains=mode == "FLATTEN")
-        infos = [butler.collections.get_info(n) for n in names]
-        rows: list[dict[str, Any]] = []
-        if mode == "TREE":
+    # A SQLite repository's collections are read without SQLAlchemy (0.13-0.2 s of import saved);
+    # anything else opens the butler, which also explains a missing or damaged repository.
+    by_name = read_collection_infos(repo)
+    if by_name is None:
+        with _open(repo) as butler:
+            by_name = {i.name: i for i in butler.collections.query_info("*")}
+    names = select_names(by_name, _split(globs) or "*", types, flatten_chains=mode == "FLATTEN")
+    infos = [by_name[n] for n in names]
+    rows: list[dict[str, Any]] = []
+    if mode == "TREE":
 
-            def add(info: Any, depth: int) -> None:
-                rows.append({"name": "  " * depth + info.name, "type": info.type.name})
-                for child in info.children:
-                    add(butler.collections.get_info(child), depth + 1)
+        def add(info: Any, depth: int) -> None:
+            rows.append({"name": "  " * depth + info.name, "type": info.type.name})
+            for child in info.children:
+                add(by_name[child], depth + 1)
 
-            for info in infos:
-                add(info, 0)
-        else:
-            for info in infos:
-                row: dict[str, Any] = {"name": info.name, "type": info.type.name}
-                if mode == "TABLE":
-                    row["children"] = ", ".join(info.children)
-                rows.append(row)
+        for info in infos:
+            add(info, 0)
+    else:
+        for info in infos:
+            row: dict[str, Any] = {"name": info.name, "type": info.type.name}
+            if mode == "TABLE":
+                row["children"] = ", ".join(info.children)
+            rows.append(row)
     if as_json:
         print_json([i.to_dict() for i in infos])
     else:

@@ -1,14 +1,47 @@
-"""The SQL registry: dimension records, dataset types, datasets, collections and queries."""
+"""The SQL registry: dimension records, dataset types, datasets, collections and queries.
 
-from ._collection_type import CollectionType
-from ._collections import CollectionInfo
-from ._dataset_ref import DatasetRef, new_dataset_id_hexes
-from ._dataset_type import DatasetType
-from ._db import Database
-from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
-from ._expand import attach_records
-from ._explain import explain_no_results, explainer
-from ._registry import Registry
+The names are loaded on first use (PEP 562, `porter._lazy`): the collection
+types and the stdlib-sqlite3 collection reader are importable without
+SQLAlchemy, so a CLI command that only lists collections never pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_names
+
+if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
+    from ._collection_info import CollectionInfo, select_names
+    from ._collection_type import CollectionType
+    from ._dataset_ref import DatasetRef, new_dataset_id_hexes
+    from ._dataset_type import DatasetType
+    from ._db import Database
+    from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
+    from ._expand import attach_records
+    from ._explain import explain_no_results, explainer
+    from ._registry import Registry
+    from ._sqlite_collections import read_sqlite_collections
+
+_LAZY: dict[str, str] = {
+    "CollectionInfo": "._collection_info",
+    "select_names": "._collection_info",
+    "CollectionType": "._collection_type",
+    "DatasetRef": "._dataset_ref",
+    "new_dataset_id_hexes": "._dataset_ref",
+    "DatasetType": "._dataset_type",
+    "Database": "._db",
+    "GovernorDefaults": "._defaults",
+    "RegistryDefaults": "._defaults",
+    "merge_data_id": "._defaults",
+    "pop_data_id": "._defaults",
+    "attach_records": "._expand",
+    "explain_no_results": "._explain",
+    "explainer": "._explain",
+    "Registry": "._registry",
+    "read_sqlite_collections": "._sqlite_collections",
+}
+"""Public name → the module that defines it, imported when the name is first asked for."""
 
 __all__ = [
     "CollectionInfo",
@@ -25,4 +58,8 @@ __all__ = [
     "merge_data_id",
     "new_dataset_id_hexes",
     "pop_data_id",
+    "read_sqlite_collections",
+    "select_names",
 ]
+
+__getattr__, __dir__ = lazy_names(globals(), _LAZY)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import sqlalchemy
 
@@ -15,60 +12,20 @@ from ..errors import (
     CollectionTypeError,
     ConflictingDefinitionError,
     InUseError,
-    MissingCollectionError,
-    did_you_mean,
+)
+from ._collection_info import (
+    CollectionExpression,
+    CollectionInfo,
+    infos_from_rows,
+    is_pattern,
+    lookup,
+    select_names,
 )
 from ._collection_type import CollectionType
 from ._db import Database
 from ._schema import RegistrySchema
 
 __all__ = ["CollectionExpression", "CollectionInfo", "CollectionManager", "is_pattern"]
-
-CollectionExpression = str | re.Pattern | Iterable[str | re.Pattern]
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    """What the registry knows about one collection."""
-
-    name: str
-    type: CollectionType
-    doc: str | None = None
-    children: tuple[str, ...] = ()
-    """Children of a CHAINED collection, in search order."""
-    id: int = 0
-
-    def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"name": self.name, "type": self.type.name}
-        if self.doc:
-            out["doc"] = self.doc
-        if self.type is CollectionType.CHAINED:
-            out["children"] = list(self.children)
-        return out
-
-
-def is_pattern(text: str) -> bool:
-    """True if a collection name contains glob wildcards."""
-    return any(c in text for c in "*?[")
-
-
-def _matcher(expression: CollectionExpression) -> tuple[list[str], list[re.Pattern]]:
-    """Split an expression into exact names and compiled patterns."""
-    items: list[str | re.Pattern] = []
-    if isinstance(expression, str | re.Pattern):
-        items = [expression]
-    else:
-        items = list(expression)
-    names: list[str] = []
-    patterns: list[re.Pattern] = []
-    for item in items:
-        if isinstance(item, re.Pattern):
-            patterns.append(item)
-        elif item in ("*", "...") or is_pattern(item):
-            patterns.append(re.compile(fnmatch.translate("*" if item == "..." else item)))
-        else:
-            names.append(item)
-    return names, patterns
 
 
 class CollectionManager:
@@ -92,22 +49,8 @@ class CollectionManager:
                 sqlalchemy.select(c.c.parent, c.c.child).order_by(c.c.parent, c.c.position)
             ).all()
             rows = conn.execute(sqlalchemy.select(t.c.collection_id, t.c.name, t.c.type, t.c.doc)).all()
-        names = {r.collection_id: r.name for r in rows}
-        children: dict[int, list[str]] = {}
-        for parent, child in chain_rows:
-            children.setdefault(parent, []).append(names[child])
-        self._by_name = {}
-        self._by_id = {}
-        for r in rows:
-            info = CollectionInfo(
-                name=r.name,
-                type=CollectionType(r.type),
-                doc=r.doc,
-                children=tuple(children.get(r.collection_id, ())),
-                id=r.collection_id,
-            )
-            self._by_name[r.name] = info
-            self._by_id[r.collection_id] = info
+        self._by_name = infos_from_rows(rows, chain_rows)
+        self._by_id = {info.id: info for info in self._by_name.values()}
 
     def find(self, name: str) -> CollectionInfo | None:
         """Return a collection's info, or `None` if it does not exist."""
@@ -119,16 +62,9 @@ class CollectionManager:
 
     def get(self, name: str) -> CollectionInfo:
         """Return a collection's info, or raise `MissingCollectionError` with the closest names."""
-        if not isinstance(name, str):
-            raise MissingCollectionError(
-                f"Collection names are strings, not {type(name).__name__} ({name!r})."
-            )
-        info = self.find(name)
-        if info is None:
-            raise MissingCollectionError(
-                f"Collection {name!r} does not exist." + did_you_mean(name, self._by_name, "collections")
-            )
-        return info
+        if isinstance(name, str):
+            self.find(name)  # reloads on a miss
+        return lookup(self._by_name, name)
 
     def get_by_id(self, collection_id: int) -> CollectionInfo:
         info = self._by_id.get(collection_id)
@@ -330,35 +266,4 @@ class CollectionManager:
         (and the chains themselves only if ``include_chains``).
         """
         self.refresh()
-        if collection_types is None:
-            types = CollectionType.all()
-        elif isinstance(collection_types, CollectionType | str):
-            types = frozenset({CollectionType.from_name(collection_types)})
-        else:
-            types = frozenset(CollectionType.from_name(t) for t in collection_types)
-        if include_chains is None:
-            include_chains = not flatten_chains
-        names, patterns = _matcher(expression)
-        matched: list[CollectionInfo] = []
-        for n in names:
-            matched.append(self.get(n))
-        for info in sorted(self._by_name.values(), key=lambda i: i.name):
-            if any(p.fullmatch(info.name) for p in patterns) and info not in matched:
-                matched.append(info)
-        out: list[str] = []
-
-        def add(info: CollectionInfo) -> None:
-            if info.name in out:
-                return
-            if info.type is CollectionType.CHAINED:
-                if include_chains and info.type in types:
-                    out.append(info.name)
-                if flatten_chains:
-                    for child in info.children:
-                        add(self.get(child))
-            elif info.type in types:
-                out.append(info.name)
-
-        for info in matched:
-            add(info)
-        return out
+        return select_names(self._by_name, expression, collection_types, flatten_chains, include_chains)
