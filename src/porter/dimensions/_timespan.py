@@ -34,6 +34,7 @@ __all__ = [
     "is_astropy_time",
     "iso_from_tai_nsec",
     "tai_now_nsec",
+    "tai_nsec_from_datetime",
     "tai_nsec_from_iso",
     "tai_nsec_from_time",
     "time_from_tai_nsec",
@@ -115,6 +116,11 @@ def tai_nsec_from_time(time: astropy.time.Time) -> int:
     return half_days * (NSEC_PER_DAY // 2) + round(jd2 * NSEC_PER_DAY)
 
 
+def tai_nsec_from_datetime(value: datetime.datetime) -> int:
+    """Convert a `datetime.datetime` to integer TAI nanoseconds; a naive one is UTC, as in daf_butler."""
+    return tai_nsec_from_time(astropy_time()(value, scale="utc"))
+
+
 def tai_now_nsec() -> int:
     """The current time as TAI nanoseconds (UTC clock plus the current leap-second offset)."""
     now = time.time_ns()
@@ -147,7 +153,7 @@ def _to_nsec(value: Any, unbounded: int) -> int:
     if isinstance(value, str):
         return tai_nsec_from_iso(value)
     if isinstance(value, datetime.datetime):
-        return tai_nsec_from_time(astropy_time()(value, scale="utc"))
+        return tai_nsec_from_datetime(value)
     raise TypeError(f"Cannot use {value!r} ({type(value).__name__}) as a time; use astropy.time.Time.")
 
 

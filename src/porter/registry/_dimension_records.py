@@ -29,11 +29,11 @@ from ..dimensions import (
     DimensionRecord,
     DimensionUniverse,
     Timespan,
-    astropy_time,
     decode_region,
     is_astropy_time,
     is_region,
     is_region_type,
+    tai_nsec_from_datetime,
     tai_nsec_from_time,
 )
 from ..errors import ConflictingDefinitionError, DataIdError
@@ -70,7 +70,7 @@ def _time_nsec(value: Any) -> int | None:
     if is_astropy_time(value):
         return tai_nsec_from_time(value)
     if isinstance(value, datetime.datetime):
-        return tai_nsec_from_time(astropy_time()(value, scale="utc"))
+        return tai_nsec_from_datetime(value)
     raise TypeError(value)
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import astropy.time
 import yaml
 
 from ..._gc import paused_gc
@@ -36,7 +35,7 @@ from ...dimensions import (
     DimensionUniverse,
     Timespan,
     iso_from_tai_nsec,
-    tai_nsec_from_time,
+    tai_nsec_from_datetime,
 )
 from ...errors import DataIdError, ExportFormatError, PorterError
 from ...registry import CollectionType, DatasetRef, DatasetType, Registry
@@ -118,7 +117,7 @@ def _to_time_value(value: Any) -> Any:
     if isinstance(value, TaiTime):
         return int(value)
     if isinstance(value, datetime.datetime):
-        return tai_nsec_from_time(astropy.time.Time(value, scale="utc"))
+        return tai_nsec_from_datetime(value)
     return value
 
 
@@ -234,17 +233,14 @@ def _check_values(item: Any) -> None:
 
 
 def _universe_version(wrapper: Mapping[str, Any]) -> int:
+    """The export's universe version; ``int()`` semantics for strings (so ``'1_000'`` is 1000)."""
     value = wrapper.get("universe_version", 0) or 0
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ExportFormatError(
-            f"Export file has universe_version {value!r}; it must be an integer such as 7."
-        )
-    try:
-        return int(value)
-    except ValueError:
-        raise ExportFormatError(
-            f"Export file has universe_version {value!r}; it must be an integer such as 7."
-        ) from None
+    if not isinstance(value, bool) and isinstance(value, int | str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ExportFormatError(f"Export file has universe_version {value!r}; it must be an integer such as 7.")
 
 
 def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, registry: Registry) -> ImportPlan:

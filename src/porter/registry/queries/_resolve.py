@@ -47,8 +47,8 @@ from ...dimensions import (
     DimensionUniverse,
     SkyPixDimension,
     Timespan,
-    astropy_time,
     is_astropy_time,
+    tai_nsec_from_datetime,
     tai_nsec_from_time,
 )
 from ...errors import InvalidQueryError, did_you_mean
@@ -278,7 +278,7 @@ def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
             raise InvalidQueryError(f"{what} is an array of times; bind a single astropy Time.")
         return Lit(_clamp_nsec(tai_nsec_from_time(value)), "datetime")
     if isinstance(value, datetime.datetime):
-        return Lit(_clamp_nsec(tai_nsec_from_time(astropy_time()(value, scale="utc"))), "datetime")
+        return Lit(_clamp_nsec(tai_nsec_from_datetime(value)), "datetime")
     if isinstance(value, Timespan):
         b, e = value.nsec
         if (b, e) != (_clamp_nsec(b), _clamp_nsec(e)):
