@@ -63,8 +63,10 @@ def test_rubin_template_and_like(tmp_path: Path) -> None:
     dump_plan(plan, tmp_path / "DP2.yaml")
     again = load_plan(tmp_path / "DP2.yaml")
     assert again == plan
-    dp3 = like(again, "DP3", 182)
+    dp3, rewrites = like(again, "DP3", 182)
     assert dp3.release == "DP3"
+    assert "catalogs.object-table.location: DP2/catalogs/Object/ → DP3/catalogs/Object/" in rewrites
+    assert dp3.checkpoint("images").items[0].collections == ["DP3/runs"] and dp3.collections == ["DP3/runs"]
     assert [c.deadline - d.deadline for c, d in zip(dp3.checkpoints, plan.checkpoints)] == [
         datetime.timedelta(days=182)
     ] * 6
@@ -257,7 +259,7 @@ def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) ->
         with pytest.raises(GateError, match="Only the decider"):
             rel.signoff("hips", "release-manager", override="no time")
         rel.signoff("hips", "decider", override="HiPS deferred to the first update")
-        # Findings: an open blocker stops the release.
+        # Findings: an open blocker stops its checkpoint's sign-off and the release.
         f = rel.add_finding("blocker", "portal", "TAP queries on Source time out", "decider")
         rel.check("images")
         rel.signoff("images", "release-manager")
@@ -270,12 +272,26 @@ def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) ->
             rel.confirm(name, item, "data-services-lead")
         for name in ("data-engineering", "portal", "community"):
             rel.check(name)
-            rel.signoff(name, "data-services-lead")
+        rel.signoff("data-engineering", "data-services-lead")
+        with pytest.raises(GateError, match=f"blocker finding {f.id} is open"):
+            rel.signoff("portal", "data-services-lead")
         with pytest.raises(GateError, match=f"blocker finding {f.id} is open.*test period runs until"):
             rel.mark_ready("decider")
         rel.close_finding(f.id, "data-services-lead", "index on Source.objectId")
-        later = datetime.date.today() + datetime.timedelta(days=rel.plan.test_period_days)
-        rel.mark_ready("decider", today=later)
+        for name in ("portal", "community"):
+            rel.signoff(name, "data-services-lead")
+        assert [b.kind for b in rel.blockers()] == ["test-period"]
+        with pytest.raises(GateError, match="test period runs until"):
+            rel.mark_ready("decider")
+        # The test period runs on the clock (a test may move it; the CLI has no date to pass).
+        now = rel.clock()
+        rel.clock = lambda: now + rel.plan.test_period_days * 86400 + 60
+        event = rel.mark_ready("decider")
+        verified = event.payload["checkpoints"]
+        assert set(verified) == {c.name for c in rel.plan.checkpoints}
+        assert verified["hips"]["override"] and verified["images"]["signed_by"] == "release-manager"
+        assert event.payload["audit_head"]["seq"] == event.seq - 1
+        later = datetime.date.today() + datetime.timedelta(days=rel.plan.test_period_days + 1)
         status = rel.status(today=later)
         assert status["ready"] and all(
             r["state"].startswith("done") for r in status["rows"] if r["kind"] == "checkpoint"
@@ -339,8 +355,8 @@ def test_release_cli(processed: Butler, tmp_path: Path) -> None:
         days=21 + 180
     )
     checks = json.loads(
-        run("release", "check", "DP2", "--checkpoint", "catalogs", "--plans", plans, "--json")
-    )
+        run("release", "check", "DP2", "--checkpoint", "catalogs", "--plans", plans, "--json", ok=False)
+    )  # exit status 1: checks failed
     assert {c["status"] for c in checks} == {
         "error",
         "fail",

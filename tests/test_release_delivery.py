@@ -70,7 +70,10 @@ def delivery(tmp_path: Path, make_repo: Any) -> tuple[Path, Butler]:
     plan = ReleasePlan(
         release="DP2",
         repository=str(butler.root),
-        people=[Person(name="lead", can_waive=True), Person(name="decider", decider=True)],
+        people=[
+            Person(name="lead", can_waive=True, release_manager=True),
+            Person(name="decider", decider=True),
+        ],
         checkpoints=[
             Checkpoint(
                 name="catalogs",
@@ -293,8 +296,8 @@ def test_finding_becomes_a_corpus_check_every_release_runs(delivery: tuple[Path,
     run("release", "init", "DP3", "--like", "DP2", "--shift-days", "90", "--plans", releases)
     shutil.copytree(releases / "DP2", releases / "DP3")
     checks = json.loads(
-        run("release", "check", "DP3", "--checkpoint", "catalogs", "--plans", releases, "--json")
-    )
+        run("release", "check", "DP3", "--checkpoint", "catalogs", "--plans", releases, "--json", ok=False)
+    )  # exit status 1: the corpus check fails
     corpus_checks = {c["check"]: c["status"] for c in checks if c["check"].startswith("corpus/")}
     # The generated detectors run 0..188, so the finding's rule catches the same defect again.
     assert corpus_checks == {

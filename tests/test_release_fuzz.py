@@ -502,7 +502,9 @@ def _ops(rel: Release) -> list[tuple[str, Callable[[], Any]]]:
         ("waive", lambda: rel.waive(first, "object-table:types", people[0], "fuzz")),
         ("signoff", lambda: rel.signoff(first, people[-1])),
         ("ship", lambda: rel.ship(first, people[0])),
-        ("ready", lambda: rel.mark_ready(people[-1], datetime.date(2027, 6, 1))),
+        ("ready", lambda: rel.mark_ready(people[-1])),
+        ("ready --dry-run", lambda: rel.blockers()),
+        ("reopen", lambda: rel.reopen(first, people[0], "fuzz")),
         ("finding add", lambda: rel.add_finding("minor", first, "found by fuzzing", people[0])),
         (
             "finding to-check",
@@ -705,7 +707,7 @@ CASES: list[tuple[str, Callable[[str], str | bytes], str]] = [
     (
         "cycle",
         lambda t: _edit(
-            t, "  duration_days: 14\n  items:", "  duration_days: 14\n  depends_on: [community]\n  items:"
+            t, "  duration_days: 14\n  signers:", "  duration_days: 14\n  depends_on: [community]\n  signers:"
         ),
         r"checkpoints.0.depends_on: checkpoint dependencies form a cycle: catalogs → community → portal → data-engineering → catalogs — remove one",
     ),

@@ -108,6 +108,20 @@ def init(
             help="With --like: move every date by this many days (default: so the first deadline is as far from --start as it was from its own start).",
         ),
     ] = None,
+    collection: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--collection",
+            help="With --like: OLD=NEW renames a collection of the earlier release (repeatable); names holding "
+            "the earlier release's name are renamed by themselves.",
+        ),
+    ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="With --like: keep collections of the earlier release (refused otherwise)."
+        ),
+    ] = False,
     plans: PlansOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing plan file.")] = False,
 ) -> None:
@@ -126,13 +140,20 @@ def init(
     from ..release import PlanError, dump_plan, like, load_plan, plans_dir_of, rubin_template
 
     start_day = _date(start) or datetime.date.today()
+    rewrites: list[str] = []
     if like_release:
         previous_path = _plan_path(like_release, plans, Path(repo) if repo else None)
         previous = load_plan(previous_path)
         if shift_days is None:
             first = min(c.deadline for c in previous.checkpoints)
             shift_days = (start_day - first).days + 21
-        plan = like(previous, name, shift_days)
+        renames: dict[str, str] = {}
+        for pair in collection or []:
+            old_name, sep, new_name = pair.partition("=")
+            if not sep or not old_name.strip() or not new_name.strip():
+                raise typer.BadParameter(f"--collection {pair!r}: use OLD=NEW, e.g. u/drp/dp2=u/drp/dp3.")
+            renames[old_name.strip()] = new_name.strip()
+        plan, rewrites = like(previous, name, shift_days, renames, keep)
         directory = plans if plans is not None else previous_path.parent
     else:
         if template != "rubin":
@@ -147,6 +168,8 @@ def init(
         raise PlanError(f"{path} exists; edit it, or pass --force to replace it.")
     directory.mkdir(parents=True, exist_ok=True)
     dump_plan(plan, path)
+    for line in rewrites:
+        console.print(f"  rewrote {line}", markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"Wrote [bold]{path}[/]: {len(plan.checkpoints)} checkpoints "
         f"({', '.join(c.name for c in plan.checkpoints)}), first deadline {min(c.deadline for c in plan.checkpoints)}.",
@@ -245,6 +268,9 @@ def check(
 ) -> None:
     """Run the checks of a checkpoint's shipping list (or of all) and record the results.
 
+    Exits 1 when any check fails or cannot run (error), so a script or CI job stops there. A signed-off
+    checkpoint whose checks now fail is reopened (recorded in the audit log).
+
     Example:
 
         porter release check DP2 --checkpoint images
@@ -261,8 +287,11 @@ def check(
             results = rel.check(cp, by, starting)
             progress.update(task, advance=len(rel.plan.checkpoint(cp).items))
             out += [{"checkpoint": cp, **r.to_dict()} for r in results]
+    bad = [r for r in out if r["status"] in ("fail", "error")]
     if as_json:
         console.print_json(json.dumps(out, default=str))
+        if bad:
+            raise typer.Exit(1)
         return
     print_rows(
         [
@@ -277,6 +306,9 @@ def check(
             console.print(f"[red]{r['name']}[/] e.g. {r['sample'][:3]}", highlight=False)
         if r.get("details"):
             console.print(f"  all of them: {rel.plan_path.parent / r['details']}", highlight=False)
+    if bad:
+        err_console.print(f"{len(bad)} check(s) failed or could not run.", highlight=False)
+        raise typer.Exit(1)
 
 
 @release_app.command("missing")
@@ -404,14 +436,76 @@ def signoff(
 @release_app.command("ready")
 @handle_errors
 def ready(
-    name: NameArg, by: ByOpt, plans: PlansOpt = None, repo: RepoOpt = None, today: TodayOpt = None
+    name: NameArg,
+    by: Annotated[
+        str | None, typer.Option("--by", help="A release manager or the decider (not needed with --dry-run).")
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="List what blocks going public, and the fix of each; record nothing."),
+    ] = False,
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """The go-public gate: every checkpoint signed, no open blocker, the test period run. Then the date may be announced."""
+    """The go-public gate, on today's date: every checkpoint signed (by its signers), every delivery unchanged
+    since its manifest, the latest checks passing or validly waived, no open blocker, the test period run.
+    Then the date may be announced.
+
+    Examples:
+
+        porter release ready DP2 --dry-run
+
+        porter release ready DP2 --by release-manager
+    """
     with _release(name, plans, repo) as rel:
-        rel.mark_ready(by, _date(today))
+        if dry_run:
+            blockers = rel.blockers()
+            if as_json:
+                console.print_json(
+                    json.dumps(
+                        {"release": name, "ready": not blockers, "blockers": [b.to_dict() for b in blockers]}
+                    )
+                )
+            elif blockers:
+                print_rows([b.to_dict() for b in blockers], title=f"what blocks {name} going public")
+            else:
+                console.print(f"Nothing blocks {name}: `porter release ready {name} --by …` would succeed.")
+            if blockers:
+                raise typer.Exit(1)
+            return
+        if by is None:
+            raise typer.BadParameter("--by is needed to mark the release ready (or use --dry-run).")
+        event = rel.mark_ready(by)
+    if as_json:
+        console.print_json(json.dumps(event.to_dict(), default=str))
+        return
     console.print(
-        f"[bold green]{name} is ready to go public[/] (marked by {by}); the date may now be announced."
+        f"[bold green]{name} is ready to go public[/] (marked by {by}, audit event {event.seq}); the date may now be announced."
     )
+
+
+@release_app.command("reopen")
+@handle_errors
+def reopen(
+    name: NameArg,
+    checkpoint: Annotated[str, typer.Argument(help="The signed-off hand-over to reopen.")],
+    by: ByOpt,
+    reason: Annotated[str, typer.Option("--reason", help="Why the sign-off no longer holds.")],
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Withdraw a checkpoint's sign-off, with a reason (recorded); it must be signed again before `ready`.
+
+    A re-ship with other content and a check run that fails after the sign-off reopen it by themselves.
+
+    Example:
+
+        porter release reopen DP2 catalogs --by release-manager --reason "Object.parquet regenerated"
+    """
+    with _release(name, plans, repo) as rel:
+        rel.reopen(checkpoint, by, reason)
+    console.print(f"Reopened {checkpoint} ({by}: {reason}).", markup=False, highlight=False)
 
 
 @release_app.command("ship")
@@ -485,7 +579,10 @@ def diff(
 def audit(
     name: NameArg,
     verify: Annotated[
-        bool, typer.Option("--verify", help="Check the hash chain; exit 1 if it was altered.")
+        bool,
+        typer.Option(
+            "--verify", help="Check the hash chain and its anchors; exit 1 if it was altered or truncated."
+        ),
     ] = False,
     plans: PlansOpt = None,
     repo: RepoOpt = None,
@@ -494,7 +591,7 @@ def audit(
     """The release's audit log (every check run, waiver, sign-off, override and finding), hash-chained."""
     with _release(name, plans, repo) as rel:
         events = rel.events()
-        problems = rel.log.verify(name) if verify else []
+        problems = rel.verify_audit() if verify else []
     if as_json:
         console.print_json(
             json.dumps({"events": [e.to_dict() for e in events], "problems": problems}, default=str)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +91,12 @@ class EventLog:
         action: str,
         checkpoint: str = "",
         payload: dict[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> Event:
-        """Add one event at the end of the release's chain (atomically; concurrent appends retry)."""
+        """Add one event at the end of the release's chain (atomically; concurrent appends retry).
+
+        ``clock`` gives the event's time (tests move it forward to pass a test period; users cannot).
+        """
         text = json.dumps(payload or {}, sort_keys=True, default=str)
         t = self.table.c
 
@@ -104,7 +109,7 @@ class EventLog:
                     .limit(1)
                 ).first()
                 seq, prev = (int(last[0]) + 1, str(last[1])) if last else (1, GENESIS)
-                at = time.time()
+                at = clock()
                 digest = _digest(prev, release, seq, at, actor, action, checkpoint, text)
                 conn.execute(
                     sqlalchemy.insert(self.table).values(
@@ -153,6 +158,15 @@ class EventLog:
             )
             for r in self._rows(release)
         ]
+
+    def head(self, release: str) -> tuple[int, str]:
+        """The last event's (seq, hash): ``(0, GENESIS)`` for an empty log."""
+        t = self.table.c
+        with self.db.reading() as conn:
+            last = conn.execute(
+                sqlalchemy.select(t.seq, t.hash).where(t.release == release).order_by(t.seq.desc()).limit(1)
+            ).first()
+        return (int(last[0]), str(last[1])) if last else (0, GENESIS)
 
     def verify(self, release: str) -> list[str]:
         """Problems with the chain (an empty list means it is intact)."""

@@ -12,6 +12,7 @@ releases' manifests.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -126,8 +127,16 @@ def content_hash(manifest: pa.Table) -> str:
     return h.hexdigest()
 
 
-def write_manifest(manifest: pa.Table, path: Path) -> None:
-    """Write a manifest as Parquet, atomically."""
+_AUDIT_HEAD = b"porter.audit_head"
+
+
+def write_manifest(manifest: pa.Table, path: Path, audit_head: tuple[int, str] | None = None) -> None:
+    """Write a manifest as Parquet, atomically; ``audit_head`` (the audit log's last event when it was
+    shipped, as seq and hash) goes into the file's metadata, an anchor outside the database."""
+    if audit_head is not None:
+        metadata = dict(manifest.schema.metadata or {})
+        metadata[_AUDIT_HEAD] = json.dumps({"seq": audit_head[0], "hash": audit_head[1]}).encode()
+        manifest = manifest.replace_schema_metadata(metadata)
     buffer = pa.BufferOutputStream()
     pq.write_table(manifest, buffer)
     ResourceURI.from_string(str(path)).write(buffer.getvalue().to_pybytes())
@@ -135,6 +144,18 @@ def write_manifest(manifest: pa.Table, path: Path) -> None:
 
 def read_manifest(path: Path) -> pa.Table:
     return pq.read_table(path)
+
+
+def manifest_audit_head(path: Path) -> tuple[int, str] | None:
+    """The audit head a manifest was shipped on (None for a manifest without one, or unreadable)."""
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(_AUDIT_HEAD)
+        if raw is None:
+            return None
+        head = json.loads(raw)
+        return int(head["seq"]), str(head["hash"])
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException):
+        return None
 
 
 def diff_manifests(old: pa.Table, new: pa.Table) -> dict[str, list[dict[str, Any]]]:

@@ -168,7 +168,9 @@ class Person(_Model):
     can_waive: bool = False
     """May record a waiver for a failed check (a team lead, the release manager)."""
     decider: bool = False
-    """The decider of last resort: may override a gate, with a recorded reason."""
+    """The decider of last resort: may override a gate, with a recorded reason; may sign any hand-over."""
+    release_manager: bool = False
+    """May mark the release ready (as may the decider), and signs the hand-overs that name no signers."""
 
 
 @pydantic.with_config(pydantic.ConfigDict(extra="forbid"))
@@ -277,6 +279,9 @@ class Checkpoint(_Model):
     duration_days: Days = 7
     """How long the hand-over takes once its dependencies are done (for rescheduling after a slip)."""
     depends_on: list[Text] = []
+    signers: list[Text] = []
+    """Who may sign this hand-over off (people of the plan); none named: the release managers.
+    The decider may always sign."""
     items: list[Item] = []
 
     @pydantic.model_validator(mode="after")
@@ -318,6 +323,8 @@ class ReleasePlan(_Model):
     """A step not done this close to its deadline is at risk."""
     corpus: Location = "corpus"
     """The regression corpus directory (relative to the plan's directory), shared by every release."""
+    warnings_block: bool = False
+    """Whether a check that warns blocks sign-off like one that fails (default: it is shown and recorded)."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> ReleasePlan:
@@ -356,6 +363,14 @@ class ReleasePlan(_Model):
                     "add them to people:, or name one of the people",
                     ("checkpoints", i, "owner"),
                 )
+            for j, signer in enumerate(c.signers):
+                if signer not in people:
+                    raise _Problem(
+                        f"checkpoint {c.name!r} names signer {signer!r}, who is not among the plan's people."
+                        + did_you_mean(signer, people),
+                        "add them to people:, or name one of the people",
+                        ("checkpoints", i, "signers", j),
+                    )
         total = sum(c.duration_days for c in self.checkpoints)
         if total > MAX_TOTAL_DAYS:
             raise _Problem(
@@ -373,6 +388,11 @@ class ReleasePlan(_Model):
             f"Release {self.release} has no checkpoint {name!r}."
             + did_you_mean(name, [c.name for c in self.checkpoints], "checkpoints")
         )
+
+    def signers_of(self, checkpoint: Checkpoint) -> list[str]:
+        """Who may sign ``checkpoint`` off: its signers (else the release managers), and the decider."""
+        named = list(checkpoint.signers) or [p.name for p in self.people if p.release_manager]
+        return named + [p.name for p in self.people if p.decider and p.name not in named]
 
     def person(self, name: str) -> Person:
         for p in self.people:

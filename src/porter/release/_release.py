@@ -4,17 +4,31 @@ State is folded from the audit log's events (`EventLog`): findings opened
 and closed, manual confirmations, check runs, waivers, sign-offs, overrides.
 The gates:
 
-- **sign-off** of a checkpoint needs its dependencies signed and its last
-  check run clean — every failed or erroring check waived by someone who may
-  waive — unless the decider of last resort overrides, with a reason;
-- **ready** (go public, after which the date may be announced) needs every
-  checkpoint signed, no open blocker, and the plan's test period run since
-  the last sign-off.
+- **sign-off** of a checkpoint, by one of its signers, needs its
+  dependencies signed, no open blocker finding on it, and its last check run
+  clean — every failed or erroring check waived by someone who may waive —
+  unless the decider of last resort overrides, with a reason.  A waiver is
+  bound to the failing result it waives (status, value) and to the content
+  hash of the checkpoint's latest shipment: when either changes it stops
+  covering.  A sign-off is bound to the shipment and check run it saw: a
+  re-ship with other content, or a later check run that fails, reopens the
+  checkpoint (a recorded ``reopen`` event, with who and why);
+- **ready** (go public, after which the date may be announced), by a release
+  manager or the decider, re-verifies every checkpoint (delivery unchanged
+  since its manifest, latest results still passing or validly waived), needs
+  no open blocker and the plan's test period run since the last sign-off, on
+  the real clock, and records everything it verified.
+
+The audit log's head is anchored outside the database after every event
+(``<plans>/<release>/audit-anchors.jsonl``, and in each manifest and report),
+so deleting the last events of the log is detected by `verify_audit`.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,17 +41,24 @@ from ..errors import PorterError, did_you_mean
 from ..schema import ERROR, FAIL, PASS, WARN, CheckResult, RuleError, check_rules, load_schema, table_of
 from ._checks import run_checks
 from ._corpus import write_corpus_rule
-from ._events import Event, EventLog
-from ._manifest import build_manifest, content_hash, diff_manifests, read_manifest, write_manifest
+from ._events import GENESIS, Event, EventLog
+from ._manifest import (
+    build_manifest,
+    content_hash,
+    diff_manifests,
+    manifest_audit_head,
+    read_manifest,
+    write_manifest,
+)
 from ._plan import FIRST_DAY, LAST_DAY, Checkpoint, PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
 
-__all__ = ["Finding", "GateError", "Release", "ReleaseState"]
+__all__ = ["Blocker", "Finding", "GateError", "Release", "ReleaseState", "waiver_covers"]
 
 SEVERITIES = ("blocker", "major", "minor")
 
 
-def _today(today: datetime.date | None) -> datetime.date:
+def _today(today: datetime.date | None) -> datetime.date:  # for schedules and status, never for a gate
     """The day the schedule is evaluated for: today, or a given day within the dates a plan may name."""
     if today is None:
         return datetime.date.today()
@@ -71,22 +92,53 @@ class Finding:
         return {**self.__dict__, "open": self.open}
 
 
+@dataclass(frozen=True)
+class Blocker:
+    """One thing that stops the release going public (or a checkpoint being signed), with its fix."""
+
+    kind: str
+    """unsigned, failing-check, stale-waiver, open-blocker, delivery-changed, test-period."""
+    checkpoint: str
+    what: str
+    fix: str
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self.__dict__)
+
+
+def waiver_covers(waiver: Event, result: dict[str, Any], content_hash: str | None) -> bool:
+    """A waiver covers exactly the failing result it was recorded against, on the same delivery."""
+    p = waiver.payload
+    return (
+        "status" in p
+        and p["status"] == result["status"]
+        and p.get("value") == result.get("value")
+        and p.get("content_hash") == content_hash
+    )
+
+
 @dataclass
 class ReleaseState:
     """Everything the events say, folded."""
 
     findings: dict[int, Finding] = field(default_factory=dict)
     signed: dict[str, Event] = field(default_factory=dict)
+    """Checkpoint → the sign-off (or override) that stands (a reopen removes it)."""
     checks: dict[str, Event] = field(default_factory=dict)
     """Checkpoint → its latest check-run event."""
+    shipments: dict[str, Event] = field(default_factory=dict)
+    """Checkpoint → its latest ship event."""
     waivers: dict[str, dict[str, Event]] = field(default_factory=dict)
-    """Checkpoint → check name → waiver event."""
+    """Checkpoint → check name → latest waiver event."""
     confirmations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    reopened: dict[str, Event] = field(default_factory=dict)
+    """Checkpoint → the reopen event that ended its last sign-off."""
     ready: Event | None = None
+    warnings_block: bool = False
 
     @classmethod
-    def fold(cls, events: list[Event]) -> ReleaseState:
-        s = cls()
+    def fold(cls, events: list[Event], warnings_block: bool = False) -> ReleaseState:
+        s = cls(warnings_block=warnings_block)
         for e in events:
             p = e.payload
             if e.action == "finding":
@@ -98,6 +150,8 @@ class ReleaseState:
                 f.closed_by, f.resolution = e.actor, p.get("resolution", "")
             elif e.action == "check":
                 s.checks[e.checkpoint] = e
+            elif e.action == "ship":
+                s.shipments[e.checkpoint] = e
             elif e.action == "waive":
                 s.waivers.setdefault(e.checkpoint, {})[p["check"]] = e
             elif e.action == "confirm":
@@ -107,22 +161,62 @@ class ReleaseState:
                 }
             elif e.action in ("signoff", "override-signoff"):
                 s.signed[e.checkpoint] = e
+                s.reopened.pop(e.checkpoint, None)
+            elif e.action == "reopen":
+                s.signed.pop(e.checkpoint, None)
+                s.reopened[e.checkpoint] = e
+                s.ready = None
             elif e.action == "ready":
                 s.ready = e
         return s
 
+    def content_hash(self, checkpoint: str) -> str | None:
+        """The content hash of the checkpoint's latest shipment (None if never shipped)."""
+        ship = self.shipments.get(checkpoint)
+        return ship.payload["content_hash"] if ship is not None else None
+
+    def _blocking(self, result: dict[str, Any]) -> bool:
+        return result["status"] not in ((PASS,) if self.warnings_block else (PASS, WARN))
+
     def failing(self, checkpoint: str) -> list[dict[str, Any]]:
-        """The latest run's checks that failed or could not run (error) and are not waived: they block."""
+        """The latest run's checks that failed or could not run (error) and no standing waiver covers."""
         run = self.checks.get(checkpoint)
         if run is None:
             return []
         waived = self.waivers.get(checkpoint, {})
+        shipped = self.content_hash(checkpoint)
         return [
-            r for r in run.payload["results"] if r["status"] not in (PASS, WARN) and r["name"] not in waived
+            r
+            for r in run.payload["results"]
+            if self._blocking(r)
+            and not (r["name"] in waived and waiver_covers(waived[r["name"]], r, shipped))
         ]
 
+    def stale_waivers(self, checkpoint: str) -> list[tuple[Event, str]]:
+        """Waivers of checks that fail now but which no longer cover the result: (waiver, why)."""
+        run = self.checks.get(checkpoint)
+        if run is None:
+            return []
+        shipped = self.content_hash(checkpoint)
+        out = []
+        for r in run.payload["results"]:
+            w = self.waivers.get(checkpoint, {}).get(r["name"])
+            if w is None or not self._blocking(r) or waiver_covers(w, r, shipped):
+                continue
+            p = w.payload
+            if "status" not in p:
+                why = "it was recorded before waivers were bound to a result"
+            elif p.get("content_hash") != shipped:
+                why = "the checkpoint was shipped again since"
+            else:
+                was, now = p.get("value") or p.get("message"), r.get("value") or r.get("message")
+                why = f"it waived {p['status']} ({was}), the check is now {r['status']} ({now})"
+            out.append((w, why))
+        return out
+
     def warnings(self, checkpoint: str) -> list[dict[str, Any]]:
-        """The latest run's warnings: shown and recorded with the sign-off, but not blocking it.
+        """The latest run's warnings: shown and recorded with the sign-off, but not blocking it
+        (unless the plan sets ``warnings_block``).
 
         A warning says something a person should see but need not act on (a Felis
         column without a UCD, a foreign key whose target is not in this shipment);
@@ -136,11 +230,15 @@ class ReleaseState:
 class Release:
     """One release: its plan file, its repository, and its audit log there."""
 
-    def __init__(self, plan: ReleasePlan, plan_path: Path, butler: Butler):
+    def __init__(
+        self, plan: ReleasePlan, plan_path: Path, butler: Butler, clock: Callable[[], float] = time.time
+    ):
         self.plan = plan
         self.plan_path = plan_path
         self.butler = butler
         self.log = EventLog(butler.registry.db)
+        self.clock = clock
+        """Where event times (and the test period's end) come from; a test may move it, a user cannot."""
 
     @classmethod
     def open(cls, name: str, plans: str | Path = "releases") -> Release:
@@ -170,10 +268,73 @@ class Release:
         return self.log.events(self.plan.release)
 
     def state(self) -> ReleaseState:
-        return ReleaseState.fold(self.events())
+        return ReleaseState.fold(self.events(), self.plan.warnings_block)
 
     def _append(self, actor: str, action: str, checkpoint: str = "", **payload: Any) -> Event:
-        return self.log.append(self.plan.release, actor, action, checkpoint, payload)
+        event = self.log.append(self.plan.release, actor, action, checkpoint, payload, self.clock)
+        self._anchor(event)
+        return event
+
+    # --- audit anchors ----------------------------------------------------------------------------------
+
+    @property
+    def anchors_path(self) -> Path:
+        """One JSON line (seq, hash, action) per event, written after it: the log's head, kept outside it."""
+        return self.plan_path.parent / self.plan.release / "audit-anchors.jsonl"
+
+    def _anchor(self, event: Event) -> None:
+        self.anchors_path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({"seq": event.seq, "hash": event.hash, "action": event.action}) + "\n"
+        with open(self.anchors_path, "a", encoding="utf-8") as f:  # one small O_APPEND write per event
+            f.write(line)
+
+    def audit_head(self) -> dict[str, Any]:
+        """The log's head (seq and hash), as manifests, reports and the ready event record it."""
+        seq, digest = self.log.head(self.plan.release)
+        return {"seq": seq, "hash": digest}
+
+    def verify_audit(self) -> list[str]:
+        """Problems with the audit log: its hash chain (`EventLog.verify`) and its anchors.
+
+        The chain alone cannot show that its *last* events were deleted; every
+        event's (seq, hash) is also written to `anchors_path` and each shipped
+        manifest records the head it was shipped on, so a log shorter than its
+        anchors, or an event whose hash differs from its anchor, is reported.
+        """
+        problems = self.log.verify(self.plan.release)
+        by_seq = {e.seq: e for e in self.events()}
+        anchors: list[tuple[str, int, str, str]] = []
+        if self.anchors_path.exists():
+            for n, line in enumerate(self.anchors_path.read_text(encoding="utf-8").splitlines(), start=1):
+                try:
+                    a = json.loads(line)
+                    anchors.append(
+                        (
+                            f"{self.anchors_path.name} line {n}",
+                            int(a["seq"]),
+                            str(a["hash"]),
+                            str(a.get("action", "")),
+                        )
+                    )
+                except (ValueError, KeyError, TypeError):
+                    problems.append(f"{self.anchors_path} line {n} is not an anchor: {line[:80]!r}")
+        manifests = self.plan_path.parent / self.plan.release / "manifests"
+        for path in sorted(manifests.glob("*.parquet")) if manifests.is_dir() else []:
+            head = manifest_audit_head(path)
+            if head is not None:
+                anchors.append((f"manifest {path.name}", head[0], head[1], ""))
+        for where, seq, digest, action in anchors:
+            if seq == 0 and digest == GENESIS:
+                continue
+            event = by_seq.get(seq)
+            if event is None:
+                problems.append(
+                    f"event {seq}{' (' + action + ')' if action else ''}, anchored in {where}, is missing from the "
+                    "log: its last events were deleted"
+                )
+            elif event.hash != digest:
+                problems.append(f"event {seq} does not match its anchor in {where}: the log was rewritten")
+        return problems
 
     # --- findings ---------------------------------------------------------------------------------------------
 
@@ -295,7 +456,9 @@ class Release:
     ) -> list[CheckResult]:
         """Run a checkpoint's checks and record the run in the audit log (``progress``: see `run_checks`).
 
-        ``by`` is a person of the plan, or ``porter`` (the default: a scheduled or unattended run).
+        ``by`` is a person of the plan, or ``porter`` (the default: a scheduled or unattended run).  If
+        the checkpoint is signed off and the run now fails (the manifest check included) where no
+        standing waiver covers it, the sign-off no longer holds: a ``reopen`` event says so.
         """
         cp = self.plan.checkpoint(checkpoint)
         if by != "porter":
@@ -312,31 +475,78 @@ class Release:
         if shipment is not None:
             results.append(shipment)
         self._append(by, "check", checkpoint, results=[r.to_dict() for r in results])
+        state = self.state()
+        sign = state.signed.get(checkpoint)
+        if sign is not None and sign.action == "signoff":
+            failing = state.failing(checkpoint)
+            if failing:
+                self._append(
+                    by,
+                    "reopen",
+                    checkpoint,
+                    reason="a check run after the sign-off fails: "
+                    + "; ".join(f"{r['name']} is {r['status']}" for r in failing),
+                    signoff=sign.seq,
+                )
         return results
 
-    def waive(self, checkpoint: str, check: str, by: str, reason: str) -> None:
+    def waive(self, checkpoint: str, check: str, by: str, reason: str) -> Event:
+        """Waive one failing result of the latest check run, on the checkpoint's current shipment.
+
+        The waiver records the result (status, value) and the shipment's content hash: it covers that
+        failure only, and stops covering when the check's result or the delivery changes.
+        """
+        self.plan.checkpoint(checkpoint)
         person = self.plan.person(by)
         if not (person.can_waive or person.decider):
-            raise GateError(f"{by} may not waive checks; someone with can_waive (or the decider) must.")
+            may = [p.name for p in self.plan.people if p.can_waive or p.decider]
+            raise GateError(
+                f"{by} may not waive checks; a person with can_waive or the decider must ({', '.join(may) or 'nobody in this plan'})."
+            )
         if not reason.strip():
             raise GateError("A waiver needs a reason.")
-        run = self.state().checks.get(checkpoint)
-        names = {r["name"] for r in run.payload["results"]} if run else set()
-        if check not in names:
-            raise GateError(
-                f"Checkpoint {checkpoint!r}'s last check run has no check {check!r}; its checks: {sorted(names) or 'none (run porter release check first)'}."
-            )
-        self._append(by, "waive", checkpoint, check=check, reason=reason)
-
-    def signoff(self, checkpoint: str, by: str, override: str | None = None) -> Event:
-        """Sign off a hand-over; refused while a dependency is unsigned or a check fails unwaived."""
-        cp = self.plan.checkpoint(checkpoint)
-        person = self.plan.person(by)
         state = self.state()
-        if checkpoint in state.signed:
+        run = state.checks.get(checkpoint)
+        results = {r["name"]: r for r in run.payload["results"]} if run else {}
+        if check not in results:
             raise GateError(
-                f"Checkpoint {checkpoint!r} was already signed off by {state.signed[checkpoint].actor}."
+                f"Checkpoint {checkpoint!r}'s last check run has no check {check!r}; its checks: {sorted(results) or 'none (run porter release check first)'}."
             )
+        result = results[check]
+        if not state._blocking(result):
+            raise GateError(
+                f"Check {check!r} of {checkpoint!r} is {result['status']} in the last run ({result.get('value')!r}): "
+                "there is nothing to waive. A waiver covers one failing result; record it when the check fails."
+            )
+        assert run is not None
+        return self._append(
+            by,
+            "waive",
+            checkpoint,
+            check=check,
+            reason=reason,
+            status=result["status"],
+            value=result.get("value"),
+            message=result.get("message"),
+            content_hash=state.content_hash(checkpoint),
+            check_run=run.seq,
+        )
+
+    def may_sign(self, checkpoint: str, by: str) -> None:
+        """Refuse (naming who may) unless ``by`` may sign ``checkpoint`` off."""
+        cp = self.plan.checkpoint(checkpoint)
+        self.plan.person(by)
+        allowed = self.plan.signers_of(cp)
+        if by not in allowed:
+            raise GateError(
+                f"{by} may not sign off {checkpoint!r} ({cp.from_team} → {cp.to_team}); "
+                f"its signers: {', '.join(allowed) or 'nobody (name signers: in the plan)'}."
+            )
+
+    def signoff_problems(self, checkpoint: str, state: ReleaseState | None = None) -> list[str]:
+        """What stands between a checkpoint and its sign-off (empty: it may be signed)."""
+        cp = self.plan.checkpoint(checkpoint)
+        state = state or self.state()
         problems = [f"dependency {d!r} is not signed off" for d in cp.depends_on if d not in state.signed]
         if cp.items and checkpoint not in state.checks:
             problems.append("its checks have never been run (porter release check)")
@@ -344,43 +554,188 @@ class Release:
             f"check {r['name']} is {r['status']}: {r.get('message') or r.get('value')}"
             for r in state.failing(checkpoint)
         ]
+        problems += [
+            f"the waiver of {w.payload['check']} by {w.actor} no longer applies: {why}"
+            for w, why in state.stale_waivers(checkpoint)
+        ]
+        problems += [
+            f"blocker finding {f.id} is open: {f.text}"
+            for f in state.findings.values()
+            if f.open and f.severity == "blocker" and f.checkpoint == checkpoint
+        ]
+        return problems
+
+    def signoff(self, checkpoint: str, by: str, override: str | None = None) -> Event:
+        """Sign off a hand-over; refused while a dependency is unsigned, a check fails unwaived or a
+        blocker finding on it is open, and to anyone but its signers (and the decider)."""
+        self.may_sign(checkpoint, by)
+        person = self.plan.person(by)
+        state = self.state()
+        if checkpoint in state.signed:
+            raise GateError(
+                f"Checkpoint {checkpoint!r} was already signed off by {state.signed[checkpoint].actor}; "
+                f"to sign it again, reopen it first (porter release reopen {self.plan.release} {checkpoint} --by … --reason …)."
+            )
+        problems = self.signoff_problems(checkpoint, state)
         if problems and override is None:
             raise GateError(
                 f"Sign-off of {checkpoint!r} refused: "
                 + "; ".join(problems)
-                + ". Fix and re-run the checks, have a failed check waived (porter release waive), or ask the decider to override."
+                + ". Fix and re-run the checks, have a failed check waived (porter release waive), close the "
+                "finding, or ask the decider to override."
             )
+        run = state.checks.get(checkpoint)
+        bound = {
+            "content_hash": state.content_hash(checkpoint),
+            "check_run": run.seq if run is not None else None,
+            "results": {r["name"]: r["status"] for r in run.payload["results"]} if run is not None else {},
+            "waivers": sorted(state.waivers.get(checkpoint, {})),
+        }
         if problems:
             if not person.decider:
                 raise GateError(f"Only the decider of last resort may override a gate; {by} is not.")
             if not (override or "").strip():
                 raise GateError("An override needs a reason.")
-            return self._append(by, "override-signoff", checkpoint, reason=override, overridden=problems)
+            return self._append(
+                by, "override-signoff", checkpoint, reason=override, overridden=problems, **bound
+            )
         warnings = [f"{r['name']}: {r.get('message') or r.get('value')}" for r in state.warnings(checkpoint)]
         if warnings:  # the sign-off says which warnings it accepted
-            return self._append(by, "signoff", checkpoint, warnings=warnings)
-        return self._append(by, "signoff", checkpoint)
+            return self._append(by, "signoff", checkpoint, warnings=warnings, **bound)
+        return self._append(by, "signoff", checkpoint, **bound)
 
-    def mark_ready(self, by: str, today: datetime.date | None = None) -> Event:
-        """The go-public gate."""
+    def reopen(self, checkpoint: str, by: str, reason: str) -> Event:
+        """Withdraw a checkpoint's sign-off (anyone in the plan may: reopening only adds work)."""
+        self.plan.checkpoint(checkpoint)
         self.plan.person(by)
-        today = _today(today)
+        if not reason.strip():
+            raise GateError("Reopening a checkpoint needs a reason (--reason).")
+        sign = self.state().signed.get(checkpoint)
+        if sign is None:
+            raise GateError(f"Checkpoint {checkpoint!r} is not signed off; there is nothing to reopen.")
+        return self._append(by, "reopen", checkpoint, reason=reason, signoff=sign.seq)
+
+    def blockers(self) -> list[Blocker]:
+        """Everything that stops the release going public now, each with the command that would fix it.
+
+        Re-verifies what the sign-offs were given: each shipped checkpoint's delivery against its
+        latest manifest (cheap: sizes and checksums), and the latest check results against the
+        waivers.  Nothing is written.
+        """
         state = self.state()
-        problems = [
-            f"checkpoint {c.name!r} is not signed off"
-            for c in self.plan.checkpoints
-            if c.name not in state.signed
-        ]
-        blockers = [f for f in state.findings.values() if f.open and f.severity == "blocker"]
-        problems += [f"blocker finding {f.id} is open: {f.text}" for f in blockers]
+        rel = self.plan.release
+        out: list[Blocker] = []
+        for cp in self.plan.checkpoints:
+            sign = state.signed.get(cp.name)
+            if sign is None:
+                reopened = state.reopened.get(cp.name)
+                why = f" (reopened by {reopened.actor}: {reopened.payload.get('reason')})" if reopened else ""
+                out.append(
+                    Blocker(
+                        "unsigned",
+                        cp.name,
+                        f"checkpoint {cp.name!r} is not signed off{why}",
+                        f"porter release signoff {rel} {cp.name} --by {'|'.join(self.plan.signers_of(cp))}",
+                    )
+                )
+            elif sign.action == "signoff":
+                for r in state.failing(cp.name):
+                    out.append(
+                        Blocker(
+                            "failing-check",
+                            cp.name,
+                            f"check {r['name']} of {cp.name!r} is {r['status']}: {r.get('message') or r.get('value')}",
+                            f"fix it and run porter release check {rel} {cp.name}, or waive it (porter release waive)",
+                        )
+                    )
+            for w, why in state.stale_waivers(cp.name) if sign is None or sign.action == "signoff" else []:
+                out.append(
+                    Blocker(
+                        "stale-waiver",
+                        cp.name,
+                        f"the waiver of {w.payload['check']} by {w.actor} no longer applies: {why}",
+                        f"porter release waive {rel} {cp.name} {w.payload['check']!r} --by … --reason …",
+                    )
+                )
+            if sign is not None and state.shipments.get(cp.name) is not None:
+                result = self.manifest_check(cp.name)
+                if result is not None and result.status != PASS:
+                    out.append(
+                        Blocker(
+                            "delivery-changed",
+                            cp.name,
+                            f"the delivery of {cp.name!r} no longer matches its manifest: {result.message or result.value}",
+                            f"porter release check {rel} {cp.name} (reopens it), then ship, check and sign again",
+                        )
+                    )
+        for f in state.findings.values():
+            if f.open and f.severity == "blocker":
+                out.append(
+                    Blocker(
+                        "open-blocker",
+                        f.checkpoint,
+                        f"blocker finding {f.id} is open: {f.text}",
+                        f"porter release finding close {rel} {f.id} --by … --resolution …",
+                    )
+                )
         if state.signed:
-            last = max(datetime.date.fromtimestamp(e.at) for e in state.signed.values())
-            ends = last + datetime.timedelta(days=self.plan.test_period_days)
-            if today < ends:
-                problems.append(f"the {self.plan.test_period_days}-day test period runs until {ends}")
-        if problems:
-            raise GateError(f"Release {self.plan.release} is not ready: " + "; ".join(problems) + ".")
-        return self._append(by, "ready", "")
+            last = max(e.at for e in state.signed.values())
+            ends = last + self.plan.test_period_days * 86400
+            if self.clock() < ends:
+                out.append(
+                    Blocker(
+                        "test-period",
+                        "",
+                        f"the {self.plan.test_period_days}-day test period runs until "
+                        f"{datetime.datetime.fromtimestamp(ends, datetime.UTC):%Y-%m-%d %H:%M} UTC",
+                        "wait: the test period runs from the last sign-off",
+                    )
+                )
+        return out
+
+    def mark_ready(self, by: str) -> Event:
+        """The go-public gate: a release manager or the decider, on the real clock, nothing blocking.
+
+        The event records everything verified: each checkpoint's sign-off, shipment hash, check run and
+        the waivers it relied on, the test period, and the audit head it was granted on.
+        """
+        person = self.plan.person(by)
+        if not (person.release_manager or person.decider):
+            may = [p.name for p in self.plan.people if p.release_manager or p.decider]
+            raise GateError(
+                f"{by} may not mark the release ready; a release manager or the decider must ({', '.join(may) or 'nobody in this plan'})."
+            )
+        blockers = self.blockers()
+        if blockers:
+            raise GateError(
+                f"Release {self.plan.release} is not ready: "
+                + "; ".join(b.what for b in blockers)
+                + f". See porter release ready {self.plan.release} --dry-run for the fix of each."
+            )
+        state = self.state()
+        verified = {
+            cp.name: {
+                "signed_by": state.signed[cp.name].actor,
+                "signoff": state.signed[cp.name].seq,
+                "override": state.signed[cp.name].action == "override-signoff",
+                "content_hash": state.content_hash(cp.name),
+                "manifest": "unchanged" if state.shipments.get(cp.name) else "not shipped",
+                "check_run": state.checks[cp.name].seq if cp.name in state.checks else None,
+                "waivers": sorted(state.waivers.get(cp.name, {})),
+            }
+            for cp in self.plan.checkpoints
+        }
+        last = max((e.at for e in state.signed.values()), default=self.clock())
+        return self._append(
+            by,
+            "ready",
+            "",
+            checkpoints=verified,
+            open_blockers=0,
+            test_period_days=self.plan.test_period_days,
+            last_signoff=datetime.datetime.fromtimestamp(last, datetime.UTC).isoformat(),
+            audit_head=self.audit_head(),
+        )
 
     # --- shipments --------------------------------------------------------------------------------------------
 
@@ -388,22 +743,37 @@ class Release:
         return self.plan_path.parent / self.plan.release / "manifests" / f"{checkpoint}-{seq}.parquet"
 
     def ship(self, checkpoint: str, by: str) -> Event:
-        """Freeze what a checkpoint delivered as a Parquet manifest with a content hash, and record the shipment."""
+        """Freeze what a checkpoint delivered as a Parquet manifest with a content hash, and record the shipment.
+
+        A re-ship with other content than the sign-off saw reopens the checkpoint (recorded).
+        """
         cp = self.plan.checkpoint(checkpoint)
         self.plan.person(by)
         manifest = self._manifest(cp)
         seq = sum(1 for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint) + 1
         path = self.manifest_path(checkpoint, seq)
-        write_manifest(manifest, path)
-        return self._append(
+        head = self.audit_head()
+        write_manifest(manifest, path, (head["seq"], head["hash"]))
+        digest = content_hash(manifest)
+        event = self._append(
             by,
             "ship",
             checkpoint,
             manifest=str(path.relative_to(self.plan_path.parent)),
-            content_hash=content_hash(manifest),
+            content_hash=digest,
             entries=manifest.num_rows,
             bytes=sum(x or 0 for x in manifest["size"].to_pylist()),
         )
+        sign = self.state().signed.get(checkpoint)
+        if sign is not None and sign.payload.get("content_hash") != digest:
+            self._append(
+                by,
+                "reopen",
+                checkpoint,
+                reason=f"re-shipped with other content ({str(sign.payload.get('content_hash'))[:16]} → {digest[:16]})",
+                signoff=sign.seq,
+            )
+        return event
 
     def _manifest(self, cp: Checkpoint) -> pa.Table:
         """What a checkpoint delivers now (`build_manifest`); a delivered file that cannot be read is a

@@ -12,7 +12,10 @@ import datetime
 import html
 from typing import TYPE_CHECKING, Any
 
+from ._release import waiver_covers
+
 if TYPE_CHECKING:
+    from ._events import Event
     from ._release import Release
 
 __all__ = ["html_report"]
@@ -68,11 +71,21 @@ def _bars(values: list[tuple[str, float]], unit: str = "%") -> str:
     return "".join(parts)
 
 
+def _waiver_note(waiver: Event | None, result: dict[str, Any], shipped: str | None) -> str:
+    """How a result's waiver stands, with its author and reason (nothing if it has none, or it passes)."""
+    if waiver is None or result["status"] == "pass":
+        return ""
+    state = "waived" if waiver_covers(waiver, result, shipped) else "waiver no longer applies"
+    return f" ({state} by {waiver.actor}: {waiver.payload.get('reason', '')})"
+
+
 def html_report(rel: Release, today: datetime.date | None = None) -> str:
     status = rel.status(today)
     state = rel.state()
     events = rel.events()
-    problems = rel.log.verify(rel.plan.release)
+    problems = rel.verify_audit()
+    blockers = rel.blockers()
+    head = rel.audit_head()
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rel.plan.release)} release report</title>",
         f"<style>{_STYLE}</style></head><body>",
@@ -80,6 +93,14 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
         f"<p class='muted'>Generated {datetime.datetime.now().isoformat(timespec='seconds')} from {html.escape(str(rel.plan_path))};"
         f" repository {html.escape(rel.plan.repository)}.</p>",
         "<p><b>" + ("Ready to go public." if status["ready"] else "Not yet ready to go public.") + "</b></p>",
+        "<div class='blockers'><h2>What blocks going public</h2>"
+        + (
+            _table([b.to_dict() for b in blockers])
+            if blockers
+            else "<p>Nothing: <code>porter release ready</code> would succeed.</p>"
+        )
+        + "</div>",
+        f"<p class='muted'>Audit log head at this report: event {head['seq']}, hash <code>{head['hash']}</code>.</p>",
         "<h2>Checkpoints and milestones</h2>",
         _table(status["rows"]),
     ]
@@ -99,7 +120,8 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
             rows.append(
                 {
                     "check": r["name"],
-                    "status": r["status"] + (" (waived)" if r["name"] in waived else ""),
+                    "status": r["status"]
+                    + _waiver_note(waived.get(r["name"]), r, state.content_hash(cp.name)),
                     "value": r.get("value"),
                     "expected": r.get("expected"),
                     "message": r.get("message"),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 
-from ._plan import Checkpoint, Item, Milestone, Person, ReleasePlan
+from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan
 
 __all__ = ["like", "rubin_template"]
 
@@ -28,6 +28,7 @@ def rubin_template(
     checkpoints = [
         Checkpoint(
             name="catalogs",
+            signers=["release-manager"],  # the seed's overseer of hand-overs 1-3
             title="Pipelines → Catalogs (Qserv)",
             from_team="Pipelines",
             to_team="Catalogs",
@@ -59,6 +60,7 @@ def rubin_template(
         ),
         Checkpoint(
             name="images",
+            signers=["release-manager"],  # the seed's overseer of hand-overs 1-3
             title="Pipelines → Images (Middleware)",
             from_team="Pipelines",
             to_team="Middleware",
@@ -87,6 +89,7 @@ def rubin_template(
         ),
         Checkpoint(
             name="hips",
+            signers=["release-manager"],  # the seed's overseer of hand-overs 1-3
             title="Pipelines → HiPS (Data Services)",
             from_team="Pipelines",
             to_team="Data Services",
@@ -104,6 +107,7 @@ def rubin_template(
         ),
         Checkpoint(
             name="data-engineering",
+            signers=["data-services-lead"],  # the Data Services lead signs hand-overs 4-6
             title="Catalogs ↔ Data Engineering",
             from_team="Catalogs",
             to_team="Data Engineering",
@@ -121,6 +125,7 @@ def rubin_template(
         ),
         Checkpoint(
             name="portal",
+            signers=["data-services-lead"],  # the Data Services lead signs hand-overs 4-6
             title="Data Engineering → Portal (SQuaRE)",
             from_team="Data Engineering",
             to_team="SQuaRE",
@@ -139,6 +144,7 @@ def rubin_template(
         ),
         Checkpoint(
             name="community",
+            signers=["data-services-lead"],  # the Data Services lead signs hand-overs 4-6
             title="Data Services → Community (CST)",
             from_team="Data Services",
             to_team="CST",
@@ -160,6 +166,7 @@ def rubin_template(
                 role="release manager (oversees hand-overs 1-3)",
                 team="V&V",
                 can_waive=True,
+                release_manager=True,
             ),
             Person(
                 name="data-services-lead",
@@ -182,21 +189,83 @@ def rubin_template(
     )
 
 
-def like(previous: ReleasePlan, release: str, shift_days: int) -> ReleasePlan:
-    """A new release with ``previous``'s checkpoints, shipping lists and people, every date moved by ``shift_days``."""
+def like(
+    previous: ReleasePlan,
+    release: str,
+    shift_days: int,
+    collections: dict[str, str] | None = None,
+    keep: bool = False,
+) -> tuple[ReleasePlan, list[str]]:
+    """A new release with ``previous``'s checkpoints, shipping lists and people, every date moved by
+    ``shift_days``, and every location and collection that names the previous release renamed.
+
+    ``collections`` maps a collection of the previous release to the new release's (for names that
+    do not contain the release's name, such as ``u/drp/step1``).  Returns the plan and what was
+    rewritten, one line each.  Refuses (`PlanError`, naming them) to leave any of the previous
+    release's collections in the new plan, where its checks would pass on the old release's data,
+    unless ``keep``.
+    """
     data = previous.model_dump()
     data["release"] = release
     delta = datetime.timedelta(days=shift_days)
+    mapping = dict(collections or {})
+    rewrites: list[str] = []
+
+    def rename(where: str, value: str, is_collection: bool) -> str:
+        new = mapping.get(value, value) if is_collection else value
+        if new == value:
+            new = value.replace(previous.release, release)
+        if new != value:
+            rewrites.append(f"{where}: {value} → {new}")
+        return new
+
+    old_collections: set[str] = set(previous.collections)
+    data["collections"] = [rename("collections", c, True) for c in data["collections"]]
     for c in data["checkpoints"]:
         c["deadline"] = c["deadline"] + delta
         for item in c["items"]:
-            item["location"] = (
-                item["location"].replace(previous.release, release)
-                if item.get("location")
-                else item.get("location")
-            )
+            where = f"{c['name']}.{item['name']}"
+            if item.get("location"):
+                item["location"] = rename(f"{where}.location", item["location"], False)
+            old_collections.update(item.get("collections") or [])
+            item["collections"] = [
+                rename(f"{where}.collections", x, True) for x in item.get("collections") or []
+            ]
+            expected = item.get("expected") or {}
+            if expected.get("collections"):
+                old_collections.update(expected["collections"])
+                expected["collections"] = [
+                    rename(f"{where}.expected.collections", x, True) for x in expected["collections"]
+                ]
     for m in data["milestones"]:
         m["date"] = m["date"] + delta
-    data["collections"] = [c.replace(previous.release, release) for c in data["collections"]]
     data["description"] = data["description"].replace(previous.release, release)
-    return ReleasePlan.model_validate(data)
+    plan = ReleasePlan.model_validate(data)
+    if not keep:
+        left = sorted(
+            {
+                f"{where} {name}"
+                for where, names in _collections_of(plan)
+                for name in names
+                if name in old_collections
+            }
+        )
+        if left:
+            raise PlanError(
+                f"{release} would still read {previous.release}'s collections ({'; '.join(left)}), so its checks "
+                f"would pass on {previous.release}'s data. Name {release}'s collections with "
+                "--collection OLD=NEW (repeatable), or pass --keep to keep them on purpose."
+            )
+    return plan, rewrites
+
+
+def _collections_of(plan: ReleasePlan) -> list[tuple[str, list[str]]]:
+    """Every place a plan names collections: (where, names)."""
+    out: list[tuple[str, list[str]]] = [("collections", list(plan.collections))]
+    for c in plan.checkpoints:
+        for item in c.items:
+            out.append((f"{c.name}.{item.name}.collections", list(item.collections)))
+            out.append(
+                (f"{c.name}.{item.name}.expected.collections", list(item.expected.get("collections") or []))
+            )
+    return out
