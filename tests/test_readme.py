@@ -207,12 +207,14 @@ SKIP: dict[str, str] = {
 
 REFUSED: dict[str, str] = {
     "porter release check DP2": "check(s) failed or could not run",
+    "porter release promote DP2 --to production --by release-manager": "Promotion of DP2 to 'production' refused",
     "porter release ready DP2 --dry-run": "what blocks DP2 going public",
     "porter release ready DP2 --by decider": "is not ready",
 }
 """README commands the README itself says are refused here (exit status 1 and this message):
 the checks while some fail (manual items unconfirmed, no HiPS tree), and the go-public gate and
-its dry run, while DP2's hand-overs are unsigned and its test period has not run."""
+its dry run, and the promotion to production, while DP2's hand-overs are unsigned and its test
+period has not run."""
 
 KNOWN_FAILURES: dict[str, tuple[str, str]] = {}
 """README commands that fail because of a known bug elsewhere: (the bug, the message they fail with).

@@ -280,6 +280,20 @@ def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) ->
         rel.close_finding(f.id, "data-services-lead", "index on Source.objectId")
         for name in ("portal", "community"):
             rel.signoff(name, "data-services-lead")
+        # LDM-564 (the rubin template is rigorous): smoke tests on test, then promotion to production.
+        assert [b.kind for b in rel.blockers()] == ["smoke", "promotion", "test-period"]
+        with pytest.raises(GateError, match="smoke tests of 'test' have not run"):
+            rel.promote("production", "release-manager")
+        results = rel.smoke("test", "release-manager")
+        assert [(r.name, r.status) for r in results] == [("smoke/test:read-back", "pass")]
+        assert results[0].value == "20/20 read"
+        with pytest.raises(GateError, match="pipelines-lead may not promote DP2 to 'production'"):
+            rel.promote("production", "pipelines-lead")
+        promoted = rel.promote("production", "release-manager")
+        assert (
+            promoted.payload["promoted_from"] == "test"
+            and promoted.payload["smoke_run"] == rel.events()[-2].seq
+        )
         assert [b.kind for b in rel.blockers()] == ["test-period"]
         with pytest.raises(GateError, match="test period runs until"):
             rel.mark_ready("decider")

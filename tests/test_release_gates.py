@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the delivery fixture, imported from test_release_delivery, is every test's argument)
 """Release gates tried as a determined person would: each walk-through is refused and changes nothing.
 
 Runs on SQLite and PostgreSQL (the ``delivery`` fixture's repository takes the ``backend`` parameter):
@@ -44,7 +45,7 @@ def cli(*args: object) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_waivers_bind_to_the_failing_result_and_the_shipment(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_waivers_bind_to_the_failing_result_and_the_shipment(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     rel = open_release(releases)
     try:
@@ -71,7 +72,7 @@ def test_waivers_bind_to_the_failing_result_and_the_shipment(delivery: tuple[Pat
         rel.close()
 
 
-def test_a_changed_or_reshipped_delivery_reopens_its_signoff(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_a_changed_or_reshipped_delivery_reopens_its_signoff(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     rel = open_release(releases)
     try:
@@ -119,7 +120,7 @@ def test_a_changed_or_reshipped_delivery_reopens_its_signoff(delivery: tuple[Pat
     assert code == 1 and "not signed off; there is nothing to reopen" in out
 
 
-def test_roles_decide_who_signs_waives_overrides_and_marks_ready(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_roles_decide_who_signs_waives_overrides_and_marks_ready(delivery: tuple[Path, Butler]) -> None:
     releases, butler = delivery
     rel = open_release(releases, (Person(name="engineer", role="Data Engineering"),))
     try:
@@ -160,7 +161,7 @@ def test_roles_decide_who_signs_waives_overrides_and_marks_ready(delivery: tuple
         rubin.close()
 
 
-def test_an_open_blocker_blocks_its_checkpoints_signoff(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_an_open_blocker_blocks_its_checkpoints_signoff(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     rel = open_release(releases)
     try:
@@ -173,7 +174,7 @@ def test_an_open_blocker_blocks_its_checkpoints_signoff(delivery: tuple[Path, Bu
         rel.close()
 
 
-def test_ready_takes_no_date_and_lists_its_blockers(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_ready_takes_no_date_and_lists_its_blockers(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     code, out = cli("release", "ready", "DP2", "--by", "lead", "--today", "2027-03-10", "--plans", releases)
     assert code == 2 and "No such option" in out  # the test period cannot be skipped by naming a date
@@ -195,7 +196,7 @@ def test_ready_takes_no_date_and_lists_its_blockers(delivery: tuple[Path, Butler
     assert code == 0, out
 
 
-def test_deleting_the_last_audit_events_is_detected(delivery: tuple[Path, Butler], backend: str) -> None:  # noqa: F811
+def test_deleting_the_last_audit_events_is_detected(delivery: tuple[Path, Butler], backend: str) -> None:
     releases, butler = delivery
     rel = open_release(releases)
     try:
@@ -219,7 +220,7 @@ def test_deleting_the_last_audit_events_is_detected(delivery: tuple[Path, Butler
     assert code == 1 and "missing from the log" in " ".join(out.split())
 
 
-def test_like_renames_the_old_releases_collections_or_refuses(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_like_renames_the_old_releases_collections_or_refuses(delivery: tuple[Path, Butler]) -> None:
     releases, butler = delivery
     plan = rubin_template("DP2", str(butler.root), load_plan(releases / "DP2.yaml").checkpoints[0].deadline)
     plan.collections = ["u/drp/step1"]
@@ -252,7 +253,7 @@ def test_like_renames_the_old_releases_collections_or_refuses(delivery: tuple[Pa
     assert code == 0 and load_plan(releases / "DP4.yaml").collections == ["u/drp/step1"]
 
 
-def test_a_malformed_corpus_rule_is_refused_before_it_is_written(delivery: tuple[Path, Butler]) -> None:  # noqa: F811
+def test_a_malformed_corpus_rule_is_refused_before_it_is_written(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     rel = open_release(releases)
     try:

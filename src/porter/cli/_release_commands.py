@@ -210,14 +210,37 @@ def status(
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
-    print_rows(data["rows"], title=f"release {name}")
+    machine = {"checks_passed", "checks_total", "signed_at", "required"}
+    machine |= {
+        "features_done",
+        "features_total",
+        "features_late",
+    }  # --json has them; the table shows "features"
+    print_rows(
+        [{k: v for k, v in r.items() if k not in machine} for r in data["rows"]], title=f"release {name}"
+    )
+    if data["features"]:
+        print_rows(
+            [
+                {k: f[k] for k in ("milestone", "id", "due", "completed", "status", "description")}
+                for f in data["features"]
+            ],
+            title=f"features ({data['validation']} validation)",
+        )
     open_findings = [f for f in data["findings"] if f["open"]]
     if open_findings:
         print_rows(
             [{k: f[k] for k in ("id", "severity", "checkpoint", "text", "opened_by")} for f in open_findings],
             title="open findings",
         )
-    console.print("[bold green]ready to go public[/]" if data["ready"] else "not yet marked ready")
+    if data["ready"]:
+        console.print("[bold green]ready to go public[/]")
+    else:
+        blockers = data["blockers"]
+        console.print(
+            f"not yet marked ready; {len(blockers)} blocker(s)"
+            + (f": see porter release ready {name} --dry-run" if blockers else "")
+        )
     if html_file is not None:
         console.print(f"Wrote {html_file} ({html_file.stat().st_size / 1024:.0f} kB).")
 
@@ -482,6 +505,68 @@ def ready(
         return
     console.print(
         f"[bold green]{name} is ready to go public[/] (marked by {by}, audit event {event.seq}); the date may now be announced."
+    )
+
+
+@release_app.command("smoke")
+@handle_errors
+def smoke(
+    name: NameArg,
+    env: Annotated[str, typer.Option("--env", help="The environment whose smoke tests to run (e.g. test).")],
+    by: ByOpt,
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run an environment's smoke tests against the content shipped now, and record the run (LDM-564).
+
+    Exits 1 if any fails. A promotion from this environment needs its latest run green on the same
+    content (the same manifest hashes).
+
+    Example:
+
+        porter release smoke DP2 --env test --by release-manager
+    """
+    with _release(name, plans, repo) as rel:
+        results = rel.smoke(env, by)
+    out = [r.to_dict() for r in results]
+    if as_json:
+        console.print_json(json.dumps(out, default=str))
+    else:
+        print_rows(
+            [
+                {k: r[k] for k in ("name", "status", "value", "message")}
+                | {"seconds": round(r["seconds"], 2)}
+                for r in out
+            ],
+            title=f"smoke tests of {name} on {env}",
+        )
+    if any(r.status != "pass" for r in results):
+        raise typer.Exit(1)
+
+
+@release_app.command("promote")
+@handle_errors
+def promote(
+    name: NameArg,
+    to: Annotated[str, typer.Option("--to", help="The environment to promote to (e.g. production).")],
+    by: ByOpt,
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Promote a release to an environment: refused unless its sign-offs stand, its deliveries match their
+    manifests and the smoke tests of the environment it is promoted from ran green on the same content.
+
+    Example:
+
+        porter release promote DP2 --to production --by release-manager
+    """
+    with _release(name, plans, repo) as rel:
+        event = rel.promote(to, by)
+    console.print(
+        f"Promoted {name} to {to} from {event.payload['promoted_from']} ({by}, audit event {event.seq}).",
+        markup=False,
+        highlight=False,
     )
 
 

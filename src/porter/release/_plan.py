@@ -26,13 +26,17 @@ from ..errors import PorterError, did_you_mean
 from ..schema import RuleError, check_rules
 
 __all__ = [
+    "LEVELS",
     "Checkpoint",
+    "Environment",
+    "Feature",
     "Item",
     "Milestone",
     "Person",
     "PlanError",
     "ReleasePlan",
     "ReleasePlanError",
+    "SmokeTest",
     "dump_plan",
     "load_plan",
 ]
@@ -282,6 +286,8 @@ class Checkpoint(_Model):
     signers: list[Text] = []
     """Who may sign this hand-over off (people of the plan); none named: the release managers.
     The decider may always sign."""
+    required_at: Level = "minimal"
+    """The lowest validation level at which this hand-over must be signed before the release is ready."""
     items: list[Item] = []
 
     @pydantic.model_validator(mode="after")
@@ -298,10 +304,71 @@ class Checkpoint(_Model):
         return self
 
 
+LEVELS = ("minimal", "standard", "rigorous")
+"""LDM-564's levels of operational validation, in increasing order (see `ReleasePlan.validation`)."""
+Level = Literal["minimal", "standard", "rigorous"]
+
+
+class Feature(_Model):
+    """One entry of a milestone's feature list (LDM-564 section 3), e.g. DM-DAX-2."""
+
+    id: Annotated[
+        str,
+        pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)+$", max_length=MAX_NAME),
+    ]
+    """The feature's identifier, such as DM-DAX-2."""
+    description: Text = ""
+    due: PlanDate
+    """When the feature is due."""
+    completed: PlanDate | None = None
+    """When it was completed (absent: incomplete)."""
+    verified_by: list[Text] = []
+    """Checks that verify it, as CHECKPOINT/CHECK (e.g. portal/example-queries:manual) or smoke/ENV/TEST; a
+    completed feature counts as done only once every one of them passed in its latest run."""
+
+
 class Milestone(_Model):
     name: Name
     date: PlanDate
     depends_on: list[Text] = []
+    features: list[Feature] = []
+    """The milestone's feature list; the milestone is complete only when every feature is done and verified."""
+
+
+class SmokeTest(_Model):
+    """A smoke test run on an environment before the release is promoted from it (LDM-564 section 2.2).
+
+    Exactly one of ``command`` (a shell command run in the plan's directory, with $PORTER_RELEASE,
+    $PORTER_ENVIRONMENT and $PORTER_REPO set; exit status 0 passes) or ``read_back`` (read this many
+    datasets of the release's collections back through the butler, spread over every dataset type).
+    """
+
+    name: Name
+    command: Text = ""
+    read_back: Annotated[int, pydantic.Strict(), pydantic.Field(ge=0, le=100_000)] = 0
+    timeout_s: Annotated[int, pydantic.Strict(), pydantic.Field(ge=1, le=86_400)] = 3600
+
+    @pydantic.model_validator(mode="after")
+    def _one_kind(self) -> SmokeTest:
+        if bool(self.command.strip()) == bool(self.read_back):
+            raise _Problem(
+                f"smoke test {self.name!r} needs exactly one of command: or read_back:",
+                "e.g. command: porter demo-survey, or read_back: 20",
+            )
+        return self
+
+
+class Environment(_Model):
+    """Where a release is installed: a test system, production (LDM-564: smoke tested on test first)."""
+
+    name: Name
+    description: Text = ""
+    smoke_tests: list[SmokeTest] = []
+    """What must run green here before the release is promoted from here."""
+    promote_from: Text | None = None
+    """The environment whose green smoke tests, on the same shipped content, a promotion here needs."""
+    promoters: list[Text] = []
+    """Who may promote to this environment (none named: the release managers); the decider always may."""
 
 
 class ReleasePlan(_Model):
@@ -325,6 +392,13 @@ class ReleasePlan(_Model):
     """The regression corpus directory (relative to the plan's directory), shared by every release."""
     warnings_block: bool = False
     """Whether a check that warns blocks sign-off like one that fails (default: it is shown and recorded)."""
+    validation: Level = "standard"
+    """LDM-564's level of operational validation.  minimal (notebook containers, development systems: hours,
+    not days): the checkpoints required at minimal are signed; standard: every checkpoint required at
+    standard, the test period, green smoke tests on each environment that declares them; rigorous (prompt or
+    batch production): every checkpoint, the features of the milestones due verified, and the release
+    promoted to each environment that is promoted into."""
+    environments: list[Environment] = []
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> ReleasePlan:
@@ -371,6 +445,39 @@ class ReleasePlan(_Model):
                         "add them to people:, or name one of the people",
                         ("checkpoints", i, "signers", j),
                     )
+        _unique("environment", [e.name for e in self.environments], "environments")
+        envs = {e.name for e in self.environments}
+        for i, e in enumerate(self.environments):
+            _unique("smoke test", [t.name for t in e.smoke_tests], f"environments.{i}.smoke_tests")
+            if e.promote_from is not None and (e.promote_from not in envs or e.promote_from == e.name):
+                raise _Problem(
+                    f"environment {e.name!r} is promoted from {e.promote_from!r}, which is not another environment."
+                    + did_you_mean(e.promote_from, envs - {e.name}, "environments"),
+                    "name an environment of this plan (e.g. test)",
+                    ("environments", i, "promote_from"),
+                )
+            for j, who in enumerate(e.promoters):
+                if who not in people:
+                    raise _Problem(
+                        f"environment {e.name!r} names promoter {who!r}, who is not among the plan's people."
+                        + did_you_mean(who, people),
+                        "add them to people:, or name one of the people",
+                        ("environments", i, "promoters", j),
+                    )
+        for i, m in enumerate(self.milestones):
+            _unique("feature", [f.id for f in m.features], f"milestones.{i}.features")
+            for j, f in enumerate(m.features):
+                for k, ref in enumerate(f.verified_by):
+                    head, _, rest = ref.partition("/")
+                    ok = (head in known and bool(rest)) or (
+                        head == "smoke" and rest.partition("/")[0] in envs and bool(rest.partition("/")[2])
+                    )
+                    if not ok:
+                        raise _Problem(
+                            f"feature {f.id} is verified by {ref!r}, which names no checkpoint's check or smoke test",
+                            "write CHECKPOINT/CHECK (e.g. portal/example-queries:manual) or smoke/ENVIRONMENT/TEST",
+                            ("milestones", i, "features", j, "verified_by", k),
+                        )
         total = sum(c.duration_days for c in self.checkpoints)
         if total > MAX_TOTAL_DAYS:
             raise _Problem(
@@ -393,6 +500,20 @@ class ReleasePlan(_Model):
         """Who may sign ``checkpoint`` off: its signers (else the release managers), and the decider."""
         named = list(checkpoint.signers) or [p.name for p in self.people if p.release_manager]
         return named + [p.name for p in self.people if p.decider and p.name not in named]
+
+    def environment(self, name: str) -> Environment:
+        for e in self.environments:
+            if e.name == name:
+                return e
+        raise PlanError(
+            f"Release {self.release} has no environment {name!r}."
+            + did_you_mean(name, [e.name for e in self.environments], "environments")
+            + " Environments are declared under environments: in the plan."
+        )
+
+    def required(self, checkpoint: Checkpoint) -> bool:
+        """Whether ``checkpoint`` must be signed off at the plan's validation level."""
+        return LEVELS.index(checkpoint.required_at) <= LEVELS.index(self.validation)
 
     def person(self, name: str) -> Person:
         for p in self.people:

@@ -50,8 +50,9 @@ from ._manifest import (
     read_manifest,
     write_manifest,
 )
-from ._plan import FIRST_DAY, LAST_DAY, Checkpoint, PlanError, ReleasePlan, load_plan
+from ._plan import FIRST_DAY, LAST_DAY, LEVELS, Checkpoint, Feature, PlanError, ReleasePlan, load_plan
 from ._schedule import ScheduleRow, schedule
+from ._smoke import run_smoke_tests
 
 __all__ = ["Blocker", "Finding", "GateError", "Release", "ReleaseState", "waiver_covers"]
 
@@ -89,7 +90,12 @@ class Finding:
         return self.closed_by is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "open": self.open}
+        return {**self.__dict__, "opened_at": _iso(self.opened_at), "open": self.open}
+
+
+def _iso(at: float) -> str:
+    """An event time (seconds since the epoch) as an ISO 8601 UTC time."""
+    return datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,10 @@ class ReleaseState:
     confirmations: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     reopened: dict[str, Event] = field(default_factory=dict)
     """Checkpoint → the reopen event that ended its last sign-off."""
+    smoke: dict[str, Event] = field(default_factory=dict)
+    """Environment → its latest smoke-test run."""
+    promotions: dict[str, Event] = field(default_factory=dict)
+    """Environment → the latest promotion of the release to it."""
     ready: Event | None = None
     warnings_block: bool = False
 
@@ -166,9 +176,31 @@ class ReleaseState:
                 s.signed.pop(e.checkpoint, None)
                 s.reopened[e.checkpoint] = e
                 s.ready = None
+            elif e.action == "smoke":
+                s.smoke[p["environment"]] = e
+            elif e.action == "promote":
+                s.promotions[p["environment"]] = e
             elif e.action == "ready":
                 s.ready = e
         return s
+
+    def content_hashes(self) -> dict[str, str | None]:
+        """Every shipped checkpoint's latest content hash."""
+        return {name: e.payload["content_hash"] for name, e in self.shipments.items()}
+
+    def latest_result(self, ref: str) -> dict[str, Any] | None:
+        """The latest result named by a feature's ``verified_by`` reference (CHECKPOINT/CHECK or smoke/ENV/TEST)."""
+        head, _, rest = ref.partition("/")
+        if head == "smoke":
+            env, _, test = rest.partition("/")
+            run = self.smoke.get(env)
+            wanted = f"smoke/{env}:{test}"
+        else:
+            run = self.checks.get(head)
+            wanted = rest
+        if run is None:
+            return None
+        return next((r for r in run.payload["results"] if r["name"] == wanted), None)
 
     def content_hash(self, checkpoint: str) -> str | None:
         """The content hash of the checkpoint's latest shipment (None if never shipped)."""
@@ -625,8 +657,11 @@ class Release:
         state = self.state()
         rel = self.plan.release
         out: list[Blocker] = []
+        level = LEVELS.index(self.plan.validation)
         for cp in self.plan.checkpoints:
             sign = state.signed.get(cp.name)
+            if sign is None and not self.plan.required(cp):
+                continue
             if sign is None:
                 reopened = state.reopened.get(cp.name)
                 why = f" (reopened by {reopened.actor}: {reopened.payload.get('reason')})" if reopened else ""
@@ -678,7 +713,8 @@ class Release:
                         f"porter release finding close {rel} {f.id} --by … --resolution …",
                     )
                 )
-        if state.signed:
+        out += self._process_blockers(state, level)
+        if state.signed and level >= LEVELS.index("standard"):
             last = max(e.at for e in state.signed.values())
             ends = last + self.plan.test_period_days * 86400
             if self.clock() < ends:
@@ -692,6 +728,165 @@ class Release:
                     )
                 )
         return out
+
+    # --- LDM-564: feature lists, smoke tests, promotion -------------------------------------------------
+
+    def feature_status(
+        self, feature: Feature, today: datetime.date, state: ReleaseState | None = None
+    ) -> str:
+        """done (completed and every verifying check passed), unverified, late or open."""
+        state = state or self.state()
+        if feature.completed is not None:
+            results = [state.latest_result(ref) for ref in feature.verified_by]
+            if all(r is not None and r["status"] == PASS for r in results):
+                return "done"
+            return "unverified"
+        return "late" if feature.due < today else "open"
+
+    def features(self, today: datetime.date | None = None) -> list[dict[str, Any]]:
+        """Every milestone's feature list with each feature's status on ``today``."""
+        day, state = _today(today), self.state()
+        return [
+            {
+                "milestone": m.name,
+                "id": f.id,
+                "description": f.description,
+                "due": f.due.isoformat(),
+                "completed": f.completed.isoformat() if f.completed else None,
+                "verified_by": list(f.verified_by),
+                "status": self.feature_status(f, day, state),
+            }
+            for m in self.plan.milestones
+            for f in m.features
+        ]
+
+    def _process_blockers(self, state: ReleaseState, level: int) -> list[Blocker]:
+        """What the plan's validation level adds: green smoke tests on the current content (standard),
+        features due verified and promotion to each promoted-into environment (rigorous)."""
+        rel, out = self.plan.release, []
+        now = state.content_hashes()
+        if level >= LEVELS.index("standard"):
+            for env in self.plan.environments:
+                if not env.smoke_tests:
+                    continue
+                run = state.smoke.get(env.name)
+                fix = f"porter release smoke {rel} --env {env.name} --by …"
+                if run is None:
+                    out.append(Blocker("smoke", "", f"the smoke tests of {env.name!r} have not run", fix))
+                elif any(r["status"] != PASS for r in run.payload["results"]):
+                    bad = [r["name"] for r in run.payload["results"] if r["status"] != PASS]
+                    out.append(
+                        Blocker("smoke", "", f"smoke tests of {env.name!r} failed: {', '.join(bad)}", fix)
+                    )
+                elif run.payload["content_hashes"] != now:
+                    out.append(
+                        Blocker(
+                            "smoke", "", f"the smoke tests of {env.name!r} ran on content shipped since", fix
+                        )
+                    )
+        if level >= LEVELS.index("rigorous"):
+            today = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date()
+            for m in self.plan.milestones:
+                for f in m.features:
+                    status = self.feature_status(f, today, state)
+                    if status in ("late", "unverified") or (status == "open" and f.due <= today):
+                        out.append(
+                            Blocker(
+                                "feature",
+                                "",
+                                f"feature {f.id} of {m.name!r} (due {f.due}) is {status}",
+                                "complete it (completed: in the plan) and run the checks in its verified_by",
+                            )
+                        )
+            for env in self.plan.environments:
+                if env.promote_from is None:
+                    continue
+                done = state.promotions.get(env.name)
+                if done is None or done.payload["content_hashes"] != now:
+                    what = "has not been promoted" if done is None else "was promoted with other content"
+                    out.append(
+                        Blocker(
+                            "promotion",
+                            "",
+                            f"{rel} {what} to {env.name!r}",
+                            f"porter release promote {rel} --to {env.name} --by …",
+                        )
+                    )
+        return out
+
+    def smoke(self, environment: str, by: str) -> list[CheckResult]:
+        """Run an environment's smoke tests against what is shipped now and record the run."""
+        env = self.plan.environment(environment)
+        self.plan.person(by)
+        if not env.smoke_tests:
+            raise PlanError(f"Environment {environment!r} declares no smoke_tests; add them to the plan.")
+        results = run_smoke_tests(self.butler, self.plan, env, self.plan_path.parent)
+        self._append(
+            by,
+            "smoke",
+            "",
+            environment=environment,
+            results=[r.to_dict() for r in results],
+            content_hashes=self.state().content_hashes(),
+        )
+        return results
+
+    def promote(self, to: str, by: str) -> Event:
+        """Promote the release to an environment (LDM-564: production after smoke tests on test).
+
+        Refused unless ``by`` may promote there, every required checkpoint is signed off, every
+        delivery still matches its manifest, and the smoke tests of the environment promoted from
+        ran green on exactly the content shipped now (the same content hashes).
+        """
+        env = self.plan.environment(to)
+        person = self.plan.person(by)
+        allowed = list(env.promoters) or [p.name for p in self.plan.people if p.release_manager]
+        if by not in allowed and not person.decider:
+            raise GateError(
+                f"{by} may not promote {self.plan.release} to {to!r}; who may: "
+                f"{', '.join(allowed + [p.name for p in self.plan.people if p.decider]) or 'nobody (name promoters:)'}."
+            )
+        if env.promote_from is None:
+            raise GateError(
+                f"Environment {to!r} is not promoted into (it names no promote_from:); "
+                "releases are installed there directly."
+            )
+        state = self.state()
+        problems = [
+            f"checkpoint {c.name!r} is not signed off"
+            for c in self.plan.checkpoints
+            if self.plan.required(c) and c.name not in state.signed
+        ]
+        run = state.smoke.get(env.promote_from)
+        source = self.plan.environment(env.promote_from)
+        if source.smoke_tests and run is None:
+            problems.append(f"the smoke tests of {env.promote_from!r} have not run (porter release smoke)")
+        elif run is not None:
+            bad = [r["name"] for r in run.payload["results"] if r["status"] != PASS]
+            if bad:
+                problems.append(f"smoke tests on {env.promote_from!r} failed: {', '.join(bad)}")
+            if run.payload["content_hashes"] != state.content_hashes():
+                problems.append(
+                    f"the smoke tests on {env.promote_from!r} ran on other content than is shipped now; run them again"
+                )
+        for name in state.shipments:
+            result = self.manifest_check(name)
+            if result is not None and result.status != PASS:
+                problems.append(f"the delivery of {name!r} no longer matches its manifest ({result.message})")
+        if problems:
+            raise GateError(
+                f"Promotion of {self.plan.release} to {to!r} refused: " + "; ".join(problems) + "."
+            )
+        return self._append(
+            by,
+            "promote",
+            "",
+            environment=to,
+            promoted_from=env.promote_from,
+            smoke_run=run.seq if run is not None else None,
+            content_hashes=state.content_hashes(),
+            audit_head=self.audit_head(),
+        )
 
     def mark_ready(self, by: str) -> Event:
         """The go-public gate: a release manager or the decider, on the real clock, nothing blocking.
@@ -724,6 +919,7 @@ class Release:
                 "waivers": sorted(state.waivers.get(cp.name, {})),
             }
             for cp in self.plan.checkpoints
+            if cp.name in state.signed
         }
         last = max((e.at for e in state.signed.values()), default=self.clock())
         return self._append(
@@ -732,6 +928,9 @@ class Release:
             "",
             checkpoints=verified,
             open_blockers=0,
+            validation=self.plan.validation,
+            smoke_runs={env: e.seq for env, e in state.smoke.items()},
+            promotions={env: e.seq for env, e in state.promotions.items()},
             test_period_days=self.plan.test_period_days,
             last_signoff=datetime.datetime.fromtimestamp(last, datetime.UTC).isoformat(),
             audit_head=self.audit_head(),
@@ -828,10 +1027,16 @@ class Release:
         return schedule(self.plan, signed, _today(today))
 
     def status(self, today: datetime.date | None = None) -> dict[str, Any]:
+        """Checkpoints and milestones on ``today`` (dates ISO, counts numbers), findings, features, blockers."""
         state = self.state()
+        day = _today(today)
+        features = self.features(day)
         rows: list[dict[str, Any]] = []
         for srow in self.schedule(today, state):
             if srow.kind != "checkpoint":
+                mine = [f for f in features if f["milestone"] == srow.name]
+                done = sum(f["status"] == "done" for f in mine)
+                late = sum(f["status"] == "late" for f in mine)
                 rows.append(
                     {
                         "name": srow.name,
@@ -839,6 +1044,12 @@ class Release:
                         "deadline": str(srow.deadline),
                         "projected": str(srow.projected),
                         "state": srow.state,
+                        "features": f"{done}/{len(mine)} done" + (f", {late} late" if late else "")
+                        if mine
+                        else "",
+                        "features_done": done,
+                        "features_total": len(mine),
+                        "features_late": late,
                     }
                 )
                 continue
@@ -857,8 +1068,12 @@ class Release:
                     "checks": f"{sum(r['status'] == PASS for r in results)}/{len(results)} pass"
                     if run
                     else "not run",
+                    "checks_passed": sum(r["status"] == PASS for r in results) if run else None,
+                    "checks_total": len(results) if run else None,
                     "failing": len(state.failing(cp.name)),
                     "signed by": state.signed[cp.name].actor if cp.name in state.signed else "",
+                    "signed_at": _iso(state.signed[cp.name].at) if cp.name in state.signed else None,
+                    "required": self.plan.required(cp),
                     "open findings": sum(
                         1 for f in state.findings.values() if f.open and f.checkpoint == cp.name
                     ),
@@ -866,7 +1081,12 @@ class Release:
             )
         return {
             "release": self.plan.release,
+            "today": day.isoformat(),
+            "validation": self.plan.validation,
             "rows": rows,
             "findings": [f.to_dict() for f in state.findings.values()],
+            "features": features,
+            "blockers": [b.to_dict() for b in self.blockers()],
             "ready": state.ready is not None,
+            "ready_at": _iso(state.ready.at) if state.ready is not None else None,
         }

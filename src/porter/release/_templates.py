@@ -11,7 +11,17 @@ from __future__ import annotations
 
 import datetime
 
-from ._plan import Checkpoint, Item, Milestone, Person, PlanError, ReleasePlan
+from ._plan import (
+    Checkpoint,
+    Environment,
+    Feature,
+    Item,
+    Milestone,
+    Person,
+    PlanError,
+    ReleasePlan,
+    SmokeTest,
+)
 
 __all__ = ["like", "rubin_template"]
 
@@ -183,9 +193,41 @@ def rubin_template(
         checkpoints=checkpoints,
         milestones=[
             Milestone(name="red-team testing", date=day(62), depends_on=["community"]),
-            Milestone(name="go public", date=day(90), depends_on=["community"]),
+            Milestone(
+                name="go public",
+                date=day(90),
+                depends_on=["community"],
+                features=[  # LDM-564's feature lists: each verified by the checks that show it works
+                    Feature(
+                        id=f"{release}-TAP-1",
+                        description="the TAP service answers the documented example queries",
+                        due=day(45),
+                        verified_by=["portal/example-queries:manual"],
+                    ),
+                    Feature(
+                        id=f"{release}-NB-1",
+                        description="the tutorial notebooks run against the release",
+                        due=day(55),
+                        verified_by=["community/tutorials:manual"],
+                    ),
+                ],
+            ),
         ],
         test_period_days=28,
+        validation="rigorous",  # LDM-564: data for production science is rigorously validated
+        environments=[
+            Environment(
+                name="test",
+                description="the test system the release is installed on first",
+                smoke_tests=[SmokeTest(name="read-back", read_back=20)],
+            ),
+            Environment(
+                name="production",
+                description="the public data services",
+                promote_from="test",
+                promoters=["release-manager"],
+            ),
+        ],
     )
 
 
@@ -239,6 +281,10 @@ def like(
                 ]
     for m in data["milestones"]:
         m["date"] = m["date"] + delta
+        for f in m.get("features") or []:  # the same feature list, due later, not yet done
+            f["due"] = f["due"] + delta
+            f["completed"] = None
+            f["id"] = f["id"].replace(previous.release, release)
     data["description"] = data["description"].replace(previous.release, release)
     plan = ReleasePlan.model_validate(data)
     if not keep:
