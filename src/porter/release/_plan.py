@@ -314,7 +314,9 @@ class Feature(_Model):
 
     id: Annotated[
         str,
-        pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)+$", max_length=MAX_NAME),
+        pydantic.StringConstraints(
+            pattern=r"^[A-Za-z][A-Za-z0-9_.]*(-[A-Za-z0-9_.]+)+$", max_length=MAX_NAME
+        ),
     ]
     """The feature's identifier, such as DM-DAX-2."""
     description: Text = ""
