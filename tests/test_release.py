@@ -412,6 +412,9 @@ def test_html_report(processed: Butler, tmp_path: Path) -> None:
         processed.prune_datasets(victims, purge=True, unstore=True)
         (result,) = rel.check("images")
         rel.add_finding("major", "images", "one calexp <missing>", "decider")
+        rel.waive("images", result.name, "release-manager", "detector 3 lost to a shutter fault")
+        rel.check("hips")
+        rel.signoff("hips", "decider", override="HiPS follows in DP2.1")
     finally:
         rel.close()
     out = tmp_path / "report.html"
@@ -422,3 +425,9 @@ def test_html_report(processed: Butler, tmp_path: Path) -> None:
     assert "calexps:completeness calexp" in text and "<svg" in text and "one calexp &lt;missing&gt;" in text
     assert "chain <span class='pass'>intact</span>" in text
     assert f"all of them: <code>{result.details}</code>" in text  # the file listing every missing data ID
+    # It opens with what blocks going public, and names who waived and overrode what, and why.
+    blocks = text.split("<h2>What blocks going public</h2>")[1].split("</div>")[0]
+    assert "unsigned" in blocks and "porter release signoff DP2 catalogs" in blocks
+    assert "(waived by release-manager: detector 3 lost to a shutter fault)" in text
+    decisions = text.split("<h2>Waivers, overrides, reopenings and promotions</h2>")[1].split("<h2>")[0]
+    assert "override-signoff" in decisions and "HiPS follows in DP2.1" in decisions and ">decider<" in decisions

@@ -173,6 +173,20 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
             ]
         ),
     ]
+    decisions = [
+        {
+            "when": datetime.datetime.fromtimestamp(e.at).isoformat(timespec="minutes"),
+            "what": e.action,
+            "checkpoint": e.checkpoint,
+            "check": e.payload.get("check", ""),
+            "by": e.actor,
+            "reason": e.payload.get("reason", ""),
+            "overridden": "; ".join(e.payload.get("overridden", [])),
+        }
+        for e in events
+        if e.action in ("waive", "override-signoff", "reopen", "promote")
+    ]
+    out += ["<h2>Waivers, overrides, reopenings and promotions</h2>", _table(decisions)]
     out.append("<h2>Audit log</h2>")
     out.append(
         f"<p>{len(events)} events; chain "
