@@ -430,4 +430,6 @@ def test_html_report(processed: Butler, tmp_path: Path) -> None:
     assert "unsigned" in blocks and "porter release signoff DP2 catalogs" in blocks
     assert "(waived by release-manager: detector 3 lost to a shutter fault)" in text
     decisions = text.split("<h2>Waivers, overrides, reopenings and promotions</h2>")[1].split("<h2>")[0]
-    assert "override-signoff" in decisions and "HiPS follows in DP2.1" in decisions and ">decider<" in decisions
+    assert (
+        "override-signoff" in decisions and "HiPS follows in DP2.1" in decisions and ">decider<" in decisions
+    )
