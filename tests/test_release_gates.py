@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from hips import COVERAGE, tile_path
 from porter import Butler
 from porter.cli import app
-from porter.release import GateError, Person, PlanError, Release, dump_plan, load_plan, rubin_template
+from porter.release import GateError, Item, Person, PlanError, Release, dump_plan, load_plan, rubin_template
 from test_release_delivery import delivery  # noqa: F401  (the fixture: catalogs, HiPS and docs of DP2)
 
 
@@ -262,5 +262,29 @@ def test_a_malformed_corpus_rule_is_refused_before_it_is_written(delivery: tuple
         with pytest.raises(PlanError, match=r"unknown rule 'rang'.*Did you mean 'range'"):
             rel.finding_to_check(finding.id, "lead", [{"rule": "rang", "column": "x"}], {"table": "Source"})
         assert rel.events() == before and not (releases / rel.plan.corpus).exists()
+    finally:
+        rel.close()
+
+
+def test_confirming_a_manual_item_counts_without_rerunning_the_checks(delivery: tuple[Path, Butler]) -> None:
+    releases, _ = delivery
+    plan = load_plan(releases / "DP2.yaml")
+    plan.checkpoints[2].items.append(Item(name="qserv", kind="manual", check="row counts in Qserv match"))
+    dump_plan(plan, releases / "DP2.yaml")
+    rel = Release.open("DP2", releases)
+    try:
+        for cp in ("catalogs", "hips"):
+            rel.check(cp)
+            rel.signoff(cp, "lead")
+        rel.check("docs")
+        refused(rel, lambda: rel.signoff("docs", "lead"), "qserv:manual is fail: not confirmed yet")
+        runs = sum(e.action == "check" for e in rel.events())
+        rel.confirm("docs", "qserv", "lead", "12,345,678 rows on both sides")
+        assert [r["status"] for r in rel.state().results("docs")] == ["pass", "pass"]
+        assert rel.signoff("docs", "lead").payload["results"] == {
+            "docs:files *.md": "pass",
+            "qserv:manual": "pass",
+        }
+        assert sum(e.action == "check" for e in rel.events()) == runs  # nothing was re-run
     finally:
         rel.close()

@@ -168,6 +168,7 @@ class ReleaseState:
                 s.confirmations.setdefault(e.checkpoint, {})[p["item"]] = {
                     "by": e.actor,
                     "comment": p.get("comment", ""),
+                    "seq": e.seq,
                 }
             elif e.action in ("signoff", "override-signoff"):
                 s.signed[e.checkpoint] = e
@@ -183,6 +184,24 @@ class ReleaseState:
             elif e.action == "ready":
                 s.ready = e
         return s
+
+    def results(self, checkpoint: str) -> list[dict[str, Any]]:
+        """The latest check run's results, with the manual items confirmed since that run counted as passed.
+
+        Confirming a manual item records the confirmation; re-running every check of the checkpoint
+        (Parquet scans, completeness queries) just to see it would be waste.
+        """
+        run = self.checks.get(checkpoint)
+        if run is None:
+            return []
+        confirmed = self.confirmations.get(checkpoint, {})
+        out = []
+        for r in run.payload["results"]:
+            c = confirmed.get(r.get("item", ""))
+            if r.get("check") == "manual" and r["status"] != PASS and c is not None and c["seq"] > run.seq:
+                r = {**r, "status": PASS, "value": f"confirmed by {c['by']}", "message": c["comment"]}
+            out.append(r)
+        return out
 
     def content_hashes(self) -> dict[str, str | None]:
         """Every shipped checkpoint's latest content hash."""
@@ -219,7 +238,7 @@ class ReleaseState:
         shipped = self.content_hash(checkpoint)
         return [
             r
-            for r in run.payload["results"]
+            for r in self.results(checkpoint)
             if self._blocking(r)
             and not (r["name"] in waived and waiver_covers(waived[r["name"]], r, shipped))
         ]
@@ -231,7 +250,7 @@ class ReleaseState:
             return []
         shipped = self.content_hash(checkpoint)
         out = []
-        for r in run.payload["results"]:
+        for r in self.results(checkpoint):
             w = self.waivers.get(checkpoint, {}).get(r["name"])
             if w is None or not self._blocking(r) or waiver_covers(w, r, shipped):
                 continue
@@ -256,7 +275,7 @@ class ReleaseState:
         need the same waivers, and waivers would stop meaning anything.
         """
         run = self.checks.get(checkpoint)
-        return [r for r in run.payload["results"] if r["status"] == WARN] if run is not None else []
+        return [r for r in self.results(checkpoint) if r["status"] == WARN] if run is not None else []
 
 
 class Release:
@@ -539,7 +558,7 @@ class Release:
             raise GateError("A waiver needs a reason.")
         state = self.state()
         run = state.checks.get(checkpoint)
-        results = {r["name"]: r for r in run.payload["results"]} if run else {}
+        results = {r["name"]: r for r in state.results(checkpoint)}
         if check not in results:
             raise GateError(
                 f"Checkpoint {checkpoint!r}'s last check run has no check {check!r}; its checks: {sorted(results) or 'none (run porter release check first)'}."
@@ -620,7 +639,7 @@ class Release:
         bound = {
             "content_hash": state.content_hash(checkpoint),
             "check_run": run.seq if run is not None else None,
-            "results": {r["name"]: r["status"] for r in run.payload["results"]} if run is not None else {},
+            "results": {r["name"]: r["status"] for r in state.results(checkpoint)},
             "waivers": sorted(state.waivers.get(checkpoint, {})),
         }
         if problems:
@@ -1055,7 +1074,7 @@ class Release:
                 continue
             cp = self.plan.checkpoint(srow.name)
             run = state.checks.get(cp.name)
-            results = run.payload["results"] if run else []
+            results = state.results(cp.name)
             rows.append(
                 {
                     "name": cp.name,

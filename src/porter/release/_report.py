@@ -116,7 +116,7 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
             continue
         waived = state.waivers.get(cp.name, {})
         rows = []
-        for r in run.payload["results"]:
+        for r in state.results(cp.name):
             rows.append(
                 {
                     "check": r["name"],
