@@ -258,12 +258,6 @@ class CollectionManager:
         flatten_chains: bool = False,
         include_chains: bool | None = None,
     ) -> list[str]:
-        """Names of collections matching glob patterns, regexes or exact names.
-
-        Exact names that do not exist are errors (a typo should not look like
-        an empty result); patterns may match nothing.  With
-        ``flatten_chains`` the children of matching chains are included too
-        (and the chains themselves only if ``include_chains``).
-        """
+        """Names of collections matching glob patterns, regexes or exact names (see `select_names`)."""
         self.refresh()
         return select_names(self._by_name, expression, collection_types, flatten_chains, include_chains)

@@ -439,14 +439,9 @@ class ReleasePlan(_Model):
                     "add them to people:, or name one of the people",
                     ("checkpoints", i, "owner"),
                 )
-            for j, signer in enumerate(c.signers):
-                if signer not in people:
-                    raise _Problem(
-                        f"checkpoint {c.name!r} names signer {signer!r}, who is not among the plan's people."
-                        + did_you_mean(signer, people),
-                        "add them to people:, or name one of the people",
-                        ("checkpoints", i, "signers", j),
-                    )
+            _among_people(
+                c.signers, people, f"checkpoint {c.name!r} names signer", ("checkpoints", i, "signers")
+            )
         _unique("environment", [e.name for e in self.environments], "environments")
         envs = {e.name for e in self.environments}
         for i, e in enumerate(self.environments):
@@ -458,14 +453,12 @@ class ReleasePlan(_Model):
                     "name an environment of this plan (e.g. test)",
                     ("environments", i, "promote_from"),
                 )
-            for j, who in enumerate(e.promoters):
-                if who not in people:
-                    raise _Problem(
-                        f"environment {e.name!r} names promoter {who!r}, who is not among the plan's people."
-                        + did_you_mean(who, people),
-                        "add them to people:, or name one of the people",
-                        ("environments", i, "promoters", j),
-                    )
+            _among_people(
+                e.promoters,
+                people,
+                f"environment {e.name!r} names promoter",
+                ("environments", i, "promoters"),
+            )
         for i, m in enumerate(self.milestones):
             _unique("feature", [f.id for f in m.features], f"milestones.{i}.features")
             for j, f in enumerate(m.features):
@@ -525,6 +518,17 @@ class ReleasePlan(_Model):
             f"{name!r} is not among the people of release {self.release}; add them to the plan's people: section."
             + did_you_mean(name, [p.name for p in self.people], "people")
         )
+
+
+def _among_people(names: list[str], people: set[str], what: str, loc: tuple[str | int, ...]) -> None:
+    """Each of ``names`` is a person of the plan; else a problem at ``loc`` + index, worded ``what NAME``."""
+    for j, name in enumerate(names):
+        if name not in people:
+            raise _Problem(
+                f"{what} {name!r}, who is not among the plan's people." + did_you_mean(name, people),
+                "add them to people:, or name one of the people",
+                (*loc, j),
+            )
 
 
 def _unique(what: str, names: list[str], field: str) -> None:
