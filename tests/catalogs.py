@@ -100,3 +100,14 @@ def upload(directory: Path, prefix: str) -> str:
     for f in sorted(directory.rglob("*.parquet")):
         client.upload_file(str(f), TEST_BUCKET, f"{prefix}/{f.relative_to(directory)}")
     return f"s3://{TEST_BUCKET}/{prefix}"
+
+
+def with_units(table: pa.Table, schema: str, name: str, units: dict[str, str] | None = None) -> pa.Table:
+    """``table`` with each column's unit in its Parquet field metadata (``b"unit"``, as Rubin's butler writes
+    it): the Felis table's ``ivoa:unit``, or the one given in ``units``; columns without either get none."""
+    felis = {c.name: c.ivoa_unit for c in table_of(load_schema(schema), name).columns}
+    fields = []
+    for f in table.schema:
+        unit = (units or {}).get(f.name, felis.get(f.name))
+        fields.append(f.with_metadata({b"unit": unit.encode()}) if unit else f)
+    return table.cast(pa.schema(fields))

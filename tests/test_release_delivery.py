@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
@@ -156,9 +157,12 @@ def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
 
 
 def test_warnings_are_accepted_by_the_signoff_and_failures_block(delivery: tuple[Path, Butler]) -> None:
-    """Warnings (Rubin's own dp1 schema leaves most columns without a UCD) are shown and recorded by the
+    """Warnings (here: a Visit column the dp1 schema does not have) are shown and recorded by the
     sign-off that accepts them; a failing check still refuses it."""
     releases, _ = delivery
+    visit = releases / "DP2" / "catalogs" / "Visit" / "part-0.parquet"
+    table = pq.read_table(visit)
+    pq.write_table(table.append_column("seeing", pa.array([0.7] * table.num_rows)), visit)
     rel = Release.open("DP2", releases)
     try:
         results = rel.check("catalogs")

@@ -2,7 +2,9 @@
 
 This version runs ``datasets`` items (completeness of delivered datasets
 against the data IDs a query expects, missing ones grouped), ``catalog``
-items (Felis conformance and content rules, through `porter.schema`) and
+items (Felis conformance and content rules, through `porter.schema`; a
+row_count rule may compare with another catalog item of the plan or with
+a count of datasets in the butler — `_Catalogs.expected_rows`) and
 ``files`` items (expected counts per pattern), ``hips`` items (a HiPS
 tree's properties, tiles, Allsky and MOC) and ``manual`` items (a person's
 recorded confirmation).
@@ -20,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import PorterError
+from ..errors import PorterError, did_you_mean
 from ..schema import (
     ERROR,
     FAIL,
     PASS,
+    CatalogFileError,
     CatalogSource,
     CheckResult,
+    RuleError,
     check_rules,
     conformance,
     load_schema,
@@ -58,7 +62,7 @@ def run_checks(
     told the name of each item as its checks start.
     """
     out: list[CheckResult] = []
-    catalogs = _Catalogs(plan, base)
+    catalogs = _Catalogs(plan, base, butler)
     for item in checkpoint.items:
         if progress is not None:
             progress(item.name)
@@ -204,15 +208,23 @@ class _Catalogs(Mapping[str, CatalogSource]):
 
     A catalog that cannot be opened raises its `PorterError` (naming the location and the fix) where it is
     asked for, so it is an error of the check that needed it, not of whichever item came first.
+    `expected_rows` answers row_count rules that compare with another item or with the butler.
     """
 
-    def __init__(self, plan: ReleasePlan, base: Path):
+    def __init__(self, plan: ReleasePlan, base: Path, butler: Butler | None = None):
+        self._plan = plan
+        self._base = base
+        self._butler = butler
         self._tables: dict[str, str] = {}
+        self._items: dict[str, Item] = {}
         for cp in plan.checkpoints:
             for item in cp.items:
+                if item.kind == "catalog" and item.location:
+                    self._items.setdefault(item.name, item)
                 if item.kind == "catalog" and item.table and item.location:
                     self._tables.setdefault(item.table, item.resolved_location(base))
         self._open: dict[str, CatalogSource | PorterError] = {}
+        self._counts: dict[Any, int] = {}
 
     def open(self, location: str) -> CatalogSource:
         """The catalog at ``location`` (opened once; a failure to open is remembered and raised again)."""
@@ -229,6 +241,58 @@ class _Catalogs(Mapping[str, CatalogSource]):
     def __getitem__(self, table: str) -> CatalogSource:
         return self.open(self._tables[table])
 
+    def expected_rows(self, rule: Mapping[str, Any]) -> tuple[int, str]:
+        """The row count a row_count rule compares with, and where it comes from (`porter.schema.ExpectedRows`).
+
+        ``equals_item: NAME``: the rows of the plan's catalog item NAME (any checkpoint's).
+        ``per_dataset: {dataset_type, dimensions, collections, where}``: the distinct data IDs over
+        ``dimensions`` (default: the dataset type's required dimensions) of the datasets of that type in
+        ``collections`` (default: the plan's), restricted by ``where`` — one row per visit of a Visit
+        table is ``{dataset_type: calexp, dimensions: [visit]}``.  Each count is computed once per run.
+        """
+        if "equals_item" in rule:
+            name = str(rule["equals_item"])
+            other = self._items.get(name)
+            if other is None:
+                raise RuleError(
+                    f"row_count's equals_item {name!r} is not a catalog item of release {self._plan.release}."
+                    + did_you_mean(name, self._items, "items")
+                    + " — name one of its catalog items."
+                )
+            location = other.resolved_location(self._base)
+            if ("item", location) not in self._counts:
+                source = self.open(location)
+                (n,) = source.one(f"SELECT count(*) FROM {source.sql}")
+                self._counts["item", location] = int(n)
+            return self._counts["item", location], f"the rows of catalog item {name!r}"
+        spec = rule["per_dataset"]
+        if self._butler is None:
+            raise RuleError("row_count's per_dataset needs the release's repository (porter release check)")
+        collections = spec.get("collections") or self._plan.collections
+        if isinstance(collections, str):
+            collections = [collections]
+        dataset_type = str(spec["dataset_type"])
+        if not collections:
+            raise RuleError(
+                f"row_count's per_dataset does not say where to count {dataset_type} datasets, and the plan "
+                "names no collections — add collections: [...] to it (or to the plan)"
+            )
+        dimensions = list(spec.get("dimensions") or [])
+        if not dimensions:
+            dimensions = list(self._butler.get_dataset_type(dataset_type).dimensions.required)
+        where = str(spec.get("where") or "")
+        key = ("butler", dataset_type, tuple(dimensions), tuple(collections), where)
+        if key not in self._counts:
+            found = self._butler.query_data_ids(
+                dimensions, datasets=dataset_type, collections=list(collections), where=where, explain=False
+            )
+            self._counts[key] = len({d.required_values for d in found})
+        origin = (
+            f"distinct {', '.join(dimensions)} of {dataset_type} datasets in {', '.join(collections)}"
+            + (f" where {where}" if where else "")
+        )
+        return self._counts[key], origin
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._tables)
 
@@ -241,16 +305,31 @@ def catalog_checks(
 ) -> list[CheckResult]:
     """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks.
 
-    A catalog whose files cannot be read (missing, empty, not Parquet, truncated, a damaged footer, a
-    schema that differs between files, no permission) is one ``error`` result naming each file and what
-    is wrong with it; a schema that cannot be loaded, or a rule that cannot run on this catalog, is an
-    ``error`` result of its own, and the other checks still run.
+    A catalog whose files cannot be read (missing, empty, not Parquet, truncated, a damaged footer, no
+    permission) is one ``error`` result naming each file and what is wrong with it.  Files that all read
+    but disagree on their columns (one lacks a column the others have, or has it with another type) are
+    one ``fail`` result naming each odd file and the columns: the delivery is wrong, and the check said
+    so.  A schema that cannot be loaded, or a rule that cannot run on this catalog, is an ``error`` result
+    of its own, and the other checks still run.
     """
     assert item.location is not None
     location = item.resolved_location(base)
     try:
         source = sources.open(location) if isinstance(sources, _Catalogs) else CatalogSource(location)
         source.columns()  # every file is read as Parquet, and their schemas compared, before any check
+    except CatalogFileError as exc:
+        drift = exc.drift
+        return [
+            CheckResult(
+                item.name,
+                "files",
+                FAIL if drift else ERROR,
+                value=f"{len(exc.problems)} file(s) with another schema" if drift else location,
+                expected="every file with the same columns and types" if drift else None,
+                message=str(exc),
+                sample=exc.problems,
+            )
+        ]
     except PorterError as exc:
         return [
             CheckResult(
@@ -270,9 +349,10 @@ def catalog_checks(
             out.append(CheckResult(item.name, "schema", ERROR, expected=item.schema_file, message=str(exc)))
         else:
             out += conformance(item.name, source, table, sources)
+    expected_rows = sources.expected_rows if isinstance(sources, _Catalogs) else None
     for rule in item.rules:
         try:
-            out += check_rules(item.name, source, [rule])
+            out += check_rules(item.name, source, [rule], expected_rows=expected_rows)
         except PorterError as exc:  # a column the catalog lacks; a file found damaged by an earlier check
             out.append(
                 CheckResult(

@@ -1,6 +1,18 @@
 """Felis schemas: conformance of real catalogs (Parquet through DuckDB, or PostgreSQL), content rules, diffs."""
 
-from ._conformance import CatalogSource, RuleError, check_rules, conformance, postgres_columns, schema_diff
+from ._conformance import (
+    RULES,
+    CatalogFileError,
+    CatalogSource,
+    ExpectedRows,
+    RuleError,
+    check_rules,
+    conformance,
+    postgres_columns,
+    same_unit,
+    schema_diff,
+    validate_rule,
+)
 from ._felis import FelisError, compatibility, load_schema, primary_key, table_of
 from ._result import ERROR, FAIL, PASS, WARN, CheckResult
 
@@ -8,9 +20,12 @@ __all__ = [
     "ERROR",
     "FAIL",
     "PASS",
+    "RULES",
     "WARN",
+    "CatalogFileError",
     "CatalogSource",
     "CheckResult",
+    "ExpectedRows",
     "FelisError",
     "RuleError",
     "check_rules",
@@ -19,6 +34,8 @@ __all__ = [
     "load_schema",
     "postgres_columns",
     "primary_key",
+    "same_unit",
     "schema_diff",
     "table_of",
+    "validate_rule",
 ]

@@ -3,19 +3,26 @@
 Each check is one aggregate SQL query over ``read_parquet(...)``, so a
 catalog of any size is scanned, never loaded: columns present, types
 compatible, non-null columns without nulls (or NaN), primary-key
-uniqueness, foreign keys resolved against another catalog, and units/UCDs
-declared.  Content rules from the release plan (row counts, value ranges,
-finite values, sky footprint, per-band coverage) run the same way.
+uniqueness, foreign keys resolved against another catalog, and the units
+the files declare (Parquet field metadata ``unit``, or astropy's header)
+against the schema's ``ivoa:unit``.  Content rules from the release plan
+(row counts, value ranges, finite values, sky footprint, per-band coverage)
+run the same way, over the whole catalog or per value of a ``group_by``
+column (one ``GROUP BY`` query), and a row count may be compared with
+another catalog's or with a count of datasets in the butler
+(``expected_rows``, given by the release checks).
 """
 
 from __future__ import annotations
 
+import base64
 import glob as globmod
 import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +33,13 @@ from ._result import ERROR, FAIL, PASS, WARN, CheckResult
 
 __all__ = [
     "RULES",
+    "CatalogFileError",
     "CatalogSource",
+    "ExpectedRows",
     "RuleError",
     "check_rules",
     "conformance",
+    "same_unit",
     "schema_diff",
     "validate_rule",
 ]
@@ -47,11 +57,15 @@ class CatalogFileError(PorterError):
     unreadable, or with a schema that disagrees with the catalog's other files.
 
     ``problems`` lists ``{"file": …, "problem": …}`` for each; the message names them all and the fix.
+    ``drift`` is true when every file reads and the only problem is that they disagree on their columns
+    (a name missing or of another type in some of them): a defect of the delivery that was found, which
+    release checks report as a ``fail`` rather than as a check that could not run.
     """
 
     def __init__(self, location: str, problems: list[dict[str, str]]):
         self.location = location
         self.problems = problems
+        self.drift = bool(problems) and all(p["problem"].startswith(_DRIFT) for p in problems)
         shown = "; ".join(f"{p['file']} {p['problem']}" for p in problems[:SAMPLE])
         more = f"; and {len(problems) - SAMPLE} more" if len(problems) > SAMPLE else ""
         fixes = list(dict.fromkeys(_fix(p["problem"]) for p in problems))
@@ -61,6 +75,9 @@ class CatalogFileError(PorterError):
             + "; ".join(fixes)
             + "."
         )
+
+
+_DRIFT = "has another schema than "
 
 
 def _fix(problem: str) -> str:
@@ -283,6 +300,92 @@ class CatalogSource:
         """Every row of a query (over `sql`)."""
         return self._execute(query).fetchall()
 
+    def units(self) -> list[tuple[dict[str, str], list[str]]]:
+        """The units the files declare: each distinct column → unit mapping, with the files that declare it
+        (files without units, and empty units, left out).
+
+        A unit is read from the Arrow schema pyarrow stores in the file (field metadata ``unit``, as
+        Rubin's butler and other Arrow writers set it) or else from astropy's ``table_meta_yaml`` header.
+        One query over every file's key-value metadata (the footers only), grouped so that a schema shared
+        by many files crosses into Python, and is decoded, once.
+        """
+        rows = self.rows(
+            f"SELECT decode(key), value, list(file_name ORDER BY file_name) "
+            f"FROM parquet_kv_metadata({_literal(self._pattern)}) "
+            "WHERE decode(key) IN ('ARROW:schema', 'table_meta_yaml') GROUP BY ALL"
+        )
+        arrow: dict[str, dict[str, str]] = {}
+        astropy: dict[str, dict[str, str]] = {}
+        for key, value, files in rows:
+            units = _arrow_units(bytes(value)) if key == "ARROW:schema" else _astropy_units(bytes(value))
+            for f in files:
+                (arrow if key == "ARROW:schema" else astropy)[str(f)] = units
+        out: dict[int, tuple[dict[str, str], list[str]]] = {}
+        for f in sorted(arrow.keys() | astropy.keys()):
+            units = arrow.get(f) or astropy.get(f) or {}
+            if units:
+                out.setdefault(id(units), (units, []))[1].append(f)
+        return list(out.values())
+
+
+@lru_cache(maxsize=64)
+def _arrow_units(serialized: bytes) -> dict[str, str]:
+    """Column → unit from the base64 Arrow schema pyarrow stores in a Parquet file (``ARROW:schema``)."""
+    import pyarrow as pa
+
+    try:
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(serialized)))
+    except (pa.ArrowException, ValueError):
+        return {}  # not ours to judge here: the file's data is read and checked by every other query
+    out = {}
+    for f in schema:
+        unit = (f.metadata or {}).get(b"unit")
+        if unit and unit.strip():
+            out[f.name] = unit.decode("utf-8", "replace").strip()
+    return out
+
+
+@lru_cache(maxsize=64)
+def _astropy_units(header: bytes) -> dict[str, str]:
+    """Column → unit from astropy's ``table_meta_yaml`` (its Parquet writer's header, as in ECSV)."""
+    from astropy.table.meta import get_header_from_yaml
+
+    try:
+        meta = get_header_from_yaml(header.decode("utf-8").splitlines())
+    except Exception:  # a header astropy itself cannot read: no units to compare
+        return {}
+    return {
+        str(c["name"]): str(c["unit"]).strip()
+        for c in meta.get("datatype", [])
+        if isinstance(c, Mapping) and c.get("name") and c.get("unit") and str(c["unit"]).strip()
+    }
+
+
+@lru_cache(maxsize=1024)
+def _parsed_unit(text: str) -> Any:
+    """An astropy unit for a unit string (generic, VOUnit, CDS or FITS syntax); the string itself if none reads it."""
+    import astropy.units as u
+
+    for fmt in (None, "vounit", "cds", "fits"):
+        try:
+            unit = u.Unit(text, format=fmt) if fmt else u.Unit(text)
+        except (ValueError, TypeError):
+            continue
+        if not isinstance(unit, u.UnrecognizedUnit):
+            return unit
+    return text.strip()
+
+
+def same_unit(a: str, b: str) -> bool:
+    """Whether two unit strings mean the same unit (``nJy`` and ``nanojansky`` do; ``mag`` and ``nJy`` do not)."""
+    ua, ub = _parsed_unit(a), _parsed_unit(b)
+    if isinstance(ua, str) or isinstance(ub, str):
+        return isinstance(ua, str) and isinstance(ub, str) and ua == ub
+    try:
+        return bool(ua == ub)
+    except (ValueError, TypeError):
+        return False
+
 
 def _shallow(path: Path) -> str | None:
     """What is wrong with a local file that DuckDB might pass over in silence: a dangling link, no read
@@ -344,7 +447,7 @@ def _schema_mismatches(rows: Sequence[tuple]) -> list[dict[str, str]]:
             )
             or "differs in its nested columns"
         )
-        out.append({"file": file, "problem": f"has another schema than {example}: {what}"})
+        out.append({"file": file, "problem": f"{_DRIFT}{example}: {what}"})
     return out
 
 
@@ -381,7 +484,12 @@ def _timed(item: str, check: str, fn: Any) -> CheckResult:
 def conformance(
     item: str, source: CatalogSource, table: Any, references: Mapping[str, CatalogSource] | None = None
 ) -> list[CheckResult]:
-    """Columns, types, nullability, primary key, foreign keys and units of ``source`` against Felis ``table``."""
+    """Columns, types, nullability, primary key, foreign keys and units of ``source`` against Felis ``table``.
+
+    The "units and UCDs" result fails when a file declares a unit other than the schema's for a column;
+    columns the schema itself leaves without a UCD or unit are named in its message, as information about
+    the schema: they are not the delivery's fault, and would otherwise warn on every delivery.
+    """
     have = source.columns()
     want = {c.name: c for c in table.columns}
     out = [_timed(item, "columns", lambda: _columns(item, have, want))]
@@ -416,7 +524,7 @@ def conformance(
                     lambda c=cols, r=ref, rc=ref_cols, lb=label: _foreign(item, lb, source, c, r, rc),
                 )
             )
-    out.append(_timed(item, "units and UCDs", lambda: _units(item, table)))
+    out.append(_timed(item, "units and UCDs", lambda: _units(item, source, table)))
     return out
 
 
@@ -565,21 +673,54 @@ def _foreign(
     )
 
 
-def _units(item: str, table: Any) -> CheckResult:
-    missing = [c.name for c in table.columns if (c.ivoa_ucd or "").startswith(_UNIT_UCDS) and not c.ivoa_unit]
+def _units(item: str, source: CatalogSource, table: Any) -> CheckResult:
+    """The files' units against the schema's ``ivoa:unit`` (a fail); the schema's own gaps (information)."""
+    no_unit = [c.name for c in table.columns if (c.ivoa_ucd or "").startswith(_UNIT_UCDS) and not c.ivoa_unit]
     no_ucd = [c.name for c in table.columns if not c.ivoa_ucd]
-    status = WARN if missing or no_ucd else PASS
-    msg = (f"no unit for {missing[:SAMPLE]}" if missing else "") + (
-        f"; no UCD for {len(no_ucd)} columns" if no_ucd else ""
+    schema_units = {c.name: str(c.ivoa_unit).strip() for c in table.columns if c.ivoa_unit}
+    declared = source.units()
+    compared: set[str] = set()
+    differ: dict[tuple[str, str, str], list[str]] = {}  # (column, schema's, file's) → files
+    undeclared: set[str] = set()  # a unit in the files where the schema has none
+    for units, files in declared:
+        for column, unit in units.items():
+            want = schema_units.get(column)
+            if want is None:
+                undeclared.add(column)
+                continue
+            compared.add(column)
+            if not same_unit(unit, want):
+                differ.setdefault((column, want, unit), []).extend(files)
+    bad: list[dict[str, Any]] = [
+        {"column": c, "schema": schema_unit, "data": unit, "files": len(fs), "file": sorted(fs)[0]}
+        for (c, schema_unit, unit), fs in sorted(differ.items())
+    ]
+    n_bad = len({b["column"] for b in bad})
+    gaps = []
+    if no_ucd:
+        gaps.append(f"no UCD for {len(no_ucd)} of {len(table.columns)} columns")
+    if no_unit:
+        gaps.append(
+            f"no unit for {no_unit[:SAMPLE]}"
+            + (f" and {len(no_unit) - SAMPLE} more" if len(no_unit) > SAMPLE else "")
+        )
+    if undeclared:
+        gaps.append(f"no unit for {len(undeclared)} columns the files give one")
+    mismatches = "; ".join(
+        f"{b['column']} is in {b['data']!r} in {Path(b['file']).name}"
+        + (f" and {b['files'] - 1} more files" if b["files"] > 1 else "")
+        + f", the schema says {b['schema']!r}"
+        for b in bad[:SAMPLE]
     )
+    info = f"the schema {table.name} itself declares " + ", ".join(gaps) if gaps else ""
     return CheckResult(
         item,
         "units and UCDs",
-        status,
-        value=f"{len(missing)} without unit, {len(no_ucd)} without UCD",
-        expected="declared",
-        message=msg.lstrip("; "),
-        sample=(missing or no_ucd)[:SAMPLE],
+        FAIL if bad else PASS,
+        value=f"{n_bad} of {len(compared)} columns differ" if declared else "no units in the files",
+        expected="the files' units as the schema's ivoa:unit",
+        message="; ".join(m for m in (mismatches, info) if m),
+        sample=bad[:SAMPLE],
     )
 
 
@@ -591,16 +732,26 @@ RULES = ("row_count", "range", "finite", "not_null", "unique", "footprint", "ban
 
 _RULE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # rule: (every key it takes, the keys it needs)
-    "row_count": (("min", "max"), ()),
-    "range": (("column", "min", "max"), ("column",)),
-    "finite": (("columns",), ("columns",)),
-    "not_null": (("columns",), ("columns",)),
+    "row_count": (("min", "max", "group_by", "equals_item", "per_dataset"), ()),
+    "range": (("column", "min", "max", "group_by"), ("column",)),
+    "finite": (("columns", "group_by"), ("columns",)),
+    "not_null": (("columns", "group_by"), ("columns",)),
     "unique": (("columns",), ("columns",)),
-    "footprint": (("ra", "dec", "circle", "ra_min", "ra_max", "dec_min", "dec_max"), ()),
-    "band_coverage": (("column", "bands", "min_fraction"), ("column", "bands")),
+    "footprint": (("ra", "dec", "circle", "ra_min", "ra_max", "dec_min", "dec_max", "group_by"), ()),
+    "band_coverage": (("column", "bands", "min_fraction", "group_by"), ("column", "bands")),
 }
+_UNGROUPED = {
+    # rule: (why group_by does not apply, what to write instead)
+    "unique": (
+        "uniqueness within each group is uniqueness of the group column and the others together",
+        "add the column to columns instead, e.g. {rule: unique, columns: [tract, objectId]}",
+    ),
+}
+_PER_DATASET_KEYS = ("dataset_type", "dimensions", "collections", "where")
 _EXAMPLES = {
-    "row_count": "{rule: row_count, min: 1000}",
+    "row_count": "{rule: row_count, min: 1000}, {rule: row_count, min: 1, group_by: tract}, "
+    "{rule: row_count, equals_item: source-table} or "
+    "{rule: row_count, per_dataset: {dataset_type: calexp, dimensions: [visit]}}",
     "range": "{rule: range, column: psfFlux, min: 0}",
     "finite": "{rule: finite, columns: [coord_ra, coord_dec]}",
     "not_null": "{rule: not_null, columns: [objectId]}",
@@ -631,6 +782,12 @@ def validate_rule(rule: Any) -> dict[str, Any]:
     Raises `RuleError` naming the rule, what is wrong and the fix: an unknown rule (with the closest
     name), a key the rule does not take, a missing key, a value of the wrong type or out of range.
     Whether the named columns exist depends on the catalog, and is checked when the rule runs.
+
+    ``group_by: COLUMN`` evaluates row_count, range, finite, not_null, footprint and band_coverage per
+    value of that column (unique refuses it, naming what to write instead).  row_count compares the
+    catalog's rows with ``min``/``max``, or with exactly one of ``equals_item: ITEM`` (another catalog
+    item of the plan) and ``per_dataset: {dataset_type, dimensions, collections, where}`` (the number of
+    distinct data IDs over ``dimensions`` of that dataset type's datasets in the butler).
     """
 
     def bad(problem: str, fix: str) -> RuleError:
@@ -648,6 +805,11 @@ def validate_rule(rule: Any) -> dict[str, Any]:
         )
     takes, needs = _RULE_KEYS[kind]
     example = _EXAMPLES[kind]
+    if "group_by" in rule and kind in _UNGROUPED:
+        why, instead = _UNGROUPED[kind]
+        raise bad(f"{kind} takes no group_by: {why}", instead)
+    if "group_by" in rule and not (isinstance(rule["group_by"], str) and rule["group_by"].strip()):
+        raise bad(f"group_by must be a column name, not {rule['group_by']!r}", f"e.g. {example}")
     for key in rule:
         if key != "rule" and key not in takes:
             raise bad(
@@ -664,10 +826,13 @@ def validate_rule(rule: Any) -> dict[str, Any]:
         cols = rule["columns"]
         if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c.strip() for c in cols):
             raise bad("columns must be a non-empty list of column names", f"e.g. {example}")
-    if kind in ("range", "row_count"):
+    if kind == "row_count" and ("equals_item" in rule or "per_dataset" in rule):
+        _validate_row_source(rule, bad, example)
+    elif kind in ("range", "row_count"):
         lo, hi = rule.get("min"), rule.get("max")
         if lo is None and hi is None:
-            raise bad(f"{kind} needs min, max or both", f"e.g. {example}")
+            what = "min, max or both" + (", or equals_item or per_dataset" if kind == "row_count" else "")
+            raise bad(f"{kind} needs {what}", f"e.g. {example}")
         for key, v in (("min", lo), ("max", hi)):
             if v is None:
                 continue
@@ -717,13 +882,62 @@ def validate_rule(rule: Any) -> dict[str, Any]:
     return dict(rule)
 
 
+def _validate_row_source(rule: Mapping[str, Any], bad: Callable[[str, str], RuleError], example: str) -> None:
+    """A row_count's ``equals_item`` or ``per_dataset``: one of them, alone, well formed."""
+    given = [k for k in ("equals_item", "per_dataset", "min", "max", "group_by") if k in rule]
+    if len(given) > 1:
+        raise bad(
+            f"row_count takes one of min/max, equals_item and per_dataset, and no group_by with the last "
+            f"two (it has {', '.join(given)})",
+            "keep one: the expected count is that of the whole table",
+        )
+    if "equals_item" in rule:
+        name = rule["equals_item"]
+        if not (isinstance(name, str) and name.strip()):
+            raise bad(f"equals_item must be the name of a catalog item, not {name!r}", f"e.g. {example}")
+        return
+    spec = rule["per_dataset"]
+    shape = "per_dataset: {dataset_type: calexp, dimensions: [visit], collections: [...], where: '...'}"
+    if not isinstance(spec, Mapping):
+        raise bad(f"per_dataset must be a mapping, not {spec!r}", f"write {shape}")
+    for key in spec:
+        if key not in _PER_DATASET_KEYS:
+            raise bad(
+                f"per_dataset takes no {key!r}." + did_you_mean(str(key), _PER_DATASET_KEYS),
+                f"it takes {', '.join(_PER_DATASET_KEYS)}: {shape}",
+            )
+    if not (isinstance(spec.get("dataset_type"), str) and spec["dataset_type"].strip()):
+        raise bad("per_dataset needs dataset_type, the name of a dataset type", f"write {shape}")
+    for key in ("dimensions", "collections"):
+        v = spec.get(key)
+        if isinstance(v, str) and key == "collections":
+            continue  # one collection
+        if v is not None and not (
+            isinstance(v, list) and v and all(isinstance(x, str) and x.strip() for x in v)
+        ):
+            raise bad(f"per_dataset's {key} must be a non-empty list of names, not {v!r}", f"write {shape}")
+    if not isinstance(spec.get("where", ""), str):
+        raise bad(f"per_dataset's where must be a where expression, not {spec['where']!r}", f"write {shape}")
+
+
+ExpectedRows = Callable[[Mapping[str, Any]], tuple[int, str]]
+"""What a row_count rule with ``equals_item`` or ``per_dataset`` compares with: given the rule, the
+expected number of rows and where it comes from ("rows of catalog item 'source'").  The release
+checks give one (they know the plan and the butler); without it such a rule is an error result."""
+
+
 def check_rules(
     item: str,
     source: CatalogSource | None,
     rules: Sequence[Mapping[str, Any]],
     columns: Mapping[str, str] | None = None,
+    expected_rows: ExpectedRows | None = None,
 ) -> list[CheckResult]:
     """Run content rules: row_count, range, finite, not_null, unique, footprint, band_coverage.
+
+    A rule with ``group_by`` is one ``GROUP BY`` query: it fails naming the groups that fail (value:
+    how many of how many; sample: each failing group with its figures).  A row_count with
+    ``equals_item`` or ``per_dataset`` asks ``expected_rows`` for the count to compare with.
 
     A rule that cannot run as written (`validate_rule`), or that names a column the catalog does not have
     or one of the wrong kind, is a `RuleError` naming the item, the rule and the fix.  With ``source``
@@ -749,6 +963,13 @@ def check_rules(
         if have is None:
             break
         kind = rule["rule"]
+        group = rule.get("group_by")
+        if group is not None and group not in have:
+            raise RuleError(
+                f"{where}rule {kind!r} groups by column {group!r}, which the catalog does not have."
+                + did_you_mean(group, have)
+                + " — name one of its columns."
+            )
         for c in _rule_columns(rule):
             if c not in have:
                 raise RuleError(
@@ -766,10 +987,15 @@ def check_rules(
                 )
     if source is None:
         return []
-    return [
-        _timed(item, _label(rule), lambda f=_RULES[rule["rule"]], r=rule, s=source: f(item, s, r))
-        for rule in rules
-    ]
+
+    def run(rule: Mapping[str, Any], s: CatalogSource) -> CheckResult:
+        if rule["rule"] == "row_count" and ("equals_item" in rule or "per_dataset" in rule):
+            return _row_count_against(item, s, rule, expected_rows)
+        if rule.get("group_by") is not None:
+            return _GROUPED[rule["rule"]](item, s, rule)
+        return _RULES[rule["rule"]](item, s, rule)
+
+    return [_timed(item, _label(rule), lambda r=rule, s=source: run(r, s)) for rule in rules]
 
 
 def _rule_columns(rule: Mapping[str, Any]) -> list[str]:
@@ -787,7 +1013,16 @@ def _rule_columns(rule: Mapping[str, Any]) -> list[str]:
 def _label(rule: Mapping[str, Any]) -> str:
     kind = rule["rule"]
     target = rule.get("column") or ",".join(rule.get("columns") or []) or ""
-    return f"{kind} {target}".strip()
+    if kind == "row_count" and rule.get("equals_item"):
+        target = f"= {rule['equals_item']}"
+    elif kind == "row_count" and isinstance(rule.get("per_dataset"), Mapping):
+        spec = rule["per_dataset"]
+        dims = ",".join(spec.get("dimensions") or [])
+        target = f"per {dims + ' of ' if dims else ''}{spec.get('dataset_type')}" + (
+            f" where {spec['where']}" if spec.get("where") else ""
+        )
+    by = f" by {rule['group_by']}" if rule.get("group_by") else ""
+    return f"{kind} {target}".strip() + by
 
 
 def _row_count(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
@@ -847,6 +1082,21 @@ def _unique_rule(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResu
 
 def _footprint(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
     ra, dec = _quote(r.get("ra", "coord_ra")), _quote(r.get("dec", "coord_dec"))
+    outside, expected = _outside_footprint(r, ra, dec)
+    (bad,) = s.one(f"SELECT count(*) FROM {s.sql} WHERE {outside}")
+    sample = (
+        [list(x) for x in s.rows(f"SELECT {ra}, {dec} FROM {s.sql} WHERE {outside} LIMIT {SAMPLE}")]
+        if bad
+        else []
+    )
+    return CheckResult(
+        item, _label(r), FAIL if bad else PASS, value=f"{bad} outside", expected=expected, sample=sample
+    )
+
+
+def _outside_footprint(r: Mapping[str, Any], ra: str, dec: str) -> tuple[str, str]:
+    """The SQL condition of a row outside the rule's footprint (no finite position is outside too), and
+    the footprint in words."""
     finite = f"NOT isnan({ra}) AND NOT isnan({dec})"
     if "circle" in r:
         ra0, dec0, radius = (float(x) for x in r["circle"])
@@ -860,16 +1110,7 @@ def _footprint(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult
         inside = f"{ra} BETWEEN {box['ra_min']} AND {box['ra_max']} AND {dec} BETWEEN {box['dec_min']} AND {box['dec_max']}"
         expected = f"RA [{box['ra_min']}, {box['ra_max']}], Dec [{box['dec_min']}, {box['dec_max']}]"
     # A row without a finite position is not inside the footprint either.
-    outside = f"NOT coalesce({finite} AND {inside}, false)"
-    (bad,) = s.one(f"SELECT count(*) FROM {s.sql} WHERE {outside}")
-    sample = (
-        [list(x) for x in s.rows(f"SELECT {ra}, {dec} FROM {s.sql} WHERE {outside} LIMIT {SAMPLE}")]
-        if bad
-        else []
-    )
-    return CheckResult(
-        item, _label(r), FAIL if bad else PASS, value=f"{bad} outside", expected=expected, sample=sample
-    )
+    return f"NOT coalesce({finite} AND {inside}, false)", expected
 
 
 def _band_coverage(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
@@ -881,13 +1122,211 @@ def _band_coverage(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckRe
     low = {b: round(float(f or 0), 4) for b, f in zip(bands, fractions) if (f or 0) < need}
     return CheckResult(
         item,
-        f"band_coverage {r['column']}",
+        _label(r),
         FAIL if low else PASS,
         value={b: round(float(f or 0), 4) for b, f in zip(bands, fractions)},
         expected=f"≥ {need} per band",
         message=f"too little coverage in {sorted(low)}" if low else "",
     )
 
+
+def _row_count_against(
+    item: str, s: CatalogSource, r: Mapping[str, Any], expected_rows: ExpectedRows | None
+) -> CheckResult:
+    """row_count with ``equals_item`` or ``per_dataset``: exactly the count ``expected_rows`` gives."""
+    if expected_rows is None:
+        raise RuleError(
+            f"Item {item!r}: rule {_show_rule(r)} compares with another catalog item or with the butler, "
+            "which only a release check knows — run it with porter release check"
+        )
+    (n,) = s.one(f"SELECT count(*) FROM {s.sql}")
+    want, origin = expected_rows(r)
+    n, want = int(n), int(want)
+    return CheckResult(
+        item,
+        _label(r),
+        PASS if n == want else FAIL,
+        value=n,
+        expected=f"{want} ({origin})",
+        message="" if n == want else f"{abs(n - want)} rows {'more' if n > want else 'fewer'} than {origin}",
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A value from DuckDB as JSON can hold it (results are recorded in the audit log)."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _grouped(
+    item: str,
+    s: CatalogSource,
+    r: Mapping[str, Any],
+    figures: Sequence[tuple[str, str]],
+    failing: str,
+    worst_first: str,
+    expected: str,
+    why: Callable[[dict[str, Any]], str],
+    empty_fails: bool = False,
+) -> CheckResult:
+    """A rule per value of ``r["group_by"]``: one GROUP BY query over the catalog.
+
+    ``figures`` are (name, aggregate SQL) computed per group and named ``_f0``, ``_f1`` … in ``failing``
+    (the SQL condition of a failing group) and ``worst_first`` (the order failing groups are shown in).
+    The query returns the failing groups (at most `SAMPLE`), with how many groups there are and fail.
+    """
+    g = str(r["group_by"])
+    aggs = ", ".join(f"{sql} AS _f{i}" for i, (_, sql) in enumerate(figures))
+    names = [name for name, _ in figures]
+    per_group = f"SELECT {_quote(g)} AS _group, {aggs} FROM {s.sql} GROUP BY {_quote(g)}"
+    query = (
+        f"SELECT _group, {', '.join(f'_f{i}' for i in range(len(figures)))}, _bad, count(*) OVER (), "
+        "sum(CASE WHEN _bad THEN 1 ELSE 0 END) OVER () "
+        f"FROM (SELECT *, coalesce({failing}, true) AS _bad FROM ({per_group})) "
+        f"ORDER BY _bad DESC, {worst_first}, _group NULLS FIRST LIMIT {SAMPLE}"
+    )
+    rows = s.rows(query)
+    total = int(rows[0][-2]) if rows else 0
+    n_bad = int(rows[0][-1] or 0) if rows else 0
+    sample = [
+        {g: _plain(row[0]), **{n: _plain(v) for n, v in zip(names, row[1 : 1 + len(names)])}}
+        for row in rows
+        if row[1 + len(names)]
+    ]
+    if not rows and empty_fails:
+        return CheckResult(
+            item,
+            _label(r),
+            FAIL,
+            value=f"0/0 {g} groups",
+            expected=expected,
+            message=f"the catalog has no rows, so no {g} at all",
+        )
+    shown = "; ".join(f"{g} {entry[g]}: {why(entry)}" for entry in sample)
+    more = f"; and {n_bad - len(sample)} more" if n_bad > len(sample) else ""
+    return CheckResult(
+        item,
+        _label(r),
+        FAIL if n_bad else PASS,
+        value=f"{n_bad}/{total} {g} groups fail",
+        expected=expected,
+        message=f"{n_bad} of {total} {g} groups fail: {shown}{more}" if n_bad else "",
+        sample=sample,
+    )
+
+
+def _row_count_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    lo, hi = r.get("min"), r.get("max")
+    conds = ([f"_f0 < {int(lo)}"] if lo is not None else []) + (
+        [f"_f0 > {int(hi)}"] if hi is not None else []
+    )
+    return _grouped(
+        item,
+        s,
+        r,
+        [("rows", "count(*)")],
+        " OR ".join(conds) or "false",
+        "_f0",
+        f"[{lo}, {hi}] rows per {r['group_by']}",
+        lambda e: f"{e['rows']} rows",
+        empty_fails=bool(lo),
+    )
+
+
+def _range_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    c = _quote(r["column"])
+    conds = ([f"{c} < {float(r['min'])}"] if r.get("min") is not None else []) + (
+        [f"{c} > {float(r['max'])}"] if r.get("max") is not None else []
+    )
+    outside = " OR ".join(conds) or "false"
+    return _grouped(
+        item,
+        s,
+        r,
+        [("outside", f"count(*) FILTER (WHERE {outside})"), ("rows", "count(*)")],
+        "_f0 > 0",
+        "_f0 DESC",
+        f"[{r.get('min')}, {r.get('max')}] in every {r['group_by']}",
+        lambda e: f"{e['outside']} of {e['rows']} outside",
+    )
+
+
+def _counts_by(
+    item: str, s: CatalogSource, r: Mapping[str, Any], offending: str, expected: str
+) -> CheckResult:
+    """finite and not_null per group: for each column, the rows where ``offending`` (with {c}) holds."""
+    cols = list(r["columns"])
+    figures = [(c, f"count(*) FILTER (WHERE {offending.format(c=_quote(c))})") for c in cols]
+    terms = [f"_f{i}" for i in range(len(cols))]
+    return _grouped(
+        item,
+        s,
+        r,
+        figures,
+        " OR ".join(f"{t} > 0" for t in terms),
+        f"({' + '.join(terms)}) DESC",
+        expected,
+        lambda e: ", ".join(f"{c} {e[c]}" for c in cols if e[c]),
+    )
+
+
+def _finite_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    return _counts_by(item, s, r, "isnan({c}) OR isinf({c})", f"no NaN or inf in any {r['group_by']}")
+
+
+def _not_null_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    return _counts_by(item, s, r, "{c} IS NULL", f"no nulls in any {r['group_by']}")
+
+
+def _footprint_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    ra, dec = _quote(r.get("ra", "coord_ra")), _quote(r.get("dec", "coord_dec"))
+    outside, expected = _outside_footprint(r, ra, dec)
+    return _grouped(
+        item,
+        s,
+        r,
+        [("outside", f"count(*) FILTER (WHERE {outside})"), ("rows", "count(*)")],
+        "_f0 > 0",
+        "_f0 DESC",
+        f"{expected}, in every {r['group_by']}",
+        lambda e: f"{e['outside']} of {e['rows']} outside",
+    )
+
+
+def _band_coverage_by(item: str, s: CatalogSource, r: Mapping[str, Any]) -> CheckResult:
+    bands = list(r["bands"])
+    need = float(r.get("min_fraction", 0.5))
+    figures = [
+        (b, f"avg(CASE WHEN {_quote(c)} IS NULL OR isnan({_quote(c)}) THEN 0 ELSE 1 END)")
+        for b, c in ((b, str(r["column"]).format(band=b)) for b in bands)
+    ]
+    terms = [f"_f{i}" for i in range(len(bands))]
+    return _grouped(
+        item,
+        s,
+        r,
+        figures,
+        " OR ".join(f"{t} < {need}" for t in terms),
+        f"least({', '.join(terms)})" if len(terms) > 1 else terms[0],
+        f"≥ {need} per band in every {r['group_by']}",
+        lambda e: (
+            ", ".join(f"{b} {round(float(e[b] or 0), 4)}" for b in bands if (e[b] or 0) < need) + f" < {need}"
+        ),
+    )
+
+
+_GROUPED = {
+    "row_count": _row_count_by,
+    "range": _range_by,
+    "finite": _finite_by,
+    "not_null": _not_null_by,
+    "footprint": _footprint_by,
+    "band_coverage": _band_coverage_by,
+}
+"""The rules that take ``group_by`` (`_UNGROUPED` says why the others do not)."""
 
 _RULES = {
     "row_count": _row_count,
