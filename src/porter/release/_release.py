@@ -666,14 +666,14 @@ class Release:
             raise GateError(f"Checkpoint {checkpoint!r} is not signed off; there is nothing to reopen.")
         return self._append(by, "reopen", checkpoint, reason=reason, signoff=sign.seq)
 
-    def blockers(self) -> list[Blocker]:
+    def blockers(self, state: ReleaseState | None = None) -> list[Blocker]:
         """Everything that stops the release going public now, each with the command that would fix it.
 
         Re-verifies what the sign-offs were given: each shipped checkpoint's delivery against its
         latest manifest (cheap: sizes and checksums), and the latest check results against the
-        waivers.  Nothing is written.
+        waivers.  Nothing is written.  ``state``: the folded log, if the caller has it already.
         """
-        state = self.state()
+        state = state or self.state()
         rel = self.plan.release
         out: list[Blocker] = []
         level = LEVELS.index(self.plan.validation)
@@ -762,9 +762,11 @@ class Release:
             return "unverified"
         return "late" if feature.due < today else "open"
 
-    def features(self, today: datetime.date | None = None) -> list[dict[str, Any]]:
+    def features(
+        self, today: datetime.date | None = None, state: ReleaseState | None = None
+    ) -> list[dict[str, Any]]:
         """Every milestone's feature list with each feature's status on ``today``."""
-        day, state = _today(today), self.state()
+        day, state = _today(today), state or self.state()
         return [
             {
                 "milestone": m.name,
@@ -1049,7 +1051,7 @@ class Release:
         """Checkpoints and milestones on ``today`` (dates ISO, counts numbers), findings, features, blockers."""
         state = self.state()
         day = _today(today)
-        features = self.features(day)
+        features = self.features(day, state)
         rows: list[dict[str, Any]] = []
         for srow in self.schedule(today, state):
             if srow.kind != "checkpoint":
@@ -1105,7 +1107,7 @@ class Release:
             "rows": rows,
             "findings": [f.to_dict() for f in state.findings.values()],
             "features": features,
-            "blockers": [b.to_dict() for b in self.blockers()],
+            "blockers": [b.to_dict() for b in self.blockers(state)],
             "ready": state.ready is not None,
             "ready_at": _iso(state.ready.at) if state.ready is not None else None,
         }

@@ -84,7 +84,7 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
     state = rel.state()
     events = rel.events()
     problems = rel.verify_audit()
-    blockers = rel.blockers()
+    blockers = status["blockers"]  # computed once: it re-reads every shipped delivery's checksums
     head = rel.audit_head()
     out = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(rel.plan.release)} release report</title>",
@@ -95,7 +95,7 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
         "<p><b>" + ("Ready to go public." if status["ready"] else "Not yet ready to go public.") + "</b></p>",
         "<div class='blockers'><h2>What blocks going public</h2>"
         + (
-            _table([b.to_dict() for b in blockers])
+            _table(blockers)
             if blockers
             else "<p>Nothing: <code>porter release ready</code> would succeed.</p>"
         )
