@@ -10,12 +10,22 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
+import yaml
 
 from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler
 from porter.errors import InvalidQueryError
 from porter.pipeline import InProcessExecutor, Pipeline, build_quantum_graph, execute_graph
-from porter.release import GateError, PlanError, Release, dump_plan, like, load_plan, rubin_template
+from porter.release import (
+    GateError,
+    PlanError,
+    Release,
+    ReleasePlan,
+    dump_plan,
+    like,
+    load_plan,
+    rubin_template,
+)
 from test_cli import run
 
 RUN = "u/drp/step1"
@@ -71,6 +81,40 @@ def test_rubin_template_and_like(tmp_path: Path) -> None:
         datetime.timedelta(days=182)
     ] * 6
     assert dp3.checkpoint("catalogs").items[0].location.startswith("DP3/")
+
+
+def test_like_renames_collections_inside_rules() -> None:
+    """A row_count's per_dataset collections are read like an item's: ``--like`` renames them too."""
+    data = rubin_template("DP2", "repo", START).model_dump()
+    counted = {"dataset_type": "calexp", "dimensions": ["visit"], "collections": ["DP2/runs", "u/drp/step1"]}
+    data["checkpoints"][0]["items"][1]["rules"] = [{"rule": "row_count", "per_dataset": counted}]
+    plan = ReleasePlan.model_validate(data)
+    with pytest.raises(
+        PlanError, match=r"catalogs\.source-table\.rules\.0\.per_dataset\.collections u/drp/step1"
+    ):
+        like(plan, "DP3", 182)
+    dp3, rewrites = like(plan, "DP3", 182, {"u/drp/step1": "u/drp/dp3-step1"})
+    (rule,) = dp3.checkpoint("catalogs").items[1].rules
+    assert rule["per_dataset"]["collections"] == ["DP3/runs", "u/drp/dp3-step1"]
+    assert "catalogs.source-table.rules.0.per_dataset.collections: DP2/runs → DP3/runs" in rewrites
+
+
+def test_equals_item_must_name_another_catalog_item(tmp_path: Path) -> None:
+    data = rubin_template("DP2", "repo", START).model_dump(mode="json")
+    data["checkpoints"][0]["items"][1]["rules"] = [{"rule": "row_count", "equals_item": "object-tabel"}]
+    path = tmp_path / "DP2.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(
+        PlanError,
+        match=r"DP2.yaml:\d+: checkpoints.0.items.1.rules.0.equals_item: .*compares with 'object-tabel'.*"
+        r"Did you mean 'object-table'",
+    ):
+        load_plan(path)
+    data["checkpoints"][0]["items"][1]["rules"] = [{"rule": "row_count", "equals_item": "object-table"}]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_plan(path).checkpoint("catalogs").items[1].rules == [
+        {"rule": "row_count", "equals_item": "object-table"}
+    ]
 
 
 @pytest.mark.parametrize(
@@ -249,7 +293,10 @@ def test_gates_findings_schedule_and_ready(processed: Butler, tmp_path: Path) ->
         with pytest.raises(GateError, match="checks have never been run"):
             rel.signoff("catalogs", "release-manager")
         rel.check("catalogs")
-        with pytest.raises(GateError, match="ingest-config:manual is fail: not confirmed yet"):
+        with pytest.raises(
+            GateError,
+            match="ingest-config:manual is pending: awaiting confirmation: porter release confirm DP2 catalogs ingest-config",
+        ):
             rel.signoff("catalogs", "release-manager")
         rel.confirm("catalogs", "ingest-config", "pipelines-lead", "partitioning agreed with Qserv")
         rel.check("catalogs")
@@ -373,8 +420,8 @@ def test_release_cli(processed: Butler, tmp_path: Path) -> None:
     )  # exit status 1: checks failed
     assert {c["status"] for c in checks} == {
         "error",
-        "fail",
-    }  # catalog checks arrive later; the manual one is unconfirmed
+        "pending",
+    }  # catalog checks arrive later; the manual one awaits confirmation
     out = run("release", "signoff", "DP2", "catalogs", "--by", "release-manager", "--plans", plans, ok=False)
     assert "Sign-off of 'catalogs' refused" in out
     run(

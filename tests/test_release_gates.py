@@ -277,7 +277,16 @@ def test_confirming_a_manual_item_counts_without_rerunning_the_checks(delivery: 
             rel.check(cp)
             rel.signoff(cp, "lead")
         rel.check("docs")
-        refused(rel, lambda: rel.signoff("docs", "lead"), "qserv:manual is fail: not confirmed yet")
+        refused(
+            rel,
+            lambda: rel.signoff("docs", "lead"),
+            "qserv:manual is pending: awaiting confirmation: porter release confirm DP2 docs qserv",
+        )
+        refused(
+            rel,
+            lambda: rel.waive("docs", "qserv:manual", "lead", "no time"),
+            "awaits a person's confirmation, it has not failed",
+        )  # a pending item is confirmed, not waived
         runs = sum(e.action == "check" for e in rel.events())
         rel.confirm("docs", "qserv", "lead", "12,345,678 rows on both sides")
         assert [r["status"] for r in rel.state().results("docs")] == ["pass", "pass"]

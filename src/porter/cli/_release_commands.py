@@ -131,6 +131,10 @@ def init(
     every `porter release` command finds it; with --like, beside the earlier plan; --plans DIR
     puts it elsewhere.
 
+    Every field of the plan (item kinds, rules, roles, validation levels, features, environments)
+    is described, with a complete example, in docs/release-plan.md (print it with
+    `python -m porter.release.reference`).
+
     Examples:
 
         porter release init DP2 --template rubin --repo /repo/main --start 2027-01-04
@@ -292,7 +296,8 @@ def check(
     """Run the checks of a checkpoint's shipping list (or of all) and record the results.
 
     Exits 1 when any check fails or cannot run (error), so a script or CI job stops there. A signed-off
-    checkpoint whose checks now fail is reopened (recorded in the audit log).
+    checkpoint whose checks now fail is reopened (recorded in the audit log). Manual items not yet
+    confirmed are shown as pending: they block sign-off, but do not change the exit status.
 
     Example:
 
@@ -329,6 +334,9 @@ def check(
             console.print(f"[red]{r['name']}[/] e.g. {r['sample'][:3]}", highlight=False)
         if r.get("details"):
             console.print(f"  all of them: {rel.plan_path.parent / r['details']}", highlight=False)
+    for r in out:
+        if r["status"] == "pending":
+            console.print(f"[yellow]{r['checkpoint']}: {r['item']}[/] {r['message']}", highlight=False)
     if bad:
         err_console.print(f"{len(bad)} check(s) failed or could not run.", highlight=False)
         raise typer.Exit(1)

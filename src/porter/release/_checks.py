@@ -27,6 +27,7 @@ from ..schema import (
     ERROR,
     FAIL,
     PASS,
+    PENDING,
     CatalogFileError,
     CatalogSource,
     CheckResult,
@@ -74,7 +75,7 @@ def run_checks(
                 for r in results:
                     r.details = str(missing / r.details) if r.details else ""
             elif item.kind == "manual":
-                results = [_manual(item, confirmations.get(item.name))]
+                results = [_manual(item, confirmations.get(item.name), f"{plan.release} {checkpoint.name}")]
             elif item.kind == "catalog":
                 results = catalog_checks(item, catalogs, base, base / plan.corpus)
             elif item.kind == "hips":
@@ -90,14 +91,15 @@ def run_checks(
     return out
 
 
-def _manual(item: Item, confirmation: dict[str, Any] | None) -> CheckResult:
+def _manual(item: Item, confirmation: dict[str, Any] | None, where: str) -> CheckResult:
+    """A manual item's result: pending until a person confirms it (``where`` is "RELEASE CHECKPOINT")."""
     if confirmation is None:
         return CheckResult(
             item.name,
             "manual",
-            FAIL,
+            PENDING,
             expected=item.check,
-            message="not confirmed yet (porter release confirm)",
+            message=f"awaiting confirmation: porter release confirm {where} {item.name} --by PERSON",
         )
     return CheckResult(
         item.name,

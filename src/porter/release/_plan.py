@@ -473,6 +473,18 @@ class ReleasePlan(_Model):
                             "write CHECKPOINT/CHECK (e.g. portal/example-queries:manual) or smoke/ENVIRONMENT/TEST",
                             ("milestones", i, "features", j, "verified_by", k),
                         )
+        catalogs = {item.name for c in self.checkpoints for item in c.items if item.kind == "catalog"}
+        for i, c in enumerate(self.checkpoints):
+            for j, item in enumerate(c.items):
+                for k, rule in enumerate(item.rules):
+                    other = rule.get("equals_item")
+                    if other is not None and (other not in catalogs or other == item.name):
+                        raise _Problem(
+                            f"{item.name!r}'s row_count compares with {other!r}, which is not another catalog item."
+                            + did_you_mean(str(other), catalogs - {item.name}, "catalog items"),
+                            "name a catalog item of this plan (any checkpoint's)",
+                            ("checkpoints", i, "items", j, "rules", k, "equals_item"),
+                        )
         total = sum(c.duration_days for c in self.checkpoints)
         if total > MAX_TOTAL_DAYS:
             raise _Problem(

@@ -38,7 +38,18 @@ import pyarrow as pa
 
 from ..butler import Butler
 from ..errors import PorterError, did_you_mean
-from ..schema import ERROR, FAIL, PASS, WARN, CheckResult, RuleError, check_rules, load_schema, table_of
+from ..schema import (
+    ERROR,
+    FAIL,
+    PASS,
+    PENDING,
+    WARN,
+    CheckResult,
+    RuleError,
+    check_rules,
+    load_schema,
+    table_of,
+)
 from ._checks import run_checks
 from ._corpus import write_corpus_rule
 from ._events import GENESIS, Event, EventLog
@@ -564,6 +575,11 @@ class Release:
                 f"Checkpoint {checkpoint!r}'s last check run has no check {check!r}; its checks: {sorted(results) or 'none (run porter release check first)'}."
             )
         result = results[check]
+        if result["status"] == PENDING:
+            raise GateError(
+                f"Check {check!r} of {checkpoint!r} awaits a person's confirmation, it has not failed: "
+                f"{result.get('message')}."
+            )
         if not state._blocking(result):
             raise GateError(
                 f"Check {check!r} of {checkpoint!r} is {result['status']} in the last run ({result.get('value')!r}): "

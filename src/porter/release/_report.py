@@ -33,7 +33,7 @@ def _cls(text: str) -> str:
     t = str(text)
     if t.startswith("late") or t in ("fail", "error"):
         return "fail"
-    if t in ("warn", "at risk"):
+    if t in ("warn", "at risk", "pending"):
         return "warn"
     if t in ("pass", "on time") or t.startswith("done"):
         return "pass"

@@ -279,6 +279,14 @@ def like(
                 expected["collections"] = [
                     rename(f"{where}.expected.collections", x, True) for x in expected["collections"]
                 ]
+            for k, rule in enumerate(item.get("rules") or []):
+                spec = rule.get("per_dataset")
+                if isinstance(spec, dict) and spec.get("collections"):
+                    old_collections.update(spec["collections"])
+                    spec["collections"] = [
+                        rename(f"{where}.rules.{k}.per_dataset.collections", x, True)
+                        for x in spec["collections"]
+                    ]
     for m in data["milestones"]:
         m["date"] = m["date"] + delta
         for f in m.get("features") or []:  # the same feature list, due later, not yet done
@@ -314,4 +322,13 @@ def _collections_of(plan: ReleasePlan) -> list[tuple[str, list[str]]]:
             out.append(
                 (f"{c.name}.{item.name}.expected.collections", list(item.expected.get("collections") or []))
             )
+            for k, rule in enumerate(item.rules):
+                spec = rule.get("per_dataset")
+                if isinstance(spec, dict):
+                    out.append(
+                        (
+                            f"{c.name}.{item.name}.rules.{k}.per_dataset.collections",
+                            list(spec.get("collections") or []),
+                        )
+                    )
     return out

@@ -14,12 +14,13 @@ from ._conformance import (
     validate_rule,
 )
 from ._felis import FelisError, compatibility, load_schema, primary_key, table_of
-from ._result import ERROR, FAIL, PASS, WARN, CheckResult
+from ._result import ERROR, FAIL, PASS, PENDING, WARN, CheckResult
 
 __all__ = [
     "ERROR",
     "FAIL",
     "PASS",
+    "PENDING",
     "RULES",
     "WARN",
     "CatalogFileError",

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["ERROR", "FAIL", "PASS", "WARN", "CheckResult"]
+__all__ = ["ERROR", "FAIL", "PASS", "PENDING", "WARN", "CheckResult"]
 
 PASS, FAIL, WARN, ERROR = "pass", "fail", "warn", "error"
+PENDING = "pending"
+"""Awaiting a person (a manual item not confirmed yet): nothing is wrong, but it blocks sign-off like a failure."""
 
 
 @dataclass
