@@ -42,7 +42,14 @@ def pg_server() -> str:
         with engine.connect() as conn:
             exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).first()
             if not exists:
-                conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+                try:
+                    conn.exec_driver_sql(f"CREATE DATABASE {PG_DB}")
+                except sqlalchemy.exc.DBAPIError:  # another xdist worker created it first
+                    if (
+                        conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (PG_DB,)).first()
+                        is None
+                    ):
+                        raise
         engine.dispose()
     except Exception as exc:
         _unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
