@@ -280,8 +280,10 @@ class ReleaseState:
         """The latest run's warnings: shown and recorded with the sign-off, but not blocking it
         (unless the plan sets ``warnings_block``).
 
-        A warning says something a person should see but need not act on (a Felis
-        column without a UCD, a foreign key whose target is not in this shipment);
+        A warning says something a person should see but need not act on (columns in
+        the data that the schema does not declare, a type that fits but is wider than
+        declared, a foreign key whose target is not in this shipment; gaps of the schema
+        itself, such as columns without a UCD, are information, reported once);
         were it to block like a failure, every release on Rubin's own schemas would
         need the same waivers, and waivers would stop meaning anything.
         """
