@@ -42,6 +42,7 @@ __all__ = [
     "RegistryError",
     "RepositoryError",
     "StorageClassError",
+    "StorageFullError",
     "UnknownComponentError",
     "UserExpressionError",
     "UserExpressionSyntaxError",
@@ -211,6 +212,12 @@ class StorageClassError(PorterError, TypeError):
 
 class DatastoreError(PorterError):
     """A problem with a stored artifact (file or S3 object)."""
+
+
+class StorageFullError(PorterError, OSError):
+    """A write ran out of space (or quota) on a filesystem: the datastore's, the registry's or the
+    temporary area's.  The message names the filesystem and what was being written; the write was
+    rolled back, so nothing is half-written and the same command can simply be re-run once space is freed."""
 
 
 class ArtifactMissingError(DatastoreError, FileNotFoundError):
