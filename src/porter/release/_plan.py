@@ -166,9 +166,19 @@ class _Model(pydantic.BaseModel):
 
 
 class Person(_Model):
+    """Someone who acts on the release.  Any of the plan's people may run checks, ship, confirm manual items,
+    record findings and reopen a checkpoint; the flags below, a checkpoint's ``signers`` and an environment's
+    ``promoters`` say who may do the rest."""
+
     name: PersonName
+    """How the person is named everywhere else: in the ``--by`` of commands (recorded as the actor in the
+    audit log), and in a checkpoint's ``owner`` and ``signers`` and an environment's ``promoters``."""
     role: Text = ""
+    """Their role in words (``Pipelines lead``), for people reading the plan; it grants nothing: what they
+    may do comes from ``can_waive``, ``decider`` and ``release_manager``."""
     team: Text = ""
+    """Their team, for people reading the plan; porter does not match it with a checkpoint's ``from_team``
+    or ``to_team``."""
     can_waive: bool = False
     """May record a waiver for a failed check (a team lead, the release manager)."""
     decider: bool = False
@@ -217,25 +227,55 @@ class Item(_Model):
     """One entry of a shipping list.  ``kind`` says which other fields apply."""
 
     name: Name
+    """The item's name, unique in its checkpoint: its results are named ``ITEM:CHECK``, a manual item is
+    confirmed by it, and ``equals_item`` rules and features' ``verified_by`` refer to the item by it."""
     kind: Literal["datasets", "catalog", "files", "hips", "manual"]
+    """What the item is, and so how it is checked: datasets' completeness in the butler, a catalog's
+    schema conformance and content rules, counts of files, a HiPS tree's structure, or a person's
+    confirmation (see Item kinds)."""
     description: Text = ""
+    """What the item is, in words, for people reading the plan; porter does not check it."""
     # datasets: dataset types in collections, expected data IDs from a query
     dataset_types: list[
         Annotated[str, pydantic.StringConstraints(min_length=1), pydantic.AfterValidator(_text)]
     ] = []
+    """The dataset types delivered: each gets a completeness check against the expected data IDs, and its
+    datasets in the item's collections are listed in the checkpoint's manifest when it is shipped."""
     collections: list[Text] = []
+    """The collections the delivered datasets are looked for in, by the completeness checks and the
+    manifest.  The plan's ``collections`` do not stand in for them: without any, the item's checks cannot
+    run (an error result)."""
     expected: Expected = {}
-    """``{"dimensions": [visit, detector], "datasets": raw, "collections": [...], "where": "..."}``"""
+    """The data IDs each dataset type must cover, as a query (see Expected), e.g.
+    ``{dimensions: [visit, detector], datasets: raw}``: a dataset for every (visit, detector) that has a
+    raw.  Left empty: every data ID of the dataset type's dimensions the repository holds."""
     group_by: Text | None = None
+    """A dimension of the expected data IDs (``visit``, ``tract`` …, or one they imply, such as a visit's
+    ``band``) to count the missing ones by: the result then shows the groups with the most missing first,
+    rather than the first missing data IDs."""
     # catalog: Parquet files or a SQL table, with its Felis schema
     location: Location | None = None
+    """Where the content is: for a catalog, its Parquet files (a file, a directory or an ``s3://`` prefix)
+    or a live table (``postgresql://HOST/DB#schema.Table``); for ``files`` and ``hips``, the directory of
+    the tree.  A relative path is taken from the plan's directory; everything under it is checksummed into
+    the manifest when the checkpoint is shipped."""
     schema_file: Location | None = None
+    """The Felis schema the catalog must conform to: a schema file, or the name of one published in
+    lsst-sdm-schemas (``dp1``).  Needs ``table``."""
     table: Location | None = None
+    """The table of ``schema_file`` whose columns, types, non-null columns, primary and foreign keys and
+    units the catalog is checked against (``Object``); other catalogs' foreign keys find this one by it."""
     rules: list[Rule] = []
+    """Content rules run on the catalog's rows (see Content rules), each one check; a
+    rule naming a column the catalog lacks is an error result."""
     # files / hips: a tree under a URI prefix
     patterns: dict[Pattern, Count] = {}
+    """Glob patterns relative to ``location`` (``'*.md'``, ``'Norder*/**/*.fits'``), each with the
+    number of files it must match exactly; each pattern is one check."""
     # manual: a human check
     check: Text = ""
+    """What a person must confirm.  The check is ``pending`` until someone records it with
+    ``porter release confirm``, and then passes."""
 
     @pydantic.model_validator(mode="after")
     def _kind_fields(self) -> Item:
@@ -275,20 +315,36 @@ class Checkpoint(_Model):
     """A hand-over: who passes the bucket to whom, by when, after what, and what is in it."""
 
     name: Name
+    """The checkpoint's name, unique in the plan: commands name it (``porter release check DP2 NAME``),
+    ``depends_on`` and features' ``verified_by`` refer to it, and its shipment manifests are named after it."""
     title: Text = ""
+    """A heading for the hand-over (``Pipelines → Catalogs (Qserv)``); the report shows it, or
+    ``FROM_TEAM → TO_TEAM`` when there is none."""
     from_team: Text
+    """The team handing the content over (the one that produced it); status shows the hand-over as
+    ``FROM_TEAM → TO_TEAM``."""
     to_team: Text
+    """The team receiving it, to build on it."""
     owner: Text = ""
+    """The person who answers for getting the hand-over done (one of the plan's people, when it names any),
+    shown by ``porter release status``.  Owning gives no right to sign it off: that is ``signers``."""
     deadline: PlanDate
+    """The day the hand-over is due.  The schedule compares it with the projected finish: at risk within
+    ``at_risk_days`` of it, late by N days when the hand-over or its dependencies slip past it."""
     duration_days: Days = 7
     """How long the hand-over takes once its dependencies are done (for rescheduling after a slip)."""
     depends_on: list[Text] = []
+    """Checkpoints of this plan that must be signed off before this one may be (no cycles).  The schedule
+    counts this one's ``duration_days`` from when they finish, so their slips move it too."""
     signers: list[Text] = []
     """Who may sign this hand-over off (people of the plan); none named: the release managers.
     The decider may always sign."""
     required_at: Level = "minimal"
     """The lowest validation level at which this hand-over must be signed before the release is ready."""
     items: list[Item] = []
+    """The shipping list: what the hand-over delivers.  ``porter release check`` runs each item's checks
+    and ``porter release ship`` freezes what they cover in a manifest; a checkpoint with items cannot be
+    signed off before its checks have run."""
 
     @pydantic.model_validator(mode="after")
     def _unique_items(self) -> Checkpoint:
@@ -320,6 +376,7 @@ class Feature(_Model):
     ]
     """The feature's identifier, such as DM-DAX-2."""
     description: Text = ""
+    """What the feature provides, in words; ``porter release status`` lists it with the feature's status."""
     due: PlanDate
     """When the feature is due."""
     completed: PlanDate | None = None
@@ -330,9 +387,17 @@ class Feature(_Model):
 
 
 class Milestone(_Model):
+    """A dated step after the hand-overs (red-team testing, go public), scheduled from the checkpoints it
+    follows; it gates nothing itself, but its features must be verified at rigorous validation."""
+
     name: Name
+    """The milestone's name, unique and not that of a checkpoint; the schedule and status show it."""
     date: PlanDate
+    """The day it is planned for; the schedule projects it from its dependencies, and calls it on time, at
+    risk or late as it does a checkpoint."""
     depends_on: list[Text] = []
+    """Checkpoints the milestone follows: one that slips past its deadline moves the milestone by as much,
+    and the milestone is done once they are all signed off and its projected date has come."""
     features: list[Feature] = []
     """The milestone's feature list; the milestone is complete only when every feature is done and verified."""
 
@@ -346,9 +411,18 @@ class SmokeTest(_Model):
     """
 
     name: Name
+    """The test's name, unique in its environment: its result is named ``smoke/ENV:NAME``, and a feature's
+    ``verified_by`` refers to it as ``smoke/ENV/NAME``."""
     command: Text = ""
+    """A shell command (run by ``bash -c``) in the plan's directory, with ``$PORTER_RELEASE``,
+    ``$PORTER_ENVIRONMENT`` and ``$PORTER_REPO`` set: exit status 0 passes; otherwise the result keeps the
+    end of its output."""
     read_back: Annotated[int, pydantic.Strict(), pydantic.Field(ge=0, le=100_000)] = 0
+    """How many datasets of the plan's ``collections`` to read back through the butler, taken in turn from
+    each dataset type: passes if at least one is found and all of them read without error.  Needs the
+    plan's ``collections``."""
     timeout_s: Annotated[int, pydantic.Strict(), pydantic.Field(ge=1, le=86_400)] = 3600
+    """Seconds a ``command`` may run before it is stopped and the test fails; ``read_back`` is not timed."""
 
     @pydantic.model_validator(mode="after")
     def _one_kind(self) -> SmokeTest:
@@ -364,7 +438,11 @@ class Environment(_Model):
     """Where a release is installed: a test system, production (LDM-564: smoke tested on test first)."""
 
     name: Name
+    """The environment's name (``test``, ``production``): ``--env`` and ``--to`` name it, ``promote_from`` and
+    ``verified_by`` (``smoke/ENV/TEST``) refer to it, and smoke-test commands get it as
+    ``$PORTER_ENVIRONMENT``."""
     description: Text = ""
+    """What and where the environment is, for people reading the plan; porter does not use it."""
     smoke_tests: list[SmokeTest] = []
     """What must run green here before the release is promoted from here."""
     promote_from: Text | None = None
@@ -380,12 +458,27 @@ class ReleasePlan(_Model):
         str,
         pydantic.StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$", max_length=MAX_NAME),
     ]
+    """The release's name (``DP2``): the plan's file is NAME.yaml, the audit log records the release's
+    events under it, and its manifests and audit anchors are kept in the directory NAME beside the plan."""
     description: Text = ""
+    """What the release is, in a sentence; the report shows it under the release's name."""
     repository: Location
+    """The butler repository the release draws from (a path or URL; a relative path is taken from the
+    plan's directory if it exists there).  Datasets are checked and shipped from it, and the release's
+    audit log is kept in its database."""
     collections: list[Text] = []
+    """The release's collections: where ``read_back`` smoke tests read datasets, and where a row_count
+    rule's ``per_dataset`` counts them unless it names its own.  A ``datasets`` item names its own
+    collections; these are not its default."""
     people: list[Person] = []
+    """Everyone who acts on the release: each ``--by`` names one of them, as must a checkpoint's owner and
+    signers and an environment's promoters; their flags say who may waive, sign, mark ready or override."""
     checkpoints: list[Checkpoint]
+    """The hand-overs, in any order (``depends_on`` orders them).  Each one required at the plan's
+    ``validation`` level must be signed off before the release may go public."""
     milestones: list[Milestone] = []
+    """Dated steps after the hand-overs (red-team testing, go public), scheduled from the checkpoints they
+    follow, with the feature lists that rigorous validation needs verified."""
     test_period_days: Days = 28
     """Days of testing that must pass after the last sign-off before the release may go public."""
     at_risk_days: Days = 3
@@ -401,6 +494,9 @@ class ReleasePlan(_Model):
     batch production): every checkpoint, the features of the milestones due verified, and the release
     promoted to each environment that is promoted into."""
     environments: list[Environment] = []
+    """Where the release is installed: at standard validation every environment's smoke tests must have
+    passed on the content shipped now, and at rigorous the release must have been promoted into each
+    environment that names ``promote_from``."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> ReleasePlan:

@@ -3,9 +3,10 @@
 `plan_reference` walks `ReleasePlan` and every model (and TypedDict) its fields reach, whatever they
 are: each field's type, default, whether it is required, and its description — the attribute docstring
 written under the field in the source, read here with `ast` (the models do not need pydantic's
-``use_attribute_docstrings``).  Then the item kinds and the fields each one uses, the content rules and
-their keys, the value checks behind the types, the plan's limits, and a complete example plan: the
-rubin template as `dump_plan` writes it, loaded back with `load_plan` to prove it valid.
+``use_attribute_docstrings``).  Then the item kinds and the fields each one uses, the content rules with
+their keys, examples and meanings (read from `porter.schema._conformance`), the value checks behind the
+types, the plan's limits, and a complete example plan: the rubin template as `dump_plan` writes it, loaded
+back with `load_plan` to prove it valid.
 
 ``python -m porter.release.reference docs/release-plan.md`` rewrites the committed page.
 """
@@ -338,7 +339,7 @@ def _kinds_section() -> str:
             [
                 f"`{kind}`",
                 f"`{need}`" if need else "",
-                ", ".join(f"`{f}`" for f in uses),
+                ", ".join(f"`{f}`" for f in uses) or "—",
             ]
         )
     return "\n\n".join(
@@ -358,21 +359,23 @@ def _rules_section() -> str:
     values = _module_values(source) if source else {}
     keys: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = values.get("_RULE_KEYS", {})
     examples: dict[str, str] = values.get("_EXAMPLES", {})
+    meanings: dict[str, str] = values.get("_MEANINGS", {})
     ungrouped: dict[str, tuple[str, str]] = values.get("_UNGROUPED", {})
     per_dataset: tuple[str, ...] = values.get("_PER_DATASET_KEYS", ())
-    missing = [r for r in RULES if r not in keys]
-    if missing:
-        raise RuntimeError(
-            f"the keys of the content rules {missing} were not found as _RULE_KEYS in {source}: "
-            "update porter.release._plan_reference"
-        )
+    for found, name in ((keys, "_RULE_KEYS"), (meanings, "_MEANINGS")):
+        missing = [r for r in RULES if r not in found]
+        if missing:
+            raise RuntimeError(
+                f"the content rules {missing} were not found in {name} in {source}: "
+                "add them there, or update porter.release._plan_reference"
+            )
     rows = []
     for rule in RULES:
         takes, needs = keys[rule]
-        note = ""
+        note = meanings[rule]
         if rule in ungrouped:
             why, instead = ungrouped[rule]
-            note = f"No `group_by`: {why}; {instead}."
+            note += f"\n\nNo `group_by`: {why}; {instead}."
         rows.append(
             [
                 f"`{rule}`",

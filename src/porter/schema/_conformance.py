@@ -760,6 +760,29 @@ _EXAMPLES = {
     "or {rule: footprint, circle: [150, 2, 1.5]}",
     "band_coverage": "{rule: band_coverage, column: '{band}_psfFlux', bands: [g, r, i], min_fraction: 0.5}",
 }
+_MEANINGS = {
+    # rule: what it checks, what passes and what fails (the Notes of docs/release-plan.md's rules)
+    "row_count": "The catalog's number of rows, against min, max or both, or against the exact count that "
+    "equals_item or per_dataset gives (one of these is needed): it fails outside the bounds, or when the "
+    "counts differ. With group_by, each group's rows must be within [min, max], and a catalog without rows "
+    "fails when min is above 0.",
+    "range": "Every value of column within [min, max] (either bound may be left out): it fails with the "
+    "number of rows outside and a sample of their values. Nulls pass (not_null catches them); for NaN, "
+    "use finite.",
+    "finite": "No NaN or infinity in any of the columns: it fails with each column's count. Nulls pass "
+    "(not_null catches them).",
+    "not_null": "No null in any of the columns: it fails with each column's count. NaN is a value here "
+    "(finite catches it).",
+    "unique": "No two rows with the same values of the columns, taken together: it fails with the number of "
+    "duplicated rows and a sample of the repeated keys.",
+    "footprint": "Every row's position (the columns ra and dec, by default coord_ra and coord_dec, in degrees) "
+    "inside a box (all four of ra_min, ra_max, dec_min, dec_max) or a circle [RA, Dec, radius] (one of the "
+    "two is needed): it fails with the number of rows outside and a sample. A row without a finite position "
+    "counts as outside.",
+    "band_coverage": "For each band, the fraction of rows with a value (neither null nor NaN) in column, its "
+    "{band} replaced by the band's name, must be at least min_fraction (default 0.5): it fails naming the "
+    "bands below it.",
+}
 _NUMERIC_RULES = ("range", "finite", "footprint", "band_coverage")
 
 
