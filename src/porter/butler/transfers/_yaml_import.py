@@ -69,6 +69,12 @@ class ImportPlan:
         default_factory=lambda: defaultdict(list)
     )
     paths: dict[uuid.UUID, tuple[str | None, str | None]] = field(default_factory=dict)
+    file_records: dict[uuid.UUID, int] = field(default_factory=dict)
+    """Which ``records`` entry of the file named each dataset's path (its position among all of them).
+
+    Datasets listed together in one entry share its file; two entries naming
+    the same path are two claims on one file, refused when files are imported.
+    """
 
     def step_count(self, skip_dimensions: Iterable[str] = ()) -> int:
         """Number of progress steps `apply_plan` reports."""
@@ -373,6 +379,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
         have = {(r["instrument"], r["id"]) for r in plan.records.get("day_obs", [])}
         for instrument, day_obs in sorted(day_obs_needed - have):
             plan.records["day_obs"].append({"instrument": instrument, "id": day_obs})
+    record_number = 0
     for index, item in dataset_items:
         try:
             type_name = item["dataset_type"]
@@ -387,9 +394,11 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
                     raise ExportFormatError(
                         f"{len(ids)} dataset IDs but {len(data_ids)} data IDs in one record."
                     )
+                record_number += 1
                 for did, data_id in zip(ids, data_ids):
                     entries.append((_uuid(did), dict(data_id), rec.get("path")))
                     plan.paths[_uuid(did)] = (rec.get("path"), rec.get("formatter"))
+                    plan.file_records.setdefault(_uuid(did), record_number)
             plan.datasets.append((type_name, run, entries))
         except ExportFormatError as exc:
             raise ExportFormatError(f"Bad export file at {_where(index, item)}: {exc}") from None
