@@ -9,7 +9,15 @@ from ._data_coordinate import DataCoordinate, DataIdValue, coerce_dimension_valu
 from ._elements import ColumnSpec, Dimension, DimensionElement, SkyPixDimension
 from ._group import DimensionGroup
 from ._records import DimensionRecord
-from ._regions import decode_region, encode_region, is_region, is_region_type, pixel_envelope, region_from_hex
+from ._regions import (
+    decode_region,
+    encode_region,
+    is_region,
+    is_region_type,
+    pixel_envelope,
+    region_from_hex,
+    region_problem,
+)
 from ._timespan import (
     MAX_NSEC,
     MIN_NSEC,
@@ -48,6 +56,7 @@ __all__ = [
     "iso_from_tai_nsec",
     "pixel_envelope",
     "region_from_hex",
+    "region_problem",
     "tai_now_nsec",
     "tai_nsec_from_datetime",
     "tai_nsec_from_iso",

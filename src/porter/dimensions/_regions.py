@@ -20,6 +20,7 @@ __all__ = [
     "is_region_type",
     "pixel_envelope",
     "region_from_hex",
+    "region_problem",
 ]
 
 
@@ -63,3 +64,57 @@ def pixel_envelope(pixelization: lsst.sphgeom.Pixelization, region: lsst.sphgeom
     for begin, end in pixelization.envelope(region):
         out.extend(range(begin, end))
     return out
+
+
+_CONVEXITY_TOLERANCE = 1e-14
+"""How far below zero a triple product of consecutive polygon vertices may be.
+
+Real regions (skymap patches, detector footprints) have vertices along a
+straight edge, whose triple product is zero up to rounding (-1.5e-20 in the
+exports daf_butler writes); anything below this is a clockwise or concave
+outline, not rounding.
+"""
+
+
+def region_problem(region: lsst.sphgeom.Region, encoded: bytes | None = None) -> str | None:
+    """Why ``region`` cannot be stored and indexed, or `None`: finite, non-degenerate, convex where required.
+
+    sphgeom decodes whatever doubles it is given: a polygon with a NaN vertex
+    gets a NaN bounding circle, whose pixel envelope is the whole sky (every
+    query then "overlaps" it), and a clockwise polygon is the complement of
+    the intended one.  Polygons are checked on their encoding (``encoded``,
+    or ``region.encode()``) with numpy, cheap enough for 10⁵ regions: unit
+    vertices, at least three, every consecutive triple turning
+    counter-clockwise (convex), and some area.  Other regions must have a
+    finite, non-empty bounding circle.
+    """
+    import math
+
+    import lsst.sphgeom
+    import numpy as np
+
+    if isinstance(region, lsst.sphgeom.ConvexPolygon):
+        data = encoded if encoded is not None else region.encode()
+        if (len(data) - 1) % 24:
+            return "its encoding is not a whole number of vertices"
+        v = np.frombuffer(data, "<f8", offset=1).reshape(-1, 3)
+        if not np.isfinite(v).all():
+            return "a vertex is not finite (NaN or infinity)"
+        if len(v) < 3:
+            return f"a polygon needs at least 3 vertices, not {len(v)}"
+        if (np.abs(np.einsum("ij,ij->i", v, v) - 1.0) > 1e-6).any():
+            return "a vertex is not a unit vector"
+        turns = np.einsum("ij,ij->i", np.cross(v, np.roll(v, -1, axis=0)), np.roll(v, -2, axis=0))
+        if (turns < -_CONVEXITY_TOLERANCE).any():
+            return "the vertices are not a convex polygon in counter-clockwise order"
+        if turns.sum() <= _CONVEXITY_TOLERANCE:
+            return "the polygon is degenerate (its vertices lie on one great circle or coincide)"
+        return None
+    circle = region.getBoundingCircle()
+    center = circle.getCenter()
+    radius = circle.getOpeningAngle().asRadians()
+    if not all(math.isfinite(c) for c in (center.x(), center.y(), center.z(), radius)):
+        return "it is not finite (NaN or infinity in its definition)"
+    if circle.isEmpty() or region.isEmpty():
+        return "it is empty"
+    return None

@@ -294,7 +294,8 @@ class DimensionRecordStorage:
             which = f"{ {k: records[n].get(k) for k in element.key_columns} } " if regions is not None else ""
             raise DataIdError(
                 f"The {element.name} record {which}(#{n} of those given) has an invalid region "
-                f"({exc.reason}); give an lsst.sphgeom region or the bytes of its encode()."
+                f"({exc.reason}); give an lsst.sphgeom region (or the bytes of its encode()) with finite "
+                "unit-vector vertices in counter-clockwise order, or no region."
             ) from None
         finally:
             close = getattr(chunks, "close", None)

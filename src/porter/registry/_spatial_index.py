@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..dimensions import region_problem
+
 if TYPE_CHECKING:
     import lsst.sphgeom
 
@@ -34,10 +36,10 @@ PARALLEL_THRESHOLD = 40_000
 
 
 class InvalidRegionError(ValueError):
-    """Region number ``index`` of the input is neither an sphgeom region nor its encoding."""
+    """Region number ``index`` of the input is not an sphgeom region or its encoding, or not a valid one."""
 
     def __init__(self, index: int, reason: str):
-        super().__init__(f"region #{index} cannot be decoded: {reason}")
+        super().__init__(f"region #{index} is invalid: {reason}")
         self.index = index
         self.reason = reason
 
@@ -78,11 +80,16 @@ def _chunk(bounds: tuple[int, int]) -> PixelChunk:
     pixels = array.array("q")
     for i in range(start, stop):
         region = _WORK[i]
+        encoded = None
         if not isinstance(region, lsst.sphgeom.Region):
+            encoded = region
             try:
                 region = decode(region)
             except Exception as exc:
                 raise InvalidRegionError(i, str(exc)) from None
+        problem = region_problem(region, encoded)
+        if problem is not None:  # a NaN vertex would index the region on every pixel of the sky
+            raise InvalidRegionError(i, problem)
         before = len(pixels)
         for begin, end in pix.envelope(region).ranges():
             pixels.extend(range(begin, end))
