@@ -1,16 +1,24 @@
-"""Parquet catalogs that conform to real Felis tables (from lsst-sdm-schemas), and copies with one defect each."""
+"""Parquet catalogs that conform to real Felis tables (from lsst-sdm-schemas), and copies with one defect each;
+the same catalogs as live PostgreSQL tables; and the DP2 release plan whose catalogs checkpoint ships them,
+written once here for the tests that check such deliveries."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sqlalchemy
 
-from porter.schema import load_schema, table_of
+from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
+from porter.schema import CheckResult, load_schema, table_of
 
 FOOTPRINT = {"ra_min": 149.0, "ra_max": 151.0, "dec_min": 1.0, "dec_max": 3.0}
 _ARROW = {
@@ -111,3 +119,114 @@ def with_units(table: pa.Table, schema: str, name: str, units: dict[str, str] | 
         unit = (units or {}).get(f.name, felis.get(f.name))
         fields.append(f.with_metadata({b"unit": unit.encode()}) if unit else f)
     return table.cast(pa.schema(fields))
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pg_schema(pg_server: str) -> Iterator[tuple[sqlalchemy.Engine, str]]:
+    """An engine on the test database and a fresh schema of its own there, dropped afterwards: where a test
+    loads catalogs as live tables (``{pg_server}#{schema}.{table}``) without meeting another test's."""
+    from conftest import drop_schema
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = sqlalchemy.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg2://"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        yield engine, schema
+    finally:
+        engine.dispose()
+        drop_schema(pg_server, schema)
+
+
+def to_postgresql(directory: Path, table: str, engine: sqlalchemy.Engine, schema: str) -> None:
+    """Load a local catalog directory into ``schema.table``: the same rows served as a live table."""
+    pq.read_table(directory).to_pandas().to_sql(table, engine, schema=schema, index=False)
+
+
+# --- the DP2 release plan that ships these catalogs ---------------------------------------------------------
+
+LEAD = Person(name="lead", can_waive=True, release_manager=True)
+"""The plan's release manager, who may also waive."""
+
+
+def dp2_catalogs(releases: Path, n_sources: int = 3000) -> Path:
+    """DP2's Visit (one file) and Source (two files) catalogs in ``releases/DP2/catalogs``, where
+    `dp1_item` locates them; the same rows every time (seed 5)."""
+    catalogs = releases / "DP2" / "catalogs"
+    visit_and_source(catalogs, np.random.default_rng(5), n_visits=20, n_sources=n_sources)
+    return catalogs
+
+
+def dp1_item(
+    name: str, table: str, location: str | None = None, rules: list[dict[str, Any]] | None = None
+) -> Item:
+    """A catalog item checked against the ``dp1`` Felis table ``table``, at ``DP2/catalogs/{table}`` (where
+    `dp2_catalogs` writes it) unless ``location`` says otherwise."""
+    return Item(
+        name=name,
+        kind="catalog",
+        location=location or f"DP2/catalogs/{table}",
+        schema_file="dp1",
+        table=table,
+        rules=rules or [],
+    )
+
+
+def visit_and_source_items() -> list[Item]:
+    """The ``visit`` and ``source`` items of the catalogs `dp2_catalogs` writes; Source with a footprint and a
+    row count rule, so that content rules run too."""
+    return [
+        dp1_item("visit", "Visit"),
+        dp1_item(
+            "source", "Source", rules=[{"rule": "footprint", **FOOTPRINT}, {"rule": "row_count", "min": 1000}]
+        ),
+    ]
+
+
+def catalogs_checkpoint(items: list[Item]) -> Checkpoint:
+    """The ``catalogs`` hand-over (Pipelines to Catalogs, due 2027-02-01) that `checked` runs."""
+    return Checkpoint(
+        name="catalogs",
+        from_team="Pipelines",
+        to_team="Catalogs",
+        deadline=datetime.date(2027, 2, 1),
+        items=items,
+    )
+
+
+def write_plan(
+    releases: Path,
+    repository: str,
+    checkpoints: list[Checkpoint],
+    people: list[Person] | None = None,
+    collections: list[str] | None = None,
+) -> None:
+    """Write ``releases/DP2.yaml``: release DP2 on ``repository`` with these checkpoints; ``people``: only
+    `LEAD` unless given."""
+    plan = ReleasePlan(
+        release="DP2",
+        repository=repository,
+        collections=collections or [],
+        people=[LEAD] if people is None else people,
+        checkpoints=checkpoints,
+    )
+    dump_plan(plan, releases / "DP2.yaml")
+
+
+@contextlib.contextmanager
+def opened(releases: Path, name: str = "DP2") -> Iterator[Release]:
+    """The release ``name`` of the plans in ``releases``, closed (its repository too) however the test ends."""
+    rel = Release.open(name, releases)
+    try:
+        yield rel
+    finally:
+        rel.close()
+
+
+def checked(releases: Path, checkpoint: str = "catalogs") -> dict[tuple[str, str], CheckResult]:
+    """Run DP2's ``checkpoint`` once; its results by (item, check), for tests that look up a few of them."""
+    with opened(releases) as rel:
+        return {(r.item, r.check): r for r in rel.check(checkpoint)}

@@ -11,8 +11,6 @@ Felis schema (lsst-sdm-schemas), read by real DuckDB:
 
 from __future__ import annotations
 
-import datetime
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +19,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy
 
-from catalogs import conforming, visit_and_source, with_units, write
-from conftest import DRP_YAML, SURVEY_INPUTS, drop_schema
+from catalogs import (
+    catalogs_checkpoint,
+    checked,
+    conforming,
+    dp1_item,
+    dp2_catalogs,
+    pg_schema,
+    to_postgresql,
+    with_units,
+    write,
+    write_plan,
+)
+from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler
 from porter.pipeline import InProcessExecutor, Pipeline, build_quantum_graph, execute_graph
-from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
+from porter.release import Item
 from porter.schema import (
     CatalogSource,
     RuleError,
@@ -242,39 +250,12 @@ def test_astropy_written_units_are_read(tmp_path: Path) -> None:
 # --- release checks: drift between files, row counts from elsewhere ---------------------------------------------
 
 
-def _plan(releases: Path, repository: str, items: list[Item], collections: list[str] | None = None) -> None:
-    plan = ReleasePlan(
-        release="DP2",
-        repository=repository,
-        collections=collections or [],
-        people=[Person(name="lead", can_waive=True, release_manager=True)],
-        checkpoints=[
-            Checkpoint(
-                name="catalogs",
-                from_team="Pipelines",
-                to_team="Catalogs",
-                deadline=datetime.date(2027, 2, 1),
-                items=items,
-            )
-        ],
-    )
-    dump_plan(plan, releases / "DP2.yaml")
-
-
-def _check(releases: Path) -> dict[tuple[str, str], Any]:
-    rel = Release.open("DP2", releases)
-    try:
-        return {(r.item, r.check): r for r in rel.check("catalogs")}
-    finally:
-        rel.close()
-
-
 @pytest.fixture
 def releases(tmp_path: Path) -> Path:
     """releases/: DP1 Visit and Source catalogs (Source in two files) and an empty repository."""
     Butler.create(tmp_path / "repo").close()
     releases = tmp_path / "releases"
-    visit_and_source(releases / "DP2" / "catalogs", np.random.default_rng(5), n_visits=20, n_sources=3000)
+    dp2_catalogs(releases)
     return releases
 
 
@@ -293,25 +274,14 @@ def releases(tmp_path: Path) -> Path:
 def test_schema_drift_between_files_is_a_failure_naming_file_and_columns(
     releases: Path, drift: Any, problem: str
 ) -> None:
-    _plan(
+    write_plan(
         releases,
         str(releases.parent / "repo"),
-        [
-            Item(
-                name="source",
-                kind="catalog",
-                location="DP2/catalogs/Source",
-                schema_file="dp1",
-                table="Source",
-            ),
-            Item(
-                name="visit", kind="catalog", location="DP2/catalogs/Visit", schema_file="dp1", table="Visit"
-            ),
-        ],
+        [catalogs_checkpoint([dp1_item("source", "Source"), dp1_item("visit", "Visit")])],
     )
     odd = releases / "DP2" / "catalogs" / "Source" / "part-1.parquet"
     pq.write_table(drift(pq.read_table(odd)), odd)
-    got = _check(releases)
+    got = checked(releases)
     files = got[("source", "files")]
     assert files.status == "fail", files
     assert str(odd) in files.message and problem in files.message, files.message
@@ -322,49 +292,53 @@ def test_schema_drift_between_files_is_a_failure_naming_file_and_columns(
     assert all(r.status == "pass" for (item, _), r in got.items() if item == "visit")
     # A damaged file is still an error: the check could not read it, which is another matter.
     odd.write_bytes(odd.read_bytes()[:100])
-    assert _check(releases)[("source", "files")].status == "error"
+    assert checked(releases)[("source", "files")].status == "error"
 
 
 def test_row_count_equals_another_item(releases: Path, pg_server: str) -> None:
     """The Source table loaded into PostgreSQL for the portal holds as many rows as the Parquet delivery."""
     catalogs = releases / "DP2" / "catalogs"
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg2://"))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-        pq.read_table(catalogs / "Source").to_pandas().to_sql("Source", engine, schema=schema, index=False)
-        _plan(
+    with pg_schema(pg_server) as (engine, schema):
+        to_postgresql(catalogs / "Source", "Source", engine, schema)
+        write_plan(
             releases,
             str(releases.parent / "repo"),
             [
-                Item(
-                    name="source-table",
-                    kind="catalog",
-                    location="DP2/catalogs/Source",
-                    rules=[{"rule": "row_count", "min": 1}],
-                ),
-                Item(
-                    name="source-tap",
-                    kind="catalog",
-                    location=f"{pg_server}#{schema}.Source",
-                    rules=[{"rule": "row_count", "equals_item": "source-table"}],
-                ),
+                catalogs_checkpoint(
+                    [
+                        Item(
+                            name="source-table",
+                            kind="catalog",
+                            location="DP2/catalogs/Source",
+                            rules=[{"rule": "row_count", "min": 1}],
+                        ),
+                        Item(
+                            name="source-tap",
+                            kind="catalog",
+                            location=f"{pg_server}#{schema}.Source",
+                            rules=[{"rule": "row_count", "equals_item": "source-table"}],
+                        ),
+                    ]
+                )
             ],
         )
-        got = _check(releases)
+        got = checked(releases)
         same = got[("source-tap", "row_count = source-table")]
         assert same.status == "pass" and same.value == 3000, same
         assert same.expected == "3000 (the rows of catalog item 'source-table')"
         # A misspelt item is refused with the plan, not found when the checks run.
         typo = {"rule": "row_count", "equals_item": "source-tabel"}
-        with pytest.raises(ValueError, match="compares with 'source-tabel'.*Did you mean 'source-table'"):
-            _plan(
+        with pytest.raises(ValueError, match=r"compares with 'source-tabel'.*Did you mean 'source-table'"):
+            write_plan(
                 releases,
                 "repo",
                 [
-                    Item(name="source-table", kind="catalog", location="DP2/catalogs/Source"),
-                    Item(name="typo", kind="catalog", location="DP2/catalogs/Source", rules=[typo]),
+                    catalogs_checkpoint(
+                        [
+                            Item(name="source-table", kind="catalog", location="DP2/catalogs/Source"),
+                            Item(name="typo", kind="catalog", location="DP2/catalogs/Source", rules=[typo]),
+                        ]
+                    )
                 ],
             )
         with engine.begin() as conn:
@@ -372,12 +346,9 @@ def test_row_count_equals_another_item(releases: Path, pg_server: str) -> None:
                 f'DELETE FROM "{schema}"."Source" WHERE "sourceId" IN '
                 f'(SELECT "sourceId" FROM "{schema}"."Source" ORDER BY "sourceId" LIMIT 5)'
             )
-        short = _check(releases)[("source-tap", "row_count = source-table")]
+        short = checked(releases)[("source-tap", "row_count = source-table")]
         assert short.status == "fail" and short.value == 2995
         assert short.message == "5 rows fewer than the rows of catalog item 'source-table'"
-    finally:
-        engine.dispose()
-        drop_schema(pg_server, schema)
 
 
 RUN = "u/drp/step1"
@@ -411,22 +382,13 @@ def test_row_count_per_dataset_in_the_butler(survey: tuple[Butler, Any], tmp_pat
             "where": "band = 'g'",
         },
     }
-    _plan(
+    write_plan(
         releases,
         str(butler.root),
-        [
-            Item(
-                name="visit",
-                kind="catalog",
-                location="DP2/Visit",
-                schema_file="dp1",
-                table="Visit",
-                rules=[per_visit, g_only],
-            )
-        ],
+        [catalogs_checkpoint([dp1_item("visit", "Visit", location="DP2/Visit", rules=[per_visit, g_only])])],
         collections=[RUN],
     )
-    got = _check(releases)
+    got = checked(releases)
     every = got[("visit", "row_count per visit of calexp")]
     assert every.status == "pass" and every.value == len(visits), every
     assert every.expected == f"{len(visits)} (distinct visit of calexp datasets in {RUN})"
@@ -437,6 +399,6 @@ def test_row_count_per_dataset_in_the_butler(survey: tuple[Butler, Any], tmp_pat
     assert g.message.startswith(f"{len(visits) - len(g_visits)} rows more than distinct visit")
     # One visit's row lost from the delivery: the count falls short of the butler's.
     write(table.slice(1), releases / "DP2" / "Visit", parts=1)
-    short = _check(releases)[("visit", "row_count per visit of calexp")]
+    short = checked(releases)[("visit", "row_count per visit of calexp")]
     assert short.status == "fail" and short.value == len(visits) - 1
     assert short.message == f"1 rows fewer than distinct visit of calexp datasets in {RUN}"

@@ -27,17 +27,24 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from catalogs import FOOTPRINT, upload, visit_and_source
+from catalogs import (
+    catalogs_checkpoint,
+    checked,
+    dp2_catalogs,
+    opened,
+    upload,
+    visit_and_source_items,
+    write_plan,
+)
 from porter import Butler
 from porter.cli import app
 from porter.errors import PorterError
-from porter.release import Checkpoint, Item, Person, Release, ReleasePlan, dump_plan
+from porter.release import Checkpoint, Item, Person
 from porter.schema import CatalogSource
 
 runner = CliRunner()
@@ -53,39 +60,17 @@ def delivery(tmp_path: Path) -> Path:
     butler = Butler.create(tmp_path / "repo")
     butler.close()
     releases = tmp_path / "releases"
-    visit_and_source(releases / "DP2" / "catalogs", np.random.default_rng(5), n_visits=20, n_sources=3000)
-    plan = ReleasePlan(
-        release="DP2",
-        repository=str(tmp_path / "repo"),
-        people=[Person(name="lead", can_waive=True)],
-        checkpoints=[
-            Checkpoint(
-                name="catalogs",
-                from_team="Pipelines",
-                to_team="Catalogs",
-                deadline=datetime.date(2027, 2, 1),
-                items=[
-                    Item(
-                        name="visit",
-                        kind="catalog",
-                        location="DP2/catalogs/Visit",
-                        schema_file="dp1",
-                        table="Visit",
-                    ),
-                    Item(
-                        name="source",
-                        kind="catalog",
-                        location="DP2/catalogs/Source",
-                        schema_file="dp1",
-                        table="Source",
-                        rules=[{"rule": "footprint", **FOOTPRINT}, {"rule": "row_count", "min": 1000}],
-                    ),
-                    Item(name="qserv", kind="manual", check="ingested into Qserv"),
-                ],
+    dp2_catalogs(releases)
+    write_plan(
+        releases,
+        str(tmp_path / "repo"),
+        [
+            catalogs_checkpoint(
+                [*visit_and_source_items(), Item(name="qserv", kind="manual", check="ingested into Qserv")]
             )
         ],
+        people=[Person(name="lead", can_waive=True)],
     )
-    dump_plan(plan, releases / "DP2.yaml")
     return releases
 
 
@@ -156,12 +141,9 @@ def test_release_check_names_the_damaged_file(delivery: Path, kind: str) -> None
     damage, problem = DAMAGE[kind]
     victim = delivery / "DP2" / "catalogs" / "Source" / "part-1.parquet"
     damage(victim)
-    rel = Release.open("DP2", delivery)
-    try:
+    with opened(delivery) as rel:
         results = rel.check("catalogs")
         logged = rel.state().checks["catalogs"].payload["results"]
-    finally:
-        rel.close()
     by_item: dict[str, list[Any]] = {}
     for r in results:
         by_item.setdefault(r.item, []).append(r)
@@ -231,11 +213,8 @@ def test_an_unreadable_file_is_named(delivery: Path) -> None:
 
     The delivery was shipped while readable, so the check also compares it with its manifest: that
     comparison is an error naming the file too."""
-    rel = Release.open("DP2", delivery)
-    try:
+    with opened(delivery) as rel:
         rel.ship("catalogs", "lead")
-    finally:
-        rel.close()
     source = delivery / "DP2" / "catalogs" / "Source"
     victim = source / "part-1.parquet"
     victim.chmod(0)
@@ -272,11 +251,7 @@ def test_a_damaged_reference_catalog_is_named_by_the_foreign_key_check(delivery:
     (and Visit's own item says the same); Source's other checks pass."""
     victim = delivery / "DP2" / "catalogs" / "Visit" / "part-0.parquet"
     victim.write_bytes(victim.read_bytes()[:100])
-    rel = Release.open("DP2", delivery)
-    try:
-        results = {(r.item, r.check): r for r in rel.check("catalogs")}
-    finally:
-        rel.close()
+    results = checked(delivery)
     fk = results[("source", "foreign key visit → Visit")]
     assert fk.status == "error" and str(victim) in fk.message and "is truncated" in fk.message, fk.message
     assert results[("visit", "files")].status == "error"
@@ -331,10 +306,10 @@ def test_release_missing_with_a_damaged_list_is_a_clear_error(tmp_path: Path) ->
     butler.register_dataset_type("calexp", ["instrument", "visit", "detector"], "ExposureF")
     butler.close()
     releases = tmp_path / "repo" / "releases"
-    plan = ReleasePlan(
-        release="DP2",
-        repository=str(tmp_path / "repo"),
-        checkpoints=[
+    write_plan(
+        releases,
+        str(tmp_path / "repo"),
+        [
             Checkpoint(
                 name="images",
                 from_team="Pipelines",
@@ -351,13 +326,10 @@ def test_release_missing_with_a_damaged_list_is_a_clear_error(tmp_path: Path) ->
                 ],
             )
         ],
+        people=[],
     )
-    dump_plan(plan, releases / "DP2.yaml")
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         (result,) = rel.check("images")
-    finally:
-        rel.close()
     assert result.status == "fail" and result.details
     assert json.loads(cli("release", "missing", "DP2", "--plans", releases, "--json").output)
     stored = releases / result.details

@@ -10,17 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import sqlalchemy
 
-from catalogs import FOOTPRINT, upload, visit_and_source
-from conftest import TEST_BUCKET, drop_schema
+from catalogs import (
+    LEAD,
+    catalogs_checkpoint,
+    dp2_catalogs,
+    opened,
+    pg_schema,
+    to_postgresql,
+    upload,
+    visit_and_source_items,
+    write_plan,
+)
+from conftest import TEST_BUCKET
 from hips import COVERAGE, ORDER, make_hips, tile_path
 from porter import Butler
-from porter.release import Checkpoint, GateError, Item, Person, Release, ReleasePlan, dump_plan
+from porter.release import Checkpoint, GateError, Item, Person
 from porter.release._hips import check_hips
 from test_cli import run
 
@@ -63,42 +71,16 @@ def test_hips_defects_are_caught(tmp_path: Path) -> None:
 def delivery(tmp_path: Path, make_repo: Any) -> tuple[Path, Butler]:
     butler = make_repo("repo")
     releases = tmp_path / "releases"
-    visit_and_source(releases / "DP2" / "catalogs", np.random.default_rng(5))
+    dp2_catalogs(releases, n_sources=5000)
     make_hips(releases / "DP2" / "hips")
     (releases / "DP2" / "docs").mkdir(parents=True)
     for name in ("README.md", "schema.md"):
         (releases / "DP2" / "docs" / name).write_text(f"# {name}\n")
-    plan = ReleasePlan(
-        release="DP2",
-        repository=str(butler.root),
-        people=[
-            Person(name="lead", can_waive=True, release_manager=True),
-            Person(name="decider", decider=True),
-        ],
-        checkpoints=[
-            Checkpoint(
-                name="catalogs",
-                from_team="Pipelines",
-                to_team="Catalogs",
-                deadline=datetime.date(2027, 2, 1),
-                items=[
-                    Item(
-                        name="visit",
-                        kind="catalog",
-                        location="DP2/catalogs/Visit",
-                        schema_file="dp1",
-                        table="Visit",
-                    ),
-                    Item(
-                        name="source",
-                        kind="catalog",
-                        location="DP2/catalogs/Source",
-                        schema_file="dp1",
-                        table="Source",
-                        rules=[{"rule": "footprint", **FOOTPRINT}, {"rule": "row_count", "min": 1000}],
-                    ),
-                ],
-            ),
+    write_plan(
+        releases,
+        str(butler.root),
+        [
+            catalogs_checkpoint(visit_and_source_items()),
             Checkpoint(
                 name="hips",
                 from_team="Pipelines",
@@ -115,15 +97,14 @@ def delivery(tmp_path: Path, make_repo: Any) -> tuple[Path, Butler]:
                 items=[Item(name="docs", kind="files", location="DP2/docs", patterns={"*.md": 2})],
             ),
         ],
+        people=[LEAD, Person(name="decider", decider=True)],
     )
-    dump_plan(plan, releases / "DP2.yaml")
     return releases, butler
 
 
 def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         for cp in ("catalogs", "hips", "docs"):
             results = rel.check(cp)
             bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
@@ -139,8 +120,6 @@ def test_checks_ship_and_diff(delivery: tuple[Path, Butler]) -> None:
         results = rel.check("catalogs")
         changed = next(r for r in results if r.check == "manifest unchanged")
         assert changed.status == "fail" and changed.sample[0]["key"] == "part-1.parquet"
-    finally:
-        rel.close()
     # A second release like the first, shipped with one more file: diff names it.
     run("release", "init", "DP3", "--like", "DP2", "--shift-days", "90", "--plans", releases)
     shutil.copytree(releases / "DP2", releases / "DP3", ignore=shutil.ignore_patterns("manifests"))
@@ -163,8 +142,7 @@ def test_warnings_are_accepted_by_the_signoff_and_failures_block(delivery: tuple
     visit = releases / "DP2" / "catalogs" / "Visit" / "part-0.parquet"
     table = pq.read_table(visit)
     pq.write_table(table.append_column("seeing", pa.array([0.7] * table.num_rows)), visit)
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         results = rel.check("catalogs")
         warned = [r for r in results if r.status == "warn"]
         assert warned and all(r.status in ("pass", "warn") for r in results)
@@ -177,8 +155,6 @@ def test_warnings_are_accepted_by_the_signoff_and_failures_block(delivery: tuple
         assert any(r.status == "fail" for r in results)
         with pytest.raises(GateError, match="Sign-off of 'hips' refused"):
             rel.signoff("hips", "lead")
-    finally:
-        rel.close()
     out = run("release", "audit", "DP2", "--plans", releases, "--json")
     assert "warnings" in out
 
@@ -190,8 +166,7 @@ def test_catalog_delivery_in_s3(delivery: tuple[Path, Butler], s3_server: str) -
     s3 = upload(releases / "DP2" / "catalogs", prefix)
     plan_file = releases / "DP2.yaml"
     plan_file.write_text(plan_file.read_text().replace("location: DP2/catalogs/", f"location: {s3}/"))
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         results = rel.check("catalogs")
         bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
         assert not bad and "foreign key visit → Visit" in statuses(results), bad
@@ -203,30 +178,21 @@ def test_catalog_delivery_in_s3(delivery: tuple[Path, Butler], s3_server: str) -
         )
         changed = next(r for r in rel.check("catalogs") if r.check == "manifest unchanged")
         assert changed.status == "fail" and changed.sample[0]["key"] == "part-1.parquet"
-    finally:
-        rel.close()
 
 
 def test_catalog_delivery_in_postgresql(delivery: tuple[Path, Butler], pg_server: str) -> None:
     """Catalog items that are live PostgreSQL tables: checked, shipped as (rows, fingerprint), and a row
     changed afterwards is caught by the manifest check."""
     releases, _ = delivery
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = sqlalchemy.create_engine(pg_server.replace("postgresql://", "postgresql+psycopg2://"))
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    with pg_schema(pg_server) as (engine, schema):
         for table in ("Visit", "Source"):
-            pq.read_table(releases / "DP2" / "catalogs" / table).to_pandas().to_sql(
-                table, engine, schema=schema, index=False
-            )
+            to_postgresql(releases / "DP2" / "catalogs" / table, table, engine, schema)
         plan_file = releases / "DP2.yaml"
         text = plan_file.read_text()
         for table in ("Visit", "Source"):
             text = text.replace(f"location: DP2/catalogs/{table}", f"location: {pg_server}#{schema}.{table}")
         plan_file.write_text(text)
-        rel = Release.open("DP2", releases)
-        try:
+        with opened(releases) as rel:
             results = rel.check("catalogs")
             bad = [(r.name, r.status, r.message) for r in results if r.status not in ("pass", "warn")]
             assert not bad and "foreign key visit → Visit" in statuses(results), bad
@@ -239,22 +205,14 @@ def test_catalog_delivery_in_postgresql(delivery: tuple[Path, Butler], pg_server
                 )
             changed = next(r for r in rel.check("catalogs") if r.check == "manifest unchanged")
             assert changed.status == "fail" and changed.sample[0]["key"] == f"{schema}.Source"
-        finally:
-            rel.close()
-    finally:
-        engine.dispose()
-        drop_schema(pg_server, schema)
 
 
 def test_files_check_counts(delivery: tuple[Path, Butler]) -> None:
     releases, _ = delivery
     (releases / "DP2" / "docs" / "schema.md").unlink()
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         (result,) = rel.check("docs")
         assert result.status == "fail" and result.value == 1 and result.expected == 2
-    finally:
-        rel.close()
 
 
 def test_finding_becomes_a_corpus_check_every_release_runs(delivery: tuple[Path, Butler]) -> None:
@@ -350,18 +308,12 @@ def test_killed_release_commands_leave_state_consistent(delivery: tuple[Path, Bu
         time.sleep(rng.uniform(0.3, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        rel = Release.open("DP2", releases)
-        try:
+        with opened(releases) as rel:
             assert rel.log.verify("DP2") == []
             rel.state()  # every event folds
-        finally:
-            rel.close()
     # After all that, the release works as if nothing happened.
-    rel = Release.open("DP2", releases)
-    try:
+    with opened(releases) as rel:
         rel.ship("catalogs", "lead")
         results = rel.check("catalogs")
         assert {r.status for r in results} <= {"pass", "warn"}, [(r.name, r.status) for r in results]
         assert rel.log.verify("DP2") == []
-    finally:
-        rel.close()
