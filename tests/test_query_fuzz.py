@@ -1073,3 +1073,50 @@ def test_errors_show_a_window_of_a_huge_expression(butler: Butler) -> None:
     line, caret = message.splitlines()[-2:]
     assert line.startswith("    …") and line.endswith("detectr = 1")
     assert line[caret.index("^") :].startswith("detectr")
+
+
+# --- issue 14, "Queries under fuzzing": what a second campaign still found ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "position", "fragment"),
+    [
+        ("visit\ud800 = 1", 6, "lone surrogate"),
+        ("visit = 1 AND \udfff", 15, "not valid Unicode"),
+        ("visit.timespan OVERLAPS T'2021-09-09\ud800'", 37, "lone surrogate"),
+        ("visit\x00 = 1", 6, "NUL character"),
+        ("dataset_id = UUID('\x00')", 20, "NUL character"),
+        ("visit IN (1.." + "9" * 5000 + ")", 14, "the end of the range has 5000 digits"),
+        ("detector IN (1..5:" + "9" * 5000 + ")", 19, "the stride of the range has 5000 digits"),
+        ("visit = " + "9" * 5000, 9, "the integer has 5000 digits"),
+        ("visit.timespan OVERLAPS T'2021-09-09/local'", 25, "scale 'local'"),
+    ],
+)
+def test_text_no_database_takes_is_refused_by_the_lexer(
+    butler: Butler, where: str, position: int, fragment: str
+) -> None:
+    """A surrogate or NUL anywhere, a 5,000-digit integer (Python's int() refuses 4,300: a ValueError),
+    a time in astropy's 'local' scale (ScaleValueError): a syntax error at the position, printable."""
+    where = "instrument = 'Cam1' AND " + where
+    offset = len("instrument = 'Cam1' AND ")
+    before = fingerprint(butler)
+    for name, call in ENTRY_POINTS.items():
+        with pytest.raises(ExpressionSyntaxError) as info:
+            call(butler, where, {}, {})
+        exc = info.value
+        assert exc.position == offset + position - 1, (name, exc.position)
+        message = str(exc)
+        assert fragment in message, (name, message)
+        message.encode("utf-8")  # printing the message cannot fail
+        assert len(message) < 700, "a window of the expression, not all of it"
+        assert message.splitlines()[-1].endswith("^")
+    assert fingerprint(butler) == before
+
+
+def test_bound_times_without_a_tai_value(butler: Butler) -> None:
+    """An astropy Time in the 'local' scale was a ScaleValueError from deep inside the resolver."""
+    local = astropy.time.Time(59466.125, format="mjd", scale="local")
+    with pytest.raises(InvalidQueryError, match="cannot be converted to a TAI time"):
+        butler.query_data_ids(
+            ["visit"], where="instrument = 'Cam1' AND visit.timespan OVERLAPS :t", bind={"t": local}
+        )

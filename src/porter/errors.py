@@ -86,8 +86,15 @@ class ExpressionSyntaxError(InvalidQueryError):
     """A ``where`` expression does not parse.
 
     The message shows the expression with a caret under the offending
-    position, as a user would want to see it in a terminal.
+    position, as a user would want to see it in a terminal: only `CONTEXT`
+    characters either side of it (a machine-written expression can be one
+    100 KB line), with characters a terminal cannot show (NUL, lone
+    surrogates, other controls) written as escapes, so that printing the
+    message cannot itself fail with a ``UnicodeEncodeError``.
     """
+
+    CONTEXT = 100
+    """Characters of the expression shown either side of the caret."""
 
     def __init__(self, expression: str, position: int, reason: str):
         self.expression = expression
@@ -97,12 +104,22 @@ class ExpressionSyntaxError(InvalidQueryError):
         line_end = expression.find("\n", position)
         if line_end == -1:
             line_end = len(expression)
-        line = expression[line_start:line_end]
-        column = position - line_start
+        start = max(line_start, position - self.CONTEXT)
+        end = min(line_end, position + self.CONTEXT)
+        before = _printable(expression[start:position])
+        line = ("…" if start > line_start else "") + before
+        line_rest = _printable(expression[position:end]) + ("…" if end < line_end else "")
         super().__init__(
             f"Syntax error in 'where' expression at position {position + 1}: {reason}\n"
-            f"    {line}\n    {' ' * column}^"
+            f"    {line}{line_rest}\n    {' ' * len(line)}^"
         )
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters and lone surrogates as Python escapes (``\\x00``, ``\\ud800``)."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
 class DataIdError(InvalidQueryError):

@@ -139,15 +139,33 @@ def parse_time_literal(text: str) -> astropy.time.Time:
         scale = (
             "utc" if fmt in ("iso", "isot", "fits", "yday", "unix") else ("tt" if fmt == "cxcsec" else "tai")
         )
-    try:
-        with warnings.catch_warnings():
-            # Dates far from the leap-second table ("dubious year") still parse; a
-            # query naming T'0001-01-01' means "since ever", not a mistake to warn about.
-            warnings.simplefilter("ignore", astropy.utils.exceptions.AstropyWarning)
-            warnings.simplefilter("ignore", erfa.ErfaWarning)
-            return astropy.time.Time(value, format=fmt, scale=scale)
-    except Exception:
-        raise ValueError(f"time {text!r} does not match format {fmt!r}") from None
+    if scale == "local":
+        raise ValueError(
+            f"time {text!r} is in scale 'local', a free-running clock with no relation to the TAI times "
+            "the repository holds; use utc or tai"
+        )
+    with warnings.catch_warnings():
+        # Dates far from the leap-second table ("dubious year") still parse; a
+        # query naming T'0001-01-01' means "since ever", not a mistake to warn about.
+        warnings.simplefilter("ignore", astropy.utils.exceptions.AstropyWarning)
+        warnings.simplefilter("ignore", erfa.ErfaWarning)
+        try:
+            time = astropy.time.Time(value, format=fmt, scale=scale)
+        except Exception:
+            raise ValueError(f"time {text!r} does not match format {fmt!r}") from None
+        if scale in ("ut1",):
+            # UT1 needs Earth-orientation tables: never download them in the middle of a query (a
+            # hang without network), and answer a date outside the bundled ones with an error.
+            from astropy.utils import iers
+
+            try:
+                with iers.conf.set_temp("auto_download", False):
+                    time.tai  # noqa: B018 -- the conversion is the check
+            except Exception as exc:
+                raise ValueError(
+                    f"time {text!r} cannot be converted to TAI ({type(exc).__name__}); use utc or tai"
+                ) from None
+        return time
 
 
 class _Parser:

@@ -276,9 +276,9 @@ def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
     if is_astropy_time(value):
         if not value.isscalar:
             raise InvalidQueryError(f"{what} is an array of times; bind a single astropy Time.")
-        return Lit(_clamp_nsec(tai_nsec_from_time(value)), "datetime")
+        return Lit(_clamp_nsec(_tai_nsec(tai_nsec_from_time, value, what)), "datetime")
     if isinstance(value, datetime.datetime):
-        return Lit(_clamp_nsec(tai_nsec_from_datetime(value)), "datetime")
+        return Lit(_clamp_nsec(_tai_nsec(tai_nsec_from_datetime, value, what)), "datetime")
     if isinstance(value, Timespan):
         b, e = value.nsec
         if (b, e) != (_clamp_nsec(b), _clamp_nsec(e)):
@@ -314,6 +314,23 @@ def _literal_from_value(value: Any, what: str) -> Lit | _Seq | _Null:
             raise InvalidQueryError(f"{what} mixes values of types {sorted(types)}; use one type.")
         return _Seq(tuple(items))
     raise InvalidQueryError(f"{what} has unsupported type {type(value).__name__} ({_short(value)}).")
+
+
+def _tai_nsec(convert: Any, value: Any, what: str) -> int:
+    """``convert(value)``: a time as TAI nanoseconds, or `InvalidQueryError` if it has none.
+
+    A time in astropy's 'local' scale cannot be converted to TAI (astropy's
+    ``ScaleValueError``), nor can a NaN one; the driver must never see either.
+    """
+    try:
+        nsec = convert(value)
+    except Exception as exc:  # astropy's ScaleValueError is no ValueError
+        raise InvalidQueryError(
+            f"{what} ({_short(value)}) cannot be converted to a TAI time ({exc}); bind a UTC or TAI time."
+        ) from None
+    if not isinstance(nsec, numbers.Integral):
+        raise InvalidQueryError(f"{what} ({_short(value)}) is not a finite time; bind a UTC or TAI time.")
+    return int(nsec)
 
 
 def _field_type(universe: DimensionUniverse, element_name: str, field: str) -> str:
