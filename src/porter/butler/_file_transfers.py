@@ -280,7 +280,10 @@ def confined_source(root: ResourceURI, path: str, what: str, directory: str | Pa
     parts = path.split("/")
     if ".." in parts or ".." in path.split("\\"):
         raise ExportFormatError(f"{what} has the path {path!r}, which climbs out with '..'; {fix}.")
-    source = root.join("/".join(p for p in parts if p not in ("", ".")))
+    relative = "/".join(p for p in parts if p not in ("", "."))
+    if not relative:
+        raise ExportFormatError(f"{what} has the path {path!r}, which names the directory itself; {fix}.")
+    source = root.join(relative)
     if isinstance(source, LocalURI) and isinstance(root, LocalURI):
         base = os.path.realpath(root.path)
         real = os.path.realpath(source.path)

@@ -197,13 +197,23 @@ class ExportWriter:
             w(f"- type: dataset\n  dataset_type: {type_name}\n  run: {yaml_scalar(run)}\n  records:\n")
             names = dt.dimensions.required
             parts: list[str] = []
+            # Datasets sharing a file are one entry, as daf_butler writes them: an importer
+            # refuses two entries claiming one file.
+            entries: dict[str, list[DatasetRef]] = {}
             for ref in refs:
-                values = ref.data_id.required_values
-                did = ", ".join(f"{n}: {yaml_scalar(v)}" for n, v in zip(names, values))
                 path = self.paths.get(ref.id) or _default_path(ref)
-                formatter = self.formatters.get(ref.id)
+                entries.setdefault(path, []).append(ref)
+            for path, sharing in entries.items():
+                id_lines = "".join(f"    - !uuid '{ref.id}'\n" for ref in sharing)
+                data_ids = "".join(
+                    "    - {"
+                    + ", ".join(f"{n}: {yaml_scalar(v)}" for n, v in zip(names, ref.data_id.required_values))
+                    + "}\n"
+                    for ref in sharing
+                )
+                formatter = self.formatters.get(sharing[0].id)
                 parts.append(
-                    f"  - dataset_id:\n    - !uuid '{ref.id}'\n    data_id:\n    - {{{did}}}\n"
+                    f"  - dataset_id:\n{id_lines}    data_id:\n{data_ids}"
                     f"    path: {yaml_scalar(path)}\n"
                     + (f"    formatter: {yaml_scalar(formatter)}\n" if formatter else "")
                 )

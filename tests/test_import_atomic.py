@@ -1,0 +1,394 @@
+"""Imports that fail change nothing, and export files cannot reach outside their directory (issue 14).
+
+The export is daf_butler's own: base.yaml and datasets.yaml from
+``shared/data/butler-exports`` joined into one file, with a TAGGED, a
+CALIBRATION and a CHAINED collection added and each dataset given its own
+file below the export's directory (``--directory``).  Each test breaks one
+thing — a record, a dataset type, a collection, a dataset, an association,
+one of the files — and asserts the import is refused with a porter error
+naming what was wrong, that every table of the registry holds exactly the
+rows it held before (`fingerprint`), and that the repository's file tree is
+unchanged.  The unbroken export then still imports: nothing half-written is
+in the way.  Both backends run (the ``backend`` fixture).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import RepoFactory
+from peer import EXPORTS
+from porter import Butler
+from porter.butler._file_transfers import confined_source
+from porter.datastore import ResourceURI
+from porter.errors import ArtifactMissingError, ExportFormatError, PorterError
+from test_query_fuzz import fingerprint
+
+EXTRA = """\
+  - type: collection
+    collection_type: TAGGED
+    name: tagged
+  - type: collection
+    collection_type: CALIBRATION
+    name: calib
+  - type: collection
+    collection_type: CHAINED
+    name: chain
+    children: [calib, tagged, imported_g]
+  - type: associations
+    collection: tagged
+    collection_type: TAGGED
+    dataset_ids:
+      - !uuid e15ab039-bc8b-4135-87c5-90902a7c0b22
+  - type: associations
+    collection: calib
+    collection_type: CALIBRATION
+    validity_ranges:
+      - begin: 2020-01-01T00:00:00
+        end: 2021-01-01T00:00:00
+        dataset_ids:
+          - !uuid e15ab039-bc8b-4135-87c5-90902a7c0b22
+      - begin: 2021-01-01T00:00:00
+        end: 2022-01-01T00:00:00
+        dataset_ids:
+          - !uuid 51352db4-a47a-447c-b12d-a50b206b17cd
+"""
+
+BIAS_1 = "e15ab039-bc8b-4135-87c5-90902a7c0b22"
+"""The first bias of datasets.yaml (detector 1, run imported_g)."""
+
+
+def base_text() -> str:
+    """base.yaml with storage class ``Bytes`` for its dataset types (porter has no ``Exposure``)."""
+    return (EXPORTS / "base.yaml").read_text().replace("storage_class: Exposure", "storage_class: Bytes")
+
+
+def export_text() -> str:
+    """base.yaml + datasets.yaml (+ collections and associations), each dataset with its own file.
+
+    The storage class becomes ``Bytes`` (porter has no ``Exposure``); the
+    files are small byte strings, which is all a copy needs.
+    """
+    base = base_text()
+    datasets = (EXPORTS / "datasets.yaml").read_text()
+    entries = datasets[datasets.index("data:\n") + len("data:\n") :]
+    count = iter(range(1000))
+    entries = re.sub(r"path: placeholder", lambda _: f"path: files/d{next(count):02d}.dat", entries)
+    return base.rstrip("\n") + "\n" + entries.rstrip("\n") + "\n" + EXTRA
+
+
+def write_export(directory: Path, text: str | None = None) -> Path:
+    """The export file and the files it names in ``directory``; returns the directory."""
+    text = export_text() if text is None else text
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "export.yaml").write_text(text)
+    (directory / "files").mkdir(exist_ok=True)
+    for name in set(re.findall(r"path: files/(d\d\d\.dat)", text)):
+        (directory / "files" / name).write_bytes(f"contents of {name}\n".encode())
+    return directory
+
+
+def tree(root: Path) -> dict[str, int | None]:
+    """Every file (size) and directory (None) below ``root``, the database's own files left out.
+
+    The database is compared table by table (`fingerprint`); SQLite's file
+    sizes change with a rolled-back transaction too.
+    """
+    out: dict[str, int | None] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("registry.sqlite3"):
+            continue
+        out[rel] = None if path.is_dir() and not path.is_symlink() else path.lstat().st_size
+    return out
+
+
+def state(butler: Butler) -> tuple[dict[str, str], dict[str, int | None]]:
+    """What an import that fails must leave exactly as it was: every table's rows, every file."""
+    return fingerprint(butler), tree(Path(butler.root))
+
+
+@pytest.fixture
+def repo_with(make_repo: RepoFactory, backend: str) -> Callable[[], Butler]:
+    """A function giving a new empty repository on the test's backend."""
+    count = iter(range(1000))
+    return lambda: make_repo(f"repo{next(count)}")
+
+
+def refused(butler: Butler, directory: Path, error: type[Exception], match: str) -> None:
+    """Import ``directory`` into ``butler``: refused with ``error`` matching ``match``, nothing changed."""
+    before = state(butler)
+    with pytest.raises(error, match=match) as info:
+        butler.import_(directory=str(directory), transfer="copy")
+    assert isinstance(info.value, PorterError), f"not a porter error: {info.value!r}"
+    assert state(butler) == before
+
+
+def test_the_export_imports(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """The unbroken export imports everything, with its files (the baseline of every other test)."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    counts = butler.import_(directory=str(out), transfer="copy")
+    assert counts["files"] == 13 and counts["datasets"] == 13
+    ref = butler.get_dataset(BIAS_1)
+    assert ref is not None
+    assert butler.get(ref) == b"contents of d00.dat\n"
+    assert len(butler.query_datasets("bias", "calib", find_first=False, explain=False)) == 2
+    assert butler.fsck(checksums=True).ok
+
+
+# --- failing at every stage ---------------------------------------------------------------------------
+
+
+def _break_record(text: str, out: Path) -> str:
+    return text.replace("    id: 4\n", "    id: four\n", 1)
+
+
+def _break_dataset_type(text: str, out: Path) -> str:
+    # flat (the first dataset type) as the repository does not define it: refused when written.
+    return text.replace("storage_class: Bytes", "storage_class: ArrowTable", 1)
+
+
+def _break_collection_against_repo(butler: Butler) -> None:
+    butler.registry.collections.register("calib", "TAGGED")
+
+
+def _break_dataset(text: str, out: Path) -> str:
+    # A data ID naming a detector that exists neither in the file nor the repository.
+    old = "          detector: 1\n        path: files/d00.dat"
+    assert old in text
+    return text.replace(old, "          detector: 9\n        path: files/d00.dat")
+
+
+def _break_association(text: str, out: Path) -> str:
+    return text.replace(
+        "          - !uuid 51352db4-a47a-447c-b12d-a50b206b17cd\n",
+        "          - !uuid 00000000-0000-4000-8000-000000000000\n",
+    )
+
+
+def _break_chain(text: str, out: Path) -> str:
+    return text.replace("children: [calib, tagged, imported_g]", "children: [calib, tagged, nowhere]")
+
+
+def _directory_file(text: str, out: Path) -> str:
+    (out / "files" / "d07.dat").unlink()
+    (out / "files" / "d07.dat").mkdir()
+    return text
+
+
+def _missing_file(text: str, out: Path) -> str:
+    (out / "files" / "d12.dat").unlink()
+    return text
+
+
+def _fifo_file(text: str, out: Path) -> str:
+    (out / "files" / "d03.dat").unlink()
+    os.mkfifo(out / "files" / "d03.dat")
+    return text
+
+
+def _unreadable_file(text: str, out: Path) -> str:
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    (out / "files" / "d09.dat").chmod(0)
+    return text
+
+
+def _dangling_link(text: str, out: Path) -> str:
+    (out / "files" / "d10.dat").unlink()
+    (out / "files" / "d10.dat").symlink_to(out / "files" / "gone.dat")
+    return text
+
+
+STAGES: dict[str, tuple[Callable[[str, Path], str] | None, Callable[[Butler], None] | None, type, str]] = {
+    "record": (_break_record, None, ExportFormatError, r"detector"),
+    "dataset type": (_break_dataset_type, None, PorterError, r"flat"),
+    "collection": (None, _break_collection_against_repo, PorterError, r"calib"),
+    "dataset": (_break_dataset, None, PorterError, r"detector"),
+    "association": (_break_association, None, PorterError, r"00000000-0000-4000-8000-000000000000"),
+    "chain": (_break_chain, None, PorterError, r"nowhere"),
+    "file is a directory": (_directory_file, None, ExportFormatError, r"files/d07\.dat.* is a directory"),
+    "file missing": (_missing_file, None, ArtifactMissingError, r"files/d12\.dat"),
+    "file is a FIFO": (_fifo_file, None, ExportFormatError, r"files/d03\.dat.* not a regular file"),
+    "file unreadable": (_unreadable_file, None, ExportFormatError, r"files/d09\.dat.* cannot be read"),
+    "dangling symlink": (_dangling_link, None, ArtifactMissingError, r"files/d10\.dat"),
+}
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_a_failing_import_changes_nothing(
+    stage: str, repo_with: Callable[[], Butler], tmp_path: Path
+) -> None:
+    """Refused at any stage, an import leaves every table and the file tree as they were; then it works."""
+    edit_text, edit_repo, error, match = STAGES[stage]
+    butler = repo_with()
+    butler.import_(io.StringIO(base_text()))  # something already there, which must survive untouched
+    butler.registry.collections.register("unrelated", "RUN")
+    if edit_repo is not None:
+        edit_repo(butler)
+    out = tmp_path / "export"
+    text = export_text()
+    write_export(out, text)
+    if edit_text is not None:
+        (out / "export.yaml").write_text(edit_text(text, out))
+    refused(butler, out, error, match)
+    if edit_repo is None:
+        # Nothing half-written is in the way: the unbroken export imports into the same repository.
+        write_export(tmp_path / "fixed", text)
+        assert butler.import_(directory=str(tmp_path / "fixed"), transfer="copy")["files"] == 13
+
+
+# --- confinement: every path stays inside the export's directory ----------------------------------------
+
+
+def _with_path(text: str, old: str, new: str) -> str:
+    assert f"path: {old}\n" in text
+    return text.replace(f"path: {old}\n", f"path: {new}\n", 1)
+
+
+def test_absolute_path_is_refused(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """``/etc/hostname`` in an export is never copied into the repository."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (out / "export.yaml").write_text(_with_path(export_text(), "files/d04.dat", "/etc/hostname"))
+    refused(butler, out, ExportFormatError, r"flat .*detector.*'/etc/hostname'.* relative to the export's")
+
+
+def test_uri_path_is_refused(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (out / "export.yaml").write_text(_with_path(export_text(), "files/d04.dat", "file:///etc/hostname"))
+    refused(butler, out, ExportFormatError, r"absolute path 'file:///etc/hostname'")
+
+
+@pytest.mark.parametrize("path", ["../outside.dat", "files/../../outside.dat", "files/..\\..\\outside.dat"])
+def test_dotdot_path_is_refused(path: str, repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (tmp_path / "outside.dat").write_bytes(b"secret")
+    (out / "export.yaml").write_text(_with_path(export_text(), "files/d00.dat", path))
+    refused(butler, out, ExportFormatError, r"bias \{'instrument': 'Cam1', 'detector': 1\}.*'\.\.'")
+
+
+def test_symlink_out_of_the_directory_is_refused(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """A link inside the directory to a file outside it is followed nowhere."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (tmp_path / "secret.dat").write_bytes(b"secret")
+    (out / "files" / "d02.dat").unlink()
+    (out / "files" / "d02.dat").symlink_to(tmp_path / "secret.dat")
+    refused(butler, out, ExportFormatError, r"'files/d02\.dat', a symbolic link .* outside")
+
+
+def test_symlinked_directory_out_of_the_directory_is_refused(
+    repo_with: Callable[[], Butler], tmp_path: Path
+) -> None:
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "d01.dat").write_bytes(b"secret")
+    (out / "linked").symlink_to(elsewhere)
+    (out / "export.yaml").write_text(_with_path(export_text(), "files/d01.dat", "linked/d01.dat"))
+    refused(butler, out, ExportFormatError, r"'linked/d01\.dat', a symbolic link .* outside")
+
+
+def test_symlink_inside_the_directory_is_followed(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """A link that stays inside the directory is an ordinary file of the export."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (out / "files" / "d02.dat").rename(out / "real.dat")
+    (out / "files" / "d02.dat").symlink_to(out / "real.dat")
+    assert butler.import_(directory=str(out), transfer="copy")["files"] == 13
+
+
+def test_one_file_for_two_datasets_is_refused(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """Two entries naming one file: one dataset would read the other's content."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export")
+    (out / "export.yaml").write_text(_with_path(export_text(), "files/d01.dat", "files/d00.dat"))
+    refused(butler, out, ExportFormatError, r"'files/d00\.dat' for dataset bias .* and again.* one entry")
+
+
+SHARED = re.compile(
+    r"      -\n        dataset_id: (!uuid \S+)\n        data_id:\n          instrument: Cam1\n"
+    r"          detector: 1\n        path: files/d00.dat\n"
+    r"      -\n        dataset_id: (!uuid \S+)\n        data_id:\n          instrument: Cam1\n"
+    r"          detector: 2\n        path: files/d01.dat\n"
+)
+
+
+def shared_file_text() -> str:
+    """The export with biases 1 and 2 of imported_g in one entry, sharing ``files/d00.dat``."""
+    text, n = SHARED.subn(
+        r"      -\n        dataset_id: [\1, \2]\n        data_id:\n"
+        r"          - {instrument: Cam1, detector: 1}\n          - {instrument: Cam1, detector: 2}\n"
+        r"        path: files/d00.dat\n",
+        export_text(),
+    )
+    assert n == 1
+    return text
+
+
+def test_datasets_listed_in_one_entry_share_a_file(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """daf_butler's form for a file holding several datasets (lists of IDs and data IDs) is accepted."""
+    butler = repo_with()
+    out = write_export(tmp_path / "export", shared_file_text())
+    assert butler.import_(directory=str(out), transfer="copy")["files"] == 12
+    refs = butler.query_datasets(
+        "bias", "imported_g", where="instrument = 'Cam1' AND detector IN (1, 2)", explain=False
+    )
+    assert [butler.get(r) for r in refs] == [b"contents of d00.dat\n"] * 2
+
+
+def test_porter_export_of_a_shared_file_imports(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """porter writes datasets that share a file as one entry, so its own exports import again."""
+    butler = repo_with()
+    butler.import_(directory=str(write_export(tmp_path / "export", shared_file_text())), transfer="copy")
+    again = tmp_path / "again"
+    butler.export(directory=str(again), collections=["imported_g", "imported_r"], transfer="copy")
+    target = repo_with()
+    assert target.import_(directory=str(again), transfer="copy")["files"] == 12
+    refs = target.query_datasets(
+        "bias", "imported_g", where="instrument = 'Cam1' AND detector IN (1, 2)", explain=False
+    )
+    assert [target.get(r) for r in refs] == [b"contents of d00.dat\n"] * 2
+
+
+# --- hypothesis: no path string escapes the directory ----------------------------------------------------
+
+SEGMENTS = st.sampled_from(["..", ".", "", "a", "b.dat", "link", "dirlink", "~", "\\..", "..\\", "/", "a\\b"])
+
+
+@given(
+    parts=st.lists(st.one_of(SEGMENTS, st.text(min_size=1, max_size=6)), min_size=1, max_size=6),
+    lead=st.sampled_from(["", "/", "./", "file://", "s3://bucket/", "C:"]),
+)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_no_path_escapes_the_directory(tmp_path: Path, parts: list[str], lead: str) -> None:
+    """Whatever string an export names, the file read is inside the export's directory, or it is refused."""
+    root = tmp_path / "export"
+    if not root.exists():
+        root.mkdir()
+        (root / "a").mkdir()
+        (tmp_path / "outside").mkdir()
+        (tmp_path / "outside" / "b.dat").write_bytes(b"secret")
+        (root / "link").symlink_to(tmp_path / "outside" / "b.dat")
+        (root / "dirlink").symlink_to(tmp_path / "outside")
+    path = lead + "/".join(parts)
+    try:
+        source = confined_source(ResourceURI.from_string(str(root)), path, "dataset x", root)
+    except ExportFormatError as exc:
+        assert repr(path)[:20].strip("'\"") in str(exc) or "names no file" in str(exc)
+        return
+    real = os.path.realpath(source.ospath)
+    assert os.path.commonpath([os.path.realpath(root), real]) == os.path.realpath(root)
