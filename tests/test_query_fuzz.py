@@ -30,7 +30,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import math
-import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -151,19 +150,6 @@ EMPTY_IS_AN_ERROR = {"butler.query_data_ids(visit, detector) [explain]"}
 """Entry points that answer an empty result with EmptyQueryResultError (explain=True, as in daf_butler)."""
 
 
-PERCENT_IN_SQL = re.compile(r"%|\.\.[^,)]*:")
-"""Inputs whose SQL may hold the modulo operator ('%', a range's stride): see
-`test_coverage_renders_percent_signs` (xfail on PostgreSQL); the coverage entry point skips them on
-PostgreSQL until it is fixed."""
-
-
-def _skipped(name: str, where: str, backend: str) -> bool:
-    """Is this input known to hit a bug outside the query language in this entry point (see its xfail)?"""
-    return (
-        name == "registry.coverage(bias)" and backend == "postgresql" and bool(PERCENT_IN_SQL.search(where))
-    )
-
-
 def run_everywhere(
     butler: Butler, where: str, bind: dict[str, Any] | None = None, kwargs: dict[str, Any] | None = None
 ) -> dict[str, str]:
@@ -175,8 +161,6 @@ def run_everywhere(
     """
     outcomes: dict[str, str] = {}
     for name, call in ENTRY_POINTS.items():
-        if _skipped(name, where, butler.registry.db.dialect):
-            continue
         try:
             call(butler, where, dict(bind or {}), dict(kwargs or {}))
         except PorterError as exc:
@@ -1014,31 +998,19 @@ def test_dataset_timespan_in_run_collections(butler: Butler) -> None:
 
 
 @pytest.mark.parametrize(
-    ("where", "pg_broken"),
+    "where",
     [
-        ("instrument = 'Cam1' AND GLOB(detector.full_name, '*a') AND detector.full_name != '%'", False),
-        ("instrument = 'Cam1' AND detector IN (1..4:2)", True),
-        ("instrument = 'Cam1' AND detector % 2 = 1", True),
+        "instrument = 'Cam1' AND GLOB(detector.full_name, '*a') AND detector.full_name != '%'",
+        "instrument = 'Cam1' AND detector IN (1..4:2)",
+        "instrument = 'Cam1' AND detector % 2 = 1",
     ],
 )
-def test_coverage_renders_percent_signs(
-    butler: Butler, backend: str, where: str, pg_broken: bool, request: pytest.FixtureRequest
-) -> None:
-    """A coverage counts what the same query finds, whatever its SQL holds ('%' in literals, modulo)."""
-    if backend == "postgresql" and pg_broken:
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "Coverage renders its COPY statements with literal_binds for psycopg2, whose pyformat "
-                    "paramstyle writes the modulo operator as '%%'; copy_expert does no interpolation, so "
-                    "PostgreSQL gets 'x %% 2' (UndefinedFunction: operator does not exist: bigint %% integer) for "
-                    "'%' in the where expression and for a range's stride (1..4:2). Fix in _coverage.py: compile "
-                    "normally and let the driver render it, cursor.mogrify(str(compiled), compiled.params), "
-                    "instead of literal_binds."
-                ),
-            )
-        )
+def test_coverage_renders_percent_signs(butler: Butler, where: str) -> None:
+    """A coverage counts what the same query finds, whatever its SQL holds ('%' in literals, modulo).
+
+    On PostgreSQL its rows are copied out with COPY, which takes no parameters: SQLAlchemy's
+    literal_binds wrote the modulo operator as psycopg2's escaped '%%' (UndefinedFunction).
+    """
     expected = {d["detector"] for d in butler.query_data_ids(["detector"], where=where)}
     n, batches = butler.registry.coverage(
         "bias", ["imported_g", "imported_r"], dimensions=["instrument", "detector"], where=where

@@ -95,21 +95,19 @@ class Coverage:
         }
         self.method = "python"
         """How the sets are compared: "copy" (PostgreSQL to DuckDB), "sql" (in the database) or "python"."""
-        self._copy_sql: list[str] = []
+        self._copy_sql: list[tuple[str, Any]] = []
+        """The two COPY queries as SQL and parameters; the driver writes the values in (`_via_duckdb`)."""
         delivered_stmt = engine.statement(delivered)
         if db.dialect == "postgresql":
             # DuckDB removes duplicates (and faster) when PostgreSQL's rows are copied out to it.
             self._select(engine.statement(expected, distinct=False), delivered_stmt)
             if self.method != "python":
-                try:  # COPY takes no parameters: the statements must render with their values inline
-                    self._copy_sql = [
-                        str(s.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
-                        for s in (self._expected, self._delivered)
-                    ]
-                    self.method = "copy"
-                    return
-                except sqlalchemy.exc.CompileError:
-                    pass
+                # COPY takes no parameters: the driver writes the values into the text (mogrify), as it
+                # would for a query.  SQLAlchemy's literal_binds did that before, but wrote the modulo
+                # operator as psycopg2's escaped '%%', which COPY then received as it was.
+                self._copy_sql = [engine.render(s) for s in (self._expected, self._delivered)]
+                self.method = "copy"
+                return
         self._select(engine.statement(expected), delivered_stmt)
 
     def _select(self, expected: Any, delivered: Any) -> None:
@@ -178,7 +176,8 @@ class Coverage:
             with self._db.reading() as conn:
                 cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
-                    for name, sql in zip(("expected", "delivered"), self._copy_sql):
+                    for name, (statement, params) in zip(("expected", "delivered"), self._copy_sql):
+                        sql = cursor.mogrify(statement, params).decode()
                         with open(files[name], "wb") as out:
                             cursor.copy_expert(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv)", out)
                 finally:
