@@ -48,11 +48,24 @@ def open_datastore(registry: Registry, config: RepoConfig) -> Datastore:
     with db.reading() as conn:
         import sqlalchemy
 
-        existing = set(sqlalchemy.inspect(conn).get_table_names(schema=tables.artifact.schema))
+        inspector = sqlalchemy.inspect(conn)
+        existing = set(inspector.get_table_names(schema=tables.artifact.schema))
+        has_writer = tables.artifact.name not in existing or any(
+            c["name"] == "writer"
+            for c in inspector.get_columns(tables.artifact.name, schema=tables.artifact.schema)
+        )
     if not {tables.artifact.name, tables.location.name} <= existing:
         with db.transaction() as conn:
             db.lock_for_schema_change(conn)
             tables.create(conn)
+    if not has_writer:  # made before journal rows named their writer (see porter.datastore._recovery)
+        with db.transaction() as conn:
+            db.lock_for_schema_change(conn)
+            columns = sqlalchemy.inspect(conn).get_columns(
+                tables.artifact.name, schema=tables.artifact.schema
+            )
+            if not any(c["name"] == "writer" for c in columns):  # another process may have been first
+                tables.add_writer_column(conn)
     storage_classes = StorageClassRegistry.default(config.resolved_storage_class_files)
     return Datastore(root, db, tables, storage_classes, config.templates)
 

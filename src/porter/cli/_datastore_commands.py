@@ -93,6 +93,11 @@ def _print_fsck(report: "FsckReport", rows: list[dict[str, Any]]) -> None:
         )
     if report.in_progress:
         console.print(f"Left alone: {report.in_progress} temporary file(s) of writes still running.")
+    if report.journal_in_progress:
+        console.print(
+            f"Left alone: {report.journal_in_progress} journal row(s) of writes or removals still running "
+            "(or of writers on another host, not yet old enough to count as gone)."
+        )
 
 
 # --- ingest-files ---------------------------------------------------------------------------------------

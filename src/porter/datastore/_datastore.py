@@ -9,6 +9,10 @@ the repository consistent (see `_records` for the journal):
    artifacts stored and record each dataset's location.
 
 If step 2 or 3 fails, `abandon` deletes what was written and the journal rows.
+If the writer is killed instead, its journal rows stay, naming it (host, PID,
+start time): the next `reserve` of the same paths — the re-run of the killed
+command — finds its writer gone and finishes the abandonment itself
+(`recover_interrupted`, see `_recovery`); a live writer's rows are a conflict.
 
 Files are formatted into a temporary first, named for the writing process
 (`porter.datastore._uri.Writer`).  A writer killed there leaves the
@@ -36,6 +40,7 @@ from typing import Any
 
 import sqlalchemy
 
+from .._stop_points import stop_point
 from ..errors import (
     ArtifactMissingError,
     ConflictingDefinitionError,
@@ -44,11 +49,12 @@ from ..errors import (
     UnknownComponentError,
 )
 from ._checksum import checksum_local_file
-from ._records import WRITING, DatastoreTables, LocationRow
+from ._records import WRITING, ArtifactRow, DatastoreTables, LocationRow
+from ._recovery import judge, leftover_uri
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
 from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
-from ._uri import ArtifactExistsError, LocalURI, ResourceURI, classify_temporary, temporary_name
+from ._uri import ArtifactExistsError, LocalURI, ResourceURI, classify_temporary, my_token, temporary_name
 from .formatters import Formatter, ReadParameterError
 
 __all__ = ["STALE_AFTER", "TEMP_AREA", "Datastore", "WritePlan"]
@@ -262,21 +268,91 @@ class Datastore:
                 "per file) or use a path template that tells them apart."
             )
         try:
-            with self.db.transaction() as conn:
-                self.tables.reserve(conn, paths, states)
+            self._journal(paths, states)
         except sqlalchemy.exc.IntegrityError:
-            # The path is the primary key: someone stored (or is storing) a file there.
-            # Find which, for the message (only on this rare path).
-            with self.db.reading() as conn:
-                taken: set[str] = set()
-                for start in range(0, len(paths), _TAKEN_BLOCK):
-                    taken |= self.tables.taken(conn, paths[start : start + _TAKEN_BLOCK])
+            # The path is the primary key: someone stored, is storing, or was storing a file there.
+            # A writer that was killed will not finish: finish its step for it, then try once more.
+            if not self.recover_interrupted(paths):
+                raise self._conflict(paths) from None
+            try:
+                self._journal(paths, states)
+            except sqlalchemy.exc.IntegrityError:
+                raise self._conflict(paths) from None
+        stop_point("journaled")
+
+    def _journal(self, paths: Sequence[str], states: Sequence[str]) -> None:
+        with self.db.transaction() as conn:
+            self.tables.reserve(conn, paths, states, writer=my_token())
+
+    def recover_interrupted(self, paths: Sequence[str], grace: float = STALE_AFTER) -> int:
+        """Finish the steps that dead writers left journaled at ``paths``; return how many were finished.
+
+        A row whose writer is gone (see `_recovery.judge`; a writer that cannot
+        be checked counts as gone once the row is ``grace`` seconds old) is
+        claimed, its file deleted (unless adopted in place), and the row
+        dropped, in one transaction: the claim locks the row, so two processes
+        recovering the same path do not both act, and no new writer can take
+        the path while the leftover file is deleted.  A live writer's row is
+        never touched.
+        """
+        with self.db.reading() as conn:
+            rows = self._journaled(conn, paths)
+        now = time.time_ns()
+        dead = [r for r in rows if judge(r, grace, now).recoverable]
+        if not dead:
+            return 0
+        finished: list[str] = []
+        me = my_token()
+        with self.db.transaction() as conn:
+            for row in dead:
+                if not self.tables.claim(conn, row, me):
+                    continue  # changed since read: another process recovered it (or it was stored)
+                self._remove_leftover(row)
+                finished.append(row.path)
+            self.tables.forget(conn, finished)
+        return len(finished)
+
+    def _journaled(self, conn: sqlalchemy.Connection, paths: Sequence[str]) -> list[ArtifactRow]:
+        out: list[ArtifactRow] = []
+        for start in range(0, len(paths), _TAKEN_BLOCK):
+            out += self.tables.journaled(conn, paths[start : start + _TAKEN_BLOCK])
+        return out
+
+    def _remove_leftover(self, row: ArtifactRow) -> None:
+        """Delete the file a dead writer's step left at ``row.path`` (none for adopted or direct files)."""
+        uri = self.uri_of(row.path)
+        leftover = leftover_uri(row, uri, direct=_is_direct(row.path))
+        if leftover is not None:
+            leftover.remove()
+            if isinstance(leftover, LocalURI) and isinstance(self.root, LocalURI):
+                _prune_empty_parents(leftover.path.parent, self.root.path)
+
+    def _conflict(self, paths: Sequence[str]) -> ConflictingDefinitionError:
+        """The error for paths that stay taken: by a stored dataset, a running writer, or an unchecked one."""
+        with self.db.reading() as conn:
+            taken: set[str] = set()
+            for start in range(0, len(paths), _TAKEN_BLOCK):
+                taken |= self.tables.taken(conn, paths[start : start + _TAKEN_BLOCK])
             example = sorted(taken)[0] if taken else paths[0]
-            raise ConflictingDefinitionError(
+            journal = {r.path: r for r in self.tables.journaled(conn, [example])}
+        row = journal.get(example)
+        if row is None:
+            return ConflictingDefinitionError(
                 f"The datastore already has a file at {example!r}: a dataset with the same type, data ID "
-                "and run exists (or another process is writing it). porter never overwrites a dataset: "
-                "remove it first or put into another run."
-            ) from None
+                "and run exists. porter never overwrites a dataset: remove it first or put into another run."
+            )
+        verdict = judge(row, STALE_AFTER)
+        if verdict.live:
+            fix = "wait for it to finish, or put into another run"
+        else:
+            fix = (
+                "if that writer is gone, the next write (or `porter fsck --repair`) finishes its step once "
+                f"the journal row is {STALE_AFTER / 3600:.0f} h old; or put into another run"
+            )
+        return ConflictingDefinitionError(
+            f"Another process is writing {example!r} ({verdict.reason}); porter never lets two writers "
+            f"share a path: {fix}."
+        )
 
     def write(self, plan: WritePlan, native: Any) -> None:
         """Format ``native`` (an object of the formatter's native storage class) into the planned place."""
@@ -294,6 +370,7 @@ class Datastore:
                     "such files). porter never overwrites it."
                 ) from None
             plan.written = True
+        stop_point("written")
 
     @contextlib.contextmanager
     def _scratch(self, plan: WritePlan) -> Iterator[Path]:
@@ -367,6 +444,7 @@ class Datastore:
             name = names.get(kind) or names.setdefault(kind, p.formatter.import_path())
             locations += [(i, p.path, name, p.storage_class.name) for i in ids]
         self.tables.store(conn, [(p.path, p.size, p.checksum) for p in plans], locations)
+        stop_point("registering")
 
     def clear_interrupted_writes(self, paths: Sequence[str]) -> int:
         """Finish the abandonment of writes to ``paths`` that a killed process left journaled as ``writing``.
@@ -413,11 +491,12 @@ class Datastore:
                 one(a)
                 if progress:
                     progress(1)
-            return
-        with ThreadPoolExecutor(workers) as pool:
-            for _ in pool.map(one, adoptions):
-                if progress:
-                    progress(1)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for _ in pool.map(one, adoptions):
+                    if progress:
+                        progress(1)
+        stop_point("written")
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -490,8 +569,9 @@ class Datastore:
     # --- removal -----------------------------------------------------------------------------------
 
     def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
-        """In the transaction removing the datasets: journal their now-unused artifacts for deletion."""
-        return self.tables.release(conn, dataset_ids)
+        """In the transaction removing the datasets: journal their now-unused artifacts for deletion
+        (naming this process, so that a killed removal can be told from a running one)."""
+        return self.tables.release(conn, dataset_ids, writer=my_token())
 
     def delete(self, paths: Sequence[str]) -> None:
         """Delete released artifacts, then drop their journal rows (after the removal committed)."""

@@ -6,8 +6,9 @@ Finds, and with ``repair=True`` fixes what is safe to fix:
 finding                       meaning                                     repair
 ============================  ==========================================  ==============================
 interrupted write             a put/ingest/transfer died after            delete its file (if any) and
-                              journaling its path                         the journal row
+(garbage)                     journaling its path                         the journal row
 interrupted removal           a removal died after the registry commit    delete the file, drop the row
+(garbage)
 unreferenced artifact         stored file no dataset points to any more   delete the file, drop the row
                               (datasets removed through the registry)
 temporary file (garbage)      a temporary left by a writer that is gone   delete it
@@ -21,9 +22,16 @@ datasets without files        registered without a file (an import        none: 
                               without files)                              dataset type)
 ============================  ==========================================  ==============================
 
-Journal rows younger than ``grace`` seconds are left alone: they may belong
-to a write in progress in another process.  A file the registry refers to
-is never deleted.
+Journal rows name their writer (host, PID, process start time; see
+`porter.datastore._recovery`).  A row whose writer is gone — a process of
+this host that exited, or whose PID now belongs to a later process — is
+reported as recoverable ("writer gone") at once, whatever ``grace``, and
+``--repair`` finishes its step.  A running writer's row is never touched,
+whatever ``grace``.  Only a row whose writer cannot be checked from here
+(another host, or an older porter that named none) waits ``grace`` seconds
+before it counts as abandoned.  Both kinds of interrupted step are garbage,
+not damage: no dataset refers to their files.  A file the registry refers
+to is never deleted.
 
 Temporaries are *garbage*, not damage: no dataset refers to them, so the
 repository is consistent with them there.  They are reported apart
@@ -48,6 +56,7 @@ import sqlalchemy
 
 from ._checksum import checksum_stream
 from ._records import ADOPTING, DELETING, STORED, WRITING
+from ._recovery import judge
 from ._uri import LocalURI, ResourceURI, classify_temporary
 
 if TYPE_CHECKING:
@@ -85,6 +94,9 @@ class FsckReport:
     files_seen: int = 0
     in_progress: int = 0
     """Temporaries of writes still running, left alone."""
+    journal_in_progress: int = 0
+    """Journal rows of writes or removals still running (or, from a writer that cannot be checked here,
+    younger than the grace), left alone."""
 
     @property
     def damage(self) -> list[Finding]:
@@ -153,17 +165,17 @@ def fsck(
         uri = datastore.uri_of(path)
         direct = path != _relative_or_none(uri, root)
         present = (path in files) if not direct else uri.exists()
-        old_enough = (now - artifact.created) / 1e9 >= grace
         if artifact.state in (WRITING, ADOPTING, DELETING):
-            if artifact.state != DELETING and not old_enough:
+            verdict = judge(artifact, grace, now)
+            if not verdict.recoverable:
+                report.journal_in_progress += (
+                    1  # a running writer's (or one too young to tell): never touched
+                )
                 continue
             kind = "interrupted removal" if artifact.state == DELETING else "interrupted write"
-            finding = Finding(kind, path, f"journal row from {_age(now, artifact.created)} ago")
+            finding = Finding(kind, path, verdict.reason, garbage=True)
             if repair:
-                # An adopted file was there before porter; it stays (fsck reports it as an orphan next).
-                if not direct and artifact.state != ADOPTING:
-                    uri.remove()
-                to_forget.append(path)
+                datastore.recover_interrupted([path], grace=grace)
                 finding.repaired = True
             report.findings.append(finding)
             continue

@@ -19,6 +19,15 @@ puts, ingests and removals crash-safe:
     set in the transaction that removes the datasets, before the file is
     deleted; a crash leaves the row for ``fsck`` to finish.
 
+Each journal row (``writing``, ``adopting``, ``deleting``) names its
+``writer``: the `porter.datastore._uri.Writer` token (host, PID, process
+start time) of the process doing the step.  So the next writer of the same
+path — typically the re-run of a killed put or import — can tell a dead
+writer's leftovers (finish the step: `porter.datastore._recovery`) from a live writer's
+(a real conflict), and ``porter fsck`` can report them as recoverable
+whatever their age.  Rows without a writer (made by an older porter) fall
+back to their age.
+
 So at every instant each file in the datastore is known to the registry,
 and no dataset is visible without its file.  ``dataset_location`` maps each
 dataset to its artifact and the formatter and storage class it was written
@@ -60,6 +69,8 @@ class ArtifactRow:
     size: int | None
     checksum: str | None
     created: int
+    writer: str | None = None
+    """`Writer.token` of the process journaling the row (None once stored, or from an older porter)."""
 
 
 class DatastoreTables:
@@ -78,6 +89,7 @@ class DatastoreTables:
             Column("size", BigInteger, nullable=True),
             Column("checksum", String(160), nullable=True),
             Column("created", BigInteger, nullable=False),
+            Column("writer", String(64), nullable=True),
             Index("datastore_artifact_state", "state"),
             extend_existing=True,
         )
@@ -102,12 +114,24 @@ class DatastoreTables:
         self.artifact.create(conn, checkfirst=True)
         self.location.create(conn, checkfirst=True)
 
+    def add_writer_column(self, conn: sqlalchemy.Connection) -> None:
+        """Add the ``writer`` column to a repository made before journal rows named their writer.
+
+        Nullable, so existing rows need no value: they are judged by age, as before.
+        """
+        table = self._db.engine.dialect.identifier_preparer.format_table(self.artifact)
+        conn.exec_driver_sql(f"ALTER TABLE {table} ADD COLUMN writer VARCHAR(64)")
+
     # --- the write journal -------------------------------------------------------------------------
 
     def reserve(
-        self, conn: sqlalchemy.Connection, paths: Sequence[str], states: Sequence[str] | None = None
+        self,
+        conn: sqlalchemy.Connection,
+        paths: Sequence[str],
+        states: Sequence[str] | None = None,
+        writer: str | None = None,
     ) -> None:
-        """Journal ``paths`` as being written or adopted (commit before touching the files).
+        """Journal ``paths`` as being written or adopted by ``writer`` (commit before touching the files).
 
         Raises `sqlalchemy.exc.IntegrityError` if any path is already taken.
         """
@@ -116,9 +140,37 @@ class DatastoreTables:
         self._db.bulk_insert(
             conn,
             self.artifact,
-            ["path", "state", "size", "checksum", "created"],
-            [(p, st, None, None, now) for p, st in zip(paths, states)],
+            ["path", "state", "size", "checksum", "created", "writer"],
+            [(p, st, None, None, now, writer) for p, st in zip(paths, states)],
         )
+
+    def journaled(self, conn: sqlalchemy.Connection, paths: Sequence[str]) -> list[ArtifactRow]:
+        """The rows of ``paths`` that are journal entries (writing, adopting, deleting), not stored artifacts."""
+        a = self.artifact
+        out: list[ArtifactRow] = []
+        for start in range(0, len(paths), 5000):
+            chunk = list(paths[start : start + 5000])
+            rows = conn.execute(sqlalchemy.select(a).where(a.c.path.in_(chunk), a.c.state != STORED))
+            out += [_row(r) for r in rows]
+        return out
+
+    def claim(self, conn: sqlalchemy.Connection, row: ArtifactRow, writer: str) -> bool:
+        """Take over ``row``'s journal entry for ``writer`` if it is still exactly as read; True if taken.
+
+        The conditional update is what makes recovery safe between processes:
+        of two processes finishing the same dead writer's step, one changes the
+        row and the other changes nothing; and the row (PostgreSQL) or the
+        database (SQLite) stays locked until the claimant's transaction ends,
+        so no new writer can reserve the path while its leftovers are deleted.
+        """
+        a = self.artifact
+        same_writer = a.c.writer.is_(None) if row.writer is None else a.c.writer == row.writer
+        result = conn.execute(
+            sqlalchemy.update(a)
+            .where(a.c.path == row.path, a.c.state == row.state, a.c.created == row.created, same_writer)
+            .values(writer=writer)
+        )
+        return result.rowcount == 1
 
     def taken(self, conn: sqlalchemy.Connection, paths: Iterable[str]) -> set[str]:
         """The subset of ``paths`` already journaled or stored."""
@@ -145,7 +197,7 @@ class DatastoreTables:
             if self._store_sql is None:
                 prep, mark = self._db.engine.dialect.identifier_preparer, self._db.param_mark
                 self._store_sql = (
-                    f"UPDATE {prep.format_table(self.artifact)} SET state = '{STORED}', "
+                    f"UPDATE {prep.format_table(self.artifact)} SET state = '{STORED}', writer = NULL, "
                     f"size = {mark}, checksum = {mark} WHERE path = {mark}"
                 )
             conn.exec_driver_sql(self._store_sql, [(s, c, p) for p, s, c in artifacts])
@@ -211,8 +263,10 @@ class DatastoreTables:
         path, formatter, storage_class, size, checksum = rows[0]
         return LocationRow(dataset_id, path, formatter, storage_class, size, checksum)
 
-    def release(self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID]) -> list[str]:
-        """Remove the locations of these datasets; mark artifacts no dataset uses any more ``deleting``.
+    def release(
+        self, conn: sqlalchemy.Connection, dataset_ids: Sequence[uuid.UUID], writer: str | None = None
+    ) -> list[str]:
+        """Remove the locations of these datasets; mark artifacts no dataset uses any more ``deleting`` by ``writer``.
 
         Returns the paths to delete (then `forget`).  Runs in the caller's
         transaction, the one that removes the datasets from the registry.
@@ -238,7 +292,9 @@ class DatastoreTables:
         doomed = sorted(paths - still_used)
         for start in range(0, len(doomed), 5000):
             conn.execute(
-                sqlalchemy.update(a).where(a.c.path.in_(doomed[start : start + 5000])).values(state=DELETING)
+                sqlalchemy.update(a)
+                .where(a.c.path.in_(doomed[start : start + 5000]))
+                .values(state=DELETING, writer=writer)
             )
         return doomed
 
@@ -246,7 +302,7 @@ class DatastoreTables:
         stmt = sqlalchemy.select(self.artifact)
         if state is not None:
             stmt = stmt.where(self.artifact.c.state == state)
-        return [ArtifactRow(r.path, r.state, r.size, r.checksum, r.created) for r in conn.execute(stmt)]
+        return [_row(r) for r in conn.execute(stmt)]
 
     def unreferenced_stored(self, conn: sqlalchemy.Connection) -> list[str]:
         """Stored artifacts no dataset points to (left by registry-only removals)."""
@@ -257,3 +313,7 @@ class DatastoreTables:
             .where(~sqlalchemy.exists().where(loc.c.path == a.c.path))
         )
         return list(conn.execute(stmt).scalars())
+
+
+def _row(r: Any) -> ArtifactRow:
+    return ArtifactRow(r.path, r.state, r.size, r.checksum, r.created, r.writer)
