@@ -261,7 +261,7 @@ def test_a_malformed_corpus_rule_is_refused_before_it_is_written(delivery: tuple
         before = rel.events()
         with pytest.raises(PlanError, match=r"unknown rule 'rang'.*Did you mean 'range'"):
             rel.finding_to_check(finding.id, "lead", [{"rule": "rang", "column": "x"}], {"table": "Source"})
-        assert rel.events() == before and not (releases / rel.plan.corpus).exists()
+        assert rel.events() == before and not (releases / rel.plan.corpus.path).exists()
     finally:
         rel.close()
 

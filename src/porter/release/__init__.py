@@ -7,6 +7,7 @@ from ._find import PlanNotFoundError, find_plan, plans_dir_of
 from ._plan import (
     LEVELS,
     Checkpoint,
+    Corpus,
     Environment,
     Feature,
     Item,
@@ -28,6 +29,7 @@ __all__ = [
     "Blocker",
     "CheckResult",
     "Checkpoint",
+    "Corpus",
     "Environment",
     "Event",
     "EventLog",

@@ -39,7 +39,7 @@ from ..schema import (
 )
 from ._corpus import corpus_checks
 from ._hips import check_hips
-from ._plan import Checkpoint, Item, ReleasePlan
+from ._plan import Checkpoint, Corpus, Item, ReleasePlan
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -77,7 +77,7 @@ def run_checks(
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name), f"{plan.release} {checkpoint.name}")]
             elif item.kind == "catalog":
-                results = catalog_checks(item, catalogs, base, base / plan.corpus)
+                results = catalog_checks(item, catalogs, base, plan.corpus)
             elif item.kind == "hips":
                 results = check_hips(item.name, Path(item.resolved_location(base)))
             else:  # "files", the last kind an Item allows
@@ -303,7 +303,7 @@ class _Catalogs(Mapping[str, CatalogSource]):
 
 
 def catalog_checks(
-    item: Item, sources: Mapping[str, CatalogSource], base: Path, corpus: Path
+    item: Item, sources: Mapping[str, CatalogSource], base: Path, corpus: Corpus
 ) -> list[CheckResult]:
     """Schema conformance (when the item names a Felis schema and table), the item's rules, and the corpus's checks.
 
@@ -365,7 +365,7 @@ def catalog_checks(
                     sample=getattr(exc, "problems", []),
                 )
             )
-    out += corpus_checks(corpus, item, source)
+    out += corpus_checks(base, corpus, item, source)
     return out or [
         CheckResult(item.name, "catalog", FAIL, message="the item names no schema table and no rules")
     ]

@@ -15,7 +15,10 @@ A corpus is a directory of YAML rule files and small Python check files::
         ...
         return CheckResult(...)          # or a list of them
 
-A finding becomes a corpus check with ``porter release finding to-check``.
+A finding becomes a corpus check with ``porter release finding to-check``.  The corpus is a directory
+below the plan's (`corpus_dir` refuses one that leaves it, by ``..`` or by a symbolic link), and its
+Python checks run only when the plan enables them (``corpus: {python: true}``): they are code run
+with the rights of whoever runs the checks.
 """
 
 from __future__ import annotations
@@ -30,13 +33,35 @@ from typing import Any
 import yaml
 
 from ..errors import PorterError
-from ..schema import ERROR, CatalogSource, CheckResult, RuleError, check_rules
-from ._plan import Item, PlanError, _name, _Problem
+from ..schema import ERROR, WARN, CatalogSource, CheckResult, RuleError, check_rules
+from ._plan import Corpus, Item, PlanError, _name, _Problem
 
-__all__ = ["APPLIES_TO_KEYS", "corpus_checks", "read_corpus_rule", "write_corpus_rule"]
+__all__ = ["APPLIES_TO_KEYS", "corpus_checks", "corpus_dir", "read_corpus_rule", "write_corpus_rule"]
 
 APPLIES_TO_KEYS = ("table", "item")
 """What a corpus check may say it applies to: catalogs of a schema table, or the shipping-list item of a name."""
+
+
+def corpus_dir(plan_dir: Path, corpus: Corpus) -> Path:
+    """The corpus directory of a plan in ``plan_dir``; a `PlanError` if it (or a link on the way) leaves it.
+
+    The plan's own validation refuses ``..`` and absolute paths; this also follows symbolic links, so a
+    link inside the plan's directory cannot send ``finding to-check`` writing, or ``release check``
+    reading, somewhere else.
+    """
+    path = plan_dir / corpus.path
+    try:
+        inside = path.resolve().is_relative_to(plan_dir.resolve())
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop
+        raise PlanError(
+            f"The corpus {path} cannot be resolved ({exc}) — fix the link, or set corpus: in the plan."
+        ) from None
+    if not inside:
+        raise PlanError(
+            f"The corpus {path} leads to {path.resolve()}, outside the plan's directory {plan_dir} — "
+            "put the corpus below the plan's directory, or set corpus: in the plan to a directory there."
+        )
+    return path
 
 
 def _applies(spec: Mapping[str, Any], item: Item) -> bool:
@@ -98,12 +123,17 @@ def read_corpus_rule(path: Path) -> dict[str, Any]:
     return entry
 
 
-def corpus_checks(corpus: Path, item: Item, source: CatalogSource) -> list[CheckResult]:
+def corpus_checks(plan_dir: Path, settings: Corpus, item: Item, source: CatalogSource) -> list[CheckResult]:
     """Every corpus check that applies to a catalog item, run on its catalog.
 
     A corpus file that cannot be read or run as written is an ``error`` result naming the file and the fix;
-    the other corpus checks still run.
+    the other corpus checks still run.  Python checks run only if the plan enables them; otherwise each
+    is a ``warn`` result saying it did not run and how to enable it, so nobody takes its silence for a pass.
     """
+    try:
+        corpus = corpus_dir(plan_dir, settings)
+    except PlanError as exc:
+        return [CheckResult(item.name, "corpus", ERROR, message=str(exc))]
     if not corpus.is_dir():
         return []
     out: list[CheckResult] = []
@@ -131,6 +161,18 @@ def corpus_checks(corpus: Path, item: Item, source: CatalogSource) -> list[Check
             r.check = f"corpus/{entry.get('name', path.stem)}: {r.check}"
         out += results
     for path in sorted(corpus.glob("*.py")):
+        if not settings.python:
+            out.append(
+                CheckResult(
+                    item.name,
+                    f"corpus/{path.stem}",
+                    WARN,
+                    value="not run",
+                    message=f"{path.name} is a Python check, and the plan does not run Python corpus checks "
+                    "(they run code with your rights) — read it, then set corpus: {python: true} in the plan.",
+                )
+            )
+            continue
         spec = importlib.util.spec_from_file_location(f"porter_corpus_{path.stem}", path)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..datastore import ResourceURI
+from ..datastore import LocalURI, ResourceURI
 from ..datastore._checksum import checksum_stream
 from ..schema._postgres_source import is_postgres_location, table_fingerprint
-from ._plan import Checkpoint
+from ._plan import Checkpoint, PlanError
 
 if TYPE_CHECKING:
     from ..butler import Butler
@@ -42,11 +44,71 @@ MANIFEST_COLUMNS = ("item", "key", "dataset_id", "run", "path", "size", "checksu
 
 def _files(root: ResourceURI) -> Iterable[tuple[str, ResourceURI, int]]:
     """(key relative to ``root``, file, size) of one file or of every file below a directory or S3 prefix."""
-    if root.is_local and Path(str(root)).is_file():
-        yield root.name, root, root.size()
+    if root.is_local:
+        path = Path(root.path if isinstance(root, LocalURI) else str(root))
+        for key, file, size in _local_files(path):
+            yield key, LocalURI(file), size
         return
     for uri, size in root.walk():
         yield uri.relative_to(root) or uri.name, uri, size
+
+
+def _local_files(root: Path) -> list[tuple[str, Path, int]]:
+    """(key, path, size) of a local file or of every file below a directory, links to directories followed.
+
+    Shipping hashes every byte, so what cannot be read as a plain file stops it before anything is
+    recorded, naming each such entry: a link loop or one to nothing (`os.stat` fails), a directory link
+    back to a directory above it (the tree would never end), a FIFO, socket or device (reading a FIFO
+    waits forever for a writer).
+    """
+    problems: list[str] = []
+    out: list[tuple[str, Path, int]] = []
+
+    def regular(path: Path, key: str) -> None:
+        try:
+            st = path.stat()
+        except OSError as exc:
+            problems.append(
+                f"{path}: {exc.strerror or exc}" + (" (a symbolic link)" if path.is_symlink() else "")
+            )
+            return
+        if stat.S_ISREG(st.st_mode):
+            out.append((key, path, st.st_size))
+        elif not stat.S_ISDIR(st.st_mode):
+            problems.append(
+                f"{path}: not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})"
+            )
+
+    if not root.is_dir():
+        regular(root, root.name)
+    else:
+        seen = {root.resolve()}
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            here = Path(dirpath)
+            for d in list(dirnames):
+                real = (here / d).resolve()
+                if real in seen or here.resolve().is_relative_to(real):
+                    problems.append(f"{here / d}: links back to {real}, a directory already shipped (a loop)")
+                    dirnames.remove(d)
+                else:
+                    seen.add(real)
+            for f in filenames:
+                regular(here / f, (here / f).relative_to(root).as_posix())
+    if problems:
+        raise PlanError(
+            f"Cannot ship {root}: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} cannot be read as "
+            f"files — {'; '.join(problems[:10])}{f'; and {len(problems) - 10} more' if len(problems) > 10 else ''}. "
+            "Fix or remove them, then ship again."
+        )
+    return sorted(out)
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a device",
+    stat.S_IFBLK: "a device",
+}
 
 
 def _entry(

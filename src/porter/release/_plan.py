@@ -28,6 +28,7 @@ from ..schema import RuleError, check_rules
 __all__ = [
     "LEVELS",
     "Checkpoint",
+    "Corpus",
     "Environment",
     "Feature",
     "Item",
@@ -306,9 +307,20 @@ class Item(_Model):
     def resolved_location(self, base: Path) -> str:
         """The item's location, a relative path taken from ``base`` (the plan's directory); URLs as they are."""
         location = str(self.location)
-        if location.startswith(REMOTE_SCHEMES) or Path(location).is_absolute():
+        if location.startswith(REMOTE_SCHEMES):
             return location
-        return str(base / location)
+        path = Path(location) if Path(location).is_absolute() else base / location
+        try:  # a tree that holds the plan holds the repository too, or the whole machine: never scan it
+            holds_plan = base.resolve().is_relative_to(path.resolve())
+        except (OSError, RuntimeError):  # a link loop: the check that opens it names it
+            holds_plan = False
+        if holds_plan:
+            raise PlanError(
+                f"Item {self.name!r}: its location {location} ({path.resolve()}) holds the plan's own directory"
+                f"{' (it is the root of the file system)' if path.resolve() == Path(path.resolve().anchor) else ''}"
+                ", so checking or shipping it would read everything below — name the item's own directory."
+            )
+        return str(path)
 
 
 class Checkpoint(_Model):
@@ -451,6 +463,39 @@ class Environment(_Model):
     """Who may promote to this environment (none named: the release managers); the decider always may."""
 
 
+def _inside(value: str) -> str:
+    """A relative path that stays below the plan's directory: no leading '/', no '..' part."""
+    _path(value)
+    if value.startswith(("/", "~")) or ".." in Path(value).parts or "://" in value:
+        raise _Problem(
+            f"{_show(value)} leaves the plan's directory",
+            "write a relative path below it, such as 'corpus' (a corpus shared with other plans goes beside them)",
+        )
+    return value
+
+
+InsidePath = Annotated[str, pydantic.StringConstraints(min_length=1), pydantic.AfterValidator(_inside)]
+
+
+class Corpus(_Model):
+    """The regression corpus: checks that every release runs, so a mistake caught once is caught again.
+
+    Written as ``corpus: DIR`` or ``corpus: {path: DIR, python: true}``."""
+
+    path: InsidePath = "corpus"
+    """The corpus directory, relative to the plan's directory and below it: ``finding to-check`` writes
+    there, and ``release check`` reads its YAML rule files (and, if ``python``, its Python checks)."""
+    python: bool = False
+    """Whether the corpus's Python checks (``*.py``) run.  They run arbitrary code with the rights of
+    whoever runs ``release check``, so they run only where the plan says so; otherwise each one is
+    reported as not run, naming this setting."""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+
 class ReleasePlan(_Model):
     """A whole release: what, from where, who, which hand-overs, by when."""
 
@@ -483,8 +528,8 @@ class ReleasePlan(_Model):
     """Days of testing that must pass after the last sign-off before the release may go public."""
     at_risk_days: Days = 3
     """A step not done this close to its deadline is at risk."""
-    corpus: Location = "corpus"
-    """The regression corpus directory (relative to the plan's directory), shared by every release."""
+    corpus: Corpus = Corpus()
+    """The regression corpus, shared by the releases whose plans sit in one directory."""
     warnings_block: bool = False
     """Whether a check that warns blocks sign-off like one that fails (default: it is shown and recorded)."""
     validation: Level = "standard"

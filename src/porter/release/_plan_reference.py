@@ -165,6 +165,9 @@ def _value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=str)
     if isinstance(value, tuple):
         return ", ".join(_value(v) for v in value)
+    if isinstance(value, pydantic.BaseModel):  # a nested section at its defaults, in YAML flow style
+        fields = value.model_dump(mode="json")
+        return "{" + ", ".join(f"{k}: {_value(v)}" for k, v in fields.items()) + "}"
     return repr(value)
 
 

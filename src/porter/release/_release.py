@@ -51,7 +51,7 @@ from ..schema import (
     table_of,
 )
 from ._checks import run_checks
-from ._corpus import write_corpus_rule
+from ._corpus import corpus_dir, write_corpus_rule
 from ._events import GENESIS, Event, EventLog
 from ._manifest import (
     build_manifest,
@@ -452,7 +452,7 @@ class Release:
             raise PlanError(f"Corpus check {check_name!r}: {exc}.") from None
         self._check_rule_targets(rules, applies_to)
         path = write_corpus_rule(
-            self.plan_path.parent / self.plan.corpus,
+            corpus_dir(self.plan_path.parent, self.plan.corpus),
             check_name,
             f"{f.text} (finding {finding_id} of {self.plan.release}, {f.severity})",
             applies_to,

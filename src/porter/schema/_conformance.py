@@ -16,9 +16,11 @@ another catalog's or with a count of datasets in the butler
 from __future__ import annotations
 
 import base64
+import errno
 import glob as globmod
 import math
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -84,8 +86,12 @@ def _fix(problem: str) -> str:
     """What to do about a damaged catalog file (`CatalogFileError`)."""
     if "permission denied" in problem:
         return "make the file readable by whoever runs the checks"
-    if "broken link" in problem:
+    if "broken link" in problem or "link loop" in problem:
         return "point the link at the file, or remove it"
+    if "link back to" in problem:
+        return "remove the link (or point it at a directory outside the catalog's)"
+    if "not a regular file" in problem:
+        return "replace it with the Parquet file itself, or remove it"
     if "another schema" in problem:
         return "write every file of the catalog with the same columns and types (or remove the odd one)"
     return "deliver the file again (or remove it from the catalog's location)"
@@ -177,7 +183,10 @@ class CatalogSource:
         else:
             path = Path(location)
             pattern = str(path / "**" / "*.parquet") if path.is_dir() else location
-            if not globmod.glob(pattern, recursive=True):
+            loops = _directory_loops(path) if path.is_dir() else []
+            if loops:  # the glob would follow them round and round, reading the same files again and again
+                self._failure = CatalogFileError(location, loops)
+            elif not globmod.glob(pattern, recursive=True):
                 raise PorterError(f"No Parquet files at {location}; check the item's location.")
         self._pattern = pattern
         self.sql = f"read_parquet({_literal(pattern)}, union_by_name = true)"
@@ -387,14 +396,39 @@ def same_unit(a: str, b: str) -> bool:
         return False
 
 
+def _directory_loops(root: Path) -> list[dict[str, str]]:
+    """Links below ``root`` to a directory above them (or to one already seen): each is a loop for a
+    recursive glob, which would read the same files dozens of times over."""
+    out = []
+    seen = {root.resolve()}
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        for d in list(dirnames):
+            real = (here / d).resolve()
+            if real in seen or here.resolve().is_relative_to(real):
+                out.append({"file": str(here / d), "problem": f"is a link back to {real} (a loop)"})
+                dirnames.remove(d)
+            else:
+                seen.add(real)
+    return out
+
+
 def _shallow(path: Path) -> str | None:
     """What is wrong with a local file that DuckDB might pass over in silence: a dangling link, no read
     permission, no bytes; None otherwise (directories too: no one reads them)."""
     try:
-        if path.is_symlink() and not path.exists():
-            return f"is a broken link (to {os.readlink(path)})"
-        if path.is_dir():
+        if path.is_symlink():
+            try:
+                path.stat()
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    return f"is a symbolic-link loop (to {os.readlink(path)})"
+                return f"is a broken link (to {os.readlink(path)})"
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
             return None
+        if not stat.S_ISREG(mode):  # opening a FIFO waits for a writer that never comes
+            return "is not a regular file (a FIFO, socket or device)"
         if not os.access(path, os.R_OK):
             return "cannot be read: permission denied"
         if path.stat().st_size == 0:
@@ -982,7 +1016,8 @@ def check_rules(
         except RuleError as exc:
             raise RuleError(f"{where}{exc}") from None
     have = source.columns() if source is not None and rules else columns
-    for rule in rules:
+    blocked: dict[int, str] = {}  # rule index → why it cannot run on this catalog's types
+    for i, rule in enumerate(rules):
         if have is None:
             break
         kind = rule["rule"]
@@ -1000,13 +1035,19 @@ def check_rules(
                     + did_you_mean(c, have)
                     + " — name one of its columns."
                 )
-            # Declared types (a Felis table's) must be numbers; a catalog's own text column of numbers
-            # still compares, as DuckDB casts it (and names the value when it cannot).
             family = sql_family(have[c]) or _FELIS.get(have[c], (None, 0))[0]
-            if source is None and kind in _NUMERIC_RULES and family not in (None, "int", "float"):
-                raise RuleError(
-                    f"{where}rule {kind!r} needs a number column, and {c!r} is {have[c]}"
-                    " — name a numeric column, or use not_null or unique for this one."
+            if kind in _NUMERIC_RULES and family not in (None, "int", "float"):
+                if source is None:  # a declared (Felis) type: the rule is wrong as written
+                    raise RuleError(
+                        f"{where}rule {kind!r} needs a number column, and {c!r} is {have[c]}"
+                        " — name a numeric column, or use not_null or unique for this one."
+                    )
+                # The data's type: the catalog is wrong, not the rule.  One clear result, not the
+                # engine's binder error from comparing text with numbers.
+                blocked.setdefault(
+                    i,
+                    f"not run: column {c!r} is {have[c]} in the catalog, and {kind} compares numbers"
+                    " — write the column with a numeric type (the types check lists every mismatch).",
                 )
     if source is None:
         return []
@@ -1018,7 +1059,12 @@ def check_rules(
             return _GROUPED[rule["rule"]](item, s, rule)
         return _RULES[rule["rule"]](item, s, rule)
 
-    return [_timed(item, _label(rule), lambda r=rule, s=source: run(r, s)) for rule in rules]
+    return [
+        CheckResult(item, _label(rule), ERROR, message=blocked[i])
+        if i in blocked
+        else _timed(item, _label(rule), lambda r=rule, s=source: run(r, s))
+        for i, rule in enumerate(rules)
+    ]
 
 
 def _rule_columns(rule: Mapping[str, Any]) -> list[str]:
