@@ -14,6 +14,7 @@ in the way.  Both backends run (the ``backend`` fixture).
 
 from __future__ import annotations
 
+import datetime
 import io
 import os
 import re
@@ -392,3 +393,180 @@ def test_no_path_escapes_the_directory(tmp_path: Path, parts: list[str], lead: s
         return
     real = os.path.realpath(source.ospath)
     assert os.path.commonpath([os.path.realpath(root), real]) == os.path.realpath(root)
+
+
+# --- bad values: porter errors naming the entry, never tracebacks ---------------------------------------
+
+SPATIAL = (EXPORTS / "spatial.yaml").read_text()
+FIRST_REGION = re.search(r"encoded: ([0-9a-f]+)", SPATIAL)
+assert FIRST_REGION is not None
+
+
+def _nan_vertex(hex_region: str) -> str:
+    """The region with its first vertex's x replaced by NaN (little-endian double)."""
+    return hex_region[:2] + "000000000000f87f" + hex_region[18:]
+
+
+def _clockwise(hex_region: str) -> str:
+    """The region's vertices in reverse order: a clockwise outline (the complement of the intended one)."""
+    body = hex_region[2:]
+    vertices = [body[i : i + 48] for i in range(0, len(body), 48)]
+    return hex_region[:2] + "".join(reversed(vertices))
+
+
+BAD_VALUES = {
+    "universe_version a string": (
+        "base.yaml",
+        lambda t: t.replace("universe_version: 6", "universe_version: six"),
+        r"universe_version 'six'.* integer",
+    ),
+    "record id beyond 64 bits": (
+        "base.yaml",
+        lambda t: t.replace("    id: 4\n", f"    id: {2**64}\n"),
+        r"data\[2\] \(dimension detector\): records\[3\]\.id: .* 64 bits",
+    ),
+    "time beyond 2262": (
+        "spatial.yaml",
+        lambda t: t.replace("'2021-09-09 03:01:00.000000000'", "'9999-12-31 23:59:59.000000000'", 1),
+        r"data\[1\] \(dimension visit\): records\[0\]\.datetime_end: .*outside the times porter stores",
+    ),
+    "time beyond year 9999": (
+        "spatial.yaml",
+        lambda t: t.replace("'2021-09-09 03:01:00.000000000'", "'10000-01-01 00:00:00.000000000'", 1),
+        r"10000-01-01",
+    ),
+    "region an integer": (
+        "spatial.yaml",
+        lambda t: t.replace(FIRST_REGION.group(0), "encoded: 12345", 1),
+        r"region tag .*'encoded' hex string\n.*line 27",
+    ),
+    "region with a NaN vertex": (
+        "spatial.yaml",
+        lambda t: t.replace(FIRST_REGION.group(1), _nan_vertex(FIRST_REGION.group(1)), 1),
+        r"visit record \{'instrument': 'Cam1', 'id': 1\}.* invalid region \(a vertex is not finite",
+    ),
+    "region clockwise": (
+        "spatial.yaml",
+        lambda t: t.replace(FIRST_REGION.group(1), _clockwise(FIRST_REGION.group(1)), 1),
+        r"visit record \{'instrument': 'Cam1', 'id': 1\}.* not a convex polygon in counter-clockwise",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_VALUES))
+def test_bad_values_are_porter_errors(case: str, repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """Each value the hostile tester found gives an ExportFormatError naming its entry; nothing changes."""
+    name, edit, match = BAD_VALUES[case]
+    butler = repo_with()
+    if name != "base.yaml":
+        butler.import_(EXPORTS / "base.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(edit((EXPORTS / name).read_text()))
+    before = state(butler)
+    with pytest.raises(ExportFormatError, match=match):
+        butler.import_(bad)
+    assert state(butler) == before
+
+
+@pytest.mark.parametrize("damage", [_nan_vertex, _clockwise])
+def test_bad_regions_are_refused_by_the_registry(
+    damage: Callable[[str], str], repo_with: Callable[[], Butler]
+) -> None:
+    """Inserting records through the registry validates regions as import does, naming the record."""
+    from porter.errors import DataIdError
+
+    butler = repo_with()
+    butler.import_(EXPORTS / "base.yaml")
+    butler.import_(EXPORTS / "spatial.yaml")
+    record = butler.registry.query_dimension_records("visit", instrument="Cam1", visit=1)[0].to_dict()
+    record.update(id=77, name="77", region=bytes.fromhex(damage(record["region"].encode().hex())))
+    before = state(butler)
+    with pytest.raises(
+        DataIdError, match=r"visit record \{'instrument': 'Cam1', 'id': 77\}.* invalid region"
+    ):
+        butler.registry.insert_dimension_records("visit", [record])
+    assert state(butler) == before
+    # The undamaged region is accepted: real regions pass the checks.
+    record["region"] = butler.registry.query_dimension_records("visit", instrument="Cam1", visit=1)[0].region
+    butler.registry.insert_dimension_records("visit", [record])
+
+
+# --- calibration validity ranges -----------------------------------------------------------------------
+
+
+def test_overlapping_validity_ranges_are_refused_on_import(
+    repo_with: Callable[[], Butler], tmp_path: Path
+) -> None:
+    """Two biases of one detector valid at once in one CALIBRATION collection: a look-up would have two answers."""
+    butler = repo_with()
+    text = export_text().replace(
+        "      - begin: 2021-01-01T00:00:00\n        end: 2022-01-01T00:00:00\n        dataset_ids:\n"
+        "          - !uuid 51352db4-a47a-447c-b12d-a50b206b17cd",
+        "      - begin: 2020-06-01T00:00:00\n        end: 2022-01-01T00:00:00\n        dataset_ids:\n"
+        f"          - !uuid {BIAS_1}",
+    )
+    out = write_export(tmp_path / "export", text)
+    refused(
+        butler, out, PorterError, r"bias dataset for \{'instrument': 'Cam1', 'detector': 1\}.* overlapping"
+    )
+
+
+def test_overlapping_validity_ranges_are_refused_by_certify(
+    repo_with: Callable[[], Butler], tmp_path: Path
+) -> None:
+    from porter.dimensions import Timespan
+    from porter.errors import ConflictingDefinitionError
+
+    butler = repo_with()
+    butler.import_(directory=str(write_export(tmp_path / "export")), transfer="copy")
+    other = butler.query_datasets("bias", "imported_r", where="instrument = 'Cam1' AND detector = 2")[0]
+    calib = butler.query_datasets("bias", "calib", where="instrument = 'Cam1' AND detector = 2")[0]
+    assert other.id != calib.id
+    before = state(butler)
+    inside = Timespan(datetime.datetime(2021, 6, 1), datetime.datetime(2023, 1, 1))
+    with pytest.raises(ConflictingDefinitionError, match=r"'detector': 2\}.* already certified in 'calib'"):
+        butler.registry.certify("calib", [other], inside)
+    assert state(butler) == before
+    butler.registry.certify(
+        "calib", [other], Timespan(datetime.datetime(2022, 1, 1), datetime.datetime(2023, 1, 1))
+    )
+
+
+# --- names --------------------------------------------------------------------------------------------
+
+BAD_NAMES = {
+    "collection with NUL": ("name: tagged\n", 'name: "tag\\0ged"\n', r"NUL character"),
+    "collection with escape": ("name: tagged\n", 'name: "tag\\x1bged"\n', r"control character"),
+    "collection too long": ("name: tagged\n", f"name: {'t' * 65}\n", r"65 characters.* at most 64"),
+    "run too long": ("name: imported_g\n", f"name: {'g' * 65}\n", r"65 characters.* at most 64"),
+    "dataset type characters": ("name: flat\n", "name: fl-at\n", r"Invalid dataset type name 'fl-at'"),
+    "dataset type too long": ("name: flat\n", f"name: {'f' * 129}\n", r"129 characters.* at most 128"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NAMES))
+def test_bad_names_are_refused_on_import(case: str, repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    old, new, match = BAD_NAMES[case]
+    butler = repo_with()
+    text = export_text()
+    assert old in text
+    out = write_export(tmp_path / "export", text.replace(old, new, 1))
+    refused(butler, out, ExportFormatError, r"Bad export file at data\[\d+\] .*" + match)
+
+
+def test_bad_names_are_refused_by_the_registry(repo_with: Callable[[], Butler]) -> None:
+    """The same rules where collections and dataset types are made directly; the limits themselves pass."""
+    from porter.errors import ConflictingDefinitionError, DatasetTypeError
+
+    butler = repo_with()
+    butler.import_(io.StringIO(base_text()))
+    before = state(butler)
+    for name in ["tag\x00ged", "line\nbreak", "t" * 65, "", " padded"]:
+        with pytest.raises(ConflictingDefinitionError, match="Invalid collection name"):
+            butler.registry.collections.register(name, "TAGGED")
+    for name in ["fl-at", "flat\n", "f" * 129, "1flat"]:
+        with pytest.raises(DatasetTypeError, match="Invalid dataset type name"):
+            butler.register_dataset_type(name, ["instrument"], "Bytes")
+    assert state(butler) == before
+    butler.registry.collections.register("t" * 64, "TAGGED")
+    butler.register_dataset_type("f" * 128, ["instrument"], "Bytes")

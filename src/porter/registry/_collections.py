@@ -25,7 +25,46 @@ from ._collection_type import CollectionType
 from ._db import Database
 from ._schema import RegistrySchema
 
-__all__ = ["CollectionExpression", "CollectionInfo", "CollectionManager", "is_pattern"]
+__all__ = [
+    "COLLECTION_NAME_MAX_LENGTH",
+    "CollectionExpression",
+    "CollectionInfo",
+    "CollectionManager",
+    "check_collection_name",
+    "is_pattern",
+]
+
+COLLECTION_NAME_MAX_LENGTH = 64
+"""daf_butler's limit (``COLLECTION_NAME_MAX_LENGTH``): its schema holds no longer names, so a longer
+name here could never be exported to a daf_butler repository."""
+
+
+def check_collection_name(name: object) -> None:
+    """Refuse a name no collection can have: daf_butler's rules, checked wherever a collection is made.
+
+    Non-empty, at most `COLLECTION_NAME_MAX_LENGTH` characters, no control
+    characters (a NUL cannot be stored by PostgreSQL; a newline or escape
+    corrupts every listing that prints the name), no surrounding spaces and
+    no glob characters (``*``, ``?``, ``[``), which would make the name a
+    pattern wherever collections are searched.
+    """
+    if not isinstance(name, str) or not name:
+        raise ConflictingDefinitionError(f"Invalid collection name {name!r}: give a non-empty string.")
+    if len(name) > COLLECTION_NAME_MAX_LENGTH:
+        raise ConflictingDefinitionError(
+            f"Invalid collection name {name[:40]!r}… ({len(name)} characters): collection names have at most "
+            f"{COLLECTION_NAME_MAX_LENGTH} characters (as in daf_butler); choose a shorter one."
+        )
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        raise ConflictingDefinitionError(
+            f"Invalid collection name {name!r}: it contains a control character (NUL, newline, tab, escape…); "
+            "use printable characters only."
+        )
+    if name != name.strip() or is_pattern(name):
+        raise ConflictingDefinitionError(
+            f"Invalid collection name {name!r}: names are without surrounding spaces or glob characters "
+            "(*, ?, [)."
+        )
 
 
 class CollectionManager:
@@ -86,11 +125,7 @@ class CollectionManager:
             If it exists with a different type.
         """
         ctype = CollectionType.from_name(type)
-        if not isinstance(name, str) or not name or name != name.strip() or is_pattern(name):
-            raise ConflictingDefinitionError(
-                f"Invalid collection name {name!r}: names are non-empty, without surrounding spaces "
-                "or glob characters (*, ?, [)."
-            )
+        check_collection_name(name)
         existing = self.find(name)
         if existing is not None:
             if existing.type is not ctype:

@@ -11,7 +11,11 @@ from ..errors import DatasetTypeError
 
 __all__ = ["DatasetType", "StorageClassName"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+"""daf_butler's rule for dataset type names (``\\Z``, not ``$``: a trailing newline is no part of a name)."""
+
+DATASET_TYPE_NAME_LENGTH = 128
+"""daf_butler's limit (``DATASET_TYPE_NAME_LENGTH``), components included."""
 
 
 class StorageClassName(str):
@@ -65,6 +69,11 @@ class DatasetType:
             raise DatasetTypeError(
                 f"Invalid dataset type name {name!r}: use letters, digits and underscores, "
                 "starting with a letter (dots separate components)."
+            )
+        if len(name) > DATASET_TYPE_NAME_LENGTH:
+            raise DatasetTypeError(
+                f"Invalid dataset type name {name[:40]!r}… ({len(name)} characters): dataset type names have "
+                f"at most {DATASET_TYPE_NAME_LENGTH} characters (as in daf_butler); choose a shorter one."
             )
         if not isinstance(dimensions, DimensionGroup):
             if universe is None:

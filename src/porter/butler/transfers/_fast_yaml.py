@@ -171,9 +171,11 @@ def _apply_tag(tag: str, value: Any) -> Any:
 
         if not isinstance(value, dict) or "encoded" not in value:
             raise Unsupported("sphgeom tag without 'encoded'")
-        if not isinstance(value["encoded"], str):
-            raise ValueError(f"region tag {tag} needs an 'encoded' hex string, not {value['encoded']!r:.40}")
-        return RegionBytes(bytes.fromhex(value["encoded"]))
+        try:
+            return RegionBytes(bytes.fromhex(value["encoded"]))
+        except (TypeError, ValueError):
+            # PyYAML's reader reports it with the line and column, which this one does not know.
+            raise Unsupported("sphgeom tag with a bad 'encoded' value") from None
     if tag == "!lsst.daf.butler.Timespan":
         if value == "EMPTY":
             return Timespan.make_empty()

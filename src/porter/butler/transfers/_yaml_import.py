@@ -39,6 +39,7 @@ from ...dimensions import (
 )
 from ...errors import DataIdError, ExportFormatError, PorterError
 from ...registry import CollectionType, DatasetRef, DatasetType, Registry
+from ...registry._collections import check_collection_name
 from . import _fast_yaml as fast_yaml
 from ._yaml_tags import ExportLoader, TaiTime
 
@@ -98,6 +99,10 @@ def _where(index: int, item: Mapping[str, Any]) -> str:
         if isinstance(item, Mapping)
         else None
     )
+    if detail and len(str(detail)) > 60:
+        detail = f"{str(detail)[:60]!r}…"
+    elif detail and not str(detail).isprintable():
+        detail = repr(str(detail))  # a NUL or escape in a message would garble the terminal
     return f"data[{index}] ({what}{' ' + str(detail) if detail else ''})"
 
 
@@ -312,6 +317,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
             elif kind == "collection":
                 ctype = CollectionType.from_name(item["collection_type"])
                 name = item["name"]
+                check_collection_name(name)
                 if ctype is CollectionType.RUN:
                     b, e = item.get("timespan_begin"), item.get("timespan_end")
                     ts = None if b is None and e is None else Timespan(_to_time_value(b), _to_time_value(e))
@@ -333,6 +339,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
                 if item.get("doc"):
                     plan.docs[name] = item["doc"]
             elif kind == "run":
+                check_collection_name(item["name"])
                 plan.runs[item["name"]] = (None, None)
             elif kind == "dataset_type":
                 dims = list(item["dimensions"])
@@ -384,6 +391,7 @@ def read_export(stream: IO[str] | str | Path, universe: DimensionUniverse, regis
         try:
             type_name = item["dataset_type"]
             run = item["run"]
+            check_collection_name(run)
             if type_name not in plan.dataset_types:
                 plan.dataset_types[type_name] = registry.dataset_types.get(type_name)
             entries: list[tuple[uuid.UUID, dict[str, Any], str | None]] = []
