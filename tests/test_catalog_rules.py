@@ -402,3 +402,35 @@ def test_row_count_per_dataset_in_the_butler(survey: tuple[Butler, Any], tmp_pat
     short = checked(releases)[("visit", "row_count per visit of calexp")]
     assert short.status == "fail" and short.value == len(visits) - 1
     assert short.message == f"1 rows fewer than distinct visit of calexp datasets in {RUN}"
+
+
+# --- keys with nulls --------------------------------------------------------------------------------------
+
+
+def test_a_null_key_is_no_duplicate_but_no_primary_key_either(tmp_path: Path) -> None:
+    """As in SQL, a null equals nothing: ``unique`` compares the keyed rows and says how many were not; the
+    primary key (Felis) fails on a null by name rather than calling it a duplicate no sample shows."""
+    table = conforming("dp1", "Visit", 40, np.random.default_rng(3))
+    visits = table.column("visit").to_pylist()
+    visits[5] = visits[4]  # one duplicate
+    visits[10] = visits[11] = None  # two nulls, which are not duplicates of each other
+    location = write(
+        table.set_column(table.schema.get_field_index("visit"), "visit", pa.array(visits, pa.int64())),
+        tmp_path / "Visit",
+        parts=1,
+    )
+    source = CatalogSource(str(location))
+    (unique,) = check_rules("visit", source, [{"rule": "unique", "columns": ["visit"]}])
+    assert (unique.status, unique.value) == ("fail", "1 duplicated rows")
+    assert unique.sample == [[visits[4], 2]]
+    assert unique.message == "1+ duplicated keys; 2 rows with a null in the key (not compared)"
+    visits[5] = 10_000
+    table = table.set_column(table.schema.get_field_index("visit"), "visit", pa.array(visits, pa.int64()))
+    location = write(table, tmp_path / "Visit2", parts=1)
+    (unique,) = check_rules("visit", CatalogSource(str(location)), [{"rule": "unique", "columns": ["visit"]}])
+    assert unique.status == "pass" and unique.message == "2 rows with a null in the key (not compared)"
+    results = conformance("visit", CatalogSource(str(location)), table_of(load_schema("dp1"), "Visit"))
+    (pk,) = [r for r in results if r.check == "primary key"]
+    assert (
+        pk.status == "fail" and pk.message == "2 rows with a null in the key (a primary key cannot be null)"
+    )

@@ -531,7 +531,9 @@ def conformance(
     out.append(_timed(item, "not-null", lambda: _not_null(item, source, have, want, primary_key(table))))
     pk = primary_key(table)
     if pk:
-        out.append(_timed(item, "primary key", lambda: _unique(item, "primary key", source, pk, have)))
+        out.append(
+            _timed(item, "primary key", lambda: _unique(item, "primary key", source, pk, have, primary=True))
+        )
     for fk in table.constraints:
         if type(fk).__name__ != "ForeignKeyConstraint":
             continue
@@ -644,29 +646,47 @@ def _not_null(
 
 
 def _unique(
-    item: str, check: str, source: CatalogSource, cols: Sequence[str], have: Mapping[str, str]
+    item: str,
+    check: str,
+    source: CatalogSource,
+    cols: Sequence[str],
+    have: Mapping[str, str],
+    primary: bool = False,
 ) -> CheckResult:
+    """No two rows share the key ``cols``; for a ``primary`` key, no row has a null in it either."""
     missing = [c for c in cols if c not in have]
     if missing:
         return CheckResult(item, check, FAIL, message=f"key column(s) {missing} missing")
     key = ", ".join(_quote(c) for c in cols)
-    total, distinct = source.one(f"SELECT count(*), count(DISTINCT ({key})) FROM {source.sql}")
+    # As in SQL, a key with a null in it equals no other: such rows are not duplicates (a primary key
+    # fails on them by name), and counting them as duplicates would report ones no sample shows.
+    keyed = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in cols)
+    rows, total, distinct = source.one(
+        f"SELECT count(*), count(*) FILTER (WHERE {keyed}), count(DISTINCT ({key})) FILTER (WHERE {keyed}) "
+        f"FROM {source.sql}"
+    )
     dupes = int(total) - int(distinct)
+    nulls = int(rows) - int(total)
     sample = []
     if dupes:
         sample = [
             list(r)
             for r in source.rows(
-                f"SELECT {key}, count(*) AS n FROM {source.sql} GROUP BY {key} HAVING n > 1 ORDER BY n DESC LIMIT {SAMPLE}"
+                f"SELECT {key}, count(*) AS n FROM {source.sql} WHERE {keyed} GROUP BY {key} HAVING n > 1 "
+                f"ORDER BY n DESC LIMIT {SAMPLE}"
             )
         ]
+    message = f"{len(sample)}+ duplicated keys" if dupes else ""
+    if nulls:
+        what = "a primary key cannot be null" if primary else "not compared"
+        message = "; ".join(filter(None, [message, f"{nulls} rows with a null in the key ({what})"]))
     return CheckResult(
         item,
         check,
-        FAIL if dupes else PASS,
+        FAIL if dupes or (primary and nulls) else PASS,
         value=f"{dupes} duplicated rows",
         expected=f"({key}) unique over {total} rows",
-        message=f"{len(sample)}+ duplicated keys" if dupes else "",
+        message=message,
         sample=sample,
     )
 
