@@ -570,3 +570,29 @@ def test_bad_names_are_refused_by_the_registry(repo_with: Callable[[], Butler]) 
     assert state(butler) == before
     butler.registry.collections.register("t" * 64, "TAGGED")
     butler.register_dataset_type("f" * 128, ["instrument"], "Bytes")
+
+
+def test_a_failure_after_copying_removes_the_copies(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """A file already at one dataset's place stops the import while copying: the files copied go again.
+
+    Everything before the copy passes (the rehearsal cannot see a stray file
+    in the datastore), so this is the failure after files are in place: the
+    copies, their journal entries and the directories made for them are
+    removed, and the stray file, which is not the import's, stays.
+    """
+    out = write_export(tmp_path / "export")
+    scratch = repo_with()
+    scratch.import_(directory=str(out), transfer="copy")
+    ref = scratch.get_dataset(BIAS_1)
+    assert ref is not None
+    stray_path = scratch.datastore.locations([ref.id])[ref.id].path
+    butler = repo_with()
+    butler.import_(io.StringIO(base_text()))
+    stray = Path(butler.datastore.uri_of(stray_path).ospath)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"not the import's")
+    before = state(butler)
+    with pytest.raises(PorterError, match="already exists"):
+        butler.import_(directory=str(out), transfer="copy")
+    assert state(butler) == before
+    assert stray.read_bytes() == b"not the import's"
