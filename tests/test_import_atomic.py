@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import RepoFactory
@@ -596,3 +596,94 @@ def test_a_failure_after_copying_removes_the_copies(repo_with: Callable[[], Butl
         butler.import_(directory=str(out), transfer="copy")
     assert state(butler) == before
     assert stray.read_bytes() == b"not the import's"
+
+
+VERTEX = st.one_of(
+    st.floats(min_value=-1.0, max_value=1.0, allow_nan=False),
+    st.sampled_from([float("nan"), float("inf"), -float("inf"), 0.0, 1.0, -1.0]),
+)
+
+
+@given(vertices=st.lists(st.tuples(VERTEX, VERTEX, VERTEX), min_size=0, max_size=8), normalize=st.booleans())
+@settings(max_examples=300, deadline=None)
+def test_an_accepted_polygon_never_covers_the_sky(
+    vertices: list[tuple[float, float, float]], normalize: bool
+) -> None:
+    """Whatever doubles a polygon's encoding holds, porter refuses it or indexes a part of the sky.
+
+    A convex polygon lies within a hemisphere, so its pixel envelope is at
+    most about half the pixels; the NaN polygon of issue 14 had all of them.
+    """
+    import math
+    import struct
+
+    from porter.registry._spatial_index import InvalidRegionError, envelopes
+
+    if normalize:
+        vertices = [
+            (x / n, y / n, z / n)
+            if (n := math.sqrt(x * x + y * y + z * z)) > 0 and math.isfinite(n)
+            else (x, y, z)
+            for x, y, z in vertices
+        ]
+    encoded = b"p" + b"".join(struct.pack("<3d", *v) for v in vertices)
+    try:
+        (chunk,) = list(envelopes("htm", 7, [encoded]))
+    except InvalidRegionError as exc:
+        assert exc.reason
+        event("refused")
+        return
+    event("accepted")
+    assert 0 < len(chunk.pixels) < 0.6 * 8 * 4**7
+
+
+@given(
+    lon=st.floats(0, 6.28),
+    lat=st.floats(-1.5, 1.5),
+    radius=st.floats(1e-4, 1.4),
+    n=st.integers(3, 8),
+    jitter=st.lists(st.floats(-0.4, 0.4), min_size=8, max_size=8),
+    damage=st.sampled_from(["none", "nan", "inf", "reversed"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_real_polygons_pass_and_damaged_ones_do_not(
+    lon: float, lat: float, radius: float, n: int, jitter: list[float], damage: str
+) -> None:
+    """Counter-clockwise polygons around a point pass, at any size; a NaN, infinity or reversal is refused."""
+    import math
+
+    import lsst.sphgeom
+
+    from porter.registry._spatial_index import InvalidRegionError, envelopes
+
+    center = lsst.sphgeom.UnitVector3d(lsst.sphgeom.LonLat.fromRadians(lon, lat))
+    north = lsst.sphgeom.UnitVector3d.northFrom(center)
+    east = lsst.sphgeom.UnitVector3d(north.cross(center))
+    c, e, u = ((v.x(), v.y(), v.z()) for v in (center, east, north))
+    points = []
+    for k in range(n):
+        a = 2 * math.pi * (k + jitter[k]) / n  # vertices in order around the centre, never crossing
+        points.append(
+            lsst.sphgeom.UnitVector3d(
+                *(
+                    math.cos(radius) * ci + math.sin(radius) * (math.cos(a) * ei + math.sin(a) * ui)
+                    for ci, ei, ui in zip(c, e, u)
+                )
+            )
+        )
+    encoded = bytearray(lsst.sphgeom.ConvexPolygon(points).encode())
+    if damage == "nan":
+        encoded[9:17] = b"\x00\x00\x00\x00\x00\x00\xf8\x7f"
+    elif damage == "inf":
+        encoded[1:9] = b"\x00\x00\x00\x00\x00\x00\xf0\x7f"
+    elif damage == "reversed":
+        body = bytes(encoded[1:])
+        encoded[1:] = b"".join(reversed([body[i : i + 24] for i in range(0, len(body), 24)]))
+    event(damage)
+    try:
+        (chunk,) = list(envelopes("htm", 7, [bytes(encoded)]))
+    except InvalidRegionError:
+        assert damage != "none", "an undamaged polygon was refused"
+        return
+    assert damage == "none", f"a {damage} polygon was accepted"
+    assert 0 < len(chunk.pixels) < 0.6 * 8 * 4**7
