@@ -398,8 +398,10 @@ def test_no_path_escapes_the_directory(tmp_path: Path, parts: list[str], lead: s
 # --- bad values: porter errors naming the entry, never tracebacks ---------------------------------------
 
 SPATIAL = (EXPORTS / "spatial.yaml").read_text()
-FIRST_REGION = re.search(r"encoded: ([0-9a-f]+)", SPATIAL)
-assert FIRST_REGION is not None
+_FIRST = re.search(r"encoded: ([0-9a-f]+)", SPATIAL)
+assert _FIRST is not None
+REGION_LINE, REGION_HEX = _FIRST.group(0), _FIRST.group(1)
+"""The first region of spatial.yaml (visit 1's): its ``encoded:`` line, and the hex alone."""
 
 
 def _nan_vertex(hex_region: str) -> str:
@@ -437,17 +439,17 @@ BAD_VALUES = {
     ),
     "region an integer": (
         "spatial.yaml",
-        lambda t: t.replace(FIRST_REGION.group(0), "encoded: 12345", 1),
+        lambda t: t.replace(REGION_LINE, "encoded: 12345", 1),
         r"region tag .*'encoded' hex string\n.*line 27",
     ),
     "region with a NaN vertex": (
         "spatial.yaml",
-        lambda t: t.replace(FIRST_REGION.group(1), _nan_vertex(FIRST_REGION.group(1)), 1),
+        lambda t: t.replace(REGION_HEX, _nan_vertex(REGION_HEX), 1),
         r"visit record \{'instrument': 'Cam1', 'id': 1\}.* invalid region \(a vertex is not finite",
     ),
     "region clockwise": (
         "spatial.yaml",
-        lambda t: t.replace(FIRST_REGION.group(1), _clockwise(FIRST_REGION.group(1)), 1),
+        lambda t: t.replace(REGION_HEX, _clockwise(REGION_HEX), 1),
         r"visit record \{'instrument': 'Cam1', 'id': 1\}.* not a convex polygon in counter-clockwise",
     ),
 }
