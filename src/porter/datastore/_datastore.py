@@ -50,7 +50,8 @@ from ..errors import (
 )
 from ._checksum import checksum_local_file
 from ._records import WRITING, ArtifactRow, DatastoreTables, LocationRow
-from ._recovery import judge, leftover_uri
+from ._recovery import IN_FLIGHT, judge, leftover_uri
+from ._space import full_filesystem
 from ._storage_classes import StorageClass, StorageClassRegistry, import_object
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
 from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
@@ -122,6 +123,7 @@ class Datastore:
         self._checked: dict[Any, PathTemplate] = {}  # template by dataset type, once checked
         self._swept = False  # whether this instance has swept dead writers' temporaries yet
         self._scratch_area: Path | None = None
+        self._root_key = str(root)  # this datastore's paths in `IN_FLIGHT`
 
     # --- naming ------------------------------------------------------------------------------------
 
@@ -283,6 +285,11 @@ class Datastore:
     def _journal(self, paths: Sequence[str], states: Sequence[str]) -> None:
         with self.db.transaction() as conn:
             self.tables.reserve(conn, paths, states, writer=my_token())
+        IN_FLIGHT.add(self._root_key, paths)
+
+    def in_flight(self, path: str) -> bool:
+        """Whether this process is writing ``path`` now (reserved, not yet recorded or abandoned)."""
+        return IN_FLIGHT.holds(self._root_key, path)
 
     def recover_interrupted(self, paths: Sequence[str], grace: float = STALE_AFTER) -> int:
         """Finish the steps that dead writers left journaled at ``paths``; return how many were finished.
@@ -298,7 +305,7 @@ class Datastore:
         with self.db.reading() as conn:
             rows = self._journaled(conn, paths)
         now = time.time_ns()
-        dead = [r for r in rows if judge(r, grace, now).recoverable]
+        dead = [r for r in rows if judge(r, grace, now, self.in_flight).recoverable]
         if not dead:
             return 0
         finished: list[str] = []
@@ -341,7 +348,7 @@ class Datastore:
                 f"The datastore already has a file at {example!r}: a dataset with the same type, data ID "
                 "and run exists. porter never overwrites a dataset: remove it first or put into another run."
             )
-        verdict = judge(row, STALE_AFTER)
+        verdict = judge(row, STALE_AFTER, in_flight=self.in_flight)
         if verdict.live:
             fix = "wait for it to finish, or put into another run"
         else:
@@ -355,8 +362,13 @@ class Datastore:
         )
 
     def write(self, plan: WritePlan, native: Any) -> None:
-        """Format ``native`` (an object of the formatter's native storage class) into the planned place."""
-        with self._scratch(plan) as tmp:
+        """Format ``native`` (an object of the formatter's native storage class) into the planned place.
+
+        A full filesystem (the temporary area's or the root's) is a `StorageFullError`; the temporary
+        is gone by then, and the caller's failure path (`abandon`) drops the journal row.
+        """
+        what = f"the {plan.dataset_type} dataset {plan.dataset_id} (to {plan.path})"
+        with full_filesystem(self.temporary_area(), what), self._scratch(plan) as tmp:
             computed = plan.formatter.write(native, tmp)
             if computed:
                 plan.size, plan.checksum = tmp.stat().st_size, computed
@@ -444,6 +456,7 @@ class Datastore:
             name = names.get(kind) or names.setdefault(kind, p.formatter.import_path())
             locations += [(i, p.path, name, p.storage_class.name) for i in ids]
         self.tables.store(conn, [(p.path, p.size, p.checksum) for p in plans], locations)
+        IN_FLIGHT.discard(self._root_key, [p.path for p in plans])
         stop_point("registering")
 
     def clear_interrupted_writes(self, paths: Sequence[str]) -> int:
@@ -465,7 +478,12 @@ class Datastore:
         return len(stale)
 
     def abandon(self, plans: Sequence[WritePlan | Adoption]) -> None:
-        """Undo `reserve` and `write` after a failure: delete written files, drop the journal rows."""
+        """Undo `reserve` and `write` after a failure: delete written files, drop the journal rows.
+
+        If the rows cannot be dropped (a full disk refuses that too), they stay naming this process,
+        no longer in flight: the next write of the same paths, in this process or another, recovers them.
+        """
+        IN_FLIGHT.discard(self._root_key, [p.path for p in plans])
         for p in plans:
             if p.written:
                 with contextlib.suppress(Exception):
@@ -484,7 +502,9 @@ class Datastore:
         workers = min(8, len(adoptions)) if any(a.moves_data for a in adoptions) else 1
 
         def one(a: Adoption) -> None:
-            transfer_file(a, made_dirs)
+            where = a.uri.path if isinstance(a.uri, LocalURI) else self.temporary_area()
+            with full_filesystem(where, f"{a.source} (to {a.path})"):
+                transfer_file(a, made_dirs)
 
         if workers <= 1:
             for a in adoptions:

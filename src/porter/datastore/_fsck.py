@@ -166,7 +166,7 @@ def fsck(
         direct = path != _relative_or_none(uri, root)
         present = (path in files) if not direct else uri.exists()
         if artifact.state in (WRITING, ADOPTING, DELETING):
-            verdict = judge(artifact, grace, now)
+            verdict = judge(artifact, grace, now, datastore.in_flight)
             if not verdict.recoverable:
                 report.journal_in_progress += (
                     1  # a running writer's (or one too young to tell): never touched

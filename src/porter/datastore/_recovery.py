@@ -15,20 +15,60 @@ still finish:
   or a row from an older porter that named no writer) is judged by age, as a
   lease: recoverable once the row is ``grace`` seconds old.
 
-`finish` completes what the dead writer left: deletes its file (a path it
-was writing or removing; never a file adopted in place, which was there
-before porter) and drops the row.
+One more case counts as gone: a row of *this* process that no write of
+this process has in flight (`IN_FLIGHT`) — left when a failed write could
+not drop its own rows (a full disk refuses the clean-up too), so that the
+same process can simply try again.
+
+`Datastore.recover_interrupted` completes what the dead writer left: deletes
+its file (a path it was writing or removing; never a file adopted in place,
+which was there before porter) and drops the row.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ._records import ADOPTING, DELETING, ArtifactRow
-from ._uri import _HOST_DIGITS, DEAD, LIVE, ResourceURI, Writer, _machine
+from ._uri import _HOST_DIGITS, DEAD, LIVE, ResourceURI, Writer, _machine, my_token
 
-__all__ = ["Verdict", "judge", "leftover_uri"]
+__all__ = ["IN_FLIGHT", "InFlight", "Verdict", "judge", "leftover_uri"]
+
+
+class InFlight:
+    """The paths (per datastore root) this process has journaled and not yet recorded or abandoned.
+
+    What tells this process's own running writes (threads included) from
+    rows its earlier, failed writes could not drop.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: Counter[tuple[str, str]] = Counter()
+
+    def add(self, root: str, paths: Iterable[str]) -> None:
+        with self._lock:
+            self._paths.update((root, p) for p in paths)
+
+    def discard(self, root: str, paths: Iterable[str]) -> None:
+        with self._lock:
+            for p in paths:
+                key = (root, p)
+                if self._paths[key] <= 1:
+                    self._paths.pop(key, None)
+                else:
+                    self._paths[key] -= 1
+
+    def holds(self, root: str, path: str) -> bool:
+        with self._lock:
+            return (root, path) in self._paths
+
+
+IN_FLIGHT = InFlight()
 
 
 @dataclass(frozen=True)
@@ -42,12 +82,26 @@ class Verdict:
     reason: str
 
 
-def judge(row: ArtifactRow, grace: float, now_ns: int | None = None) -> Verdict:
-    """Whether ``row``'s writer is gone (recoverable), running, or unknown and too young to tell."""
+def judge(
+    row: ArtifactRow,
+    grace: float,
+    now_ns: int | None = None,
+    in_flight: Callable[[str], bool] | None = None,
+) -> Verdict:
+    """Whether ``row``'s writer is gone (recoverable), running, or unknown and too young to tell.
+
+    ``in_flight(path)``, when given, says whether this process is writing
+    ``path`` now; a row of this process that it is not writing is a failed
+    write's leftover.
+    """
     now_ns = time.time_ns() if now_ns is None else now_ns
     age = max(0.0, (now_ns - row.created) / 1e9)
     writer = Writer.parse(row.writer + ".") if row.writer else None
     step = "removal" if row.state == DELETING else "write"
+    if in_flight is not None and row.writer == my_token() and not in_flight(row.path):
+        return Verdict(
+            True, False, f"recoverable (writer gone): left by an earlier, failed {step} of this process"
+        )
     if writer is not None:
         state = writer.state()
         if state == DEAD:

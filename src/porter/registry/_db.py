@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,7 +22,8 @@ import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import RepositoryError
+from .._mounts import mount_point
+from ..errors import RepositoryError, StorageFullError
 
 __all__ = ["Database", "is_retryable"]
 
@@ -52,6 +54,30 @@ def is_retryable(exc: BaseException) -> bool:
         return True
     text = str(orig or exc).lower()
     return "database is locked" in text
+
+
+_SQLITE_FULL = 13
+"""SQLite's primary result code for "database or disk is full" (extended codes keep it in the low byte)."""
+_PG_DISK_FULL = "53100"
+"""PostgreSQL's SQLSTATE ``disk_full`` (class 53, insufficient resources)."""
+_TARGET = re.compile(
+    r"^\s*(INSERT(?:\s+OR\s+\w+)?\s+INTO|UPDATE|DELETE\s+FROM|CREATE\s+(?:UNIQUE\s+)?\w+(?:\s+IF\s+NOT\s+EXISTS)?)"
+    r"\s+([\w.\"]+)",
+    re.IGNORECASE,
+)
+
+
+def _statement_target(statement: str | None) -> str:
+    """What a failed statement was writing, for people: ``inserting into dataset``, or ``committing``."""
+    found = _TARGET.match(statement or "")
+    if found is None:
+        return "committing a transaction" if not statement else "writing to it"
+    verb = found.group(1).split()[0].lower()
+    table = found.group(2).replace('"', "")
+    doing = {"insert": "inserting into", "update": "updating", "delete": "deleting from"}.get(
+        verb, "creating"
+    )
+    return f"{doing} {table}"
 
 
 def _set_pragmas(conn: Connection, pragmas: Sequence[str]) -> None:
@@ -172,9 +198,46 @@ class Database:
             try:
                 with conn.begin():
                     yield conn
+            except sqlalchemy.exc.DBAPIError as exc:  # rolled back by now
+                full = self.storage_full(exc)
+                if full is None:
+                    raise
+                raise full from exc
             finally:
                 self._local.conn = None
                 conn.info["porter_write"] = False
+
+    def storage_full(self, exc: sqlalchemy.exc.DBAPIError) -> StorageFullError | None:
+        """``exc`` as a `StorageFullError` if the database ran out of space, else None.
+
+        The one place the registry recognises a full disk: SQLite's
+        ``SQLITE_FULL`` ("database or disk is full": the filesystem holding the
+        database file or its WAL, or a page-count limit) and PostgreSQL's
+        ``disk_full`` (SQLSTATE 53100, the server's disk).  `transaction` calls
+        it after the transaction was rolled back, so the message can say that
+        nothing was written.
+        """
+        orig = exc.orig
+        what = _statement_target(exc.statement)
+        if self.dialect == "sqlite":
+            code = getattr(orig, "sqlite_errorcode", None)
+            if (code is None or code & 0xFF != _SQLITE_FULL) and "database or disk is full" not in str(orig):
+                return None
+            path = self.engine.url.database or ""
+            where = f"the filesystem mounted at {mount_point(path)} is full" if path else "it is full"
+            problem = f"the registry database {path} cannot grow: {where} (SQLite: {orig})"
+        else:
+            if (getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)) != _PG_DISK_FULL:
+                return None
+            server = self.engine.url.render_as_string(hide_password=True)
+            problem = (
+                f"the PostgreSQL server of the registry ({server}) has no space left on its disk "
+                f"(SQLSTATE {_PG_DISK_FULL} disk_full: {str(orig).strip()})"
+            )
+        return StorageFullError(
+            f"Cannot write to the registry while {what}: {problem}. The transaction was rolled back, so "
+            "nothing was written. Free space there and run the same command again."
+        )
 
     @contextlib.contextmanager
     def _savepoint(self, conn: Connection) -> Iterator[None]:
