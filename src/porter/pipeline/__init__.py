@@ -21,7 +21,7 @@ from ._limits import MemoryLimitError, QuantumTimeoutError
 from ._parsl import ParslExecutor, local_config, site_config
 from ._pipeline import Pipeline, StepDef, TaskDef
 from ._provenance import ProvenanceNode, dataset_provenance, run_prov_json
-from ._report import RunReport, load_run_graph, report_run
+from ._report import RunInProgressError, RunReport, load_run_graph, reconcile_run, report_run
 from ._run import RunSummary, cluster_quanta, execute_graph, prepare_run
 from ._state import QuantumRecord, RunState
 from ._submit import StepResult, group_quanta, restart_run, submit_steps
@@ -47,6 +47,7 @@ __all__ = [
     "QuantumGraph",
     "QuantumRecord",
     "QuantumTimeoutError",
+    "RunInProgressError",
     "RunReport",
     "RunState",
     "RunSummary",
@@ -64,6 +65,7 @@ __all__ = [
     "load_run_graph",
     "local_config",
     "prepare_run",
+    "reconcile_run",
     "report_run",
     "restart_run",
     "run_prov_json",

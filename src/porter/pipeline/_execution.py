@@ -29,6 +29,7 @@ import sqlalchemy
 
 from ._graph import Quantum, QuantumGraph
 from ._limits import limits
+from ._processes import ProcessId, this_process
 from ._state import FAILED, SUCCEEDED, QuantumRecord, RunState
 
 if TYPE_CHECKING:
@@ -81,6 +82,8 @@ class Job:
     graph_id: int
     quantum_ids: tuple[str, ...]
     options: ExecutionOptions = field(default_factory=ExecutionOptions)
+    submitter: ProcessId | None = None
+    """The process that submitted the job: workers record it, so a restart can tell whose workers are still alive."""
 
 
 @dataclass
@@ -90,6 +93,8 @@ class _Worker:
     butler: Butler
     state: RunState
     graphs: dict[int, QuantumGraph] = field(default_factory=dict)
+    registered: set[int] = field(default_factory=set)
+    """Graphs this process is recorded (in ``pipeline_process``) as working on."""
 
 
 _WORKERS: dict[str, _Worker] = {}
@@ -129,6 +134,10 @@ def run_job(job: Job) -> list[dict[str, Any]]:
     """
     worker = _worker(job.root)
     graph = _graph(worker, job.graph_id)
+    if job.graph_id not in worker.registered:
+        me = this_process()
+        worker.state.register_process(job.graph_id, graph.run, "worker", me, job.submitter or me)
+        worker.registered.add(job.graph_id)
     host = socket.gethostname()
     quanta = [graph.by_id[qid] for qid in job.quantum_ids]
     worker.state.start([_record(graph, q, host, "running") for q in quanta])

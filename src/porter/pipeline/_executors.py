@@ -23,6 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Any
 
 from ._execution import Job, forget_workers, run_job
+from ._processes import ProcessId, die_with_submitter, this_process
 
 __all__ = ["Executor", "InProcessExecutor", "LocalPoolExecutor"]
 
@@ -69,13 +70,16 @@ class InProcessExecutor(Executor):
         forget_workers()
 
 
-def _warm(modules: Sequence[str], environment: dict[str, str]) -> None:
-    """Worker initializer: take the submitter's environment, import porter's pipeline code and the task modules once.
+def _warm(modules: Sequence[str], environment: dict[str, str], submitter: ProcessId) -> None:
+    """Worker initializer: die with the submitter, take its environment, import porter's pipeline code and the task modules once.
 
-    The fork server is started once per process and keeps the environment of
-    that moment; the submitter's current one (S3 endpoint, credentials …) is
-    what the workers need.
+    A worker outliving a killed submitter would go on writing to a run that
+    a restart is about to redo, so it is tied to the submitter first
+    (`die_with_submitter`).  The fork server is started once per process and
+    keeps the environment of that moment; the submitter's current one (S3
+    endpoint, credentials …) is what the workers need.
     """
+    die_with_submitter(submitter)
     os.environ.clear()
     os.environ.update(environment)
     importlib.import_module("porter.pipeline._execution")
@@ -88,7 +92,8 @@ class LocalPoolExecutor(Executor):
 
     Processes are started with ``forkserver`` (a clean, already-imported
     template process) so workers never inherit the caller's open database
-    connections or threads.
+    connections or threads.  Workers end when the submitting process does,
+    even if it is killed (see `die_with_submitter`).
     """
 
     name = "local pool"
@@ -113,7 +118,7 @@ class LocalPoolExecutor(Executor):
                 max_workers=self.workers,
                 mp_context=ctx,
                 initializer=_warm,
-                initargs=(tuple(self._modules), dict(os.environ)),
+                initargs=(tuple(self._modules), dict(os.environ), this_process()),
             )
         return self._pool
 

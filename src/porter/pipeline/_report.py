@@ -4,29 +4,64 @@ Every graph submitted for the run is read back from ``pipeline_graph`` and
 every outcome from ``pipeline_quantum``; *blocked* (an upstream quantum did
 not succeed) and *pending* (never started) are derived, so the report is the
 same whichever executor ran the quanta, and after a crash.
+
+The stored outcomes are not trusted blindly, because a killed submitter
+cannot write what its workers were doing: a quantum whose outputs all exist
+is done (its outcome may never have been flushed), and one recorded as
+``running`` whose process is gone is not running but still to do.  The
+report derives this on the fly; `reconcile_run` (run before a restart and
+before extending a run another process executed) writes it down, after
+making sure no process of an earlier execution is still writing.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MissingCollectionError
-from ._execution import BLOCKED
-from ._graph import QuantumGraph
-from ._state import FAILED, PENDING, RUNNING, SUCCEEDED, QuantumRecord, RunState
+from ..errors import MissingCollectionError, PorterError
+from ._execution import BLOCKED, _record, _remove_outputs
+from ._graph import Quantum, QuantumGraph
+from ._processes import ProcessId, is_alive, this_process
+from ._state import (
+    FAILED,
+    INTERRUPTED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    ProcessRecord,
+    QuantumRecord,
+    RunState,
+)
 
 if TYPE_CHECKING:
     from ..butler import Butler
 
-__all__ = ["RunReport", "load_run_graph", "report_run"]
+__all__ = [
+    "RunInProgressError",
+    "RunReport",
+    "live_processes",
+    "load_run_graph",
+    "reconcile_run",
+    "report_run",
+]
 
 STATUSES = (SUCCEEDED, FAILED, BLOCKED, RUNNING, PENDING)
 
 
+class RunInProgressError(PorterError):
+    """Processes of an earlier execution of a run are still alive (and may be writing to it)."""
+
+
 def load_run_graph(butler: Butler, run: str) -> QuantumGraph:
-    """Every quantum ever submitted for ``run`` as one graph (later submissions of a quantum win)."""
+    """Every quantum ever submitted for ``run`` as one graph (later submissions of a quantum win).
+
+    A quantum is its task and data ID: a later graph built with
+    ``--extend-run`` makes the same quantum again under a new ID, and that
+    one replaces the earlier (otherwise the earlier would stay pending for ever).
+    """
     state = RunState(butler.registry.db)
     graphs = state.graphs_of(run)
     if not graphs:
@@ -36,24 +71,29 @@ def load_run_graph(butler: Butler, run: str) -> QuantumGraph:
             + (f" Runs with pipelines: {', '.join(known[:10])}." if known else "")
         )
     merged: QuantumGraph | None = None
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, Any], int] = {}
     for _gid, _label, blob in graphs:
         g = QuantumGraph.from_bytes(blob, butler.dimensions)
         if merged is None:
             merged = g
-            seen = {q.id: i for i, q in enumerate(g.quanta)}
+            seen = {_key(q): i for i, q in enumerate(g.quanta)}
             continue
         for name, t in g.pipeline.tasks.items():
             merged.pipeline.tasks.setdefault(name, t)
         merged.dataset_types.update(g.dataset_types)
         for q in g.quanta:
-            if q.id in seen:
-                merged.quanta[seen[q.id]] = q
+            k = _key(q)
+            if k in seen:
+                merged.quanta[seen[k]] = q
             else:
-                seen[q.id] = len(merged.quanta)
+                seen[k] = len(merged.quanta)
                 merged.quanta.append(q)
     assert merged is not None
     return merged
+
+
+def _key(q: Quantum) -> tuple[str, Any]:
+    return (q.task, q.data_id.required_values)
 
 
 @dataclass
@@ -95,10 +135,7 @@ class RunReport:
 
 def report_run(butler: Butler, run: str, max_errors: int = 10) -> RunReport:
     """Summarise a run from its stored graphs and quantum outcomes."""
-    graph = load_run_graph(butler, run)
-    state = RunState(butler.registry.db)
-    records = {r.quantum_id: r for r in state.records(run)}
-    status = _statuses(graph, records)
+    graph, records, status = run_statuses(butler, run)
     report = RunReport(run, status_of=status)
     for label in graph.pipeline.tasks:
         report.tasks[label] = Counter()
@@ -127,26 +164,133 @@ def report_run(butler: Butler, run: str, max_errors: int = 10) -> RunReport:
     return report
 
 
-def _statuses(graph: QuantumGraph, records: dict[str, QuantumRecord]) -> dict[str, str]:
-    """Each quantum's status; blocked and pending derived from the graph (quanta are in dependency order)."""
+def run_statuses(butler: Butler, run: str) -> tuple[QuantumGraph, dict[str, QuantumRecord], dict[str, str]]:
+    """The run's merged graph, its quanta's stored records, and each quantum's status reconciled with the repository."""
+    graph = load_run_graph(butler, run)
+    state = RunState(butler.registry.db)
+    ids = {q.id for q in graph.quanta}
+    records = {r.quantum_id: r for r in state.records(run) if r.quantum_id in ids}
+    outputs = [r.id for q in graph.quanta for r in q.all_outputs()]
+    existing = {u.hex for u in butler.registry.datasets.existing_ids(outputs)}
+    processes = state.processes(run)
+    status = _statuses(graph, records, existing, lambda rec: _running(rec, processes))
+    return graph, records, status
+
+
+def _running(rec: QuantumRecord, processes: list[ProcessRecord]) -> bool:
+    """Whether the process a ``running`` record names is still alive (another host's: assumed so, it cannot be seen)."""
+    host, _, pid_text = rec.host.rpartition(":")
+    try:
+        pid = int(pid_text)
+    except ValueError:
+        return True
+    start = ""
+    for (
+        p
+    ) in processes:  # the registration just before the record: a later process with the same PID is not it
+        if (
+            p.process.host == host
+            and p.process.pid == pid
+            and (rec.started is None or p.registered <= rec.started)
+        ):
+            start = p.process.start
+    return is_alive(ProcessId(host, pid, start)) is not False
+
+
+def _statuses(
+    graph: QuantumGraph,
+    records: dict[str, QuantumRecord],
+    existing: set[str],
+    running: Callable[[QuantumRecord], bool],
+) -> dict[str, str]:
+    """Each quantum's status; blocked and pending derived from the graph (quanta are in dependency order).
+
+    What exists wins over what was recorded: a quantum whose outputs are all
+    in the registry succeeded (a killed worker may have written them without
+    flushing its outcome), and a ``running`` one whose process is gone is pending.
+    """
     out: dict[str, str] = {}
     upstream = graph.upstream
     for q in graph.quanta:
         rec = records.get(q.id)
-        if rec is not None and rec.status in (SUCCEEDED, FAILED):
+        outs = [r.id_hex for r in q.all_outputs()]
+        if outs and all(o in existing for o in outs):
+            out[q.id] = SUCCEEDED
+        elif rec is not None and rec.status in (SUCCEEDED, FAILED):
             out[q.id] = rec.status
         elif any(out.get(u) in (FAILED, BLOCKED) for u in upstream[q.id]):
             out[q.id] = BLOCKED
-        elif rec is not None:
+        elif rec is not None and rec.status == RUNNING and running(rec):
             out[q.id] = RUNNING
         else:
             out[q.id] = PENDING
     return out
 
 
+def live_processes(butler: Butler, run: str) -> list[ProcessRecord]:
+    """Processes of executions of ``run`` by other submitters that are still alive on this host."""
+    me = this_process()
+    out = []
+    for p in RunState(butler.registry.db).processes(run):
+        if p.submitter == me or p.process == me:
+            continue
+        if is_alive(p.process):
+            out.append(p)
+    return out
+
+
+def reconcile_run(butler: Butler, run: str) -> dict[str, int]:
+    """Write down what the repository shows about ``run``; returns how many quanta changed, per new status.
+
+    Refuses (`RunInProgressError`, naming the PIDs) while a process of an
+    earlier execution is alive: it may still be writing, and redoing its
+    quanta now would race it.  Then a quantum whose outputs all exist is
+    recorded as succeeded, with its provenance links; one recorded as
+    ``running`` whose process is gone becomes ``interrupted``, and what its
+    attempt left (outputs, journal entries of killed writes) is removed, so
+    the next attempt, by ``restart`` or by ``run --extend-run
+    --skip-existing-in``, starts clean.
+    """
+    alive = live_processes(butler, run)
+    if alive:
+        names = ", ".join(
+            f"{p.role} {p.process.pid} on {p.process.host} (submitted by {p.submitter.pid})" for p in alive
+        )
+        pids = " ".join(sorted({str(p.process.pid) for p in alive}))
+        raise RunInProgressError(
+            f"Run {run!r} is still being executed: {names} "
+            f"{'is' if len(alive) == 1 else 'are'} alive and may be writing to it. Wait for "
+            f"{'it' if len(alive) == 1 else 'them'} to finish, or stop {'it' if len(alive) == 1 else 'them'} "
+            f"(kill {pids}), then run this command again."
+        )
+    graph, records, status = run_statuses(butler, run)
+    state = RunState(butler.registry.db)
+    changed: list[QuantumRecord] = []
+    interrupted: list[Quantum] = []
+    for q in graph.quanta:
+        rec = records.get(q.id)
+        if status[q.id] == SUCCEEDED and (rec is None or rec.status != SUCCEEDED):
+            if rec is None:
+                rec = _record(graph, q, "", SUCCEEDED)
+            rec.status = SUCCEEDED
+            rec.inputs = [r.id_hex for r in q.all_inputs()]
+            rec.outputs = [r.id_hex for r in q.all_outputs()]
+            changed.append(rec)
+        elif rec is not None and rec.status == RUNNING and status[q.id] != RUNNING:
+            rec.status = INTERRUPTED
+            changed.append(rec)
+            interrupted.append(q)
+    for q in interrupted:
+        _remove_outputs(butler, q)
+    state.finish(changed)
+    counts: dict[str, int] = {}
+    for rec in changed:
+        counts[rec.status] = counts.get(rec.status, 0) + 1
+    return counts
+
+
 def unfinished(butler: Butler, run: str) -> QuantumGraph:
-    """The part of a run still to do: failed, blocked, interrupted and pending quanta."""
-    graph = load_run_graph(butler, run)
-    records = {r.quantum_id: r for r in RunState(butler.registry.db).records(run)}
-    status = _statuses(graph, records)
-    return graph.restricted({qid for qid, s in status.items() if s != SUCCEEDED})
+    """The part of a run still to do: failed, blocked, interrupted and pending quanta (after `reconcile_run`)."""
+    reconcile_run(butler, run)
+    _graph, _records, status = run_statuses(butler, run)
+    return _graph.restricted({qid for qid, s in status.items() if s != SUCCEEDED})

@@ -21,6 +21,7 @@ from ..registry import CollectionType
 from ._execution import BLOCKED, ExecutionOptions, Job
 from ._executors import Executor
 from ._graph import QuantumGraph
+from ._processes import this_process
 from ._state import FAILED, SUCCEEDED, RunState
 
 if TYPE_CHECKING:
@@ -98,6 +99,16 @@ def prepare_run(butler: Butler, graph: QuantumGraph, label: str = "") -> int:
     return state.save_graph(graph.run, label or ",".join(graph.pipeline.tasks), len(graph), graph.to_bytes())
 
 
+def _resumes_other_execution(butler: Butler, run: str) -> bool:
+    """Whether ``run`` has graphs submitted by some process other than this one (or by one not recorded)."""
+    state = RunState(butler.registry.db)
+    me = this_process()
+    processes = state.processes(run)
+    if processes:
+        return any(p.submitter != me for p in processes)
+    return run in state.runs()
+
+
 def execute_graph(
     butler: Butler,
     graph: QuantumGraph,
@@ -109,17 +120,30 @@ def execute_graph(
     label: str = "",
     graph_id: int | None = None,
     on_progress: Callable[[str, int], None] | None = None,
+    reconcile: bool = True,
 ) -> RunSummary:
     """Run every quantum of ``graph`` with ``executor``; returns counts and the failures.
 
     ``on_progress(status, n)`` is called as quanta finish (for progress bars).
     A job whose worker died (a killed process) counts its quanta as ``lost``;
     ``porter pipeline restart`` runs them again.
+
+    Extending a run another process executed (``--extend-run``) first
+    reconciles its state (`reconcile_run`): that refuses while the other
+    execution's processes are alive, and records what a killed execution did
+    not, so the report matches the files however the run is resumed.
+    ``reconcile=False`` is for a caller that has just done it (restart).
     """
     started = time.perf_counter()
     options = options or ExecutionOptions()
+    me = this_process()
+    if reconcile and _resumes_other_execution(butler, graph.run):
+        from ._report import reconcile_run
+
+        reconcile_run(butler, graph.run)
     if graph_id is None:
         graph_id = prepare_run(butler, graph, label)
+    RunState(butler.registry.db).register_process(graph_id, graph.run, "submitter", me, me)
     summary = RunSummary(graph.run, graph_id)
     if not graph.quanta:
         return summary
@@ -166,7 +190,7 @@ def execute_graph(
                 finish_job(i)
                 continue
             try:
-                in_flight[executor.submit(Job(root, graph_id, runnable, options))] = i
+                in_flight[executor.submit(Job(root, graph_id, runnable, options, me))] = i
             except Exception as exc:  # a broken pool refuses new work: the job is lost, restart runs it
                 failed: Future[list[dict[str, Any]]] = Future()
                 failed.set_exception(exc)

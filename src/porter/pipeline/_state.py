@@ -15,6 +15,10 @@ cluster node) writes its outcome here, so ``porter pipeline restart`` and
     ancestor failed is blocked; one without a row is pending.
 ``pipeline_quantum_dataset``
     the provenance links: which datasets a succeeded quantum read and wrote.
+``pipeline_process``
+    the processes that executed each graph (submitter and workers: host, PID,
+    start time), so a restart can tell a killed run from one still writing
+    and a ``running`` quantum whose process is gone from one really running.
 """
 
 from __future__ import annotations
@@ -28,12 +32,16 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, LargeBinary, String, Table, Text
 
+from ._processes import ProcessId
+
 if TYPE_CHECKING:
     from ..registry import Database
 
-__all__ = ["FAILED", "RUNNING", "SUCCEEDED", "QuantumRecord", "RunState"]
+__all__ = ["FAILED", "INTERRUPTED", "RUNNING", "SUCCEEDED", "ProcessRecord", "QuantumRecord", "RunState"]
 
 RUNNING, SUCCEEDED, FAILED = "running", "succeeded", "failed"
+INTERRUPTED = "interrupted"
+"""Stored for a quantum that was running in a process now gone, its outputs incomplete: to be run again."""
 BLOCKED, PENDING = "blocked", "pending"
 
 
@@ -66,6 +74,18 @@ class QuantumRecord:
         return dict(self.__dict__)
 
 
+@dataclass(frozen=True)
+class ProcessRecord:
+    """A process that executed (part of) a graph: its role, identity and the submitter it worked for."""
+
+    graph_id: int
+    run: str
+    role: str
+    process: ProcessId
+    submitter: ProcessId
+    registered: float
+
+
 class RunState:
     """The run-state tables of one repository database."""
 
@@ -77,6 +97,7 @@ class RunState:
             self.graph = existing
             self.quantum = md.tables[existing.fullname.replace("pipeline_graph", "pipeline_quantum")]
             self.link = md.tables[existing.fullname.replace("pipeline_graph", "pipeline_quantum_dataset")]
+            self.process = md.tables[existing.fullname.replace("pipeline_graph", "pipeline_process")]
             self._created = False
             return
         self.graph = Table(
@@ -124,6 +145,23 @@ class RunState:
             Index("pipeline_quantum_dataset_dataset", "dataset_id", "role"),
             extend_existing=True,
         )
+        self.process = Table(
+            "pipeline_process",
+            md,
+            Column("graph_id", Integer, nullable=False),
+            Column("run", String(255), nullable=False),
+            Column("role", String(16), nullable=False),
+            Column("host", String(255), nullable=False),
+            Column("pid", Integer, nullable=False),
+            Column("start", String(64), nullable=False),
+            Column("submitter_host", String(255), nullable=False),
+            Column("submitter_pid", Integer, nullable=False),
+            Column("submitter_start", String(64), nullable=False),
+            Column("registered", Float, nullable=False),
+            sqlalchemy.PrimaryKeyConstraint("graph_id", "host", "pid", "start", "role"),
+            Index("pipeline_process_run", "run"),
+            extend_existing=True,
+        )
         self._created = False
 
     def ensure_tables(self) -> None:
@@ -131,7 +169,7 @@ class RunState:
         if self._created:
             return
         with self.db.transaction() as conn:
-            for t in (self.graph, self.quantum, self.link):
+            for t in (self.graph, self.quantum, self.link, self.process):
                 t.create(conn, checkfirst=True)
         self._created = True
 
@@ -178,6 +216,62 @@ class RunState:
                     sqlalchemy.select(self.graph.c.run).distinct().order_by(self.graph.c.run)
                 ).scalars()
             )
+
+    # --- processes ------------------------------------------------------------------------------------
+
+    def register_process(
+        self, graph_id: int, run: str, role: str, process: ProcessId, submitter: ProcessId
+    ) -> None:
+        """Record that ``process`` executes graph ``graph_id`` for ``submitter`` (once; again is a no-op)."""
+        self.ensure_tables()
+        p = self.process.c
+        key = (
+            (p.graph_id == graph_id)
+            & (p.host == process.host)
+            & (p.pid == process.pid)
+            & (p.start == process.start)
+            & (p.role == role)
+        )
+
+        def write() -> None:
+            with self.db.transaction() as conn:
+                conn.execute(sqlalchemy.delete(self.process).where(key))
+                conn.execute(
+                    sqlalchemy.insert(self.process).values(
+                        graph_id=graph_id,
+                        run=run,
+                        role=role,
+                        host=process.host,
+                        pid=process.pid,
+                        start=process.start,
+                        submitter_host=submitter.host,
+                        submitter_pid=submitter.pid,
+                        submitter_start=submitter.start,
+                        registered=time.time(),
+                    )
+                )
+
+        self.db.retrying(write)
+
+    def processes(self, run: str) -> list[ProcessRecord]:
+        """Every process recorded as executing a graph of ``run``, oldest first."""
+        self.ensure_tables()
+        p = self.process.c
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                sqlalchemy.select(self.process).where(p.run == run).order_by(p.registered)
+            ).mappings()
+            return [
+                ProcessRecord(
+                    int(r["graph_id"]),
+                    str(r["run"]),
+                    str(r["role"]),
+                    ProcessId(str(r["host"]), int(r["pid"]), str(r["start"])),
+                    ProcessId(str(r["submitter_host"]), int(r["submitter_pid"]), str(r["submitter_start"])),
+                    float(r["registered"]),
+                )
+                for r in rows
+            ]
 
     # --- quantum outcomes -------------------------------------------------------------------------------
 

@@ -201,7 +201,8 @@ def restart_run(
 ) -> RunSummary:
     """Run again only what did not succeed in ``run``: failed, blocked, interrupted and pending quanta.
 
-    ``todo`` is that part of the run when the caller has already worked it out (`unfinished`).
+    ``todo`` is that part of the run when the caller has already worked it out (`unfinished`,
+    which also reconciles the run state and refuses while an earlier execution's processes live).
     """
     todo = todo if todo is not None else unfinished(butler, run)
     return execute_graph(
@@ -212,4 +213,5 @@ def restart_run(
         cluster_by=cluster_by,
         label="restart",
         on_progress=on_progress,
+        reconcile=False,  # unfinished() did it
     )
