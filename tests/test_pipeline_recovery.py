@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +26,13 @@ from porter import Butler
 from porter.pipeline import (
     InProcessExecutor,
     Pipeline,
+    RunState,
     build_quantum_graph,
     execute_graph,
     load_run_graph,
     report_run,
 )
+from porter.pipeline._processes import ProcessId, is_alive, process_start, this_process
 from test_cli import run as cli
 
 RUN = "u/recovery/drp"
@@ -38,6 +41,23 @@ TESTS = Path(__file__).parent
 POLL = 0.1
 POLLS = 600
 """Polls of /proc (60 s at POLL) before deciding the workers outlived their submitter: a cap, not a timing claim."""
+
+
+def test_process_identity() -> None:
+    """A process is host, PID and start time: a reused PID, a zombie or another host's process is not 'alive'."""
+    me = this_process()
+    assert is_alive(me) is True
+    assert is_alive(ProcessId(me.host, me.pid, "another-start")) is False  # the same PID, another process
+    assert is_alive(ProcessId(f"not-{me.host}", me.pid, me.start)) is None  # cannot be seen from here
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone = ProcessId(me.host, child.pid, process_start(child.pid))
+    for _ in range(POLLS):  # exited but not reaped yet: a zombie, which writes nothing
+        if is_alive(gone) is False:
+            break
+        time.sleep(POLL)
+    assert is_alive(gone) is False
+    child.wait()
+    assert is_alive(gone) is False
 
 
 def recovery_pipeline(tmp_path: Path, gate: Path) -> Path:
@@ -75,8 +95,13 @@ def session_processes(session: int) -> list[int]:
     return out
 
 
-def kill_submitter_mid_run(butler: Butler, pipeline: Path, gate: Path) -> None:
-    """Start ``porter pipeline run -j 2`` in its own session, SIGKILL it mid-run; assert its workers die too."""
+def kill_submitter_mid_run(
+    butler: Butler, pipeline: Path, gate: Path, before_kill: Callable[[int], None] | None = None
+) -> None:
+    """Start ``porter pipeline run -j 2`` in its own session, SIGKILL it mid-run; assert its workers die too.
+
+    ``before_kill(pid)`` is called while the worker with that PID waits at the gate.
+    """
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     cmd = [
         sys.executable,
@@ -100,8 +125,6 @@ def kill_submitter_mid_run(butler: Butler, pipeline: Path, gate: Path) -> None:
     )
     # Wait for a worker at the gate and a quantum recorded as done; the cap only turns a broken run into a
     # failure instead of a hang.
-    from porter.pipeline import RunState
-
     state = RunState(butler.registry.db)
     waiting: list[Path] = []
     succeeded = 0
@@ -120,6 +143,12 @@ def kill_submitter_mid_run(butler: Butler, pipeline: Path, gate: Path) -> None:
         )
     children = [p for p in session_processes(proc.pid) if p != proc.pid]
     assert children, "the pool's workers should be running"
+    if before_kill is not None:
+        try:
+            before_kill(int(waiting[0].suffix[1:]))
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()  # not communicate(): orphans would hold its output pipe open
     left: list[int] = children
@@ -174,10 +203,12 @@ def assert_identical_to_clean(butler: Butler) -> int:
     return compared
 
 
-def _killed_run(butler: Butler, tmp_path: Path) -> tuple[Path, dict[str, int]]:
+def _killed_run(
+    butler: Butler, tmp_path: Path, before_kill: Callable[[int], None] | None = None
+) -> tuple[Path, dict[str, int]]:
     gate = tmp_path / "gate"
     pipeline = recovery_pipeline(tmp_path, gate)
-    kill_submitter_mid_run(butler, pipeline, gate)
+    kill_submitter_mid_run(butler, pipeline, gate, before_kill)
     totals = assert_report_matches_files(butler, RUN)
     assert 0 < totals["succeeded"] < sum(totals.values()), totals
     return pipeline, totals
@@ -185,7 +216,16 @@ def _killed_run(butler: Butler, tmp_path: Path) -> tuple[Path, dict[str, int]]:
 
 def test_killed_submitter_then_restart(survey: tuple[Butler, Any], tmp_path: Path) -> None:
     butler, _ = survey
-    pipeline, _ = _killed_run(butler, tmp_path)
+
+    def refused_while_running(worker: int) -> None:
+        """A restart while the run's workers live would race them: refused, naming them, with nothing changed."""
+        out = cli("pipeline", "restart", str(butler.root), RUN, "-j", "2", ok=False)
+        assert "still being executed" in out and str(worker) in out and "kill" in out, out
+        state = RunState(butler.registry.db)
+        assert "restart" not in [label for _, label, _ in state.graphs_of(RUN)]
+        assert not [r for r in state.records(RUN) if r.status == "interrupted"]
+
+    pipeline, _ = _killed_run(butler, tmp_path, refused_while_running)
     cli("pipeline", "restart", str(butler.root), RUN, "-j", "2")
     totals = assert_report_matches_files(butler, RUN)
     assert set(k for k, v in totals.items() if v) == {"succeeded"}, totals

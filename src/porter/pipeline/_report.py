@@ -254,7 +254,9 @@ def reconcile_run(butler: Butler, run: str) -> dict[str, int]:
     alive = live_processes(butler, run)
     if alive:
         names = ", ".join(
-            f"{p.role} {p.process.pid} on {p.process.host} (submitted by {p.submitter.pid})" for p in alive
+            f"{p.role} {p.process.pid} on {p.process.host}"
+            + (f" (submitted by {p.submitter.pid})" if p.submitter != p.process else "")
+            for p in alive
         )
         pids = " ".join(sorted({str(p.process.pid) for p in alive}))
         raise RunInProgressError(
