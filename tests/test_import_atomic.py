@@ -689,3 +689,39 @@ def test_real_polygons_pass_and_damaged_ones_do_not(
         return
     assert damage == "none", f"a {damage} polygon was accepted"
     assert 0 < len(chunk.pixels) < 0.6 * 8 * 4**7
+
+
+@pytest.mark.parametrize(
+    ("element", "record", "match"),
+    [
+        (
+            "detector",
+            {"id": 2**64},
+            r"detector record \{'instrument': 'Cam1', 'id': 18446744073709551616\}.* 64 bits",
+        ),
+        ("detector", {"id": 5, "full_name": "x\x00y"}, r"'id': 5\}: full_name = 'x\\x00y' contains a NUL"),
+        (
+            "day_obs",
+            {"id": 20210101, "datetime_begin": datetime.datetime(9999, 1, 1)},
+            r"day_obs record \{'instrument': 'Cam1', 'id': 20210101\}: its timespan is outside the times",
+        ),
+    ],
+)
+def test_unstorable_values_are_refused_by_the_registry(
+    element: str, record: dict[str, object], match: str, repo_with: Callable[[], Butler]
+) -> None:
+    """Inserting records directly: a porter error naming the record, not the driver's OverflowError or DataError."""
+    from porter.errors import DataIdError
+
+    butler = repo_with()
+    butler.import_(io.StringIO(base_text()))
+    full: dict[str, object] = {"instrument": "Cam1"}
+    if element == "detector":
+        full.update(full_name="Zz", raft="Z", name_in_raft="z", purpose="SCIENCE")
+    else:
+        full.update(datetime_end=datetime.datetime(9999, 12, 31))
+    full.update(record)
+    before = state(butler)
+    with pytest.raises(DataIdError, match=match):
+        butler.registry.insert_dimension_records(element, [full])
+    assert state(butler) == before

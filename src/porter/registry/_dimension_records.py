@@ -46,6 +46,46 @@ __all__ = ["DimensionRecordStorage", "RecordRowBuilder", "record_from_row"]
 
 _ANALYZE_AFTER = 5_000
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _value_problem(value: Any) -> str | None:
+    """Why the database cannot hold this value of a record, or `None`."""
+    if type(value) is int and not _INT64[0] <= value <= _INT64[1]:
+        return "is out of range: integers must fit in 64 bits"
+    if type(value) is str and "\x00" in value:
+        return "contains a NUL character (\\x00), which databases cannot store"
+    return None
+
+
+def _check_storable(element: DimensionElement, builder: RecordRowBuilder, rows: list[tuple]) -> None:
+    """Refuse, naming the record, a value the database cannot hold: an integer beyond 64 bits, a NUL.
+
+    Otherwise the driver fails mid-insert with its own error (SQLite's
+    ``OverflowError``, PostgreSQL's ``DataError``), or SQLite stores a NUL
+    that PostgreSQL would refuse.  Column-wise, so 10⁵ records cost a few
+    C-level passes (``min``/``max`` of each integer column, a scan of each
+    string column); only a column that fails is searched for the record.
+    """
+    for position, (name, column) in enumerate(zip(builder.columns, zip(*rows))):
+        kinds = set(map(type, column))
+        suspect = False
+        if int in kinds:
+            ints = [v for v in column if type(v) is int]
+            suspect = min(ints) < _INT64[0] or max(ints) > _INT64[1]
+        if not suspect and str in kinds:
+            suspect = any("\x00" in v for v in column if type(v) is str)
+        if not suspect:
+            continue
+        for row in rows:
+            why = _value_problem(row[position])
+            if why is not None:
+                key = {k: row[i] for k, i in zip(element.key_columns, builder.key_positions)}
+                what = f"{name} = {row[position]!r:.60}"
+                if name.startswith("timespan"):
+                    what, why = "its timespan", "is outside the times porter stores (about 1677 to 2262)"
+                raise DataIdError(f"The {element.name} record {key}: {what} {why}; correct the value.")
+
 
 def record_from_row(element: DimensionElement, row: Mapping[str, Any]) -> DimensionRecord:
     """Rebuild a record from its SQL row."""
@@ -328,6 +368,7 @@ class DimensionRecordStorage:
             rows = builder.rows(records)
         if not rows:
             return 0
+        _check_storable(element, builder, rows)
         key_of = operator.itemgetter(*builder.key_positions)
         keys = (
             list(map(key_of, rows))
