@@ -571,6 +571,11 @@ def restart(
 ) -> None:
     """Run again only the failed, blocked, interrupted and pending quanta of RUN (any executor ran it first).
 
+    The run state is first reconciled with the repository (quanta whose outputs
+    all exist are done; ones left running by a dead process are redone), and the
+    restart is refused, naming the PIDs, while processes of an earlier
+    execution of RUN are alive (they may still be writing).
+
     Example:
 
         porter pipeline restart repo u/me/drp -j 4
