@@ -256,26 +256,27 @@ def _journal(butler: Butler) -> list:
         return [r for r in butler.datastore.tables.artifacts(conn) if r.state != "stored"]
 
 
-def test_a_repository_made_before_writers_were_recorded(tmp_path: Path) -> None:
+def test_a_repository_made_before_writers_were_recorded(tmp_path: Path, backend: str) -> None:
     """Opening a repository whose journal has no ``writer`` column adds it; its old rows wait for the grace."""
     repo = tmp_path / "repo"
-    with _repository(repo, "sqlite", None) as butler:
+    with _repository(repo, backend, None) as butler:
         data_id = butler.registry.expand_data_id(instrument="HSC", visit=1228, detector=0)
         path = butler.datastore.plan(
             butler.registry.get_dataset_type("src"), data_id.mapping, RUN, uuid.uuid4()
         ).path
-    engine = sqlalchemy.create_engine(f"sqlite:///{repo / 'registry.sqlite3'}")
-    with engine.begin() as conn:
-        conn.exec_driver_sql("ALTER TABLE datastore_artifact DROP COLUMN writer")
-        # An older porter's journal row, of a writer it did not name, two hours old.
-        conn.exec_driver_sql(
-            "INSERT INTO datastore_artifact (path, state, created) VALUES (?, 'writing', ?)",
-            (path, time.time_ns() - 7200 * 10**9),
-        )
-    engine.dispose()
-    with Butler(repo, run=RUN) as butler:
-        report = butler.fsck()
-        assert [f.kind for f in report.garbage] == ["interrupted write"]
-        assert "older porter" in report.garbage[0].detail
-        butler.put(_table(0), "src", instrument="HSC", visit=1228, detector=0)  # recovers the old row
-        assert butler.fsck(checksums=True).clean
+        db = butler.registry.db
+        table = db.engine.dialect.identifier_preparer.format_table(butler.datastore.tables.artifact)
+        with db.engine.begin() as conn:  # the table as an older porter made it
+            conn.exec_driver_sql(f"ALTER TABLE {table} DROP COLUMN writer")
+            # An older porter's journal row, of a writer it did not name, two hours old.
+            conn.execute(
+                sqlalchemy.text(f"INSERT INTO {table} (path, state, created) VALUES (:p, 'writing', :c)"),
+                {"p": path, "c": time.time_ns() - 7200 * 10**9},
+            )
+        db.engine.dispose()
+        with Butler(repo, run=RUN) as reopened:
+            report = reopened.fsck()
+            assert [f.kind for f in report.garbage] == ["interrupted write"]
+            assert "older porter" in report.garbage[0].detail
+            reopened.put(_table(0), "src", instrument="HSC", visit=1228, detector=0)  # recovers the old row
+            assert reopened.fsck(checksums=True).clean
