@@ -7,6 +7,8 @@ it, since no region exists before it is imported.
 
 from __future__ import annotations
 
+import math
+import struct
 import sys
 from typing import TYPE_CHECKING, TypeGuard
 
@@ -83,31 +85,37 @@ def region_problem(region: lsst.sphgeom.Region, encoded: bytes | None = None) ->
     gets a NaN bounding circle, whose pixel envelope is the whole sky (every
     query then "overlaps" it), and a clockwise polygon is the complement of
     the intended one.  Polygons are checked on their encoding (``encoded``,
-    or ``region.encode()``) with numpy, cheap enough for 10⁵ regions: unit
-    vertices, at least three, every consecutive triple turning
-    counter-clockwise (convex), and some area.  Other regions must have a
-    finite, non-empty bounding circle.
+    or ``region.encode()``): unit vertices, at least three, every
+    consecutive triple turning counter-clockwise (convex), and some area.
+    Plain Python on the unpacked doubles: a few microseconds for a detector's
+    polygon, less than sphgeom's envelope of it (numpy's per-call overhead
+    would triple a spatial load).  Other regions must have a finite,
+    non-empty bounding circle.
     """
-    import math
-
     import lsst.sphgeom
-    import numpy as np
 
     if isinstance(region, lsst.sphgeom.ConvexPolygon):
         data = encoded if encoded is not None else region.encode()
         if (len(data) - 1) % 24:
             return "its encoding is not a whole number of vertices"
-        v = np.frombuffer(data, "<f8", offset=1).reshape(-1, 3)
-        if not np.isfinite(v).all():
+        n = (len(data) - 1) // 24
+        if n < 3:
+            return f"a polygon needs at least 3 vertices, not {n}"
+        d = struct.unpack_from(f"<{3 * n}d", data, 1)
+        if not all(map(math.isfinite, d)):
             return "a vertex is not finite (NaN or infinity)"
-        if len(v) < 3:
-            return f"a polygon needs at least 3 vertices, not {len(v)}"
-        if (np.abs(np.einsum("ij,ij->i", v, v) - 1.0) > 1e-6).any():
-            return "a vertex is not a unit vector"
-        turns = np.einsum("ij,ij->i", np.cross(v, np.roll(v, -1, axis=0)), np.roll(v, -2, axis=0))
-        if (turns < -_CONVEXITY_TOLERANCE).any():
-            return "the vertices are not a convex polygon in counter-clockwise order"
-        if turns.sum() <= _CONVEXITY_TOLERANCE:
+        v = [d[i : i + 3] for i in range(0, 3 * n, 3)]
+        for x, y, z in v:
+            if abs(x * x + y * y + z * z - 1.0) > 1e-6:
+                return "a vertex is not a unit vector"
+        total = 0.0
+        for i in range(n):
+            (ax, ay, az), (bx, by, bz), (cx, cy, cz) = v[i - 2], v[i - 1], v[i]
+            turn = (ay * bz - az * by) * cx + (az * bx - ax * bz) * cy + (ax * by - ay * bx) * cz
+            if turn < -_CONVEXITY_TOLERANCE:
+                return "the vertices are not a convex polygon in counter-clockwise order"
+            total += turn
+        if total <= _CONVEXITY_TOLERANCE:
             return "the polygon is degenerate (its vertices lie on one great circle or coincide)"
         return None
     circle = region.getBoundingCircle()
