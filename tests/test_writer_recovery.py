@@ -230,9 +230,10 @@ def test_a_live_writer_is_never_cleaned_up(
 
             second = _rerun(_put_command(repo))
             assert second.returncode != 0
-            assert "ConflictingDefinitionError" in second.stderr and "still running" in second.stderr, (
-                second.stderr
-            )
+            assert (
+                "WriterBusyError: Another process is writing" in second.stderr
+                and "still running" in second.stderr
+            ), second.stderr
             assert f"process {held.pid} " in second.stderr
 
             repaired = subprocess.run(

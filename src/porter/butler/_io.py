@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..datastore import Datastore, DatastoreTables, LocalURI, ResourceURI, StorageClassRegistry, WritePlan
+from ..datastore._datastore import WriterBusyError
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (
     ArtifactMissingError,
@@ -258,6 +259,8 @@ def put(
     # the registry's unique constraint refuses a dataset registered without a file.
     try:
         return commit_writes(registry, datastore, [plan], [(dataset_type, full, run, native)])[0]
+    except WriterBusyError:
+        raise  # another process is writing it: nothing exists yet to remove
     except ConflictingDefinitionError as exc:
         raise ConflictingDefinitionError(
             f"{what} already exists; porter never overwrites a dataset. Remove it first "

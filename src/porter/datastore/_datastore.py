@@ -58,7 +58,7 @@ from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
 from ._uri import ArtifactExistsError, LocalURI, ResourceURI, classify_temporary, my_token, temporary_name
 from .formatters import Formatter, ReadParameterError
 
-__all__ = ["STALE_AFTER", "TEMP_AREA", "Datastore", "WritePlan"]
+__all__ = ["STALE_AFTER", "TEMP_AREA", "Datastore", "WritePlan", "WriterBusyError"]
 
 _TAKEN_BLOCK = 10_000
 """Paths checked per query when reserving (bounds the ``IN`` list)."""
@@ -71,6 +71,14 @@ STALE_AFTER = 3600.0
 
 A writer on this host is checked directly (`porter.datastore._uri.Writer`);
 this bound is for the others, and is ``porter fsck``'s default grace too."""
+
+
+class WriterBusyError(ConflictingDefinitionError):
+    """The path is journaled by a writer that may still be running: not (yet) a dataset that exists.
+
+    Apart from the plain conflict so that the butler does not tell a person
+    to remove a dataset that another process is still writing.
+    """
 
 
 @dataclass
@@ -356,7 +364,7 @@ class Datastore:
                 "if that writer is gone, the next write (or `porter fsck --repair`) finishes its step once "
                 f"the journal row is {STALE_AFTER / 3600:.0f} h old; or put into another run"
             )
-        return ConflictingDefinitionError(
+        return WriterBusyError(
             f"Another process is writing {example!r} ({verdict.reason}); porter never lets two writers "
             f"share a path: {fix}."
         )
