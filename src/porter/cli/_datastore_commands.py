@@ -29,7 +29,11 @@ def fsck(
     ] = False,
     grace: Annotated[
         float,
-        typer.Option(help="Leave journal entries younger than this many seconds alone (writes in progress)."),
+        typer.Option(
+            help="For writers that cannot be checked from here (another host): leave their journal entries "
+            "and temporaries alone until this many seconds old. A gone writer of this host is recoverable at "
+            "once; a running one is never touched."
+        ),
     ] = 3600.0,
     as_json: JsonOpt = False,
 ) -> None:
@@ -37,17 +41,19 @@ def fsck(
 
     Finds interrupted writes and removals, files no dataset uses, orphan
     files, missing files, size (and with --checksums, content) mismatches,
-    and datasets registered without files.  Temporaries that killed writers
-    left are listed apart as garbage: not damage (status 0 if nothing else is
-    wrong), removed by --repair; a running writer's are left alone.  --repair
-    never deletes a file the registry refers to; orphan files are moved to
-    .porter-orphans/.  Exits with status 1 if unrepaired damage remains.
+    and datasets registered without files.  What killed writers left (their
+    journal entries, reported as "recoverable (writer gone)", and their
+    temporaries) is listed apart as garbage: not damage (status 0 if nothing
+    else is wrong), finished by --repair or simply by re-running the killed
+    command; a running writer's are left alone.  --repair never deletes a
+    file the registry refers to; orphan files are moved to .porter-orphans/.
+    Exits with status 1 if unrepaired damage remains.
 
     Examples:
 
         porter fsck repo/
         porter fsck repo/ --checksums --json
-        porter fsck repo/ --repair --grace 0
+        porter fsck repo/ --repair
     """
     with _open(repo) as butler, console.status("checking files") as status:
         report = butler.fsck(
