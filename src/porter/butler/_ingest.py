@@ -76,8 +76,10 @@ def ingest_files(
 
     ``register(conn)``, when given, writes the registry rows instead of the
     default (new datasets in their runs, created if needed), inside the same
-    transaction that records the files' locations: ``import_`` passes the
-    whole import there.  Returns the refs ingested.
+    transaction that records the files' locations.  Returns the refs
+    ingested.  (``import_`` with files runs the same steps itself, see
+    `porter.butler._file_transfers.import_files`: it plans the files' places
+    inside a rehearsal of its registry writes.)
     """
     if not datasets:
         return []
