@@ -725,3 +725,15 @@ def test_unstorable_values_are_refused_by_the_registry(
     with pytest.raises(DataIdError, match=match):
         butler.registry.insert_dimension_records(element, [full])
     assert state(butler) == before
+
+
+def test_progress_is_reported_once(repo_with: Callable[[], Butler], tmp_path: Path) -> None:
+    """The rehearsal is silent: an import with files reports the same steps as one without."""
+    out = write_export(tmp_path / "export")
+    calls: dict[str, list[tuple[str, int]]] = {"files": [], "registry": []}
+    repo_with().import_(
+        directory=str(out), transfer="copy", progress=lambda d, n: calls["files"].append((d, n))
+    )
+    repo_with().import_(out / "export.yaml", progress=lambda d, n: calls["registry"].append((d, n)))
+    assert calls["files"] == calls["registry"]
+    assert len(calls["files"]) <= calls["files"][0][1]

@@ -161,7 +161,7 @@ def import_files(
 
     root = ResourceURI.from_string(directory)
     refs = plan_refs(plan)
-    by_file = _files_of(plan, refs, root, directory)
+    by_file = _files_of(plan, refs, directory)
     sources = {
         path: confined_source(root, path, _describe(group), directory) for path, group in by_file.items()
     }
@@ -172,20 +172,21 @@ def import_files(
     datasets = [FileDataset(sources[p], group, plan.paths[group[0].id][1]) for p, group in wanted.items()]
     counts: dict[str, int] = {}
 
-    def write() -> None:
-        apply_definitions(plan, registry, skip_dimensions, step)
-        counts.update(apply_contents(plan, registry, step))
+    def write(progress: Callable[[str], None]) -> None:
+        apply_definitions(plan, registry, skip_dimensions, progress)
+        counts.update(apply_contents(plan, registry, progress))
 
     if not datasets:
         with registry.transaction():
-            write()
+            write(step)
         counts["files"] = 0
         return counts
     # The rehearsal: every registry write, then the files' places (templates need the new records).
+    # Silent: progress is reported once, for the writes that stay.
     adoptions: list[Adoption] = []
     try:
         with registry.transaction():
-            write()
+            write(lambda _: None)
             adoptions = plan_adoptions(registry, datastore, DataIdExpander(registry), datasets, transfer)
             raise _Rehearsed
     except _Rehearsed:
@@ -198,7 +199,7 @@ def import_files(
         datastore.adopt(adoptions)
         with registry.db.transaction() as conn:
             counts.clear()
-            write()
+            write(step)
             datastore.record(conn, adoptions)
     except BaseException as exc:
         registry.reset_caches()
@@ -227,7 +228,7 @@ def _describe(refs: Sequence[DatasetRef]) -> str:
 
 
 def _files_of(
-    plan: ImportPlan, refs: Sequence[DatasetRef], root: ResourceURI, directory: str | Path
+    plan: ImportPlan, refs: Sequence[DatasetRef], directory: str | Path
 ) -> dict[str, list[DatasetRef]]:
     """The datasets of each file the export names; a file named by two of its entries is refused.
 
