@@ -110,7 +110,7 @@ def test_export_and_import_with_files(
     if transfer == "symlink":
         # The export's files are links to the source repository, outside the export's directory:
         # an import follows no path out of it (issue 14), so it refuses them, writing nothing.
-        with pytest.raises(ExportFormatError, match="symbolic link .* outside the export's directory"):
+        with pytest.raises(ExportFormatError, match=r"symbolic link .* outside the export's directory"):
             target.import_(directory=str(out), transfer="copy")
         assert target.query_dataset_types() == []
         return
