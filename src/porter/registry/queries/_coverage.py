@@ -146,6 +146,17 @@ class Coverage:
 
         Read the batches before asking anything else of the registry: they may stream from an open cursor.
         """
+        try:
+            return self._run(batch)
+        except Exception as exc:
+            from ._engine import evaluation_error
+
+            error = evaluation_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+    def _run(self, batch: int) -> tuple[int, Iterator[Sequence[tuple]]]:
         if self.method == "python":
             return self._in_python(batch)
         if self.method == "copy":

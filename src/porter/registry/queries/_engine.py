@@ -68,7 +68,7 @@ from ._ir import (
 from ._relations import Relation, RelationBuilder, join_relations
 from ._resolve import ResolveContext, resolve_order_by, resolve_predicate
 from ._spec import DatasetSearch, QuerySpec
-from ._sql import SA_KIT, SqlCompiler, TextKit, Unsupported
+from ._sql import SA_KIT, SqlCompiler, TextKit, Unsupported, member_sql
 
 __all__ = ["DatasetSearch", "QueryEngine", "QuerySpec"]
 
@@ -201,10 +201,33 @@ def _fetcher(dbapi_connection: Any) -> Callable[[str, Any], list[Any]]:
         try:
             cursor.execute(sql, params)
             return cursor.fetchall()
+        except Exception as exc:
+            error = evaluation_error(exc)
+            if error is None:
+                raise
+            raise error from exc
         finally:
             cursor.close()
 
     return fetch
+
+
+def evaluation_error(exc: BaseException) -> InvalidQueryError | None:
+    """The porter error for a database's refusal to evaluate the ``where`` expression on stored values.
+
+    Arithmetic on columns can overflow (PostgreSQL: ``bigint out of range``, ``value out of range:
+    overflow`` for a float) for values only the database sees, so it cannot be refused before the SQL
+    runs; SQLite gives infinity or a float instead.  Drivers raise their DB-API ``DataError`` for it
+    (SQLAlchemy wraps it in one of the same name); anything else is not a query error and is None.
+    """
+    if not any(c.__name__ == "DataError" for c in type(exc).__mro__):
+        return None
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+    return InvalidQueryError(
+        f"The database could not evaluate the where expression on the stored values ({detail}). "
+        "Arithmetic on a column overflowed its type: compare the column with a rearranged literal "
+        "instead (visit.exposure_time > 1e300 / 2, not visit.exposure_time * 2 > 1e300)."
+    )
 
 
 # --- the plan cache --------------------------------------------------------------------------------------
@@ -683,7 +706,7 @@ class _Plan:
             col = self.canonical.get(dim)
             if col is None:
                 raise InvalidQueryError(f"{dim} is not available to constrain in this query.")
-            where.append(kit.or_(*[col.between(b, e - 1) for b, e in ranges]) if ranges else kit.false())
+            where.append(member_sql(kit, col, [], [(b, e - 1, 1) for b, e in ranges]))
         for free, fixed in self.semijoins:
             dims = self.element_relations[free].dims
             keys = [d.name for d in self.universe[free].required if d.name not in self.fixed]

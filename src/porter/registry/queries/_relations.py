@@ -10,7 +10,7 @@ from ...errors import InvalidQueryError
 from .._collection_type import CollectionType
 from .._schema import RegistrySchema
 from ._spec import DatasetSearch
-from ._sql import SA_KIT
+from ._sql import SA_KIT, member_sql
 
 __all__ = ["Relation", "RelationBuilder", "join_relations"]
 
@@ -108,7 +108,7 @@ class RelationBuilder:
         cols = [ov.c[d.name] for d in e.required]
         conds = self._constraint_conditions(ov, [d.name for d in e.required])
         if pixel_ranges is not None:
-            conds.append(kit.or_(*[ov.c[skypix].between(b, end - 1) for b, end in pixel_ranges]))
+            conds.append(member_sql(kit, ov.c[skypix], [], [(b, end - 1, 1) for b, end in pixel_ranges]))
         if distinct_keys:
             sub = (
                 kit.select(*cols)

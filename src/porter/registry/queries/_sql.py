@@ -2,16 +2,33 @@
 
 Every literal becomes a bound parameter; nothing the user typed is ever
 pasted into SQL text.
+
+The SQL stays small and shallow however long the expression (issue 14):
+
+* an AND/OR of more than `GROUP` items is written as nested groups of at
+  most `GROUP` (SQLite refuses an expression tree deeper than 1,000, and
+  ``a OR b OR …`` is as deep as it is long);
+* an IN list, and the equality terms and ranges of one column under one OR,
+  become one membership test (`SqlCompiler._member`): ranges are merged and,
+  up to `MAX_EXPANDED` values in all, listed; a list of more than
+  `IN_LIST_MAX` values is one bound array (SQLite: ``IN (SELECT value FROM
+  json_each(?))``, PostgreSQL: ``= ANY(%s)``), which the database looks rows
+  up in instead of testing every row against every item of an OR tree (and
+  which no limit on the number of parameters applies to).  What cannot be
+  listed stays a ``BETWEEN`` per range, at most `MAX_RANGES` of them.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import BigInteger, Uuid
+from sqlalchemy.ext.compiler import compiles
 
 from ...dimensions import Timespan
 from ...errors import InvalidQueryError
@@ -38,7 +55,37 @@ from ._ir import (
     Predicate,
 )
 
-__all__ = ["SA_KIT", "SAKit", "SqlCompiler", "TextKit", "TextStatement", "Unsupported", "glob_to_like"]
+__all__ = [
+    "GROUP",
+    "IN_LIST_MAX",
+    "MAX_EXPANDED",
+    "MAX_RANGES",
+    "SA_KIT",
+    "SAKit",
+    "SqlCompiler",
+    "TextKit",
+    "TextStatement",
+    "Unsupported",
+    "glob_to_like",
+    "member_sql",
+    "membership",
+]
+
+GROUP = 64
+"""Most items written in one flat AND/OR; longer ones nest in groups of this size (log-depth)."""
+
+IN_LIST_MAX = 100
+"""Most values an IN list is written with as one parameter each; more are one bound array."""
+
+MAX_EXPANDED = 100_000
+"""Most values ranges are listed as in one membership test (`membership`)."""
+
+FEW_RANGES = 16
+"""Ranges left as BETWEEN without listing any of their values: a few comparisons cost less than a look-up."""
+
+MAX_RANGES = 1_000
+"""Most ranges too wide to list that one IN may hold: each is a BETWEEN every candidate row is tested
+against, so this bounds the database's work per row."""
 
 ColumnLookup = Callable[[DimKey | DimField | DatasetField], Any]
 
@@ -56,6 +103,123 @@ def glob_to_like(pattern: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def membership(
+    values: Sequence[Any], ranges: Sequence[tuple[int, int, int]]
+) -> tuple[list[Any], list[tuple[int, int, int]]]:
+    """The values and ranges (start, inclusive stop, stride) of an IN, as few tests as possible.
+
+    Returns distinct values to look up and the ranges left to test one by
+    one.  Empty ranges go; overlapping and adjacent ranges of stride 1 are
+    merged; if more than `FEW_RANGES` remain, the smallest are listed as
+    values (up to `MAX_EXPANDED` values in all) until `FEW_RANGES` are left.
+    More than `MAX_RANGES` ranges that cannot be listed is an
+    `InvalidQueryError`, so that no input costs more than that many
+    comparisons a row.
+    """
+    unit: list[tuple[int, int]] = []
+    left: list[tuple[int, int, int]] = []
+    for start, stop, stride in ranges:
+        if start > stop:
+            continue
+        if stride == 1 or start == stop:
+            unit.append((start, stop))
+        else:
+            left.append((start, stop - (stop - start) % stride, stride))
+    unit.sort()
+    merged: list[list[int]] = []
+    for start, stop in unit:
+        if merged and start <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop])
+    left.extend((start, stop, 1) for start, stop in merged)
+    out = list(dict.fromkeys(values))
+    if len(left) > FEW_RANGES:
+        left.sort(key=lambda r: (r[1] - r[0]) // r[2])
+        budget = MAX_EXPANDED - len(out)
+        listed = 0
+        while len(left) - listed > FEW_RANGES:
+            start, stop, stride = left[listed]
+            count = (stop - start) // stride + 1
+            if count > budget:
+                break
+            out.extend(range(start, stop + 1, stride))
+            budget -= count
+            listed += 1
+        left = left[listed:]
+        out = list(dict.fromkeys(out))
+    if len(left) > MAX_RANGES:
+        raise InvalidQueryError(
+            f"An IN list holds {len(left)} ranges too wide to list as values (more than {MAX_EXPANDED} "
+            f"values together); at most {MAX_RANGES} are tested one by one. Merge them into fewer, wider "
+            "ranges, or split the query."
+        )
+    left.sort()
+    return out, left
+
+
+def member_sql(kit: Any, col: Any, values: Sequence[Any], ranges: Sequence[tuple[int, int, int]]) -> Any:
+    """SQL (through ``kit``) for: ``col`` among ``values`` or in one of ``ranges`` (see `membership`)."""
+    listed, left = membership(values, ranges)
+    conds = []
+    if listed:
+        conds.append(kit.in_values(col, listed))
+    if left:
+        conds.append(_in_ranges(kit, col, left))
+    return kit.or_(*conds)
+
+
+def _in_ranges(kit: Any, col: Any, ranges: list[tuple[int, int, int]]) -> Any:
+    """``col`` in one of ``ranges`` (sorted by start), in about 2 √n comparisons a row, not n.
+
+    More than `FEW_RANGES` ranges are split into √n consecutive groups, each
+    guarded by the span of its ranges (``col BETWEEN first start AND last
+    stop AND (its ranges)``): a row is tested against every guard and the
+    ranges of the groups whose span holds it.  Two levels of nesting at most.
+    """
+    if len(ranges) > FEW_RANGES:
+        size = math.isqrt(len(ranges) - 1) + 1
+        groups = [ranges[i : i + size] for i in range(0, len(ranges), size)]
+        return kit.or_(
+            *[
+                kit.and_(col.between(g[0][0], max(r[1] for r in g)), _each_range(kit, col, g))
+                if len(g) > 1
+                else _each_range(kit, col, g)
+                for g in groups
+            ]
+        )
+    return _each_range(kit, col, ranges)
+
+
+def _each_range(kit: Any, col: Any, ranges: list[tuple[int, int, int]]) -> Any:
+    """``col`` in one of ``ranges``: an OR of one test per range."""
+    conds = []
+    for start, stop, stride in ranges:
+        cond = col.between(start, stop)
+        if stride != 1:
+            # col = start (mod stride), without computing col - start, which overflows 64 bits for
+            # a start near -2**63 (PostgreSQL: bigint out of range).  SQL's remainder takes the sign
+            # of the dividend, so a negative col leaves r - stride where a positive one leaves r.
+            r = start % stride
+            rem = col % stride
+            cond = kit.and_(cond, kit.or_(rem == r, rem == r - stride) if r else rem == 0)
+        conds.append(cond)
+    return kit.or_(*conds)
+
+
+def _member_column(p: Predicate) -> Any:
+    """The plain column ``p`` tests membership of (an IN list, a range, ``= literal``), or None."""
+    if not isinstance(p, InValues | InRange | Compare) or not isinstance(
+        p.a, DimKey | DimField | DatasetField
+    ):
+        return None
+    if isinstance(p, Compare) and not (
+        p.op == "==" and isinstance(p.b, Lit) and p.b.type in ("int", "float", "string", "uuid")
+    ):
+        return None
+    return p.a
 
 
 class SqlCompiler:
@@ -89,6 +253,10 @@ class SqlCompiler:
             return self.lookup(x)
         if isinstance(x, Arith):
             a, b = self.value(x.a), self.value(x.b)
+            if x.op in ("/", "%") and not isinstance(x.b, Lit):
+                # A divisor the database computes may be zero: NULL then, as SQLite answers, where
+                # PostgreSQL would stop the query (a literal zero was refused by the resolver).
+                b = self.kit.nullif_zero(b)
             match x.op:
                 case "+":
                     return a + b
@@ -116,7 +284,7 @@ class SqlCompiler:
         if isinstance(p, And):
             return kit.and_(*[self.predicate(i) for i in p.items])
         if isinstance(p, Or):
-            return kit.or_(*[self.predicate(i) for i in p.items])
+            return self._or(p)
         if isinstance(p, Not):
             return kit.not_(self.predicate(p.item))
         if isinstance(p, Compare):
@@ -124,13 +292,9 @@ class SqlCompiler:
         if isinstance(p, InValues):
             if p.a.type == "timespan":
                 raise InvalidQueryError("IN does not apply to timespans.")
-            return self.value(p.a).in_([v.value for v in p.values])
+            return self._member(p.a, [v.value for v in p.values], [])
         if isinstance(p, InRange):
-            col = self.value(p.a)
-            cond = col.between(p.start, p.stop)
-            if p.stride != 1:
-                cond = kit.and_(cond, (col - p.start) % p.stride == 0)
-            return cond
+            return self._member(p.a, [], [(p.start, p.stop, p.stride)])
         if isinstance(p, IsNull):
             v = self.value(p.a)
             return (v[0] if isinstance(v, tuple) else v).is_(None)
@@ -141,6 +305,35 @@ class SqlCompiler:
         if isinstance(p, Overlaps):
             return self._overlaps(p)
         raise InvalidQueryError(f"Cannot compile predicate {p!r}.")
+
+    def _or(self, p: Or) -> Any:
+        """An OR, with its IN lists, ranges and ``=`` literals on one column made one membership test.
+
+        ``visit = 1 OR visit = 2 OR …`` (machine-written) and ``visit IN (1..5, 9..12)`` (an OR of
+        ranges after resolution) then cost a look-up a row, not one comparison per term.  Only
+        plain columns are grouped; SQL gives the same answer either way (NULL for a NULL column).
+        """
+        groups: dict[Any, tuple[list[Any], list[tuple[int, int, int]]]] = {}
+        rest: list[Predicate] = []
+        for item in p.items:
+            col = _member_column(item)
+            if col is None or col.type == "timespan":
+                rest.append(item)
+                continue
+            values, ranges = groups.setdefault(col, ([], []))
+            if isinstance(item, InValues):
+                values.extend(v.value for v in item.values)
+            elif isinstance(item, InRange):
+                ranges.append((item.start, item.stop, item.stride))
+            else:
+                assert isinstance(item, Compare) and isinstance(item.b, Lit)
+                values.append(item.b.value)
+        conds = [self._member(col, values, ranges) for col, (values, ranges) in groups.items()]
+        return self.kit.or_(*conds, *[self.predicate(i) for i in rest])
+
+    def _member(self, a: ColumnExpr, values: list[Any], ranges: list[tuple[int, int, int]]) -> Any:
+        """``a`` among ``values`` or in one of ``ranges`` (see `membership`)."""
+        return member_sql(self.kit, self.value(a), values, ranges)
 
     def _compare(self, p: Compare) -> Any:
         a, b = self.value(p.a), self.value(p.b)
@@ -210,10 +403,22 @@ class SAKit:
         return sqlalchemy.union_all(*parts)
 
     def and_(self, *items: Any) -> Any:
+        if len(items) > GROUP:
+            return self.and_(*[sqlalchemy.and_(*c).self_group() for c in _chunks(items)])
         return sqlalchemy.and_(*items)
 
     def or_(self, *items: Any) -> Any:
+        if not items:
+            return sqlalchemy.false()
+        if len(items) > GROUP:
+            return self.or_(*[sqlalchemy.or_(*c).self_group() for c in _chunks(items)])
         return sqlalchemy.or_(*items)
+
+    def in_values(self, column: Any, values: list[Any]) -> Any:
+        """``column IN (values)``; more than `IN_LIST_MAX` values are one bound array (`_InArray`)."""
+        if len(values) <= IN_LIST_MAX or not _arrayable(values):
+            return column.in_(values)
+        return _InArray(column, values)
 
     def not_(self, item: Any) -> Any:
         return sqlalchemy.not_(item)
@@ -252,12 +457,57 @@ class SAKit:
     def divide(self, a: Any, b: Any) -> Any:
         return a / b
 
+    def nullif_zero(self, value: Any) -> Any:
+        return sqlalchemy.func.nullif(value, 0)
+
     def in_select(self, columns: list[Any], select: Any) -> Any:
         """``(a, b) IN (SELECT …)``: the rows whose ``columns`` are among the select's rows."""
         return (columns[0] if len(columns) == 1 else sqlalchemy.tuple_(*columns)).in_(select)
 
 
 SA_KIT = SAKit()
+
+
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    """``items`` in consecutive groups of at most `GROUP`."""
+    return [items[i : i + GROUP] for i in range(0, len(items), GROUP)]
+
+
+def _arrayable(values: list[Any]) -> bool:
+    """Can ``values`` travel as one array (JSON on SQLite, an ARRAY on PostgreSQL)?"""
+    kinds = {type(v) for v in values}
+    return kinds <= {int, float} or kinds == {str} or kinds == {uuid.UUID}
+
+
+class _InArray(sqlalchemy.sql.expression.ColumnElement[bool]):
+    """``column IN (values)`` with the values as one bound array, written per database (`_in_array_*`)."""
+
+    type = sqlalchemy.Boolean()
+    inherit_cache = False
+
+    def __init__(self, column: Any, values: list[Any]):
+        self.column = column
+        self.values = values
+
+
+@compiles(_InArray, "sqlite")
+def _in_array_sqlite(element: _InArray, compiler: Any, **kw: Any) -> str:
+    values = [v.hex if isinstance(v, uuid.UUID) else v for v in element.values]
+    array = compiler.process(sqlalchemy.bindparam(None, json.dumps(values), sqlalchemy.String()), **kw)
+    return f"({compiler.process(element.column, **kw)} IN (SELECT value FROM json_each({array})))"
+
+
+@compiles(_InArray)
+def _in_array_default(element: _InArray, compiler: Any, **kw: Any) -> str:
+    if isinstance(element.values[0], uuid.UUID):
+        values: list[Any] = [str(v) for v in element.values]
+        cast = " AS UUID[]"
+    else:
+        values, cast = list(element.values), ""
+    array = compiler.process(sqlalchemy.bindparam(None, values, sqlalchemy.types.NullType()), **kw)
+    array = f"CAST({array}{cast})" if cast else array
+    return f"({compiler.process(element.column, **kw)} = ANY({array}))"
+
 
 _EXPAND = "\x00expand\x00"
 
@@ -694,12 +944,37 @@ class TextKit:
         return self._join(" OR ", es)
 
     def _join(self, op: str, es: list[TextExpr]) -> TextExpr:
-        params: tuple = ()
-        tables: tuple = ()
+        """``es`` joined by ``op``, in nested groups of at most `GROUP` (SQLite's expression depth)."""
+        while len(es) > GROUP:
+            es = [self._join(op, list(c)) for c in _chunks(es)]
+        params: list[Any] = []
+        tables: list[Any] = []
         for e in es:
-            params += e.params
-            tables += e.tables
-        return TextExpr(self, "(" + op.join(e.sql for e in es) + ")", params, tables)
+            params.extend(e.params)
+            tables.extend(e.tables)
+        return TextExpr(self, "(" + op.join(e.sql for e in es) + ")", tuple(params), tuple(tables))
+
+    def in_values(self, column: TextExpr, values: list[Any]) -> TextExpr:
+        """``column IN (values)``; more than `IN_LIST_MAX` values are one bound array.
+
+        SQLite: ``IN (SELECT value FROM json_each(?))`` with the values as a JSON
+        text; PostgreSQL: ``= ANY(%s)`` with a list, which psycopg2 sends as an
+        ARRAY.  Either way the database builds one look-up for the list, and the
+        statement holds one parameter however long it is.
+        """
+        if len(values) <= IN_LIST_MAX or not _arrayable(values):
+            return column.in_(values)
+        data: Any
+        if self.sqlite:
+            data = json.dumps([v.hex if isinstance(v, uuid.UUID) else v for v in values])
+            sql = f"({column.sql} IN (SELECT value FROM json_each({self.mark})))"
+        elif isinstance(values[0], uuid.UUID):
+            data = [str(v) for v in values]
+            sql = f"({column.sql} = ANY(CAST({self.mark} AS UUID[])))"
+        else:
+            data = list(values)
+            sql = f"({column.sql} = ANY({self.mark}))"
+        return TextExpr(self, sql, (*column.params, data), column.tables)
 
     def in_select(self, columns: list[TextExpr], select: TextSelect) -> TextExpr:
         """``(a, b) IN (SELECT …)``: the rows whose ``columns`` are among the select's rows."""
@@ -764,3 +1039,6 @@ class TextKit:
 
     def divide(self, a: Any, b: Any) -> Any:
         raise Unsupported("division")
+
+    def nullif_zero(self, value: TextExpr) -> TextExpr:
+        return TextExpr(self, f"NULLIF({value.sql}, 0)", value.params, value.tables)
