@@ -48,6 +48,7 @@ from porter.dimensions import Timespan
 from porter.errors import ExpressionSyntaxError, InvalidQueryError, PorterError
 from porter.registry.expr import MAX_DEPTH, parse_expression
 from porter.registry.queries._resolve import MAX_RESOLVED_DEPTH
+from porter.registry.queries._sql import MAX_RANGES
 
 # --- the repository and its fingerprint ------------------------------------------------------------------
 
@@ -1087,3 +1088,94 @@ def test_bound_times_without_a_tai_value(butler: Butler) -> None:
         butler.query_data_ids(
             ["visit"], where="instrument = 'Cam1' AND visit.timespan OVERLAPS :t", bind={"t": local}
         )
+
+
+DETECTORS = (1, 2, 3, 4)
+"""The detectors of Cam1 in base.yaml."""
+
+range_items = st.one_of(
+    st.integers(-5, 10).map(lambda v: ((v, v, 1), str(v))),
+    st.tuples(st.integers(-20, 20), st.integers(-20, 20), st.integers(1, 7)).map(
+        lambda t: ((t[0], t[1], t[2]), f"{t[0]}..{t[1]}" + (f":{t[2]}" if t[2] != 1 else ""))
+    ),
+    st.tuples(st.integers(-(2**63), 2**63 - 2), st.integers(1, 2**62), st.integers(1, 2**62)).map(
+        lambda t: ((t[0], min(t[0] + t[1], 2**63 - 1), t[2]), f"{t[0]}..{min(t[0] + t[1], 2**63 - 1)}:{t[2]}")
+    ),
+)
+
+
+def _members(items: list[tuple[int, int, int]]) -> set[int]:
+    """The detectors an IN list of (start, stop, stride) items selects, computed in Python."""
+    return {d for d in DETECTORS for a, b, s in items if a <= d <= b and (d - a) % s == 0}
+
+
+@st.composite
+def in_lists(draw: st.DrawFn) -> tuple[str, set[int]]:
+    """``detector [NOT] IN (…)`` with up to a few thousand values and ranges, or an OR chain of them."""
+    n = draw(st.one_of(st.integers(1, 20), st.integers(200, 400), st.sampled_from([3000])))
+    if n > 400:  # many items, few distinct: built, not drawn one by one
+        items = [draw(range_items) for _ in range(20)] * (n // 20)
+    else:
+        items = draw(st.lists(range_items, min_size=n, max_size=n))
+    texts = [t for _, t in items]
+    selected = _members([r for r, _ in items])
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        return f"detector IN ({', '.join(texts)})", selected
+    if kind == 1:
+        return f"detector NOT IN ({', '.join(texts)})", set(DETECTORS) - selected
+    return " OR ".join(f"detector IN ({t})" for t in texts), selected
+
+
+def test_many_in_ranges(butler: Butler, backend: str) -> None:
+    """IN lists of thousands of values and ranges (strided, near the 64-bit ends, as OR chains): the
+    right detectors on every entry point, bounded SQL (one array, guarded ranges), nothing changed.
+
+    A few hundred ranges were a few hundred BETWEENs per row (seconds on a real registry), 1,000 an
+    'Expression tree is too large' from SQLite, and a stride near -2**63 a bigint overflow on PostgreSQL.
+    """
+
+    def body(case: tuple[str, set[int]]) -> None:
+        where, expected = case
+        where = f"instrument = 'Cam1' AND ({where})"
+        outcomes = check_unchanged(butler, where)
+        assert set(outcomes.values()) <= {"", "EmptyQueryResultError"}, outcomes
+        got = {d["detector"] for d in butler.query_data_ids(["detector"], where=where, explain=False)}
+        assert got == expected, where[:300]
+
+    fuzz(backend, 60, 15, in_lists(), body)
+
+
+def test_a_thousand_term_or_chain(butler: Butler) -> None:
+    """A 1,000-term OR chain of equalities (330 was a RecursionError once) is one look-up."""
+    where = "instrument = 'Cam1' AND (" + " OR ".join(f"detector = {i}" for i in range(3, 1003)) + ")"
+    assert {d["detector"] for d in butler.query_data_ids(["detector"], where=where)} == {3, 4}
+
+
+def test_bound_lists_beyond_the_parameter_limit(butler: Butler) -> None:
+    """40,000 bound values (SQLite takes at most 32,766 parameters a statement) are one array."""
+    values = list(range(2, 40_002))
+    for call in ENTRY_POINTS.values():
+        call(butler, "instrument = 'Cam1' AND detector IN (:vals)", {"vals": values}, {})
+    got = butler.query_data_ids(
+        ["detector"], where="instrument = 'Cam1' AND detector IN (:vals)", bind={"vals": values}
+    )
+    assert {d["detector"] for d in got} == {2, 3, 4}
+    strings = [f"name{i}" for i in range(40_000)] + ["A"]
+    got = butler.query_dimension_records(
+        "detector", where="instrument = 'Cam1' AND detector.raft IN (:s)", bind={"s": strings}
+    )
+    assert {r.raft for r in got} == {"A"}
+
+
+def test_too_many_wide_ranges_are_refused(butler: Butler) -> None:
+    """Ranges too wide to list are tested one by one: more than MAX_RANGES is a clear refusal."""
+    wide = ", ".join(f"{i * 10**12}..{i * 10**12 + 10**11}" for i in range(1, MAX_RANGES + 2))
+    before = fingerprint(butler)
+    for call in ENTRY_POINTS.values():
+        with pytest.raises(InvalidQueryError, match=f"at most {MAX_RANGES} are tested one by one"):
+            call(butler, f"instrument = 'Cam1' AND visit IN ({wide})", {}, {})
+    assert fingerprint(butler) == before
+    fewer = ", ".join(f"{i * 10**12}..{i * 10**12 + 10**11}" for i in range(1, MAX_RANGES + 1))
+    got = butler.query_data_ids(["visit"], where=f"instrument = 'Cam1' AND (visit IN ({fewer}) OR visit = 2)")
+    assert [d["visit"] for d in got] == [2]
