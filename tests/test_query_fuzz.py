@@ -1015,15 +1015,6 @@ def test_coverage_renders_percent_signs(butler: Butler, where: str) -> None:
     assert [row for batch in batches for row in batch] == []  # every detector has a bias in one of the runs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Registry._spec merges the data ID with {**(data_id or {}), **kwargs}, so a data_id= (or daf_butler's "
-        "dataId=) that is not a mapping is a TypeError ('str' object is not a mapping). Fix in _registry.py "
-        "(_spec): refuse anything but a Mapping or DataCoordinate with DataIdError naming the value, e.g. "
-        "\"data_id must be a mapping of dimension names to values, like {'instrument': 'HSC'}, not 'Cam1'\"."
-    ),
-)
 @pytest.mark.parametrize("data_id", ["Cam1", 1, ["instrument", "Cam1"]])
 def test_data_id_that_is_not_a_mapping(butler: Butler, data_id: Any) -> None:
     with pytest.raises(PorterError, match="mapping"):

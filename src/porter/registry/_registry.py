@@ -401,9 +401,18 @@ class Registry(RegistryCompatMixin):
         limit: int | None,
         element: DimensionElement | None = None,
     ) -> QuerySpec:
-        """A `QuerySpec` from the constraint arguments every query method shares."""
+        """A `QuerySpec` from the constraint arguments every query method shares.
+
+        A ``data_id`` that is not a mapping (``data_id='HSC'``) is refused by name here: merging it
+        with the keyword constraints was a bare ``TypeError`` ('str' object is not a mapping).
+        """
         from .queries import QuerySpec
 
+        if data_id is not None and not isinstance(data_id, Mapping | DataCoordinate):
+            raise DataIdError(
+                "data_id must be a mapping of dimension names to values, like {'instrument': 'HSC'}, "
+                f"not {data_id!r:.80}."
+            )
         return QuerySpec(
             kind=kind,
             dimensions=dimensions,
