@@ -15,6 +15,10 @@ point (the butler's ``query_datasets`` / ``query_data_ids`` /
 (c) deep nesting (up to 20,000 parentheses, NOTs, signs, function calls) and
     long AND/OR chains;
 (d) inputs of about 100 KB;
+(e) IN lists of thousands of values and ranges (strided, near the 64-bit
+    ends, negated, as OR chains), whose answers are checked against Python,
+    and NUL or lone surrogates anywhere, which the lexer must refuse where
+    they are;
 
 with ``bind=`` values and keyword data-ID constraints of wrong and extreme
 types.  Each call must either succeed or raise a `porter.errors.PorterError`
@@ -1170,3 +1174,31 @@ def test_too_many_wide_ranges_are_refused(butler: Butler) -> None:
     fewer = ", ".join(f"{i * 10**12}..{i * 10**12 + 10**11}" for i in range(1, MAX_RANGES + 1))
     got = butler.query_data_ids(["visit"], where=f"instrument = 'Cam1' AND (visit IN ({fewer}) OR visit = 2)")
     assert [d["visit"] for d in got] == [2]
+
+
+@st.composite
+def invalid_text(draw: st.DrawFn) -> tuple[str, int]:
+    """A valid expression with NUL or a lone surrogate put anywhere (in a string, a name, between
+    tokens), and where the first one is."""
+    text = draw(st.sampled_from(VALID))
+    for _ in range(draw(st.integers(1, 3))):
+        i = draw(st.integers(0, len(text)))
+        text = text[:i] + draw(st.sampled_from(["\x00", "\ud800", "\udbff", "\udc00", "\udfff"])) + text[i:]
+    first = min(i for i, ch in enumerate(text) if ch == "\x00" or "\ud800" <= ch <= "\udfff")
+    return text, first
+
+
+def test_invalid_text_anywhere(butler: Butler, backend: str) -> None:
+    """The lexer refuses NUL and lone surrogates wherever they are, at the first one, with a message
+    that prints; before, a surrogate in a string literal reached the driver (UnicodeEncodeError)."""
+
+    def body(case: tuple[str, int]) -> None:
+        where, first = case
+        with pytest.raises(ExpressionSyntaxError) as info:
+            parse_expression(where)
+        assert info.value.position == first
+        str(info.value).encode("utf-8")
+        outcomes = check_unchanged(butler, where, GOOD_BIND)
+        assert set(outcomes.values()) == {"ExpressionSyntaxError"}, outcomes
+
+    fuzz(backend, 40, 10, invalid_text(), body)
