@@ -87,7 +87,7 @@ def main() -> None:
 
     root = args.repo or Path(tempfile.mkdtemp(prefix="porter-inbench-"))
     t0 = time.perf_counter()
-    if (root / "butler.yaml").exists() or (root / "registry.sqlite3").exists():
+    if (root / "porter.yaml").exists():
         butler = Butler(root)
     else:
         if args.postgresql:
