@@ -10,6 +10,7 @@ unreachable PostgreSQL or a missing S3 emulator is a failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -172,6 +173,27 @@ def load(butler: Butler, *files: str) -> Butler:
     for f in files:
         butler.import_(EXPORTS / f)
     return butler
+
+
+@contextlib.contextmanager
+def hsc_repository(root: Path, backend: str, datastore: str | None = None) -> Iterator[Butler]:
+    """A repository on ``backend`` with the HSC RC2 subset's records and the ``src`` (ArrowTable) and
+    ``summary`` (StructuredDataDict) dataset types, for tests that kill or starve writers of it; its
+    PostgreSQL schema is dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
+    if schema:
+        butler = Butler.create(root, registry=_pg_url(), namespace=schema, datastore=datastore)
+    else:
+        butler = Butler.create(root, datastore=datastore)
+    try:
+        load(butler, "hsc-rc2-subset.yaml")
+        butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
+        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
+        yield butler
+    finally:
+        butler.close()
+        if schema:
+            drop_schema(_pg_url(), schema)
 
 
 @pytest.fixture(scope="session")

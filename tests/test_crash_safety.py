@@ -16,7 +16,6 @@ A running writer's temporary is never swept.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -24,8 +23,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from conftest import _pg_url, drop_schema, load
+from conftest import hsc_repository, load
 from porter import Butler
 from porter.cli import app
 from porter.datastore._uri import Writer
@@ -139,25 +136,6 @@ HANG_GUARD = 600.0
 runner = CliRunner()
 
 
-@contextlib.contextmanager
-def _repository(root: Path, backend: str, datastore_root: str | None) -> Iterator[Butler]:
-    """A repository on ``backend`` (its PostgreSQL schema dropped afterwards) with src and summary types."""
-    schema = f"t_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
-    if schema:
-        butler = Butler.create(root, registry=_pg_url(), namespace=schema, datastore=datastore_root)
-    else:
-        butler = Butler.create(root, datastore=datastore_root)
-    try:
-        load(butler, "hsc-rc2-subset.yaml")
-        butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
-        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
-        yield butler
-    finally:
-        butler.close()
-        if schema:
-            drop_schema(_pg_url(), schema)
-
-
 def _temporaries_of(butler: Butler, pid: int) -> list[Path]:
     """The files process ``pid`` is formatting (or left) in the datastore's temporary area."""
     area = butler.datastore.temporary_area()
@@ -205,7 +183,7 @@ def test_killed_writers_temporaries_are_garbage_and_swept(
     """
     repo = tmp_path / "repo"
     local = datastore_root is None
-    with _repository(repo, backend, datastore_root) as butler:
+    with hsc_repository(repo, backend, datastore_root) as butler:
         left = 0
         for round_ in range(GARBAGE_ROUNDS):
             seed = 1000 * round_ + 11
@@ -244,7 +222,7 @@ def test_a_running_writers_temporary_is_never_swept(
     """A writer stopped half-way through formatting a file keeps its temporary through every sweep
     (fsck with no grace at all, fsck --repair, a new writer, an explicit sweep), then finishes its put."""
     repo = tmp_path / "repo"
-    with _repository(repo, backend, datastore_root) as butler:
+    with hsc_repository(repo, backend, datastore_root) as butler:
         proc = _start(repo, "hold", 0)
         try:
             assert proc.stdout is not None and proc.stdin is not None

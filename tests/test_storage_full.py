@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy
 
-from conftest import _pg_url, drop_schema, load
+from conftest import _pg_url, hsc_repository, load
 from porter import Butler, DatasetRef, FileDataset
 from porter.errors import MissingCollectionError, StorageFullError
 
@@ -67,24 +67,6 @@ def _huge_table() -> pa.Table:
     return pa.table({"flux": np.random.default_rng(1).normal(size=HUGE)})
 
 
-@contextlib.contextmanager
-def _repository(root: Path, backend: str, datastore: str | None = None) -> Iterator[Butler]:
-    schema = f"t_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
-    if schema:
-        butler = Butler.create(root, registry=_pg_url(), namespace=schema, datastore=datastore)
-    else:
-        butler = Butler.create(root, datastore=datastore)
-    try:
-        load(butler, "hsc-rc2-subset.yaml")
-        butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
-        butler.register_dataset_type("summary", ["instrument", "visit", "detector"], "StructuredDataDict")
-        yield butler
-    finally:
-        butler.close()
-        if schema:
-            drop_schema(_pg_url(), schema)
-
-
 def _fill(ballast: Path) -> None:
     """Fill ``ballast``'s filesystem to the last block (big writes, then ever smaller ones)."""
     with open(ballast, "wb", buffering=0) as f:
@@ -117,7 +99,7 @@ def test_full_datastore(tmp_path: Path, backend: str, small_filesystem: MountSma
     """A put and an ingest (copy) into a datastore whose filesystem is full: the formatter's and the
     copy's ENOSPC become `StorageFullError` naming the mount point; nothing is left; a smaller write fits."""
     files = small_filesystem("datastore", "1m")
-    with _repository(tmp_path / "repo", backend, datastore=str(files)) as butler:
+    with hsc_repository(tmp_path / "repo", backend, datastore=str(files)) as butler:
         before = _files(files)
         with pytest.raises(StorageFullError) as caught:
             butler.put(_huge_table(), "src", instrument="HSC", visit=1228, detector=0, run="full/run")
@@ -148,7 +130,7 @@ def test_full_sqlite_registry(tmp_path: Path, small_filesystem: MountSmall) -> N
     and its mount point; the failed put left no dataset, journal row or file; it succeeds once there is room."""
     area = small_filesystem("registry", "64m")
     files = tmp_path / "files"
-    with _repository(area / "repo", "sqlite", datastore=str(files)) as butler:
+    with hsc_repository(area / "repo", "sqlite", datastore=str(files)) as butler:
         butler.put({"d": -1}, "summary", instrument="HSC", visit=1228, detector=99, run="full/run")
         _fill(area / "ballast")
         failed: StorageFullError | None = None
@@ -193,7 +175,7 @@ def test_full_postgresql_registry(tmp_path: Path) -> None:
     server; the put is rolled back: no dataset, no journal row, no file."""
     pytest.importorskip("psycopg2")
     files = tmp_path / "files"
-    with _repository(tmp_path / "repo", "postgresql", datastore=str(files)) as butler:
+    with hsc_repository(tmp_path / "repo", "postgresql", datastore=str(files)) as butler:
         schema = butler.registry.db.namespace
         engine = sqlalchemy.create_engine(_pg_url().replace("postgresql://", "postgresql+psycopg2://"))
         with engine.begin() as conn:
@@ -232,7 +214,7 @@ def test_full_temporary_area_of_an_s3_datastore(
     scratch = small_filesystem("tmp", "1m")
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # what TMPDIR does for a new process
     root = f"s3://porter-test/{uuid.uuid4().hex[:12]}"
-    with _repository(tmp_path / "repo", "sqlite", datastore=root) as butler:
+    with hsc_repository(tmp_path / "repo", "sqlite", datastore=root) as butler:
         assert str(butler.datastore.temporary_area()).startswith(str(scratch))
         with pytest.raises(StorageFullError, match=f"mounted at {scratch} is full"):
             butler.put(_huge_table(), "src", instrument="HSC", visit=1228, detector=0, run="full/run")
@@ -260,7 +242,7 @@ def test_import_into_a_full_datastore(tmp_path: Path, backend: str, small_filesy
     source.close()
 
     files = small_filesystem("datastore", "1m")
-    with _repository(tmp_path / "repo", backend, datastore=str(files)) as butler:
+    with hsc_repository(tmp_path / "repo", backend, datastore=str(files)) as butler:
         before = _files(files)
         result = CliRunner().invoke(
             app,

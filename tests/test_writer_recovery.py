@@ -22,7 +22,6 @@ in `test_import_killed_at_random_moments_is_rerun`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import signal
@@ -30,7 +29,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,7 @@ import pyarrow as pa
 import pytest
 import sqlalchemy
 
-from conftest import _pg_url, drop_schema, load
+from conftest import hsc_repository, load
 from porter import Butler
 
 WORKER = Path(__file__).with_name("recovery_worker.py")
@@ -46,24 +44,6 @@ PORTER = str(Path(sys.executable).with_name("porter"))
 STOP_POINTS = ("journaled", "written", "registering")
 PUTS = 3
 RUN = "recover/run"
-
-
-@contextlib.contextmanager
-def _repository(root: Path, backend: str, datastore_root: str | None) -> Iterator[Butler]:
-    """A repository on ``backend`` (its PostgreSQL schema dropped afterwards) with the ``src`` type."""
-    schema = f"t_{uuid.uuid4().hex[:12]}" if backend == "postgresql" else None
-    if schema:
-        butler = Butler.create(root, registry=_pg_url(), namespace=schema, datastore=datastore_root)
-    else:
-        butler = Butler.create(root, datastore=datastore_root)
-    try:
-        load(butler, "hsc-rc2-subset.yaml")
-        butler.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
-        yield butler
-    finally:
-        butler.close()
-        if schema:
-            drop_schema(_pg_url(), schema)
 
 
 def _env(stop_at: str | None) -> dict[str, str]:
@@ -131,7 +111,7 @@ def test_put_killed_is_rerun_without_repair(
     tmp_path: Path, backend: str, datastore_root: str | None, point: str
 ) -> None:
     repo = tmp_path / "repo"
-    with _repository(repo, backend, datastore_root) as butler:
+    with hsc_repository(repo, backend, datastore_root) as butler:
         _kill(_start_stopped(_put_command(repo), point))
         _assert_leftovers_recoverable(butler)
 
@@ -181,7 +161,7 @@ def test_import_with_files_killed_is_rerun_without_repair(
     export, directory = _export_with_files(tmp_path)
     repo = tmp_path / "repo"
     command = _import_command(repo, export, directory)
-    with _repository(repo, backend, datastore_root) as butler:
+    with hsc_repository(repo, backend, datastore_root) as butler:
         _kill(_start_stopped(command, point))
         _assert_leftovers_recoverable(butler)
 
@@ -199,7 +179,7 @@ def test_import_killed_at_random_moments_is_rerun(tmp_path: Path, backend: str) 
     for trial in range(IMPORT_TRIALS):
         repo = tmp_path / f"repo{trial}"
         command = _import_command(repo, export, directory)
-        with _repository(repo, backend, None) as butler:
+        with hsc_repository(repo, backend, None) as butler:
             proc = subprocess.Popen(
                 command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
@@ -220,7 +200,7 @@ def test_a_live_writer_is_never_cleaned_up(
     """While a writer is stopped mid-put (alive), neither a second writer of the same paths nor
     ``fsck --repair --grace 0`` touches its journal row or its file; once it is killed, the re-run recovers."""
     repo = tmp_path / "repo"
-    with _repository(repo, backend, datastore_root) as butler:
+    with hsc_repository(repo, backend, datastore_root) as butler:
         held = _start_stopped(_put_command(repo), point)
         try:
             (row,) = _journal(butler)
@@ -260,7 +240,7 @@ def _journal(butler: Butler) -> list:
 def test_a_repository_made_before_writers_were_recorded(tmp_path: Path, backend: str) -> None:
     """Opening a repository whose journal has no ``writer`` column adds it; its old rows wait for the grace."""
     repo = tmp_path / "repo"
-    with _repository(repo, backend, None) as butler:
+    with hsc_repository(repo, backend, None) as butler:
         data_id = butler.registry.expand_data_id(instrument="HSC", visit=1228, detector=0)
         path = butler.datastore.plan(
             butler.registry.get_dataset_type("src"), data_id.mapping, RUN, uuid.uuid4()

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 
 from ..datastore import LocalURI, ResourceURI
 from ..datastore._checksum import checksum_stream
+from ..schema import directory_loops
 from ..schema._postgres_source import is_postgres_location, table_fingerprint
 from ._plan import Checkpoint, PlanError
 
@@ -82,18 +83,12 @@ def _local_files(root: Path) -> list[tuple[str, Path, int]]:
     if not root.is_dir():
         regular(root, root.name)
     else:
-        seen = {root.resolve()}
-        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-            here = Path(dirpath)
-            for d in list(dirnames):
-                real = (here / d).resolve()
-                if real in seen or here.resolve().is_relative_to(real):
-                    problems.append(f"{here / d}: links back to {real}, a directory already shipped (a loop)")
-                    dirnames.remove(d)
-                else:
-                    seen.add(real)
-            for f in filenames:
-                regular(here / f, (here / f).relative_to(root).as_posix())
+        problems += [f"{loop['file']}: {loop['problem']}" for loop in directory_loops(root)]
+        if not problems:  # no link goes round: following them ends
+            for dirpath, _, filenames in os.walk(root, followlinks=True):
+                for f in filenames:
+                    path = Path(dirpath) / f
+                    regular(path, path.relative_to(root).as_posix())
     if problems:
         raise PlanError(
             f"Cannot ship {root}: {len(problems)} entr{'y' if len(problems) == 1 else 'ies'} cannot be read as "

@@ -183,7 +183,7 @@ class CatalogSource:
         else:
             path = Path(location)
             pattern = str(path / "**" / "*.parquet") if path.is_dir() else location
-            loops = _directory_loops(path) if path.is_dir() else []
+            loops = directory_loops(path) if path.is_dir() else []
             if loops:  # the glob would follow them round and round, reading the same files again and again
                 self._failure = CatalogFileError(location, loops)
             elif not globmod.glob(pattern, recursive=True):
@@ -396,7 +396,7 @@ def same_unit(a: str, b: str) -> bool:
         return False
 
 
-def _directory_loops(root: Path) -> list[dict[str, str]]:
+def directory_loops(root: Path) -> list[dict[str, str]]:
     """Links below ``root`` to a directory above them (or to one already seen): each is a loop for a
     recursive glob, which would read the same files dozens of times over."""
     out = []
