@@ -61,6 +61,8 @@ LAYERS: dict[str, int] = {
     "porter.errors": 0,
     "porter._gc": 0,
     "porter._lazy": 0,
+    "porter._stop_points": 0,  # named moments a test may stop a writer at (PORTER_STOP_AT), for kill tests
+    "porter._mounts": 0,  # which filesystem a path is on, for naming the full one (StorageFullError)
     "porter.images": 0,
     "porter": 0,
     "porter.dimensions": 1,

@@ -14,8 +14,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..datastore import Datastore, DatastoreTables, LocalURI, ResourceURI, StorageClassRegistry, WritePlan
-from ..datastore._datastore import WriterBusyError
+from ..datastore import (
+    Datastore,
+    DatastoreTables,
+    LocalURI,
+    ResourceURI,
+    StorageClassRegistry,
+    WritePlan,
+    WriterBusyError,
+)
 from ..dimensions import DataCoordinate, DimensionGroup
 from ..errors import (
     ArtifactMissingError,

@@ -1,6 +1,6 @@
 """The datastore: where datasets' bytes live (local files or S3) and how they are written and read."""
 
-from ._datastore import TEMP_AREA, Datastore, WritePlan
+from ._datastore import TEMP_AREA, Datastore, WritePlan, WriterBusyError
 from ._fsck import ORPHANS_AREA, Finding, FsckReport, fsck
 from ._records import DatastoreTables, LocationRow
 from ._storage_classes import StorageClass, StorageClassRegistry
@@ -26,6 +26,7 @@ __all__ = [
     "StorageClass",
     "StorageClassRegistry",
     "WritePlan",
+    "WriterBusyError",
     "check_datastore_root",
     "check_transfer_mode",
     "fsck",

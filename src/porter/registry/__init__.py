@@ -14,6 +14,7 @@ from .._lazy import lazy_names
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
     from ._collection_info import CollectionInfo, select_names
     from ._collection_type import CollectionType
+    from ._collections import check_collection_name
     from ._dataset_ref import DatasetRef, new_dataset_id_hexes
     from ._dataset_type import DatasetType
     from ._db import Database
@@ -27,6 +28,7 @@ _LAZY: dict[str, str] = {
     "CollectionInfo": "._collection_info",
     "select_names": "._collection_info",
     "CollectionType": "._collection_type",
+    "check_collection_name": "._collections",
     "DatasetRef": "._dataset_ref",
     "new_dataset_id_hexes": "._dataset_ref",
     "DatasetType": "._dataset_type",
@@ -53,6 +55,7 @@ __all__ = [
     "Registry",
     "RegistryDefaults",
     "attach_records",
+    "check_collection_name",
     "explain_no_results",
     "explainer",
     "merge_data_id",

@@ -38,8 +38,7 @@ from ...dimensions import (
     tai_nsec_from_datetime,
 )
 from ...errors import DataIdError, ExportFormatError, PorterError
-from ...registry import CollectionType, DatasetRef, DatasetType, Registry
-from ...registry._collections import check_collection_name
+from ...registry import CollectionType, DatasetRef, DatasetType, Registry, check_collection_name
 from . import _fast_yaml as fast_yaml
 from ._yaml_tags import ExportLoader, TaiTime
 
