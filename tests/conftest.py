@@ -175,6 +175,28 @@ def load(butler: Butler, *files: str) -> Butler:
     return butler
 
 
+def pool_run(root: Path, pipeline: Path, run: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment of ``porter pipeline run -j 2 --cluster-by detector`` over the survey's
+    inputs into ``run``, for tests that start it as a process of its own (to kill it); the tests' own
+    modules are on PYTHONPATH, since the pipelines' tasks live there."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "porter.cli",
+        "pipeline",
+        "run",
+        str(root),
+        str(pipeline),
+        "-i",
+        ",".join(SURVEY_INPUTS),
+    ]
+    return [*cmd, "--output-run", run, "-j", "2", "--cluster-by", "detector"], env
+
+
 @contextlib.contextmanager
 def hsc_repository(root: Path, backend: str, datastore: str | None = None) -> Iterator[Butler]:
     """A repository on ``backend`` with the HSC RC2 subset's records and the ``src`` (ArrowTable) and

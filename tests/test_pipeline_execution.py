@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import DRP_YAML, SURVEY_INPUTS
+from conftest import DRP_YAML, SURVEY_INPUTS, pool_run
 from pipeline_tasks import ImageStatsTask
 from porter import Butler
 from porter.demo._checks import astrometric_residuals
@@ -39,7 +38,6 @@ from porter.pipeline import (
 )
 
 RUN = "u/test/drp"
-TESTS = Path(__file__).parent
 
 
 def executor(kind: str) -> Executor:
@@ -302,24 +300,7 @@ def test_killed_worker_then_restart(survey: tuple[Butler, Any], tmp_path: Path) 
     pipeline = tmp_path / "stats.yaml"
     gate = tmp_path / "gate"
     stats_pipeline(tmp_path, gate=str(gate), gate_detector=0)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "porter.cli",
-        "pipeline",
-        "run",
-        str(butler.root),
-        str(pipeline),
-        "-i",
-        ",".join(SURVEY_INPUTS),
-        "--output-run",
-        RUN,
-        "-j",
-        "2",
-        "--cluster-by",
-        "detector",
-    ]
+    cmd, env = pool_run(butler.root, pipeline, RUN)
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     state = RunState(butler.registry.db)
     waiting: list[Path] = []

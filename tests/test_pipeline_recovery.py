@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import DRP_YAML, SURVEY_INPUTS
+from conftest import DRP_YAML, SURVEY_INPUTS, pool_run
 from porter import Butler
 from porter.pipeline import (
     InProcessExecutor,
@@ -37,7 +37,6 @@ from test_cli import run as cli
 
 RUN = "u/recovery/drp"
 CLEAN = "u/recovery/clean"
-TESTS = Path(__file__).parent
 POLL = 0.1
 POLLS = 600
 """Polls of /proc (60 s at POLL) before deciding the workers outlived their submitter: a cap, not a timing claim."""
@@ -102,24 +101,7 @@ def kill_submitter_mid_run(
 
     ``before_kill(pid)`` is called while the worker with that PID waits at the gate.
     """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
-    cmd = [
-        sys.executable,
-        "-m",
-        "porter.cli",
-        "pipeline",
-        "run",
-        str(butler.root),
-        str(pipeline),
-        "-i",
-        ",".join(SURVEY_INPUTS),
-        "--output-run",
-        RUN,
-        "-j",
-        "2",
-        "--cluster-by",
-        "detector",
-    ]
+    cmd, env = pool_run(butler.root, pipeline, RUN)
     proc = subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
