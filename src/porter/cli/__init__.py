@@ -1,6 +1,7 @@
 """The ``porter`` command line (Typer + Rich)."""
 
 from . import (  # noqa: F401 - register their commands
+    _admin_commands,
     _datastore_commands,
     _demo,
     _demo_survey,
