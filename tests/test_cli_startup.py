@@ -132,11 +132,22 @@ def test_a_command_imports_what_it_needs_when_it_runs() -> None:
     """The other side of laziness: a real command still works (and only then loads the butler)."""
     found = imported_after(
         """
-        from porter import Butler
-        __result = Butler.__name__
+        from porter.butler import DirectButler
+        __result = DirectButler.__name__
         """
     )
-    assert found["result"] == "Butler" and "sqlalchemy" in found["heavy"]
+    assert found["result"] == "DirectButler" and "sqlalchemy" in found["heavy"]
+
+
+def test_the_butler_interface_loads_no_database_layer() -> None:
+    """``Butler`` is the interface both implementations share: a remote client never pays for SQLAlchemy."""
+    found = imported_after(
+        """
+        from porter import Butler
+        __result = [Butler.__name__, sorted(Butler.__abstractmethods__)[:2]]
+        """
+    )
+    assert found["result"][0] == "Butler" and "sqlalchemy" not in found["heavy"]
 
 
 @pytest.fixture(scope="module")

@@ -52,12 +52,9 @@ def test_ci_checks_lint_format_and_types_before_the_tests() -> None:
 
 SRC = ROOT / "src"
 
-LAYERS: dict[str, int] = {
-    # core: the types every layer shares.  porter.core does not exist yet; until it does, porter's
-    # top-level modules play its part: the exception family, the GC and lazy-name helpers and the
-    # image types (numpy only), and the names the facade defines itself (the re-exported errors,
-    # __version__).
-    "porter.core": 0,
+LAYERS: dict[str, float] = {
+    # Bottom: porter's top-level modules, which every layer may use: the exception family, the GC and
+    # lazy-name helpers and the image types (numpy only), and the names the facade defines itself.
     "porter.errors": 0,
     "porter._gc": 0,
     "porter._lazy": 0,
@@ -66,6 +63,11 @@ LAYERS: dict[str, int] = {
     "porter.images": 0,
     "porter": 0,
     "porter.dimensions": 1,
+    # core: the types the registry, the datastore, the server and the remote client share (dataset types
+    # and refs, collection types and info, their wire format).  It sits above the dimensions, not below:
+    # a DatasetRef's data ID is a DataCoordinate, a DatasetType's dimensions a DimensionGroup.  It imports
+    # no SQLAlchemy, so RemoteButler (butler) can use it without the database layer.
+    "porter.core": 1.5,
     "porter.registry": 2,
     "porter.datastore": 2,
     "porter.butler": 3,
@@ -83,7 +85,7 @@ LAYERS: dict[str, int] = {
 """Each part of porter (a package under ``porter``, or one of its top-level modules) and its layer.
 
 DESIGN.md's arrows: cli/web → release → verify/schema/pipeline → butler → registry/datastore →
-dimensions → core.  A module may import its own layer or any below it.  A new package has no layer
+core → dimensions → porter's top-level modules.  A module may import its own layer or any below it.  A new package has no layer
 until it is added here: the test fails and says so, so each one is placed on purpose.
 """
 

@@ -11,7 +11,9 @@ import difflib
 from collections.abc import Iterable
 
 __all__ = [
+    "AccessDeniedError",
     "ArtifactMissingError",
+    "AuthenticationError",
     "ButlerUserError",
     "CalibrationLookupError",
     "CollectionCycleError",
@@ -39,8 +41,10 @@ __all__ = [
     "PipelineDefinitionError",
     "PorterError",
     "QuantumGraphBuildError",
+    "RateLimitedError",
     "RegistryError",
     "RepositoryError",
+    "ServerError",
     "StorageClassError",
     "StorageFullError",
     "UnknownComponentError",
@@ -256,6 +260,22 @@ class PipelineDefinitionError(PorterError, ValueError):
 
 class QuantumGraphBuildError(PorterError):
     """A quantum graph that cannot be built: a missing input or prerequisite, an output run in the way."""
+
+
+class AuthenticationError(PorterError, PermissionError):
+    """A server did not accept the credentials: no token, or a malformed, unknown, expired or revoked one (401)."""
+
+
+class AccessDeniedError(PorterError, PermissionError):
+    """A server knows the caller, who may not do this: a read-only token writing, a write outside one's grants (403)."""
+
+
+class ServerError(PorterError):
+    """A server failed to answer, or answered with something the client cannot understand."""
+
+
+class RateLimitedError(PorterError):
+    """A server refused a request for a limit (429) after the client's retries; the message names the limit."""
 
 
 # daf_butler's other names for the same errors, so ``except RegistryError:`` and

@@ -16,12 +16,16 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._collection_listing import read_collection_infos
     from ._collections import ButlerCollections
     from ._deferred import DeferredDatasetHandle
+    from ._direct_butler import DirectButler
     from ._ingest import FileDataset
     from ._query import DataCoordinateQueryResults, DatasetRefQueryResults, DimensionRecordQueryResults, Query
+    from ._remote_butler import RemoteButler
     from ._repo_config import RepoConfig
 
 _LAZY: dict[str, str] = {
     "Butler": "._butler",
+    "DirectButler": "._direct_butler",
+    "RemoteButler": "._remote_butler",
     "read_collection_infos": "._collection_listing",
     "ButlerCollections": "._collections",
     "DeferredDatasetHandle": "._deferred",
@@ -41,8 +45,10 @@ __all__ = [
     "DatasetRefQueryResults",
     "DeferredDatasetHandle",
     "DimensionRecordQueryResults",
+    "DirectButler",
     "FileDataset",
     "Query",
+    "RemoteButler",
     "RepoConfig",
     "read_collection_infos",
 ]

@@ -9,7 +9,7 @@ from ..errors import CollectionTypeError
 from ..registry import CollectionInfo, CollectionType
 
 if TYPE_CHECKING:
-    from ._butler import Butler
+    from ._direct_butler import DirectButler
 
 __all__ = ["ButlerCollections"]
 
@@ -21,7 +21,7 @@ def _list(names: str | Iterable[str]) -> list[str]:
 class ButlerCollections:
     """Collection operations, named as in daf_butler's ``butler.collections``."""
 
-    def __init__(self, butler: Butler):
+    def __init__(self, butler: DirectButler):
         self._butler = butler
         self._manager = butler.registry.collections
 

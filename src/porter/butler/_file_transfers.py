@@ -44,7 +44,7 @@ from ._io import ensure_run
 from .transfers import ExportWriter, ImportPlan, apply_contents, apply_definitions, plan_refs
 
 if TYPE_CHECKING:
-    from ._butler import Butler
+    from ._direct_butler import DirectButler
     from ._io import DataIdExpander
 
 __all__ = ["confined_source", "copy_out", "export_files", "import_files", "transfer_datasets"]
@@ -351,8 +351,8 @@ def _remove_empty(directories: Sequence[Path]) -> None:
 
 
 def transfer_datasets(
-    target: Butler,
-    source: Butler,
+    target: DirectButler,
+    source: DirectButler,
     refs: Sequence[DatasetRef],
     transfer: str,
     *,
@@ -391,8 +391,8 @@ def transfer_datasets(
 
 
 def _bring_definitions(
-    target: Butler,
-    source: Butler,
+    target: DirectButler,
+    source: DirectButler,
     refs: Sequence[DatasetRef],
     register_dataset_types: bool,
     transfer_dimensions: bool,

@@ -36,7 +36,7 @@ from ..registry.expr import (
 )
 
 if TYPE_CHECKING:
-    from ._butler import Butler
+    from ._direct_butler import DirectButler
 
 __all__ = ["DataCoordinateQueryResults", "DatasetRefQueryResults", "DimensionRecordQueryResults", "Query"]
 
@@ -101,7 +101,7 @@ class Query:
 
     def __init__(
         self,
-        butler: Butler,
+        butler: DirectButler,
         constraints: _Constraints | None = None,
         searches: Mapping[str, Sequence[str]] | None = None,
         dimensions: frozenset[str] = frozenset(),

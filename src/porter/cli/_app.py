@@ -28,7 +28,7 @@ from ._output import (
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 app = typer.Typer(
     name="porter",
@@ -86,14 +86,14 @@ def _bind(values: list[str] | None) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _open(repo: Path, **kwargs: Any) -> Iterator["Butler"]:
+def _open(repo: Path, **kwargs: Any) -> Iterator["DirectButler"]:
     """The repository's butler, closed when the command is done (imported here: see the module's doc).
 
     ``preload=False``: a command imports the query system and lsst.sphgeom only if it queries.
     """
-    from ..butler import Butler
+    from ..butler import DirectButler
 
-    butler = Butler(repo, preload=False, **kwargs)
+    butler = DirectButler(repo, preload=False, **kwargs)
     try:
         yield butler
     finally:
@@ -141,9 +141,9 @@ def create(
         porter create repo/
         porter create repo/ --registry postgresql://postgres@127.0.0.1:5432/porter --namespace dr1
     """
-    from ..butler import Butler
+    from ..butler import DirectButler
 
-    butler = Butler.create(
+    butler = DirectButler.create(
         repo, registry=registry, namespace=namespace, datastore=datastore, overwrite=overwrite
     )
     console.print(f"Created repository [bold]{repo}[/] (registry {butler.registry.db.dialect}).")
@@ -315,7 +315,11 @@ def query_datasets(
 
 
 def query_refs(
-    butler: "Butler", dataset_types: list[str] | None, collections: list[str], where: str, find_first: bool
+    butler: "DirectButler",
+    dataset_types: list[str] | None,
+    collections: list[str],
+    where: str,
+    find_first: bool,
 ) -> list[Any]:
     """Datasets of the named types (globs; default all) in ``collections`` matching ``where``."""
     if not collections:

@@ -21,7 +21,7 @@ from ._output import console, handle_errors, print_rows
 if TYPE_CHECKING:  # imported where used, so `porter --help` does not pay for them
     from lsst.sphgeom import UnitVector3d
 
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 DEFAULT_EXPORT = Path("..") / "shared" / "data" / "butler-exports" / "hsc-rc2-subset.yaml"
 
@@ -43,10 +43,10 @@ def demo(
     """
     if not export_file.exists():
         raise typer.BadParameter(f"{export_file} not found; pass --export-file PATH/hsc-rc2-subset.yaml.")
-    from ..butler import Butler
+    from ..butler import DirectButler
 
     t0 = time.perf_counter()
-    butler = Butler.create(repo, registry=registry, overwrite=True)
+    butler = DirectButler.create(repo, registry=registry, overwrite=True)
     counts = butler.import_(export_file)
     t_import = time.perf_counter() - t0
     console.print(
@@ -110,7 +110,7 @@ def demo(
     butler.close()
 
 
-def _store_and_read(butler: "Butler", instrument: str) -> None:
+def _store_and_read(butler: "DirectButler", instrument: str) -> None:
     """Store a catalog made from the real visit records and read part of it back, then check every file."""
     import pyarrow as pa
 

@@ -21,7 +21,7 @@ from ._output import console, handle_errors, print_rows
 from ._pipeline_commands import _executor, _options, _print_report, _step_row, _submit
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 DRP = Path(__file__).resolve().parent.parent / "demo" / "pipelines" / "drp.yaml"
 RUN = "u/demo/drp"
@@ -52,7 +52,7 @@ def demo_survey(
     """
     # The demo's generator and checks pull in scipy, astropy and the pipeline machinery: imported
     # here, not at the top, so that other commands (and --help) do not pay for them.
-    from ..butler import Butler
+    from ..butler import DirectButler
     from ..demo import COLLECTIONS, SurveySpec, generate_survey
     from ..demo._rehearsal import rehearse_release
     from ..pipeline import Pipeline, report_run
@@ -63,7 +63,7 @@ def demo_survey(
         raise typer.BadParameter(f"{repo} exists and is not a porter repository; choose another --repo.")
     spec = SurveySpec(detectors_x=detectors, detectors_y=detectors, visits_per_band=visits_per_band)
     t0 = time.perf_counter()
-    butler = Butler.create(repo, registry=registry)
+    butler = DirectButler.create(repo, registry=registry)
     with _progress() as progress:
         bar = progress.add_task("generating survey", total=spec.n_visits * detectors * detectors)
         truth = generate_survey(
@@ -137,7 +137,7 @@ def demo_survey(
         raise typer.Exit(1)
 
 
-def science_checks(butler: "Butler", truth: dict[str, Any]) -> list[dict[str, Any]]:
+def science_checks(butler: "DirectButler", truth: dict[str, Any]) -> list[dict[str, Any]]:
     """Step-1 zero points and astrometry compared with what the generator put in (and later-step metrics)."""
     import numpy as np
 
@@ -195,7 +195,7 @@ def science_checks(butler: "Butler", truth: dict[str, Any]) -> list[dict[str, An
     return checks
 
 
-def _show_provenance(butler: "Butler") -> None:
+def _show_provenance(butler: "DirectButler") -> None:
     """One line tracing an objectTable back to its raw, through the quanta that made each dataset."""
     from ..pipeline import dataset_provenance
 

@@ -23,7 +23,7 @@ from ._output import console, err_console, handle_errors, print_rows
 if TYPE_CHECKING:  # the pipeline machinery is imported inside the commands, so `porter --help` stays fast
     from rich.progress import Progress, TaskID
 
-    from ..butler import Butler
+    from ..butler import DirectButler
     from ..pipeline import (
         ExecutionOptions,
         Executor,
@@ -111,7 +111,7 @@ def _options(retries: int, timeout: float | None, memory: float | None) -> "Exec
     return ExecutionOptions(retries=retries, timeout=timeout, memory_limit_mb=memory)
 
 
-def _outputs(butler: "Butler", inputs: list[str], output_run: str | None, output: str | None) -> str:
+def _outputs(butler: "DirectButler", inputs: list[str], output_run: str | None, output: str | None) -> str:
     """The RUN to write; with ``--output``, a new timestamped run chained in front of the inputs."""
     from ..registry import CollectionType
 
@@ -131,7 +131,7 @@ def _outputs(butler: "Butler", inputs: list[str], output_run: str | None, output
     return run
 
 
-def _run_of(butler: "Butler", name: str) -> str:
+def _run_of(butler: "DirectButler", name: str) -> str:
     """The RUN a command about a pipeline's run should read, given a RUN or an output CHAINED collection.
 
     ``submit -o u/me/drp`` writes to a new timestamped run chained in front of
@@ -238,7 +238,7 @@ def qgraph(
 
 
 def _build(
-    butler: "Butler",
+    butler: "DirectButler",
     pipe: "Pipeline",
     inputs: list[str],
     run: str | None,
@@ -476,7 +476,7 @@ def submit(
 
 
 def _submit(
-    butler: "Butler",
+    butler: "DirectButler",
     pipe: "Pipeline",
     steps: list[str],
     inputs: list[str],

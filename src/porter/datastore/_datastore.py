@@ -51,8 +51,9 @@ from ..errors import (
 from ._checksum import checksum_local_file
 from ._records import WRITING, ArtifactRow, DatastoreTables, LocationRow
 from ._recovery import IN_FLIGHT, judge, leftover_uri
+from ._single_file import check_read_parameters, formatter_class, formatter_named
 from ._space import full_filesystem
-from ._storage_classes import StorageClass, StorageClassRegistry, import_object
+from ._storage_classes import StorageClass, StorageClassRegistry
 from ._templates import DEFAULT_TEMPLATE, PathTemplate
 from ._transfer import IN_PLACE, Adoption, resolve_transfer, transfer_file
 from ._uri import ArtifactExistsError, LocalURI, ResourceURI, classify_temporary, my_token, temporary_name
@@ -172,16 +173,9 @@ class Datastore:
         key = name if isinstance(name, str) else f"{name.__module__}.{name.__qualname__}"
         f = self._formatters.get(key)
         if f is None:
-            try:
-                cls = import_object(name) if isinstance(name, str) else name
-            except Exception:
-                cls = None
-            if not (isinstance(cls, type) and issubclass(cls, Formatter)):
-                if storage_class is not None:
-                    return storage_class.formatter
-                raise DatastoreError(
-                    f"{name!r} is not a porter Formatter (a subclass of porter.datastore Formatter)."
-                )
+            cls = formatter_class(name)
+            if cls is None:
+                return formatter_named(name, storage_class)  # a stand-in (not cached), or the error
             f = self._formatters[key] = cls()
         return f
 
@@ -557,12 +551,7 @@ class Datastore:
                 f"{what}: a {location.storage_class} has no component {component!r}; its components: {known}."
             )
         parameters = dict(parameters or {})
-        unknown = sorted(set(parameters) - formatter.parameters)
-        if unknown:
-            supported = ", ".join(sorted(formatter.parameters)) or "none"
-            raise DatastoreError(
-                f"{what}: unknown read parameter(s) {unknown}; {type(formatter).__name__} supports: {supported}."
-            )
+        check_read_parameters(formatter, parameters, what)
         uri = self.uri_of(location.path)
         try:
             if component is not None:

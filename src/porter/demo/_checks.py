@@ -12,12 +12,12 @@ from ._measure import match_sky
 from ._survey import COLLECTIONS, SKYMAP
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["astrometric_residuals"]
 
 
-def astrometric_residuals(butler: Butler, run: str, min_snr: float = 50.0) -> np.ndarray:
+def astrometric_residuals(butler: DirectButler, run: str, min_snr: float = 50.0) -> np.ndarray:
     """Separations (arcsec) between the calibrated positions of bright sources in ``run`` and the true stars."""
     truth = butler.get("truth_catalog", skymap=SKYMAP, tract=0, collections=COLLECTIONS["truth"])
     stars = truth.filter(truth["is_star"])

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..butler import Butler
+from ..butler import DirectButler
 from ..release import GateError, Item, Release, dump_plan, rubin_template
 from ._survey import COLLECTIONS
 
@@ -30,7 +30,7 @@ __all__ = ["FELIS", "rehearse_release"]
 FELIS = Path(__file__).resolve().parent / "felis" / "synthcam.yaml"
 
 
-def export_catalogs(butler: Butler, run: str, root: Path, plant_defect: bool) -> dict[str, int]:
+def export_catalogs(butler: DirectButler, run: str, root: Path, plant_defect: bool) -> dict[str, int]:
     """objectTable per patch → Object/, sourceTable_visit per visit → Source/ (Parquet)."""
     counts = {"Object": 0, "Source": 0}
     for table, dataset_type, key in (
@@ -50,7 +50,11 @@ def export_catalogs(butler: Butler, run: str, root: Path, plant_defect: bool) ->
 
 
 def rehearse_release(
-    butler: Butler, run: str, plans: Path, release: str = "DEMO1", say: Callable[[str], None] | None = None
+    butler: DirectButler,
+    run: str,
+    plans: Path,
+    release: str = "DEMO1",
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Work the rubin plan through over ``run``'s outputs; returns what happened, for printing."""
     say = say or (lambda _msg: None)

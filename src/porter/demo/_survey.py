@@ -42,7 +42,7 @@ from ..images import Exposure
 from ..registry import CollectionType, DatasetType
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["COLLECTIONS", "SurveySpec", "detector_wcs", "generate_survey", "sky_polygon"]
 
@@ -312,7 +312,9 @@ def render(
 
 
 def generate_survey(
-    butler: Butler, spec: SurveySpec | None = None, progress: Callable[[str, int, int], None] | None = None
+    butler: DirectButler,
+    spec: SurveySpec | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> SurveyTruth:
     """Write a synthetic survey into ``butler``'s repository (dimension records, raws, calibrations …)."""
     spec = spec or SurveySpec()
@@ -393,7 +395,7 @@ def generate_survey(
     return record
 
 
-def _register_types(butler: Butler) -> None:
+def _register_types(butler: DirectButler) -> None:
     u = butler.dimensions
     for name, dims, sc, calib in (
         ("raw", ["instrument", "exposure", "detector"], "ExposureF", False),
@@ -406,7 +408,7 @@ def _register_types(butler: Butler) -> None:
         butler.registry.register_dataset_type(DatasetType(name, dims, sc, universe=u, is_calibration=calib))
 
 
-def _write_refcat(butler: Butler, refcat: pa.Table) -> None:
+def _write_refcat(butler: DirectButler, refcat: pa.Table) -> None:
     htm = HtmPixelization(7)
     ra, dec = np.asarray(refcat["ra"]), np.asarray(refcat["dec"])
     pixels = np.array(
@@ -416,7 +418,7 @@ def _write_refcat(butler: Butler, refcat: pa.Table) -> None:
         butler.put(refcat.filter(pa.array(pixels == p)), "ref_cat", htm7=int(p), run=COLLECTIONS["refcats"])
 
 
-def _insert_records(butler: Butler, spec: SurveySpec, visits: list[Visit]) -> None:
+def _insert_records(butler: DirectButler, spec: SurveySpec, visits: list[Visit]) -> None:
     insert = butler.insert_dimension_records
     insert(
         "instrument",

@@ -26,7 +26,7 @@ from ._graph import Quantum, QuantumGraph
 from ._pipeline import Pipeline, TaskDef
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["build_quantum_graph"]
 
@@ -61,7 +61,7 @@ def _getter(positions: list[int]) -> Callable[[Key], Key]:
 
 
 def build_quantum_graph(
-    butler: Butler,
+    butler: DirectButler,
     pipeline: Pipeline,
     *,
     collections: Sequence[str],
@@ -234,7 +234,7 @@ def build_quantum_graph(
 # --- dataset types and collections ----------------------------------------------------------------------------
 
 
-def _dataset_types(butler: Butler, pipeline: Pipeline) -> dict[str, DatasetType]:
+def _dataset_types(butler: DirectButler, pipeline: Pipeline) -> dict[str, DatasetType]:
     """The pipeline's dataset types, checked against the repository's definitions."""
     universe = butler.dimensions
     registered = {dt.name: dt for dt in butler.query_dataset_types("*")}
@@ -265,11 +265,11 @@ def _dataset_types(butler: Butler, pipeline: Pipeline) -> dict[str, DatasetType]
     return out
 
 
-def _run_exists(butler: Butler, run: str) -> bool:
+def _run_exists(butler: DirectButler, run: str) -> bool:
     return butler.registry.collections.find(run) is not None
 
 
-def _check_collections(butler: Butler, collections: Sequence[str], run: str, extend_run: bool) -> None:
+def _check_collections(butler: DirectButler, collections: Sequence[str], run: str, extend_run: bool) -> None:
     for name in collections:
         if butler.registry.collections.find(name) is None:
             raise MissingCollectionError(f"Input collection {name!r} does not exist.")
@@ -288,7 +288,7 @@ def _check_collections(butler: Butler, collections: Sequence[str], run: str, ext
 
 
 def _existing_in(
-    butler: Butler, pipeline: Pipeline, collections: Sequence[str]
+    butler: DirectButler, pipeline: Pipeline, collections: Sequence[str]
 ) -> dict[str, dict[Key, DatasetRef]]:
     if not collections:
         return {}
@@ -307,7 +307,7 @@ def _existing_in(
 
 
 def _prerequisite_finder(
-    butler: Butler,
+    butler: DirectButler,
     task: TaskDef,
     conn: Connection,
     dataset_type: DatasetType,
@@ -412,7 +412,7 @@ def _prerequisite_finder(
 
 
 def _element_records(
-    butler: Butler, element: str, task_group: DimensionGroup, members: Mapping[Key, Any]
+    butler: DirectButler, element: str, task_group: DimensionGroup, members: Mapping[Key, Any]
 ) -> dict[Key, Any]:
     """The records of ``element`` for the quanta, by quantum key (one query per governor value)."""
     universe = butler.dimensions
@@ -434,7 +434,9 @@ def _product(options: Mapping[str, set[Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _timespans(butler: Butler, task_group: DimensionGroup, members: Mapping[Key, Any]) -> dict[Key, Any]:
+def _timespans(
+    butler: DirectButler, task_group: DimensionGroup, members: Mapping[Key, Any]
+) -> dict[Key, Any]:
     for element in ("exposure", "visit"):
         if element in task_group.names:
             return {
@@ -444,7 +446,7 @@ def _timespans(butler: Butler, task_group: DimensionGroup, members: Mapping[Key,
     return {}
 
 
-def _regions(butler: Butler, task_group: DimensionGroup, members: Mapping[Key, Any]) -> dict[Key, Any]:
+def _regions(butler: DirectButler, task_group: DimensionGroup, members: Mapping[Key, Any]) -> dict[Key, Any]:
     for element in ("visit_detector_region", "visit", "patch", "tract"):
         elem = butler.dimensions.elements[element]
         if all(d.name in task_group.names for d in elem.required):

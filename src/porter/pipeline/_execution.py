@@ -33,7 +33,7 @@ from ._processes import ProcessId, this_process
 from ._state import FAILED, SUCCEEDED, QuantumRecord, RunState
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
     from ._pipeline import TaskDef
 
 __all__ = ["DeferredDatasetHandle", "ExecutionOptions", "Job", "TransientError", "run_job"]
@@ -44,7 +44,7 @@ BLOCKED = "blocked"
 class DeferredDatasetHandle:
     """An input the task reads itself (``Input(..., deferred=True)``): all of it, or a cut-out or some columns."""
 
-    def __init__(self, butler: Butler, ref: Any, storage_class: str | None = None):
+    def __init__(self, butler: DirectButler, ref: Any, storage_class: str | None = None):
         self._butler = butler
         self.ref = ref
         self._storage_class = storage_class
@@ -90,7 +90,7 @@ class Job:
 class _Worker:
     """What a warm worker keeps between jobs."""
 
-    butler: Butler
+    butler: DirectButler
     state: RunState
     graphs: dict[int, QuantumGraph] = field(default_factory=dict)
     registered: set[int] = field(default_factory=set)
@@ -103,9 +103,9 @@ _WORKERS: dict[str, _Worker] = {}
 def _worker(root: str) -> _Worker:
     worker = _WORKERS.get(root)
     if worker is None or worker.butler.registry.db.engine is None:
-        from ..butler import Butler
+        from ..butler import DirectButler
 
-        butler = Butler(root)
+        butler = DirectButler(root)
         worker = _WORKERS[root] = _Worker(butler, RunState(butler.registry.db))
     return worker
 
@@ -172,7 +172,7 @@ def run_job(job: Job) -> list[dict[str, Any]]:
 
 
 def execute_quantum(
-    butler: Butler, graph: QuantumGraph, quantum: Quantum, options: ExecutionOptions, host: str = ""
+    butler: DirectButler, graph: QuantumGraph, quantum: Quantum, options: ExecutionOptions, host: str = ""
 ) -> QuantumRecord:
     """Run one quantum with retries; its outputs are all written, or none are."""
     task_def = graph.pipeline.tasks[quantum.task]
@@ -210,7 +210,7 @@ def execute_quantum(
     return record
 
 
-def _run(butler: Butler, task_def: TaskDef, quantum: Quantum, what: str) -> list[dict[str, Any]]:
+def _run(butler: DirectButler, task_def: TaskDef, quantum: Quantum, what: str) -> list[dict[str, Any]]:
     """Read the inputs, call the task, check and write its outputs; returns its measurements."""
     args: dict[str, Any] = {}
     for kind in (quantum.inputs, quantum.prerequisites):
@@ -265,7 +265,7 @@ def _extras(run: Callable[..., Any]) -> set[str]:
     return found
 
 
-def _remove_outputs(butler: Butler, quantum: Quantum) -> None:
+def _remove_outputs(butler: DirectButler, quantum: Quantum) -> None:
     """Delete any of the quantum's outputs that exist (left by a killed or failed attempt)."""
     refs = list(quantum.all_outputs())
     if not refs:

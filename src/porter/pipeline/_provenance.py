@@ -16,7 +16,7 @@ from ..errors import MissingDatasetError
 from ._state import SUCCEEDED, QuantumRecord, RunState
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["ProvenanceNode", "dataset_provenance", "run_prov_json"]
 
@@ -65,7 +65,7 @@ def _hex(dataset_id: str) -> str:
     return dataset_id.replace("-", "").lower()
 
 
-def dataset_provenance(butler: Butler, dataset_id: str, max_depth: int = 20) -> ProvenanceNode:
+def dataset_provenance(butler: DirectButler, dataset_id: str, max_depth: int = 20) -> ProvenanceNode:
     """The provenance tree of one dataset (by UUID), down to datasets no pipeline made (raws, calibrations)."""
     state = RunState(butler.registry.db)
     cache: dict[str, ProvenanceNode] = {}
@@ -90,7 +90,7 @@ def dataset_provenance(butler: Butler, dataset_id: str, max_depth: int = 20) -> 
     return node(_hex(dataset_id), 0)
 
 
-def run_prov_json(butler: Butler, run: str) -> dict[str, Any]:
+def run_prov_json(butler: DirectButler, run: str) -> dict[str, Any]:
     """A W3C PROV-JSON document for every succeeded quantum of ``run``: activities, entities, used, generated."""
     state = RunState(butler.registry.db)
     records = [r for r in state.records(run) if r.status == SUCCEEDED]

@@ -37,7 +37,7 @@ from ._state import (
 )
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = [
     "RunInProgressError",
@@ -55,7 +55,7 @@ class RunInProgressError(PorterError):
     """Processes of an earlier execution of a run are still alive (and may be writing to it)."""
 
 
-def load_run_graph(butler: Butler, run: str) -> QuantumGraph:
+def load_run_graph(butler: DirectButler, run: str) -> QuantumGraph:
     """Every quantum ever submitted for ``run`` as one graph (later submissions of a quantum win).
 
     A quantum is its task and data ID: a later graph built with
@@ -133,7 +133,7 @@ class RunReport:
         }
 
 
-def report_run(butler: Butler, run: str, max_errors: int = 10) -> RunReport:
+def report_run(butler: DirectButler, run: str, max_errors: int = 10) -> RunReport:
     """Summarise a run from its stored graphs and quantum outcomes."""
     graph, records, status = run_statuses(butler, run)
     report = RunReport(run, status_of=status)
@@ -164,7 +164,9 @@ def report_run(butler: Butler, run: str, max_errors: int = 10) -> RunReport:
     return report
 
 
-def run_statuses(butler: Butler, run: str) -> tuple[QuantumGraph, dict[str, QuantumRecord], dict[str, str]]:
+def run_statuses(
+    butler: DirectButler, run: str
+) -> tuple[QuantumGraph, dict[str, QuantumRecord], dict[str, str]]:
     """The run's merged graph, its quanta's stored records, and each quantum's status reconciled with the repository."""
     graph = load_run_graph(butler, run)
     state = RunState(butler.registry.db)
@@ -227,7 +229,7 @@ def _statuses(
     return out
 
 
-def live_processes(butler: Butler, run: str) -> list[ProcessRecord]:
+def live_processes(butler: DirectButler, run: str) -> list[ProcessRecord]:
     """Processes of executions of ``run`` by other submitters that are still alive on this host."""
     me = this_process()
     out = []
@@ -239,7 +241,7 @@ def live_processes(butler: Butler, run: str) -> list[ProcessRecord]:
     return out
 
 
-def reconcile_run(butler: Butler, run: str) -> dict[str, int]:
+def reconcile_run(butler: DirectButler, run: str) -> dict[str, int]:
     """Write down what the repository shows about ``run``; returns how many quanta changed, per new status.
 
     Refuses (`RunInProgressError`, naming the PIDs) while a process of an
@@ -291,7 +293,7 @@ def reconcile_run(butler: Butler, run: str) -> dict[str, int]:
     return counts
 
 
-def unfinished(butler: Butler, run: str) -> QuantumGraph:
+def unfinished(butler: DirectButler, run: str) -> QuantumGraph:
     """The part of a run still to do: failed, blocked, interrupted and pending quanta (after `reconcile_run`)."""
     reconcile_run(butler, run)
     _graph, _records, status = run_statuses(butler, run)

@@ -25,7 +25,7 @@ from ._processes import this_process
 from ._state import FAILED, SUCCEEDED, RunState
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["RunSummary", "cluster_quanta", "execute_graph", "prepare_run"]
 
@@ -84,7 +84,7 @@ def cluster_quanta(
     return jobs
 
 
-def prepare_run(butler: Butler, graph: QuantumGraph, label: str = "") -> int:
+def prepare_run(butler: DirectButler, graph: QuantumGraph, label: str = "") -> int:
     """Register the run and output dataset types, delete ``clobber`` datasets, store the graph; its ID."""
     for name, dt in graph.dataset_types.items():
         if name in graph.pipeline.producers():
@@ -99,7 +99,7 @@ def prepare_run(butler: Butler, graph: QuantumGraph, label: str = "") -> int:
     return state.save_graph(graph.run, label or ",".join(graph.pipeline.tasks), len(graph), graph.to_bytes())
 
 
-def _resumes_other_execution(butler: Butler, run: str) -> bool:
+def _resumes_other_execution(butler: DirectButler, run: str) -> bool:
     """Whether ``run`` has graphs submitted by some process other than this one (or by one not recorded)."""
     state = RunState(butler.registry.db)
     me = this_process()
@@ -110,7 +110,7 @@ def _resumes_other_execution(butler: Butler, run: str) -> bool:
 
 
 def execute_graph(
-    butler: Butler,
+    butler: DirectButler,
     graph: QuantumGraph,
     executor: Executor,
     *,

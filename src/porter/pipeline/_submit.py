@@ -24,7 +24,7 @@ from ._report import unfinished
 from ._run import RunSummary, execute_graph
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["StepResult", "group_quanta", "restart_run", "submit_steps"]
 
@@ -112,7 +112,7 @@ def group_quanta(graph: QuantumGraph, group_by: Sequence[str], group_size: int) 
 
 
 def submit_steps(
-    butler: Butler,
+    butler: DirectButler,
     pipeline: Pipeline,
     steps: Sequence[str],
     executor: Executor,
@@ -190,7 +190,7 @@ def submit_steps(
 
 
 def restart_run(
-    butler: Butler,
+    butler: DirectButler,
     run: str,
     executor: Executor,
     *,

@@ -12,11 +12,15 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_names
 
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
-    from ._collection_info import CollectionInfo, select_names
-    from ._collection_type import CollectionType
+    from ..core import (
+        CollectionInfo,
+        CollectionType,
+        DatasetRef,
+        DatasetType,
+        new_dataset_id_hexes,
+        select_names,
+    )
     from ._collections import check_collection_name
-    from ._dataset_ref import DatasetRef, new_dataset_id_hexes
-    from ._dataset_type import DatasetType
     from ._db import Database
     from ._defaults import GovernorDefaults, RegistryDefaults, merge_data_id, pop_data_id
     from ._expand import attach_records
@@ -25,13 +29,13 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._sqlite_collections import read_sqlite_collections
 
 _LAZY: dict[str, str] = {
-    "CollectionInfo": "._collection_info",
-    "select_names": "._collection_info",
-    "CollectionType": "._collection_type",
+    "CollectionInfo": "..core",
+    "select_names": "..core",
+    "CollectionType": "..core",
     "check_collection_name": "._collections",
-    "DatasetRef": "._dataset_ref",
-    "new_dataset_id_hexes": "._dataset_ref",
-    "DatasetType": "._dataset_type",
+    "DatasetRef": "..core",
+    "new_dataset_id_hexes": "..core",
+    "DatasetType": "..core",
     "Database": "._db",
     "GovernorDefaults": "._defaults",
     "RegistryDefaults": "._defaults",

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy
 
+from ..core import CollectionType, DatasetRef
 from ..dimensions import DataCoordinate, Timespan
 from ..errors import (
     CollectionTypeError,
@@ -17,10 +18,8 @@ from ..errors import (
     MissingDatasetError,
 )
 from ._batching import ID_BATCH, batches
-from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager
 from ._data_id_values import required_tuples
-from ._dataset_ref import DatasetRef
 from ._dataset_types import DatasetTypeManager, DatasetTypeRecord
 from ._db import Database
 from ._schema import RegistrySchema

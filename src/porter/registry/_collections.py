@@ -6,6 +6,15 @@ from collections.abc import Iterable, Sequence
 
 import sqlalchemy
 
+from ..core import (
+    CollectionExpression,
+    CollectionInfo,
+    CollectionType,
+    infos_from_rows,
+    is_pattern,
+    lookup,
+    select_names,
+)
 from ..dimensions import Timespan
 from ..errors import (
     CollectionCycleError,
@@ -13,15 +22,6 @@ from ..errors import (
     ConflictingDefinitionError,
     InUseError,
 )
-from ._collection_info import (
-    CollectionExpression,
-    CollectionInfo,
-    infos_from_rows,
-    is_pattern,
-    lookup,
-    select_names,
-)
-from ._collection_type import CollectionType
 from ._db import Database
 from ._schema import RegistrySchema
 

@@ -12,10 +12,8 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from ..core import CollectionType, DatasetRef, DatasetType
 from ..dimensions import DataCoordinate, DimensionElement, DimensionRecord, DimensionUniverse, Timespan
-from ._collection_type import CollectionType
-from ._dataset_ref import DatasetRef
-from ._dataset_type import DatasetType
 from ._defaults import GovernorDefaults, merge_data_id
 from ._explain import explainer
 from ._query_results import (

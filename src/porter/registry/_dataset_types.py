@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import sqlalchemy
 
+from ..core import DatasetType
 from ..dimensions import DimensionGroup, DimensionUniverse
 from ..errors import ConflictingDefinitionError, InUseError, MissingDatasetTypeError, did_you_mean
-from ._dataset_type import DatasetType
 from ._db import Database
 from ._schema import DatasetTables, RegistrySchema
 

@@ -16,6 +16,7 @@ from typing import Any
 import sqlalchemy
 
 from .._gc import paused_gc
+from ..core import CollectionType, DatasetRef, DatasetType, new_dataset_id_hexes
 from ..dimensions import DataCoordinate, DimensionUniverse, Timespan, tai_now_nsec
 from ..errors import (
     CollectionTypeError,
@@ -25,11 +26,8 @@ from ..errors import (
     InvalidQueryError,
 )
 from ._batching import ID_BATCH, batches
-from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager
 from ._data_id_values import required_tuples
-from ._dataset_ref import DatasetRef, new_dataset_id_hexes
-from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager, DatasetTypeRecord
 from ._db import Database
 from ._schema import RegistrySchema

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
+from ..core import DatasetRef
 from ..dimensions import DataCoordinate, DimensionGroup, DimensionRecord
-from ._dataset_ref import DatasetRef
 
 __all__ = [
     "DataCoordinateQueryResults",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 
+from ..core import CollectionType, DatasetRef, DatasetType
 from ..dimensions import (
     DataCoordinate,
     DimensionElement,
@@ -34,11 +35,8 @@ from ..errors import (
     RepositoryError,
 )
 from ._associations import AssociationManager
-from ._collection_type import CollectionType
 from ._collections import CollectionInfo, CollectionManager, is_pattern
 from ._compat import RegistryCompatMixin
-from ._dataset_ref import DatasetRef
-from ._dataset_type import DatasetType
 from ._dataset_types import DatasetTypeManager
 from ._datasets import DatasetManager
 from ._db import Database

@@ -16,7 +16,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import quote
 
-from ._collection_info import CollectionInfo, infos_from_rows
+from ..core import CollectionInfo, infos_from_rows
 
 __all__ = ["read_sqlite_collections"]
 

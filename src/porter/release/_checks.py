@@ -42,7 +42,7 @@ from ._hips import check_hips
 from ._plan import Checkpoint, Corpus, Item, ReleasePlan
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["CheckResult", "run_checks"]
 
@@ -50,7 +50,7 @@ SAMPLE = 20
 
 
 def run_checks(
-    butler: Butler,
+    butler: DirectButler,
     plan: ReleasePlan,
     checkpoint: Checkpoint,
     confirmations: dict[str, dict[str, Any]],
@@ -111,7 +111,7 @@ def _manual(item: Item, confirmation: dict[str, Any] | None, where: str) -> Chec
     )
 
 
-def completeness(butler: Butler, item: Item, missing_dir: Path | None = None) -> list[CheckResult]:
+def completeness(butler: DirectButler, item: Item, missing_dir: Path | None = None) -> list[CheckResult]:
     """Delivered / expected data IDs for each dataset type; the missing ones grouped by ``group_by``.
 
     The database compares the two sets (`Registry.coverage`); only the missing data IDs come back,
@@ -213,7 +213,7 @@ class _Catalogs(Mapping[str, CatalogSource]):
     `expected_rows` answers row_count rules that compare with another item or with the butler.
     """
 
-    def __init__(self, plan: ReleasePlan, base: Path, butler: Butler | None = None):
+    def __init__(self, plan: ReleasePlan, base: Path, butler: DirectButler | None = None):
         self._plan = plan
         self._base = base
         self._butler = butler

@@ -29,7 +29,7 @@ from ..schema._postgres_source import is_postgres_location, table_fingerprint
 from ._plan import Checkpoint, PlanError
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = [
     "MANIFEST_COLUMNS",
@@ -127,7 +127,7 @@ def _entry(
     }
 
 
-def build_manifest(butler: Butler, checkpoint: Checkpoint, base: Path) -> pa.Table:
+def build_manifest(butler: DirectButler, checkpoint: Checkpoint, base: Path) -> pa.Table:
     """Every delivered dataset and file of a checkpoint, one row each, sorted by (item, key)."""
     rows: list[dict[str, Any]] = []
     for item in checkpoint.items:

@@ -36,7 +36,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..butler import Butler
+from ..butler import DirectButler
 from ..errors import PorterError, did_you_mean
 from ..schema import (
     ERROR,
@@ -295,7 +295,7 @@ class Release:
     """One release: its plan file, its repository, and its audit log there."""
 
     def __init__(
-        self, plan: ReleasePlan, plan_path: Path, butler: Butler, clock: Callable[[], float] = time.time
+        self, plan: ReleasePlan, plan_path: Path, butler: DirectButler, clock: Callable[[], float] = time.time
     ):
         self.plan = plan
         self.plan_path = plan_path
@@ -321,7 +321,7 @@ class Release:
         repo = Path(plan.repository)
         if not repo.is_absolute():
             repo = (path.parent / repo).resolve() if (path.parent / repo).exists() else repo
-        return cls(plan, path, Butler(repo))
+        return cls(plan, path, DirectButler(repo))
 
     def close(self) -> None:
         self.butler.close()

@@ -20,7 +20,7 @@ from ..schema import FAIL, PASS, CheckResult
 from ._plan import Environment, ReleasePlan, SmokeTest
 
 if TYPE_CHECKING:
-    from ..butler import Butler
+    from ..butler import DirectButler
 
 __all__ = ["run_smoke_tests"]
 
@@ -28,7 +28,9 @@ _OUTPUT_TAIL = 2000
 """Characters of a failed command's output kept in its result."""
 
 
-def run_smoke_tests(butler: Butler, plan: ReleasePlan, env: Environment, base: Path) -> list[CheckResult]:
+def run_smoke_tests(
+    butler: DirectButler, plan: ReleasePlan, env: Environment, base: Path
+) -> list[CheckResult]:
     """Run every smoke test of ``env``; each result is named ``smoke/ENV/TEST``."""
     results = []
     for test in env.smoke_tests:
@@ -67,7 +69,7 @@ def _command(test: SmokeTest, plan: ReleasePlan, env: Environment, base: Path) -
     )
 
 
-def _read_back(test: SmokeTest, butler: Butler, plan: ReleasePlan) -> CheckResult:
+def _read_back(test: SmokeTest, butler: DirectButler, plan: ReleasePlan) -> CheckResult:
     """Read ``test.read_back`` datasets of the plan's collections, round-robin over dataset types."""
     collections = list(plan.collections)
     if not collections:

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 import lsst.sphgeom
 
+from ...core import CollectionType, DatasetRef
 from ...dimensions import (
     DataCoordinate,
     DimensionUniverse,
@@ -46,9 +47,7 @@ from ...dimensions import (
     decode_region,
 )
 from ...errors import InvalidQueryError
-from .._collection_type import CollectionType
 from .._collections import CollectionManager
-from .._dataset_ref import DatasetRef
 from .._db import Database
 from .._dimension_records import record_from_row
 from .._schema import RegistrySchema

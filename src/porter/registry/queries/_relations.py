@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...core import CollectionType
 from ...dimensions import DimensionUniverse
 from ...errors import InvalidQueryError
-from .._collection_type import CollectionType
 from .._schema import RegistrySchema
 from ._spec import DatasetSearch
 from ._sql import SA_KIT, member_sql

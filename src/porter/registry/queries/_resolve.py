@@ -639,8 +639,8 @@ class _Resolver:
                 )
             if ca.type in ("region",) or cb.type in ("region",):
                 raise self.err(node, "Regions compare with OVERLAPS only.")
-            if ca.type == "uuid" and op not in ("=", "!="):
-                raise self.err(node, "Dataset IDs compare with = or != only.")
+            # Dataset IDs order as their 16 bytes (hex text on SQLite, uuid on PostgreSQL: the same order),
+            # which is what a keyset page boundary on dataset_id needs.
             return Compare(sql_op, ca, cb)
         if op == "OVERLAPS":
             ca = self.column(node.lhs, a)

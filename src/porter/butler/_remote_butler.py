@@ -1,0 +1,658 @@
+"""`RemoteButler`: the `Butler` interface over HTTP, the client of ``porter serve``.
+
+It imports neither SQLAlchemy nor a database driver: everything it knows
+comes from the server (the dimension universe, dataset types, collections,
+query pages) in `porter.core`'s wire format, and the bytes of a dataset come
+from a signed URL, checked against the size and checksum the server recorded
+before the file is read with the formatter that wrote it.
+
+The token goes only to the server's own origin (``scheme://host:port``): a
+signed URL pointing elsewhere (S3) is fetched without it.  Requests are
+retried with exponential backoff on 429 and 503 (honouring ``Retry-After``)
+and on dropped connections; a paged query resumes from the last cursor it
+received, so every row arrives exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import time
+import urllib.parse
+import uuid
+import warnings
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .. import errors
+from ..core import (
+    CollectionInfo,
+    CollectionType,
+    DatasetRef,
+    DatasetType,
+    data_id_from_json,
+    dataset_type_from_json,
+    encode_value,
+    record_from_json,
+    ref_from_json,
+)
+from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
+from ._butler import Butler
+from ._collections import ButlerCollections
+
+__all__ = ["RemoteButler", "token_for"]
+
+API = "/api/v1"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+TOKEN_FILE = Path("~/.config/porter/tokens.yaml")
+"""Tokens by server origin: ``{"https://host:8080": "porter_…"}``, for a client that names no token."""
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def token_for(url: str, explicit: str | None = None) -> str | None:
+    """The token for the server at ``url``: ``explicit``, else ``$PORTER_TOKEN``, else the token file's entry for its origin."""
+    if explicit:
+        return explicit
+    env = os.environ.get("PORTER_TOKEN")
+    if env:
+        return env
+    path = Path(os.environ.get("PORTER_TOKEN_FILE", str(TOKEN_FILE))).expanduser()
+    if not path.exists():
+        return None
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    found = data.get(_origin(url)) if isinstance(data, dict) else None
+    return str(found) if found else None
+
+
+def _rebuild_error(name: str, message: str, detail: Mapping[str, Any] | None) -> errors.PorterError:
+    """The exception the server raised: its porter class, built from its own fields where it has them."""
+    found = getattr(errors, name, None)
+    cls = found if isinstance(found, type) and issubclass(found, errors.PorterError) else errors.PorterError
+    if detail:
+        with contextlib.suppress(TypeError):
+            return cls(**detail)
+    try:
+        return cls(message)
+    except TypeError:
+        exc = cls.__new__(cls)
+        Exception.__init__(exc, message)
+        return exc
+
+
+def _names(value: str | Iterable[str] | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+class RemoteCollections(ButlerCollections):
+    """``butler.collections`` of a `RemoteButler`: the same methods, answered by the server."""
+
+    def __init__(self, butler: RemoteButler):
+        self._remote = butler
+
+    @property
+    def defaults(self) -> list[str]:
+        return list(self._remote._default_collections)
+
+    def register(
+        self, name: str, type: CollectionType | str = CollectionType.RUN, doc: str | None = None
+    ) -> bool:
+        kind = CollectionType.from_name(type)
+        answer = self._remote._call(
+            "POST", "/collections", json={"name": name, "type": kind.name, "doc": doc}
+        )
+        return bool(answer["created"])
+
+    def query(
+        self,
+        expression: Any = "*",
+        collection_types: Any = None,
+        flatten_chains: bool = False,
+        include_chains: bool | None = None,
+    ) -> list[str]:
+        return [i.name for i in self.query_info(expression, collection_types, flatten_chains, include_chains)]
+
+    def query_info(
+        self,
+        expression: Any = "*",
+        collection_types: Any = None,
+        flatten_chains: bool = False,
+        include_chains: bool | None = None,
+    ) -> list[CollectionInfo]:
+        kinds = (
+            []
+            if collection_types is None
+            else _names(collection_types)
+            if not isinstance(collection_types, CollectionType)
+            else [collection_types]
+        )
+        params: dict[str, Any] = {
+            "expression": ",".join(_names(expression)) or "*",
+            "types": ",".join(CollectionType.from_name(k).name for k in kinds),
+            "flatten_chains": flatten_chains,
+        }
+        if include_chains is not None:
+            params["include_chains"] = include_chains
+        return [self._info(i) for i in self._remote._call("GET", "/collections", params=params)]
+
+    @staticmethod
+    def _info(data: Mapping[str, Any]) -> CollectionInfo:
+        return CollectionInfo(
+            name=data["name"],
+            type=CollectionType.from_name(data["type"]),
+            doc=data["doc"],
+            children=tuple(data["children"]),
+        )
+
+    def get_info(self, name: str) -> CollectionInfo:
+        return self._info(self._remote._call("GET", f"/collections/{urllib.parse.quote(name, safe='')}"))
+
+
+class RemoteButler(Butler):
+    """A repository served by ``porter serve``, through the same methods as a local one.
+
+    Parameters
+    ----------
+    config : `str`
+        The server's URL, ``http(s)://host:port``.
+    token : `str`, optional
+        A token from ``porter admin token issue``; default ``$PORTER_TOKEN``,
+        then the token file (``~/.config/porter/tokens.yaml``, by origin).
+    collections, run, writeable, inferDefaults, **kwargs
+        As for `DirectButler`: default collections, default run, read-only
+        switch, governor defaults (``instrument="HSC"``).
+    page_size : `int`, optional
+        Rows per page of a query (the server caps it).
+    retries : `int`
+        How many times a request is retried on 429/503 or a dropped connection.
+    timeout : `float`
+        Seconds to wait for one response.
+    """
+
+    def __init__(
+        self,
+        config: str | None = None,
+        *,
+        token: str | None = None,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        writeable: bool | None = None,
+        inferDefaults: bool = True,
+        page_size: int | None = None,
+        retries: int = 6,
+        timeout: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
+        **kwargs: Any,
+    ):
+        if config is None or not config.startswith(("http://", "https://")):
+            raise errors.RepositoryError(
+                f"RemoteButler needs a server URL (http://host:port), not {config!r}."
+            )
+        self.url = config.rstrip("/")
+        self._token = token_for(self.url, token)
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
+        self._plain = httpx.Client(timeout=timeout)  # for signed URLs on other hosts: never carries the token
+        self._retries = retries
+        self.writeable = True if writeable is None else writeable
+        info = self._call("GET", "/repository")
+        text = info["universe"]
+        default = DimensionUniverse.default()
+        self._universe = default if text == default.config_text else DimensionUniverse.from_yaml(text)
+        self._page_size = page_size or int(info["default_page_size"])
+        self._run = run
+        self._default_collections = tuple(_names(collections)) or ((run,) if run else ())
+        self._governors = dict(kwargs)
+        self._infer = inferDefaults
+        self._defaults_json: dict[str, Any] | None = None
+        self._types: dict[str, DatasetType] = {}
+        self._storage_classes: Any = None
+        self.collections = RemoteCollections(self)
+        if run is not None and self.writeable:
+            self.collections.register(run, CollectionType.RUN)
+
+    # --- HTTP -----------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        delay = 0.2
+        for attempt in range(self._retries + 1):
+            try:
+                response = self._http.request(method, API + path, **kwargs)
+            except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
+                if attempt == self._retries:
+                    raise errors.ServerError(f"{self.url} did not answer {method} {path}: {exc}") from None
+            else:
+                if response.status_code not in RETRY_STATUSES or attempt == self._retries:
+                    return response
+                after = response.headers.get("retry-after")
+                if after and after.isdigit():
+                    delay = max(delay, float(after))
+            time.sleep(delay * (1 + random.random() / 4))
+            delay = min(delay * 2, 30.0)
+        raise AssertionError("unreachable")
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, **kwargs)
+        if response.status_code < 400:
+            return response.json()
+        try:
+            body = response.json()
+            name, message, detail = body["error"], body["message"], body.get("detail")
+        except (ValueError, KeyError, TypeError):
+            raise errors.ServerError(
+                f"{self.url} answered {method} {path} with {response.status_code}: {response.text[:300]}"
+            ) from None
+        if response.status_code == 401:
+            raise errors.AuthenticationError(message)
+        if response.status_code == 403:
+            raise errors.AccessDeniedError(message)
+        if response.status_code == 429:
+            raise errors.RateLimitedError(message)
+        if response.status_code >= 500:
+            raise errors.ServerError(f"{self.url}: {message}")
+        raise _rebuild_error(name, message, detail)
+
+    # --- state ----------------------------------------------------------------------------------
+
+    @property
+    def run(self) -> str | None:
+        return self._run
+
+    @property
+    def dimensions(self) -> DimensionUniverse:
+        return self._universe
+
+    def close(self) -> None:
+        self._http.close()
+        self._plain.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteButler({self.url!r})"
+
+    def _collections_or_default(self, collections: str | Sequence[str] | None) -> list[str]:
+        names = _names(collections) or list(self._default_collections)
+        if not names:
+            raise errors.NoDefaultCollectionError(
+                "No collections given and this butler has no default collections: pass collections=… or "
+                "open it with Butler(url, collections=…)."
+            )
+        return names
+
+    def _constraints(self, data_id: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        given = data_id.mapping if isinstance(data_id, DataCoordinate) else dict(data_id or {})
+        return {k: encode_value(v) for k, v in {**given, **kwargs}.items()}
+
+    @property
+    def _defaults(self) -> dict[str, Any]:
+        """This butler's governor defaults, worked out by the server once (as a local butler does on first use)."""
+        if self._defaults_json is None:
+            self._defaults_json = self._call(
+                "POST",
+                "/defaults",
+                json={
+                    "collections": list(self._default_collections),
+                    "explicit": {k: encode_value(v) for k, v in self._governors.items()},
+                    "infer": self._infer,
+                },
+            )
+        return self._defaults_json
+
+    # --- dataset types --------------------------------------------------------------------------
+
+    def _type(self, name: str) -> DatasetType:
+        found = self._types.get(name)
+        if found is None:
+            found = dataset_type_from_json(self._call("GET", f"/dataset-types/{name}"), self._universe)
+            self._types[name] = found
+        return found
+
+    def get_dataset_type(self, name: str) -> DatasetType:
+        return self._type(name)
+
+    def query_dataset_types(self, expression: Any = "*") -> list[DatasetType]:
+        out: list[DatasetType] = []
+        for pattern in _names(expression) or ["*"]:
+            for data in self._call("GET", "/dataset-types", params={"expression": pattern}):
+                dt = dataset_type_from_json(data, self._universe)
+                self._types[dt.name] = dt
+                if dt not in out:
+                    out.append(dt)
+        return out
+
+    def register_dataset_type(
+        self,
+        dataset_type: str | DatasetType,
+        dimensions: Iterable[str] | None = None,
+        storage_class: str | None = None,
+        *,
+        is_calibration: bool = False,
+    ) -> bool:
+        if isinstance(dataset_type, str):
+            if dimensions is None or storage_class is None:
+                raise errors.DatasetTypeError(
+                    f"register_dataset_type({dataset_type!r}, …) needs dimensions and a storage class."
+                )
+            dataset_type = DatasetType(
+                dataset_type,
+                list(dimensions),
+                storage_class,
+                universe=self._universe,
+                is_calibration=is_calibration,
+            )
+        body = dataset_type.to_dict()
+        answer = self._call("POST", "/dataset-types", json=body)
+        self._types.pop(dataset_type.name, None)
+        return bool(answer["created"])
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def _pages(self, path: str, body: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
+        """Every row of a paged query, resuming from the last cursor after a dropped connection."""
+        wanted = abs(limit) if limit is not None and limit != 0 else None
+        body = {**body, "limit": limit if limit == 0 else wanted, "page_size": self._page_size}
+        delivered = 0
+        cursor: str | None = None
+        while True:
+            page = self._call("POST", path, json={**body, "cursor": cursor})
+            for row in page["rows"]:
+                yield row
+                delivered += 1
+                if wanted is not None and delivered >= wanted:
+                    if (
+                        limit is not None
+                        and limit < 0
+                        and (page["next_cursor"] or row is not page["rows"][-1])
+                    ):
+                        warnings.warn(
+                            f"More than {wanted} results; only the first {wanted} are returned.", stacklevel=4
+                        )
+                    return
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+            if wanted is not None:
+                body["limit"] = wanted - delivered
+            body["explain"] = False
+
+    def _attach(self, data_id: DataCoordinate, row: Mapping[str, Any]) -> DataCoordinate:
+        records = row.get("records")
+        if records is None:
+            return data_id
+        return data_id.with_records(
+            {
+                e: (record_from_json(e, r, self._universe) if r is not None else None)
+                for e, r in records.items()
+            }
+        )
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        collections: str | Sequence[str] | None = None,
+        *,
+        find_first: bool = True,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = True,
+        with_dimension_records: bool = False,
+        **kwargs: Any,
+    ) -> list[DatasetRef]:
+        name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
+        dt = self._type(name)
+        body = {
+            "dataset_type": name,
+            "collections": self._collections_or_default(collections),
+            "find_first": find_first,
+            "defaults": self._defaults,
+            "data_id": self._constraints(data_id, kwargs),
+            "where": where,
+            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            "order_by": _names(order_by),
+            "explain": explain,
+            "with_dimension_records": with_dimension_records,
+        }
+        out = []
+        for row in self._pages("/query/datasets", body, limit):
+            ref = ref_from_json(row, {name: dt})
+            out.append(ref.expanded(self._attach(ref.data_id, row)) if "records" in row else ref)
+        return out
+
+    def query_data_ids(
+        self,
+        dimensions: str | Iterable[str],
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | Sequence[str] | None = None,
+        collections: str | Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = True,
+        with_dimension_records: bool = False,
+        **kwargs: Any,
+    ) -> list[DataCoordinate]:
+        names = _names(dimensions)
+        body = {
+            "dimensions": names,
+            "defaults": self._defaults,
+            "data_id": self._constraints(data_id, kwargs),
+            "where": where,
+            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            "datasets": _names(datasets),
+            "collections": self._collections_or_default(collections) if datasets else [],
+            "order_by": _names(order_by),
+            "explain": explain,
+            "with_dimension_records": with_dimension_records,
+        }
+        group = self._universe.conform(names)
+        out = []
+        for row in self._pages("/query/data-ids", body, limit):
+            data_id_ = data_id_from_json(row["data_id"], self._universe, list(group.names))
+            out.append(self._attach(data_id_, row))
+        return out
+
+    def query_dimension_records(
+        self,
+        element: str,
+        *,
+        data_id: Mapping[str, Any] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        datasets: str | Sequence[str] | None = None,
+        collections: str | Sequence[str] | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int | None = None,
+        explain: bool = True,
+        **kwargs: Any,
+    ) -> list[DimensionRecord]:
+        name = element if isinstance(element, str) else element.name
+        body = {
+            "element": name,
+            "defaults": self._defaults,
+            "data_id": self._constraints(data_id, kwargs),
+            "where": where,
+            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            "datasets": _names(datasets),
+            "collections": self._collections_or_default(collections) if datasets else [],
+            "order_by": _names(order_by),
+            "explain": explain,
+        }
+        return [
+            record_from_json(name, row, self._universe)
+            for row in self._pages("/query/dimension-records", body, limit)
+        ]
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef | None:
+        kwargs.pop("storage_class", None)
+        explicit = kwargs.pop("dataId", None)
+        name = dataset_type if isinstance(dataset_type, str) else dataset_type.name
+        dt = self._type(name)
+        body = {
+            "dataset_type": name,
+            "data_id": self._constraints(data_id if data_id is not None else explicit, kwargs),
+            "collections": self._collections_or_default(collections),
+            "timespan": encode_value(timespan),
+            "defaults": self._defaults,
+        }
+        found = self._call("POST", "/find-dataset", json=body)
+        return ref_from_json(found, {name: dt}) if found is not None else None
+
+    def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
+        text = dataset_id.hex if isinstance(dataset_id, uuid.UUID) else str(dataset_id)
+        try:
+            data = self._call("GET", f"/datasets/{urllib.parse.quote(text, safe='')}")
+        except errors.DatasetNotFoundError:
+            return None
+        return ref_from_json(data, {data["dataset_type"]: self._type(data["dataset_type"])})
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def _resolve(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        data_id: Mapping[str, Any] | DataCoordinate | None,
+        collections: str | Sequence[str] | None,
+        timespan: Timespan | None,
+        kwargs: dict[str, Any],
+    ) -> DatasetRef:
+        if isinstance(dataset_ref_or_type, DatasetRef):
+            return dataset_ref_or_type
+        ref = self.find_dataset(
+            dataset_ref_or_type, data_id, collections=collections, timespan=timespan, **kwargs
+        )
+        if ref is None:
+            name = dataset_ref_or_type if isinstance(dataset_ref_or_type, str) else dataset_ref_or_type.name
+            given = dict(data_id or {}) | dict(kwargs)
+            raise errors.MissingDatasetError(
+                f"No {name} dataset with data ID {given} in collections {self._collections_or_default(collections)}."
+            )
+        return ref
+
+    def _download(self, ref: DatasetRef) -> tuple[dict[str, Any], Path]:
+        """The server's description of ``ref``'s file, and the file, downloaded and checked."""
+        answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex})
+        url = answer["url"]
+        client = self._http if _origin(url) == _origin(self.url) else self._plain
+        from ..datastore import checksum_file
+
+        fd, name = tempfile.mkstemp(suffix=answer.get("extension") or "", prefix="porter-get-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out, client.stream("GET", url) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_download(response)
+                for chunk in response.iter_bytes(1 << 20):
+                    out.write(chunk)
+            size = path.stat().st_size
+            if answer["size"] is not None and size != answer["size"]:
+                raise errors.CorruptArtifactError(
+                    f"Downloaded {size} bytes of {ref} but the server recorded {answer['size']}: try again."
+                )
+            if answer["checksum"]:
+                got = checksum_file(path)
+                if got != answer["checksum"]:
+                    raise errors.CorruptArtifactError(
+                        f"The download of {ref} does not match its checksum ({got} ≠ {answer['checksum']})."
+                    )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return answer, path
+
+    def _raise_download(self, response: httpx.Response) -> None:
+        try:
+            body = response.json()
+            message = body["message"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:300]
+        if response.status_code in (401, 403):
+            raise errors.AccessDeniedError(f"The download URL was refused: {message}")
+        raise errors.ServerError(f"The download failed ({response.status_code}): {message}")
+
+    def get(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        storage_class: str | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        ref = self._resolve(dataset_ref_or_type, data_id, collections, timespan, kwargs)
+        answer, path = self._download(ref)
+        try:
+            from ..datastore import LocalURI, StorageClassRegistry, read_file
+
+            if self._storage_classes is None:
+                self._storage_classes = StorageClassRegistry.default()
+            return read_file(
+                LocalURI(path),
+                answer["formatter"],
+                answer["storage_class"],
+                storage_classes=self._storage_classes,
+                parameters=parameters,
+                as_storage_class=storage_class,
+                component=ref.dataset_type.component(),
+                what=f"{ref.dataset_type.name}@{dict(ref.data_id.required)} in {ref.run!r} ({ref.id})",
+            )
+        finally:
+            path.unlink(missing_ok=True)
+
+    def exists(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        full_check: bool = False,
+        **kwargs: Any,
+    ) -> bool:
+        if isinstance(dataset_ref_or_type, DatasetRef):
+            return self.get_dataset(dataset_ref_or_type.id) is not None
+        return self.find_dataset(dataset_ref_or_type, data_id, collections=collections, **kwargs) is not None
+
+    def put(
+        self,
+        obj: Any,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        run: str | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef:
+        raise errors.RepositoryError(
+            "put through a server is not available in this porter version yet (signed uploads are the next "
+            "step of the server); write to the repository directly, or transfer_from a local repository."
+        )
