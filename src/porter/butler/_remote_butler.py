@@ -228,10 +228,15 @@ class RemoteButler(Butler):
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if path.startswith(("http://", "https://")) and _origin(path) != _origin(self.url):
+            raise errors.ServerError(
+                f"{self.url} pointed this client at another host ({_origin(path)}); refused."
+            )
         delay = 0.2
         for attempt in range(self._retries + 1):
             try:
-                response = self._http.request(method, API + path, **kwargs)
+                target = path if path.startswith(("http://", "https://")) else API + path
+                response = self._http.request(method, target, **kwargs)
             except (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError) as exc:
                 if attempt == self._retries:
                     raise errors.ServerError(f"{self.url} did not answer {method} {path}: {exc}") from None
@@ -652,7 +657,59 @@ class RemoteButler(Butler):
         run: str | None = None,
         **kwargs: Any,
     ) -> DatasetRef:
-        raise errors.RepositoryError(
-            "put through a server is not available in this porter version yet (signed uploads are the next "
-            "step of the server); write to the repository directly, or transfer_from a local repository."
-        )
+        """Write ``obj`` here, upload the file to the server's signed URL; the server checks and stores it.
+
+        The new dataset's UUID is drawn here, so a retried request (a lost
+        answer, a dropped connection) finds the dataset it made instead of
+        making a second one.
+        """
+        if not self.writeable:
+            raise errors.RepositoryError("This butler was opened read-only (writeable=False).")
+        if isinstance(dataset_ref_or_type, DatasetRef):
+            if data_id is not None or kwargs:
+                raise errors.DataIdError(
+                    "put() with a DatasetRef takes no other data ID; the reference has one."
+                )
+            dt = dataset_ref_or_type.dataset_type
+            values = {k: encode_value(v) for k, v in dataset_ref_or_type.data_id.mapping.items()}
+            run = run or dataset_ref_or_type.run
+            dataset_id = dataset_ref_or_type.id_hex
+        else:
+            name = dataset_ref_or_type if isinstance(dataset_ref_or_type, str) else dataset_ref_or_type.name
+            dt = self._type(name)
+            values = self._constraints(data_id, kwargs)
+            run = run or self._run
+            dataset_id = uuid.uuid4().hex
+        if run is None:
+            raise errors.MissingCollectionError(
+                "put() needs a RUN collection: pass run=… or create the butler with Butler(url, run=…)."
+            )
+        from ..datastore import StorageClassRegistry, write_file
+
+        if self._storage_classes is None:
+            self._storage_classes = StorageClassRegistry.default()
+        with tempfile.TemporaryDirectory(prefix="porter-put-") as scratch:
+            written = write_file(
+                obj,
+                dt.storage_class_name,
+                Path(scratch),
+                storage_classes=self._storage_classes,
+                what=f"{dt.name} {values}",
+            )
+            ticket = self._call(
+                "POST",
+                "/uploads",
+                json={
+                    "defaults": self._defaults,
+                    "dataset_id": dataset_id,
+                    "dataset_type": dt.name,
+                    "data_id": values,
+                    "run": run,
+                    "formatter": written.formatter,
+                    "size": written.size,
+                    "checksum": written.checksum,
+                },
+            )
+            if ticket["ref"] is None:
+                ticket = self._call("PUT", ticket["upload_url"], content=written.path.read_bytes())
+        return ref_from_json(ticket["ref"], {dt.name: dt})

@@ -8,6 +8,7 @@ from . import (  # noqa: F401 - register their commands
     _pipeline_commands,
     _release_commands,
     _schema_commands,
+    _serve_command,
 )
 from ._app import app
 

@@ -13,7 +13,7 @@ from .._lazy import lazy_names
 if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads them on demand
     from ._checksum import checksum_file, checksum_stream
     from ._datastore import TEMP_AREA, Datastore, WritePlan, WriterBusyError
-    from ._fsck import ORPHANS_AREA, Finding, FsckReport, fsck
+    from ._fsck import ORPHANS_AREA, SERVER_AREA, Finding, FsckReport, fsck
     from ._records import DatastoreTables, LocationRow
     from ._single_file import WrittenFile, read_file, write_file
     from ._storage_classes import StorageClass, StorageClassRegistry
@@ -32,6 +32,7 @@ _LAZY: dict[str, str] = {
     "LocalURI": "._uri",
     "LocationRow": "._records",
     "ORPHANS_AREA": "._fsck",
+    "SERVER_AREA": "._fsck",
     "PathTemplate": "._templates",
     "ResourceURI": "._uri",
     "S3URI": "._uri",
@@ -58,6 +59,7 @@ __all__ = [
     "DEFAULT_TEMPLATE",
     "ORPHANS_AREA",
     "S3URI",
+    "SERVER_AREA",
     "TEMP_AREA",
     "Adoption",
     "ArtifactExistsError",

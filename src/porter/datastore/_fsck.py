@@ -62,11 +62,13 @@ from ._uri import LocalURI, ResourceURI, classify_temporary
 if TYPE_CHECKING:
     from ._datastore import Datastore
 
-__all__ = ["ORPHANS_AREA", "Finding", "FsckReport", "fsck"]
+__all__ = ["ORPHANS_AREA", "SERVER_AREA", "Finding", "FsckReport", "fsck"]
 
 ORPHANS_AREA = ".porter-orphans"
+SERVER_AREA = ".porter-server"
+"""Where ``porter serve`` keeps its signing key and the uploads it is receiving: not datastore artifacts."""
 _NOT_ARTIFACTS = ("porter.yaml", "registry.sqlite3", "registry.sqlite3-wal", "registry.sqlite3-shm")
-_NOT_ARTIFACT_AREAS = (ORPHANS_AREA + "/", "releases/")
+_NOT_ARTIFACT_AREAS = (ORPHANS_AREA + "/", SERVER_AREA + "/", "releases/")
 """Areas below the root that hold porter's own files: quarantined orphans, and release plans,
 manifests and reports (``porter release`` keeps them in ``releases/``, often inside the
 repository).  A file there that is no artifact is no orphan: moving it would break the release."""

@@ -43,7 +43,7 @@ import sqlalchemy
 from sqlalchemy import Column, Float, ForeignKey, MetaData, String, Table, Text
 from sqlalchemy.engine import Connection
 
-from ..errors import PorterError, did_you_mean
+from ..errors import AuthenticationError, PorterError, did_you_mean
 from ._audit import AuditEntry, audit_table, read_audit, write_audit
 from ._grants import check_pattern, compile_patterns, matches
 
@@ -72,10 +72,6 @@ TOKEN_PREFIX = "porter_"
 _TOKEN = re.compile(r"porter_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _MODES = ("read", "write")
-
-
-class AuthenticationError(PorterError):
-    """A token is malformed, unknown, expired or revoked (the server answers 401); the message says which."""
 
 
 class AccountsError(PorterError):

@@ -1,0 +1,75 @@
+"""``porter serve``: share a repository over HTTP (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._app import RepoArg, app
+from ._output import console, handle_errors
+
+
+@app.command()
+@handle_errors
+def serve(
+    repo: RepoArg,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (127.0.0.1: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", help="Worker processes; each opens the repository (stateless: any may answer)."
+        ),
+    ] = 1,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address or CIDR of a reverse proxy whose X-Auth-Request-User/-Groups headers are trusted "
+            "(Rubin's Gafaelfawr); repeatable.  Without it those headers are ignored.",
+        ),
+    ] = None,
+    max_page_size: Annotated[
+        int, typer.Option("--max-page-size", help="Most rows in one page of a query.")
+    ] = 10_000,
+    url_lifetime: Annotated[
+        float, typer.Option("--url-lifetime", help="Seconds a signed download URL stays valid.")
+    ] = 3600.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve REPO to many users: the Butler API over HTTP, with accounts and per-collection access.
+
+    Clients connect with ``Butler("http://HOST:PORT", token=…)`` (or ``$PORTER_TOKEN``).  Create users,
+    groups, grants and tokens first with ``porter admin``; a request without a token reads only what
+    ``porter admin public`` made public.  OpenAPI is at /openapi.json (docs at /docs), health at /healthz,
+    Prometheus metrics at /metrics.  Several workers, or several servers on one PostgreSQL + S3
+    repository, share nothing but the repository.
+    """
+    import uvicorn
+
+    from ..butler import RepoConfig
+
+    location = Path(repo).resolve()
+    RepoConfig.read(location)  # a clear error for a path that is not a repository, before any worker starts
+    config = {
+        "repository": str(location),
+        "trusted_proxies": list(trusted_proxy or []),
+        "max_page_size": max_page_size,
+        "url_lifetime": url_lifetime,
+    }
+    os.environ["PORTER_SERVER_CONFIG"] = json.dumps(config)
+    console.print(f"porter: serving {location} on http://{host}:{port} ({workers} worker(s)); Ctrl-C stops.")
+    uvicorn.run(
+        "porter.server:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )

@@ -1,0 +1,674 @@
+"""The FastAPI application: one repository's butler behind HTTP, with access control on every read.
+
+Stateless by design: everything a request needs is in the request (the token,
+the query, the cursor) or in the repository (accounts, grants, data), so any
+number of workers or replicas can serve one PostgreSQL + S3 repository, and a
+page of a query can be fetched from any of them.  Errors are answered as
+``{"error": <porter exception class>, "message": …}`` with a 4xx status, so the
+client raises the same exception type the local butler would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+
+from .. import errors
+from ..butler import DirectButler, FileDataset
+from ..core import (
+    CollectionType,
+    DatasetRef,
+    dataset_type_to_json,
+    decode_value,
+    encode_value,
+    record_to_json,
+    ref_to_json,
+)
+from ..datastore import S3URI, SERVER_AREA, LocalURI
+from ..dimensions import DataCoordinate
+from ..registry import GovernorDefaults
+from ._access import filter_readable, readable_collections, readable_info, require_readable
+from ._accounts import Accounts, AuthenticationError, Principal
+from ._metrics import ServerMetrics
+from ._models import (
+    DataIdQuery,
+    DatasetQuery,
+    Defaults,
+    FindDataset,
+    GetRequest,
+    InferDefaults,
+    RecordQuery,
+    RegisterCollection,
+    RegisterDatasetType,
+    UploadRequest,
+)
+from ._pagination import (
+    CURSOR_BIND_PREFIX,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    keyset_where,
+    order_terms,
+)
+from ._signing import SignedURLError, Signer, load_or_create_key
+from ._uploads import UploadTicket, open_ticket, seal_ticket
+
+__all__ = ["API_PREFIX", "ServerConfig", "create_app"]
+
+API_PREFIX = "/api/v1"
+
+_STATUS: list[tuple[type[BaseException], int]] = [
+    (errors.AuthenticationError, 401),
+    (errors.AccessDeniedError, 403),
+    (errors.RateLimitedError, 429),
+    (SignedURLError, 403),
+    (errors.MissingCollectionError, 404),
+    (errors.MissingDatasetTypeError, 404),
+    (errors.DatasetNotFoundError, 404),
+    (errors.EmptyQueryResultError, 404),
+    (errors.ConflictingDefinitionError, 409),
+    (errors.InUseError, 409),
+    (errors.StorageFullError, 507),
+    (errors.PorterError, 422),
+]
+
+
+@dataclass
+class ServerConfig:
+    """How one server process serves one repository."""
+
+    repository: Path
+    max_page_size: int = 10_000
+    """The most rows one page holds, whatever a client asks for."""
+    default_page_size: int = 2_000
+    url_lifetime: float = 3600.0
+    """Seconds a signed download URL is honoured."""
+    trusted_proxies: list[str] = field(default_factory=list)
+    """Addresses or networks (CIDR) whose identity headers (``X-Auth-Request-User``, ``X-Auth-Request-Groups``)
+    are trusted; empty: such headers are ignored and every request needs a token."""
+    max_body_bytes: int = 1 << 20
+    """Largest JSON request body (413 above it)."""
+    max_upload_bytes: int = 10 << 30
+    """Largest file a put may upload (413 above it)."""
+
+
+class _State:
+    """What every request shares: the repository, its accounts, the signer, the metrics."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.butler = DirectButler(config.repository, writeable=True, preload=True)
+        self.accounts = Accounts(self.butler.registry.db)
+        self.signer = Signer(
+            load_or_create_key(Path(config.repository) / SERVER_AREA / "server.key"), config.url_lifetime
+        )
+        self.metrics = ServerMetrics()
+        self.networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
+        self.lock = threading.Lock()
+
+    def trusted_peer(self, host: str | None) -> bool:
+        if not self.networks or host is None:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in n for n in self.networks)
+
+
+_DETAIL_FIELDS = ("expression", "position", "reason", "reasons")
+"""Attributes some exceptions are built from (a syntax error's caret, an empty query's reasons), sent along so
+the client rebuilds the same exception."""
+
+
+def _error_body(exc: BaseException) -> dict[str, Any]:
+    message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+    detail = {k: getattr(exc, k) for k in _DETAIL_FIELDS if hasattr(exc, k)}
+    return {"error": type(exc).__name__, "message": message, "detail": detail}
+
+
+def _status_of(exc: BaseException) -> int:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The application serving ``config.repository`` (uvicorn's ``--factory`` target is `app_from_environment`)."""
+    state = _State(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.butler.close()
+
+    app = FastAPI(
+        title="porter",
+        summary="A porter data repository shared over HTTP: the Butler API with per-collection access.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.porter = state
+
+    @app.exception_handler(errors.PorterError)
+    async def porter_error(request: Request, exc: errors.PorterError) -> JSONResponse:
+        return JSONResponse(_error_body(exc), status_code=_status_of(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return JSONResponse(
+            {"error": "InvalidRequest", "message": f"Malformed request: {problems}"}, status_code=422
+        )
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
+            return JSONResponse(
+                {
+                    "error": "RequestTooLarge",
+                    "message": f"Request bodies are limited to {config.max_body_bytes} bytes.",
+                },
+                status_code=413,
+            )
+        start = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:
+            state.metrics.observe(request.method, _route_of(request), 500, time.perf_counter() - start)
+            raise
+        state.metrics.observe(
+            request.method, _route_of(request), response.status_code, time.perf_counter() - start
+        )
+        return response
+
+    def principal(request: Request) -> Principal:
+        if state.networks:
+            user = request.headers.get("x-auth-request-user")
+            if user and state.trusted_peer(request.client.host if request.client else None):
+                groups = [
+                    g.strip()
+                    for g in request.headers.get("x-auth-request-groups", "").split(",")
+                    if g.strip()
+                ]
+                return state.accounts.from_proxy(user, groups)
+        header = request.headers.get("authorization")
+        if header is None:
+            anonymous = state.accounts.anonymous()
+            if anonymous.read_patterns is None:  # nothing is public here
+                raise AuthenticationError(
+                    "This server needs a token: Authorization: Bearer <token> (porter admin token issue)."
+                )
+            return anonymous
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthenticationError("Send the token as 'Authorization: Bearer <token>'.")
+        return state.accounts.authenticate(token.strip())
+
+    Caller = Depends(principal)
+
+    # --- service --------------------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, str]:
+        """Liveness and readiness: the repository's database answers."""
+        state.butler.collections.query("porter_healthz_probe*")
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["service"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: requests, latencies and errors by endpoint, active queries."""
+        body, content_type = state.metrics.render()
+        return Response(body, media_type=content_type)
+
+    # --- repository -----------------------------------------------------------------------------
+
+    @app.get(f"{API_PREFIX}/repository", tags=["repository"])
+    def repository(who: Principal = Caller) -> dict[str, Any]:
+        """What a client needs to work with this repository: the dimension universe and the server's limits."""
+        universe = state.butler.dimensions
+        return {
+            "universe": universe.config_text,
+            "max_page_size": config.max_page_size,
+            "default_page_size": config.default_page_size,
+            "user": who.user,
+        }
+
+    @app.get(f"{API_PREFIX}/dataset-types", tags=["dataset types"])
+    def dataset_types(expression: str = "*", who: Principal = Caller) -> list[dict[str, Any]]:
+        """Dataset types whose names match a glob (or an exact name)."""
+        return [dataset_type_to_json(t) for t in state.butler.query_dataset_types(expression)]
+
+    @app.get(f"{API_PREFIX}/dataset-types/{{name}}", tags=["dataset types"])
+    def dataset_type(name: str, who: Principal = Caller) -> dict[str, Any]:
+        """One dataset type; 404 (MissingDatasetTypeError, with a suggestion) if there is none."""
+        return dataset_type_to_json(state.butler.get_dataset_type(name))
+
+    @app.post(f"{API_PREFIX}/dataset-types", tags=["dataset types"])
+    def register_dataset_type(body: RegisterDatasetType, who: Principal = Caller) -> dict[str, Any]:
+        """Define a dataset type (needs a write-scoped token)."""
+        if "write" not in who.scopes and not who.is_admin:
+            raise errors.AccessDeniedError("Registering a dataset type needs a token with the write scope.")
+        created = state.butler.register_dataset_type(
+            body.name, body.dimensions, body.storage_class, is_calibration=body.is_calibration
+        )
+        if created:
+            state.accounts.audit(who.user, "register_dataset_type", body.name, body.model_dump())
+        return {"created": created}
+
+    # --- collections ----------------------------------------------------------------------------
+
+    @app.get(f"{API_PREFIX}/collections", tags=["collections"])
+    def collections(
+        expression: str = "*",
+        types: str = "",
+        flatten_chains: bool = False,
+        include_chains: bool | None = None,
+        who: Principal = Caller,
+    ) -> list[dict[str, Any]]:
+        """Collections the caller may read that match the expression, with type, doc and readable children."""
+        kinds = [CollectionType.from_name(t) for t in types.split(",") if t] or None
+        patterns = [e for e in expression.split(",") if e] or ["*"]
+        names: list[str] = []
+        for pattern in patterns:
+            if "*" in pattern or "?" in pattern or "[" in pattern:
+                names += state.butler.collections.query(pattern, kinds, flatten_chains, include_chains)
+            else:
+                require_readable(state.butler, who, pattern)
+                names += state.butler.collections.query(pattern, kinds, flatten_chains, include_chains)
+        seen: set[str] = set()
+        out = []
+        for name in filter_readable(who, names):
+            if name not in seen:
+                seen.add(name)
+                out.append(readable_info(state.butler, who, state.butler.collections.get_info(name)))
+        return out
+
+    @app.get(f"{API_PREFIX}/collections/{{name:path}}", tags=["collections"])
+    def collection(name: str, who: Principal = Caller) -> dict[str, Any]:
+        """One collection; 404 if it does not exist or the caller may not read it (the two look the same)."""
+        return readable_info(state.butler, who, require_readable(state.butler, who, name))
+
+    @app.post(f"{API_PREFIX}/collections", tags=["collections"])
+    def register_collection(body: RegisterCollection, who: Principal = Caller) -> dict[str, Any]:
+        """Create a collection the caller may write (RUN by default)."""
+        if not who.can_write(body.name):
+            raise errors.AccessDeniedError(
+                f"You may not create collection {body.name!r}: ask for a write grant on it."
+            )
+        created = state.butler.collections.register(body.name, CollectionType.from_name(body.type), body.doc)
+        if created:
+            state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
+        return {"created": created}
+
+    # --- queries --------------------------------------------------------------------------------
+
+    def _as_client(defaults: Defaults) -> DirectButler:
+        """The repository's butler with the client's governor defaults (a view; nothing is shared across requests)."""
+        return state.butler.with_defaults(GovernorDefaults(_decoded(defaults.values), defaults.ambiguous))
+
+    @app.post(f"{API_PREFIX}/defaults", tags=["queries"])
+    def infer_defaults(body: InferDefaults, who: Principal = Caller) -> dict[str, Any]:
+        """The governor defaults of a client opened with these collections: explicit ones, and the values
+        inferred from the datasets of the readable ones (unreadable ones count as missing, which are ignored)."""
+        names = filter_readable(who, [n for n in body.collections if state.butler.collections.query(n)])
+        found = state.butler.infer_defaults(names, _decoded(body.explicit), body.infer)
+        return {"values": {k: encode_value(v) for k, v in found.items()}, "ambiguous": found.ambiguous}
+
+    def _search(who: Principal, names: list[str], find_first: bool) -> list[str]:
+        if find_first:
+            for name in names:
+                if "*" in name or "?" in name:
+                    raise errors.MissingCollectionError(
+                        f"find_first needs an ordered list of collections, not the pattern {name!r}; "
+                        "pass find_first=False to search every matching collection."
+                    )
+        return readable_collections(state.butler, who, names or state.butler.collections.defaults)
+
+    def _decoded(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: decode_value(v) for k, v in values.items()}
+
+    def _bind(body: Any) -> dict[str, Any]:
+        bind = _decoded(body.bind)
+        clash = [k for k in bind if k.startswith(CURSOR_BIND_PREFIX)]
+        if clash:
+            raise errors.InvalidQueryError(
+                f"Bind names starting with {CURSOR_BIND_PREFIX!r} are reserved: rename {clash[0]!r}."
+            )
+        return bind
+
+    def _page_rows(body: Any) -> int:
+        size = min(body.page_size or config.default_page_size, config.max_page_size)
+        if body.limit is not None and body.limit > 0:
+            size = min(size, body.limit)
+        return size
+
+    def _paged(
+        body: Any,
+        run: Callable[[str, dict[str, Any], list[str], int, bool], list[Any]],
+        terms: list[Any],
+        encode: Callable[[Any], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """One page of a query: ``run(where, bind, order_by, limit, explain)`` with the keyset constraint added."""
+        query_id = fingerprint(body.model_dump())
+        where, bind = body.where, _bind(body)
+        if body.cursor:
+            after, after_bind = keyset_where(terms, decode_cursor(body.cursor, query_id))
+            where = f"({where}) AND {after}" if where.strip() else after
+            bind |= after_bind
+        if body.limit == 0:
+            run(where, bind, [t.order_by for t in terms], 0, False)
+            return {"rows": [], "next_cursor": None}
+        size = _page_rows(body)
+        with state.metrics.active_query():
+            rows = run(where, bind, [t.order_by for t in terms], size + 1, body.explain and not body.cursor)
+        more = len(rows) > size
+        rows = rows[:size]
+        cursor = encode_cursor([t.value_of(rows[-1]) for t in terms], query_id) if more and rows else None
+        return {"rows": [encode(r) for r in rows], "next_cursor": cursor}
+
+    def _with_records(data_id: DataCoordinate) -> dict[str, Any]:
+        if not data_id.has_records:
+            return {}
+        return {
+            "records": {e: (record_to_json(r) if r is not None else None) for e, r in data_id.records.items()}
+        }
+
+    @app.post(f"{API_PREFIX}/query/datasets", tags=["queries"])
+    def query_datasets(body: DatasetQuery, who: Principal = Caller) -> dict[str, Any]:
+        """One page of `Butler.query_datasets`; pass ``next_cursor`` back for the next page."""
+        dt = state.butler.get_dataset_type(body.dataset_type)
+        names = _search(who, body.collections, body.find_first)
+        terms, needs_records = order_terms(
+            state.butler.dimensions,
+            body.order_by,
+            list(dt.dimensions.required),
+            dataset_id=not body.find_first,
+        )
+
+        def run(
+            where: str, bind: dict[str, Any], order_by: list[str], limit: int, explain: bool
+        ) -> list[Any]:
+            return _as_client(body.defaults).query_datasets(
+                dt.name,
+                names,
+                find_first=body.find_first,
+                data_id=_decoded(body.data_id),
+                where=where,
+                bind=bind,
+                order_by=order_by,
+                limit=limit,
+                explain=explain,
+                with_dimension_records=body.with_dimension_records or needs_records,
+                **_decoded(body.kwargs),
+            )
+
+        def encode(ref: DatasetRef) -> dict[str, Any]:
+            out = ref_to_json(ref)
+            if body.with_dimension_records:
+                out |= _with_records(ref.data_id)
+            return out
+
+        return _paged(body, run, terms, encode)
+
+    @app.post(f"{API_PREFIX}/query/data-ids", tags=["queries"])
+    def query_data_ids(body: DataIdQuery, who: Principal = Caller) -> dict[str, Any]:
+        """One page of `Butler.query_data_ids`."""
+        group = state.butler.dimensions.conform(body.dimensions)
+        names = _search(who, body.collections, False) if body.datasets else None
+        terms, needs_records = order_terms(state.butler.dimensions, body.order_by, list(group.required))
+
+        def run(
+            where: str, bind: dict[str, Any], order_by: list[str], limit: int, explain: bool
+        ) -> list[Any]:
+            return _as_client(body.defaults).query_data_ids(
+                list(group.names),
+                data_id=_decoded(body.data_id),
+                where=where,
+                bind=bind,
+                datasets=body.datasets or None,
+                collections=names,
+                order_by=order_by,
+                limit=limit,
+                explain=explain,
+                with_dimension_records=body.with_dimension_records or needs_records,
+                **_decoded(body.kwargs),
+            )
+
+        def encode(data_id: DataCoordinate) -> dict[str, Any]:
+            out: dict[str, Any] = {"data_id": {k: encode_value(v) for k, v in data_id.mapping.items()}}
+            if body.with_dimension_records:
+                out |= _with_records(data_id)
+            return out
+
+        return _paged(body, run, terms, encode)
+
+    @app.post(f"{API_PREFIX}/query/dimension-records", tags=["queries"])
+    def query_dimension_records(body: RecordQuery, who: Principal = Caller) -> dict[str, Any]:
+        """One page of `Butler.query_dimension_records`."""
+        element = state.butler.dimensions[body.element]
+        names = _search(who, body.collections, False) if body.datasets else None
+        terms, _ = order_terms(
+            state.butler.dimensions, body.order_by, [d.name for d in element.required], element=element.name
+        )
+
+        def run(
+            where: str, bind: dict[str, Any], order_by: list[str], limit: int, explain: bool
+        ) -> list[Any]:
+            return _as_client(body.defaults).query_dimension_records(
+                element.name,
+                data_id=_decoded(body.data_id),
+                where=where,
+                bind=bind,
+                datasets=body.datasets or None,
+                collections=names,
+                order_by=order_by,
+                limit=limit,
+                explain=explain,
+                **_decoded(body.kwargs),
+            )
+
+        return _paged(body, run, terms, record_to_json)
+
+    @app.post(f"{API_PREFIX}/find-dataset", tags=["queries"])
+    def find_dataset(body: FindDataset, who: Principal = Caller) -> dict[str, Any] | None:
+        """`Butler.find_dataset`: the first dataset of the type and data ID in the readable collections."""
+        names = _search(who, body.collections, True)
+        ref = _as_client(body.defaults).find_dataset(
+            body.dataset_type,
+            _decoded(body.data_id),
+            collections=names,
+            timespan=decode_value(body.timespan),
+        )
+        return ref_to_json(ref) if ref is not None else None
+
+    def _readable_ref(who: Principal, dataset_id: str) -> DatasetRef:
+        try:
+            ref = state.butler.get_dataset(dataset_id)
+        except (ValueError, errors.PorterError):
+            ref = None
+        if ref is None or not who.can_read(ref.run):
+            raise errors.DatasetNotFoundError(f"No dataset with ID {dataset_id!r}.")
+        return ref
+
+    @app.get(f"{API_PREFIX}/datasets/{{dataset_id}}", tags=["datasets"])
+    def get_dataset(dataset_id: str, who: Principal = Caller) -> dict[str, Any]:
+        """The dataset with this UUID (404 if there is none, or it is in a run the caller may not read)."""
+        return ref_to_json(_readable_ref(who, dataset_id))
+
+    # --- bytes ----------------------------------------------------------------------------------
+
+    @app.post(f"{API_PREFIX}/get", tags=["datasets"])
+    def get(body: GetRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """Where to download a dataset's file from (a signed URL), with what the client needs to read it."""
+        ref = _readable_ref(who, body.dataset_id)
+        location = state.butler.datastore.locations([ref.id]).get(ref.id)
+        if location is None:
+            raise errors.ArtifactMissingError(
+                f"{ref.dataset_type.name}@{dict(ref.data_id.required)} in {ref.run!r} has no stored file."
+            )
+        uri = state.butler.datastore.uri_of(location.path)
+        if isinstance(uri, S3URI):
+            url = uri.signed_url(int(config.url_lifetime))
+        else:
+            base = str(request.base_url).rstrip("/")
+            url = f"{base}/files/{ref.id.hex}?{state.signer.query(ref.id, who.user)}"
+        state.metrics.downloads.inc()
+        return {
+            "ref": ref_to_json(ref),
+            "url": url,
+            "size": location.size,
+            "checksum": location.checksum,
+            "formatter": location.formatter,
+            "storage_class": location.storage_class,
+            "extension": uri.getExtension(),
+        }
+
+    @app.get("/files/{dataset_id}", tags=["datasets"], response_class=FileResponse)
+    def download(dataset_id: str, user: str, expires: str, signature: str, request: Request) -> Response:
+        """The bytes of a file-datastore dataset, behind a signed, expiring URL bound to the dataset and user."""
+        presenter: str | None = None
+        if request.headers.get("authorization"):
+            presenter = principal(request).user
+        checked = state.signer.check(dataset_id, user, expires, signature, presenter)
+        location = state.butler.datastore.locations([checked]).get(checked)
+        if location is None:
+            raise errors.DatasetNotFoundError(f"No stored file for dataset {dataset_id}.")
+        uri = state.butler.datastore.uri_of(location.path)
+        if not isinstance(uri, LocalURI):
+            raise errors.DatastoreError("This dataset is not in a file datastore; ask for a new URL.")
+        return FileResponse(uri.ospath, media_type="application/octet-stream")
+
+    # --- writes ---------------------------------------------------------------------------------
+
+    def _writer(who: Principal, run: str) -> str:
+        if who.user is None:
+            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+        if not who.can_write(run):
+            raise errors.AccessDeniedError(f"You may not write to {run!r}: ask for a write grant on it.")
+        return who.user
+
+    @app.post(f"{API_PREFIX}/uploads", tags=["datasets"])
+    def start_upload(body: UploadRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """Check a put before its bytes move, and answer with the signed URL to PUT the file to."""
+        user = _writer(who, body.run)
+        existing = state.butler.get_dataset(body.dataset_id)
+        if existing is not None:  # a retry after the upload completed: the same dataset, not a second one
+            return {"ref": ref_to_json(existing), "upload_url": None}
+        butler = _as_client(body.defaults)
+        dt = butler.get_dataset_type(body.dataset_type)
+        data_id = butler.resolve_data_id(dt, _decoded(body.data_id))
+        try:
+            info: Any = state.butler.collections.get_info(body.run)
+        except errors.MissingCollectionError:
+            info = None  # the ingest creates the run
+        if info and info.type is not CollectionType.RUN:
+            raise errors.CollectionTypeError(
+                f"{body.run!r} is a {info.type.name} collection; put() writes to RUN collections."
+            )
+        if info and state.butler.find_dataset(dt, data_id, collections=[body.run]) is not None:
+            raise errors.ConflictingDefinitionError(
+                f"{dt.name}@{dict(data_id.required)} in {body.run!r} already exists; porter never overwrites a dataset."
+            )
+        ticket = UploadTicket(
+            dataset_id=body.dataset_id,
+            dataset_type=dt.name,
+            data_id={k: encode_value(v) for k, v in data_id.mapping.items()},
+            run=body.run,
+            formatter=body.formatter,
+            size=body.size,
+            checksum=body.checksum,
+            user=user,
+            expires=int(time.time() + config.url_lifetime),
+        )
+        base = str(request.base_url).rstrip("/")
+        return {"ref": None, "upload_url": f"{base}/uploads/{seal_ticket(state.signer, ticket)}"}
+
+    @app.put("/uploads/{ticket}", tags=["datasets"])
+    async def upload(ticket: str, request: Request) -> JSONResponse:
+        """Receive a put's file, verify its size and checksum against the ticket, and store it atomically."""
+        who = await run_in_threadpool(principal, request)
+        sealed = open_ticket(state.signer, ticket, who.user)
+        _writer(who, sealed.run)
+        existing = await run_in_threadpool(state.butler.get_dataset, sealed.dataset_id)
+        if existing is not None:
+            return JSONResponse({"ref": ref_to_json(existing)})
+        scratch = Path(config.repository) / SERVER_AREA / "uploads"
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"{sealed.dataset_id}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            size = 0
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > sealed.size:
+                        raise errors.DatastoreError(
+                            f"The upload is longer than the {sealed.size} bytes announced."
+                        )
+                    out.write(chunk)
+            ref = await run_in_threadpool(_store_upload, sealed, path, size, who)
+        finally:
+            path.unlink(missing_ok=True)
+        return JSONResponse({"ref": ref_to_json(ref)})
+
+    def _store_upload(sealed: UploadTicket, path: Path, size: int, who: Principal) -> DatasetRef:
+        from ..datastore import checksum_file
+
+        if size != sealed.size:
+            raise errors.DatastoreError(
+                f"The upload has {size} bytes, not the {sealed.size} announced: send it again."
+            )
+        if checksum_file(path) != sealed.checksum:
+            raise errors.DatastoreError(
+                "The upload does not match its checksum: it was damaged on the way; send it again."
+            )
+        dt = state.butler.get_dataset_type(sealed.dataset_type)
+        data_id = DataCoordinate.standardize(
+            {k: decode_value(v) for k, v in sealed.data_id.items()}, dimensions=dt.dimensions
+        )
+        ref = DatasetRef(dt, data_id, sealed.run, id=sealed.dataset_id)
+        try:
+            (stored,) = state.butler.ingest(
+                FileDataset(path, ref, formatter=sealed.formatter), transfer="move"
+            )
+        except errors.ConflictingDefinitionError:
+            again = state.butler.get_dataset(sealed.dataset_id)
+            if again is None:
+                raise
+            return again  # a concurrent retry of the same upload stored it first
+        state.accounts.audit(
+            who.user, "put", sealed.run, {"dataset_id": sealed.dataset_id, "dataset_type": dt.name}
+        )
+        found = state.butler.find_dataset(dt, stored.data_id, collections=[sealed.run])
+        return found if found is not None else stored  # with implied values, as a local put returns it
+
+    return app
+
+
+def _route_of(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", "unmatched")
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's ``--factory`` target: the app for ``$PORTER_SERVER_CONFIG`` (JSON of `ServerConfig`), for workers."""
+    import os
+
+    raw = json.loads(os.environ["PORTER_SERVER_CONFIG"])
+    raw["repository"] = Path(raw["repository"])
+    return create_app(ServerConfig(**raw))
