@@ -52,3 +52,24 @@ def serving(root: Path, **config: Any) -> Iterator[Served]:
 def token(accounts: Accounts, user: str, *scopes: str) -> str:
     """A new token's text for ``user`` (who must exist)."""
     return accounts.issue_token(user, scopes=scopes or ("read",), by="test").secret_text
+
+
+def small_repository(root: Path, registry: str | None = None, namespace: str | None = None) -> list[Any]:
+    """A repository at ``root`` with the real HSC RC2 records and a ``summary`` dict for each of 4 visits
+    in run ``HSC/runs/a``; returns the refs."""
+    from conftest import load
+    from porter import Butler
+
+    butler = Butler.create(root, registry=registry, namespace=namespace)
+    try:
+        load(butler, "hsc-rc2-subset.yaml")
+        butler.register_dataset_type("summary", ["instrument", "visit"], "StructuredDataDict")
+        visits = sorted(r.id for r in butler.query_dimension_records("visit", instrument="HSC"))[:4]
+        return [
+            butler.put(
+                {"visit": v, "payload": "x" * 200}, "summary", instrument="HSC", visit=v, run="HSC/runs/a"
+            )
+            for v in visits
+        ]
+    finally:
+        butler.close()

@@ -245,6 +245,8 @@ class RemoteButler(Butler):
                     return response
                 after = response.headers.get("retry-after")
                 if after and after.isdigit():
+                    if int(after) > 60:
+                        return response  # a daily quota: waiting here would hang the caller for hours
                     delay = max(delay, float(after))
             time.sleep(delay * (1 + random.random() / 4))
             delay = min(delay * 2, 30.0)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._app import ServerConfig, app_from_environment, create_app
     from ._audit import AuditEntry
     from ._grants import PatternError, check_pattern, compile_patterns
+    from ._limits import Limits, UserLimits
 
 _LAZY: dict[str, str] = {
     "Accounts": "._accounts",
@@ -38,6 +39,8 @@ _LAZY: dict[str, str] = {
     "app_from_environment": "._app",
     "create_app": "._app",
     "AuditEntry": "._audit",
+    "Limits": "._limits",
+    "UserLimits": "._limits",
     "PatternError": "._grants",
     "check_pattern": "._grants",
     "compile_patterns": "._grants",
@@ -51,11 +54,13 @@ __all__ = [
     "AuthenticationError",
     "GrantInfo",
     "IssuedToken",
+    "Limits",
     "PatternError",
     "Principal",
     "ServerConfig",
     "TokenInfo",
     "UserInfo",
+    "UserLimits",
     "app_from_environment",
     "check_pattern",
     "compile_patterns",

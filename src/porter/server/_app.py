@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import os
 import threading
 import time
 import uuid
@@ -42,6 +43,7 @@ from ..dimensions import DataCoordinate
 from ..registry import GovernorDefaults
 from ._access import filter_readable, readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
+from ._limits import Limits, RetryLater, UserLimits
 from ._metrics import ServerMetrics
 from ._models import (
     DataIdQuery,
@@ -103,6 +105,14 @@ class ServerConfig:
     """Largest JSON request body (413 above it)."""
     max_upload_bytes: int = 10 << 30
     """Largest file a put may upload (413 above it)."""
+    concurrent_queries: int | None = 8
+    """Queries one user may run at once, over all workers (429 beyond)."""
+    requests_per_minute: int | None = None
+    """Requests one user may make a minute, per worker (429 beyond); None: no limit."""
+    download_bytes_per_day: int | None = None
+    """Bytes one user may download a day (UTC), over all workers (429 beyond); None: no limit."""
+    query_timeout: float = 300.0
+    """Seconds a query slot is held at most (a crashed worker's slot frees itself after this)."""
 
 
 class _State:
@@ -116,6 +126,16 @@ class _State:
             load_or_create_key(Path(config.repository) / SERVER_AREA / "server.key"), config.url_lifetime
         )
         self.metrics = ServerMetrics()
+        _sweep_dead_uploads(Path(config.repository) / SERVER_AREA / "uploads")
+        self.limits = Limits(
+            self.butler.registry.db,
+            UserLimits(
+                concurrent_queries=config.concurrent_queries,
+                requests_per_minute=config.requests_per_minute,
+                download_bytes_per_day=config.download_bytes_per_day,
+                query_timeout=config.query_timeout,
+            ),
+        )
         self.networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
         self.lock = threading.Lock()
 
@@ -166,7 +186,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(errors.PorterError)
     async def porter_error(request: Request, exc: errors.PorterError) -> JSONResponse:
-        return JSONResponse(_error_body(exc), status_code=_status_of(exc))
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RetryLater) else None
+        return JSONResponse(_error_body(exc), status_code=_status_of(exc), headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -198,6 +219,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         return response
 
     def principal(request: Request) -> Principal:
+        """Who is asking (401 if the credentials are not good), counted against the request rate."""
+        who = _identify(request)
+        state.limits.count_request(who.actor)
+        return who
+
+    def _identify(request: Request) -> Principal:
         if state.networks:
             user = request.headers.get("x-auth-request-user")
             if user and state.trusted_peer(request.client.host if request.client else None):
@@ -359,6 +386,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return size
 
     def _paged(
+        who: Principal,
         body: Any,
         run: Callable[[str, dict[str, Any], list[str], int, bool], list[Any]],
         terms: list[Any],
@@ -375,7 +403,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             run(where, bind, [t.order_by for t in terms], 0, False)
             return {"rows": [], "next_cursor": None}
         size = _page_rows(body)
-        with state.metrics.active_query():
+        with state.limits.query_slot(who.actor), state.metrics.active_query():
             rows = run(where, bind, [t.order_by for t in terms], size + 1, body.explain and not body.cursor)
         more = len(rows) > size
         rows = rows[:size]
@@ -424,7 +452,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 out |= _with_records(ref.data_id)
             return out
 
-        return _paged(body, run, terms, encode)
+        return _paged(who, body, run, terms, encode)
 
     @app.post(f"{API_PREFIX}/query/data-ids", tags=["queries"])
     def query_data_ids(body: DataIdQuery, who: Principal = Caller) -> dict[str, Any]:
@@ -456,7 +484,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 out |= _with_records(data_id)
             return out
 
-        return _paged(body, run, terms, encode)
+        return _paged(who, body, run, terms, encode)
 
     @app.post(f"{API_PREFIX}/query/dimension-records", tags=["queries"])
     def query_dimension_records(body: RecordQuery, who: Principal = Caller) -> dict[str, Any]:
@@ -483,7 +511,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 **_decoded(body.kwargs),
             )
 
-        return _paged(body, run, terms, record_to_json)
+        return _paged(who, body, run, terms, record_to_json)
 
     @app.post(f"{API_PREFIX}/find-dataset", tags=["queries"])
     def find_dataset(body: FindDataset, who: Principal = Caller) -> dict[str, Any] | None:
@@ -528,6 +556,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         else:
             base = str(request.base_url).rstrip("/")
             url = f"{base}/files/{ref.id.hex}?{state.signer.query(ref.id, who.user)}"
+        state.limits.count_download(who.actor, location.size or 0)
         state.metrics.downloads.inc()
         return {
             "ref": ref_to_json(ref),
@@ -544,7 +573,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         """The bytes of a file-datastore dataset, behind a signed, expiring URL bound to the dataset and user."""
         presenter: str | None = None
         if request.headers.get("authorization"):
-            presenter = principal(request).user
+            presenter = _identify(request).user
         checked = state.signer.check(dataset_id, user, expires, signature, presenter)
         location = state.butler.datastore.locations([checked]).get(checked)
         if location is None:
@@ -610,7 +639,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return JSONResponse({"ref": ref_to_json(existing)})
         scratch = Path(config.repository) / SERVER_AREA / "uploads"
         scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f"{sealed.dataset_id}.{uuid.uuid4().hex[:8]}.part"
+        path = scratch / f"{sealed.dataset_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
         try:
             size = 0
             with path.open("wb") as out:
@@ -658,6 +687,25 @@ def create_app(config: ServerConfig) -> FastAPI:
         return found if found is not None else stored  # with implied values, as a local put returns it
 
     return app
+
+
+def _sweep_dead_uploads(scratch: Path) -> None:
+    """Delete partial uploads whose receiving process is gone (``<dataset>.<pid>.<nonce>.part``), as a worker starts.
+
+    Only this host's processes can be checked; a part of a live process (another worker) is left alone.
+    """
+    if not scratch.is_dir():
+        return
+    for part in scratch.glob("*.part"):
+        fields = part.name.split(".")
+        if len(fields) != 4 or not fields[1].isdigit():
+            continue
+        try:
+            os.kill(int(fields[1]), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def _route_of(request: Request) -> str:

@@ -1,0 +1,123 @@
+"""Per-user limits of the server: concurrent queries over all workers, requests per minute, bytes per day.
+
+The slot reservation is tested on the repository's real database (SQLite and
+PostgreSQL) with threads racing for the last slot; the HTTP behaviour (429
+with Retry-After, the client's retry, a daily quota that is not waited out)
+against a real server on loopback.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import _pg_url, drop_schema
+from porter import Butler
+from porter.errors import RateLimitedError
+from porter.server import Limits, UserLimits
+from serving import serving, small_repository, token
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    schema = None
+    if request.param == "postgresql":
+        request.getfixturevalue("pg_server")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        butler = Butler.create(tmp_path / "repo", registry=_pg_url(), namespace=schema)
+    else:
+        butler = Butler.create(tmp_path / "repo")
+    yield butler.registry.db
+    butler.close()
+    if schema:
+        drop_schema(_pg_url(), schema)
+
+
+def test_query_slots_are_reserved_atomically(database) -> None:  # type: ignore[no-untyped-def]
+    limits = Limits(database, UserLimits(concurrent_queries=3))
+    other_worker = Limits(database, UserLimits(concurrent_queries=3))  # a second process's view of the table
+    held: set[int] = set()
+    most = 0
+    refused = 0
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker(i: int) -> None:
+        nonlocal most, refused
+        start.wait()
+        for _ in range(5):
+            try:
+                with (limits if i % 2 else other_worker).query_slot("alice"):
+                    with lock:
+                        held.add(threading.get_ident())
+                        most = max(most, len(held))
+                    with lock:
+                        held.discard(threading.get_ident())
+            except RateLimitedError:
+                with lock:
+                    refused += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most <= 3
+    with limits.query_slot("alice"), limits.query_slot("alice"), limits.query_slot("alice"):
+        with pytest.raises(RateLimitedError, match="3 queries running"), other_worker.query_slot("alice"):
+            pass
+        with other_worker.query_slot("bob"):  # limits are per user
+            pass
+    with limits.query_slot("alice"):  # all released
+        pass
+
+
+def test_a_crashed_workers_slot_frees_itself(database) -> None:  # type: ignore[no-untyped-def]
+    now = [1000.0]
+    limits = Limits(database, UserLimits(concurrent_queries=1, query_timeout=60), clock=lambda: now[0])
+    slot = limits.query_slot("alice")
+    slot.__enter__()  # never left: the worker died
+    with pytest.raises(RateLimitedError), limits.query_slot("alice"):
+        pass
+    now[0] += 61
+    with limits.query_slot("alice"):
+        pass
+
+
+def test_download_bytes_per_day(database) -> None:  # type: ignore[no-untyped-def]
+    now = [1_800_000_000.0]
+    limits = Limits(database, UserLimits(download_bytes_per_day=1000), clock=lambda: now[0])
+    limits.count_download("alice", 600)
+    with pytest.raises(RateLimitedError, match="600 of 1000") as refused:
+        limits.count_download("alice", 600)
+    assert 0 < refused.value.retry_after <= 86_400  # type: ignore[attr-defined]
+    limits.count_download("bob", 600)
+    now[0] += 86_400
+    limits.count_download("alice", 600)
+
+
+def test_limits_over_http(tmp_path: Path) -> None:
+    refs = small_repository(tmp_path / "repo")
+    with serving(tmp_path / "repo", requests_per_minute=8, download_bytes_per_day=300) as served:
+        served.accounts.add_user("alice", by="test")
+        served.accounts.add_group("g", by="test")
+        served.accounts.add_member("g", "alice", by="test")
+        served.accounts.grant("g", "read", "HSC/*", by="test")
+        secret = token(served.accounts, "alice")
+        headers = {"Authorization": f"Bearer {secret}"}
+        answers = [httpx.get(f"{served.url}/api/v1/collections", headers=headers) for _ in range(10)]
+        statuses = [a.status_code for a in answers]
+        assert statuses[:8] == [200] * 8 and statuses[8] == 429
+        assert int(answers[8].headers["Retry-After"]) >= 1
+        assert "requests a minute" in answers[8].json()["message"]
+
+    with serving(tmp_path / "repo", download_bytes_per_day=300) as served:
+        served.accounts.grant("g", "read", "HSC/*", by="test")
+        alice = Butler(served.url, token=secret, collections="HSC/runs/a")
+        assert alice.get(refs[0])["visit"] == refs[0].data_id["visit"]
+        with pytest.raises(RateLimitedError, match="allowed today"):
+            alice.get(refs[1])  # a daily quota: refused at once, not waited out
