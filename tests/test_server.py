@@ -477,3 +477,41 @@ def test_upload_tickets_refuse_tampering(world: World) -> None:
     assert wrong.status_code == 422 and "checksum" in wrong.json()["message"]
     assert alice.get_dataset(body["dataset_id"]) is None  # nothing was stored
     assert httpx.put(url, content=b"{}}", headers=headers).status_code == 422  # longer than announced
+
+
+def test_collection_writes_and_remove_runs(butler: Butler, world: World) -> None:
+    tag = uuid.uuid4().hex[:8]
+    run, chain = f"u/alice/{tag}/run", f"u/alice/{tag}/chain"
+    assert butler.collections.register(run) is True
+    v = world.visits[2]
+    butler.put({"visit": v, "tag": tag}, "summary", instrument="HSC", visit=v, run=run)
+    butler.collections.redefine_chain(chain, [run, RUN_A])
+    assert list(butler.collections.get_info(chain).children) == [run, RUN_A]
+    butler.collections.remove_from_chain(chain, [RUN_A])
+    butler.collections.extend_chain(chain, [RUN_B])
+    butler.collections.prepend_chain(chain, RUN_A)
+    assert list(butler.collections.get_info(chain).children) == [RUN_A, run, RUN_B]
+    with pytest.raises(ConflictingDefinitionError, match="remove it from those chains"):
+        butler.remove_runs([run])  # still in the chain: nothing removed
+    assert butler.get("summary", instrument="HSC", visit=v, collections=[run]) == {"visit": v, "tag": tag}
+    butler.collections.x_remove(chain)
+    assert butler.remove_runs([run]) == 1
+    assert butler.collections.query(f"u/alice/{tag}/*") == []
+
+
+def test_writes_need_write_grants(world: World) -> None:
+    bob = world.remote(token=world.bob)
+    with pytest.raises(AccessDeniedError):
+        bob.remove_runs([RUN_A])
+    with pytest.raises(AccessDeniedError):
+        bob.collections.redefine_chain(CHAIN, [RUN_A])
+    alice = world.remote(token=world.alice)
+    with pytest.raises(AccessDeniedError):
+        alice.collections.x_remove(CHAIN)
+    with pytest.raises(MissingCollectionError):  # a chain may only hold what its writer can read
+        alice.collections.redefine_chain("u/alice/sneaky", [EMBARGO])
+    assert "u/alice/sneaky" not in world.remote().collections.query("u/alice/*")
+    name = f"u/alice/audited-{uuid.uuid4().hex[:6]}"
+    alice.collections.register(name)
+    entries = world.served.accounts.audit_log(limit=20, action="register_collection")
+    assert any(e.actor == "alice" and e.target == name for e in entries)

@@ -280,3 +280,7 @@ class Butler(ABC):
         **kwargs: Any,
     ) -> DatasetRef:
         """Write ``obj`` as a new dataset in ``run`` (default: the butler's run)."""
+
+    @abstractmethod
+    def remove_runs(self, names: str | Iterable[str]) -> int:
+        """Delete RUN collections, every dataset in them and their files; returns the number of datasets removed."""

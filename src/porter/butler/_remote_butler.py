@@ -90,6 +90,11 @@ def _rebuild_error(name: str, message: str, detail: Mapping[str, Any] | None) ->
         return exc
 
 
+def _quoted(name: str) -> str:
+    """A collection name as one URL path segment ('/' included)."""
+    return urllib.parse.quote(name, safe="")
+
+
 def _names(value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
@@ -159,7 +164,31 @@ class RemoteCollections(ButlerCollections):
         )
 
     def get_info(self, name: str) -> CollectionInfo:
-        return self._info(self._remote._call("GET", f"/collections/{urllib.parse.quote(name, safe='')}"))
+        return self._info(self._remote._call("GET", f"/collections/{_quoted(name)}"))
+
+    def _change(self, action: str, parent: str, children: str | Sequence[str]) -> None:
+        self._remote._call(
+            "POST",
+            f"/collections/{_quoted(parent)}/chain",
+            json={"action": action, "children": _names(children)},
+        )
+
+    def redefine_chain(self, parent: str, children: str | Sequence[str]) -> None:
+        self._change("redefine", parent, children)
+
+    def extend_chain(self, parent: str, children: str | Sequence[str]) -> None:
+        self._change("extend", parent, children)
+
+    def prepend_chain(self, parent: str, children: str | Sequence[str]) -> None:
+        self._change("prepend", parent, children)
+
+    def remove_from_chain(self, parent: str, children: str | Sequence[str]) -> None:
+        self._change("remove", parent, children)
+
+    def x_remove(self, name: str) -> None:
+        self._remote._call("DELETE", f"/collections/{_quoted(name)}")
+
+    remove = x_remove
 
 
 class RemoteButler(Butler):
@@ -533,7 +562,7 @@ class RemoteButler(Butler):
     def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
         text = dataset_id.hex if isinstance(dataset_id, uuid.UUID) else str(dataset_id)
         try:
-            data = self._call("GET", f"/datasets/{urllib.parse.quote(text, safe='')}")
+            data = self._call("GET", f"/datasets/{_quoted(text)}")
         except errors.DatasetNotFoundError:
             return None
         return ref_from_json(data, {data["dataset_type"]: self._type(data["dataset_type"])})
@@ -648,6 +677,10 @@ class RemoteButler(Butler):
         if isinstance(dataset_ref_or_type, DatasetRef):
             return self.get_dataset(dataset_ref_or_type.id) is not None
         return self.find_dataset(dataset_ref_or_type, data_id, collections=collections, **kwargs) is not None
+
+    def remove_runs(self, names: str | Iterable[str]) -> int:
+        """Delete RUN collections, their datasets and files, through the server; returns the datasets removed."""
+        return int(self._call("POST", "/remove-runs", json={"names": _names(names)})["removed"])
 
     def put(
         self,

@@ -46,6 +46,7 @@ from ._accounts import Accounts, AuthenticationError, Principal
 from ._limits import Limits, RetryLater, UserLimits
 from ._metrics import ServerMetrics
 from ._models import (
+    ChainChange,
     DataIdQuery,
     DatasetQuery,
     Defaults,
@@ -55,6 +56,7 @@ from ._models import (
     RecordQuery,
     RegisterCollection,
     RegisterDatasetType,
+    RemoveRuns,
     UploadRequest,
 )
 from ._pagination import (
@@ -342,6 +344,43 @@ def create_app(config: ServerConfig) -> FastAPI:
         if created:
             state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
         return {"created": created}
+
+    @app.post(f"{API_PREFIX}/collections/{{name:path}}/chain", tags=["collections"])
+    def change_chain(name: str, body: ChainChange, who: Principal = Caller) -> dict[str, Any]:
+        """Set, extend, prepend to or remove from a chain's children: write access to the chain, read to each child."""
+        _writer(who, name)
+        for child in body.children:
+            require_readable(state.butler, who, child)
+        collections = state.butler.collections
+        if body.action != "redefine":
+            require_readable(state.butler, who, name)
+        {
+            "redefine": collections.redefine_chain,
+            "extend": collections.extend_chain,
+            "prepend": collections.prepend_chain,
+            "remove": collections.remove_from_chain,
+        }[body.action](name, body.children)
+        state.accounts.audit(who.user, f"chain.{body.action}", name, {"children": body.children})
+        return readable_info(state.butler, who, collections.get_info(name))
+
+    @app.delete(f"{API_PREFIX}/collections/{{name:path}}", tags=["collections"])
+    def remove_collection(name: str, who: Principal = Caller) -> dict[str, Any]:
+        """Remove a collection (refused while a chain holds it or a run has datasets: use remove-runs)."""
+        _writer(who, name)
+        require_readable(state.butler, who, name)
+        state.butler.collections.x_remove(name)
+        state.accounts.audit(who.user, "collection.remove", name)
+        return {"removed": name}
+
+    @app.post(f"{API_PREFIX}/remove-runs", tags=["collections"])
+    def remove_runs(body: RemoveRuns, who: Principal = Caller) -> dict[str, Any]:
+        """Delete RUN collections with their datasets and files (write access to every one, or nothing happens)."""
+        for name in body.names:
+            _writer(who, name)
+            require_readable(state.butler, who, name)
+        removed = state.butler.remove_runs(body.names)
+        state.accounts.audit(who.user, "remove_runs", ",".join(body.names), {"datasets": removed})
+        return {"removed": removed}
 
     # --- queries --------------------------------------------------------------------------------
 

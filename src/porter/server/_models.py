@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ChainChange",
     "DataIdQuery",
     "DatasetQuery",
     "Defaults",
@@ -22,6 +23,7 @@ __all__ = [
     "RecordQuery",
     "RegisterCollection",
     "RegisterDatasetType",
+    "RemoveRuns",
     "UploadRequest",
 ]
 
@@ -123,6 +125,17 @@ class RegisterDatasetType(_Request):
     dimensions: list[str]
     storage_class: str
     is_calibration: bool = False
+
+
+class ChainChange(_Request):
+    """A change to a CHAINED collection's children (``redefine`` creates the chain if needed)."""
+
+    action: str = Field(pattern=r"^(redefine|extend|prepend|remove)$")
+    children: list[str]
+
+
+class RemoveRuns(_Request):
+    names: list[str] = Field(min_length=1)
 
 
 class RegisterCollection(_Request):
