@@ -13,6 +13,10 @@ Runs on SQLite and PostgreSQL registries, and on file and S3 (emulator) datastor
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -515,3 +519,40 @@ def test_writes_need_write_grants(world: World) -> None:
     alice.collections.register(name)
     entries = world.served.accounts.audit_log(limit=20, action="register_collection")
     assert any(e.actor == "alice" and e.target == name for e in entries)
+
+
+def test_the_remote_client_loads_no_database_layer(world: World) -> None:
+    code = f"""
+import sys
+from porter import Butler
+b = Butler({world.url!r}, token={world.admin!r}, collections={CHAIN!r})
+refs = b.query_datasets("src", limit=3)
+b.get(refs[0])
+b.query_dimension_records("visit", instrument="HSC", limit=2)
+heavy = sorted(m for m in ("sqlalchemy", "psycopg2", "porter.registry._db", "porter.datastore._datastore") if m in sys.modules)
+print(len(refs), heavy)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["3", "[]"]
+
+
+def test_the_cli_queries_a_server(world: World) -> None:
+    env = {**os.environ, "PORTER_TOKEN": world.bob}
+    run = [sys.executable, "-m", "porter.cli"]
+    remote = subprocess.run(
+        [*run, "query-datasets", world.url, "src", "-c", CHAIN, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert remote.returncode == 0, remote.stderr
+    rows = json.loads(remote.stdout)
+    assert {r["run"] for r in rows} == {RUN_A} and len(rows) == len(world.visits_a) * len(DETECTORS)
+    listing = subprocess.run(
+        [*run, "query-collections", world.url, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    assert {r["name"] for r in json.loads(listing.stdout)} == {RUN_A, CHAIN}
+    hidden = subprocess.run(
+        [*run, "query-datasets", world.url, "src", "-c", EMBARGO], env=env, capture_output=True, text=True
+    )
+    assert hidden.returncode != 0 and "not found" in hidden.stderr

@@ -22,6 +22,7 @@ from ..errors import RepositoryError
 if TYPE_CHECKING:
     from ..core import DatasetRef, DatasetType
     from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
+    from ._collections import ButlerCollections
     from ._repo_config import RepoConfig
 
 __all__ = ["Butler", "is_server_url"]
@@ -41,6 +42,9 @@ class Butler(ABC):
     else ``$PORTER_TOKEN``, else the client configuration file).  See each
     implementation for its own options.
     """
+
+    collections: ButlerCollections
+    """Collection operations (``butler.collections.query("u/me/*")``, ``redefine_chain`` …), as in daf_butler."""
 
     def __new__(cls, config: Any = None, *args: Any, **kwargs: Any) -> Butler:
         if cls is not Butler:  # DirectButler(...) / RemoteButler(...) asked for by name

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..core import CollectionInfo, CollectionType
 from ..errors import CollectionTypeError
-from ..registry import CollectionInfo, CollectionType
 
 if TYPE_CHECKING:
     from ._direct_butler import DirectButler

@@ -28,7 +28,7 @@ from ._output import (
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from ..butler import DirectButler
+    from ..butler import Butler, DirectButler
 
 app = typer.Typer(
     name="porter",
@@ -43,6 +43,14 @@ app = typer.Typer(
 )
 
 RepoArg = Annotated[Path, typer.Argument(help="Repository directory (holding porter.yaml).")]
+RepoOrServerArg = Annotated[
+    str,
+    typer.Argument(
+        help="Repository directory (holding porter.yaml), or a server URL (http://host:port; token from "
+        "$PORTER_TOKEN).",
+        metavar="REPO",
+    ),
+]
 WhereOpt = Annotated[
     str, typer.Option("--where", "-w", help="A `where` expression, e.g. \"visit > 100 AND band = 'r'\".")
 ]
@@ -98,6 +106,38 @@ def _open(repo: Path, **kwargs: Any) -> Iterator["DirectButler"]:
         yield butler
     finally:
         butler.close()
+
+
+def _is_url(repo: str | Path) -> bool:
+    return str(repo).startswith(("http://", "https://"))
+
+
+@contextlib.contextmanager
+def _open_any(repo: str, **kwargs: Any) -> Iterator["Butler"]:
+    """A local repository's butler, or a server's (``http(s)://…``, token from $PORTER_TOKEN or the token file)."""
+    if not _is_url(repo):
+        with _open(Path(repo), **kwargs) as butler:
+            yield butler
+        return
+    from ..butler import Butler
+
+    remote = Butler.from_config(repo, **kwargs)
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+def _check_collections(butler: "Butler", names: list[str]) -> None:
+    """Unknown collections are errors, even when nothing else would look them up."""
+    from ..butler import DirectButler
+
+    if isinstance(butler, DirectButler):
+        butler.registry.resolve_collections(names)
+        return
+    for name in names:
+        if not any(c in name for c in "*?["):
+            butler.collections.get_info(name)
 
 
 def _progress() -> "Progress":
@@ -266,7 +306,7 @@ def export(
 @app.command("query-datasets")
 @handle_errors
 def query_datasets(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     dataset_types: Annotated[
         list[str] | None, typer.Argument(help="Dataset type names or globs (default: all).")
     ] = None,
@@ -293,8 +333,8 @@ def query_datasets(
     colls = _split(collections)
     if not colls:
         raise typer.BadParameter("Give the collections to search with --collections/-c.")
-    with _open(repo, collections=colls) as butler:
-        butler.registry.resolve_collections(colls)  # unknown collections are errors, even with no types
+    with _open_any(repo, collections=colls) as butler:
+        _check_collections(butler, colls)
         types = butler.query_dataset_types(_split(dataset_types) or "*")
         rows: list[dict[str, Any]] = []
         for dt in types:
@@ -336,7 +376,7 @@ def query_refs(
 @app.command("query-data-ids")
 @handle_errors
 def query_data_ids(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     dimensions: Annotated[
         list[str], typer.Argument(help="Dimensions of the data IDs (e.g. visit detector).")
     ],
@@ -361,7 +401,7 @@ def query_data_ids(
         porter query-data-ids repo/ tract patch visit --where "instrument = 'HSC' AND skymap = 'hsc_rings_v1'"
         porter query-data-ids repo/ visit --where "instrument = 'HSC' AND visit.region OVERLAPS POINT(150.1, 2.2)"
     """
-    with _open(repo, collections=_split(collections) or None) as butler:
+    with _open_any(repo, collections=_split(collections) or None) as butler:
         ids = butler.query_data_ids(
             _split(dimensions),
             where=where,
@@ -380,7 +420,7 @@ def query_data_ids(
 @app.command("query-dimension-records")
 @handle_errors
 def query_dimension_records(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     element: Annotated[str, typer.Argument(help="Dimension element (visit, detector, patch …).")],
     collections: CollectionsOpt = None,
     datasets: Annotated[
@@ -400,7 +440,7 @@ def query_dimension_records(
         porter query-dimension-records repo/ detector --where "instrument = 'HSC' AND detector.purpose = 'SCIENCE'"
         porter query-dimension-records repo/ visit --where "instrument='HSC'" --order-by -visit.exposure_time --limit 5
     """
-    with _open(repo, collections=_split(collections) or None) as butler:
+    with _open_any(repo, collections=_split(collections) or None) as butler:
         records = butler.query_dimension_records(
             element,
             where=where,
@@ -419,7 +459,7 @@ def query_dimension_records(
 @app.command("query-collections")
 @handle_errors
 def query_collections(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     globs: Annotated[
         list[str] | None, typer.Argument(help="Collection names or globs (default: all).")
     ] = None,
@@ -448,9 +488,9 @@ def query_collections(
     types = [CollectionType.from_name(t) for t in _split(collection_type)] or None
     # A SQLite repository's collections are read without SQLAlchemy (0.13-0.2 s of import saved);
     # anything else opens the butler, which also explains a missing or damaged repository.
-    by_name = read_collection_infos(repo)
+    by_name = None if _is_url(repo) else read_collection_infos(Path(repo))
     if by_name is None:
-        with _open(repo) as butler:
+        with _open_any(repo) as butler:
             by_name = {i.name: i for i in butler.collections.query_info("*")}
     names = select_names(by_name, _split(globs) or "*", types, flatten_chains=mode == "FLATTEN")
     infos = [by_name[n] for n in names]
@@ -479,7 +519,7 @@ def query_collections(
 @app.command("query-dataset-types")
 @handle_errors
 def query_dataset_types(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     globs: Annotated[list[str] | None, typer.Argument(help="Names or globs (default: all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -489,7 +529,7 @@ def query_dataset_types(
 
         porter query-dataset-types repo/ 'calexp*'
     """
-    with _open(repo) as butler:
+    with _open_any(repo) as butler:
         types = butler.query_dataset_types(_split(globs) or "*")
     rows = [
         {
