@@ -556,3 +556,35 @@ def test_the_cli_queries_a_server(world: World) -> None:
         [*run, "query-datasets", world.url, "src", "-c", EMBARGO], env=env, capture_output=True, text=True
     )
     assert hidden.returncode != 0 and "not found" in hidden.stderr
+
+
+def test_public_collections_and_embargo_dates(world: World) -> None:
+    import datetime
+
+    accounts = world.served.accounts
+    assert httpx.get(f"{world.url}/api/v1/collections").status_code == 401  # nothing public yet
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
+    accounts.set_public(RUN_A, by="test")
+    accounts.set_public("embargo/*", after=later, by="test")  # public once the embargo ends, not before
+    try:
+        anonymous = Butler(world.url, token=None)
+        assert set(anonymous.collections.query("*")) == {RUN_A}
+        assert len(anonymous.query_datasets("src", [RUN_A])) == len(world.visits_a) * len(DETECTORS)
+        with pytest.raises(MissingCollectionError):
+            anonymous.query_datasets("src", [EMBARGO])
+        with pytest.raises(AuthenticationError):
+            anonymous.collections.register("u/anyone")
+    finally:
+        accounts.remove_public(RUN_A, by="test")
+        accounts.remove_public("embargo/*", by="test")
+        accounts.invalidate()
+
+
+def test_trusted_proxy_headers(world: World, tmp_path: Path) -> None:
+    headers = {"X-Auth-Request-User": "alice", "X-Auth-Request-Groups": "survey"}
+    with serving(world.root, trusted_proxies=["127.0.0.1/32"]) as proxied:
+        answer = httpx.get(f"{proxied.url}/api/v1/collections", headers=headers)
+        assert answer.status_code == 200
+        assert {c["name"] for c in answer.json()} >= {RUN_A, RUN_B, CHAIN} and EMBARGO not in answer.text
+    with serving(world.root, trusted_proxies=["10.0.0.0/8"]) as elsewhere:  # our address is not trusted
+        assert httpx.get(f"{elsewhere.url}/api/v1/collections", headers=headers).status_code == 401

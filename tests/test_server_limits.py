@@ -17,7 +17,8 @@ import pytest
 
 from conftest import _pg_url, drop_schema
 from porter import Butler
-from porter.errors import RateLimitedError
+from porter.butler import DirectButler
+from porter.errors import QueryTimeoutError, RateLimitedError
 from porter.server import Limits, UserLimits
 from serving import serving, small_repository, token
 
@@ -121,3 +122,41 @@ def test_limits_over_http(tmp_path: Path) -> None:
         assert alice.get(refs[0])["visit"] == refs[0].data_id["visit"]
         with pytest.raises(RateLimitedError, match="allowed today"):
             alice.get(refs[1])  # a daily quota: refused at once, not waited out
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_query_over_its_time_limit_is_stopped(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A limit already passed stops the query at its next statement, or when the database next checks."""
+    schema = None
+    if backend == "postgresql":
+        request.getfixturevalue("pg_server")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+    small_repository(tmp_path / "repo", registry=_pg_url() if schema else None, namespace=schema)
+    butler = Butler(tmp_path / "repo")
+    try:
+        assert isinstance(butler, DirectButler)
+        every = butler.query_data_ids(["visit", "detector"], instrument="HSC", explain=False)
+        assert len(every) > 1000  # big enough that the database checks the clock while it runs
+        with butler.registry.db.time_limit(0), pytest.raises(QueryTimeoutError, match="limit of 0 s"):
+            butler.query_data_ids(["visit", "detector"], instrument="HSC", explain=False)
+        assert len(butler.query_data_ids(["visit", "detector"], instrument="HSC", explain=False)) == len(
+            every
+        )
+    finally:
+        butler.close()
+        if schema:
+            drop_schema(_pg_url(), schema)
+
+
+def test_a_server_query_timeout_reaches_the_client(tmp_path: Path) -> None:
+    small_repository(tmp_path / "repo")
+    with serving(tmp_path / "repo", query_timeout=0) as served:
+        served.accounts.add_user("alice", by="test")
+        served.accounts.add_group("g", by="test")
+        served.accounts.add_member("g", "alice", by="test")
+        served.accounts.grant("g", "read", "*", by="test")
+        alice = Butler(served.url, token=token(served.accounts, "alice"))
+        with pytest.raises(QueryTimeoutError, match="ran longer than the limit"):
+            alice.query_data_ids(["visit", "detector"], instrument="HSC")

@@ -41,6 +41,7 @@ __all__ = [
     "PipelineDefinitionError",
     "PorterError",
     "QuantumGraphBuildError",
+    "QueryTimeoutError",
     "RateLimitedError",
     "RegistryError",
     "RepositoryError",
@@ -272,6 +273,10 @@ class AccessDeniedError(PorterError, PermissionError):
 
 class ServerError(PorterError):
     """A server failed to answer, or answered with something the client cannot understand."""
+
+
+class QueryTimeoutError(PorterError):
+    """A query ran longer than the limit set for it (a server's query timeout) and was stopped."""
 
 
 class RateLimitedError(PorterError):

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 from .._mounts import mount_point
-from ..errors import RepositoryError, StorageFullError
+from ..errors import QueryTimeoutError, RepositoryError, StorageFullError
 
 __all__ = ["Database", "is_retryable"]
 
@@ -269,8 +269,65 @@ class Database:
         with self.engine.connect() as conn:
             # Pooled connections keep their info dict: one last used for a write must not take the write lock.
             conn.info["porter_write"] = False
-            with conn.begin():
+            with conn.begin(), self.time_limited(conn.connection.dbapi_connection):
                 yield conn
+
+    @contextlib.contextmanager
+    def time_limit(self, seconds: float) -> Iterator[None]:
+        """Queries this thread starts inside the block are stopped after ``seconds`` (`QueryTimeoutError`).
+
+        PostgreSQL enforces it (``statement_timeout``); SQLite checks the clock
+        every thousand virtual-machine steps (~a few µs) and interrupts the statement.
+        A server runs each client's query under its limit.
+        """
+        previous = getattr(self._local, "deadline", None), getattr(self._local, "limit", None)
+        self._local.deadline = time.monotonic() + seconds
+        self._local.limit = seconds
+        try:
+            yield
+        finally:
+            self._local.deadline, self._local.limit = previous
+
+    def _timed_out(self) -> QueryTimeoutError:
+        return QueryTimeoutError(
+            f"The query ran longer than the limit of {self._local.limit:g} s and was stopped; narrow it "
+            "(a tighter where, fewer collections) or fetch it in smaller pages."
+        )
+
+    @contextlib.contextmanager
+    def time_limited(self, dbapi_connection: Any) -> Iterator[None]:
+        """Apply this thread's `time_limit` (if any) to statements run on ``dbapi_connection`` in the block.
+
+        The database's own interruption of an over-long statement comes out as `QueryTimeoutError`.
+        On PostgreSQL the block must be inside a transaction (the limit is ``SET LOCAL``).
+        """
+        deadline = getattr(self._local, "deadline", None)
+        if deadline is None:
+            yield
+            return
+        if time.monotonic() > deadline:  # a query of several statements stops at its next one
+            raise self._timed_out()
+        sqlite = self.dialect == "sqlite"
+        if sqlite:
+            dbapi_connection.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 1_000)
+        else:
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute(
+                    f"SET LOCAL statement_timeout = {max(1, int((deadline - time.monotonic()) * 1000))}"
+                )
+            finally:
+                cursor.close()
+        try:
+            yield
+        except Exception as exc:
+            text = str(exc)
+            if "interrupted" in text or "statement timeout" in text:
+                raise self._timed_out() from None
+            raise
+        finally:
+            if sqlite:
+                dbapi_connection.set_progress_handler(None, 0)
 
     def fetch_raw(self, sql: str, params: Sequence[Any]) -> list[tuple]:
         """Rows of one driver-level query, without SQLAlchemy's transaction machinery.

@@ -114,7 +114,8 @@ class ServerConfig:
     download_bytes_per_day: int | None = None
     """Bytes one user may download a day (UTC), over all workers (429 beyond); None: no limit."""
     query_timeout: float = 300.0
-    """Seconds a query slot is held at most (a crashed worker's slot frees itself after this)."""
+    """Seconds one page of a query may run before the database stops it (QueryTimeoutError); also the longest a
+    crashed worker's query slot stays taken."""
 
 
 class _State:
@@ -291,6 +292,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post(f"{API_PREFIX}/dataset-types", tags=["dataset types"])
     def register_dataset_type(body: RegisterDatasetType, who: Principal = Caller) -> dict[str, Any]:
         """Define a dataset type (needs a write-scoped token)."""
+        if who.user is None:
+            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
         if "write" not in who.scopes and not who.is_admin:
             raise errors.AccessDeniedError("Registering a dataset type needs a token with the write scope.")
         created = state.butler.register_dataset_type(
@@ -336,10 +339,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post(f"{API_PREFIX}/collections", tags=["collections"])
     def register_collection(body: RegisterCollection, who: Principal = Caller) -> dict[str, Any]:
         """Create a collection the caller may write (RUN by default)."""
-        if not who.can_write(body.name):
-            raise errors.AccessDeniedError(
-                f"You may not create collection {body.name!r}: ask for a write grant on it."
-            )
+        _writer(who, body.name)
         created = state.butler.collections.register(body.name, CollectionType.from_name(body.type), body.doc)
         if created:
             state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
@@ -442,7 +442,11 @@ def create_app(config: ServerConfig) -> FastAPI:
             run(where, bind, [t.order_by for t in terms], 0, False)
             return {"rows": [], "next_cursor": None}
         size = _page_rows(body)
-        with state.limits.query_slot(who.actor), state.metrics.active_query():
+        with (
+            state.limits.query_slot(who.actor),
+            state.metrics.active_query(),
+            state.butler.registry.db.time_limit(config.query_timeout),
+        ):
             rows = run(where, bind, [t.order_by for t in terms], size + 1, body.explain and not body.cursor)
         more = len(rows) > size
         rows = rows[:size]

@@ -147,11 +147,13 @@ class QueryEngine:
             if snapshot and db.dialect == "sqlite":  # autocommit otherwise (PostgreSQL: a transaction)
                 raw.cursor().execute("BEGIN")
                 try:
-                    yield _fetcher(raw)
+                    with db.time_limited(raw.dbapi_connection):
+                        yield _fetcher(raw)
                 finally:
                     raw.rollback()
             else:
-                yield _fetcher(raw)
+                with db.time_limited(raw.dbapi_connection):
+                    yield _fetcher(raw)
         finally:
             raw.close()  # back to the pool, which rolls back what is open
 
