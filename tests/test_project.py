@@ -60,6 +60,7 @@ LAYERS: dict[str, float] = {
     "porter._lazy": 0,
     "porter._stop_points": 0,  # named moments a test may stop a writer at (PORTER_STOP_AT), for kill tests
     "porter._mounts": 0,  # which filesystem a path is on, for naming the full one (StorageFullError)
+    "porter._processes": 0,  # process identities that survive PID reuse (datastore writers, pipeline workers)
     "porter.images": 0,
     "porter": 0,
     "porter.dimensions": 1,

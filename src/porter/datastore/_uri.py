@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from .._processes import boot_id, running_start, start_ticks
 from ..errors import PorterError
 
 __all__ = [
@@ -115,8 +116,7 @@ class Writer:
     @classmethod
     def of(cls, pid: int) -> Writer:
         """The running process ``pid`` of this machine (its start time read from ``/proc``)."""
-        stat = _proc_stat(pid)
-        return cls(pid, stat[1] if stat else 0, _machine())
+        return cls(pid, start_ticks(pid), _machine())
 
     def state(self) -> str:
         """`LIVE`, `DEAD` or `UNKNOWN` (another host or namespace, or no ``/proc`` to rule out a reused PID).
@@ -132,40 +132,16 @@ class Writer:
             return DEAD  # made before this host last booted
         if self.pid == me.pid:
             return LIVE if self.started == me.started else DEAD
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return DEAD
-        except PermissionError:
-            pass  # another user's process: it exists
-        stat = _proc_stat(self.pid)
-        if stat is None:
+        started = running_start(self.pid)
+        if started is None:
+            return DEAD  # exited (or a zombie, killed but not yet reaped by its parent)
+        if not started or not self.started:
             return UNKNOWN  # no /proc here (or it hides other users' processes): cannot rule out PID reuse
-        status, started = stat
-        if status in ("Z", "X"):
-            return DEAD  # killed, not yet reaped by its parent
-        if not self.started:
-            return UNKNOWN
         return LIVE if started == self.started else DEAD  # otherwise a later process reuses the PID
 
 
 _CURRENT: Writer | None = None
 _MACHINE: str | None = None
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """``(state, start time in ticks)`` of process ``pid`` from ``/proc``, or None if it cannot be read."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
 
 
 def _machine() -> str:
@@ -177,11 +153,7 @@ def _machine() -> str:
         except OSError:
             namespace = ""
         host = hashlib.blake2b(f"{socket.gethostname()}\0{namespace}".encode(), digest_size=8).hexdigest()
-        try:
-            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-                boot = hashlib.blake2b(f.read().strip(), digest_size=8).hexdigest()
-        except OSError:
-            boot = _UNKNOWN_BOOT
+        boot = hashlib.blake2b(boot_id().encode(), digest_size=8).hexdigest() if boot_id() else _UNKNOWN_BOOT
         _MACHINE = host[:_HOST_DIGITS] + boot[: 16 - _HOST_DIGITS]
     return _MACHINE
 

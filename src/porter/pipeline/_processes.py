@@ -5,6 +5,9 @@ run, and a restart must be able to tell a quantum that is really running
 from one whose process died.  Both need the same thing: a process named by
 host, PID *and* start time (a PID alone is reused; on Linux the start time
 in clock ticks since boot, with the boot ID, pins one process for good).
+`porter._processes` reads those facts, for the datastore's sweeper too;
+what is the pipeline's own is how it writes them down (`ProcessId`, whose
+form the run state tables hold) and how a worker dies with its submitter.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+
+from .._processes import boot_id, running_start, start_ticks
 
 __all__ = ["ProcessId", "die_with_submitter", "is_alive", "this_process"]
 
@@ -39,39 +44,19 @@ class ProcessId:
         return f"{self.host}:{self.pid}:{self.start}"
 
 
-_BOOT_ID: str | None = None
-
-
-def _boot_id() -> str:
-    global _BOOT_ID
-    if _BOOT_ID is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id") as f:
-                _BOOT_ID = f.read().strip()[:8]
-        except OSError:
-            _BOOT_ID = ""
-    return _BOOT_ID
-
-
-def _stat(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks) from ``/proc/<pid>/stat``; None if there is no such process or no /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except FileNotFoundError:
-        return ("", "") if not os.path.isdir("/proc/self") else None
-    except OSError:
-        return ("", "")
-    fields = text[text.rindex(")") + 2 :].split()  # the command name may hold spaces and ')'
-    return fields[0], fields[19]
-
-
 def process_start(pid: int) -> str:
-    """A string that differs between two processes that had the same PID ("" where it cannot be known)."""
-    found = _stat(pid)
-    if not found or not found[1]:
-        return ""
-    return f"{_boot_id()}-{found[1]}"
+    """A string that differs between two processes that had the same PID ("" where it cannot be known).
+
+    ``<boot ID, 8 characters>-<start time in ticks>``: the form the run state tables hold.
+    """
+    ticks = start_ticks(pid)
+    return _start_text(ticks) if ticks else ""
+
+
+def _start_text(ticks: int) -> str:
+    """`ProcessId.start` for a process of this boot started at ``ticks``: the boot ID is shortened to 8
+    characters, as rows already written hold it."""
+    return f"{boot_id()[:8]}-{ticks}"
 
 
 _THIS: ProcessId | None = None
@@ -93,19 +78,10 @@ def is_alive(proc: ProcessId) -> bool | None:
     """
     if proc.host != socket.gethostname():
         return None
-    try:
-        os.kill(proc.pid, 0)
-    except ProcessLookupError:
+    started = running_start(proc.pid)
+    if started is None:
         return False
-    except PermissionError:
-        pass  # another user's process: it exists
-    found = _stat(proc.pid)
-    if found is None:
-        return False
-    state, ticks = found
-    if state in ("Z", "X", "x"):
-        return False
-    return not (proc.start and ticks and proc.start != f"{_boot_id()}-{ticks}")
+    return not (proc.start and started and proc.start != _start_text(started))
 
 
 def die_with_submitter(submitter: ProcessId) -> None:
