@@ -588,3 +588,34 @@ def test_trusted_proxy_headers(world: World, tmp_path: Path) -> None:
         assert {c["name"] for c in answer.json()} >= {RUN_A, RUN_B, CHAIN} and EMBARGO not in answer.text
     with serving(world.root, trusted_proxies=["10.0.0.0/8"]) as elsewhere:  # our address is not trusted
         assert httpx.get(f"{elsewhere.url}/api/v1/collections", headers=headers).status_code == 401
+
+
+def test_transfer_from_a_local_repository(world: World, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    run = f"u/alice/transfer-{tag}"
+    source = Butler.create(tmp_path / "local")
+    try:
+        load(source, "hsc-rc2-subset.yaml")
+        source.register_dataset_type("src", ["instrument", "visit", "detector"], "ArrowTable")
+        source.register_dataset_type("calexp_summary", ["instrument", "visit"], "StructuredDataDict")
+        refs = [
+            source.put(table(v, d, run), "src", instrument="HSC", visit=v, detector=d, run=run)
+            for v in world.visits[:2]
+            for d in DETECTORS[:2]
+        ]
+        refs.append(
+            source.put({"new": "type"}, "calexp_summary", instrument="HSC", visit=world.visits[0], run=run)
+        )
+        alice = world.remote(token=world.alice)
+        moved = alice.transfer_from(source, refs)
+        assert sorted(r.id for r in moved) == sorted(r.id for r in refs)  # UUIDs kept
+        assert alice.get_dataset_type("calexp_summary").storage_class_name == "StructuredDataDict"
+        for ref in refs[:4]:
+            assert alice.get(ref).equals(source.get(ref))
+        again = alice.transfer_from(source, refs)  # finished already: nothing is stored twice
+        assert sorted(r.id for r in again) == sorted(r.id for r in refs)
+        assert len(alice.query_datasets("src", [run])) == 4
+        with pytest.raises(AccessDeniedError):
+            world.remote(token=world.bob).transfer_from(source, refs)
+    finally:
+        source.close()

@@ -731,20 +731,163 @@ class RemoteButler(Butler):
                 storage_classes=self._storage_classes,
                 what=f"{dt.name} {values}",
             )
-            ticket = self._call(
-                "POST",
-                "/uploads",
-                json={
-                    "defaults": self._defaults,
-                    "dataset_id": dataset_id,
-                    "dataset_type": dt.name,
-                    "data_id": values,
-                    "run": run,
-                    "formatter": written.formatter,
-                    "size": written.size,
-                    "checksum": written.checksum,
-                },
+            return self._upload(
+                dt, values, run, dataset_id, written.path, written.formatter, written.size, written.checksum
             )
-            if ticket["ref"] is None:
-                ticket = self._call("PUT", ticket["upload_url"], content=written.path.read_bytes())
+
+    def _upload(
+        self,
+        dt: DatasetType,
+        data_id: Mapping[str, Any],
+        run: str,
+        dataset_id: str,
+        path: Path,
+        formatter: str,
+        size: int,
+        checksum: str,
+    ) -> DatasetRef:
+        """Announce a file, upload it to the signed URL the server answers, and return the dataset it became."""
+        ticket = self._call(
+            "POST",
+            "/uploads",
+            json={
+                "defaults": self._defaults,
+                "dataset_id": dataset_id,
+                "dataset_type": dt.name,
+                "data_id": dict(data_id),
+                "run": run,
+                "formatter": formatter,
+                "size": size,
+                "checksum": checksum,
+            },
+        )
+        if ticket["ref"] is None:  # not there yet (a retry finds the dataset it made and skips this)
+            ticket = self._call("PUT", ticket["upload_url"], content=path.read_bytes())
         return ref_from_json(ticket["ref"], {dt.name: dt})
+
+    def transfer_from(
+        self,
+        source_butler: Butler,
+        source_refs: Iterable[DatasetRef],
+        transfer: str = "auto",
+        *,
+        skip_missing: bool = True,
+        register_dataset_types: bool = True,
+        transfer_dimensions: bool = True,
+    ) -> list[DatasetRef]:
+        """Bring datasets, with their files and UUIDs, from a local or remote butler into this server's repository.
+
+        Each file goes up as it is (the formatter that wrote it, checked by
+        size and checksum); datasets already here (same UUID) are skipped, so
+        an interrupted transfer is finished by running it again.  Dataset
+        types are registered and dimension records added as needed (new
+        records need an admin token).  Returns the refs transferred.
+        """
+        if not self.writeable:
+            raise errors.RepositoryError("This butler was opened read-only (writeable=False).")
+        refs = list(source_refs)
+        types = {r.dataset_type.name: r.dataset_type for r in refs}
+        for dt in types.values():
+            try:
+                have = self.get_dataset_type(dt.name)
+            except errors.MissingDatasetTypeError:
+                if not register_dataset_types:
+                    raise
+                self.register_dataset_type(dt)
+                continue
+            if have != dt:
+                raise errors.DatastoreError(
+                    f"Dataset type {dt.name!r} differs between the repositories ({dt} vs {have}); "
+                    "transfer_from will not convert it."
+                )
+        if transfer_dimensions:
+            for element, records in _records_of(source_butler, refs).items():
+                for start in range(0, len(records), 10_000):
+                    chunk = [
+                        {k: encode_value(v) for k, v in r.to_dict().items()}
+                        for r in records[start : start + 10_000]
+                    ]
+                    self._call("POST", "/dimension-records", json={"element": element, "records": chunk})
+        out = []
+        for ref in refs:
+            with _source_file(source_butler, ref, skip_missing) as found:
+                if found is None:
+                    continue
+                path, formatter, size, checksum = found
+                values = {k: encode_value(v) for k, v in ref.data_id.mapping.items()}
+                out.append(
+                    self._upload(
+                        types[ref.dataset_type.name],
+                        values,
+                        ref.run,
+                        ref.id_hex,
+                        path,
+                        formatter,
+                        size,
+                        checksum,
+                    )
+                )
+        return out
+
+
+def _records_of(source: Butler, refs: Sequence[DatasetRef]) -> dict[str, list[DimensionRecord]]:
+    """The dimension records the refs' data IDs need, by element in dependency order, from ``source``."""
+    if isinstance(source, RemoteButler):
+        found: dict[str, dict[tuple[Any, ...], DimensionRecord]] = {}
+        for ref in refs:
+            expanded = source.query_data_ids(
+                list(ref.dataset_type.dimensions.names),
+                data_id=ref.data_id.required,
+                with_dimension_records=True,
+                explain=False,
+            )
+            for data_id in expanded:
+                for element, record in data_id.records.items():
+                    if record is not None:
+                        found.setdefault(element, {})[record.key_values] = record
+        order = source.dimensions.sorted_names(found)
+        return {e: list(found[e].values()) for e in order}
+    from ._direct_butler import DirectButler
+    from .transfers import ExportWriter
+
+    assert isinstance(source, DirectButler)
+    writer = ExportWriter(source.registry)
+    writer.add_dimension_data([r.data_id for r in refs])
+    return {
+        e: list(writer.records[e].values())
+        for e in source.dimensions.sorted_names(writer.records)
+        if writer.records[e]
+    }
+
+
+@contextlib.contextmanager
+def _source_file(
+    source: Butler, ref: DatasetRef, skip_missing: bool
+) -> Iterator[tuple[Path, str, int, str] | None]:
+    """``ref``'s file in ``source`` as a local path, with its formatter, size and checksum (None: no file, skipped)."""
+    if isinstance(source, RemoteButler):
+        try:
+            answer, path = source._download(ref)
+        except errors.ArtifactMissingError:
+            if not skip_missing:
+                raise
+            yield None
+            return
+        try:
+            yield path, answer["formatter"], path.stat().st_size, answer["checksum"]
+        finally:
+            path.unlink(missing_ok=True)
+        return
+    from ..datastore import checksum_file
+    from ._direct_butler import DirectButler
+
+    assert isinstance(source, DirectButler)
+    location = source.datastore.locations([ref.id]).get(ref.id)
+    if location is None:
+        if not skip_missing:
+            raise errors.ArtifactMissingError(f"{ref} has no stored file in {source!r}.")
+        yield None
+        return
+    with source.datastore.uri_of(location.path).as_local() as local:
+        checksum = location.checksum or checksum_file(local)
+        yield local, location.formatter, local.stat().st_size, checksum

@@ -35,6 +35,7 @@ from ..core import (
     dataset_type_to_json,
     decode_value,
     encode_value,
+    record_from_json,
     record_to_json,
     ref_to_json,
 )
@@ -53,6 +54,7 @@ from ._models import (
     FindDataset,
     GetRequest,
     InferDefaults,
+    InsertRecords,
     RecordQuery,
     RegisterCollection,
     RegisterDatasetType,
@@ -634,6 +636,27 @@ def create_app(config: ServerConfig) -> FastAPI:
         if not who.can_write(run):
             raise errors.AccessDeniedError(f"You may not write to {run!r}: ask for a write grant on it.")
         return who.user
+
+    @app.post(f"{API_PREFIX}/dimension-records", tags=["datasets"])
+    def insert_dimension_records(body: InsertRecords, who: Principal = Caller) -> dict[str, Any]:
+        """Add dimension records, skipping those already there.  Adding new ones needs an admin token (they are
+        the whole repository's); a transfer whose records all exist passes with any write token."""
+        if who.user is None:
+            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+        element = state.butler.dimensions[body.element]
+        records = [record_from_json(element.name, r, state.butler.dimensions) for r in body.records]
+        if not who.is_admin:
+            have = {r.key_values for r in state.butler.query_dimension_records(element.name, explain=False)}
+            new = [r for r in records if r.key_values not in have]
+            if new:
+                raise errors.AccessDeniedError(
+                    f"{len(new)} new {element.name} record(s), e.g. {new[0]!r}: adding dimension records needs "
+                    "an admin token."
+                )
+            return {"added": 0}
+        added = state.butler.insert_dimension_records(element, records, skip_existing=True)
+        state.accounts.audit(who.user, "insert_dimension_records", element.name, {"given": added})
+        return {"added": added}
 
     @app.post(f"{API_PREFIX}/uploads", tags=["datasets"])
     def start_upload(body: UploadRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:

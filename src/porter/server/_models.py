@@ -20,6 +20,7 @@ __all__ = [
     "FindDataset",
     "GetRequest",
     "InferDefaults",
+    "InsertRecords",
     "RecordQuery",
     "RegisterCollection",
     "RegisterDatasetType",
@@ -132,6 +133,13 @@ class ChainChange(_Request):
 
     action: str = Field(pattern=r"^(redefine|extend|prepend|remove)$")
     children: list[str]
+
+
+class InsertRecords(_Request):
+    """Dimension records to add (those already there are skipped)."""
+
+    element: str
+    records: list[dict[str, Any]] = Field(max_length=100_000)
 
 
 class RemoveRuns(_Request):
