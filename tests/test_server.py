@@ -619,3 +619,21 @@ def test_transfer_from_a_local_repository(world: World, tmp_path: Path) -> None:
             world.remote(token=world.bob).transfer_from(source, refs)
     finally:
         source.close()
+
+
+def test_a_retried_write_with_its_idempotency_key_is_done_once(world: World) -> None:
+    alice = world.remote(token=world.alice)
+    run = f"u/alice/once-{uuid.uuid4().hex[:6]}"
+    alice.put({"x": 1}, "summary", instrument="HSC", visit=world.visits[0], run=run)
+    headers = {"Authorization": f"Bearer {world.alice}", "Idempotency-Key": uuid.uuid4().hex}
+    first = httpx.post(f"{world.url}/api/v1/remove-runs", json={"names": [run]}, headers=headers)
+    retry = httpx.post(f"{world.url}/api/v1/remove-runs", json={"names": [run]}, headers=headers)
+    assert first.status_code == retry.status_code == 200 and first.json() == retry.json() == {"removed": 1}
+    fresh = {**headers, "Idempotency-Key": uuid.uuid4().hex}  # a new request, not a retry: the run is gone
+    assert (
+        httpx.post(f"{world.url}/api/v1/remove-runs", json={"names": [run]}, headers=fresh).status_code == 404
+    )
+    other = {"Authorization": f"Bearer {world.admin}", "Idempotency-Key": headers["Idempotency-Key"]}
+    assert (
+        httpx.post(f"{world.url}/api/v1/remove-runs", json={"names": [run]}, headers=other).status_code == 404
+    )

@@ -282,6 +282,8 @@ class RemoteButler(Butler):
         raise AssertionError("unreachable")
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method != "GET":  # one key for the call and all its retries: the server does a write once
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Idempotency-Key": uuid.uuid4().hex}
         response = self._send(method, path, **kwargs)
         if response.status_code < 400:
             return response.json()

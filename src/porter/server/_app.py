@@ -44,6 +44,7 @@ from ..dimensions import DataCoordinate
 from ..registry import GovernorDefaults
 from ._access import filter_readable, readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
+from ._idempotency import IdempotencyStore
 from ._limits import Limits, RetryLater, UserLimits
 from ._metrics import ServerMetrics
 from ._models import (
@@ -131,6 +132,7 @@ class _State:
             load_or_create_key(Path(config.repository) / SERVER_AREA / "server.key"), config.url_lifetime
         )
         self.metrics = ServerMetrics()
+        self.idempotency = IdempotencyStore(self.butler.registry.db)
         _sweep_dead_uploads(Path(config.repository) / SERVER_AREA / "uploads")
         self.limits = Limits(
             self.butler.registry.db,
@@ -292,18 +294,26 @@ def create_app(config: ServerConfig) -> FastAPI:
         return dataset_type_to_json(state.butler.get_dataset_type(name))
 
     @app.post(f"{API_PREFIX}/dataset-types", tags=["dataset types"])
-    def register_dataset_type(body: RegisterDatasetType, who: Principal = Caller) -> dict[str, Any]:
+    def register_dataset_type(
+        body: RegisterDatasetType, request: Request, who: Principal = Caller
+    ) -> dict[str, Any]:
         """Define a dataset type (needs a write-scoped token)."""
-        if who.user is None:
-            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
-        if "write" not in who.scopes and not who.is_admin:
-            raise errors.AccessDeniedError("Registering a dataset type needs a token with the write scope.")
-        created = state.butler.register_dataset_type(
-            body.name, body.dimensions, body.storage_class, is_calibration=body.is_calibration
-        )
-        if created:
-            state.accounts.audit(who.user, "register_dataset_type", body.name, body.model_dump())
-        return {"created": created}
+
+        def write() -> dict[str, Any]:
+            if who.user is None:
+                raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+            if "write" not in who.scopes and not who.is_admin:
+                raise errors.AccessDeniedError(
+                    "Registering a dataset type needs a token with the write scope."
+                )
+            created = state.butler.register_dataset_type(
+                body.name, body.dimensions, body.storage_class, is_calibration=body.is_calibration
+            )
+            if created:
+                state.accounts.audit(who.user, "register_dataset_type", body.name, body.model_dump())
+            return {"created": created}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
 
     # --- collections ----------------------------------------------------------------------------
 
@@ -339,50 +349,72 @@ def create_app(config: ServerConfig) -> FastAPI:
         return readable_info(state.butler, who, require_readable(state.butler, who, name))
 
     @app.post(f"{API_PREFIX}/collections", tags=["collections"])
-    def register_collection(body: RegisterCollection, who: Principal = Caller) -> dict[str, Any]:
+    def register_collection(
+        body: RegisterCollection, request: Request, who: Principal = Caller
+    ) -> dict[str, Any]:
         """Create a collection the caller may write (RUN by default)."""
-        _writer(who, body.name)
-        created = state.butler.collections.register(body.name, CollectionType.from_name(body.type), body.doc)
-        if created:
-            state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
-        return {"created": created}
+
+        def write() -> dict[str, Any]:
+            _writer(who, body.name)
+            created = state.butler.collections.register(
+                body.name, CollectionType.from_name(body.type), body.doc
+            )
+            if created:
+                state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
+            return {"created": created}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
 
     @app.post(f"{API_PREFIX}/collections/{{name:path}}/chain", tags=["collections"])
-    def change_chain(name: str, body: ChainChange, who: Principal = Caller) -> dict[str, Any]:
+    def change_chain(
+        name: str, body: ChainChange, request: Request, who: Principal = Caller
+    ) -> dict[str, Any]:
         """Set, extend, prepend to or remove from a chain's children: write access to the chain, read to each child."""
-        _writer(who, name)
-        for child in body.children:
-            require_readable(state.butler, who, child)
-        collections = state.butler.collections
-        if body.action != "redefine":
-            require_readable(state.butler, who, name)
-        {
-            "redefine": collections.redefine_chain,
-            "extend": collections.extend_chain,
-            "prepend": collections.prepend_chain,
-            "remove": collections.remove_from_chain,
-        }[body.action](name, body.children)
-        state.accounts.audit(who.user, f"chain.{body.action}", name, {"children": body.children})
-        return readable_info(state.butler, who, collections.get_info(name))
+
+        def write() -> dict[str, Any]:
+            _writer(who, name)
+            for child in body.children:
+                require_readable(state.butler, who, child)
+            collections = state.butler.collections
+            if body.action != "redefine":
+                require_readable(state.butler, who, name)
+            {
+                "redefine": collections.redefine_chain,
+                "extend": collections.extend_chain,
+                "prepend": collections.prepend_chain,
+                "remove": collections.remove_from_chain,
+            }[body.action](name, body.children)
+            state.accounts.audit(who.user, f"chain.{body.action}", name, {"children": body.children})
+            return readable_info(state.butler, who, collections.get_info(name))
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
 
     @app.delete(f"{API_PREFIX}/collections/{{name:path}}", tags=["collections"])
-    def remove_collection(name: str, who: Principal = Caller) -> dict[str, Any]:
+    def remove_collection(name: str, request: Request, who: Principal = Caller) -> dict[str, Any]:
         """Remove a collection (refused while a chain holds it or a run has datasets: use remove-runs)."""
-        _writer(who, name)
-        require_readable(state.butler, who, name)
-        state.butler.collections.x_remove(name)
-        state.accounts.audit(who.user, "collection.remove", name)
-        return {"removed": name}
 
-    @app.post(f"{API_PREFIX}/remove-runs", tags=["collections"])
-    def remove_runs(body: RemoveRuns, who: Principal = Caller) -> dict[str, Any]:
-        """Delete RUN collections with their datasets and files (write access to every one, or nothing happens)."""
-        for name in body.names:
+        def write() -> dict[str, Any]:
             _writer(who, name)
             require_readable(state.butler, who, name)
-        removed = state.butler.remove_runs(body.names)
-        state.accounts.audit(who.user, "remove_runs", ",".join(body.names), {"datasets": removed})
-        return {"removed": removed}
+            state.butler.collections.x_remove(name)
+            state.accounts.audit(who.user, "collection.remove", name)
+            return {"removed": name}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+
+    @app.post(f"{API_PREFIX}/remove-runs", tags=["collections"])
+    def remove_runs(body: RemoveRuns, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """Delete RUN collections with their datasets and files (write access to every one, or nothing happens)."""
+
+        def write() -> dict[str, Any]:
+            for name in body.names:
+                _writer(who, name)
+                require_readable(state.butler, who, name)
+            removed = state.butler.remove_runs(body.names)
+            state.accounts.audit(who.user, "remove_runs", ",".join(body.names), {"datasets": removed})
+            return {"removed": removed}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -638,25 +670,33 @@ def create_app(config: ServerConfig) -> FastAPI:
         return who.user
 
     @app.post(f"{API_PREFIX}/dimension-records", tags=["datasets"])
-    def insert_dimension_records(body: InsertRecords, who: Principal = Caller) -> dict[str, Any]:
+    def insert_dimension_records(
+        body: InsertRecords, request: Request, who: Principal = Caller
+    ) -> dict[str, Any]:
         """Add dimension records, skipping those already there.  Adding new ones needs an admin token (they are
         the whole repository's); a transfer whose records all exist passes with any write token."""
-        if who.user is None:
-            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
-        element = state.butler.dimensions[body.element]
-        records = [record_from_json(element.name, r, state.butler.dimensions) for r in body.records]
-        if not who.is_admin:
-            have = {r.key_values for r in state.butler.query_dimension_records(element.name, explain=False)}
-            new = [r for r in records if r.key_values not in have]
-            if new:
-                raise errors.AccessDeniedError(
-                    f"{len(new)} new {element.name} record(s), e.g. {new[0]!r}: adding dimension records needs "
-                    "an admin token."
-                )
-            return {"added": 0}
-        added = state.butler.insert_dimension_records(element, records, skip_existing=True)
-        state.accounts.audit(who.user, "insert_dimension_records", element.name, {"given": added})
-        return {"added": added}
+
+        def write() -> dict[str, Any]:
+            if who.user is None:
+                raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+            element = state.butler.dimensions[body.element]
+            records = [record_from_json(element.name, r, state.butler.dimensions) for r in body.records]
+            if not who.is_admin:
+                have = {
+                    r.key_values for r in state.butler.query_dimension_records(element.name, explain=False)
+                }
+                new = [r for r in records if r.key_values not in have]
+                if new:
+                    raise errors.AccessDeniedError(
+                        f"{len(new)} new {element.name} record(s), e.g. {new[0]!r}: adding dimension records needs "
+                        "an admin token."
+                    )
+                return {"added": 0}
+            added = state.butler.insert_dimension_records(element, records, skip_existing=True)
+            state.accounts.audit(who.user, "insert_dimension_records", element.name, {"given": added})
+            return {"added": added}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
 
     @app.post(f"{API_PREFIX}/uploads", tags=["datasets"])
     def start_upload(body: UploadRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
