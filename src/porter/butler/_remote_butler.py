@@ -334,6 +334,25 @@ class RemoteButler(Butler):
         given = data_id.mapping if isinstance(data_id, DataCoordinate) else dict(data_id or {})
         return {k: encode_value(v) for k, v in {**given, **kwargs}.items()}
 
+    def _query(
+        self,
+        data_id: Mapping[str, Any] | None,
+        kwargs: Mapping[str, Any],
+        where: str,
+        bind: Mapping[str, Any] | None,
+        order_by: str | Sequence[str] | None,
+        explain: bool,
+    ) -> dict[str, Any]:
+        """The fields every query request has: defaults, constraints, where, bind, order and explain."""
+        return {
+            "defaults": self._defaults,
+            "data_id": self._constraints(data_id, kwargs),
+            "where": where,
+            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            "order_by": _names(order_by),
+            "explain": explain,
+        }
+
     @property
     def _defaults(self) -> dict[str, Any]:
         """This butler's governor defaults, worked out by the server once (as a local butler does on first use)."""
@@ -458,12 +477,7 @@ class RemoteButler(Butler):
             "dataset_type": name,
             "collections": self._collections_or_default(collections),
             "find_first": find_first,
-            "defaults": self._defaults,
-            "data_id": self._constraints(data_id, kwargs),
-            "where": where,
-            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
-            "order_by": _names(order_by),
-            "explain": explain,
+            **self._query(data_id, kwargs, where, bind, order_by, explain),
             "with_dimension_records": with_dimension_records,
         }
         out = []
@@ -490,14 +504,9 @@ class RemoteButler(Butler):
         names = _names(dimensions)
         body = {
             "dimensions": names,
-            "defaults": self._defaults,
-            "data_id": self._constraints(data_id, kwargs),
-            "where": where,
-            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            **self._query(data_id, kwargs, where, bind, order_by, explain),
             "datasets": _names(datasets),
             "collections": self._collections_or_default(collections) if datasets else [],
-            "order_by": _names(order_by),
-            "explain": explain,
             "with_dimension_records": with_dimension_records,
         }
         group = self._universe.conform(names)
@@ -524,14 +533,9 @@ class RemoteButler(Butler):
         name = element if isinstance(element, str) else element.name
         body = {
             "element": name,
-            "defaults": self._defaults,
-            "data_id": self._constraints(data_id, kwargs),
-            "where": where,
-            "bind": {k: encode_value(v) for k, v in (bind or {}).items()},
+            **self._query(data_id, kwargs, where, bind, order_by, explain),
             "datasets": _names(datasets),
             "collections": self._collections_or_default(collections) if datasets else [],
-            "order_by": _names(order_by),
-            "explain": explain,
         }
         return [
             record_from_json(name, row, self._universe)
