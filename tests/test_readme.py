@@ -189,6 +189,7 @@ def _storing(cwd: Path, request: pytest.FixtureRequest) -> Iterator[Setting]:
 
 SETTINGS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManager[Setting]]] = {
     "Storing and reading data products": _storing,
+    "Sharing a repository: `porter serve`": _storing,
     "Pipelines": _pipelines,
     "Release management": _release,
 }
@@ -199,6 +200,9 @@ SETTINGS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManag
 
 
 SKIP: dict[str, str] = {
+    "porter serve shared/ --port 8080 --workers 2": (
+        "serves until stopped; tests/test_server_workers.py starts `porter serve --workers 2` and kills it"
+    ),
     "porter pipeline submit repo/ pipelines/drp.yaml -i SynthCam/defaults --output-run u/me/drp --site slurm.yaml": (
         "needs a Slurm cluster: slurm.yaml is a site file for one (tests/test_parsl_sites.py tests the site files)"
     ),

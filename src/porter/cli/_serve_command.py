@@ -41,6 +41,20 @@ def serve(
     url_lifetime: Annotated[
         float, typer.Option("--url-lifetime", help="Seconds a signed download URL stays valid.")
     ] = 3600.0,
+    query_timeout: Annotated[
+        float,
+        typer.Option("--query-timeout", help="Seconds one page of a query may run before it is stopped."),
+    ] = 300.0,
+    concurrent_queries: Annotated[
+        int, typer.Option("--concurrent-queries", help="Queries one user may run at once, over all workers.")
+    ] = 8,
+    requests_per_minute: Annotated[
+        int | None,
+        typer.Option("--requests-per-minute", help="Requests one user may make a minute (per worker)."),
+    ] = None,
+    download_bytes_per_day: Annotated[
+        int | None, typer.Option("--download-bytes-per-day", help="Bytes one user may download a day (UTC).")
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve REPO to many users: the Butler API over HTTP, with accounts and per-collection access.
@@ -62,6 +76,10 @@ def serve(
         "trusted_proxies": list(trusted_proxy or []),
         "max_page_size": max_page_size,
         "url_lifetime": url_lifetime,
+        "query_timeout": query_timeout,
+        "concurrent_queries": concurrent_queries,
+        "requests_per_minute": requests_per_minute,
+        "download_bytes_per_day": download_bytes_per_day,
     }
     os.environ["PORTER_SERVER_CONFIG"] = json.dumps(config)
     console.print(f"porter: serving {location} on http://{host}:{port} ({workers} worker(s)); Ctrl-C stops.")
