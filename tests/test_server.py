@@ -25,15 +25,18 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
+import pyarrow.parquet
 import pytest
 
 from conftest import _pg_url, drop_schema, load
 from porter import Butler
-from porter.butler import DirectButler, RemoteButler
+from porter.butler import DirectButler, FileDataset, RemoteButler
+from porter.core import DatasetRef
 from porter.errors import (
     AccessDeniedError,
     AuthenticationError,
     ConflictingDefinitionError,
+    DatastoreError,
     EmptyQueryResultError,
     InvalidQueryError,
     MissingCollectionError,
@@ -637,3 +640,46 @@ def test_a_retried_write_with_its_idempotency_key_is_done_once(world: World) -> 
     assert (
         httpx.post(f"{world.url}/api/v1/remove-runs", json={"names": [run]}, headers=other).status_code == 404
     )
+
+
+def test_ingest_files_in_the_datastore_area(world: World) -> None:
+    direct = Butler(world.root)
+    try:
+        root = direct.datastore.root
+        run = f"u/alice/ingest-{uuid.uuid4().hex[:6]}"
+        v = world.visits[3]
+        data = table(v, DETECTORS[5], run)
+        scratch = Path(world.root) / "scratch.parq"
+        pa.parquet.write_table(data, scratch)
+        relative = f"incoming/{uuid.uuid4().hex[:8]}.parq"
+        root.join(relative).upload(scratch)
+        scratch.unlink()
+        src = direct.get_dataset_type("src")
+        ref = DatasetRef(src, {"instrument": "HSC", "visit": v, "detector": DETECTORS[5]}, run)
+    finally:
+        direct.close()
+    alice = world.remote(token=world.alice)
+    (stored,) = alice.ingest(FileDataset(relative, ref))
+    assert stored.id == ref.id and alice.get(stored).equals(data)
+    for bad in ("../../../etc/passwd", "/etc/passwd", "incoming/../../x.parq"):
+        other = DatasetRef(src, {"instrument": "HSC", "visit": v, "detector": DETECTORS[4]}, run)
+        with pytest.raises(DatastoreError, match="Refused path"):
+            alice.ingest(FileDataset(bad, other))
+    with pytest.raises(AccessDeniedError):
+        world.remote(token=world.bob).ingest(
+            FileDataset(relative, DatasetRef(src, dict(ref.data_id.required), "u/bob/x"))
+        )
+
+
+def test_export_and_import_are_for_admins(world: World, tmp_path: Path) -> None:
+    admin = world.remote()
+    path = admin.export(tmp_path / "a.yaml", collections=[RUN_A], dataset_types=["summary"])
+    text = path.read_text()
+    assert "summary" in text and RUN_A in text
+    with pytest.raises(AccessDeniedError):
+        world.remote(token=world.alice).export(tmp_path / "b.yaml", collections=[RUN_A])
+    with pytest.raises(AccessDeniedError):
+        world.remote(token=world.alice).import_(path)
+    counts = admin.import_(path)  # everything in it is there already: nothing changes, nothing fails
+    assert isinstance(counts, dict)
+    assert len(admin.query_datasets("summary", [RUN_A])) == len(world.visits_a)

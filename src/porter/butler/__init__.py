@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._collections import ButlerCollections
     from ._deferred import DeferredDatasetHandle
     from ._direct_butler import DirectButler
-    from ._ingest import FileDataset
+    from ._file_dataset import FileDataset
     from ._query import DataCoordinateQueryResults, DatasetRefQueryResults, DimensionRecordQueryResults, Query
     from ._remote_butler import RemoteButler
     from ._repo_config import RepoConfig
@@ -29,7 +29,7 @@ _LAZY: dict[str, str] = {
     "read_collection_infos": "._collection_listing",
     "ButlerCollections": "._collections",
     "DeferredDatasetHandle": "._deferred",
-    "FileDataset": "._ingest",
+    "FileDataset": "._file_dataset",
     "DataCoordinateQueryResults": "._query",
     "DatasetRefQueryResults": "._query",
     "DimensionRecordQueryResults": "._query",

@@ -44,7 +44,7 @@ from ._butler import Butler, is_server_url
 from ._collections import ButlerCollections
 from ._data_id_rewrite import RewrittenDataId, rewrite_data_id
 from ._deferred import DeferredDatasetHandle
-from ._ingest import FileDataset
+from ._file_dataset import FileDataset
 from ._io import DataIdExpander, open_datastore
 from ._query import Query
 from ._query_answers import answer_query

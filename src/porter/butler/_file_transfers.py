@@ -38,8 +38,9 @@ from ..errors import (
     PorterError,
 )
 from ..registry import DatasetRef, Registry
-from ._ingest import FileDataset, ingest_files
+from ._file_dataset import FileDataset
 from ._ingest import _plan as plan_adoptions
+from ._ingest import ingest_files
 from ._io import ensure_run
 from .transfers import ExportWriter, ImportPlan, apply_contents, apply_definitions, plan_refs
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
@@ -21,41 +19,13 @@ from ..datastore import Adoption, Datastore, ResourceURI, remove_sources
 from ..dimensions import DataCoordinate
 from ..errors import DatasetTypeError
 from ..registry import DatasetRef, Registry
+from ._file_dataset import FileDataset
 from ._io import ensure_run
 
 if TYPE_CHECKING:
     from ._io import DataIdExpander
 
 __all__ = ["FileDataset", "ingest_files"]
-
-
-@dataclass
-class FileDataset:
-    """A file and the dataset(s) it holds, for `Butler.ingest`.
-
-    Parameters
-    ----------
-    path : `str`, `~pathlib.Path` or `ResourceURI`
-        The file (a local path, relative to the current directory, or an
-        ``s3://`` URI).
-    refs : `DatasetRef` or list of them
-        The dataset(s) in the file; usually one.  Make them with
-        ``DatasetRef(dataset_type, data_id, run)`` (a new UUID is drawn).
-    formatter : `str` or `type`, optional
-        The formatter that reads the file; default: the storage class's.
-    """
-
-    path: str | Path | ResourceURI
-    refs: list[DatasetRef] | DatasetRef = field(default_factory=list)
-    formatter: str | type | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.refs, DatasetRef):
-            self.refs = [self.refs]
-        if not self.refs:
-            raise DatasetTypeError(
-                f"FileDataset({self.path!s}) has no DatasetRef; give the dataset(s) it holds."
-            )
 
 
 Progress = Callable[[str, int], Callable[[int], None]]

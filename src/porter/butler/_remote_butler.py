@@ -25,7 +25,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import httpx
 
@@ -44,6 +44,7 @@ from ..core import (
 from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
 from ._butler import Butler
 from ._collections import ButlerCollections
+from ._file_dataset import FileDataset
 
 __all__ = ["RemoteButler", "token_for"]
 
@@ -287,6 +288,10 @@ class RemoteButler(Butler):
         response = self._send(method, path, **kwargs)
         if response.status_code < 400:
             return response.json()
+        self._raise(response, method, path)
+
+    def _raise(self, response: httpx.Response, method: str, path: str) -> NoReturn:
+        """The exception the server's error answer stands for."""
         try:
             body = response.json()
             name, message, detail = body["error"], body["message"], body.get("detail")
@@ -683,6 +688,82 @@ class RemoteButler(Butler):
         if isinstance(dataset_ref_or_type, DatasetRef):
             return self.get_dataset(dataset_ref_or_type.id) is not None
         return self.find_dataset(dataset_ref_or_type, data_id, collections=collections, **kwargs) is not None
+
+    def ingest(self, *datasets: FileDataset, transfer: str = "direct") -> list[DatasetRef]:
+        """Register files already in the server's datastore area as datasets (paths relative to its root).
+
+        ``direct`` (the default here) leaves each file where it is; ``move``,
+        ``copy`` and ``auto`` put it where the path template says.  All or none.
+        """
+        body = {
+            "transfer": transfer,
+            "datasets": [
+                {
+                    "path": str(fd.path),
+                    "formatter": fd.formatter
+                    if isinstance(fd.formatter, str) or fd.formatter is None
+                    else f"{fd.formatter.__module__}.{fd.formatter.__qualname__}",
+                    "refs": [
+                        {
+                            "dataset_id": r.id_hex,
+                            "dataset_type": r.dataset_type.name,
+                            "data_id": {k: encode_value(v) for k, v in r.data_id.mapping.items()},
+                            "run": r.run,
+                        }
+                        for r in fd.refs  # type: ignore[union-attr]
+                    ],
+                }
+                for fd in datasets
+            ],
+        }
+        answer = self._call("POST", "/ingest", json=body)
+        return [ref_from_json(r, {r["dataset_type"]: self._type(r["dataset_type"])}) for r in answer["refs"]]
+
+    def import_(self, filename: str | Path, *, format: str = "yaml", **kwargs: Any) -> dict[str, int]:
+        """Import an export file into the server's repository (records and registry entries; an admin token).
+
+        Files do not travel this way: bring datasets with their files by
+        `transfer_from` from a local repository.
+        """
+        if format != "yaml" or kwargs.get("directory") or kwargs.get("transfer"):
+            raise errors.RepositoryError(
+                "import_ through a server takes an export file only (no directory/transfer): import with files "
+                "into a local repository, then transfer_from it."
+            )
+        answer = self._call(
+            "POST",
+            "/import",
+            content=Path(filename).read_bytes(),
+            headers={"Content-Type": "application/x-yaml"},
+        )
+        return {k: int(v) for k, v in answer["counts"].items()}
+
+    def export(
+        self,
+        filename: str | Path = "export.yaml",
+        *,
+        collections: str | Sequence[str] | None = None,
+        datasets: Iterable[DatasetRef] | None = None,
+        dataset_types: str | Sequence[str] | None = None,
+        where: str = "",
+        include_all_dimensions: bool = False,
+    ) -> Path:
+        """Write the server repository's export file (an admin token) to ``filename``; returns its path."""
+        body = {
+            "collections": _names(collections),
+            "dataset_ids": [r.id_hex for r in datasets or ()],
+            "dataset_types": _names(dataset_types),
+            "where": where,
+            "include_all_dimensions": include_all_dimensions,
+        }
+        response = self._send("POST", "/export", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        if response.status_code >= 400:
+            self._raise(response, "POST", "/export")
+        path = Path(filename)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_bytes(response.content)
+        tmp.replace(path)
+        return path
 
     def remove_runs(self, names: str | Iterable[str]) -> int:
         """Delete RUN collections, their datasets and files, through the server; returns the datasets removed."""

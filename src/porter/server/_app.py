@@ -52,9 +52,11 @@ from ._models import (
     DataIdQuery,
     DatasetQuery,
     Defaults,
+    ExportRequest,
     FindDataset,
     GetRequest,
     InferDefaults,
+    IngestRequest,
     InsertRecords,
     RecordQuery,
     RegisterCollection,
@@ -697,6 +699,79 @@ def create_app(config: ServerConfig) -> FastAPI:
             return {"added": added}
 
         return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+
+    def _admin(who: Principal, what: str) -> str:
+        if who.user is None:
+            raise AuthenticationError("This needs a token: Authorization: Bearer <token>.")
+        if not who.is_admin:
+            raise errors.AccessDeniedError(f"{what} needs a token with the admin scope.")
+        return who.user
+
+    @app.post(f"{API_PREFIX}/ingest", tags=["datasets"])
+    def ingest(body: IngestRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """Register files already in the datastore's area as datasets (write access to every run; all or none)."""
+
+        def write() -> dict[str, Any]:
+            root = state.butler.datastore.root
+            datasets = []
+            for item in body.datasets:
+                for r in item.refs:
+                    _writer(who, r.run)
+                try:
+                    uri = root.join(item.path)
+                except ValueError as exc:
+                    raise errors.DatastoreError(f"Refused path {item.path!r}: {exc}") from None
+                refs = []
+                for r in item.refs:
+                    dt = state.butler.get_dataset_type(r.dataset_type)
+                    data_id = DataCoordinate.standardize(_decoded(r.data_id), dimensions=dt.dimensions)
+                    refs.append(DatasetRef(dt, data_id, r.run, id=r.dataset_id))
+                datasets.append(FileDataset(uri, refs, formatter=item.formatter))
+            stored = state.butler.ingest(*datasets, transfer=body.transfer)
+            state.accounts.audit(
+                who.user, "ingest", ",".join(sorted({r.run for r in stored})), {"datasets": len(stored)}
+            )
+            return {"refs": [ref_to_json(r) for r in stored]}
+
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+
+    @app.post(f"{API_PREFIX}/import", tags=["datasets"])
+    async def import_(request: Request) -> JSONResponse:
+        """Import an export file (porter's or daf_butler's YAML, records and registry entries, no files); admin only."""
+        who = await run_in_threadpool(principal, request)
+        _admin(who, "Importing an export file")
+        scratch = Path(config.repository) / SERVER_AREA / "uploads"
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"import.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        try:
+            with path.open("wb") as out:
+                async for chunk in request.stream():
+                    out.write(chunk)
+            counts = await run_in_threadpool(state.butler.import_, path)
+        finally:
+            path.unlink(missing_ok=True)
+        state.accounts.audit(who.user, "import", "", {"counts": counts})
+        return JSONResponse({"counts": counts})
+
+    @app.post(f"{API_PREFIX}/export", tags=["datasets"], response_class=FileResponse)
+    def export(body: ExportRequest, who: Principal = Caller) -> Response:
+        """An export file (YAML, readable by porter and daf_butler) of collections and/or datasets; admin only."""
+        _admin(who, "Exporting")
+        scratch = Path(config.repository) / SERVER_AREA / "exports"
+        scratch.mkdir(parents=True, exist_ok=True)
+        path = scratch / f"export.{os.getpid()}.{uuid.uuid4().hex[:8]}.yaml"
+        refs = [_readable_ref(who, i) for i in body.dataset_ids]
+        state.butler.export(
+            path,
+            collections=body.collections or None,
+            datasets=refs if body.dataset_ids else None,
+            dataset_types=body.dataset_types or None,
+            where=body.where,
+            include_all_dimensions=body.include_all_dimensions,
+        )
+        text = path.read_bytes()
+        path.unlink(missing_ok=True)
+        return Response(text, media_type="application/x-yaml")
 
     @app.post(f"{API_PREFIX}/uploads", tags=["datasets"])
     def start_upload(body: UploadRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:

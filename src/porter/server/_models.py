@@ -17,9 +17,11 @@ __all__ = [
     "DataIdQuery",
     "DatasetQuery",
     "Defaults",
+    "ExportRequest",
     "FindDataset",
     "GetRequest",
     "InferDefaults",
+    "IngestRequest",
     "InsertRecords",
     "RecordQuery",
     "RegisterCollection",
@@ -140,6 +142,36 @@ class InsertRecords(_Request):
 
     element: str
     records: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+class IngestRef(_Request):
+    dataset_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    dataset_type: str
+    data_id: dict[str, Any]
+    run: str
+
+
+class IngestFile(_Request):
+    path: str = Field(
+        max_length=4096, description="Relative to the datastore's root (no '..', not absolute)."
+    )
+    refs: list[IngestRef] = Field(min_length=1)
+    formatter: str | None = None
+
+
+class IngestRequest(_Request):
+    """Files already in the datastore's area, to register as datasets."""
+
+    datasets: list[IngestFile] = Field(min_length=1, max_length=100_000)
+    transfer: str = Field("direct", pattern=r"^(direct|auto|move|copy)$")
+
+
+class ExportRequest(_Request):
+    collections: list[str] = Field(default_factory=list)
+    dataset_ids: list[str] = Field(default_factory=list)
+    dataset_types: list[str] = Field(default_factory=list)
+    where: str = Field("", max_length=_TEXT)
+    include_all_dimensions: bool = False
 
 
 class RemoveRuns(_Request):
