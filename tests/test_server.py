@@ -683,3 +683,21 @@ def test_export_and_import_are_for_admins(world: World, tmp_path: Path) -> None:
     counts = admin.import_(path)  # everything in it is there already: nothing changes, nothing fails
     assert isinstance(counts, dict)
     assert len(admin.query_datasets("summary", [RUN_A])) == len(world.visits_a)
+
+
+def test_transfer_from_a_server_into_a_local_repository(world: World, tmp_path: Path) -> None:
+    bob = world.remote(token=world.bob)
+    refs = bob.query_datasets(
+        "src", [RUN_A], where="detector = :d", bind={"d": DETECTORS[1]}, instrument="HSC"
+    )
+    mine = Butler.create(tmp_path / "mine")
+    try:
+        moved = mine.transfer_from(bob, refs)
+        assert sorted(r.id for r in moved) == sorted(r.id for r in refs)
+        for ref in refs:
+            assert mine.get(ref).equals(bob.get(ref))
+        assert mine.transfer_from(bob, refs) == refs  # already here: nothing copied twice
+        assert len(mine.query_datasets("src", [RUN_A])) == len(refs)
+        assert mine.fsck(checksums=True).clean
+    finally:
+        mine.close()

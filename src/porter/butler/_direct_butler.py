@@ -917,9 +917,15 @@ class DirectButler(Butler):
         if not self.writeable:
             raise RepositoryError("This butler was opened read-only (writeable=False).")
         if not isinstance(source_butler, DirectButler):
-            raise RepositoryError(
-                f"transfer_from a server ({source_butler!r}) into a local repository is not supported yet: "
-                "export from the server's repository with `porter export` and import the file here."
+            from ._remote_butler import transfer_into_local
+
+            return transfer_into_local(
+                self,
+                source_butler,
+                list(source_refs),
+                skip_missing=skip_missing,
+                register_dataset_types=register_dataset_types,
+                transfer_dimensions=transfer_dimensions,
             )
         from . import _file_transfers
 

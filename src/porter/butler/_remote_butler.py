@@ -25,7 +25,7 @@ import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
 
@@ -45,6 +45,9 @@ from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Tim
 from ._butler import Butler
 from ._collections import ButlerCollections
 from ._file_dataset import FileDataset
+
+if TYPE_CHECKING:
+    from ._direct_butler import DirectButler
 
 __all__ = ["RemoteButler", "token_for"]
 
@@ -978,3 +981,42 @@ def _source_file(
     with source.datastore.uri_of(location.path).as_local() as local:
         checksum = location.checksum or checksum_file(local)
         yield local, location.formatter, local.stat().st_size, checksum
+
+
+def transfer_into_local(
+    target: DirectButler,
+    source: Butler,
+    refs: Sequence[DatasetRef],
+    *,
+    skip_missing: bool,
+    register_dataset_types: bool,
+    transfer_dimensions: bool,
+) -> list[DatasetRef]:
+    """`DirectButler.transfer_from` a server: files downloaded through signed URLs (checked), UUIDs kept."""
+    for dt in {r.dataset_type.name: r.dataset_type for r in refs}.values():
+        try:
+            have = target.get_dataset_type(dt.name)
+        except errors.MissingDatasetTypeError:
+            if not register_dataset_types:
+                raise
+            target.register_dataset_type(dt)
+            continue
+        if have != dt:
+            raise errors.DatastoreError(
+                f"Dataset type {dt.name!r} differs between the repositories ({dt} vs {have}); "
+                "transfer_from will not convert it."
+            )
+    if transfer_dimensions:
+        for element, records in _records_of(source, refs).items():
+            target.insert_dimension_records(element, records, skip_existing=True)
+    out = []
+    for ref in refs:
+        if target.get_dataset(ref.id) is not None:
+            out.append(ref)
+            continue
+        with _source_file(source, ref, skip_missing) as found:
+            if found is None:
+                continue
+            path, formatter, _, _ = found
+            out += target.ingest(FileDataset(path, ref, formatter=formatter), transfer="copy")
+    return out
