@@ -701,3 +701,12 @@ def test_transfer_from_a_server_into_a_local_repository(world: World, tmp_path: 
         assert mine.fsck(checksums=True).clean
     finally:
         mine.close()
+
+
+def test_get_uri(butler: Butler, world: World) -> None:
+    ref = butler.find_dataset("src", instrument="HSC", visit=world.visits_a[0], detector=DETECTORS[0])
+    assert ref is not None
+    uri = butler.get_uri(ref)
+    assert uri.getExtension() == ".parq" and str(ref.data_id["visit"]) in uri.basename()
+    data = uri.read()
+    assert len(data) == uri.size() and pa.parquet.read_table(pa.BufferReader(data)).equals(butler.get(ref))

@@ -21,6 +21,7 @@ from ..errors import RepositoryError
 
 if TYPE_CHECKING:
     from ..core import DatasetRef, DatasetType
+    from ..datastore import ResourceURI
     from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
     from ._collections import ButlerCollections
     from ._repo_config import RepoConfig
@@ -258,6 +259,18 @@ class Butler(ABC):
         **kwargs: Any,
     ) -> Any:
         """Read a dataset, whole or in part (``parameters={"columns": […]}`` or ``{"bbox": …}``)."""
+
+    @abstractmethod
+    def get_uri(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> ResourceURI:
+        """Where the dataset's file is: a file or S3 URI locally, a signed HTTP URL through a server."""
 
     @abstractmethod
     def exists(

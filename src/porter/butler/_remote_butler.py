@@ -47,6 +47,7 @@ from ._collections import ButlerCollections
 from ._file_dataset import FileDataset
 
 if TYPE_CHECKING:
+    from ..datastore import ResourceURI
     from ._direct_butler import DirectButler
 
 __all__ = ["RemoteButler", "token_for"]
@@ -677,6 +678,25 @@ class RemoteButler(Butler):
             )
         finally:
             path.unlink(missing_ok=True)
+
+    def get_uri(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> ResourceURI:
+        """The dataset's file as a signed, expiring, read-only URL (`SignedHttpURI`), as daf_butler's
+        RemoteButler hands out."""
+        from ..datastore import SignedHttpURI
+
+        ref = self._resolve(dataset_ref_or_type, data_id, collections, None, kwargs)
+        answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex})
+        url = answer["url"]
+        client = self._http if _origin(url) == _origin(self.url) else self._plain
+        return SignedHttpURI(url, answer["name"], answer["size"], client)
 
     def exists(
         self,

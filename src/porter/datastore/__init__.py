@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._checksum import checksum_file, checksum_stream
     from ._datastore import TEMP_AREA, Datastore, WritePlan, WriterBusyError
     from ._fsck import ORPHANS_AREA, SERVER_AREA, Finding, FsckReport, fsck
+    from ._http_uri import SignedHttpURI
     from ._records import DatastoreTables, LocationRow
     from ._single_file import WrittenFile, read_file, write_file
     from ._storage_classes import StorageClass, StorageClassRegistry
@@ -36,6 +37,7 @@ _LAZY: dict[str, str] = {
     "PathTemplate": "._templates",
     "ResourceURI": "._uri",
     "S3URI": "._uri",
+    "SignedHttpURI": "._http_uri",
     "StorageClass": "._storage_classes",
     "StorageClassRegistry": "._storage_classes",
     "TEMP_AREA": "._datastore",
@@ -71,6 +73,7 @@ __all__ = [
     "LocationRow",
     "PathTemplate",
     "ResourceURI",
+    "SignedHttpURI",
     "StorageClass",
     "StorageClassRegistry",
     "WritePlan",

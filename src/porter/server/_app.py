@@ -645,6 +645,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "formatter": location.formatter,
             "storage_class": location.storage_class,
             "extension": uri.getExtension(),
+            "name": uri.name,
         }
 
     @app.get("/files/{dataset_id}", tags=["datasets"], response_class=FileResponse)
