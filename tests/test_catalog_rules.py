@@ -434,3 +434,21 @@ def test_a_null_key_is_no_duplicate_but_no_primary_key_either(tmp_path: Path) ->
     assert (
         pk.status == "fail" and pk.message == "2 rows with a null in the key (a primary key cannot be null)"
     )
+
+
+def test_a_relative_schema_file_is_found_beside_the_plan(
+    releases: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``schema_file: schemas/mine.yaml`` means the file beside the plan, wherever the command runs from."""
+    from importlib.resources import files
+
+    (releases / "schemas").mkdir()
+    (releases / "schemas" / "mine.yaml").write_text((files("lsst.sdm.schemas") / "dp1.yaml").read_text())
+    item = dp1_item("visit", "Visit").model_copy(update={"schema_file": "schemas/mine.yaml"})
+    write_plan(releases, str(releases.parent / "repo"), [catalogs_checkpoint([item])])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    got = checked(releases)
+    assert {check for _, check in got} >= {"columns", "types", "primary key"}  # the schema was read
+    assert all(r.status == "pass" for r in got.values()), got

@@ -346,7 +346,7 @@ def catalog_checks(
     out: list[CheckResult] = []
     if item.schema_file and item.table:
         try:
-            table = table_of(load_schema(item.schema_file), item.table)
+            table = table_of(load_schema(item.resolved_schema_file(base) or ""), item.table)
         except PorterError as exc:
             out.append(CheckResult(item.name, "schema", ERROR, expected=item.schema_file, message=str(exc)))
         else:

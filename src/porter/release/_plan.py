@@ -304,6 +304,18 @@ class Item(_Model):
             )
         return self
 
+    def resolved_schema_file(self, base: Path) -> str | None:
+        """The item's Felis schema: a relative path taken from ``base`` (the plan's directory) when a file is
+        there, like ``location``; otherwise the name as given (a path from the current directory, or a schema
+        of lsst-sdm-schemas such as ``dp1``)."""
+        if self.schema_file is None:
+            return None
+        name = str(self.schema_file)
+        if name.startswith(REMOTE_SCHEMES) or Path(name).is_absolute():
+            return name
+        beside_plan = base / name
+        return str(beside_plan) if beside_plan.is_file() else name
+
     def resolved_location(self, base: Path) -> str:
         """The item's location, a relative path taken from ``base`` (the plan's directory); URLs as they are."""
         location = str(self.location)

@@ -491,7 +491,9 @@ class Release:
             if not (item.schema_file and item.table):
                 continue
             try:
-                table = table_of(load_schema(item.schema_file), item.table)
+                table = table_of(
+                    load_schema(item.resolved_schema_file(self.plan_path.parent) or ""), item.table
+                )
             except PorterError:
                 continue  # an item whose schema cannot be read: its own check reports that
             columns = {c.name: c.datatype.value for c in table.columns}
