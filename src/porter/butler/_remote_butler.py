@@ -15,6 +15,7 @@ received, so every row arrives exactly once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import random
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import httpx
+import orjson
 
 from .. import errors
 from ..core import (
@@ -35,13 +37,12 @@ from ..core import (
     CollectionType,
     DatasetRef,
     DatasetType,
-    data_id_from_json,
     dataset_type_from_json,
     encode_value,
     record_from_json,
     ref_from_json,
 )
-from ..dimensions import DataCoordinate, DimensionRecord, DimensionUniverse, Timespan
+from ..dimensions import DataCoordinate, DimensionGroup, DimensionRecord, DimensionUniverse, Timespan
 from ._butler import Butler
 from ._collections import ButlerCollections
 from ._file_dataset import FileDataset
@@ -253,6 +254,7 @@ class RemoteButler(Butler):
         self._governors = dict(kwargs)
         self._infer = inferDefaults
         self._defaults_json: dict[str, Any] | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._types: dict[str, DatasetType] = {}
         self._storage_classes: Any = None
         self.collections = RemoteCollections(self)
@@ -291,7 +293,7 @@ class RemoteButler(Butler):
             kwargs["headers"] = {**kwargs.get("headers", {}), "Idempotency-Key": uuid.uuid4().hex}
         response = self._send(method, path, **kwargs)
         if response.status_code < 400:
-            return response.json()
+            return orjson.loads(response.content)
         self._raise(response, method, path)
 
     def _raise(self, response: httpx.Response, method: str, path: str) -> NoReturn:
@@ -324,6 +326,8 @@ class RemoteButler(Butler):
         return self._universe
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
         self._plain.close()
 
@@ -427,43 +431,73 @@ class RemoteButler(Butler):
     # --- queries --------------------------------------------------------------------------------
 
     def _pages(self, path: str, body: dict[str, Any], limit: int | None) -> Iterator[dict[str, Any]]:
-        """Every row of a paged query, resuming from the last cursor after a dropped connection."""
+        """The pages of a paged query (the last one cut to the limit), in order.
+
+        The next page is asked for as soon as a page arrives, on another thread, so the server runs the next
+        query while this one is decoded.  Each request is retried on its own (`_send`), from its cursor: after
+        a dropped connection the rows continue where they stopped, none twice.
+        """
         wanted = abs(limit) if limit is not None and limit != 0 else None
         body = {**body, "limit": limit if limit == 0 else wanted, "page_size": self._page_size}
         delivered = 0
-        cursor: str | None = None
-        while True:
-            page = self._call("POST", path, json={**body, "cursor": cursor})
-            for row in page["rows"]:
-                yield row
-                delivered += 1
-                if wanted is not None and delivered >= wanted:
-                    if (
-                        limit is not None
-                        and limit < 0
-                        and (page["next_cursor"] or row is not page["rows"][-1])
-                    ):
-                        warnings.warn(
-                            f"More than {wanted} results; only the first {wanted} are returned.", stacklevel=4
-                        )
-                    return
-            cursor = page["next_cursor"]
-            if cursor is None:
+        pending: Any = self._prefetcher().submit(self._call, "POST", path, json={**body, "cursor": None})
+        while pending is not None:
+            page = pending.result()
+            rows, cursor = page["rows"], page["next_cursor"]
+            if wanted is not None and delivered + len(rows) >= wanted:
+                take = wanted - delivered
+                if limit is not None and limit < 0 and (cursor or len(rows) > take):
+                    warnings.warn(
+                        f"More than {wanted} results; only the first {wanted} are returned.", stacklevel=4
+                    )
+                page["rows"] = rows[:take]
+                if "records" in page:
+                    page["records"] = page["records"][:take]
+                yield page
                 return
-            if wanted is not None:
-                body["limit"] = wanted - delivered
-            body["explain"] = False
+            delivered += len(rows)
+            pending = None
+            if cursor is not None:
+                follow = {**body, "cursor": cursor, "explain": False}
+                if wanted is not None:
+                    follow["limit"] = wanted - delivered
+                pending = self._prefetcher().submit(self._call, "POST", path, json=follow)
+            yield page
 
-    def _attach(self, data_id: DataCoordinate, row: Mapping[str, Any]) -> DataCoordinate:
-        records = row.get("records")
-        if records is None:
-            return data_id
-        return data_id.with_records(
-            {
-                e: (record_from_json(e, r, self._universe) if r is not None else None)
-                for e, r in records.items()
-            }
-        )
+    def _prefetcher(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="porter-pages"
+            )
+        return self._pool
+
+    def _records(self, page: Mapping[str, Any], i: int) -> dict[str, DimensionRecord | None] | None:
+        """The records attached to row ``i`` of a page, if the query asked for them."""
+        records = page.get("records")
+        if records is None or records[i] is None:
+            return None
+        return {
+            e: (record_from_json(e, r, self._universe) if r is not None else None)
+            for e, r in records[i].items()
+        }
+
+    def _data_ids(
+        self, page: Mapping[str, Any], skip: int, dimensions: DimensionGroup
+    ) -> list[DataCoordinate]:
+        """A page's data IDs: its rows' values from column ``skip`` on, in the page's column order."""
+        keys = tuple(page["columns"][skip:])
+        if keys in (dimensions.data_coordinate_keys, dimensions.required):
+            out = [DataCoordinate(dimensions, tuple(row[skip:])) for row in page["rows"]]
+        else:  # another order: the slow, general way
+            out = [
+                DataCoordinate.standardize(dict(zip(keys, row[skip:])), dimensions=dimensions)
+                for row in page["rows"]
+            ]
+        if "records" in page:
+            out = [
+                d if (r := self._records(page, i)) is None else d.with_records(r) for i, d in enumerate(out)
+            ]
+        return out
 
     def query_datasets(
         self,
@@ -489,10 +523,10 @@ class RemoteButler(Butler):
             **self._query(data_id, kwargs, where, bind, order_by, explain),
             "with_dimension_records": with_dimension_records,
         }
-        out = []
-        for row in self._pages("/query/datasets", body, limit):
-            ref = ref_from_json(row, {name: dt})
-            out.append(ref.expanded(self._attach(ref.data_id, row)) if "records" in row else ref)
+        out: list[DatasetRef] = []
+        for page in self._pages("/query/datasets", body, limit):
+            data_ids = self._data_ids(page, 2, dt.dimensions)
+            out += [DatasetRef(dt, d, row[1], row[0]) for row, d in zip(page["rows"], data_ids)]
         return out
 
     def query_data_ids(
@@ -519,10 +553,9 @@ class RemoteButler(Butler):
             "with_dimension_records": with_dimension_records,
         }
         group = self._universe.conform(names)
-        out = []
-        for row in self._pages("/query/data-ids", body, limit):
-            data_id_ = data_id_from_json(row["data_id"], self._universe, list(group.names))
-            out.append(self._attach(data_id_, row))
+        out: list[DataCoordinate] = []
+        for page in self._pages("/query/data-ids", body, limit):
+            out += self._data_ids(page, 0, group)
         return out
 
     def query_dimension_records(
@@ -548,7 +581,8 @@ class RemoteButler(Butler):
         }
         return [
             record_from_json(name, row, self._universe)
-            for row in self._pages("/query/dimension-records", body, limit)
+            for page in self._pages("/query/dimension-records", body, limit)
+            for row in page["rows"]
         ]
 
     def find_dataset(

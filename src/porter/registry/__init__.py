@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._expand import attach_records
     from ._explain import explain_no_results, explainer
     from ._registry import Registry
+    from ._schema import dataset_index_order
     from ._sqlite_collections import read_sqlite_collections
 
 _LAZY: dict[str, str] = {
@@ -45,6 +46,7 @@ _LAZY: dict[str, str] = {
     "explain_no_results": "._explain",
     "explainer": "._explain",
     "Registry": "._registry",
+    "dataset_index_order": "._schema",
     "read_sqlite_collections": "._sqlite_collections",
 }
 """Public name → the module that defines it, imported when the name is first asked for."""
@@ -60,6 +62,7 @@ __all__ = [
     "RegistryDefaults",
     "attach_records",
     "check_collection_name",
+    "dataset_index_order",
     "explain_no_results",
     "explainer",
     "merge_data_id",

@@ -9,6 +9,7 @@ collections or dataset types, or writing to it, needs none of it.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime
 import functools
 import uuid
@@ -59,6 +60,12 @@ def _as_list(value: Any) -> list[Any]:
     if isinstance(value, str | DatasetType):
         return [value]
     return list(value)
+
+
+_ROWS_AFTER: contextvars.ContextVar[tuple[tuple[str, ...], tuple[Any, ...]] | None] = contextvars.ContextVar(
+    "porter_rows_after", default=None
+)
+"""The keyset page boundary of the queries run inside `Registry.rows_after` (this thread or task only)."""
 
 
 class Registry(RegistryCompatMixin):
@@ -422,7 +429,23 @@ class Registry(RegistryCompatMixin):
             default_data_id=default_data_id if default_data_id is not None else {},
             order_by=_as_list(order_by),
             limit=limit,
+            after=_ROWS_AFTER.get(),
         )
+
+    @contextlib.contextmanager
+    def rows_after(self, keys: Sequence[str], values: Sequence[Any]) -> Iterator[None]:
+        """Queries run inside the block return only rows after ``values`` of ``keys`` (keyset pagination).
+
+        ``keys`` are dimension names of the results, in the order of the query's ``order_by`` (all
+        ascending), and ``dataset_id`` for dataset queries; the rows returned are those whose row value
+        ``(k1, k2, …)`` compares greater than ``values``.  With the keys in the order of the tables' data-ID
+        indexes (`dataset_index_order`), each page is an index range scan, however deep into the results.
+        """
+        token = _ROWS_AFTER.set((tuple(keys), tuple(values)))
+        try:
+            yield
+        finally:
+            _ROWS_AFTER.reset(token)
 
     def query_data_ids(
         self,

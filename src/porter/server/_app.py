@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -41,7 +42,7 @@ from ..core import (
 )
 from ..datastore import S3URI, SERVER_AREA, LocalURI
 from ..dimensions import DataCoordinate
-from ..registry import GovernorDefaults
+from ..registry import GovernorDefaults, dataset_index_order
 from ._access import filter_readable, readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
 from ._idempotency import IdempotencyStore
@@ -66,6 +67,8 @@ from ._models import (
 )
 from ._pagination import (
     CURSOR_BIND_PREFIX,
+    by_row_value,
+    data_id_rows,
     decode_cursor,
     encode_cursor,
     fingerprint,
@@ -465,46 +468,57 @@ def create_app(config: ServerConfig) -> FastAPI:
         body: Any,
         run: Callable[[str, dict[str, Any], list[str], int, bool], list[Any]],
         terms: list[Any],
-        encode: Callable[[Any], dict[str, Any]],
-    ) -> dict[str, Any]:
-        """One page of a query: ``run(where, bind, order_by, limit, explain)`` with the keyset constraint added."""
+        encode: Callable[[list[Any]], dict[str, Any]],
+    ) -> Response:
+        """One page of a query: ``run(where, bind, order_by, limit, explain)`` after the cursor's row.
+
+        When the order is ascending dimension keys (and the dataset ID), the page boundary is one row-value
+        comparison that the tables' data-ID indexes serve as a range scan (`Registry.rows_after`); any
+        other order is bounded by an equivalent ``where`` expression.
+        """
         query_id = fingerprint(body.model_dump())
         where, bind = body.where, _bind(body)
+        after: Any = contextlib.nullcontext()
         if body.cursor:
-            after, after_bind = keyset_where(terms, decode_cursor(body.cursor, query_id))
-            where = f"({where}) AND {after}" if where.strip() else after
-            bind |= after_bind
+            values = decode_cursor(body.cursor, query_id)
+            if by_row_value(terms):
+                after = state.butler.registry.rows_after([t.identifier for t in terms], values)
+            else:
+                boundary, boundary_bind = keyset_where(terms, values)
+                where = f"({where}) AND {boundary}" if where.strip() else boundary
+                bind |= boundary_bind
+        order_by = [t.order_by for t in terms]
         if body.limit == 0:
-            run(where, bind, [t.order_by for t in terms], 0, False)
-            return {"rows": [], "next_cursor": None}
+            with after:
+                run(where, bind, order_by, 0, False)
+            return _json({"columns": [], "rows": [], "next_cursor": None})
         size = _page_rows(body)
         with (
             state.limits.query_slot(who.actor),
             state.metrics.active_query(),
             state.butler.registry.db.time_limit(config.query_timeout),
+            after,
         ):
-            rows = run(where, bind, [t.order_by for t in terms], size + 1, body.explain and not body.cursor)
+            rows = run(where, bind, order_by, size + 1, body.explain and not body.cursor)
         more = len(rows) > size
         rows = rows[:size]
         cursor = encode_cursor([t.value_of(rows[-1]) for t in terms], query_id) if more and rows else None
-        return {"rows": [encode(r) for r in rows], "next_cursor": cursor}
+        return _json({**encode(rows), "next_cursor": cursor})
 
-    def _with_records(data_id: DataCoordinate) -> dict[str, Any]:
+    def _records_json(data_id: DataCoordinate) -> dict[str, Any] | None:
         if not data_id.has_records:
-            return {}
-        return {
-            "records": {e: (record_to_json(r) if r is not None else None) for e, r in data_id.records.items()}
-        }
+            return None
+        return {e: (record_to_json(r) if r is not None else None) for e, r in data_id.records.items()}
 
     @app.post(f"{API_PREFIX}/query/datasets", tags=["queries"])
-    def query_datasets(body: DatasetQuery, who: Principal = Caller) -> dict[str, Any]:
+    def query_datasets(body: DatasetQuery, who: Principal = Caller) -> Response:
         """One page of `Butler.query_datasets`; pass ``next_cursor`` back for the next page."""
         dt = state.butler.get_dataset_type(body.dataset_type)
         names = _search(who, body.collections, body.find_first)
         terms, needs_records = order_terms(
             state.butler.dimensions,
             body.order_by,
-            list(dt.dimensions.required),
+            dataset_index_order(dt.dimensions),
             dataset_id=not body.find_first,
         )
 
@@ -525,20 +539,24 @@ def create_app(config: ServerConfig) -> FastAPI:
                 **_decoded(body.kwargs),
             )
 
-        def encode(ref: DatasetRef) -> dict[str, Any]:
-            out = ref_to_json(ref)
+        def encode(refs: list[DatasetRef]) -> dict[str, Any]:
+            columns, rows = data_id_rows([r.data_id for r in refs], dt.dimensions)
+            page: dict[str, Any] = {
+                "columns": ["id", "run", *columns],
+                "rows": [[r.id_hex, r.run, *row] for r, row in zip(refs, rows)],
+            }
             if body.with_dimension_records:
-                out |= _with_records(ref.data_id)
-            return out
+                page["records"] = [_records_json(r.data_id) for r in refs]
+            return page
 
         return _paged(who, body, run, terms, encode)
 
     @app.post(f"{API_PREFIX}/query/data-ids", tags=["queries"])
-    def query_data_ids(body: DataIdQuery, who: Principal = Caller) -> dict[str, Any]:
+    def query_data_ids(body: DataIdQuery, who: Principal = Caller) -> Response:
         """One page of `Butler.query_data_ids`."""
         group = state.butler.dimensions.conform(body.dimensions)
         names = _search(who, body.collections, False) if body.datasets else None
-        terms, needs_records = order_terms(state.butler.dimensions, body.order_by, list(group.required))
+        terms, needs_records = order_terms(state.butler.dimensions, body.order_by, dataset_index_order(group))
 
         def run(
             where: str, bind: dict[str, Any], order_by: list[str], limit: int, explain: bool
@@ -557,21 +575,29 @@ def create_app(config: ServerConfig) -> FastAPI:
                 **_decoded(body.kwargs),
             )
 
-        def encode(data_id: DataCoordinate) -> dict[str, Any]:
-            out: dict[str, Any] = {"data_id": {k: encode_value(v) for k, v in data_id.mapping.items()}}
+        def encode(data_ids: list[DataCoordinate]) -> dict[str, Any]:
+            columns, rows = data_id_rows(data_ids, group)
+            page: dict[str, Any] = {"columns": columns, "rows": rows}
             if body.with_dimension_records:
-                out |= _with_records(data_id)
-            return out
+                page["records"] = [_records_json(d) for d in data_ids]
+            return page
 
         return _paged(who, body, run, terms, encode)
 
     @app.post(f"{API_PREFIX}/query/dimension-records", tags=["queries"])
-    def query_dimension_records(body: RecordQuery, who: Principal = Caller) -> dict[str, Any]:
+    def query_dimension_records(body: RecordQuery, who: Principal = Caller) -> Response:
         """One page of `Butler.query_dimension_records`."""
         element = state.butler.dimensions[body.element]
         names = _search(who, body.collections, False) if body.datasets else None
         terms, _ = order_terms(
-            state.butler.dimensions, body.order_by, [d.name for d in element.required], element=element.name
+            state.butler.dimensions,
+            body.order_by,
+            [
+                n
+                for n in dataset_index_order(element.minimal_group)
+                if n in {d.name for d in element.required}
+            ],
+            element=element.name,
         )
 
         def run(
@@ -590,7 +616,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 **_decoded(body.kwargs),
             )
 
-        return _paged(who, body, run, terms, record_to_json)
+        return _paged(who, body, run, terms, lambda records: {"rows": [record_to_json(r) for r in records]})
 
     @app.post(f"{API_PREFIX}/find-dataset", tags=["queries"])
     def find_dataset(body: FindDataset, who: Principal = Caller) -> dict[str, Any] | None:
@@ -888,6 +914,11 @@ def _sweep_dead_uploads(scratch: Path) -> None:
             part.unlink(missing_ok=True)
         except PermissionError:
             pass  # alive, another user's
+
+
+def _json(payload: Any) -> Response:
+    """A JSON response written by orjson: a 10,000-row page in milliseconds, with no per-item validation pass."""
+    return Response(orjson.dumps(payload), media_type="application/json")
 
 
 def _route_of(request: Request) -> str:

@@ -133,6 +133,20 @@ def order_terms(
     return terms, needs_records
 
 
+def by_row_value(terms: Sequence[KeyTerm]) -> bool:
+    """Whether the page boundary can be one row-value comparison: every term ascending, and each a dimension key or
+    the dataset ID (record fields are compared through the ``where`` expression instead)."""
+    return all(not t.descending and "." not in t.identifier for t in terms)
+
+
+def data_id_rows(data_ids: Sequence[DataCoordinate], dimensions: Any) -> tuple[list[str], list[list[Any]]]:
+    """Data IDs as one header and rows of values (a page's compact form): full values when every data ID has
+    them, required ones otherwise.  Dimension values are ints and strings, plain JSON."""
+    if data_ids and all(d.has_full for d in data_ids):
+        return list(dimensions.data_coordinate_keys), [list(d.full_values) for d in data_ids]
+    return list(dimensions.required), [list(d.required_values) for d in data_ids]
+
+
 def keyset_where(terms: Sequence[KeyTerm], values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
     """The ``where`` text (and its binds) selecting rows strictly after ``values`` in ``terms``' order."""
     if len(values) != len(terms):

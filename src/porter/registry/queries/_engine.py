@@ -100,7 +100,7 @@ class QueryEngine:
 
     def run(self, spec: QuerySpec) -> list[Any]:
         """Run a query and return data IDs, dataset refs or dimension records."""
-        key = _plan_key(spec)
+        key = _plan_key(spec) if spec.after is None else None  # a page boundary changes every time
         plan = self._plans.get(key) if key is not None else None
         if plan is None:
             try:
@@ -391,7 +391,7 @@ class _Plan:
     def compile(self) -> _Compiled:
         """Plan the query and render its statements (step 5 of the module docstring)."""
         self.prepare(defer_implied=True)
-        if self.deferred_root is None:
+        if self.deferred_root is None and self.spec.after is None:  # a page boundary is one SQL condition
             factorized = factorize(self)
             if factorized is not None:
                 return factorized
@@ -714,6 +714,15 @@ class _Plan:
             where.append(
                 kit.in_select([dims[k] for k in keys], self.builder.pixel_partners(free, fixed, keys))
             )
+        if spec.after is not None:
+            after_keys, after_values = spec.after
+            columns = [
+                self.search_relations[spec.searches[0].record.dataset_type.name].search_cols["dataset_id"]
+                if k == "dataset_id"
+                else self.canonical[k]
+                for k in after_keys
+            ]
+            where.append(kit.row_after(columns, list(after_values)))
         # Automatic temporal join of calibration searches with the observation timespan.
         for search in spec.searches:
             if not any(c.type is CollectionType.CALIBRATION for c in search.collections):

@@ -40,6 +40,9 @@ class QuerySpec:
     default_data_id: Mapping[str, Any] = field(default_factory=dict)
     order_by: Sequence[str] = ()
     limit: int | None = None
+    after: tuple[tuple[str, ...], tuple[Any, ...]] | None = None
+    """A keyset page boundary: only rows whose values of these keys (dimension names, ``dataset_id``) come after
+    these values, compared as one row value — which an index on those columns serves as a range."""
     with_implied: bool = True
     """False: results carry only the required dimensions' values, and the tables that would give the implied
     ones (a visit's band, day_obs …) are joined only where a constraint needs them — a narrower, faster

@@ -435,6 +435,12 @@ class SAKit:
     def null_bigint(self) -> Any:
         return sqlalchemy.null().cast(BigInteger)
 
+    def row_after(self, columns: list[Any], values: list[Any]) -> Any:
+        """``(c1, c2, …) > (v1, v2, …)``: a row value comparison, which an index on those columns serves."""
+        return sqlalchemy.tuple_(*columns) > sqlalchemy.tuple_(
+            *[sqlalchemy.literal(v, type_=c.type) for c, v in zip(columns, values)]
+        )
+
     def literal(self, value: Any, type_: str | None = None) -> Any:
         if type_ == "bigint":
             return sqlalchemy.literal(value, BigInteger)
@@ -1002,6 +1008,9 @@ class TextKit:
 
     def null_bigint(self) -> TextExpr:
         return TextExpr(self, "CAST(NULL AS BIGINT)")
+
+    def row_after(self, columns: list[Any], values: list[Any]) -> Any:
+        raise Unsupported("row value comparison")
 
     def literal(self, value: Any, type_: str | None = None) -> TextExpr:
         mark, v = self.process(value)
