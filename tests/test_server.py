@@ -710,3 +710,25 @@ def test_get_uri(butler: Butler, world: World) -> None:
     assert uri.getExtension() == ".parq" and str(ref.data_id["visit"]) in uri.basename()
     data = uri.read()
     assert len(data) == uri.size() and pa.parquet.read_table(pa.BufferReader(data)).equals(butler.get(ref))
+
+
+def test_small_files_come_inline_large_ones_by_signed_url(world: World) -> None:
+    alice = world.remote(token=world.alice, run=f"u/alice/big-{uuid.uuid4().hex[:6]}")
+    v = world.visits[4]
+    big = pa.table(
+        {"x": list(range(200_000)), "y": [float(i) for i in range(200_000)]}
+    )  # > 256 KiB as Parquet
+    ref = alice.put(big, "src", instrument="HSC", visit=v, detector=DETECTORS[3])
+    small = alice.put(
+        table(v, DETECTORS[2], "small"), "src", instrument="HSC", visit=v, detector=DETECTORS[2]
+    )
+    headers = {"Authorization": f"Bearer {world.alice}"}
+    answers = [
+        httpx.post(
+            f"{world.url}/api/v1/get", json={"dataset_id": r.id_hex, "inline": True}, headers=headers
+        ).json()
+        for r in (ref, small)
+    ]
+    assert "content" not in answers[0] and "content" in answers[1]
+    assert alice.get(ref).equals(big) and alice.get(small).equals(table(v, DETECTORS[2], "small"))
+    assert alice.get(ref, parameters={"columns": ["y"]}).column_names == ["y"]

@@ -22,8 +22,8 @@ clock: no time budget, no deadline.  Each operation gets 25 positive and 25
 negative (schema-violating) examples, about 3,700 requests in all, which
 take about 20 seconds.
 
-Known problems are not sent (or tolerated) by the fuzz and pinned, one exact
-request each, by strict xfail tests at the end of the module.
+What the fuzz found (four 500s and FastAPI's own error bodies) is fixed; one
+exact request each, at the end of the module, keeps it fixed.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 import requests
@@ -119,48 +118,15 @@ def _error_body_problem(response: requests.Response) -> str | None:
     return None
 
 
-# --- known problems: each is skipped (or tolerated) by the fuzz and pinned by a strict xfail test at the end;
-# --- once the server is fixed the xfail test passes, which fails the run: then delete the test and its case here.
-
-
-def _known_server_error(case: Any) -> str | None:
-    """Why ``case`` is not sent (a known 5xx, see the xfail tests below), or None."""
-    body = case.body if isinstance(case.body, dict) else {}
-    path = case.operation.path
-    if path == "/api/v1/query/data-ids" and body.get("dimensions") == []:
-        return "KNOWN 500 (test_known_500_data_ids_of_no_dimensions)"
-    if path == "/api/v1/export" and not (
-        body.get("collections") or body.get("dataset_ids") or body.get("include_all_dimensions")
-    ):
-        return "KNOWN 500 (test_known_500_export_of_nothing)"
-    ticket = unquote(str((case.path_parameters or {}).get("ticket", "")))  # generated path values come quoted
-    if path == "/uploads/{ticket}" and not ticket.isascii():
-        return "KNOWN 500 (test_known_500_non_ascii_signature)"
-    return None
-
-
-def _known_error_body(response: requests.Response) -> bool:
-    """FastAPI's and Starlette's own error bodies, ``{"detail": "…"}`` (400 for a body that is not JSON, 404 for a
-    path no route matches, e.g. a collection name with a newline), which the server does not translate yet
-    (test_known_non_porter_error_bodies)."""
-    try:
-        body = response.json()
-    except ValueError:
-        return False
-    return response.status_code in (400, 404, 405) and isinstance(body, dict) and set(body) == {"detail"}
-
-
 def _send(case: Any, fuzzed: Fuzzed) -> None:
     """Send ``case`` with each set of credentials and check every answer."""
-    if _known_server_error(case):
-        return
     public = (case.method.upper(), case.operation.path) in PUBLIC
     for who, headers in fuzzed.credentials.items():
         response = case.call(session=fuzzed.session, headers=headers, timeout=REQUEST_TIMEOUT)
         fuzzed.sent += 1
         context = f"{who}: {case.method.upper()} {case.formatted_path} -> {response.status_code}"
         case.validate_response(response, checks=[not_a_server_error])
-        if response.status_code >= 400 and not _known_error_body(response):
+        if response.status_code >= 400:
             problem = _error_body_problem(response)
             assert problem is None, f"{context}: {problem}\n{case.as_curl_command(headers)}"
         if who in ("no token", "bad token") and not public:
@@ -207,54 +173,43 @@ def test_no_server_errors(mode: str, api: Any, fuzzed: Fuzzed) -> None:
     assert not failures, "\n\n".join(f"{label}\n{text}" for label, text in failures.items())
 
 
-# --- the known problems, one request each (see _known_server_error and _known_error_body) ----------------------
+# --- what the fuzz found, each fixed: one request each, so they stay fixed ------------------------------------
 
 
 def _admin(fuzzed: Fuzzed) -> dict[str, str]:
     return fuzzed.credentials["admin"]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="KNOWN 500: query_data_ids([]) raises AttributeError in the query engine"
-)
-def test_known_500_data_ids_of_no_dimensions(fuzzed: Fuzzed) -> None:
-    # _sql.py _render: `f.members` of a None FROM; DirectButler.query_data_ids([]) raises the same AttributeError.
+def test_data_ids_of_no_dimensions_is_a_clear_error(fuzzed: Fuzzed) -> None:
+    # Was a 500: the query engine's AttributeError on an empty FROM (DirectButler.query_data_ids([]) too).
     r = fuzzed.session.post(
         f"{fuzzed.served.url}/api/v1/query/data-ids", json={"dimensions": []}, headers=_admin(fuzzed)
     )
-    assert r.status_code < 500, r.text
+    assert r.status_code == 422 and "at least one dimension" in r.json()["message"], r.text
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN 500: an export of nothing writes no file (FileNotFoundError)")
-def test_known_500_export_of_nothing(fuzzed: Fuzzed) -> None:
-    # _app.py export: DirectButler.export() without collections/datasets/include_all_dimensions returns a
-    # context manager and writes nothing, so path.read_bytes() raises FileNotFoundError.
+def test_an_export_of_nothing_is_a_clear_error(fuzzed: Fuzzed) -> None:
+    # Was a 500: export() with nothing named writes no file, and the server read the missing file.
     r = fuzzed.session.post(f"{fuzzed.served.url}/api/v1/export", json={}, headers=_admin(fuzzed))
-    assert r.status_code < 500, r.text
+    assert r.status_code == 422 and "Nothing to export" in r.json()["message"], r.text
 
 
-@pytest.mark.xfail(
-    strict=True, reason="KNOWN 500: hmac.compare_digest of a non-ASCII signature raises TypeError"
-)
 @pytest.mark.parametrize("where", ["upload ticket", "download URL"])
-def test_known_500_non_ascii_signature(fuzzed: Fuzzed, where: str) -> None:
-    # _signing.py Signer.verify: hmac.compare_digest(str, str) raises TypeError ("comparing strings with
-    # non-ASCII characters is not supported") for a signature with non-ASCII characters.
+def test_a_non_ascii_signature_is_refused(fuzzed: Fuzzed, where: str) -> None:
+    # Was a 500: hmac.compare_digest(str, str) raises TypeError for non-ASCII text; now bytes are compared.
     url = fuzzed.served.url
     if where == "upload ticket":
         r = fuzzed.session.put(f"{url}/uploads/abc.%C3%A9", data=b"", headers=_admin(fuzzed))
     else:
         query = {"user": "admin", "expires": "9999999999", "signature": "\u00e9"}
         r = fuzzed.session.get(f"{url}/files/{'0' * 32}", params=query)
-    assert r.status_code < 500, r.text
+    assert r.status_code == 403, r.text
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN: FastAPI's own 400/404 bodies are {'detail': …}, not porter's")
 @pytest.mark.parametrize("where", ["body not JSON", "no route"])
-def test_known_non_porter_error_bodies(fuzzed: Fuzzed, where: str) -> None:
-    # No exception handler for starlette's HTTPException: a body that is not JSON gets FastAPI's 400
-    # {"detail": "There was an error parsing the body"}, a path no route matches (a collection name with a
-    # newline: {name:path} does not match "\n") Starlette's 404 {"detail": "Not Found"}.
+def test_fastapis_own_refusals_in_porters_error_format(fuzzed: Fuzzed, where: str) -> None:
+    # Were {"detail": …}: FastAPI's 400 for a body that is not JSON, Starlette's 404 for a path no route matches
+    # (a collection name with a newline: {name:path} does not match "\n").
     url = fuzzed.served.url
     if where == "body not JSON":
         r = fuzzed.session.post(

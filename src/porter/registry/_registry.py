@@ -464,6 +464,11 @@ class Registry(RegistryCompatMixin):
     ) -> list[DataCoordinate]:
         """Data IDs of the given dimensions satisfying the constraints (see `Butler.query_data_ids`)."""
         dims = [dimensions] if isinstance(dimensions, str) else list(dimensions)
+        if not dims:
+            raise InvalidQueryError(
+                "query_data_ids needs at least one dimension, e.g. ['visit', 'detector']; to ask whether datasets "
+                "exist, use query_datasets."
+            )
         spec = self._spec(
             "data_ids",
             self.universe.conform(dims),

@@ -10,6 +10,7 @@ client raises the same exception type the local butler would.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import ipaddress
 import json
@@ -27,6 +28,7 @@ from fastapi import Depends, FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors
 from ..butler import DirectButler, FileDataset
@@ -113,6 +115,8 @@ class ServerConfig:
     are trusted; empty: such headers are ignored and every request needs a token."""
     max_body_bytes: int = 1 << 20
     """Largest JSON request body (413 above it)."""
+    inline_bytes: int = 256 << 10
+    """Files up to this size come inside the answer of a get (one round trip instead of two)."""
     max_upload_bytes: int = 10 << 30
     """Largest file a put may upload (413 above it)."""
     concurrent_queries: int | None = 8
@@ -201,6 +205,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RetryLater) else None
         return JSONResponse(_error_body(exc), status_code=_status_of(exc), headers=headers)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """FastAPI's own refusals (no such route, a body that is not JSON …) in porter's error format."""
+        names = {400: "InvalidRequest", 404: "NotFound", 405: "MethodNotAllowed", 411: "LengthRequired"}
+        return JSONResponse(
+            {"error": names.get(exc.status_code, "HTTPError"), "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
@@ -211,12 +225,19 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
+        bulky = request.url.path.startswith("/uploads/") or request.url.path == f"{API_PREFIX}/import"
+        limit = config.max_upload_bytes if bulky else config.max_body_bytes
+        if length is None and not bulky and "chunked" in request.headers.get("transfer-encoding", ""):
             return JSONResponse(
                 {
-                    "error": "RequestTooLarge",
-                    "message": f"Request bodies are limited to {config.max_body_bytes} bytes.",
+                    "error": "LengthRequired",
+                    "message": "Send JSON requests with a Content-Length (not chunked).",
                 },
+                status_code=411,
+            )
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            return JSONResponse(
+                {"error": "RequestTooLarge", "message": f"Request bodies here are limited to {limit} bytes."},
                 status_code=413,
             )
         start = time.perf_counter()
@@ -663,7 +684,9 @@ def create_app(config: ServerConfig) -> FastAPI:
             url = f"{base}/files/{ref.id.hex}?{state.signer.query(ref.id, who.user)}"
         state.limits.count_download(who.actor, location.size or 0)
         state.metrics.downloads.inc()
+        inline = body.inline and location.size is not None and location.size <= config.inline_bytes
         return {
+            **({"content": base64.b64encode(uri.read()).decode()} if inline else {}),
             "ref": ref_to_json(ref),
             "url": url,
             "size": location.size,
@@ -771,8 +794,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"import.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
         try:
+            size = 0
             with path.open("wb") as out:
                 async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > config.max_upload_bytes:
+                        raise errors.ExportFormatError(
+                            f"The export file is larger than this server takes ({config.max_upload_bytes} bytes)."
+                        )
                     out.write(chunk)
             counts = await run_in_threadpool(state.butler.import_, path)
         finally:
@@ -784,6 +813,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     def export(body: ExportRequest, who: Principal = Caller) -> Response:
         """An export file (YAML, readable by porter and daf_butler) of collections and/or datasets; admin only."""
         _admin(who, "Exporting")
+        if not (body.collections or body.dataset_ids or body.include_all_dimensions):
+            raise errors.ExportFormatError(
+                "Nothing to export: name collections, dataset_ids, or set include_all_dimensions."
+            )
         scratch = Path(config.repository) / SERVER_AREA / "exports"
         scratch.mkdir(parents=True, exist_ok=True)
         path = scratch / f"export.{os.getpid()}.{uuid.uuid4().hex[:8]}.yaml"

@@ -104,6 +104,9 @@ class FindDataset(_Request):
 
 class GetRequest(_Request):
     dataset_id: str = Field(pattern=r"^[0-9a-fA-F-]{32,36}$")
+    inline: bool = Field(
+        False, description="Send a small file's bytes in the answer (one round trip) as well."
+    )
 
 
 class UploadRequest(_Request):

@@ -88,7 +88,9 @@ class Signer:
             expected = self.mac(*parts)
         except SignedURLError:
             return False
-        return hmac.compare_digest(expected, signature)
+        return hmac.compare_digest(
+            expected.encode(), signature.encode("utf-8", "replace")
+        )  # any text: no TypeError
 
     def query(self, dataset_id: uuid.UUID, user: str | None, now: float | None = None) -> str:
         """The query string that signs a download of ``dataset_id`` for ``user`` (``""`` = anonymous)."""
