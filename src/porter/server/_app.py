@@ -107,7 +107,7 @@ class ServerConfig:
     repository: Path
     max_page_size: int = 10_000
     """The most rows one page holds, whatever a client asks for."""
-    default_page_size: int = 2_000
+    default_page_size: int = 10_000
     url_lifetime: float = 3600.0
     """Seconds a signed download URL is honoured."""
     trusted_proxies: list[str] = field(default_factory=list)
