@@ -732,3 +732,34 @@ def test_small_files_come_inline_large_ones_by_signed_url(world: World) -> None:
     assert "content" not in answers[0] and "content" in answers[1]
     assert alice.get(ref).equals(big) and alice.get(small).equals(table(v, DETECTORS[2], "small"))
     assert alice.get(ref, parameters={"columns": ["y"]}).column_names == ["y"]
+
+
+def test_the_cli_writes_through_a_server(world: World) -> None:
+    env = {**os.environ, "PORTER_TOKEN": world.alice}
+    run = [sys.executable, "-m", "porter.cli"]
+    tag = uuid.uuid4().hex[:6]
+    chain, scratch = f"u/alice/cli-{tag}", f"u/alice/cli-{tag}-run"
+    alice = world.remote(token=world.alice)
+    alice.put({"cli": tag}, "summary", instrument="HSC", visit=world.visits[0], run=scratch)
+    made = subprocess.run(
+        [*run, "collection-chain", world.url, chain, scratch, RUN_A], env=env, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    assert list(alice.collections.get_info(chain).children) == [scratch, RUN_A]
+    subprocess.run(
+        [*run, "collection-chain", world.url, chain, "--mode", "pop"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    assert list(alice.collections.get_info(chain).children) == [RUN_A]
+    gone = subprocess.run(
+        [*run, "remove-runs", world.url, scratch, "--no-confirm"], env=env, capture_output=True, text=True
+    )
+    assert gone.returncode == 0 and "Removed 1 run(s) and 1 dataset(s)" in gone.stdout, (
+        gone.stdout + gone.stderr
+    )
+    refused = subprocess.run(
+        [*run, "remove-runs", world.url, RUN_A, "--no-confirm"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "may not write" in refused.stderr

@@ -549,7 +549,7 @@ def query_dataset_types(
 @app.command("register-dataset-type")
 @handle_errors
 def register_dataset_type(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     name: Annotated[str, typer.Argument(help="Dataset type name.")],
     storage_class: Annotated[str, typer.Argument(help="Storage class (ExposureF, ArrowTable, …).")],
     dimensions: Annotated[list[str], typer.Argument(help="Its dimensions.")],
@@ -563,7 +563,7 @@ def register_dataset_type(
 
         porter register-dataset-type repo/ calexp ExposureF instrument visit detector
     """
-    with _open(repo) as butler:
+    with _open_any(repo) as butler:
         created = butler.register_dataset_type(
             name, _split(dimensions), storage_class, is_calibration=is_calibration
         )
@@ -573,7 +573,7 @@ def register_dataset_type(
 @app.command("collection-chain")
 @handle_errors
 def collection_chain(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     parent: Annotated[str, typer.Argument(help="The CHAINED collection.")],
     children: Annotated[list[str] | None, typer.Argument(help="Child collections, in search order.")] = None,
     mode: Annotated[str, typer.Option(help="redefine, extend, prepend, remove or pop.")] = "redefine",
@@ -587,14 +587,18 @@ def collection_chain(
         porter collection-chain repo/ HSC/defaults u/me/run2 --mode prepend
         porter collection-chain repo/ HSC/defaults 0 --mode pop
     """
+    from ..butler import DirectButler
+
     kids = _split(children)
     m = mode.lower()
-    with _open(repo) as butler:
+    with _open_any(repo) as butler:
         cols = butler.collections
         if m == "redefine":
             cols.redefine_chain(parent, kids)
-            if doc:
+            if doc and isinstance(butler, DirectButler):
                 butler.registry.collections.set_doc(parent, doc)
+            elif doc:
+                raise typer.BadParameter("--doc sets a chain's documentation in a local repository only.")
         elif m == "extend":
             cols.extend_chain(parent, kids)
         elif m == "prepend":
@@ -615,7 +619,7 @@ def collection_chain(
 @app.command("remove-runs")
 @handle_errors
 def remove_runs(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     collections: Annotated[list[str], typer.Argument(help="RUN collections (names or globs) to delete.")],
     no_confirm: Annotated[bool, typer.Option("--no-confirm", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -625,16 +629,18 @@ def remove_runs(
 
         porter remove-runs repo/ 'u/me/test*' --no-confirm
     """
-    from ..registry import CollectionType
+    from ..butler import DirectButler
+    from ..core import CollectionType
 
-    with _open(repo) as butler:
+    with _open_any(repo) as butler:
         runs = butler.collections.query(_split(collections), CollectionType.RUN)
         if not runs:
             console.print("No matching RUN collections.")
             return
-        print_rows(
-            [{"run": r, "datasets": butler.registry.count_datasets(r)} for r in runs], title="runs to remove"
+        counts = (
+            {r: butler.registry.count_datasets(r) for r in runs} if isinstance(butler, DirectButler) else {}
         )
+        print_rows([{"run": r, "datasets": counts.get(r, "?")} for r in runs], title="runs to remove")
         if not no_confirm and not typer.confirm("Remove these runs and their datasets?"):
             raise typer.Exit(1)
         n = butler.remove_runs(runs)
