@@ -9,6 +9,7 @@ from . import (  # noqa: F401 - register their commands
     _release_commands,
     _schema_commands,
     _serve_command,
+    _verify_commands,
 )
 from ._app import app
 
