@@ -123,6 +123,7 @@ def test_help_of_every_command_imports_nothing_heavy() -> None:
         ["demo-survey", "--help"],
         ["serve", "--help"],
         ["admin", "token", "issue", "--help"],
+        ["verify", "lint", "--help"],
     ]
     found = imported_after(run_cli(*argvs))
     assert found["heavy"] == [], f"`porter --help` imported {found['heavy']}; import them inside the command"

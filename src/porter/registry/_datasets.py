@@ -428,9 +428,23 @@ class DatasetManager:
         values = required_tuples(group, [data_id])[0]
         names = group.required
         d = self._schema.dataset
+        # Consecutive RUN/TAGGED collections are searched by one statement (the first in search order wins);
+        # each CALIBRATION collection by its own, with the validity-range test.
+        # The first collection alone: a search usually ends there, by an equality on the unique index.
+        segments: list[list[CollectionInfo]] = []
+        for info in self._collections.flatten(collections):
+            if (
+                info.type is CollectionType.CALIBRATION
+                or len(segments) < 2
+                or segments[-1][0].type is CollectionType.CALIBRATION
+            ):
+                segments.append([info])
+            else:
+                segments[-1].append(info)
         with self._db.reading() as conn:
-            for info in self._collections.flatten(collections):
-                if info.type is CollectionType.CALIBRATION:
+            for segment in segments:
+                first = segment[0]
+                if first.type is CollectionType.CALIBRATION:
                     if timespan is None:
                         continue
                     table = rec.tables.calibs
@@ -439,24 +453,29 @@ class DatasetManager:
                 else:
                     table = rec.tables.tags
                     extra = []
+                ids = [info.id for info in segment]
                 rows = conn.execute(
-                    sqlalchemy.select(table.c.dataset_id, d.c.run_id)
+                    sqlalchemy.select(table.c.dataset_id, d.c.run_id, table.c.collection_id)
                     .select_from(table.join(d, d.c.dataset_id == table.c.dataset_id))
                     .where(
                         table.c.dataset_type_id == rec.id,
-                        table.c.collection_id == info.id,
+                        table.c.collection_id == ids[0] if len(ids) == 1 else table.c.collection_id.in_(ids),
                         *[table.c[n] == v for n, v in zip(names, values)],
                         *extra,
                     )
                 ).all()
+                if not rows:
+                    continue
+                rank = {cid: i for i, cid in enumerate(ids)}
+                best = min(rank[r.collection_id] for r in rows)
+                rows = [r for r in rows if rank[r.collection_id] == best]
                 if len(rows) > 1:
                     raise InvalidQueryError(
                         f"{len(rows)} {rec.dataset_type.name} datasets for {dict(zip(names, values))} are valid "
-                        f"during {timespan} in {info.name!r}; narrow the time range."
+                        f"during {timespan} in {segment[best].name!r}; narrow the time range."
                     )
-                if rows:
-                    run = self._collections.get_by_id(rows[0].run_id).name
-                    return DatasetRef(
-                        rec.dataset_type, DataCoordinate(group, values, False), run, rows[0].dataset_id
-                    )
+                run = self._collections.get_by_id(rows[0].run_id).name
+                return DatasetRef(
+                    rec.dataset_type, DataCoordinate(group, values, False), run, rows[0].dataset_id
+                )
         return None
