@@ -763,3 +763,13 @@ def test_the_cli_writes_through_a_server(world: World) -> None:
         [*run, "remove-runs", world.url, RUN_A, "--no-confirm"], env=env, capture_output=True, text=True
     )
     assert refused.returncode != 0 and "may not write" in refused.stderr
+
+
+def test_deferred_reads(butler: Butler, world: World) -> None:
+    v = world.visits_b[0]
+    handle = butler.getDeferred(
+        "src", instrument="HSC", visit=v, detector=DETECTORS[1], parameters={"columns": ["row"]}
+    )
+    assert handle.ref.run == RUN_B
+    assert handle.get().column_names == ["row"]
+    assert handle.get(parameters={"columns": ["visit", "run"]}).column_names == ["visit", "run"]

@@ -8,6 +8,8 @@ against a real server on loopback.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -160,3 +162,55 @@ def test_a_server_query_timeout_reaches_the_client(tmp_path: Path) -> None:
         alice = Butler(served.url, token=token(served.accounts, "alice"))
         with pytest.raises(QueryTimeoutError, match="ran longer than the limit"):
             alice.query_data_ids(["visit", "detector"], instrument="HSC")
+
+
+def test_file_lock_slots_on_sqlite(tmp_path: Path) -> None:
+    """SQLite repositories (one host) hold query slots as flocks: the same guarantees, no database write."""
+    butler = Butler.create(tmp_path / "repo")
+    slots = tmp_path / "slots"
+    try:
+        limits = Limits(butler.registry.db, UserLimits(concurrent_queries=2), slot_dir=slots)
+        other_worker = Limits(butler.registry.db, UserLimits(concurrent_queries=2), slot_dir=slots)
+        held: set[int] = set()
+        most = 0
+        lock = threading.Lock()
+        start = threading.Barrier(6)
+
+        def worker(i: int) -> None:
+            nonlocal most
+            start.wait()
+            for _ in range(20):
+                try:
+                    with (limits if i % 2 else other_worker).query_slot("alice"):
+                        with lock:
+                            held.add(threading.get_ident())
+                            most = max(most, len(held))
+                        with lock:
+                            held.discard(threading.get_ident())
+                except RateLimitedError:
+                    pass
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert most <= 2
+        # A worker killed while it holds a slot: the kernel frees the slot with the process.
+        code = (
+            "import sys, time; from porter import Butler; from porter.server import Limits, UserLimits; "
+            f"b = Butler({str(tmp_path / 'repo')!r}); "
+            f"l = Limits(b.registry.db, UserLimits(concurrent_queries=1), slot_dir=__import__('pathlib').Path({str(slots)!r})); "
+            "s = l.query_slot('carol'); s.__enter__(); print('held', flush=True); time.sleep(600)"
+        )
+        holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        one = Limits(butler.registry.db, UserLimits(concurrent_queries=1), slot_dir=slots)
+        with pytest.raises(RateLimitedError), one.query_slot("carol"):
+            pass
+        holder.kill()
+        holder.wait()
+        with one.query_slot("carol"):
+            pass
+    finally:
+        butler.close()

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..core import DatasetRef
 from ..dimensions import DataCoordinate
-from ..registry import DatasetRef
 
 if TYPE_CHECKING:
     from ._butler import Butler

@@ -46,6 +46,7 @@ from ..core import (
 from ..dimensions import DataCoordinate, DimensionGroup, DimensionRecord, DimensionUniverse, Timespan
 from ._butler import Butler
 from ._collections import ButlerCollections
+from ._deferred import DeferredDatasetHandle
 from ._file_dataset import FileDataset
 
 if TYPE_CHECKING:
@@ -720,6 +721,41 @@ class RemoteButler(Butler):
             )
         finally:
             path.unlink(missing_ok=True)
+
+    def getDeferred(
+        self,
+        dataset_ref_or_type: DatasetRef | DatasetType | str,
+        /,
+        data_id: Mapping[str, Any] | DataCoordinate | None = None,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        collections: str | Sequence[str] | None = None,
+        storage_class: str | None = None,
+        timespan: Timespan | None = None,
+        **kwargs: Any,
+    ) -> DeferredDatasetHandle:
+        """A handle to read the dataset later (in part, with ``parameters``); found now, downloaded at ``get``."""
+        ref = self._resolve(dataset_ref_or_type, data_id, collections, timespan, kwargs)
+        return DeferredDatasetHandle(self, ref, parameters, storage_class)
+
+    def insert_dimension_records(
+        self,
+        element: str,
+        records: Iterable[Mapping[str, Any] | DimensionRecord],
+        *,
+        skip_existing: bool = True,
+    ) -> int:
+        """Add dimension records through the server (new ones need an admin token; existing ones are skipped)."""
+        chunk = [
+            {
+                k: encode_value(v)
+                for k, v in (r.to_dict() if isinstance(r, DimensionRecord) else dict(r)).items()
+            }
+            for r in records
+        ]
+        return int(
+            self._call("POST", "/dimension-records", json={"element": element, "records": chunk})["added"]
+        )
 
     def get_uri(
         self,

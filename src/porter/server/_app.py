@@ -153,6 +153,7 @@ class _State:
                 download_bytes_per_day=config.download_bytes_per_day,
                 query_timeout=config.query_timeout,
             ),
+            slot_dir=Path(config.repository) / SERVER_AREA / "slots",
         )
         self.networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
         self.lock = threading.Lock()

@@ -1,11 +1,14 @@
 """Per-user limits: concurrent queries, requests per minute, download bytes per day.
 
 Concurrent queries are counted across every worker and replica: a query takes
-one of the user's numbered slots by inserting its row into a table whose key
-is (user, slot) — the database lets exactly one insert of a slot succeed, so
-two workers cannot both admit the last query (no check-then-act race).  A
-slot row carries an expiry (the query timeout), so a worker killed mid-query
-does not hold the slot for ever.  Download bytes per day are a counter row per
+one of the user's numbered slots before it is admitted, atomically, so two
+workers cannot both admit the last query (no check-then-act race).  With a
+PostgreSQL repository (replicas on several hosts) a slot is a row of a table
+keyed by (user, slot) — the database lets exactly one insert of it succeed —
+with an expiry (the query timeout), so a worker killed mid-query does not hold
+it for ever.  With SQLite (one host by nature) a slot is an exclusive ``flock``
+on a file: no database write per query, and the kernel frees it when its
+holder dies.  Download bytes per day are a counter row per
 (user, day) in the same database, bumped when a URL is handed out.  Requests
 per minute are counted per worker process (each answers at most its share);
 they protect a worker from a runaway client, not the repository.
@@ -19,10 +22,14 @@ from __future__ import annotations
 import collections
 import contextlib
 import datetime
+import fcntl
+import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy
 
@@ -54,8 +61,16 @@ class RetryLater(RateLimitedError):
 class Limits:
     """The limits of one server, kept in the repository's database (and, for request rates, in this process)."""
 
-    def __init__(self, db: Database, limits: UserLimits, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        db: Database,
+        limits: UserLimits,
+        clock: Callable[[], float] = time.time,
+        slot_dir: Path | None = None,
+    ):
         self.db = db
+        self.slot_dir = slot_dir if db.dialect == "sqlite" else None
+        """SQLite (one host): query slots are file locks here; PostgreSQL (replicas anywhere): rows of a table."""
         self.limits = limits
         self.clock = clock
         metadata = sqlalchemy.MetaData(schema=db.namespace)
@@ -105,6 +120,13 @@ class Limits:
         if limit is None:
             yield
             return
+        if self.slot_dir is not None:
+            descriptor = self._lock_slot(user, limit)
+            try:
+                yield
+            finally:
+                os.close(descriptor)  # the lock goes with it
+            return
         slot = self._take_slot(user, limit)
         try:
             yield
@@ -115,6 +137,27 @@ class Limits:
                         self.slots.c.user_name == user, self.slots.c.slot == slot
                     )
                 )
+
+    def _lock_slot(self, user: str, limit: int) -> int:
+        """Take one of ``user``'s numbered slot files with an exclusive ``flock``; the open descriptor holds it.
+
+        The kernel grants each lock to one open file at a time, across processes and threads, and drops it
+        when its holder dies: no write to the database, no expiry to wait for.
+        """
+        assert self.slot_dir is not None
+        folder = self.slot_dir / hashlib.sha256(user.encode()).hexdigest()[:24]
+        folder.mkdir(parents=True, exist_ok=True)
+        for slot in range(limit):
+            descriptor = os.open(folder / str(slot), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                continue
+            return descriptor
+        raise RetryLater(
+            f"{user!r} already has {limit} queries running (the limit): wait for one to finish.", 1
+        )
 
     def _take_slot(self, user: str, limit: int) -> int:
         now = self.clock()
