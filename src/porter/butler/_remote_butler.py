@@ -974,20 +974,7 @@ class RemoteButler(Butler):
         if not self.writeable:
             raise errors.RepositoryError("This butler was opened read-only (writeable=False).")
         refs = list(source_refs)
-        types = {r.dataset_type.name: r.dataset_type for r in refs}
-        for dt in types.values():
-            try:
-                have = self.get_dataset_type(dt.name)
-            except errors.MissingDatasetTypeError:
-                if not register_dataset_types:
-                    raise
-                self.register_dataset_type(dt)
-                continue
-            if have != dt:
-                raise errors.DatastoreError(
-                    f"Dataset type {dt.name!r} differs between the repositories ({dt} vs {have}); "
-                    "transfer_from will not convert it."
-                )
+        types = _bring_dataset_types(self, refs, register_dataset_types)
         if transfer_dimensions:
             for element, records in _records_of(source_butler, refs).items():
                 for start in range(0, len(records), 10_000):
@@ -1091,19 +1078,7 @@ def transfer_into_local(
     transfer_dimensions: bool,
 ) -> list[DatasetRef]:
     """`DirectButler.transfer_from` a server: files downloaded through signed URLs (checked), UUIDs kept."""
-    for dt in {r.dataset_type.name: r.dataset_type for r in refs}.values():
-        try:
-            have = target.get_dataset_type(dt.name)
-        except errors.MissingDatasetTypeError:
-            if not register_dataset_types:
-                raise
-            target.register_dataset_type(dt)
-            continue
-        if have != dt:
-            raise errors.DatastoreError(
-                f"Dataset type {dt.name!r} differs between the repositories ({dt} vs {have}); "
-                "transfer_from will not convert it."
-            )
+    _bring_dataset_types(target, refs, register_dataset_types)
     if transfer_dimensions:
         for element, records in _records_of(source, refs).items():
             target.insert_dimension_records(element, records, skip_existing=True)
@@ -1118,3 +1093,25 @@ def transfer_into_local(
             path, formatter, _, _ = found
             out += target.ingest(FileDataset(path, ref, formatter=formatter), transfer="copy")
     return out
+
+
+def _bring_dataset_types(
+    target: Butler, refs: Sequence[DatasetRef], register: bool
+) -> dict[str, DatasetType]:
+    """The refs' dataset types, registered in ``target`` where missing (if ``register``); a type defined
+    differently there is refused, never converted."""
+    types = {r.dataset_type.name: r.dataset_type for r in refs}
+    for dt in types.values():
+        try:
+            have = target.get_dataset_type(dt.name)
+        except errors.MissingDatasetTypeError:
+            if not register:
+                raise
+            target.register_dataset_type(dt)
+            continue
+        if have != dt:
+            raise errors.DatastoreError(
+                f"Dataset type {dt.name!r} differs between the repositories ({dt} vs {have}); "
+                "transfer_from will not convert it."
+            )
+    return types

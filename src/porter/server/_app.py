@@ -790,19 +790,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         """Import an export file (porter's or daf_butler's YAML, records and registry entries, no files); admin only."""
         who = await principal(request)
         _admin(who, "Importing an export file")
-        scratch = Path(config.repository) / SERVER_AREA / "uploads"
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f"import.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        path = _scratch_file("import")
         try:
-            size = 0
-            with path.open("wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > config.max_upload_bytes:
-                        raise errors.ExportFormatError(
-                            f"The export file is larger than this server takes ({config.max_upload_bytes} bytes)."
-                        )
-                    out.write(chunk)
+            too_big = f"The export file is larger than this server takes ({config.max_upload_bytes} bytes)."
+            await _receive(request, path, config.max_upload_bytes, errors.ExportFormatError(too_big))
             counts = await run_in_threadpool(state.butler.import_, path)
         finally:
             path.unlink(missing_ok=True)
@@ -832,6 +823,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         text = path.read_bytes()
         path.unlink(missing_ok=True)
         return Response(text, media_type="application/x-yaml")
+
+    def _scratch_file(stem: str) -> Path:
+        """A new file name for a request body, ``<stem>.<pid>.<nonce>.part`` (swept when its process is gone)."""
+        scratch = Path(config.repository) / SERVER_AREA / "uploads"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return scratch / f"{stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+
+    async def _receive(request: Request, path: Path, limit: int, too_big: errors.PorterError) -> int:
+        """Stream the request body into ``path``; ``too_big`` once it passes ``limit`` bytes.  Its size."""
+        size = 0
+        with path.open("wb") as out:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                out.write(chunk)
+        return size
 
     @app.post(f"{API_PREFIX}/uploads", tags=["datasets"])
     def start_upload(body: UploadRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
@@ -878,19 +886,10 @@ def create_app(config: ServerConfig) -> FastAPI:
         existing = await run_in_threadpool(state.butler.get_dataset, sealed.dataset_id)
         if existing is not None:
             return JSONResponse({"ref": ref_to_json(existing)})
-        scratch = Path(config.repository) / SERVER_AREA / "uploads"
-        scratch.mkdir(parents=True, exist_ok=True)
-        path = scratch / f"{sealed.dataset_id}.{os.getpid()}.{uuid.uuid4().hex[:8]}.part"
+        path = _scratch_file(sealed.dataset_id)
         try:
-            size = 0
-            with path.open("wb") as out:
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > sealed.size:
-                        raise errors.DatastoreError(
-                            f"The upload is longer than the {sealed.size} bytes announced."
-                        )
-                    out.write(chunk)
+            too_long = errors.DatastoreError(f"The upload is longer than the {sealed.size} bytes announced.")
+            size = await _receive(request, path, sealed.size, too_long)
             ref = await run_in_threadpool(_store_upload, sealed, path, size, who)
         finally:
             path.unlink(missing_ok=True)
