@@ -71,7 +71,7 @@ def butler(make_repo: RepoFactory) -> Butler:
     return b
 
 
-_TABLES: dict[tuple[int, str], sqlalchemy.Table] = {}
+_TABLES: dict[tuple[int, str, str | None, str], sqlalchemy.Table] = {}
 
 
 def fingerprint(butler: Butler) -> dict[str, str]:
@@ -87,7 +87,7 @@ def fingerprint(butler: Butler) -> dict[str, str]:
     out: dict[str, str] = {}
     with db.reading() as conn:
         for name in sorted(sqlalchemy.inspect(conn).get_table_names(schema=db.namespace)):
-            key = (id(db), name)
+            key = (id(db), db.url, db.namespace, name)  # id() alone is reused once a Database is collected
             if key not in _TABLES:
                 _TABLES[key] = sqlalchemy.Table(
                     name, sqlalchemy.MetaData(schema=db.namespace), autoload_with=conn
