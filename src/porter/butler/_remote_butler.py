@@ -258,7 +258,9 @@ class RemoteButler(Butler):
         self._defaults_json: dict[str, Any] | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._types: dict[str, DatasetType] = {}
-        self._storage_classes: Any = None
+        self._storage_classes: Any = (
+            None  # porter's storage classes, read when a file is first read or written
+        )
         self.collections = RemoteCollections(self)
         if run is not None and self.writeable:
             self.collections.register(run, CollectionType.RUN)
@@ -335,6 +337,15 @@ class RemoteButler(Butler):
 
     def __repr__(self) -> str:
         return f"RemoteButler({self.url!r})"
+
+    @property
+    def _storage_class_registry(self) -> Any:
+        """porter's storage classes (and formatters), loaded on first use: a client that only queries never reads them."""
+        if self._storage_classes is None:
+            from ..datastore import StorageClassRegistry
+
+            self._storage_classes = StorageClassRegistry.default()
+        return self._storage_classes
 
     def _collections_or_default(self, collections: str | Sequence[str] | None) -> list[str]:
         names = _names(collections) or list(self._default_collections)
@@ -705,15 +716,13 @@ class RemoteButler(Butler):
         ref = self._resolve(dataset_ref_or_type, data_id, collections, timespan, kwargs)
         answer, path = self._download(ref)
         try:
-            from ..datastore import LocalURI, StorageClassRegistry, read_file
+            from ..datastore import LocalURI, read_file
 
-            if self._storage_classes is None:
-                self._storage_classes = StorageClassRegistry.default()
             return read_file(
                 LocalURI(path),
                 answer["formatter"],
                 answer["storage_class"],
-                storage_classes=self._storage_classes,
+                storage_classes=self._storage_class_registry,
                 parameters=parameters,
                 as_storage_class=storage_class,
                 component=ref.dataset_type.component(),
@@ -907,16 +916,14 @@ class RemoteButler(Butler):
             raise errors.MissingCollectionError(
                 "put() needs a RUN collection: pass run=… or create the butler with Butler(url, run=…)."
             )
-        from ..datastore import StorageClassRegistry, write_file
+        from ..datastore import write_file
 
-        if self._storage_classes is None:
-            self._storage_classes = StorageClassRegistry.default()
         with tempfile.TemporaryDirectory(prefix="porter-put-") as scratch:
             written = write_file(
                 obj,
                 dt.storage_class_name,
                 Path(scratch),
-                storage_classes=self._storage_classes,
+                storage_classes=self._storage_class_registry,
                 what=f"{dt.name} {values}",
             )
             return self._upload(
@@ -977,12 +984,8 @@ class RemoteButler(Butler):
         types = _bring_dataset_types(self, refs, register_dataset_types)
         if transfer_dimensions:
             for element, records in _records_of(source_butler, refs).items():
-                for start in range(0, len(records), 10_000):
-                    chunk = [
-                        {k: encode_value(v) for k, v in r.to_dict().items()}
-                        for r in records[start : start + 10_000]
-                    ]
-                    self._call("POST", "/dimension-records", json={"element": element, "records": chunk})
+                for start in range(0, len(records), 10_000):  # the server takes 100,000 records a request
+                    self.insert_dimension_records(element, records[start : start + 10_000])
         out = []
         for ref in refs:
             with _source_file(source_butler, ref, skip_missing) as found:

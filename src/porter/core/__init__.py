@@ -31,7 +31,6 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._dataset_type import DatasetType, StorageClassName
     from ._wire import (
         WireFormatError,
-        data_id_from_json,
         data_id_to_json,
         dataset_type_from_json,
         dataset_type_to_json,
@@ -56,7 +55,6 @@ _LAZY: dict[str, str] = {
     "DatasetType": "._dataset_type",
     "StorageClassName": "._dataset_type",
     "WireFormatError": "._wire",
-    "data_id_from_json": "._wire",
     "data_id_to_json": "._wire",
     "dataset_type_from_json": "._wire",
     "dataset_type_to_json": "._wire",
@@ -77,7 +75,6 @@ __all__ = [
     "DatasetType",
     "StorageClassName",
     "WireFormatError",
-    "data_id_from_json",
     "data_id_to_json",
     "dataset_type_from_json",
     "dataset_type_to_json",

@@ -33,7 +33,6 @@ from ._dataset_type import DatasetType
 
 __all__ = [
     "WireFormatError",
-    "data_id_from_json",
     "data_id_to_json",
     "dataset_type_from_json",
     "dataset_type_to_json",
@@ -126,14 +125,6 @@ def dataset_type_from_json(data: Mapping[str, Any], universe: DimensionUniverse)
 def data_id_to_json(data_id: DataCoordinate) -> dict[str, Any]:
     """A data ID's known values (required, and implied where known) as JSON."""
     return {k: encode_value(v) for k, v in data_id.mapping.items()}
-
-
-def data_id_from_json(
-    data: Mapping[str, Any], universe: DimensionUniverse, dimensions: Sequence[str]
-) -> DataCoordinate:
-    """The data ID `data_id_to_json` gave, over ``dimensions``."""
-    values = {k: decode_value(v) for k, v in data.items()}
-    return DataCoordinate.standardize(values, dimensions=universe.conform(dimensions))
 
 
 def ref_to_json(ref: DatasetRef) -> dict[str, Any]:

@@ -10,7 +10,7 @@ drawn from readable names only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ..butler import DirectButler
@@ -83,8 +83,3 @@ def readable_collections(butler: DirectButler, reader: Reader, expression: Seque
             require_readable(butler, reader, name)
             add(name)
     return out
-
-
-def filter_readable(reader: Reader, names: Iterable[str]) -> list[str]:
-    """``names`` the caller may read, in order."""
-    return [n for n in names if reader.can_read(n)]

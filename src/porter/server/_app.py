@@ -45,7 +45,7 @@ from ..core import (
 from ..datastore import S3URI, SERVER_AREA, LocalURI
 from ..dimensions import DataCoordinate
 from ..registry import GovernorDefaults, dataset_index_order
-from ._access import filter_readable, readable_collections, readable_info, require_readable
+from ._access import readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
 from ._gate import ByteCache, Gate
 from ._idempotency import IdempotencyStore
@@ -268,6 +268,16 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     Caller = Depends(principal)
 
+    def _signed_in(who: Principal, doing: str = "Writing") -> str:
+        """The caller's user name; `AuthenticationError` for an anonymous caller (reads of public collections only)."""
+        if who.user is None:
+            raise AuthenticationError(f"{doing} needs a token: Authorization: Bearer <token>.")
+        return who.user
+
+    def _once(request: Request, who: Principal, write: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``write()``, done once per idempotency key the client sent (its retries get the first answer)."""
+        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+
     # --- service --------------------------------------------------------------------------------
 
     @app.get("/healthz", tags=["service"])
@@ -312,8 +322,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         """Define a dataset type (needs a write-scoped token)."""
 
         def write() -> dict[str, Any]:
-            if who.user is None:
-                raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+            _signed_in(who)
             if "write" not in who.scopes and not who.is_admin:
                 raise errors.AccessDeniedError(
                     "Registering a dataset type needs a token with the write scope."
@@ -325,7 +334,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 state.accounts.audit(who.user, "register_dataset_type", body.name, body.model_dump())
             return {"created": created}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     # --- collections ----------------------------------------------------------------------------
 
@@ -349,7 +358,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 names += state.butler.collections.query(pattern, kinds, flatten_chains, include_chains)
         seen: set[str] = set()
         out = []
-        for name in filter_readable(who, names):
+        for name in who.readable(names):
             if name not in seen:
                 seen.add(name)
                 out.append(readable_info(state.butler, who, state.butler.collections.get_info(name)))
@@ -375,7 +384,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 state.accounts.audit(who.user, "register_collection", body.name, body.model_dump())
             return {"created": created}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     @app.post(f"{API_PREFIX}/collections/{{name:path}}/chain", tags=["collections"])
     def change_chain(
@@ -399,7 +408,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.accounts.audit(who.user, f"chain.{body.action}", name, {"children": body.children})
             return readable_info(state.butler, who, collections.get_info(name))
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     @app.delete(f"{API_PREFIX}/collections/{{name:path}}", tags=["collections"])
     def remove_collection(name: str, request: Request, who: Principal = Caller) -> dict[str, Any]:
@@ -412,7 +421,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.accounts.audit(who.user, "collection.remove", name)
             return {"removed": name}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     @app.post(f"{API_PREFIX}/remove-runs", tags=["collections"])
     def remove_runs(body: RemoveRuns, request: Request, who: Principal = Caller) -> dict[str, Any]:
@@ -426,7 +435,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.accounts.audit(who.user, "remove_runs", ",".join(body.names), {"datasets": removed})
             return {"removed": removed}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -438,7 +447,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     def infer_defaults(body: InferDefaults, who: Principal = Caller) -> dict[str, Any]:
         """The governor defaults of a client opened with these collections: explicit ones, and the values
         inferred from the datasets of the readable ones (unreadable ones count as missing, which are ignored)."""
-        names = filter_readable(who, [n for n in body.collections if state.butler.collections.query(n)])
+        names = who.readable([n for n in body.collections if state.butler.collections.query(n)])
         found = state.butler.infer_defaults(names, _decoded(body.explicit), body.infer)
         return {"values": {k: encode_value(v) for k, v in found.items()}, "ambiguous": found.ambiguous}
 
@@ -715,11 +724,10 @@ def create_app(config: ServerConfig) -> FastAPI:
     # --- writes ---------------------------------------------------------------------------------
 
     def _writer(who: Principal, run: str) -> str:
-        if who.user is None:
-            raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+        user = _signed_in(who)
         if not who.can_write(run):
             raise errors.AccessDeniedError(f"You may not write to {run!r}: ask for a write grant on it.")
-        return who.user
+        return user
 
     @app.post(f"{API_PREFIX}/dimension-records", tags=["datasets"])
     def insert_dimension_records(
@@ -729,8 +737,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         the whole repository's); a transfer whose records all exist passes with any write token."""
 
         def write() -> dict[str, Any]:
-            if who.user is None:
-                raise AuthenticationError("Writing needs a token: Authorization: Bearer <token>.")
+            _signed_in(who)
             element = state.butler.dimensions[body.element]
             records = [record_from_json(element.name, r, state.butler.dimensions) for r in body.records]
             if not who.is_admin:
@@ -748,14 +755,13 @@ def create_app(config: ServerConfig) -> FastAPI:
             state.accounts.audit(who.user, "insert_dimension_records", element.name, {"given": added})
             return {"added": added}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     def _admin(who: Principal, what: str) -> str:
-        if who.user is None:
-            raise AuthenticationError("This needs a token: Authorization: Bearer <token>.")
+        user = _signed_in(who, what)
         if not who.is_admin:
             raise errors.AccessDeniedError(f"{what} needs a token with the admin scope.")
-        return who.user
+        return user
 
     @app.post(f"{API_PREFIX}/ingest", tags=["datasets"])
     def ingest(body: IngestRequest, request: Request, who: Principal = Caller) -> dict[str, Any]:
@@ -783,7 +789,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             )
             return {"refs": [ref_to_json(r) for r in stored]}
 
-        return state.idempotency.once(who.actor, request.headers.get("idempotency-key"), write)
+        return _once(request, who, write)
 
     @app.post(f"{API_PREFIX}/import", tags=["datasets"])
     async def import_(request: Request) -> JSONResponse:

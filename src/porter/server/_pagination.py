@@ -31,7 +31,6 @@ from ..errors import InvalidQueryError
 __all__ = [
     "CURSOR_BIND_PREFIX",
     "KeyTerm",
-    "Page",
     "decode_cursor",
     "encode_cursor",
     "keyset_where",
@@ -53,14 +52,6 @@ class KeyTerm:
     @property
     def order_by(self) -> str:
         return f"-{self.identifier}" if self.descending else self.identifier
-
-
-@dataclass
-class Page:
-    """One page of results and the cursor of the next (`None` after the last)."""
-
-    rows: list[Any]
-    next_cursor: str | None
 
 
 def _data_id_of(row: Any) -> DataCoordinate:
