@@ -773,3 +773,15 @@ def test_deferred_reads(butler: Butler, world: World) -> None:
     assert handle.ref.run == RUN_B
     assert handle.get().column_names == ["row"]
     assert handle.get(parameters={"columns": ["visit", "run"]}).column_names == ["visit", "run"]
+
+
+def test_default_collections_that_do_not_exist_are_ignored_for_defaults(butler: Butler, world: World) -> None:
+    """As daf_butler: governor defaults come from the default collections that exist; the others are ignored."""
+    if isinstance(butler, RemoteButler):
+        again = world.remote(collections=[CHAIN, "no/such/run"])
+    else:
+        again = Butler(world.root, collections=[CHAIN, "no/such/run"])
+    try:
+        assert again.find_dataset("src", visit=world.visits_a[0], detector=DETECTORS[0], collections=[CHAIN])
+    finally:
+        again.close()

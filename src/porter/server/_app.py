@@ -447,7 +447,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     def infer_defaults(body: InferDefaults, who: Principal = Caller) -> dict[str, Any]:
         """The governor defaults of a client opened with these collections: explicit ones, and the values
         inferred from the datasets of the readable ones (unreadable ones count as missing, which are ignored)."""
-        names = who.readable([n for n in body.collections if state.butler.collections.query(n)])
+        names = who.readable(body.collections)  # the registry ignores those that do not exist
         found = state.butler.infer_defaults(names, _decoded(body.explicit), body.infer)
         return {"values": {k: encode_value(v) for k, v in found.items()}, "ambiguous": found.ambiguous}
 
