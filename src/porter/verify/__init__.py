@@ -26,6 +26,7 @@ from ._job import (
 )
 from ._lint import LintReport, alert_problems, lint
 from ._merge import merge_documents
+from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._metrics import (
     LEVELS,
     AlertPolicy,
@@ -60,6 +61,11 @@ from ._specs import (
 from ._units import conversion_factor, parse_unit
 
 __all__ = [
+    "data_id_key",
+    "data_id_from_key",
+    "Provenance",
+    "Outcome",
+    "DataIdValue",
     "LEVELS",
     "OPERATORS",
     "AlertPolicy",
