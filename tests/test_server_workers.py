@@ -44,13 +44,15 @@ def free_port() -> int:
 class Server:
     """``porter serve`` in its own process group, on a free port."""
 
-    def __init__(self, root: Path, workers: int = 2, stop_at: str = ""):
+    def __init__(
+        self, root: Path, workers: int = 2, stop_at: str = "", extra: tuple[str, ...] | list[str] = ()
+    ):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "PORTER_STOP_AT": stop_at}
         cmd = [sys.executable, "-m", "porter.cli", "serve", str(root), "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [*cmd, "--workers", str(workers), "--log-level", "warning"],
+            [*cmd, "--workers", str(workers), "--log-level", "warning", *extra],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -6,8 +6,11 @@ query pages) in `porter.core`'s wire format, and the bytes of a dataset come
 from a signed URL, checked against the size and checksum the server recorded
 before the file is read with the formatter that wrote it.
 
-The token goes only to the server's own origin (``scheme://host:port``): a
-signed URL pointing elsewhere (S3) is fetched without it.  Requests are
+The server may live under a path (``http://host:8080/repo``, or a reverse
+proxy's ``https://host/repo``): every request is made relative to that base
+URL, and the token goes only to URLs below it (same scheme, host, port and
+path prefix) — a signed URL pointing elsewhere (S3, another path of the same
+host) is fetched without it, and a write URL pointing elsewhere is refused.  Requests are
 retried with exponential backoff on 429 and 503 (honouring ``Retry-After``)
 and on dropped connections; a paged query resumes from the last cursor it
 received, so every row arrives exactly once.
@@ -58,7 +61,8 @@ __all__ = ["RemoteButler", "token_for"]
 API = "/api/v1"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 TOKEN_FILE = Path("~/.config/porter/tokens.yaml")
-"""Tokens by server origin: ``{"https://host:8080": "porter_…"}``, for a client that names no token."""
+"""Tokens by server URL or origin: ``{"https://host/repo": "porter_…", "https://host:8080": "porter_…"}``, for a
+client that names no token."""
 
 
 def _origin(url: str) -> str:
@@ -66,8 +70,45 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def server_base(url: str) -> str:
+    """``url`` as the base every request is resolved against: ``scheme://host[:port][/path]``, no trailing slash.
+
+    Anything that could make a request land elsewhere than meant is refused with a clear error: another
+    scheme, no host, a query or fragment, user info, or a ``.``/``..`` path segment.
+    """
+    parts = urllib.parse.urlsplit(url.strip())
+    problem = None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        problem = "it needs http:// or https:// and a host"
+    elif parts.query or parts.fragment:
+        problem = "it may not have a query (?…) or fragment (#…)"
+    elif parts.username or parts.password:
+        problem = "the token goes in token= or $PORTER_TOKEN, not in the URL"
+    elif any(seg in (".", "..") for seg in urllib.parse.unquote(parts.path).split("/")):
+        problem = "its path may not have '.' or '..' segments"
+    if problem:
+        raise errors.RepositoryError(
+            f"{url!r} is not a server URL ({problem}): use http(s)://host:port or http(s)://host:port/path."
+        )
+    return f"{parts.scheme}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
+
+
+def within(url: str, base: str) -> bool:
+    """Whether ``url`` is below the server base URL ``base`` (same scheme, host, port, path prefix): only such
+    URLs are sent the token."""
+    parts = urllib.parse.urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc.lower()}" != _origin(base):
+        return False
+    path = urllib.parse.unquote(parts.path)
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return False
+    prefix = urllib.parse.unquote(urllib.parse.urlsplit(base).path)
+    return path == prefix or path.startswith(prefix + "/")
+
+
 def token_for(url: str, explicit: str | None = None) -> str | None:
-    """The token for the server at ``url``: ``explicit``, else ``$PORTER_TOKEN``, else the token file's entry for its origin."""
+    """The token for the server at ``url``: ``explicit``, else ``$PORTER_TOKEN``, else the token file's entry for
+    the URL (``https://host/repo``) or, failing that, for its origin (``https://host``)."""
     if explicit:
         return explicit
     env = os.environ.get("PORTER_TOKEN")
@@ -79,7 +120,9 @@ def token_for(url: str, explicit: str | None = None) -> str | None:
     import yaml
 
     data = yaml.safe_load(path.read_text()) or {}
-    found = data.get(_origin(url)) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    found = data.get(url.rstrip("/")) or data.get(_origin(url))
     return str(found) if found else None
 
 
@@ -205,7 +248,8 @@ class RemoteButler(Butler):
     Parameters
     ----------
     config : `str`
-        The server's URL, ``http(s)://host:port``.
+        The server's URL, ``http(s)://host:port`` or ``http(s)://host:port/path`` (a server started with
+        ``--path-prefix /path``, or behind a reverse proxy at that path).
     token : `str`, optional
         A token from ``porter admin token issue``; default ``$PORTER_TOKEN``,
         then the token file (``~/.config/porter/tokens.yaml``, by origin).
@@ -237,9 +281,9 @@ class RemoteButler(Butler):
     ):
         if config is None or not config.startswith(("http://", "https://")):
             raise errors.RepositoryError(
-                f"RemoteButler needs a server URL (http://host:port), not {config!r}."
+                f"RemoteButler needs a server URL (http://host:port or http://host:port/path), not {config!r}."
             )
-        self.url = config.rstrip("/")
+        self.url = server_base(config)
         self._token = token_for(self.url, token)
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout, transport=transport)
@@ -268,9 +312,10 @@ class RemoteButler(Butler):
     # --- HTTP -----------------------------------------------------------------------------------
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if path.startswith(("http://", "https://")) and _origin(path) != _origin(self.url):
+        if path.startswith(("http://", "https://")) and not within(path, self.url):
             raise errors.ServerError(
-                f"{self.url} pointed this client at another host ({_origin(path)}); refused."
+                f"{self.url} pointed this client at a URL outside it ({path.split('?')[0]}); refused: the "
+                "token goes to this server only."
             )
         delay = 0.2
         for attempt in range(self._retries + 1):
@@ -659,7 +704,7 @@ class RemoteButler(Butler):
         """
         answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex, "inline": True})
         url = answer["url"]
-        client = self._http if _origin(url) == _origin(self.url) else self._plain
+        client = self._http if within(url, self.url) else self._plain
         from ..datastore import checksum_file
 
         fd, name = tempfile.mkstemp(suffix=answer.get("extension") or "", prefix="porter-get-")
@@ -782,7 +827,7 @@ class RemoteButler(Butler):
         ref = self._resolve(dataset_ref_or_type, data_id, collections, None, kwargs)
         answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex})
         url = answer["url"]
-        client = self._http if _origin(url) == _origin(self.url) else self._plain
+        client = self._http if within(url, self.url) else self._plain
         return SignedHttpURI(url, answer["name"], answer["size"], client)
 
     def exists(

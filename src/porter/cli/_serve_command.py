@@ -55,11 +55,20 @@ def serve(
     download_bytes_per_day: Annotated[
         int | None, typer.Option("--download-bytes-per-day", help="Bytes one user may download a day (UTC).")
     ] = None,
+    path_prefix: Annotated[
+        str,
+        typer.Option(
+            "--path-prefix",
+            help="URL path to serve under, e.g. /repo: clients use http://HOST:PORT/repo (or the reverse proxy's "
+            "https://host/repo, stripped of the prefix or not).  Signed URLs carry it.",
+        ),
+    ] = "",
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn's log level.")] = "info",
 ) -> None:
     """Serve REPO to many users: the Butler API over HTTP, with accounts and per-collection access.
 
-    Clients connect with ``Butler("http://HOST:PORT", token=…)`` (or ``$PORTER_TOKEN``).  Create users,
+    Clients connect with ``Butler("http://HOST:PORT", token=…)`` (or ``$PORTER_TOKEN``); with
+    ``--path-prefix /repo``, ``Butler("http://HOST:PORT/repo", token=…)``.  Create users,
     groups, grants and tokens first with ``porter admin``; a request without a token reads only what
     ``porter admin public`` made public.  OpenAPI is at /openapi.json (docs at /docs), health at /healthz,
     Prometheus metrics at /metrics.  Several workers, or several servers on one PostgreSQL + S3
@@ -68,7 +77,9 @@ def serve(
     import uvicorn
 
     from ..butler import RepoConfig
+    from ..server import check_path_prefix
 
+    prefix = check_path_prefix(path_prefix)
     location = Path(repo).resolve()
     RepoConfig.read(location)  # a clear error for a path that is not a repository, before any worker starts
     config = {
@@ -80,9 +91,12 @@ def serve(
         "concurrent_queries": concurrent_queries,
         "requests_per_minute": requests_per_minute,
         "download_bytes_per_day": download_bytes_per_day,
+        "path_prefix": prefix,
     }
     os.environ["PORTER_SERVER_CONFIG"] = json.dumps(config)
-    console.print(f"porter: serving {location} on http://{host}:{port} ({workers} worker(s)); Ctrl-C stops.")
+    console.print(
+        f"porter: serving {location} on http://{host}:{port}{prefix} ({workers} worker(s)); Ctrl-C stops."
+    )
     uvicorn.run(
         "porter.server:app_from_environment",
         factory=True,
@@ -90,4 +104,7 @@ def serve(
         port=port,
         workers=workers,
         log_level=log_level,
+        # scheme and host from X-Forwarded-* only from the proxies trusted for identity (and loopback):
+        # signed URLs are made from them
+        forwarded_allow_ips=",".join(["127.0.0.1", *(trusted_proxy or [])]),
     )

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._audit import AuditEntry
     from ._grants import PatternError, check_pattern, compile_patterns
     from ._limits import Limits, UserLimits
+    from ._paths import check_path_prefix
 
 _LAZY: dict[str, str] = {
     "Accounts": "._accounts",
@@ -44,6 +45,7 @@ _LAZY: dict[str, str] = {
     "PatternError": "._grants",
     "check_pattern": "._grants",
     "compile_patterns": "._grants",
+    "check_path_prefix": "._paths",
 }
 """Public name → the module that defines it, imported when the name is first asked for."""
 
@@ -62,6 +64,7 @@ __all__ = [
     "UserInfo",
     "UserLimits",
     "app_from_environment",
+    "check_path_prefix",
     "check_pattern",
     "compile_patterns",
     "create_app",

@@ -78,6 +78,7 @@ from ._pagination import (
     keyset_where,
     order_terms,
 )
+from ._paths import check_path_prefix
 from ._signing import SignedURLError, Signer, load_or_create_key
 from ._uploads import UploadTicket, open_ticket, seal_ticket
 
@@ -129,6 +130,12 @@ class ServerConfig:
     query_timeout: float = 300.0
     """Seconds one page of a query may run before the database stops it (QueryTimeoutError); also the longest a
     crashed worker's query slot stays taken."""
+    path_prefix: str = ""
+    """The URL path the server answers under (``/repo``: clients use ``http://host:port/repo``); requests
+    whose prefix a reverse proxy already stripped are answered too.  Signed URLs carry it."""
+
+    def __post_init__(self) -> None:
+        self.path_prefix = check_path_prefix(self.path_prefix)
 
 
 class _State:
@@ -231,6 +238,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         body_limit=config.max_body_bytes,
         bulk_limit=config.max_upload_bytes,
         bulk_paths=("/uploads/", f"{API_PREFIX}/import"),
+        root_path=config.path_prefix,
     )
 
     async def principal(request: Request) -> Principal:

@@ -1,5 +1,5 @@
-"""The server's outermost layer: request size limits and per-endpoint metrics, as a plain ASGI middleware;
-and the memory cache of small files a get answers with.
+"""The server's outermost layer: its path prefix, request size limits and per-endpoint metrics, as a plain ASGI
+middleware; and the memory cache of small files a get answers with.
 
 Starlette's ``BaseHTTPMiddleware`` (what ``@app.middleware("http")`` makes)
 runs every request through extra tasks and memory streams: about a fifth of a
@@ -17,6 +17,7 @@ from typing import Any
 from starlette.responses import JSONResponse
 
 from ._metrics import ServerMetrics
+from ._paths import route_path
 
 __all__ = ["ByteCache", "Gate"]
 
@@ -36,18 +37,24 @@ class Gate:
         body_limit: int,
         bulk_limit: int,
         bulk_paths: tuple[str, ...],
+        root_path: str = "",
     ):
         self.app = app
         self.metrics = metrics
         self.body_limit = body_limit
         self.bulk_limit = bulk_limit
         self.bulk_paths = bulk_paths
+        self.root_path = root_path
+        """The server's path prefix (`ServerConfig.path_prefix`), set as the ASGI root path of every request:
+        routing then takes paths with or without it, and ``request.base_url`` (signed URLs) has it."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        path = route_path(scope)
         bulky = path.startswith(self.bulk_paths)
         limit = self.bulk_limit if bulky else self.body_limit
         length = chunked = None
