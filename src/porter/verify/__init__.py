@@ -13,6 +13,18 @@ This first slice of issue 16 holds the *declarations* and their evaluation primi
 Storing measurements, baselines, change-points and alerts come in later slices.
 """
 
+from ._alert_rules import Silence, Transition, replay
+from ._alerts import Alert, AlertBook, Notification, UnknownAlertError
+from ._channels import (
+    AlertConfig,
+    DeliveryReport,
+    Notifier,
+    RetryPolicy,
+    SmtpServer,
+    channel_problems,
+    email_message,
+    slack_message,
+)
 from ._job import (
     Blob,
     Datum,
@@ -61,6 +73,21 @@ from ._specs import (
 from ._units import conversion_factor, parse_unit
 
 __all__ = [
+    "Alert",
+    "AlertBook",
+    "AlertConfig",
+    "DeliveryReport",
+    "Notification",
+    "Notifier",
+    "RetryPolicy",
+    "Silence",
+    "SmtpServer",
+    "Transition",
+    "UnknownAlertError",
+    "channel_problems",
+    "email_message",
+    "replay",
+    "slack_message",
     "data_id_key",
     "data_id_from_key",
     "Provenance",

@@ -1,0 +1,677 @@
+"""Alerts kept in the repository's own database: series state, alerts, silences and the outbox.
+
+The rules are `_alert_rules.step`; this module only loads and stores what they need, in four
+tables created on first use (like the release audit log and the pipeline's run state):
+
+``verify_alert_series``
+    one row per (metric, data ID, level) watched: the failing streak, the last run evaluated and the
+    open alert, if any.  Its primary key is what makes alerts deduplicated: one open alert per series.
+``verify_alert``
+    one row per alert, from the run it opened (pending) to the run it resolved (or was cleared
+    before firing): status, the runs, the last value, who acknowledged it and why.
+``verify_alert_silence``
+    silences: a metric glob and an optional data-ID subset, until a time, who and why.
+``verify_alert_notification``
+    the outbox: one row per (alert, fired/resolved, channel), written in the same transaction as
+    the state change, so a transition is never lost and never queued twice (a unique key).
+    `porter.verify.Notifier` delivers the rows and records each failure for a later retry.
+
+`AlertBook.observe` takes an optional open connection so the metric store can evaluate alerts
+inside the transaction that stores the measurements: both are committed, or neither.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.engine import Connection, RowMapping
+
+from ._alert_rules import SeriesState, Silence, Transition, in_order, policies, step
+from ._metrics import Metric, MetricSet
+from ._outcome import DataIdValue, Outcome, data_id_from_key, data_id_key
+from ._problems import VerifyError
+
+if TYPE_CHECKING:
+    from ..registry import Database
+
+__all__ = ["Alert", "AlertBook", "Notification", "UnknownAlertError"]
+
+OPEN = ("pending", "firing")
+_CHUNK = 500
+
+
+class UnknownAlertError(VerifyError, KeyError):
+    """An alert or silence id the repository does not have, or one that cannot take the action."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as recorded: ``status`` is pending, firing, resolved or cleared (ended before firing).
+
+    ``runs`` is the failing streak at ``last_run``; ``notified`` whether its firing was notified
+    (false while silenced); ``acknowledged_by``/``ack_reason``/``ack_time`` once acknowledged.
+    """
+
+    alert_id: int
+    metric: str
+    data_id: Mapping[str, DataIdValue]
+    level: str
+    severity: str
+    channels: tuple[str, ...]
+    status: str
+    first_run: str
+    first_time: float
+    last_run: str
+    last_time: float
+    last_value: float
+    unit: str
+    runs: int
+    notified: bool
+    fired_run: str | None = None
+    fired_time: float | None = None
+    resolved_run: str | None = None
+    resolved_time: float | None = None
+    acknowledged_by: str | None = None
+    ack_reason: str | None = None
+    ack_time: float | None = None
+
+    @property
+    def open(self) -> bool:
+        """Pending or firing."""
+        return self.status in OPEN
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_by is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "data_id": dict(self.data_id), "channels": list(self.channels)}
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One queued delivery: a transition to one channel, delivered or waiting for its next attempt."""
+
+    notification_id: int
+    alert_id: int
+    kind: str
+    channel: str
+    transition: Transition
+    created: float
+    attempts: int
+    next_attempt: float
+    last_error: str | None
+    delivered_at: float | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.delivered_at is not None
+
+
+def _table(db: Database, name: str, *columns: Any) -> Table:
+    md = db.metadata
+    existing = md.tables.get(f"{md.schema}.{name}" if md.schema else name)
+    return existing if existing is not None else Table(name, md, *columns)
+
+
+class AlertBook:
+    """The alerts of one repository: evaluate outcomes, acknowledge, silence, queue notifications.
+
+    ``clock`` gives "now" for silences, acknowledgements and the outbox (tests pass their own).
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], float] = time.time) -> None:
+        self.db = db
+        self.clock = clock
+        name = String(255)
+        key = String(512)
+        self.t_series = _table(
+            db,
+            "verify_alert_series",
+            Column("metric", name, primary_key=True),
+            Column("data_id", key, primary_key=True),
+            Column("level", String(16), primary_key=True),
+            Column("streak", Integer, nullable=False),
+            Column("before_streak", Integer, nullable=False),
+            Column("last_run", name, nullable=True),
+            Column("last_time", Float, nullable=True),
+            Column("alert_id", Integer, nullable=True),
+        )
+        self.t_alert = _table(
+            db,
+            "verify_alert",
+            Column("alert_id", Integer, primary_key=True, autoincrement=True),
+            Column("metric", name, nullable=False),
+            Column("data_id", key, nullable=False),
+            Column("level", String(16), nullable=False),
+            Column("severity", String(16), nullable=False),
+            Column("channels", Text, nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("first_run", name, nullable=False),
+            Column("first_time", Float, nullable=False),
+            Column("last_run", name, nullable=False),
+            Column("last_time", Float, nullable=False),
+            Column("last_value", Float, nullable=False),
+            Column("unit", String(64), nullable=False),
+            Column("runs", Integer, nullable=False),
+            Column("notified", Boolean, nullable=False),
+            Column("fired_run", name, nullable=True),
+            Column("fired_time", Float, nullable=True),
+            Column("resolved_run", name, nullable=True),
+            Column("resolved_time", Float, nullable=True),
+            Column("ack_by", String(128), nullable=True),
+            Column("ack_reason", Text, nullable=True),
+            Column("ack_time", Float, nullable=True),
+            Index("verify_alert_status", "status", "metric"),
+        )
+        self.t_silence = _table(
+            db,
+            "verify_alert_silence",
+            Column("silence_id", Integer, primary_key=True, autoincrement=True),
+            Column("metric", name, nullable=False),
+            Column("data_id", Text, nullable=False),
+            Column("until", Float, nullable=False),
+            Column("created", Float, nullable=False),
+            Column("who", String(128), nullable=False),
+            Column("reason", Text, nullable=False),
+            Index("verify_alert_silence_until", "until"),
+        )
+        self.t_outbox = _table(
+            db,
+            "verify_alert_notification",
+            Column("notification_id", Integer, primary_key=True, autoincrement=True),
+            Column("alert_id", Integer, nullable=False),
+            Column("kind", String(16), nullable=False),
+            Column("channel", String(320), nullable=False),
+            Column("payload", Text, nullable=False),
+            Column("created", Float, nullable=False),
+            Column("attempts", Integer, nullable=False),
+            Column("next_attempt", Float, nullable=False),
+            Column("last_error", Text, nullable=True),
+            Column("claimed_until", Float, nullable=True),
+            Column("delivered_at", Float, nullable=True),
+            UniqueConstraint("alert_id", "kind", "channel", name="verify_alert_notification_once"),
+            Index("verify_alert_notification_due", "delivered_at", "next_attempt"),
+        )
+        with db.transaction() as conn:
+            for table in (self.t_series, self.t_alert, self.t_silence, self.t_outbox):
+                table.create(conn, checkfirst=True)
+
+    # --- evaluation ---------------------------------------------------------------------------------
+
+    def observe(
+        self,
+        outcomes: Iterable[Outcome],
+        metrics: MetricSet | Mapping[str, Metric],
+        conn: Connection | None = None,
+        now: float | None = None,
+    ) -> list[Transition]:
+        """Run newly stored outcomes through each metric's alert rule; the alerts that fired or resolved.
+
+        Every transition is recorded; those not ``silenced`` are also queued in the outbox, one row
+        per channel, in the same transaction (``conn`` when the caller has one open, as the metric
+        store does; otherwise a transaction of its own, retried after deadlocks).  Outcomes of
+        metrics without an ``alert:`` policy are ignored.  ``now`` (default: the book's clock) is
+        the time silences are checked at.
+        """
+        rules = policies(metrics)
+        relevant = [o for o in in_order(outcomes) if o.metric in rules]
+        if not relevant:
+            return []
+        at = self.clock() if now is None else now
+        if conn is not None:
+            return _Observation(self, conn, rules, at).run(relevant)
+
+        def write() -> list[Transition]:
+            with self.db.transaction() as own:
+                return _Observation(self, own, rules, at).run(relevant)
+
+        return self.db.retrying(write)
+
+    # --- acknowledgements and silences --------------------------------------------------------------
+
+    def acknowledge(self, alert_id: int, who: str, reason: str, now: float | None = None) -> Alert:
+        """Record that ``who`` knows about an open alert and why it may stay open.
+
+        It stays open (it resolves when the metric recovers), but an acknowledged alert is not
+        notified again when a silence over it ends, and the release gate can accept it.
+        """
+        if not who or not reason:
+            raise VerifyError("an acknowledgement needs who and a reason")
+        at = self.clock() if now is None else now
+        a = self.t_alert.c
+        with self.db.transaction() as conn:
+            found = self._alert(conn, alert_id)
+            if not found.open:
+                raise UnknownAlertError(
+                    f"alert {alert_id} ({found.metric}) is {found.status}: only an open alert can be acknowledged"
+                )
+            conn.execute(
+                sqlalchemy.update(self.t_alert)
+                .where(a.alert_id == alert_id)
+                .values(ack_by=who, ack_reason=reason, ack_time=at)
+            )
+            return self._alert(conn, alert_id)
+
+    def silence(
+        self,
+        metric: str,
+        until: float,
+        who: str,
+        reason: str,
+        data_id: Mapping[str, DataIdValue] | None = None,
+        now: float | None = None,
+    ) -> Silence:
+        """Stop notifying alerts of metrics matching ``metric`` (a glob), optionally only some data IDs.
+
+        Alerts keep being recorded while silenced; a firing still open when the silence ends is
+        notified at its series' next run (unless acknowledged).
+        """
+        if not who or not reason:
+            raise VerifyError("a silence needs who and a reason")
+        at = self.clock() if now is None else now
+        if until <= at:
+            raise VerifyError(f"a silence must end in the future (until {until} is not after {at})")
+        subset = dict(data_id or {})
+        with self.db.transaction() as conn:
+            result = conn.execute(
+                sqlalchemy.insert(self.t_silence).values(
+                    metric=metric,
+                    data_id=data_id_key(subset),
+                    until=until,
+                    created=at,
+                    who=who,
+                    reason=reason,
+                )
+            )
+            key = result.inserted_primary_key
+            assert key is not None
+        return Silence(metric, until, who, reason, subset, at, int(key[0]))
+
+    def end_silence(self, silence_id: int, now: float | None = None) -> Silence:
+        """End a silence now (its record stays)."""
+        at = self.clock() if now is None else now
+        s = self.t_silence.c
+        with self.db.transaction() as conn:
+            updated = conn.execute(
+                sqlalchemy.update(self.t_silence)
+                .where(s.silence_id == silence_id, s.until > at)
+                .values(until=at)
+            )
+            row = conn.execute(sqlalchemy.select(self.t_silence).where(s.silence_id == silence_id)).first()
+        if row is None:
+            raise UnknownAlertError(f"no silence {silence_id} in this repository")
+        if updated.rowcount == 0:
+            raise UnknownAlertError(f"silence {silence_id} has already ended")
+        return _silence(row._mapping)
+
+    def silences(self, active_at: float | None = None, conn: Connection | None = None) -> list[Silence]:
+        """Every silence, or only those in force at ``active_at``."""
+        s = self.t_silence.c
+        query = sqlalchemy.select(self.t_silence).order_by(s.silence_id)
+        if active_at is not None:
+            query = query.where(s.until > active_at, s.created <= active_at)
+        if conn is not None:
+            return [_silence(r._mapping) for r in conn.execute(query)]
+        with self.db.reading() as own:
+            return [_silence(r._mapping) for r in own.execute(query)]
+
+    # --- reading ------------------------------------------------------------------------------------
+
+    def alerts(
+        self, status: Sequence[str] | None = OPEN, metric: str | None = None, conn: Connection | None = None
+    ) -> list[Alert]:
+        """Alerts by id: by default the open ones (pending and firing); ``status=None`` for all."""
+        a = self.t_alert.c
+        query = sqlalchemy.select(self.t_alert).order_by(a.alert_id)
+        if status is not None:
+            query = query.where(a.status.in_(list(status)))
+        if metric is not None:
+            query = query.where(a.metric == metric)
+        if conn is not None:
+            return [_alert(r._mapping) for r in conn.execute(query)]
+        with self.db.reading() as own:
+            return [_alert(r._mapping) for r in own.execute(query)]
+
+    def get(self, alert_id: int) -> Alert:
+        """One alert by id."""
+        with self.db.reading() as conn:
+            return self._alert(conn, alert_id)
+
+    def _alert(self, conn: Connection, alert_id: int) -> Alert:
+        row = conn.execute(sqlalchemy.select(self.t_alert).where(self.t_alert.c.alert_id == alert_id)).first()
+        if row is None:
+            raise UnknownAlertError(f"no alert {alert_id} in this repository")
+        return _alert(row._mapping)
+
+    # --- the outbox (used by `Notifier`) ------------------------------------------------------------
+
+    def notifications(self, undelivered: bool = False, alert_id: int | None = None) -> list[Notification]:
+        """Queued notifications in the order they were queued; ``undelivered`` for those still waiting."""
+        o = self.t_outbox.c
+        query = sqlalchemy.select(self.t_outbox).order_by(o.notification_id)
+        if undelivered:
+            query = query.where(o.delivered_at.is_(None))
+        if alert_id is not None:
+            query = query.where(o.alert_id == alert_id)
+        with self.db.reading() as conn:
+            return [_notification(r._mapping) for r in conn.execute(query)]
+
+    def due(self, now: float, limit: int = 100) -> list[Notification]:
+        """Undelivered notifications whose next attempt is due and that no deliverer holds."""
+        o = self.t_outbox.c
+        query = (
+            sqlalchemy.select(self.t_outbox)
+            .where(
+                o.delivered_at.is_(None),
+                o.next_attempt <= now,
+                sqlalchemy.or_(o.claimed_until.is_(None), o.claimed_until <= now),
+            )
+            .order_by(o.notification_id)
+            .limit(limit)
+        )
+        with self.db.reading() as conn:
+            return [_notification(r._mapping) for r in conn.execute(query)]
+
+    def claim(self, notification_id: int, now: float, lease: float) -> bool:
+        """Take a notification for delivery until ``now + lease``; False if delivered or held already.
+
+        Two deliverers (two ``porter verify notify`` processes) never send the same row: only one
+        UPDATE matches.  A deliverer killed mid-send leaves a lease that expires, so the row is
+        sent again later (at least once: receivers can drop repeats by the notification's key).
+        """
+        o = self.t_outbox.c
+
+        def write() -> bool:
+            with self.db.transaction() as conn:
+                result = conn.execute(
+                    sqlalchemy.update(self.t_outbox)
+                    .where(
+                        o.notification_id == notification_id,
+                        o.delivered_at.is_(None),
+                        sqlalchemy.or_(o.claimed_until.is_(None), o.claimed_until <= now),
+                    )
+                    .values(claimed_until=now + lease)
+                )
+                return result.rowcount == 1
+
+        return self.db.retrying(write)
+
+    def mark_delivered(self, notification_id: int, now: float) -> None:
+        """Record a successful delivery: the row is kept, with its time, and never sent again."""
+        o = self.t_outbox.c
+
+        def write() -> None:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    sqlalchemy.update(self.t_outbox)
+                    .where(o.notification_id == notification_id)
+                    .values(delivered_at=now, claimed_until=None, attempts=o.attempts + 1, last_error=None)
+                )
+
+        self.db.retrying(write)
+
+    def mark_failed(self, notification_id: int, now: float, error: str, retry_at: float) -> None:
+        """Record a failed attempt and when to try again; the notification stays queued."""
+        o = self.t_outbox.c
+
+        def write() -> None:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    sqlalchemy.update(self.t_outbox)
+                    .where(o.notification_id == notification_id)
+                    .values(
+                        claimed_until=None,
+                        attempts=o.attempts + 1,
+                        last_error=error[:2000],
+                        next_attempt=retry_at,
+                    )
+                )
+
+        self.db.retrying(write)
+
+
+class _Observation:
+    """One `AlertBook.observe` call inside one transaction: load the series, step them, store them."""
+
+    def __init__(self, book: AlertBook, conn: Connection, rules: Mapping[str, Any], now: float) -> None:
+        self.book = book
+        self.conn = conn
+        self.rules = rules
+        self.now = now
+
+    def run(self, outcomes: list[Outcome]) -> list[Transition]:
+        book, conn = self.book, self.conn
+        keys = sorted({(o.metric, o.key, self.rules[o.metric].level) for o in outcomes})
+        conn.execute(
+            book.db.insert(book.t_series, on_conflict="ignore"),
+            [{"metric": m, "data_id": k, "level": lv, "streak": 0, "before_streak": 0} for m, k, lv in keys],
+        )
+        states, alert_ids = self._load(keys)
+        silences = book.silences(active_at=self.now, conn=conn)
+        changed: set[tuple[str, str, str]] = set()
+        out: list[Transition] = []
+        for outcome in outcomes:
+            policy = self.rules[outcome.metric]
+            key = (outcome.metric, outcome.key, policy.level)
+            silenced = any(s.covers(outcome.metric, outcome.data_id, self.now) for s in silences)
+            result = step(states[key], outcome, policy, silenced)
+            if result is None:
+                continue
+            changed.add(key)
+            if result.opened:
+                alert_ids[key] = self._open(outcome, policy)
+            alert_id = alert_ids.get(key)
+            if alert_id is not None:
+                self._update(alert_id, outcome, result.state, result.cleared, result.transitions)
+            for transition in result.transitions:
+                assert alert_id is not None
+                done = replace(transition, alert_id=alert_id)
+                out.append(done)
+                if not done.silenced:
+                    self._queue(done)
+            states[key] = result.state
+            if result.state.status == "inactive":
+                alert_ids.pop(key, None)
+        s = book.t_series.c
+        for key in changed:
+            state = states[key]
+            conn.execute(
+                sqlalchemy.update(book.t_series)
+                .where(s.metric == key[0], s.data_id == key[1], s.level == key[2])
+                .values(
+                    streak=state.streak,
+                    before_streak=state.before,
+                    last_run=state.last_run,
+                    last_time=state.last_time,
+                    alert_id=alert_ids.get(key),
+                )
+            )
+        return out
+
+    def _load(
+        self, keys: list[tuple[str, str, str]]
+    ) -> tuple[dict[tuple[str, str, str], SeriesState], dict[tuple[str, str, str], int]]:
+        """The series' states (locked for this transaction on PostgreSQL) and their open alerts."""
+        book, conn = self.book, self.conn
+        s, a = book.t_series.c, book.t_alert.c
+        wanted = set(keys)
+        rows: list[Any] = []
+        by_metric: dict[str, list[str]] = {}
+        for metric, data_id, _level in keys:
+            by_metric.setdefault(metric, []).append(data_id)
+        for metric, ids in by_metric.items():
+            for i in range(0, len(ids), _CHUNK):
+                query = (
+                    sqlalchemy.select(book.t_series)
+                    .where(s.metric == metric, s.data_id.in_(ids[i : i + _CHUNK]))
+                    .order_by(s.data_id, s.level)
+                )
+                if book.db.dialect == "postgresql":
+                    query = query.with_for_update()
+                rows += [r._mapping for r in conn.execute(query)]
+        rows = [r for r in rows if (r["metric"], r["data_id"], r["level"]) in wanted]
+        open_ids = [int(r["alert_id"]) for r in rows if r["alert_id"] is not None]
+        alerts: dict[int, Any] = {}
+        for i in range(0, len(open_ids), _CHUNK):
+            for row in conn.execute(
+                sqlalchemy.select(book.t_alert).where(a.alert_id.in_(open_ids[i : i + _CHUNK]))
+            ):
+                alerts[int(row.alert_id)] = row._mapping
+        states: dict[tuple[str, str, str], SeriesState] = {}
+        alert_ids: dict[tuple[str, str, str], int] = {}
+        for r in rows:
+            key = (r["metric"], r["data_id"], r["level"])
+            state = SeriesState(
+                streak=int(r["streak"]),
+                before=int(r["before_streak"]),
+                last_run=r["last_run"],
+                last_time=r["last_time"],
+            )
+            alert = alerts.get(int(r["alert_id"])) if r["alert_id"] is not None else None
+            if alert is not None and alert["status"] in OPEN:
+                alert_ids[key] = int(alert["alert_id"])
+                state = replace(
+                    state,
+                    status=alert["status"],
+                    first_run=alert["first_run"],
+                    first_time=alert["first_time"],
+                    notified=bool(alert["notified"]),
+                    acknowledged=alert["ack_by"] is not None,
+                )
+            states[key] = state
+        return states, alert_ids
+
+    def _open(self, outcome: Outcome, policy: Any) -> int:
+        result = self.conn.execute(
+            sqlalchemy.insert(self.book.t_alert).values(
+                metric=outcome.metric,
+                data_id=outcome.key,
+                level=policy.level,
+                severity=policy.severity,
+                channels=json.dumps(list(policy.channels)),
+                status="pending",
+                first_run=outcome.run,
+                first_time=outcome.time,
+                last_run=outcome.run,
+                last_time=outcome.time,
+                last_value=outcome.value,
+                unit=outcome.unit,
+                runs=0,
+                notified=False,
+            )
+        )
+        key = result.inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def _update(
+        self,
+        alert_id: int,
+        outcome: Outcome,
+        state: SeriesState,
+        cleared: bool,
+        transitions: Sequence[Transition],
+    ) -> None:
+        values: dict[str, Any] = {
+            "last_run": outcome.run,
+            "last_time": outcome.time,
+            "last_value": outcome.value,
+        }
+        if state.status != "inactive":
+            values.update(status=state.status, runs=state.streak, notified=state.notified)
+        elif cleared:
+            values["status"] = "cleared"
+        for transition in transitions:
+            if transition.kind == "fired" and not transition.late:
+                values.update(fired_run=outcome.run, fired_time=outcome.time)
+            if transition.kind == "resolved":
+                values.update(status="resolved", resolved_run=outcome.run, resolved_time=outcome.time)
+        self.conn.execute(
+            sqlalchemy.update(self.book.t_alert)
+            .where(self.book.t_alert.c.alert_id == alert_id)
+            .values(**values)
+        )
+
+    def _queue(self, transition: Transition) -> None:
+        if not transition.channels:
+            return
+        payload = json.dumps(transition.to_dict(), sort_keys=True)
+        self.conn.execute(
+            self.book.db.insert(self.book.t_outbox, on_conflict="ignore"),
+            [
+                {
+                    "alert_id": transition.alert_id,
+                    "kind": transition.kind,
+                    "channel": channel,
+                    "payload": payload,
+                    "created": self.now,
+                    "attempts": 0,
+                    "next_attempt": self.now,
+                }
+                for channel in transition.channels
+            ],
+        )
+
+
+def _alert(row: RowMapping) -> Alert:
+    return Alert(
+        alert_id=int(row["alert_id"]),
+        metric=row["metric"],
+        data_id=data_id_from_key(row["data_id"]),
+        level=row["level"],
+        severity=row["severity"],
+        channels=tuple(json.loads(row["channels"])),
+        status=row["status"],
+        first_run=row["first_run"],
+        first_time=float(row["first_time"]),
+        last_run=row["last_run"],
+        last_time=float(row["last_time"]),
+        last_value=float(row["last_value"]),
+        unit=row["unit"],
+        runs=int(row["runs"]),
+        notified=bool(row["notified"]),
+        fired_run=row["fired_run"],
+        fired_time=row["fired_time"],
+        resolved_run=row["resolved_run"],
+        resolved_time=row["resolved_time"],
+        acknowledged_by=row["ack_by"],
+        ack_reason=row["ack_reason"],
+        ack_time=row["ack_time"],
+    )
+
+
+def _silence(row: RowMapping) -> Silence:
+    return Silence(
+        metric=row["metric"],
+        until=float(row["until"]),
+        who=row["who"],
+        reason=row["reason"],
+        data_id=data_id_from_key(row["data_id"]),
+        created=float(row["created"]),
+        silence_id=int(row["silence_id"]),
+    )
+
+
+def _notification(row: RowMapping) -> Notification:
+    return Notification(
+        notification_id=int(row["notification_id"]),
+        alert_id=int(row["alert_id"]),
+        kind=row["kind"],
+        channel=row["channel"],
+        transition=Transition.from_dict(json.loads(row["payload"])),
+        created=float(row["created"]),
+        attempts=int(row["attempts"]),
+        next_attempt=float(row["next_attempt"]),
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+    )
