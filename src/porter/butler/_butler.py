@@ -301,3 +301,40 @@ class Butler(ABC):
     @abstractmethod
     def remove_runs(self, names: str | Iterable[str]) -> int:
         """Delete RUN collections, every dataset in them and their files; returns the number of datasets removed."""
+
+    @abstractmethod
+    def prune_datasets(
+        self,
+        refs: Iterable[DatasetRef],
+        *,
+        disassociate: bool = True,
+        unstore: bool = False,
+        tags: str | Iterable[str] = (),
+        purge: bool = False,
+    ) -> int:
+        """Remove datasets from TAGGED collections (``tags``), delete their files (``unstore``), or delete them
+        entirely (``purge``); returns the number of datasets affected."""
+
+    @abstractmethod
+    def retrieve_artifacts(
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str | Path,
+        transfer: str = "copy",
+        preserve_path: bool = True,
+        overwrite: bool = False,
+    ) -> list[ResourceURI]:
+        """Copy the files of ``refs`` into ``destination`` (a directory or S3 prefix); returns the files written."""
+
+    @abstractmethod
+    def transfer_from(
+        self,
+        source_butler: Butler,
+        source_refs: Iterable[DatasetRef],
+        transfer: str = "auto",
+        *,
+        skip_missing: bool = True,
+        register_dataset_types: bool = True,
+        transfer_dimensions: bool = True,
+    ) -> list[DatasetRef]:
+        """Bring datasets with their files and UUIDs from another butler (local or remote) into this one."""

@@ -702,7 +702,11 @@ class RemoteButler(Butler):
 
         A small file comes inside the answer; a larger one from the signed URL the answer gives.
         """
-        answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex, "inline": True})
+        return self._fetch(ref, self._call("POST", "/get", json={"dataset_id": ref.id_hex, "inline": True}))
+
+    def _fetch(self, ref: DatasetRef, answer: dict[str, Any]) -> tuple[dict[str, Any], Path]:
+        """The file the server's ``/get`` answer describes, in a new local file checked against its size and
+        checksum (the caller deletes it)."""
         url = answer["url"]
         client = self._http if within(url, self.url) else self._plain
         from ..datastore import checksum_file
@@ -874,7 +878,14 @@ class RemoteButler(Butler):
         answer = self._call("POST", "/ingest", json=body)
         return [ref_from_json(r, {r["dataset_type"]: self._type(r["dataset_type"])}) for r in answer["refs"]]
 
-    def import_(self, filename: str | Path, *, format: str = "yaml", **kwargs: Any) -> dict[str, int]:
+    def import_(
+        self,
+        filename: str | Path,
+        *,
+        format: str = "yaml",
+        skip_dimensions: Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, int]:
         """Import an export file into the server's repository (records and registry entries; an admin token).
 
         Files do not travel this way: bring datasets with their files by
@@ -883,13 +894,14 @@ class RemoteButler(Butler):
         if format != "yaml" or kwargs.get("directory") or kwargs.get("transfer"):
             raise errors.RepositoryError(
                 "import_ through a server takes an export file only (no directory/transfer): import with files "
-                "into a local repository, then transfer_from it."
+                "into a local repository, then transfer_from it (porter transfer-datasets LOCAL URL)."
             )
         answer = self._call(
             "POST",
             "/import",
             content=Path(filename).read_bytes(),
             headers={"Content-Type": "application/x-yaml"},
+            params={"skip_dimensions": ",".join(skip_dimensions or ())},
         )
         return {k: int(v) for k, v in answer["counts"].items()}
 
@@ -923,6 +935,138 @@ class RemoteButler(Butler):
     def remove_runs(self, names: str | Iterable[str]) -> int:
         """Delete RUN collections, their datasets and files, through the server; returns the datasets removed."""
         return int(self._call("POST", "/remove-runs", json={"names": _names(names)})["removed"])
+
+    def prune_datasets(
+        self,
+        refs: Iterable[DatasetRef],
+        *,
+        disassociate: bool = True,
+        unstore: bool = False,
+        tags: str | Iterable[str] = (),
+        purge: bool = False,
+    ) -> int:
+        """`DirectButler.prune_datasets` through the server (write access to the runs and tags concerned);
+        returns the number of datasets affected.  All or none."""
+        if not self.writeable:
+            raise errors.RepositoryError("This butler was opened read-only (writeable=False).")
+        ids = [r.id_hex for r in refs]
+        if not ids:
+            return 0
+        body = {
+            "dataset_ids": ids,
+            "disassociate": disassociate,
+            "unstore": unstore,
+            "tags": _names(tags),
+            "purge": purge,
+        }
+        return int(self._call("POST", "/prune-datasets", json=body)["pruned"])
+
+    pruneDatasets = prune_datasets
+
+    def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> int:
+        """Certify datasets into the CALIBRATION collection ``collection`` for ``timespan`` (write access to it);
+        returns how many."""
+        ids = [r.id_hex for r in refs]
+        if not ids:
+            raise errors.PorterError("certify needs at least one dataset.")
+        body = {"collection": collection, "dataset_ids": ids, "timespan": encode_value(timespan)}
+        return int(self._call("POST", "/certify", json=body)["certified"])
+
+    def retrieve_artifacts(
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str | Path,
+        transfer: str = "copy",
+        preserve_path: bool = True,
+        overwrite: bool = False,
+    ) -> list[ResourceURI]:
+        """Download the files of ``refs`` into ``destination`` (a directory or S3 prefix), each checked against its
+        size and checksum; returns the files written.
+
+        As `DirectButler.retrieve_artifacts`: the server's directory layout is
+        kept with ``preserve_path`` (else the files land side by side), and
+        existing files are an error (nothing is written) unless ``overwrite``.
+        Only ``copy`` crosses a network (``auto`` means it).
+        """
+        from ..datastore import ResourceURI
+
+        if transfer not in ("copy", "auto"):
+            raise errors.DatastoreError(
+                f"transfer={transfer!r} needs the files on this machine; through a server they can only be "
+                "copied (transfer='copy')."
+            )
+        dest = ResourceURI.from_string(destination)
+        jobs: dict[str, tuple[DatasetRef, dict[str, Any]]] = {}
+        for ref in refs:
+            try:
+                answer = self._call("POST", "/get", json={"dataset_id": ref.id_hex, "inline": True})
+            except errors.ArtifactMissingError:
+                continue  # registered without a file, as locally
+            relative = answer["path"] if preserve_path else answer["name"]
+            earlier = jobs.get(relative)
+            if earlier is not None and earlier[1]["checksum"] != answer["checksum"]:
+                raise errors.DatastoreError(
+                    f"Two files would be written to {relative} in {destination}; keep the paths (preserve_path=True)."
+                )
+            jobs.setdefault(relative, (ref, answer))
+        if not overwrite:
+            clashes = [str(dest.join(r)) for r in jobs if dest.join(r).exists()]
+            if clashes:
+                raise errors.DatastoreError(
+                    f"{len(clashes)} file(s) already exist in {destination}, e.g. {clashes[0]}; nothing was "
+                    "written. Choose an empty directory or allow overwriting (--clobber)."
+                )
+        written = []
+        for relative, (ref, answer) in jobs.items():
+            _, path = self._fetch(ref, answer)
+            try:
+                target = dest.join(relative)
+                if overwrite:
+                    target.remove()
+                target.upload(path, move=True)
+            finally:
+                path.unlink(missing_ok=True)
+            written.append(target)
+        return written
+
+    retrieveArtifacts = retrieve_artifacts
+
+    def upload_files(self, *datasets: FileDataset) -> list[DatasetRef]:
+        """Store local files (paths or URIs this machine can read) as new datasets on the server.
+
+        Each file goes to a signed upload URL; the server checks its size and
+        checksum and stores it atomically, under its own path template.  Each
+        file is one write: a rerun after an interruption finds the datasets
+        (same UUIDs) already stored and skips them.  What ``porter ingest-files``
+        does against a server (`ingest` registers files already in the server's area).
+        """
+        from ..datastore import ResourceURI, checksum_file
+
+        out = []
+        for fd in datasets:
+            refs = fd.refs if isinstance(fd.refs, (list, tuple)) else [fd.refs]
+            if len(refs) != 1:
+                raise errors.DatastoreError(
+                    f"{fd.path}: a file of several datasets cannot be uploaded to a server; give one dataset a file."
+                )
+            (ref,) = refs
+            dt = ref.dataset_type
+            formatter = fd.formatter
+            if formatter is None:
+                formatter = type(
+                    self._storage_class_registry.get(dt.storage_class_name).formatter
+                ).import_path()
+            elif not isinstance(formatter, str):
+                formatter = f"{formatter.__module__}.{formatter.__qualname__}"
+            with ResourceURI.from_string(fd.path).as_local() as local:
+                values = {k: encode_value(v) for k, v in ref.data_id.mapping.items()}
+                size = local.stat().st_size
+                out.append(
+                    self._upload(
+                        dt, values, ref.run, ref.id_hex, local, formatter, size, checksum_file(local)
+                    )
+                )
+        return out
 
     def put(
         self,

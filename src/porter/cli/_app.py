@@ -28,7 +28,7 @@ from ._output import (
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from ..butler import Butler, DirectButler
+    from ..butler import Butler, DirectButler, RemoteButler
 
 app = typer.Typer(
     name="porter",
@@ -42,12 +42,28 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-RepoArg = Annotated[Path, typer.Argument(help="Repository directory (holding porter.yaml).")]
+
+def _local_repository(ctx: typer.Context, value: Path | None) -> Path | None:
+    """A REPO argument of a command that works on a local repository only: a server URL is refused clearly.
+
+    (The value is already a `Path`, which folds ``http://`` into ``http:/``, hence the test.)
+    """
+    if value is not None and str(value).startswith(("http:/", "https:/")):
+        raise typer.BadParameter(
+            f"`{ctx.command_path}` works on a local repository (a directory holding porter.yaml), not a server "
+            "URL: run it where the repository is."
+        )
+    return value
+
+
+RepoArg = Annotated[
+    Path, typer.Argument(help="Repository directory (holding porter.yaml).", callback=_local_repository)
+]
 RepoOrServerArg = Annotated[
     str,
     typer.Argument(
-        help="Repository directory (holding porter.yaml), or a server URL (http://host:port; token from "
-        "$PORTER_TOKEN).",
+        help="Repository directory (holding porter.yaml), or a server URL (http://host:port or "
+        "https://host/path; token from $PORTER_TOKEN or ~/.config/porter/tokens.yaml).",
         metavar="REPO",
     ),
 ]
@@ -128,6 +144,13 @@ def _open_any(repo: str, **kwargs: Any) -> Iterator["Butler"]:
         remote.close()
 
 
+def _remote_class() -> type["RemoteButler"]:
+    """`RemoteButler`, imported when a command talks to a server (see the module's doc)."""
+    from ..butler import RemoteButler
+
+    return RemoteButler
+
+
 def _check_collections(butler: "Butler", names: list[str]) -> None:
     """Unknown collections are errors, even when nothing else would look them up."""
     from ..butler import DirectButler
@@ -193,7 +216,7 @@ def create(
 @app.command("import")
 @handle_errors
 def import_(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     export_file: Annotated[Path, typer.Argument(help="Export YAML written by porter or daf_butler.")],
     skip_dimensions: Annotated[
         list[str] | None, typer.Option("--skip-dimensions", "-s", help="Dimension elements not to import.")
@@ -217,12 +240,31 @@ def import_(
     A bad file imports nothing. Dimension records already present are kept; datasets keep their UUIDs.
     With --directory, the datasets' files are ingested too (all of them, or none).
 
+    Against a server (REPO = http(s)://…, an admin token) the file's records and registry entries are
+    imported; files come with `porter transfer-datasets LOCAL URL` instead.
+
     Examples:
 
         porter import repo/ ../shared/data/butler-exports/hsc-rc2-subset.yaml
         porter import repo/ /data/handover/export.yaml --directory /data/handover --transfer copy
+        porter import https://host/repo export.yaml
     """
-    with _open(repo) as butler, _progress() as progress:
+    if _is_url(repo):
+        with _open_any(repo) as remote:
+            assert isinstance(remote, _remote_class())
+            counts = remote.import_(
+                export_file,
+                skip_dimensions=_split(skip_dimensions),
+                directory=str(directory) if directory is not None else None,
+                transfer=transfer,
+            )
+        if as_json:
+            print_json([counts])
+        else:
+            rows = [{"what": k, "count": v} for k, v in counts.items()]
+            print_rows(rows, title=f"Imported {export_file.name} into {repo}")
+        return
+    with _open(Path(repo)) as butler, _progress() as progress:
         task = progress.add_task("Reading export file", total=None)
 
         def step(description: str, total: int) -> None:
@@ -245,7 +287,7 @@ def import_(
 @app.command()
 @handle_errors
 def export(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     export_file: Annotated[Path, typer.Argument(help="Export YAML to write (atomically).")],
     collections: CollectionsOpt = None,
     dataset_type: Annotated[
@@ -279,8 +321,27 @@ def export(
         porter export repo/ out.yaml --collections HSC/runs/ci_hsc
         porter export repo/ dims.yaml --all-dimensions
         porter export repo/ export.yaml -c HSC/runs/ci_hsc --directory /data/handover --transfer copy
+        porter export https://host/repo out.yaml -c HSC/runs/ci_hsc      # an admin token; no files
     """
-    with _open(repo, collections=_split(collections) or None) as butler, _progress() as progress:
+    if _is_url(repo):
+        if directory is not None or transfer is not None:
+            raise PorterError(
+                "export from a server writes the export file only (no --directory/--transfer): bring the "
+                "datasets with their files into a local repository (porter transfer-datasets URL LOCAL) and "
+                "export from there."
+            )
+        with _open_any(repo) as remote:
+            assert isinstance(remote, _remote_class())
+            remote.export(
+                export_file,
+                collections=_split(collections) or None,
+                dataset_types=_split(dataset_type) or None,
+                where=where,
+                include_all_dimensions=all_dimensions,
+            )
+        console.print(f"Wrote {export_file} (from {repo}).")
+        return
+    with _open(Path(repo), collections=_split(collections) or None) as butler, _progress() as progress:
         task = progress.add_task("Exporting", total=None)
 
         def step(description: str, total: int) -> None:
@@ -355,16 +416,16 @@ def query_datasets(
 
 
 def query_refs(
-    butler: "DirectButler",
+    butler: "Butler",
     dataset_types: list[str] | None,
     collections: list[str],
     where: str,
     find_first: bool,
 ) -> list[Any]:
-    """Datasets of the named types (globs; default all) in ``collections`` matching ``where``."""
+    """Datasets of the named types (globs; default all) in ``collections`` matching ``where`` (local or server)."""
     if not collections:
         raise typer.BadParameter("Give the collections to search with --collections/-c.")
-    butler.registry.resolve_collections(collections)
+    _check_collections(butler, collections)
     refs: list[Any] = []
     for dt in butler.query_dataset_types(dataset_types or "*"):
         refs += sorted(
@@ -650,7 +711,7 @@ def remove_runs(
 @app.command("certify-calibrations")
 @handle_errors
 def certify_calibrations(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     input_collection: Annotated[str, typer.Argument(help="Collection holding the calibrations to certify.")],
     output_collection: Annotated[str, typer.Argument(help="CALIBRATION collection (created if needed).")],
     dataset_type: Annotated[str, typer.Argument(help="Calibration dataset type (bias, flat, …).")],
@@ -678,11 +739,17 @@ def certify_calibrations(
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from None
 
+    from ..butler import DirectButler
+
     timespan = Timespan(to_nsec(begin_date), to_nsec(end_date))
-    with _open(repo) as butler:
+    with _open_any(repo) as butler:
         refs = butler.query_datasets(dataset_type, [input_collection], where=where, explain=False)
         if not refs:
             raise PorterError(f"No {dataset_type} datasets in {input_collection!r} to certify.")
         butler.collections.register(output_collection, CollectionType.CALIBRATION)
-        butler.registry.certify(output_collection, refs, timespan)
+        if isinstance(butler, DirectButler):
+            butler.registry.certify(output_collection, refs, timespan)
+        else:
+            assert isinstance(butler, _remote_class())
+            butler.certify(output_collection, refs, timespan)
     console.print(f"Certified {len(refs)} {dataset_type} dataset(s) into {output_collection} for {timespan}.")

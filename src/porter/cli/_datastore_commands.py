@@ -6,7 +6,20 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import CollectionsOpt, JsonOpt, RepoArg, WhereOpt, _open, _progress, _split, app, query_refs
+from ._app import (
+    CollectionsOpt,
+    JsonOpt,
+    RepoArg,
+    RepoOrServerArg,
+    WhereOpt,
+    _is_url,
+    _open,
+    _open_any,
+    _progress,
+    _split,
+    app,
+    query_refs,
+)
 from ._output import console, handle_errors, print_rows, refs_rows
 
 if TYPE_CHECKING:
@@ -131,7 +144,7 @@ FindFirstOpt = Annotated[
 @app.command("ingest-files")
 @handle_errors
 def ingest_files(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     dataset_type: Annotated[str, typer.Argument(help="Registered dataset type of every file.")],
     run: Annotated[str, typer.Argument(help="RUN collection to ingest into (created if needed).")],
     table_file: Annotated[
@@ -160,14 +173,40 @@ def ingest_files(
 
         porter ingest-files repo/ raw HSC/raw/all files.csv --data-id instrument=HSC --transfer symlink
         porter ingest-files repo/ calexp u/me/calexps calexps.parquet --prefix /data/calexps --transfer direct
+        porter ingest-files https://host/repo raw u/me/raw files.csv --data-id instrument=HSC
+
+    Against a server each file is uploaded (checked by size and checksum, stored atomically, one write per
+    file: a rerun skips what arrived); with --transfer direct the paths name files already in the server's
+    datastore area, registered where they are, all or none.
     """
     from ..butler import FileDataset
-    from ..registry import DatasetRef
+    from ..core import DatasetRef
     from ._ingest_table import read_ingest_table
 
     fixed = _key_values(data_id)
     rows = read_ingest_table(table_file, prefix)
-    with _open(repo) as butler, _progress() as progress:
+    if _is_url(repo):
+        from ..butler import RemoteButler
+
+        with _open_any(repo) as remote:
+            assert isinstance(remote, RemoteButler)
+            dt = remote.get_dataset_type(dataset_type)
+            remote.collections.register(run)
+            datasets = [
+                FileDataset(path, DatasetRef(dt, {**fixed, **values}, run), formatter)
+                for path, values in rows
+            ]
+            if transfer == "direct":
+                refs = remote.ingest(*datasets, transfer="direct")
+            else:
+                with console.status(f"uploading {len(datasets)} file(s)"):
+                    refs = remote.upload_files(*datasets)
+        if as_json:
+            print_rows(refs_rows(refs), as_json=True)
+        else:
+            console.print(f"Ingested {len(refs)} file(s) into {run!r} as {dataset_type} on {repo}.")
+        return
+    with _open(Path(repo)) as butler, _progress() as progress:
         dt = butler.get_dataset_type(dataset_type)
         datasets = [
             FileDataset(path, DatasetRef(dt, {**fixed, **values}, run), formatter) for path, values in rows
@@ -201,7 +240,7 @@ def _key_values(items: list[str] | None) -> dict[str, Any]:
 @app.command("retrieve-artifacts")
 @handle_errors
 def retrieve_artifacts(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     destination: Annotated[str, typer.Argument(help="Directory (or s3:// prefix) to copy the files into.")],
     dataset_type: DatasetTypeOpt = None,
     collections: CollectionsOpt = None,
@@ -224,8 +263,9 @@ def retrieve_artifacts(
     Examples:
 
         porter retrieve-artifacts repo/ ./calexps -d calexp -c HSC/runs/RC2 --where "visit = 1228"
+        porter retrieve-artifacts https://host/repo ./calexps -d calexp -c HSC/runs/RC2   # downloads, checked
     """
-    with _open(repo, collections=_split(collections) or None) as butler:
+    with _open_any(repo, collections=_split(collections) or None) as butler:
         refs = query_refs(butler, _split(dataset_type), _split(collections), where, find_first)
         with console.status(f"retrieving {len(refs)} dataset(s)"):
             written = butler.retrieve_artifacts(
@@ -240,8 +280,10 @@ def retrieve_artifacts(
 @app.command("transfer-datasets")
 @handle_errors
 def transfer_datasets(
-    source: Annotated[Path, typer.Argument(help="Repository to transfer from.")],
-    dest: Annotated[Path, typer.Argument(help="Repository to transfer to.")],
+    source: Annotated[
+        str, typer.Argument(help="Repository (or server URL) to transfer from.", metavar="SOURCE")
+    ],
+    dest: Annotated[str, typer.Argument(help="Repository (or server URL) to transfer to.", metavar="DEST")],
     dataset_type: DatasetTypeOpt = None,
     collections: CollectionsOpt = None,
     where: WhereOpt = "",
@@ -263,8 +305,13 @@ def transfer_datasets(
     Examples:
 
         porter transfer-datasets main/ mine/ -d calexp -c HSC/runs/RC2 --where "visit = 1228"
+        porter transfer-datasets https://host/repo mine/ -d calexp -c HSC/runs/RC2   # download, checked
+        porter transfer-datasets mine/ https://host/repo -d calexp -c u/me/run       # upload, checked
+
+    Through a server, files are copied (downloaded or uploaded, checked by size and checksum), whatever
+    --transfer says.
     """
-    with _open(source, collections=_split(collections) or None) as src, _open(dest) as dst:
+    with _open_any(source, collections=_split(collections) or None) as src, _open_any(dest) as dst:
         refs = query_refs(src, _split(dataset_type), _split(collections), where, find_first)
         with console.status(f"transferring {len(refs)} dataset(s)"):
             moved = dst.transfer_from(
@@ -283,7 +330,7 @@ def transfer_datasets(
 @app.command("prune-datasets")
 @handle_errors
 def prune_datasets(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     collections: Annotated[
         list[str] | None, typer.Argument(help="Collections to find the datasets in.")
     ] = None,
@@ -317,12 +364,13 @@ def prune_datasets(
         porter prune-datasets repo/ u/me/scratch --purge u/me/scratch --no-confirm
         porter prune-datasets repo/ best -d calexp --disassociate-tags best --where "visit = 1228"
         porter prune-datasets repo/ HSC/runs/RC2 -d src --unstore --dry-run
+        porter prune-datasets https://host/repo u/me/scratch --purge u/me/scratch --no-confirm
     """
     colls = _split(collections) or ([purge] if purge else [])
     tags = _split(disassociate_tags)
     if not (purge or unstore or tags):
         raise typer.BadParameter("Say what to do: --purge RUN, --unstore and/or --disassociate-tags TAG.")
-    with _open(repo, collections=colls or None) as butler:
+    with _open_any(repo, collections=colls or None) as butler:
         refs = query_refs(butler, _split(dataset_type), colls, where, not find_all)
         if purge:
             refs = [r for r in refs if r.run == purge]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import JsonOpt, _progress, app
+from ._app import JsonOpt, _local_repository, _progress, app
 from ._output import console, err_console, handle_errors, print_json, print_rows
 
 if TYPE_CHECKING:  # porter.release pulls in the butler, DuckDB and pyarrow: imported inside the commands
@@ -44,6 +44,7 @@ RepoOpt = Annotated[
         help="Repository whose releases/ holds the plan (default: ./releases, then the releases/ "
         "of each porter repository in the current directory).",
         envvar="PORTER_REPO",
+        callback=_local_repository,
     ),
 ]
 ByOpt = Annotated[str, typer.Option("--by", help="Who does this (a person of the plan).")]

@@ -43,7 +43,7 @@ from ..core import (
     ref_to_json,
 )
 from ..datastore import S3URI, SERVER_AREA, LocalURI
-from ..dimensions import DataCoordinate
+from ..dimensions import DataCoordinate, Timespan
 from ..registry import GovernorDefaults, dataset_index_order
 from ._access import readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
@@ -52,6 +52,7 @@ from ._idempotency import IdempotencyStore
 from ._limits import Limits, RetryLater, UserLimits
 from ._metrics import ServerMetrics
 from ._models import (
+    Certify,
     ChainChange,
     DataIdQuery,
     DatasetQuery,
@@ -62,6 +63,7 @@ from ._models import (
     InferDefaults,
     IngestRequest,
     InsertRecords,
+    PruneDatasets,
     RecordQuery,
     RegisterCollection,
     RegisterDatasetType,
@@ -445,6 +447,52 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         return _once(request, who, write)
 
+    @app.post(f"{API_PREFIX}/prune-datasets", tags=["datasets"])
+    def prune_datasets(body: PruneDatasets, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """`Butler.prune_datasets`: write access to the runs whose files or datasets go (unstore, purge) and to
+        every TAGGED collection they leave; each dataset must be readable.  All or none."""
+
+        def write() -> dict[str, Any]:
+            _signed_in(who)
+            refs = [_readable_ref(who, i) for i in body.dataset_ids]
+            runs = sorted({r.run for r in refs}) if body.unstore or body.purge else []
+            for name in runs:
+                _writer(who, name)
+            for tag in body.tags:
+                _writer(who, tag)
+                require_readable(state.butler, who, tag)
+            pruned = state.butler.prune_datasets(
+                refs, disassociate=body.disassociate, unstore=body.unstore, tags=body.tags, purge=body.purge
+            )
+            state.accounts.audit(
+                who.user,
+                "prune_datasets",
+                ",".join([*runs, *body.tags]),
+                {"datasets": pruned, "unstore": body.unstore, "purge": body.purge, "tags": body.tags},
+            )
+            return {"pruned": pruned}
+
+        return _once(request, who, write)
+
+    @app.post(f"{API_PREFIX}/certify", tags=["collections"])
+    def certify(body: Certify, request: Request, who: Principal = Caller) -> dict[str, Any]:
+        """Certify readable datasets into a CALIBRATION collection (write access to it) for a validity range."""
+
+        def write() -> dict[str, Any]:
+            _writer(who, body.collection)
+            require_readable(state.butler, who, body.collection)
+            refs = [_readable_ref(who, i) for i in body.dataset_ids]
+            timespan = decode_value(body.timespan)
+            if not isinstance(timespan, Timespan):
+                raise errors.PorterError("certify needs a validity range (a Timespan) in 'timespan'.")
+            state.butler.registry.certify(body.collection, refs, timespan)
+            state.accounts.audit(
+                who.user, "certify", body.collection, {"datasets": len(refs), "timespan": str(timespan)}
+            )
+            return {"certified": len(refs)}
+
+        return _once(request, who, write)
+
     # --- queries --------------------------------------------------------------------------------
 
     def _as_client(defaults: Defaults) -> DirectButler:
@@ -704,6 +752,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "storage_class": location.storage_class,
             "extension": uri.getExtension(),
             "name": uri.name,
+            "path": uri.relative_to(state.butler.datastore.root) or f"direct/{ref.id.hex}/{uri.name}",
         }
         if body.inline and location.size is not None and location.size <= config.inline_bytes:
             key = (location.path, location.checksum or "")
@@ -800,15 +849,19 @@ def create_app(config: ServerConfig) -> FastAPI:
         return _once(request, who, write)
 
     @app.post(f"{API_PREFIX}/import", tags=["datasets"])
-    async def import_(request: Request) -> JSONResponse:
-        """Import an export file (porter's or daf_butler's YAML, records and registry entries, no files); admin only."""
+    async def import_(request: Request, skip_dimensions: str = "") -> JSONResponse:
+        """Import an export file (porter's or daf_butler's YAML, records and registry entries, no files); admin only.
+
+        ``skip_dimensions``: comma-separated dimension elements not to import.
+        """
         who = await principal(request)
         _admin(who, "Importing an export file")
+        skip = [e.strip() for e in skip_dimensions.split(",") if e.strip()]
         path = _scratch_file("import")
         try:
             too_big = f"The export file is larger than this server takes ({config.max_upload_bytes} bytes)."
             await _receive(request, path, config.max_upload_bytes, errors.ExportFormatError(too_big))
-            counts = await run_in_threadpool(state.butler.import_, path)
+            counts = await run_in_threadpool(lambda: state.butler.import_(path, skip_dimensions=skip))
         finally:
             path.unlink(missing_ok=True)
         state.accounts.audit(who.user, "import", "", {"counts": counts})

@@ -181,6 +181,24 @@ class RemoveRuns(_Request):
     names: list[str] = Field(min_length=1)
 
 
+class PruneDatasets(_Request):
+    """`Butler.prune_datasets` of datasets named by ID (daf_butler's disassociate/unstore/tags/purge)."""
+
+    dataset_ids: list[str] = Field(min_length=1, max_length=100_000)
+    disassociate: bool = True
+    unstore: bool = False
+    tags: list[str] = Field(default_factory=list)
+    purge: bool = False
+
+
+class Certify(_Request):
+    """Certify datasets into a CALIBRATION collection for a validity range (porter's wire form of a Timespan)."""
+
+    collection: str
+    dataset_ids: list[str] = Field(min_length=1, max_length=100_000)
+    timespan: Any = None
+
+
 class RegisterCollection(_Request):
     name: str
     type: str = "RUN"
