@@ -557,3 +557,30 @@ def test_channel_problems_name_the_metric(tmp_path: Path) -> None:
     assert problems[0].file.endswith("validate_drp.yaml") and problems[0].line is not None
     config = AlertConfig(webhooks={"dm-alerts": "http://127.0.0.1:1/"}, smtp={"host": "127.0.0.1"})
     assert channel_problems(METRICS, config) == []
+
+
+def test_concurrent_observers_of_one_series_fire_once(book: AlertBook) -> None:
+    """Two processes importing the same job at once (each its own AlertBook and transaction): the series
+    row is locked (PostgreSQL) or the write lock taken (SQLite), so one fires and the other sees it."""
+    outcomes = history([25.0, 26.0]) + history([25.0, 26.0], TRACT_I)
+    barrier = threading.Barrier(4)
+    results: list[list[Transition]] = []
+    errors: list[BaseException] = []
+
+    def observe(mine: AlertBook) -> None:
+        barrier.wait()
+        try:
+            results.append(mine.observe(outcomes, METRICS))
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+
+    books = [AlertBook(book.db, clock=lambda: T0) for _ in range(4)]
+    threads = [threading.Thread(target=observe, args=(b,)) for b in books]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    fired = sorted((t.data_id["band"], t.kind) for r in results for t in r)
+    assert fired == [("i", "fired"), ("r", "fired")]
+    assert len(book.alerts()) == 2 and len(book.notifications()) == 4

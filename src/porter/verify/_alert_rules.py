@@ -200,9 +200,10 @@ def step(state: SeriesState, outcome: Outcome, policy: AlertPolicy, silenced: bo
         return None  # an older run arriving late: history, not the present
     before = state.before if outcome.run == state.last_run else state.streak
     streak = before + 1 if failed else 0
-    new = replace(state, streak=streak, before=before, last_run=outcome.run, last_time=outcome.time)
 
-    def transition(kind: TransitionKind, silent: bool, late: bool = False) -> Transition:
+    def transition(
+        kind: TransitionKind, first_run: str | None, silent: bool, late: bool = False
+    ) -> Transition:
         return Transition(
             kind=kind,
             metric=outcome.metric,
@@ -215,35 +216,32 @@ def step(state: SeriesState, outcome: Outcome, policy: AlertPolicy, silenced: bo
             value=outcome.value,
             unit=outcome.unit,
             runs=streak,
-            first_run=new.first_run,
+            first_run=first_run,
             silenced=silent,
             late=late,
         )
 
     if not failed:
+        closed = SeriesState(streak, before, outcome.run, outcome.time)
         if state.status == "firing":
-            resolved = transition("resolved", silent=not state.notified)
-            return Step(_closed(new), transitions=(resolved,))
-        if state.status == "pending":
-            return Step(_closed(new), cleared=True)
-        return Step(new)
+            resolved = transition("resolved", state.first_run, silent=not state.notified)
+            return Step(closed, transitions=(resolved,))
+        return Step(closed, cleared=state.status == "pending")
     opened = state.status == "inactive"
-    if opened:
-        new = replace(new, status="pending", first_run=outcome.run, first_time=outcome.time)
-        new = replace(new, notified=False, acknowledged=False)
-    if new.status == "pending" and streak >= policy.for_runs:
-        new = replace(new, status="firing", notified=not silenced)
-        return Step(new, opened=opened, transitions=(transition("fired", silent=silenced),))
-    if new.status == "firing" and not new.notified and not new.acknowledged and not silenced:
-        new = replace(new, notified=True)  # fired under a silence that has ended since
-        return Step(new, opened=opened, transitions=(transition("fired", silent=False, late=True),))
-    return Step(new, opened=opened)
-
-
-def _closed(state: SeriesState) -> SeriesState:
-    return replace(
-        state, status="inactive", first_run=None, first_time=None, notified=False, acknowledged=False
+    status: AlertStatus = "pending" if opened else state.status
+    first_run, first_time = (outcome.run, outcome.time) if opened else (state.first_run, state.first_time)
+    notified, acknowledged = (False, False) if opened else (state.notified, state.acknowledged)
+    transitions: tuple[Transition, ...] = ()
+    if status == "pending" and streak >= policy.for_runs:
+        status, notified = "firing", not silenced
+        transitions = (transition("fired", first_run, silent=silenced),)
+    elif status == "firing" and not notified and not acknowledged and not silenced:
+        notified = True  # it fired under a silence that has ended since
+        transitions = (transition("fired", first_run, silent=False, late=True),)
+    new = SeriesState(
+        streak, before, outcome.run, outcome.time, status, first_run, first_time, notified, acknowledged
     )
+    return Step(new, opened=opened, transitions=transitions)
 
 
 def policies(metrics: MetricSet | Mapping[str, Metric]) -> dict[str, AlertPolicy]:
