@@ -48,7 +48,7 @@ from ..registry import GovernorDefaults, dataset_index_order
 from ._access import readable_collections, readable_info, require_readable
 from ._accounts import Accounts, AuthenticationError, Principal
 from ._gate import ByteCache, Gate
-from ._idempotency import IdempotencyStore
+from ._idempotency import IdempotencyStore, KeyInUseError
 from ._limits import Limits, RetryLater, UserLimits
 from ._metrics import ServerMetrics
 from ._models import (
@@ -92,6 +92,7 @@ _STATUS: list[tuple[type[BaseException], int]] = [
     (errors.AuthenticationError, 401),
     (errors.AccessDeniedError, 403),
     (errors.RateLimitedError, 429),
+    (KeyInUseError, 503),
     (SignedURLError, 403),
     (errors.MissingCollectionError, 404),
     (errors.MissingDatasetTypeError, 404),
@@ -214,7 +215,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(errors.PorterError)
     async def porter_error(request: Request, exc: errors.PorterError) -> JSONResponse:
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RetryLater) else None
+        retry = isinstance(exc, (RetryLater, KeyInUseError))
+        headers = {"Retry-After": str(getattr(exc, "retry_after", 1))} if retry else None
         return JSONResponse(_error_body(exc), status_code=_status_of(exc), headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
