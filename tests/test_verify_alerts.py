@@ -25,6 +25,7 @@ from typing import Any
 import astropy.units as u
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from porter.verify import (
     AlertBook,
@@ -134,17 +135,32 @@ def free_port() -> int:
 
 
 class SmtpServer:
-    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started on the same port."""
+    """An aiosmtpd Controller on 127.0.0.1 that can be stopped and started on the same port; with
+    ``password``, it requires AUTH LOGIN/PLAIN as ``porter`` (over plain text: loopback only)."""
 
-    def __init__(self) -> None:
+    def __init__(self, password: str | None = None) -> None:
         self.mailbox = Mailbox()
         self.port = free_port()
+        self.password = password
+        self.logins: list[str] = []
         self.controller: Controller | None = None
         self.start()
 
     def start(self) -> None:
-        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port)
+        auth: dict[str, Any] = {}
+        if self.password is not None:
+            auth = {"authenticator": self.authenticate, "auth_required": True, "auth_require_tls": False}
+        self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port, **auth)
         self.controller.start()
+
+    def authenticate(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"porter",
+            (self.password or "").encode(),
+        )
+        if ok:
+            self.logins.append(data.login.decode())
+        return AuthResult(success=ok, handled=False)  # aiosmtpd answers 235 or 535 itself
 
     def stop(self) -> None:
         assert self.controller is not None
@@ -584,3 +600,27 @@ def test_concurrent_observers_of_one_series_fire_once(book: AlertBook) -> None:
     fired = sorted((t.data_id["band"], t.kind) for r in results for t in r)
     assert fired == [("i", "fired"), ("r", "fired")]
     assert len(book.alerts()) == 2 and len(book.notifications()) == 4
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_email_through_an_smtp_server_requiring_a_login(
+    book: AlertBook, receiver: Receiver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = SmtpServer(password="s3cret")
+    try:
+        (tmp_path / "alerts.yaml").write_text(
+            f"smtp: {{host: 127.0.0.1, port: {server.port}, username: porter, password_env: PORTER_TEST_SMTP}}\n"
+            f"webhooks: {{dm-alerts: {receiver.url}}}\n"
+        )
+        config = AlertConfig.load(tmp_path / "alerts.yaml")
+        book.observe(history([25.0, 26.0]), METRICS)
+        monkeypatch.setenv("PORTER_TEST_SMTP", "wrong")
+        failed = Notifier(book, config).deliver(now=T0).failed
+        assert [(n.channel, e.split(":")[0]) for n, e in failed] == [
+            ("email:verify@example.org", "SMTPAuthenticationError")
+        ]
+        monkeypatch.setenv("PORTER_TEST_SMTP", "s3cret")
+        assert len(Notifier(book, config).deliver(now=T0 + 60).delivered) == 1
+        assert server.logins == ["porter"] and len(server.mailbox.messages) == 1
+    finally:
+        server.stop()
