@@ -6,6 +6,9 @@
   named stop points of the crash tests) leaves no dataset; the client's retry
   against the restarted server stores it once, and ``fsck --checksums`` is clean.
 * A put the server answered survives a kill and restart.
+* ``/metrics`` reports the requests of every worker, whichever answers the
+  scrape (prometheus_client's multiprocess mode, in a directory ``porter serve``
+  makes, sweeps after a killed server and removes when it stops).
 
 Runs on SQLite and PostgreSQL registries.
 """
@@ -84,6 +87,11 @@ class Server:
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        """Stop as Ctrl-C does: the server shuts its workers down and cleans up."""
+        self.proc.send_signal(signal.SIGINT)
         self.proc.wait()
 
 
@@ -195,3 +203,46 @@ def test_a_committed_put_survives_a_restart(repository: tuple[Path, Accounts, st
         assert Butler(restarted.url, token=secret).get(ref) == {"kept": True}
     finally:
         restarted.kill()
+
+
+def _requests_counted(url: str, endpoint: str) -> float:
+    """What /metrics says about the requests answered on ``endpoint`` (200s), over the server's workers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    total = 0.0
+    for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text):
+        for sample in family.samples:
+            if (
+                sample.name == "porter_requests_total"
+                and sample.labels.get("endpoint") == endpoint
+                and sample.labels.get("status") == "200"
+            ):
+                total += sample.value
+    return total
+
+
+def test_metrics_count_the_requests_of_every_worker(repository: tuple[Path, Accounts, str]) -> None:
+    root, _, secret = repository
+    metrics = root / ".porter-server" / "metrics"
+    metrics.mkdir(parents=True, exist_ok=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = metrics / f"{socket.gethostname()}-{ended.stdout.strip()}"  # a server killed without cleaning up
+    stale.mkdir()
+    (stale / "counter_1.db").write_bytes(b"old numbers")
+    server = Server(root, workers=2)
+    try:
+        assert not stale.exists()
+        (mine,) = metrics.iterdir()
+        headers = {"Authorization": f"Bearer {secret}"}
+        for _ in range(30):  # each on a new connection, so both workers answer some
+            answer = httpx.get(f"{server.url}/api/v1/collections", headers=headers)
+            assert answer.status_code == 200
+        pids = {f.stem.rpartition("_")[2] for f in mine.glob("counter_*.db")}
+        assert len(pids) == 2  # both workers answered, and keep their numbers there
+        for _ in range(10):  # whichever worker answers the scrape reports them all
+            assert _requests_counted(server.url, "/api/v1/collections") == 30
+    finally:
+        server.stop()
+    assert not mine.exists()  # porter serve removes its directory when it stops

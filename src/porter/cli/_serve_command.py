@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -71,13 +72,13 @@ def serve(
     ``--path-prefix /repo``, ``Butler("http://HOST:PORT/repo", token=…)``.  Create users,
     groups, grants and tokens first with ``porter admin``; a request without a token reads only what
     ``porter admin public`` made public.  OpenAPI is at /openapi.json (docs at /docs), health at /healthz,
-    Prometheus metrics at /metrics.  Several workers, or several servers on one PostgreSQL + S3
+    Prometheus metrics at /metrics (with --workers N, of all the workers together).  Several workers, or several servers on one PostgreSQL + S3
     repository, share nothing but the repository.
     """
     import uvicorn
 
     from ..butler import RepoConfig
-    from ..server import check_path_prefix
+    from ..server import MULTIPROC_ENV, check_path_prefix, multiprocess_directory
 
     prefix = check_path_prefix(path_prefix)
     location = Path(repo).resolve()
@@ -97,14 +98,18 @@ def serve(
     console.print(
         f"porter: serving {location} on http://{host}:{port}{prefix} ({workers} worker(s)); Ctrl-C stops."
     )
-    uvicorn.run(
-        "porter.server:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        # scheme and host from X-Forwarded-* only from the proxies trusted for identity (and loopback):
-        # signed URLs are made from them
-        forwarded_allow_ips=",".join(["127.0.0.1", *(trusted_proxy or [])]),
-    )
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+            # /metrics answers for every worker: they keep their numbers in files there (set before they start)
+            os.environ[MULTIPROC_ENV] = str(stack.enter_context(multiprocess_directory(location)))
+        uvicorn.run(
+            "porter.server:app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            # scheme and host from X-Forwarded-* only from the proxies trusted for identity (and loopback):
+            # signed URLs are made from them
+            forwarded_allow_ips=",".join(["127.0.0.1", *(trusted_proxy or [])]),
+        )

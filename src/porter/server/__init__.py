@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._audit import AuditEntry
     from ._grants import PatternError, check_pattern, compile_patterns
     from ._limits import Limits, UserLimits
+    from ._metrics import MULTIPROC_ENV, multiprocess_directory
     from ._paths import check_path_prefix
 
 _LAZY: dict[str, str] = {
@@ -46,10 +47,13 @@ _LAZY: dict[str, str] = {
     "check_pattern": "._grants",
     "compile_patterns": "._grants",
     "check_path_prefix": "._paths",
+    "MULTIPROC_ENV": "._metrics",
+    "multiprocess_directory": "._metrics",
 }
 """Public name → the module that defines it, imported when the name is first asked for."""
 
 __all__ = [
+    "MULTIPROC_ENV",
     "Accounts",
     "AccountsError",
     "AuditEntry",
@@ -68,6 +72,7 @@ __all__ = [
     "check_pattern",
     "compile_patterns",
     "create_app",
+    "multiprocess_directory",
 ]
 
 __getattr__, __dir__ = lazy_names(globals(), _LAZY)

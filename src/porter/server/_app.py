@@ -203,6 +203,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        state.metrics.close()
         state.butler.close()
 
     app = FastAPI(
