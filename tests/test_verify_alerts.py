@@ -26,6 +26,8 @@ import astropy.units as u
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from porter.verify import (
     AlertBook,
@@ -373,6 +375,7 @@ def test_silence_records_without_notifying_then_notifies_when_it_ends(
     assert [dict(n.transition.data_id) for n in book.notifications()] == [TRACT_I, TRACT_I]
     r_alert = next(a for a in book.alerts() if a.data_id["band"] == "r")
     assert r_alert.status == "firing" and not r_alert.notified  # recorded, not notified
+    assert book.covering(r_alert, now=T0 + HOUR) == [silence] and book.covering(r_alert, now=until) == []
     notifier.deliver(now=T0 + HOUR)
     assert len(receiver.posts) == 1
     # still failing after the silence has ended: notified now, once
@@ -624,3 +627,33 @@ def test_email_through_an_smtp_server_requiring_a_login(
         assert server.logins == ["porter"] and len(server.mailbox.messages) == 1
     finally:
         server.stop()
+
+
+@settings(max_examples=200, deadline=None)
+@given(verdicts=st.lists(st.booleans(), max_size=40), for_runs=st.integers(min_value=1, max_value=5))
+def test_rules_against_a_reference_model(verdicts: list[bool], for_runs: int) -> None:
+    """One series, any run of pass/fail verdicts, any ``for:``: fired exactly when a failing streak
+    reaches ``for`` runs, resolved exactly at the first pass after a streak that did."""
+    metric = METRICS[AM1]
+    assert metric.alert is not None
+    metrics = {
+        AM1: metric.model_copy(update={"alert": metric.alert.model_copy(update={"for_runs": for_runs})})
+    }
+    outcomes = [
+        Outcome(
+            AM1, TRACT_R, f"run{i:02d}", T0 + i, 25.0 if failed else 10.0, "marcsec", {"minimum": not failed}
+        )
+        for i, failed in enumerate(verdicts)
+    ]
+    expected = []
+    streak = 0
+    for i, failed in enumerate(verdicts):
+        if failed:
+            streak += 1
+            if streak == for_runs:
+                expected.append(("fired", f"run{i:02d}", streak, f"run{i - for_runs + 1:02d}"))
+        else:
+            if streak >= for_runs:
+                expected.append(("resolved", f"run{i:02d}", 0, f"run{i - streak:02d}"))
+            streak = 0
+    assert [(t.kind, t.run, t.runs, t.first_run) for t in replay(outcomes, metrics)] == expected

@@ -325,6 +325,11 @@ class AlertBook:
         with self.db.reading() as own:
             return [_silence(r._mapping) for r in own.execute(query)]
 
+    def covering(self, alert: Alert, now: float | None = None) -> list[Silence]:
+        """The silences in force over ``alert``'s metric and data ID at ``now`` (for listing alerts)."""
+        at = self.clock() if now is None else now
+        return [s for s in self.silences(active_at=at) if s.covers(alert.metric, alert.data_id, at)]
+
     # --- reading ------------------------------------------------------------------------------------
 
     def alerts(
