@@ -15,6 +15,15 @@ Storing measurements, baselines, change-points and alerts come in later slices.
 
 from ._alert_rules import Silence, Transition, replay
 from ._alerts import Alert, AlertBook, Notification, UnknownAlertError
+from ._changepoints import (
+    ChangePoint,
+    change_points,
+    change_points_many,
+    detect,
+    detect_many,
+    group_series,
+    noise_sigma,
+)
 from ._channels import (
     AlertConfig,
     DeliveryReport,
@@ -73,6 +82,13 @@ from ._specs import (
 from ._units import conversion_factor, parse_unit
 
 __all__ = [
+    "ChangePoint",
+    "change_points",
+    "change_points_many",
+    "detect",
+    "detect_many",
+    "group_series",
+    "noise_sigma",
     "Alert",
     "AlertBook",
     "AlertConfig",
