@@ -40,6 +40,8 @@ from ._outcome import DataIdValue, Outcome
 __all__ = ["AlertStatus", "SeriesState", "Silence", "Transition", "TransitionKind", "replay", "step"]
 
 AlertStatus = Literal["inactive", "pending", "firing"]
+OPEN = ("pending", "firing")
+"""The statuses of an open alert (one per series at most); a closed one is resolved or cleared."""
 TransitionKind = Literal["fired", "resolved"]
 
 
