@@ -16,6 +16,9 @@ set look-up.  The points are in the datastore, so every writer passes them
     the registry transaction has not started;
 ``registering``
     inside the registry transaction, the datasets' locations recorded, before the commit.
+``verify-recording``
+    inside the metric store's transaction, a batch of measurements (and its alerts) written,
+    before the commit.
 """
 
 from __future__ import annotations

@@ -1,19 +1,26 @@
 """``porter verify …``: quality metrics in lsst/verify's formats (issue 16).
 
-This slice has ``porter verify lint``; storing, evaluating and alerting come later.
+``lint`` checks declarations; ``ingest``/``ingest-run`` store measurements, checked on arrival
+against specs, baselines and alert rules; ``status``/``trend``/``compare`` read them back;
+``alerts``/``ack``/``silence``/``notify``/``test-rules`` handle the alerts.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from ._app import JsonOpt, app
+from ._app import JsonOpt, RepoArg, _open, app
 from ._output import console, handle_errors, print_rows
+
+if TYPE_CHECKING:
+    from ..pipeline import QuantumRecord
+    from ..verify import NewMeasurement, Provenance, RecordResult, Transition
 
 verify_app = typer.Typer(
     name="verify",
@@ -89,3 +96,331 @@ def lint_command(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+# --- the metric store: measurements in, checked on arrival, read back --------------------------------
+
+MetricsOpt = Annotated[
+    Path,
+    typer.Option(
+        "--metrics",
+        help="The metrics package (metrics/, specs/, alerts.yaml) the measurements are checked against.",
+    ),
+]
+JobsArg = Annotated[list[Path], typer.Argument(help="lsst/verify Job JSON files (one run each).")]
+
+
+def _since(text: str | None) -> float | None:
+    """``--since``: an ISO date or time (``2026-11-01``), or an age (``30d``, ``12h``)."""
+    import datetime
+    import time
+
+    if text is None:
+        return None
+    units = {"d": 86400.0, "h": 3600.0, "m": 60.0}
+    if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+        return time.time() - float(text[:-1]) * units[text[-1]]
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO date/time (2026-11-01) nor an age (30d, 12h)", param_hint="--since"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp()
+
+
+def _stored(result: RecordResult, source: str) -> dict[str, object]:
+    return {
+        "source": source,
+        "run": result.run,
+        "stored": result.stored,
+        "replaced": result.replaced,
+        **{f"failed {level}": n for level, n in result.failed.items()},
+        "regressed": result.regressed,
+    }
+
+
+def _print_transitions(transitions: list[Transition], as_json: bool) -> None:
+    if as_json:
+        return
+    for t in transitions:
+        console.print(("[dim](silenced)[/] " if t.silenced else "") + t.summary, highlight=False)
+
+
+@verify_app.command("ingest")
+@handle_errors
+def ingest_command(
+    repo: RepoArg,
+    jobs: JobsArg,
+    metrics: MetricsOpt,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run", help="Record under this run (default: the job's CI build, else job/<file name>)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store lsst/verify Job JSON files' measurements, checking each on arrival.
+
+    Every measurement is checked against the specs that apply to it (pass/fail per level, units
+    converted) and its metric's baseline, and run through the alert rules. Importing the same
+    job again replaces its measurements. A job with any bad measurement (unknown metric, NaN,
+    incompatible unit) is refused whole, naming the file and field; nothing of it is stored.
+
+    Example:
+
+        porter verify ingest repo/ ci/validate_drp.verify.json --metrics verify_metrics/
+    """
+    from ..verify import import_job, open_store
+
+    rows, transitions = [], []
+    with _open(repo) as butler:
+        store, hook = open_store(butler.registry.db, metrics)
+        for job in jobs:
+            rows.append(_stored(import_job(store, job, run), str(job)))
+        transitions = hook.transitions if hook else []
+    print_rows(rows, title="measurements stored", as_json=as_json)
+    if as_json:
+        return
+    _print_transitions(transitions, as_json)
+
+
+@verify_app.command("ingest-run")
+@handle_errors
+def ingest_run_command(
+    repo: RepoArg,
+    run: Annotated[str, typer.Argument(help="The pipeline run.")],
+    metrics: MetricsOpt,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store the measurements a pipeline run's tasks recorded (``self.measure``), checking each on arrival.
+
+    A task's metric ``name`` is stored as ``TASK.name`` (``calibrate.astrometric_scatter``) unless it
+    already names its package; its data ID is the quantum's. The run's provenance (software
+    versions, task configurations, input collections) comes from the run's quanta. Running it
+    again replaces the run's measurements.
+
+    Example:
+
+        porter verify ingest-run repo/ u/alice/drp/run1 --metrics verify_metrics/
+    """
+    from ..pipeline import RunState
+    from ..verify import open_store
+
+    with _open(repo) as butler:
+        records = [r for r in RunState(butler.registry.db).records(run) if r.status == "succeeded"]
+        if not records:
+            raise typer.BadParameter(
+                f"run {run!r} has no succeeded quanta in this repository", param_hint="RUN"
+            )
+        store, hook = open_store(butler.registry.db, metrics)
+        measurements, provenance = _run_measurements(run, records)
+        result = store.record(measurements, provenance)
+        transitions = hook.transitions if hook else []
+    print_rows([_stored(result, run)], title="measurements stored", as_json=as_json)
+    _print_transitions(transitions, as_json)
+
+
+def _run_measurements(run: str, records: list[QuantumRecord]) -> tuple[list[NewMeasurement], Provenance]:
+    """A pipeline run's measurements and provenance, from its quanta's records."""
+    import hashlib
+
+    from ..verify import NewMeasurement, Provenance
+
+    measurements = []
+    versions: dict[str, str] = {}
+    configs: dict[str, str] = {}
+    for r in records:
+        versions.update(r.versions)
+        configs[r.task] = r.config_hash
+        for m in r.measurements:
+            name = m["metric"] if "." in m["metric"] else f"{r.task}.{m['metric']}"
+            measurements.append(NewMeasurement(name, float(m["value"]), m.get("unit", ""), r.data_id))
+    config_hash = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+    ended = max((r.ended or 0.0) for r in records)
+    provenance = Provenance(
+        run=run, time=ended, task=",".join(sorted(configs)), config_hash=config_hash, versions=versions
+    )
+    return measurements, provenance
+
+
+@verify_app.command("status")
+@handle_errors
+def status_command(repo: RepoArg, as_json: JsonOpt = False) -> None:
+    """Each metric's latest run: how many data IDs, the value range (in the metric's unit), what failed.
+
+    "failed LEVEL" counts data IDs whose measurement failed a spec at that level; "regressed"
+    those worse than their baseline beyond its tolerance.
+
+    Example:
+
+        porter verify status repo/
+    """
+    from ..verify import MetricStore
+
+    with _open(repo) as butler:
+        store = MetricStore(butler.registry.db)
+        rows = []
+        latest = store.latest_runs()
+        for run in sorted(set(latest.values())):
+            for s in store.summary(run):
+                if latest.get(s.metric) != run:
+                    continue
+                rows.append(
+                    {
+                        "metric": s.metric,
+                        "run": s.run,
+                        "n": s.count,
+                        "min": f"{s.min:.4g}",
+                        "mean": f"{s.mean:.4g}",
+                        "max": f"{s.max:.4g}",
+                        "unit": s.unit,
+                        **{f"failed {level}": n for level, n in s.failed.items()},
+                        "regressed": s.regressed,
+                    }
+                )
+    rows.sort(key=lambda r: str(r["metric"]))
+    print_rows(rows, title="latest measurements", as_json=as_json)
+
+
+_BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str:
+    """The values as a line of block characters, lowest ▁ to highest █."""
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    span = hi - lo or 1.0
+    return "".join(_BARS[min(int((v - lo) / span * len(_BARS)), len(_BARS) - 1)] for v in values)
+
+
+@verify_app.command("trend")
+@handle_errors
+def trend_command(
+    repo: RepoArg,
+    metric: Annotated[str, typer.Argument(help="The metric's full name (validate_drp.AM1).")],
+    by: Annotated[
+        str | None, typer.Option("--by", help="One line per value of this data-ID dimension (band, tract).")
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only runs since (2026-11-01, 30d).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A metric over runs: per run the mean over data IDs (per --by value), with a sparkline.
+
+    Example:
+
+        porter verify trend repo/ validate_drp.AM1 --by band --since 90d
+    """
+    import numpy as np
+
+    from ..verify import MetricStore
+
+    with _open(repo) as butler:
+        series = MetricStore(butler.registry.db).series(metric, since=_since(since))
+    groups: dict[str, dict[str, list[float]]] = {}
+    times: dict[str, float] = {}
+    for at, value, run, data_id in zip(
+        series.time.tolist(), series.value.tolist(), series.run, series.data_id, strict=True
+    ):
+        if by is not None and by not in data_id:
+            raise typer.BadParameter(
+                f"{metric}'s data IDs have no {by!r} (they have {', '.join(data_id) or 'none'})",
+                param_hint="--by",
+            )
+        key = str(data_id[by]) if by is not None else "all"
+        groups.setdefault(key, {}).setdefault(run, []).append(value)
+        times[run] = at
+    rows = []
+    for key, runs in sorted(groups.items()):
+        ordered = sorted(runs, key=lambda r: times[r])
+        means = [float(np.mean(runs[r])) for r in ordered]
+        rows.append(
+            {
+                **({by: key} if by else {}),
+                "runs": len(ordered),
+                "first": f"{means[0]:.4g}",
+                "last": f"{means[-1]:.4g}",
+                "min": f"{min(means):.4g}",
+                "max": f"{max(means):.4g}",
+                "unit": series.unit,
+                "trend": sparkline(means),
+                "last run": ordered[-1],
+                **({"values": means, "run names": ordered} if as_json else {}),
+            }
+        )
+    print_rows(rows, title=f"{metric} ({len(series)} measurements)", as_json=as_json)
+
+
+@verify_app.command("compare")
+@handle_errors
+def compare_command(
+    repo: RepoArg,
+    run_a: Annotated[str, typer.Argument(help="The earlier run.")],
+    run_b: Annotated[str, typer.Argument(help="The later run.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Two runs side by side: per metric the mean of each and the change, and what differs between them.
+
+    Example:
+
+        porter verify compare repo/ DP1/run1 DP1/run2
+    """
+    import numpy as np
+
+    from ..verify import MetricStore
+
+    with _open(repo) as butler:
+        store = MetricStore(butler.registry.db)
+        pairs = store.compare(run_a, run_b)
+        a_prov, b_prov = store.provenance(run_a), store.provenance(run_b)
+        units = {m: store.series_unit(m) for m in {p[0] for p in pairs}}
+    by_metric: dict[str, list[tuple[float | None, float | None]]] = {}
+    for name, _data_id, a, b in pairs:
+        by_metric.setdefault(name, []).append((a, b))
+    rows = []
+    for name, values in sorted(by_metric.items()):
+        a_values = [a for a, _ in values if a is not None]
+        b_values = [b for _, b in values if b is not None]
+        a_mean = float(np.mean(a_values)) if a_values else None
+        b_mean = float(np.mean(b_values)) if b_values else None
+        rows.append(
+            {
+                "metric": name,
+                run_a: "—" if a_mean is None else f"{a_mean:.4g}",
+                run_b: "—" if b_mean is None else f"{b_mean:.4g}",
+                "change": "—" if a_mean is None or b_mean is None else f"{b_mean - a_mean:+.4g}",
+                "unit": units[name],
+                "data IDs": f"{len(a_values)} / {len(b_values)}",
+            }
+        )
+    assert a_prov is not None and b_prov is not None
+    changed = a_prov.differences(b_prov)
+    if as_json:
+        print_rows(rows, as_json=True)
+        return
+    print_rows(rows, title=f"{run_a} → {run_b}")
+    if changed:
+        console.print("What changed between them:", highlight=False)
+        for field_name, (before, after) in changed.items():
+            console.print(f"  {field_name}: {before} → {after}", markup=False, highlight=False)
+    else:
+        console.print("Their recorded provenance is the same.", highlight=False)
+
+
+@verify_app.command("mark-release")
+@handle_errors
+def mark_release_command(
+    repo: RepoArg,
+    run: Annotated[str, typer.Argument(help="The run whose measurements are the release's.")],
+    release: Annotated[str, typer.Argument(help="The release's name (DP1).")],
+) -> None:
+    """Mark a run as a release's: the baseline of metrics declared with ``baseline: {kind: previous_release}``."""
+    from ..verify import MetricStore
+
+    with _open(repo) as butler:
+        MetricStore(butler.registry.db).mark_release(run, release)
+    console.print(f"{run} is the run of release {release}", highlight=False)

@@ -89,7 +89,9 @@ class Baseline(BaseModel):
     """What a new measurement is compared with to call it a regression.
 
     ``previous_release``: the last published release; ``reference_run``: a named ``run``;
-    ``last_n``: the last ``n`` runs of the same metric and data ID.
+    ``last_n``: the mean of the last ``n`` runs of the same metric and data ID.  A measurement
+    regressed when it is worse than the baseline, in the metric's ``direction``, by more than
+    ``tolerance`` times the baseline's magnitude.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -97,6 +99,11 @@ class Baseline(BaseModel):
     kind: Literal["previous_release", "reference_run", "last_n"]
     run: str | None = None
     n: int | None = Field(default=None, ge=1)
+    tolerance: float = Field(default=0.05, ge=0)
+    """How much worse than the baseline, as a fraction of it, still counts as no regression.
+
+    Measurements scatter from run to run; 5% keeps that noise from being called a regression,
+    and a metric whose noise is larger says so here (``tolerance: 0.2``)."""
 
     @model_validator(mode="after")
     def _needs_its_parameter(self) -> Baseline:

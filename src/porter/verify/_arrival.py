@@ -1,0 +1,58 @@
+"""What runs when measurements arrive: the store with its hooks, opened from a metrics package.
+
+A metrics package (lsst/verify's layout: ``metrics/``, ``specs/``, plus porter's ``alerts.yaml``)
+declares what is measured, what it must meet and whom to tell.  `open_store` loads it, checks it
+whole, and returns the repository's metric store with the alert rules attached, so every
+``record`` evaluates specs and baselines, then alerts, in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._alert_rules import Transition
+from ._alerts import AlertBook
+from ._metrics import Metric, MetricSet
+from ._outcome import Outcome
+from ._specs import SpecificationSet
+from ._store import MetricStore
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from ..registry import Database
+
+__all__ = ["AlertHook", "load_package", "open_store"]
+
+
+@dataclass
+class AlertHook:
+    """Hands the measurements of metrics with an ``alert:`` policy to the alert book, in the store's transaction."""
+
+    book: AlertBook
+    metrics: MetricSet
+    transitions: list[Transition] = field(default_factory=list)
+
+    def wants(self, metric: Metric) -> bool:
+        return metric.alert is not None
+
+    def arrived(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
+        self.transitions += self.book.observe(outcomes, self.metrics, conn=conn)
+
+
+def load_package(path: str | Path) -> tuple[MetricSet, SpecificationSet]:
+    """A metrics package's metrics and specs, every problem raised at once (`DeclarationError`)."""
+    metrics = MetricSet.load(path)
+    return metrics, SpecificationSet.load(path, metrics)
+
+
+def open_store(db: Database, package: str | Path | None = None) -> tuple[MetricStore, AlertHook | None]:
+    """The repository's metric store, checking against ``package`` and alerting, or read-only without it."""
+    if package is None:
+        return MetricStore(db), None
+    metrics, specs = load_package(package)
+    hook = AlertHook(AlertBook(db), metrics)
+    return MetricStore(db, metrics, specs, hooks=[hook]), hook
