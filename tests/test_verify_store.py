@@ -292,19 +292,25 @@ def test_a_writer_killed_before_commit_leaves_nothing(repo: Any, tmp_path: Path)
     assert len(list(MetricStore(repo.registry.db).outcomes())) == len(job["measurements"])
 
 
-def test_the_cli_ingests_and_reads_back(repo: Any, tmp_path: Path) -> None:
-    repo_path = str(repo.root)
+def write_jobs(tmp_path: Path, am1_values: list[float], shas: list[str] | None = None) -> list[str]:
+    """The test job, once per value of AM1: CI builds 1, 2 …, an hour apart, over tract 9813."""
     jobs = []
-    for k, (am1, ci) in enumerate([(12.0, "1"), (13.0, "2"), (27.0, "3")]):
+    for k, am1 in enumerate(am1_values):
         job = json.loads(JOB.read_text())
         job["meta"]["tract"] = 9813
-        job["meta"]["env"]["ci_id"] = ci
-        job["meta"]["packages"]["validate_drp"]["git_commit"] = f"sha{k}"
+        job["meta"]["env"]["ci_id"] = str(k + 1)
+        job["meta"]["packages"]["validate_drp"]["git_commit"] = (shas or [f"sha{i}" for i in range(99)])[k]
         job["measurements"][0]["value"] = am1
         path = tmp_path / f"job{k}.verify.json"
         path.write_text(json.dumps(job))
-        os.utime(path, (1000.0 + k, 1000.0 + k))
+        os.utime(path, (1000.0 + 3600 * k, 1000.0 + 3600 * k))
         jobs.append(str(path))
+    return jobs
+
+
+def test_the_cli_ingests_and_reads_back(repo: Any, tmp_path: Path) -> None:
+    repo_path = str(repo.root)
+    jobs = write_jobs(tmp_path, [12.0, 13.0, 27.0])
     runner = CliRunner()
     result = runner.invoke(app, ["verify", "ingest", repo_path, *jobs, "--metrics", str(PACKAGE), "--json"])
     assert result.exit_code == 0, result.output
@@ -342,3 +348,36 @@ def test_data_id_keys_round_trip_whatever_the_order(data_id: dict[str, Any]) -> 
 def test_flags_round_trip(applicable: int, passed: int, regressed: bool) -> None:
     packed = pack_flags(np.array([applicable]), np.array([passed]), np.array([regressed]))
     assert unpack_flags(int(packed[0])) == (applicable, passed, regressed)
+
+
+def test_the_cli_alerts_replays_and_finds_the_change(repo: Any, tmp_path: Path) -> None:
+    """AM1 jumps from ~12 to ~25 mas (over minimum's 20) when validate_drp changes from sha-a to sha-b."""
+    repo_path = str(repo.root)
+    values = [12.0, 12.2, 11.9, 12.1, 12.0, 11.8, 25.0, 25.3, 24.8, 25.1, 25.2, 24.9]
+    jobs = write_jobs(tmp_path, values, shas=["sha-a"] * 6 + ["sha-b"] * 6)
+    runner = CliRunner()
+    result = runner.invoke(app, ["verify", "ingest", repo_path, *jobs, "--metrics", str(PACKAGE)])
+    assert result.exit_code == 0, result.output
+    assert "FIRING [critical] validate_drp.AM1" in result.output  # on arrival of the 2nd failing run
+    result = runner.invoke(app, ["verify", "alerts", repo_path, "--json"])
+    (alert,) = json.loads(result.output)
+    assert alert["status"] == "firing" and alert["metric"] == AM1 and alert["first_run"] == "validate_drp/7"
+    result = runner.invoke(app, ["verify", "test-rules", repo_path, "--metrics", str(PACKAGE), "--json"])
+    assert [(t["kind"], t["run"]) for t in json.loads(result.output)] == [("fired", "validate_drp/8")]
+    result = runner.invoke(
+        app, ["verify", "ack", repo_path, str(alert["alert_id"]), "--reason", "known", "--by", "ann"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["verify", "alerts", repo_path, "--json"])
+    assert [(a["acknowledged_by"], a["ack_reason"]) for a in json.loads(result.output)] == [("ann", "known")]
+    assert runner.invoke(app, ["verify", "alerts", repo_path]).exit_code == 0  # the table
+    result = runner.invoke(app, ["verify", "changes", repo_path, "--metric", AM1, "--json"])
+    (change,) = json.loads(result.output)
+    assert (change["run_before"], change["run_after"]) == ("validate_drp/6", "validate_drp/7")
+    assert change["changed"]["versions.validate_drp"] == ["sha-a", "sha-b"]
+    result = runner.invoke(
+        app, ["verify", "silence", repo_path, "validate_drp.*", "--until", "7d", "--reason", "x"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["verify", "silence", repo_path, "x", "--until", "someday", "--reason", "x"])
+    assert result.exit_code != 0 and "duration" in result.output

@@ -110,8 +110,9 @@ MetricsOpt = Annotated[
 JobsArg = Annotated[list[Path], typer.Argument(help="lsst/verify Job JSON files (one run each).")]
 
 
-def _since(text: str | None) -> float | None:
-    """``--since``: an ISO date or time (``2026-11-01``), or an age (``30d``, ``12h``)."""
+def _since(text: str | None, option: str = "--since", ahead: bool = False) -> float | None:
+    """A time option: an ISO date or time (``2026-11-01``), or a duration (``30d``, ``12h``) before
+    now (``--since``) or, with ``ahead``, after now (``--until``)."""
     import datetime
     import time
 
@@ -119,12 +120,13 @@ def _since(text: str | None) -> float | None:
         return None
     units = {"d": 86400.0, "h": 3600.0, "m": 60.0}
     if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
-        return time.time() - float(text[:-1]) * units[text[-1]]
+        span = float(text[:-1]) * units[text[-1]]
+        return time.time() + (span if ahead else -span)
     try:
         when = datetime.datetime.fromisoformat(text)
     except ValueError:
         raise typer.BadParameter(
-            f"{text!r} is neither an ISO date/time (2026-11-01) nor an age (30d, 12h)", param_hint="--since"
+            f"{text!r} is neither an ISO date/time (2026-11-01) nor a duration (30d, 12h)", param_hint=option
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=datetime.UTC)
@@ -146,7 +148,9 @@ def _print_transitions(transitions: list[Transition], as_json: bool) -> None:
     if as_json:
         return
     for t in transitions:
-        console.print(("[dim](silenced)[/] " if t.silenced else "") + t.summary, highlight=False)
+        console.print(
+            ("(silenced) " if t.silenced else "") + t.summary, markup=False, highlight=False, soft_wrap=True
+        )
 
 
 @verify_app.command("ingest")
@@ -424,3 +428,184 @@ def mark_release_command(
     with _open(repo) as butler:
         MetricStore(butler.registry.db).mark_release(run, release)
     console.print(f"{run} is the run of release {release}", highlight=False)
+
+
+# --- alerts and change-points -------------------------------------------------------------------------
+
+
+def _who(by: str | None) -> str:
+    import getpass
+
+    return by or getpass.getuser()
+
+
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who is acting (default: your login name).")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why: kept with the record, shown with the alert.")]
+
+
+@verify_app.command("alerts")
+@handle_errors
+def alerts_command(
+    repo: RepoArg,
+    all_: Annotated[bool, typer.Option("--all", help="Resolved and cleared alerts too.")] = False,
+    metric: Annotated[str | None, typer.Option("--metric", help="Only this metric's.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Open alerts (pending and firing), newest first, with who acknowledged them and why.
+
+    Example:
+
+        porter verify alerts repo/
+    """
+    from ..verify import AlertBook
+
+    with _open(repo) as butler:
+        alerts = AlertBook(butler.registry.db).alerts(
+            status=None if all_ else ("pending", "firing"), metric=metric
+        )
+    if as_json:
+        print_rows([a.to_dict() for a in alerts], as_json=True)
+        return
+    print_rows(
+        [
+            {
+                "id": a.alert_id,
+                "status": a.status,
+                "severity": a.severity,
+                "metric": a.metric,
+                "data ID": ", ".join(f"{k}={v}" for k, v in sorted(a.data_id.items())) or "—",
+                "level": a.level,
+                "runs": a.runs,
+                "last": f"{a.last_value:.4g} {a.unit}".strip(),
+                "since": a.first_run,
+                "acknowledged": f"{a.acknowledged_by}: {a.ack_reason}" if a.acknowledged_by else "",
+            }
+            for a in alerts
+        ],
+        title="alerts",
+    )
+
+
+@verify_app.command("ack")
+@handle_errors
+def ack_command(
+    repo: RepoArg,
+    alert_id: Annotated[int, typer.Argument(help="The alert's id (porter verify alerts).")],
+    reason: ReasonOpt,
+    by: ByOpt = None,
+) -> None:
+    """Acknowledge an open alert: it stays open until the metric recovers, but the release gate accepts it."""
+    from ..verify import AlertBook
+
+    with _open(repo) as butler:
+        alert = AlertBook(butler.registry.db).acknowledge(alert_id, _who(by), reason)
+    console.print(
+        f"alert {alert.alert_id} ({alert.metric}) acknowledged by {alert.acknowledged_by}", highlight=False
+    )
+
+
+@verify_app.command("silence")
+@handle_errors
+def silence_command(
+    repo: RepoArg,
+    metric: Annotated[str, typer.Argument(help="A metric name or glob (validate_drp.*).")],
+    until: Annotated[
+        str, typer.Option("--until", help="When the silence ends (2026-12-31, or 7d from now).")
+    ],
+    reason: ReasonOpt,
+    where: Annotated[
+        list[str] | None, typer.Option("--where", help="Only data IDs with DIM=VALUE (band=r); repeatable.")
+    ] = None,
+    by: ByOpt = None,
+) -> None:
+    """Record alerts of matching metrics without notifying anyone, until a time (a known, accepted problem)."""
+    from ..verify import AlertBook
+
+    data_id: dict[str, str | int] = {}
+    for term in where or []:
+        key, sep, value = term.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{term!r} is not DIM=VALUE", param_hint="--where")
+        data_id[key] = int(value) if value.lstrip("-").isdigit() else value
+    ends = _since(until, "--until", ahead=True)
+    assert ends is not None
+    with _open(repo) as butler:
+        s = AlertBook(butler.registry.db).silence(metric, ends, _who(by), reason, data_id=data_id or None)
+    console.print(f"silence {s.silence_id}: {metric} until {until} ({reason})", markup=False, highlight=False)
+
+
+@verify_app.command("notify")
+@handle_errors
+def notify_command(repo: RepoArg, metrics: MetricsOpt, as_json: JsonOpt = False) -> None:
+    """Deliver queued alert notifications through the channels in the package's alerts.yaml.
+
+    Failed deliveries stay queued and are retried with back-off on the next call; each is sent once.
+    """
+    from ..verify import AlertBook, AlertConfig, Notifier
+
+    with _open(repo) as butler:
+        report = Notifier(AlertBook(butler.registry.db), AlertConfig.load(metrics)).deliver()
+    rows = [{"delivered": len(report.delivered), "failed": len(report.failed)}]
+    print_rows(rows, title="notifications", as_json=as_json)
+    if report.failed and not as_json:
+        for notification, error in report.failed:
+            console.print(f"  {notification.channel}: {error}", markup=False, highlight=False)
+
+
+@verify_app.command("test-rules")
+@handle_errors
+def test_rules_command(repo: RepoArg, metrics: MetricsOpt, as_json: JsonOpt = False) -> None:
+    """Replay the recorded measurements through the package's alert rules, offline: which alerts would have fired.
+
+    Nothing is stored or sent: use it to try a new level, ``for:`` or silence on the real history
+    before committing it (as ``promtool test rules`` does).
+    """
+    from ..verify import AlertBook, MetricStore, load_package, replay
+
+    declared, _specs = load_package(metrics)
+    with _open(repo) as butler:
+        history = list(MetricStore(butler.registry.db).outcomes())
+        silences = AlertBook(butler.registry.db).silences()
+    transitions = replay(history, declared, silences)
+    if as_json:
+        print_rows([t.to_dict() for t in transitions], as_json=True)
+        return
+    console.print(
+        f"{len(history)} recorded measurements replayed: {sum(t.kind == 'fired' for t in transitions)} alerts "
+        f"would have fired, {sum(t.kind == 'resolved' for t in transitions)} resolved",
+        highlight=False,
+    )
+    _print_transitions(transitions, as_json)
+
+
+@verify_app.command("changes")
+@handle_errors
+def changes_command(
+    repo: RepoArg,
+    metric: Annotated[str | None, typer.Option("--metric", help="Only this metric (default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change-points: where each series (metric x data ID) shifted, the runs either side and what changed.
+
+    Detected with ruptures (PELT) over every stored series; a shift is attributed to the
+    difference in recorded provenance (software versions, configuration, inputs) between the
+    last run before it and the first after.
+
+    Example:
+
+        porter verify changes repo/ --metric validate_drp.AM1
+    """
+    from ..verify import MetricStore, change_points_many, group_series
+
+    with _open(repo) as butler:
+        store = MetricStore(butler.registry.db)
+        outcomes = list(store.outcomes(metric=metric))
+        provenance = {p.run: p for p in store.runs()}
+    found = change_points_many(group_series(outcomes).values(), provenance)
+    if as_json:
+        print_rows([c.to_dict() for c in found], as_json=True)
+        return
+    if not found:
+        console.print(f"No change-points in {len(outcomes)} measurements.", highlight=False)
+    for c in found:
+        console.print(c.describe(), markup=False, highlight=False, soft_wrap=True)
