@@ -140,6 +140,50 @@ def test_ingest_files_uploads_local_files(site: Site, tmp_path: Path) -> None:
     )
 
 
+def test_ingest_files_direct_registers_files_in_the_servers_area(site: Site, tmp_path: Path) -> None:
+    visit = site.remote().query_datasets("summary", RUN)[0].data_id["visit"]
+    local = tmp_path / "incoming.yaml"
+    StorageClassRegistry.default().get("StructuredDataDict").formatter.write({"placed": "by hand"}, local)
+    relative = f"incoming/{uuid.uuid4().hex[:8]}.yaml"
+    direct = DirectButler(site.root)
+    try:
+        direct.datastore.root.join(relative).upload(local)
+    finally:
+        direct.close()
+    table = tmp_path / "files.csv"
+    table.write_text(f"file,visit\n{relative},{visit}\n")
+    run = f"u/alice/direct-{uuid.uuid4().hex[:6]}"
+    done = site.porter(
+        "ingest-files", site.url, "summary", run, table, "--data-id", "instrument=HSC", "--transfer", "direct"
+    )
+    assert done.returncode == 0, done.stderr
+    (ref,) = site.remote().query_datasets("summary", run)
+    assert site.remote().get(ref) == {"placed": "by hand"}
+    table.write_text(f"file,visit\n../../etc/passwd,{visit}\n")
+    _refused(
+        site.porter(
+            "ingest-files",
+            site.url,
+            "summary",
+            run,
+            table,
+            "--data-id",
+            "instrument=HSC",
+            "--transfer",
+            "direct",
+        ),
+        "Refused path",
+    )
+
+
+def test_register_dataset_type_and_query_it(site: Site) -> None:
+    name = f"note_{uuid.uuid4().hex[:6]}"
+    made = site.porter("register-dataset-type", site.url, name, "StructuredDataDict", "instrument", "visit")
+    assert made.returncode == 0 and f"Registered {name}" in made.stdout, made.stderr
+    listed = site.porter("query-dataset-types", site.url, name, "--json", who=site.bob)
+    assert [t["name"] for t in json.loads(listed.stdout)] == [name]
+
+
 def test_retrieve_artifacts_keeps_the_layout_a_local_retrieve_has(site: Site, tmp_path: Path) -> None:
     got = site.porter(
         "retrieve-artifacts", site.url, tmp_path / "remote", "-d", "summary", "-c", RUN, who=site.bob

@@ -184,7 +184,8 @@ def ingest_files(
     from ._ingest_table import read_ingest_table
 
     fixed = _key_values(data_id)
-    rows = read_ingest_table(table_file, prefix)
+    remote_direct = _is_url(repo) and transfer == "direct"  # paths in the server's area: it resolves them
+    rows = read_ingest_table(table_file, prefix, keep_relative=remote_direct)
     if _is_url(repo):
         from ..butler import RemoteButler
 

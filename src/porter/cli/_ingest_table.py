@@ -12,12 +12,16 @@ from ..errors import DataIdError
 __all__ = ["read_ingest_table"]
 
 
-def read_ingest_table(table_file: Path, prefix: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+def read_ingest_table(
+    table_file: Path, prefix: str | None = None, *, keep_relative: bool = False
+) -> list[tuple[str, dict[str, Any]]]:
     """``(file, data ID values)`` per row.
 
     The first column names the file (a path or an ``s3://`` URI); the other
     columns are dimensions.  Relative paths are taken relative to ``prefix``,
-    or to the table file's own directory, so a table can travel with its files.
+    or to the table file's own directory, so a table can travel with its files
+    — or, with ``keep_relative`` and no ``prefix``, left as they are (paths in
+    a server's datastore area, which only the server can resolve).
     """
     table = _read(table_file)
     if table.num_columns < 1 or table.num_rows == 0:
@@ -31,7 +35,7 @@ def read_ingest_table(table_file: Path, prefix: str | None = None) -> list[tuple
         if f is None or str(f).strip() == "":
             raise DataIdError(f"{table_file}, row {i + 1}: the file column is empty.")
         f = str(f).strip()
-        if "://" not in f and not f.startswith("/"):
+        if "://" not in f and not f.startswith("/") and not (keep_relative and prefix is None):
             f = f"{base.rstrip('/')}/{f}"
         rows.append((f, {n: c[i] for n, c in zip(names, columns) if c[i] is not None}))
     return rows
