@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -307,6 +308,46 @@ def test_certify_calibrations_through_the_server(site: Site) -> None:
     _refused(site.porter("certify-calibrations", site.url, run, "HSC/calib", name), "may not write")
 
 
+def test_provenance_through_the_server_hides_unreadable_inputs(survey: tuple[Butler, Any]) -> None:
+    from conftest import DRP_YAML, SURVEY_INPUTS
+    from test_cli import run as porter_here
+
+    butler, _ = survey
+    root = butler.root  # type: ignore[attr-defined]
+    made = "u/cli/drp"
+    porter_here(
+        "pipeline",
+        "run",
+        root,
+        f"{DRP_YAML}#step1",
+        "-i",
+        ",".join(SURVEY_INPUTS),
+        "--output-run",
+        made,
+        "-d",
+        "band = 'g'",
+    )
+    calexp = butler.query_datasets("calexp", made)[0]
+    local = json.loads(porter_here("provenance", root, str(calexp.id), "--json"))
+    with serving(root) as served:
+        accounts = served.accounts
+        for user in ("ann", "ben"):
+            accounts.add_user(user, by="test")
+            accounts.add_group(user, by="test")
+            accounts.add_member(user, user, by="test")
+        accounts.grant("ann", "read", "*", by="test")
+        accounts.grant("ben", "read", "u/cli/*", by="test")  # not the reference catalogs of SynthCam/truth
+        site = Site(root, served.url, "", token(accounts, "ann", "read"), token(accounts, "ben", "read"))
+        everything = site.porter("provenance", site.url, calexp.id, "--json")
+        assert everything.returncode == 0, everything.stderr
+        assert json.loads(everything.stdout) == json.loads(json.dumps(local, default=str))
+        partial = json.loads(site.porter("provenance", site.url, calexp.id, "--json", who=site.bob).stdout)
+        assert partial["made_by"]["task"] == "calibrate"
+        assert [i["dataset_type"] for i in partial["inputs"]] == ["postISRCCD"]  # ref_cat's run is unreadable
+        assert "SynthCam/truth" not in json.dumps(partial)
+        _refused(site.porter("provenance", site.url, "--run", made, "--export", root / "p.json"), "--export")
+
+
 @pytest.mark.parametrize(
     "command",
     [
@@ -315,7 +356,6 @@ def test_certify_calibrations_through_the_server(site: Site) -> None:
         ["serve", "{url}"],
         ["admin", "user", "add", "{url}", "someone"],
         ["pipeline", "report", "{url}", "u/x"],
-        ["provenance", "{url}", "0"],
         ["release", "status", "DP1", "--repo", "{url}"],
     ],
     ids=lambda c: "-".join(c[:2]),

@@ -666,6 +666,12 @@ class RemoteButler(Butler):
         found = self._call("POST", "/find-dataset", json=body)
         return ref_from_json(found, {name: dt}) if found is not None else None
 
+    def dataset_provenance(self, dataset_id: uuid.UUID | str) -> dict[str, Any]:
+        """How a dataset was made, back to the raws, as `porter.pipeline.ProvenanceNode.to_dict` gives it (inputs
+        in runs this user may not read are left out); `DatasetNotFoundError` for an unknown or unreadable one."""
+        text = dataset_id.hex if isinstance(dataset_id, uuid.UUID) else str(dataset_id)
+        return dict(self._call("GET", f"/provenance/{_quoted(text)}"))
+
     def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetRef | None:
         text = dataset_id.hex if isinstance(dataset_id, uuid.UUID) else str(dataset_id)
         try:

@@ -16,8 +16,21 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..errors import PipelineDefinitionError
-from ._app import BindOpt, JsonOpt, RepoArg, _bind, _open, _progress, _split, app
+from ..errors import PipelineDefinitionError, PorterError
+from ._app import (
+    BindOpt,
+    JsonOpt,
+    RepoArg,
+    RepoOrServerArg,
+    _bind,
+    _is_url,
+    _open,
+    _open_any,
+    _progress,
+    _remote_class,
+    _split,
+    app,
+)
 from ._output import console, err_console, handle_errors, print_rows
 
 if TYPE_CHECKING:  # the pipeline machinery is imported inside the commands, so `porter --help` stays fast
@@ -645,7 +658,7 @@ def _print_report(result: "RunReport") -> None:
 @app.command()
 @handle_errors
 def provenance(
-    repo: RepoArg,
+    repo: RepoOrServerArg,
     dataset_id: Annotated[str | None, typer.Argument(help="UUID of the dataset to trace.")] = None,
     run_name: Annotated[str | None, typer.Option("--run", help="With --export: the run to describe.")] = None,
     export: Annotated[
@@ -660,10 +673,28 @@ def provenance(
         porter provenance repo 5f0c1e2a-…            # the chain of tasks that made it
 
         porter provenance repo --run u/me/drp --export prov.json
+
+        porter provenance https://host/repo 5f0c1e2a-…   # through a server: inputs you may not read are left out
     """
+    if _is_url(repo):
+        if export is not None:
+            raise PorterError(
+                "--export (a run's W3C PROV-JSON) reads the repository's own database: run it where the "
+                "repository is; through a server, trace one dataset at a time (porter provenance URL DATASET_ID)."
+            )
+        if dataset_id is None:
+            raise typer.BadParameter("Give a DATASET_ID.")
+        with _open_any(repo) as remote:
+            assert isinstance(remote, _remote_class())
+            found = remote.dataset_provenance(dataset_id)
+        if as_json:
+            console.print_json(json.dumps(found, default=str))
+        else:
+            _print_tree(found, 0, set())
+        return
     from ..pipeline import dataset_provenance, run_prov_json
 
-    with _open(repo, writeable=False) as butler:
+    with _open(Path(repo), writeable=False) as butler:
         if export is not None:
             if not run_name:
                 raise typer.BadParameter("--export needs --run RUN.")

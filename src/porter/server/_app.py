@@ -722,6 +722,16 @@ def create_app(config: ServerConfig) -> FastAPI:
         """The dataset with this UUID (404 if there is none, or it is in a run the caller may not read)."""
         return _json(ref_to_json(_readable_ref(who, dataset_id)))
 
+    @app.get(f"{API_PREFIX}/provenance/{{dataset_id}}", tags=["datasets"])
+    def provenance(dataset_id: str, who: Principal = Caller) -> Response:
+        """How a dataset was made, back to the raws (``porter provenance``): the quanta that made it and their
+        inputs.  Inputs in runs the caller may not read are left out, as if they did not exist."""
+        from ..pipeline import dataset_provenance
+
+        ref = _readable_ref(who, dataset_id)
+        tree = _visible_provenance(who, dataset_provenance(state.butler, str(ref.id)).to_dict())
+        return Response(orjson.dumps(tree, default=str), media_type="application/json")
+
     # --- bytes ----------------------------------------------------------------------------------
 
     @app.post(f"{API_PREFIX}/get", tags=["datasets"])
@@ -997,6 +1007,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         return found if found is not None else stored  # with implied values, as a local put returns it
 
     return app
+
+
+def _visible_provenance(who: Principal, node: dict[str, Any]) -> dict[str, Any]:
+    """A provenance tree (`ProvenanceNode.to_dict`) without the inputs in runs ``who`` may not read."""
+    if "inputs" not in node:
+        return node
+    inputs = [_visible_provenance(who, i) for i in node["inputs"] if who.can_read(str(i.get("run")))]
+    return {**node, "inputs": inputs}
 
 
 def _sweep_dead_uploads(scratch: Path) -> None:
