@@ -88,6 +88,11 @@ def test_recording_a_run_again_replaces_its_measurements(store: MetricStore) -> 
     assert again.replaced == 1
     stored = {o.data_id["band"]: o.value for o in store.outcomes()}
     assert stored == {"r": 25.0, "i": 13.0}
+    trend = store.series(AM1)  # the packed trend copy is merged the same way
+    assert sorted(zip([d["band"] for d in trend.data_id], trend.value.tolist(), strict=True)) == [
+        ("i", 13.0),
+        ("r", 25.0),
+    ]
     # within one batch, a later measurement of the same metric and data ID wins
     store.record([NewMeasurement(AM1, 1.0, "mas", R), NewMeasurement(AM1, 2.0, "mas", R)], prov("run2", 2.0))
     assert [o.value for o in store.outcomes(run="run2")] == [2.0]

@@ -12,7 +12,10 @@ in four tables:
   and a baseline one grouped range.  Beside each value it keeps what the arrival check found:
   which spec levels applied and passed, the baseline it was compared with, whether it regressed;
 - ``verify_metric_run`` lists which runs measured each metric, and when: the "last n runs" of a
-  baseline and a metric's latest run are read from it, not from the million-row table.
+  baseline and a metric's latest run are read from it, not from the million-row table;
+- ``verify_chunk`` holds the same values once more, one row per (metric, run) with the run's data-ID
+  ids and values as packed arrays: a trend of 100,000 points is 100 rows to read, not 100,000
+  (SQLite steps rows at ~1 µs each; a trend read must take milliseconds).
 
 Recording a run's measurements again (a re-run quantum, a re-imported job) replaces its rows:
 nothing is ever stored twice.  A batch is validated whole before anything is written (unknown
@@ -32,7 +35,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import sqlalchemy
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, SmallInteger, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
 
 from .._stop_points import stop_point
 from ..errors import did_you_mean
@@ -123,17 +137,33 @@ class RecordResult:
 
 @dataclass(frozen=True)
 class Series:
-    """Measurements of one metric read back in time order, as columns (a trend)."""
+    """Measurements of one metric read back in time order, as columns (a trend).
+
+    Point ``i`` is ``value[i]`` over data ID ``data_ids[data_id_index[i]]`` in run
+    ``runs[run_index[i]]`` at ``time[i]``; `run` and `data_id` spell them out per point.
+    """
 
     metric: str
     unit: str
     time: np.ndarray
     value: np.ndarray
-    run: list[str]
-    data_id: list[dict[str, DataIdValue]]
+    run_index: np.ndarray
+    runs: list[str]
+    data_id_index: np.ndarray
+    data_ids: list[dict[str, DataIdValue]]
 
     def __len__(self) -> int:
         return len(self.value)
+
+    @property
+    def run(self) -> list[str]:
+        """Each point's run name."""
+        return [self.runs[i] for i in self.run_index.tolist()]
+
+    @property
+    def data_id(self) -> list[dict[str, DataIdValue]]:
+        """Each point's data ID."""
+        return [self.data_ids[i] for i in self.data_id_index.tolist()]
 
 
 @dataclass(frozen=True)
@@ -228,15 +258,19 @@ class MetricStore:
             Column("time", Float, nullable=False),
             Index("verify_metric_run_time", "metric_id", "time"),
         )
+        self.chunk_table = _table(
+            db,
+            "verify_chunk",
+            Column("metric_id", Integer, primary_key=True, autoincrement=False),
+            Column("run_id", Integer, primary_key=True, autoincrement=False),
+            Column("data_id_ids", LargeBinary, nullable=False),  # int64, ascending
+            Column("vals", LargeBinary, nullable=False),  # float64, in data_id_ids' order
+        )
+        tables = (self.metric_table, self.data_id_table, self.run_table, self.table, self.metric_run_table)
         with db.transaction() as conn:
-            for t in (
-                self.metric_table,
-                self.data_id_table,
-                self.run_table,
-                self.table,
-                self.metric_run_table,
-            ):
+            for t in (*tables, self.chunk_table):
                 t.create(conn, checkfirst=True)
+        self._data_ids: dict[int, dict[str, DataIdValue]] = {}  # id → data ID: an id never changes meaning
         self._specs_of: dict[str, list[Specification]] = {}
         for spec in self.specs:
             self._specs_of.setdefault(spec.metric, []).append(spec)
@@ -292,6 +326,7 @@ class MetricStore:
                 replaced = self._remove(conn, run_id, m_ids, d_ids) if existed else 0
                 flags = pack_flags(applicable, passed, regressed)
                 self._insert(conn, run_id, m_ids, d_ids, values, flags, baseline)
+                self._write_chunks(conn, run_id, metric_ids, order, bounds, d_ids, values, merge=existed)
                 outcomes = self._outcomes(
                     conn,
                     batch,
@@ -540,6 +575,49 @@ class MetricStore:
         columns = ["metric_id", "data_id_id", "run_id", "value", "flags", "baseline"]
         self.db.bulk_insert(conn, self.table, columns, rows)
 
+    def _write_chunks(
+        self,
+        conn: Connection,
+        run_id: int,
+        metric_ids: Sequence[int],
+        order: np.ndarray,
+        bounds: np.ndarray,
+        d_ids: np.ndarray,
+        values: np.ndarray,
+        merge: bool,
+    ) -> None:
+        """One packed row per metric of this run; merged with the run's earlier chunk when it is re-recorded."""
+        t = self.chunk_table
+        rows = []
+        for i, metric_id in enumerate(metric_ids):
+            members = order[bounds[i] : bounds[i + 1]]
+            ids, vals = d_ids[members], values[members]
+            if merge:
+                old = conn.execute(
+                    sqlalchemy.select(t.c.data_id_ids, t.c.vals).where(
+                        t.c.metric_id == metric_id, t.c.run_id == run_id
+                    )
+                ).first()
+                if old is not None:
+                    old_ids, old_vals = (
+                        np.frombuffer(old[0], dtype=np.int64),
+                        np.frombuffer(old[1], dtype=np.float64),
+                    )
+                    kept = ~np.isin(old_ids, ids)
+                    ids, vals = np.concatenate([old_ids[kept], ids]), np.concatenate([old_vals[kept], vals])
+            sort = np.argsort(ids, kind="stable")
+            rows.append(
+                {
+                    "metric_id": metric_id,
+                    "run_id": run_id,
+                    "data_id_ids": ids[sort].astype(np.int64).tobytes(),
+                    "vals": vals[sort].astype(np.float64).tobytes(),
+                }
+            )
+        if merge:
+            conn.execute(t.delete().where(t.c.run_id == run_id, t.c.metric_id.in_(list(metric_ids))))
+        conn.execute(t.insert(), rows)
+
     def _outcomes(
         self,
         conn: Connection,
@@ -627,7 +705,7 @@ class MetricStore:
     ) -> Series:
         """A metric's measurements in time order: every data ID, or one; all time, or ``since``.
 
-        One index range scan (metric, data ID, time, value) read straight from the driver.
+        Read from ``verify_chunk``: one packed row per run, unpacked with numpy.
         """
         mt, dt, rt = self.metric_table, self.data_id_table, self.run_table
         with self.db.reading() as conn:
@@ -640,43 +718,45 @@ class MetricStore:
                     f"{did_you_mean(metric, self.metric_names())}"
                 )
             metric_id, unit = int(found[0]), str(found[1])
-            name = conn.dialect.identifier_preparer.format_table(self.table)
-            runs_name = conn.dialect.identifier_preparer.format_table(rt)
-            mark = self.db.param_mark
-            sql = (
-                f"SELECT r.time, m.value, m.run_id, m.data_id_id FROM {name} m "
-                f"JOIN {runs_name} r ON r.run_id = m.run_id WHERE m.metric_id = {mark}"
+            ct = self.chunk_table
+            query = (
+                sqlalchemy.select(rt.c.run, rt.c.time, ct.c.data_id_ids, ct.c.vals)
+                .join(rt, rt.c.run_id == ct.c.run_id)
+                .where(ct.c.metric_id == metric_id)
+                .order_by(rt.c.time, rt.c.run)
             )
-            params: list[Any] = [metric_id]
+            if since is not None:
+                query = query.where(rt.c.time >= since)
+            chunks = conn.execute(query).all()
+            wanted = None
             if data_id is not None:
-                d = conn.execute(
+                found_id = conn.execute(
                     sqlalchemy.select(dt.c.data_id_id).where(dt.c.key == data_id_key(data_id))
                 ).scalar()
-                sql += f" AND m.data_id_id = {mark}"
-                params.append(-1 if d is None else int(d))
-            if since is not None:
-                sql += f" AND r.time >= {mark}"
-                params.append(since)
-            sql += " ORDER BY r.time, m.data_id_id"
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-            try:
-                cursor.execute(sql, tuple(params))
-                rows = cursor.fetchall()
-            finally:
-                cursor.close()
-            columns = np.array(rows, dtype=np.float64).reshape(-1, 4)
-            run_ids = columns[:, 2].astype(np.int64)
-            d_ids = columns[:, 3].astype(np.int64)
-            runs = _names(conn, rt.c.run_id, rt.c.run, np.unique(run_ids).tolist())
-            keys = _names(conn, dt.c.data_id_id, dt.c.key, np.unique(d_ids).tolist())
-        data_ids = {k: data_id_from_key(v) for k, v in keys.items()}
+                wanted = -1 if found_id is None else int(found_id)
+            ids = [np.frombuffer(c[2], dtype=np.int64) for c in chunks]
+            vals = [np.frombuffer(c[3], dtype=np.float64) for c in chunks]
+            sizes = np.fromiter((len(v) for v in vals), dtype=np.int64, count=len(vals))
+            all_ids = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+            value = np.concatenate(vals) if vals else np.zeros(0)
+            run_index = np.repeat(np.arange(len(chunks)), sizes)
+            when = np.repeat(np.array([float(c[1]) for c in chunks]), sizes)
+            if wanted is not None:
+                keep = all_ids == wanted
+                all_ids, value, run_index, when = all_ids[keep], value[keep], run_index[keep], when[keep]
+            distinct, data_id_index = np.unique(all_ids, return_inverse=True)
+            unknown = [d for d in distinct.tolist() if d not in self._data_ids]
+            for d, key in _names(conn, dt.c.data_id_id, dt.c.key, unknown).items():
+                self._data_ids[d] = data_id_from_key(key)
         return Series(
             metric,
             unit,
-            columns[:, 0].copy(),
-            columns[:, 1].copy(),
-            [runs[r] for r in run_ids.tolist()],
-            [data_ids[d] for d in d_ids.tolist()],
+            when,
+            value,
+            run_index,
+            [str(c[0]) for c in chunks],
+            data_id_index.reshape(-1),
+            [self._data_ids[d] for d in distinct.tolist()],
         )
 
     def outcomes(self, run: str | None = None, metric: str | None = None) -> Iterator[Outcome]:
