@@ -386,3 +386,39 @@ def test_the_cli_alerts_replays_and_finds_the_change(repo: Any, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["verify", "silence", repo_path, "x", "--until", "someday", "--reason", "x"])
     assert result.exit_code != 0 and "duration" in result.output
+
+
+def test_a_pipeline_runs_measurements_are_ingested_with_the_demo_package(
+    survey: tuple[Any, Any], tmp_path: Path
+) -> None:
+    """Step 1 of the mini DRP on the g visits; calibrate's self.measure values land in the store."""
+    from conftest import DRP_YAML, SURVEY_INPUTS
+    from porter.demo import VERIFY_METRICS
+
+    butler, _ = survey
+    runner = CliRunner()
+    run = "u/test/step1"
+    args = [
+        "pipeline",
+        "submit",
+        str(butler.root),
+        f"{DRP_YAML}",
+        "--steps",
+        "step1",
+        "-i",
+        ",".join(SURVEY_INPUTS),
+    ]
+    result = runner.invoke(app, [*args, "--output-run", run, "-d", "band = 'g'", "-j", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["verify", "ingest-run", str(butler.root), run, "--metrics", str(VERIFY_METRICS)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Not declared" in result.output and "calibrate.n_sources" in result.output
+    store = MetricStore(butler.registry.db)
+    raws = butler.query_datasets("raw", "SynthCam/raw/all", where="band = 'g'", instrument="SynthCam")
+    scatter = store.series("calibrate.astrometric_scatter")
+    assert len(scatter) == len(raws) and scatter.unit == "marcsec"
+    assert {frozenset(d) for d in scatter.data_id} == {frozenset({"instrument", "visit", "detector"})}
+    provenance = store.provenance(run)
+    assert provenance is not None and provenance.task == "calibrate,isr" and "porter" in provenance.versions

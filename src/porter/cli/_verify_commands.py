@@ -203,7 +203,8 @@ def ingest_run_command(
     """Store the measurements a pipeline run's tasks recorded (``self.measure``), checking each on arrival.
 
     A task's metric ``name`` is stored as ``TASK.name`` (``calibrate.astrometric_scatter``) unless it
-    already names its package; its data ID is the quantum's. The run's provenance (software
+    already names its package; its data ID is the quantum's. Only the metrics the package declares
+    are stored (a task may measure counts nobody specifies); the others are listed. The run's provenance (software
     versions, task configurations, input collections) comes from the run's quanta. Running it
     again replaces the run's measurements.
 
@@ -221,10 +222,18 @@ def ingest_run_command(
                 f"run {run!r} has no succeeded quanta in this repository", param_hint="RUN"
             )
         store, hook = open_store(butler.registry.db, metrics)
-        measurements, provenance = _run_measurements(run, records)
-        result = store.record(measurements, provenance)
+        measured, provenance = _run_measurements(run, records)
+        declared = [m for m in measured if m.metric in store.metrics]
+        undeclared = sorted({m.metric for m in measured} - {m.metric for m in declared})
+        result = store.record(declared, provenance)
         transitions = hook.transitions if hook else []
     print_rows([_stored(result, run)], title="measurements stored", as_json=as_json)
+    if undeclared and not as_json:
+        console.print(
+            f"Not declared in {metrics}, so not stored: {', '.join(undeclared)}",
+            markup=False,
+            highlight=False,
+        )
     _print_transitions(transitions, as_json)
 
 
