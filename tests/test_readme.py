@@ -187,10 +187,22 @@ def _storing(cwd: Path, request: pytest.FixtureRequest) -> Iterator[Setting]:
     yield Setting(cwd, [(r"\.\./shared/", f"{SHARED}/")])
 
 
+@contextlib.contextmanager
+def _verify(cwd: Path, request: pytest.FixtureRequest) -> Iterator[Setting]:
+    """The demo's processed repository as repo/ and the mini DRP's metrics package as verify_metrics/."""
+    from porter.demo import VERIFY_METRICS
+
+    repo = _demo_copy(request.getfixturevalue("demo_survey"), cwd)
+    yield Setting(
+        cwd, [(r"(?<![\w/])repo/", f"{repo}/"), (r"(?<![\w/])verify_metrics/", f"{VERIFY_METRICS}/")]
+    )
+
+
 SETTINGS: dict[str, Callable[[Path, pytest.FixtureRequest], AbstractContextManager[Setting]]] = {
     "Storing and reading data products": _storing,
     "Sharing a repository: `porter serve`": _storing,
     "Pipelines": _pipelines,
+    "Quality metrics: `porter verify`": _verify,
     "Release management": _release,
 }
 """README section → how its block's commands get their data.  A new section needs an entry."""
