@@ -142,3 +142,19 @@ def test_demo_survey_main_job(tmp_path: Path) -> None:
     assert release["audit_ok"] and not release["status"]["ready"]  # the test period has not run yet
     assert [f["open"] for f in release["status"]["findings"]] == [False]
     assert Path(release["report"]).read_text().startswith("<!doctype html>")
+    # Quality: metrics checked on arrival; the planted regression (nights 4-6 match with 0.05") is caught on
+    # night 4, its alerts delivered to the demo's webhook receiver, and the shift attributed to the config.
+    quality = data["quality"]
+    nights = {n["run"]: n for n in quality["nights"]}
+    assert [nights[f"u/demo/drp/nightly/{k}"]["failed minimum"] for k in (1, 2, 3)] == [0, 0, 0]
+    degraded = nights["u/demo/drp/nightly/4"]
+    assert degraded["failed minimum"] > 0 and degraded["alerts"]
+    assert (
+        degraded["delivered"] == len(degraded["alerts"]) and quality["webhook_messages"] == degraded["alerts"]
+    )
+    assert all(a.startswith("FIRING") for a in degraded["alerts"])
+    assert not nights["u/demo/drp/nightly/5"]["alerts"]  # one alert per series, not one per night
+    assert quality["change_points"]
+    for change in quality["change_points"]:
+        assert (change["run_before"], change["run_after"]) == ("u/demo/drp/nightly/3", "u/demo/drp/nightly/4")
+        assert list(change["changed"]) == ["config_hash"] and change["shift"] < 0

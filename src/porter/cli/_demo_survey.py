@@ -42,6 +42,13 @@ def demo_survey(
     release: Annotated[
         bool, typer.Option("--release/--no-release", help="Rehearse a release over the outputs.")
     ] = True,
+    quality: Annotated[
+        bool,
+        typer.Option(
+            "--quality/--no-quality",
+            help="Store the run's metrics, then reprocess truth matching nightly with a planted regression.",
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report and checks as JSON.")] = False,
 ) -> None:
     """Generate a synthetic survey, process it with the mini DRP (4 steps), print the report and science checks.
@@ -123,6 +130,32 @@ def demo_survey(
                 f"Release report: {rehearsal['report']}; audit log "
                 + ("verified intact." if rehearsal["audit_ok"] else "[red]BROKEN[/].")
             )
+    quality_story = None
+    if quality:
+
+        def tell(message: str) -> None:
+            if not as_json:
+                console.print(f"[magenta]quality:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+        from rich.markup import escape
+
+        from ..demo import nightly_quality
+
+        quality_story = nightly_quality(butler, RUN, inputs, say=tell)
+        if not as_json:
+            rows = [
+                {k: v for k, v in night.items() if k != "alerts"} | {"alerts fired": len(night["alerts"])}
+                for night in quality_story["nights"]
+            ]
+            print_rows(rows, title="metrics checked on arrival (porter verify)")
+            for text in quality_story["webhook_messages"]:
+                console.print(f"webhook received: {text}", markup=False, highlight=False, soft_wrap=True)
+            console.print(
+                f"Explore: porter verify status {repo}; porter verify trend {repo} truthMatch.completeness "
+                f"--by patch; porter verify alerts {repo}; porter verify changes {repo}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if as_json:
         payload = {
             "steps": [r.to_dict() for r in results],
@@ -130,6 +163,7 @@ def demo_survey(
             "checks": checks,
             "seconds": {"generate": t_gen, "process": t_run},
             "release": rehearsal,
+            "quality": quality_story,
         }
         console.print_json(json.dumps(payload, default=str))
     butler.close()

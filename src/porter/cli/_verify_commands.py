@@ -19,8 +19,7 @@ from ._app import JsonOpt, RepoArg, _open, app
 from ._output import console, handle_errors, print_rows
 
 if TYPE_CHECKING:
-    from ..pipeline import QuantumRecord
-    from ..verify import NewMeasurement, Provenance, RecordResult, Transition
+    from ..verify import RecordResult, Transition
 
 verify_app = typer.Typer(
     name="verify",
@@ -213,7 +212,7 @@ def ingest_run_command(
         porter verify ingest-run repo/ u/alice/drp/run1 --metrics verify_metrics/
     """
     from ..pipeline import RunState
-    from ..verify import open_store
+    from ..verify import open_store, pipeline_run_measurements
 
     with _open(repo) as butler:
         records = [r for r in RunState(butler.registry.db).records(run) if r.status == "succeeded"]
@@ -222,7 +221,7 @@ def ingest_run_command(
                 f"run {run!r} has no succeeded quanta in this repository", param_hint="RUN"
             )
         store, hook = open_store(butler.registry.db, metrics)
-        measured, provenance = _run_measurements(run, records)
+        measured, provenance = pipeline_run_measurements(run, records)
         declared = [m for m in measured if m.metric in store.metrics]
         undeclared = sorted({m.metric for m in measured} - {m.metric for m in declared})
         result = store.record(declared, provenance)
@@ -235,29 +234,6 @@ def ingest_run_command(
             highlight=False,
         )
     _print_transitions(transitions, as_json)
-
-
-def _run_measurements(run: str, records: list[QuantumRecord]) -> tuple[list[NewMeasurement], Provenance]:
-    """A pipeline run's measurements and provenance, from its quanta's records."""
-    import hashlib
-
-    from ..verify import NewMeasurement, Provenance
-
-    measurements = []
-    versions: dict[str, str] = {}
-    configs: dict[str, str] = {}
-    for r in records:
-        versions.update(r.versions)
-        configs[r.task] = r.config_hash
-        for m in r.measurements:
-            name = m["metric"] if "." in m["metric"] else f"{r.task}.{m['metric']}"
-            measurements.append(NewMeasurement(name, float(m["value"]), m.get("unit", ""), r.data_id))
-    config_hash = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
-    ended = max((r.ended or 0.0) for r in records)
-    provenance = Provenance(
-        run=run, time=ended, task=",".join(sorted(configs)), config_hash=config_hash, versions=versions
-    )
-    return measurements, provenance
 
 
 @verify_app.command("status")

@@ -1,11 +1,7 @@
 """The synthetic survey and the mini data-release pipeline that processes it (``porter demo-survey``)."""
 
-from pathlib import Path
-
+from ._quality import VERIFY_METRICS, nightly_quality
 from ._survey import COLLECTIONS, INSTRUMENT, SKYMAP, SurveySpec, SurveyTruth, generate_survey
-
-VERIFY_METRICS = Path(__file__).resolve().parent / "verify_metrics"
-"""The mini DRP's metrics package (lsst/verify's layout): metrics, specs and alert channels."""
 
 __all__ = [
     "COLLECTIONS",
@@ -15,4 +11,5 @@ __all__ = [
     "SurveySpec",
     "SurveyTruth",
     "generate_survey",
+    "nightly_quality",
 ]

@@ -35,7 +35,15 @@ from ._channels import (
     email_message,
     slack_message,
 )
-from ._ingest import import_job, job_measurements, job_provenance, job_run_name
+from ._influx import LineProtocolError, encode_outcome, encode_outcomes, timestamp_ns
+from ._ingest import (
+    QuantumOutcome,
+    import_job,
+    job_measurements,
+    job_provenance,
+    job_run_name,
+    pipeline_run_measurements,
+)
 from ._job import (
     Blob,
     Datum,
@@ -61,6 +69,7 @@ from ._metrics import (
     UnknownMetricError,
     read_metrics_file,
 )
+from ._outbox import SINKS_ENV, SINKS_FILE, ForwardResult, Outbox, SinkConfig, SinkConfigError, load_sinks
 from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._problems import (
     DeclarationError,
@@ -87,6 +96,8 @@ from ._units import conversion_factor, parse_unit
 __all__ = [
     "LEVELS",
     "OPERATORS",
+    "SINKS_ENV",
+    "SINKS_FILE",
     "Alert",
     "AlertBook",
     "AlertConfig",
@@ -101,10 +112,12 @@ __all__ = [
     "Datum",
     "DeclarationError",
     "DeliveryReport",
+    "ForwardResult",
     "Job",
     "JobFormatError",
     "JobMeasurement",
     "Level",
+    "LineProtocolError",
     "LintReport",
     "MeasurementRecord",
     "MeasurementValueError",
@@ -116,13 +129,17 @@ __all__ = [
     "NewMeasurement",
     "Notification",
     "Notifier",
+    "Outbox",
     "Outcome",
     "Problem",
     "Provenance",
+    "QuantumOutcome",
     "RecordResult",
     "RetryPolicy",
     "Series",
     "Silence",
+    "SinkConfig",
+    "SinkConfigError",
     "SmtpServer",
     "SourceLocation",
     "Specification",
@@ -145,6 +162,8 @@ __all__ = [
     "detect",
     "detect_many",
     "email_message",
+    "encode_outcome",
+    "encode_outcomes",
     "group_series",
     "import_job",
     "infer_level",
@@ -154,16 +173,19 @@ __all__ = [
     "job_run_name",
     "lint",
     "load_package",
+    "load_sinks",
     "merge_documents",
     "noise_sigma",
     "normalize_partial_name",
     "normalize_spec_name",
     "open_store",
     "parse_unit",
+    "pipeline_run_measurements",
     "read_job",
     "read_metrics_file",
     "replay",
     "slack_message",
+    "timestamp_ns",
     "validate_job",
     "write_job",
 ]

@@ -10,17 +10,26 @@ lsst/verify.  The job's run is named by the caller, or by its CI build (``env.ci
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ._job import Job, read_job
 from ._metrics import MetricSet
 from ._outcome import DataIdValue, Provenance
 from ._store import MetricStore, NewMeasurement, RecordResult
 
-__all__ = ["import_job", "job_measurements", "job_provenance", "job_run_name"]
+__all__ = [
+    "QuantumOutcome",
+    "import_job",
+    "job_measurements",
+    "job_provenance",
+    "job_run_name",
+    "pipeline_run_measurements",
+]
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "band": ("band", "filter_name"),
@@ -96,3 +105,41 @@ def import_job(store: MetricStore, path: str | Path, run: str | None = None) -> 
     provenance = job_provenance(job, name, os.path.getmtime(path))
     metadata: dict[str, Any] = {k: v for k, v in job.meta.items() if not isinstance(v, Mapping | list)}
     return store.record(job_measurements(job, store.metrics), provenance, metadata)
+
+
+class QuantumOutcome(Protocol):
+    """What a pipeline's run state records of one quantum (porter.pipeline.QuantumRecord has it)."""
+
+    task: str
+    data_id: dict[str, Any]
+    config_hash: str
+    versions: dict[str, str]
+    measurements: list[dict[str, Any]]
+    ended: float | None
+
+
+def pipeline_run_measurements(
+    run: str, quanta: Sequence[QuantumOutcome]
+) -> tuple[list[NewMeasurement], Provenance]:
+    """A pipeline run's measurements (``self.measure`` of its quanta) and the run's provenance.
+
+    A task's metric ``name`` becomes ``TASK.name`` (``calibrate.astrometric_scatter``: the task
+    label is the package) unless it already names a package; the data ID is the quantum's.  The
+    provenance's ``config_hash`` hashes every task's configuration hash, so a changed configuration
+    of any task shows as a change between runs; its time is when the last quantum ended.
+    """
+    measurements = []
+    versions: dict[str, str] = {}
+    configs: dict[str, str] = {}
+    for q in quanta:
+        versions.update(q.versions)
+        configs[q.task] = q.config_hash
+        for m in q.measurements:
+            name = m["metric"] if "." in m["metric"] else f"{q.task}.{m['metric']}"
+            measurements.append(NewMeasurement(name, float(m["value"]), m.get("unit", ""), q.data_id))
+    config_hash = hashlib.sha256(json.dumps(configs, sort_keys=True).encode()).hexdigest()[:16]
+    ended = max((q.ended or 0.0) for q in quanta) if quanta else 0.0
+    provenance = Provenance(
+        run=run, time=ended, task=",".join(sorted(configs)), config_hash=config_hash, versions=versions
+    )
+    return measurements, provenance

@@ -1,0 +1,139 @@
+"""The demo's quality story: metrics checked on arrival, a planted regression caught, alerted and explained.
+
+After the mini DRP has run, its measurements go into the repository's metric store, checked
+against the demo's metrics package (`VERIFY_METRICS`).  Then the truth-matching task is
+reprocessed "nightly": three nights as configured, then three with a degraded configuration
+(a match radius of 0.05 arcsec instead of 1.0: real detections no longer match their truth
+objects).  Each night's measurements are checked as they arrive, so the completeness regression
+is caught on the first degraded night, the alert is delivered to a webhook receiver on
+loopback, and change-point detection over the series names the nights either side of the shift
+and what changed between them (the configuration).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..butler import DirectButler
+
+VERIFY_METRICS = Path(__file__).resolve().parent / "verify_metrics"
+"""The mini DRP's metrics package (lsst/verify's layout): metrics, specs and alert channels."""
+
+NOMINAL_RADIUS, DEGRADED_RADIUS = 1.0, 0.05
+"""The truth-matching radius (arcsec) of the nominal nights and of the degraded ones."""
+
+
+@contextmanager
+def webhook_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A Slack-compatible webhook endpoint on loopback: yields its URL and the messages it received."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append(json.loads(body or b"{}"))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/demo", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _truth_match_pipeline(radius: float) -> Any:
+    from ..pipeline import Pipeline
+
+    return Pipeline.from_dict(
+        {
+            "description": f"Nightly truth matching of the mini DRP's objects (match radius {radius} arcsec).",
+            "instrument": "SynthCam",
+            "tasks": {
+                "truthMatch": {"class": "porter.demo.drp.TruthMatchTask", "config": {"match_radius": radius}}
+            },
+        }
+    )
+
+
+def nightly_quality(
+    butler: DirectButler, run: str, inputs: list[str], say: Callable[[str], None] = lambda _: None
+) -> dict[str, Any]:
+    """Store the DRP run's metrics, then six nightly truth-matching runs, the last three degraded.
+
+    Returns what happened, for the demo's output: per night the stored count, failures and
+    regressions, the alerts that fired, the webhook messages received, and the change-points.
+    """
+    from ..pipeline import InProcessExecutor, RunState, build_quantum_graph, execute_graph
+    from ..verify import (
+        AlertConfig,
+        MetricStore,
+        Notifier,
+        change_points_many,
+        group_series,
+        open_store,
+        pipeline_run_measurements,
+    )
+
+    state = RunState(butler.registry.db)
+    nights: list[dict[str, Any]] = []
+    with webhook_receiver() as (url, received):
+        store, hook = open_store(butler.registry.db, VERIFY_METRICS)
+        assert hook is not None
+        notifier = Notifier(hook.book, AlertConfig.load(VERIFY_METRICS, environ={"PORTER_DEMO_WEBHOOK": url}))
+
+        def ingest(name: str, note: str) -> None:
+            records = [r for r in state.records(name) if r.status == "succeeded"]
+            measured, provenance = pipeline_run_measurements(name, records)
+            fired_before = len(hook.transitions)
+            result = store.record([m for m in measured if m.metric in store.metrics], provenance)
+            delivered = notifier.deliver()
+            fired = [t.summary for t in hook.transitions[fired_before:]]
+            nights.append(
+                {
+                    "run": name,
+                    "note": note,
+                    "stored": result.stored,
+                    "failed minimum": result.failed["minimum"],
+                    "regressed": result.regressed,
+                    "alerts": fired,
+                    "delivered": len(delivered.delivered),
+                }
+            )
+            for line in fired:
+                say(line)
+
+        ingest(run, "the DRP run")
+        for night in range(1, 7):
+            radius = NOMINAL_RADIUS if night <= 3 else DEGRADED_RADIUS
+            name = f"{run}/nightly/{night}"
+            graph = build_quantum_graph(
+                butler, _truth_match_pipeline(radius), collections=[run, *inputs], run=name
+            )
+            with InProcessExecutor() as executor:
+                execute_graph(butler, graph, executor)
+            ingest(name, f"truthMatch, match radius {radius} arcsec")
+        outcomes = list(MetricStore(butler.registry.db).outcomes(metric="truthMatch.completeness"))
+        provenance = {p.run: p for p in store.runs()}
+        changes = change_points_many(group_series(outcomes).values(), provenance)
+        messages = list(received)
+    for change in changes:
+        say(change.describe())
+    return {
+        "nights": nights,
+        "webhook_messages": [m.get("text", "") for m in messages],
+        "change_points": [c.to_dict() for c in changes],
+    }
