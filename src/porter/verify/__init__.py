@@ -35,7 +35,6 @@ from ._channels import (
     email_message,
     slack_message,
 )
-from ._influx import LineProtocolError, encode_outcome, encode_outcomes, timestamp_ns
 from ._ingest import (
     QuantumOutcome,
     import_job,
@@ -69,7 +68,6 @@ from ._metrics import (
     UnknownMetricError,
     read_metrics_file,
 )
-from ._outbox import SINKS_ENV, SINKS_FILE, ForwardResult, Outbox, SinkConfig, SinkConfigError, load_sinks
 from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._problems import (
     DeclarationError,
@@ -96,8 +94,6 @@ from ._units import conversion_factor, parse_unit
 __all__ = [
     "LEVELS",
     "OPERATORS",
-    "SINKS_ENV",
-    "SINKS_FILE",
     "Alert",
     "AlertBook",
     "AlertConfig",
@@ -112,12 +108,10 @@ __all__ = [
     "Datum",
     "DeclarationError",
     "DeliveryReport",
-    "ForwardResult",
     "Job",
     "JobFormatError",
     "JobMeasurement",
     "Level",
-    "LineProtocolError",
     "LintReport",
     "MeasurementRecord",
     "MeasurementValueError",
@@ -129,7 +123,6 @@ __all__ = [
     "NewMeasurement",
     "Notification",
     "Notifier",
-    "Outbox",
     "Outcome",
     "Problem",
     "Provenance",
@@ -138,8 +131,6 @@ __all__ = [
     "RetryPolicy",
     "Series",
     "Silence",
-    "SinkConfig",
-    "SinkConfigError",
     "SmtpServer",
     "SourceLocation",
     "Specification",
@@ -162,8 +153,6 @@ __all__ = [
     "detect",
     "detect_many",
     "email_message",
-    "encode_outcome",
-    "encode_outcomes",
     "group_series",
     "import_job",
     "infer_level",
@@ -173,7 +162,6 @@ __all__ = [
     "job_run_name",
     "lint",
     "load_package",
-    "load_sinks",
     "merge_documents",
     "noise_sigma",
     "normalize_partial_name",
@@ -185,7 +173,6 @@ __all__ = [
     "read_metrics_file",
     "replay",
     "slack_message",
-    "timestamp_ns",
     "validate_job",
     "write_job",
 ]
