@@ -504,6 +504,12 @@ def test_collection_writes_and_remove_runs(butler: Butler, world: World) -> None
     butler.collections.x_remove(chain)
     assert butler.remove_runs([run]) == 1
     assert butler.collections.query(f"u/alice/{tag}/*") == []
+    butler.collections.register(run)  # daf_butler's camel-case names work on both butlers
+    butler.put({"visit": v, "tag": tag}, "summary", instrument="HSC", visit=v, run=run)
+    butler.pruneDatasets(butler.query_datasets("summary", run), purge=True, unstore=True)
+    assert butler.query_datasets("summary", run, explain=False) == []
+    butler.removeRuns([run])
+    assert butler.collections.query(f"u/alice/{tag}/*") == []
 
 
 def test_writes_need_write_grants(world: World) -> None:
@@ -710,6 +716,9 @@ def test_get_uri(butler: Butler, world: World) -> None:
     assert uri.getExtension() == ".parq" and str(ref.data_id["visit"]) in uri.basename()
     data = uri.read()
     assert len(data) == uri.size() and pa.parquet.read_table(pa.BufferReader(data)).equals(butler.get(ref))
+    refs = butler.query_datasets("src", RUN_A, instrument="HSC")[:3]
+    many = butler.get_many_uris(refs)  # both butlers, daf_butler's name
+    assert set(many) == set(refs) and all(many[r].read() == butler.get_uri(r).read() for r in refs)
 
 
 def test_small_files_come_inline_large_ones_by_signed_url(world: World) -> None:

@@ -315,6 +315,18 @@ class Butler(ABC):
         """Remove datasets from TAGGED collections (``tags``), delete their files (``unstore``), or delete them
         entirely (``purge``); returns the number of datasets affected."""
 
+    def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
+        """daf_butler's name for `remove_runs` (``unstore`` is accepted: runs always go with their files)."""
+        self.remove_runs(names)
+
+    def pruneDatasets(self, refs: Iterable[DatasetRef], **kwargs: Any) -> None:
+        """daf_butler's name for `prune_datasets`."""
+        self.prune_datasets(refs, **kwargs)
+
+    def get_many_uris(self, refs: Iterable[DatasetRef]) -> dict[DatasetRef, ResourceURI]:
+        """The file of each dataset (a local butler looks them up in one query)."""
+        return {ref: self.get_uri(ref) for ref in refs}
+
     @abstractmethod
     def retrieve_artifacts(
         self,

@@ -1069,10 +1069,3 @@ class DirectButler(Butler):
         `porter fsck --repair` does the same for a whole repository.
         """
         return _io.clear_interrupted_puts(self.datastore, self._expander, list(refs))
-
-    def removeRuns(self, names: Iterable[str], unstore: bool = True) -> None:
-        self.remove_runs(names)
-
-    def pruneDatasets(self, refs: Iterable[DatasetRef], **kwargs: Any) -> None:
-        """daf_butler's name for `prune_datasets`."""
-        self.prune_datasets(refs, **kwargs)

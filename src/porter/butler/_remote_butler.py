@@ -967,8 +967,6 @@ class RemoteButler(Butler):
         }
         return int(self._call("POST", "/prune-datasets", json=body)["pruned"])
 
-    pruneDatasets = prune_datasets
-
     def certify(self, collection: str, refs: Iterable[DatasetRef], timespan: Timespan) -> int:
         """Certify datasets into the CALIBRATION collection ``collection`` for ``timespan`` (write access to it);
         returns how many."""
