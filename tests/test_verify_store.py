@@ -330,6 +330,13 @@ def test_the_cli_ingests_and_reads_back(repo: Any, tmp_path: Path) -> None:
     result = runner.invoke(app, ["verify", "compare", repo_path, "validate_drp/1", "validate_drp/3"])
     assert result.exit_code == 0, result.output
     assert "+15" in result.output and "versions.validate_drp: sha0 → sha2" in result.output
+    svg, png = tmp_path / "am1.svg", tmp_path / "am1.png"
+    args = ["--by", "band", "--svg", str(svg), "--png", str(png), "--metrics", str(PACKAGE)]
+    result = runner.invoke(app, ["verify", "trend", repo_path, AM1, *args])
+    assert result.exit_code == 0, result.output
+    drawing = svg.read_text()
+    assert "<svg" in drawing and "band=r" in drawing and "minimum &lt;= 20" in drawing  # levels in marcsec
+    assert png.read_bytes().startswith(b"\x89PNG")
     result = runner.invoke(app, ["verify", "trend", repo_path, AM1, "--by", "visit"])
     assert result.exit_code != 0 and "no 'visit'" in result.output
     result = runner.invoke(app, ["verify", "ingest", repo_path, str(JOB), "--metrics", str(PACKAGE)])

@@ -296,13 +296,22 @@ def trend_command(
         str | None, typer.Option("--by", help="One line per value of this data-ID dimension (band, tract).")
     ] = None,
     since: Annotated[str | None, typer.Option("--since", help="Only runs since (2026-11-01, 30d).")] = None,
+    png: Annotated[Path | None, typer.Option("--png", help="Also draw the trend to this PNG file.")] = None,
+    svg: Annotated[Path | None, typer.Option("--svg", help="Also draw the trend to this SVG file.")] = None,
+    metrics: Annotated[
+        Path | None,
+        typer.Option("--metrics", help="A metrics package: draw the metric's spec levels on the chart."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A metric over runs: per run the mean over data IDs (per --by value), with a sparkline.
 
+    With --png/--svg the same lines are drawn to a chart file, with the spec levels of the
+    metrics package given by --metrics as horizontal lines in the metric's unit.
+
     Example:
 
-        porter verify trend repo/ validate_drp.AM1 --by band --since 90d
+        porter verify trend repo/ validate_drp.AM1 --by band --since 90d --svg am1.svg --metrics verify_metrics/
     """
     import numpy as np
 
@@ -342,6 +351,41 @@ def trend_command(
             }
         )
     print_rows(rows, title=f"{metric} ({len(series)} measurements)", as_json=as_json)
+    if png or svg:
+        _draw(metric, series.unit, groups, times, by, metrics, [p for p in (png, svg) if p], as_json)
+
+
+def _draw(
+    metric: str,
+    unit: str,
+    groups: dict[str, dict[str, list[float]]],
+    times: dict[str, float],
+    by: str | None,
+    metrics: Path | None,
+    paths: list[Path],
+    as_json: bool,
+) -> None:
+    """The trend's chart files: one line per group (its per-run means), the spec levels as horizontal lines."""
+    import numpy as np
+
+    from ..verify import conversion_factor, load_package, trend_chart
+
+    levels: dict[str, tuple[str, float]] = {}
+    if metrics is not None:
+        _declared, specs = load_package(metrics)
+        for spec in specs.for_metric(metric):
+            if spec.level and not spec.metadata_query:
+                factor = conversion_factor(spec.threshold.unit, unit)
+                levels[spec.level] = (spec.threshold.operator, spec.threshold.value * factor)
+    lines = {}
+    for key, runs in sorted(groups.items()):
+        ordered = sorted(runs, key=lambda r: times[r])
+        label = f"{by}={key}" if by else metric
+        lines[label] = ([times[r] for r in ordered], [float(np.mean(runs[r])) for r in ordered])
+    for path in paths:
+        trend_chart(path, metric, unit, lines, levels)
+        if not as_json:
+            console.print(f"chart: {path}", markup=False, highlight=False)
 
 
 @verify_app.command("compare")

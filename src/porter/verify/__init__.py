@@ -35,6 +35,7 @@ from ._channels import (
     email_message,
     slack_message,
 )
+from ._chart import trend_chart
 from ._ingest import (
     QuantumOutcome,
     import_job,
@@ -173,6 +174,7 @@ __all__ = [
     "read_metrics_file",
     "replay",
     "slack_message",
+    "trend_chart",
     "validate_job",
     "write_job",
 ]
