@@ -36,6 +36,7 @@ from ._channels import (
     slack_message,
 )
 from ._chart import trend_chart
+from ._influx import LineProtocolError, encode_outcome, encode_outcomes, timestamp_ns
 from ._ingest import (
     QuantumOutcome,
     import_job,
@@ -69,6 +70,7 @@ from ._metrics import (
     UnknownMetricError,
     read_metrics_file,
 )
+from ._outbox import SINKS_ENV, SINKS_FILE, ForwardResult, Outbox, SinkConfig, SinkConfigError, load_sinks
 from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._problems import (
     DeclarationError,
@@ -95,6 +97,8 @@ from ._units import conversion_factor, parse_unit
 __all__ = [
     "LEVELS",
     "OPERATORS",
+    "SINKS_ENV",
+    "SINKS_FILE",
     "Alert",
     "AlertBook",
     "AlertConfig",
@@ -109,10 +113,12 @@ __all__ = [
     "Datum",
     "DeclarationError",
     "DeliveryReport",
+    "ForwardResult",
     "Job",
     "JobFormatError",
     "JobMeasurement",
     "Level",
+    "LineProtocolError",
     "LintReport",
     "MeasurementRecord",
     "MeasurementValueError",
@@ -124,6 +130,7 @@ __all__ = [
     "NewMeasurement",
     "Notification",
     "Notifier",
+    "Outbox",
     "Outcome",
     "Problem",
     "Provenance",
@@ -132,6 +139,8 @@ __all__ = [
     "RetryPolicy",
     "Series",
     "Silence",
+    "SinkConfig",
+    "SinkConfigError",
     "SmtpServer",
     "SourceLocation",
     "Specification",
@@ -154,6 +163,8 @@ __all__ = [
     "detect",
     "detect_many",
     "email_message",
+    "encode_outcome",
+    "encode_outcomes",
     "group_series",
     "import_job",
     "infer_level",
@@ -163,6 +174,7 @@ __all__ = [
     "job_run_name",
     "lint",
     "load_package",
+    "load_sinks",
     "merge_documents",
     "noise_sigma",
     "normalize_partial_name",
@@ -174,6 +186,7 @@ __all__ = [
     "read_metrics_file",
     "replay",
     "slack_message",
+    "timestamp_ns",
     "trend_chart",
     "validate_job",
     "write_job",
