@@ -243,6 +243,7 @@ class Outbox:
             )
         )
         with db.transaction() as conn:
+            db.lock_for_schema_change(conn)  # two processes opening a new PostgreSQL repository at once
             self.table.create(conn, checkfirst=True)
 
     # --- queueing (inside the caller's transaction) ---------------------------------------------
