@@ -534,3 +534,44 @@ def test_sinks_come_from_the_repository_or_the_environment(tmp_path: Path) -> No
 
 def test_forwarder_result_is_json_ready() -> None:
     assert json.loads(json.dumps(ForwardResult("x").__dict__))["sink"] == "x"
+
+
+# --- the store forwards what it records ----------------------------------------------------------
+
+
+def test_measurements_stored_through_the_cli_are_forwarded(influx: InfluxServer, tmp_path: Path) -> None:
+    """verify ingest with a verify-sinks.yaml queues every stored measurement; verify forward sends them once."""
+    import json as json_module
+
+    from typer.testing import CliRunner
+
+    from porter.butler import DirectButler
+    from porter.cli import app
+
+    data = Path(__file__).parent / "data" / "verify"
+    repo = tmp_path / "repo"
+    DirectButler.create(repo).close()
+    database = _new_database(influx)
+    sinks = {"sinks": [{"name": "sasquatch", "url": influx.url, "database": database}]}
+    (repo / "verify-sinks.yaml").write_text(json_module.dumps(sinks))  # YAML is a superset of JSON
+    job = json_module.loads((data / "jobs" / "validate_drp_hsc.verify.json").read_text())
+    job["meta"]["tract"] = 9813
+    path = tmp_path / "job.verify.json"
+    path.write_text(json_module.dumps(job))
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["verify", "ingest", str(repo), str(path), "--metrics", str(data / "validate_drp"), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    stored = json_module.loads(result.output)[0]["stored"]
+    assert count_points(influx, database) == 0  # queued, not yet sent
+    result = runner.invoke(app, ["verify", "forward", str(repo), "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json_module.loads(result.output)
+    assert (row["sink"], row["sent"], row["still queued"]) == ("sasquatch", stored, 0)
+    points = read_back(influx, database)
+    assert len(points) == stored
+    am1 = next(p for p in points if p["measurement"] == "validate_drp.AM1")
+    assert am1["tags"]["band"] == "r" and am1["tags"]["tract"] == "9813" and am1["fields"]["value"] == 12.84
+    result = runner.invoke(app, ["verify", "forward", str(repo), "--json"])
+    assert json_module.loads(result.output)[0]["sent"] == 0  # nothing twice

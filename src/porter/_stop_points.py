@@ -19,6 +19,8 @@ set look-up.  The points are in the datastore, so every writer passes them
 ``verify-recording``
     inside the metric store's transaction, a batch of measurements (and its alerts) written,
     before the commit.
+``outbox_sent``
+    a forwarder's batch accepted by the InfluxDB sink (204), its outbox rows not yet deleted.
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def ingest_command(
 
     rows, transitions = [], []
     with _open(repo) as butler:
-        store, hook = open_store(butler.registry.db, metrics)
+        store, hook = open_store(butler.registry.db, metrics, butler.root)
         for job in jobs:
             rows.append(_stored(import_job(store, job, run), str(job)))
         transitions = hook.transitions if hook else []
@@ -220,7 +220,7 @@ def ingest_run_command(
             raise typer.BadParameter(
                 f"run {run!r} has no succeeded quanta in this repository", param_hint="RUN"
             )
-        store, hook = open_store(butler.registry.db, metrics)
+        store, hook = open_store(butler.registry.db, metrics, butler.root)
         measured, provenance = pipeline_run_measurements(run, records)
         declared = [m for m in measured if m.metric in store.metrics]
         undeclared = sorted({m.metric for m in measured} - {m.metric for m in declared})
@@ -638,3 +638,39 @@ def changes_command(
         console.print(f"No change-points in {len(outcomes)} measurements.", highlight=False)
     for c in found:
         console.print(c.describe(), markup=False, highlight=False, soft_wrap=True)
+
+
+@verify_app.command("forward")
+@handle_errors
+def forward_command(repo: RepoArg, as_json: JsonOpt = False) -> None:
+    """Send queued measurements to the InfluxDB sinks, in order, resuming where the last attempt stopped.
+
+    Sinks are configured in ``verify-sinks.yaml`` in the repository (or the file named by
+    ``$PORTER_VERIFY_SINKS``): name, url, database, optional retention policy and credentials
+    (``password_env``). Measurements are queued as they are stored; a sink that is down keeps
+    its queue, and nothing is lost or written twice.
+    """
+    from ..verify import Outbox, load_sinks
+
+    with _open(repo) as butler:
+        sinks = load_sinks(butler.root)
+        if not sinks:
+            raise typer.BadParameter(
+                f"no sinks configured: write {butler.root}/verify-sinks.yaml or set $PORTER_VERIFY_SINKS",
+                param_hint="REPO",
+            )
+        outbox = Outbox(butler.registry.db)
+        results = [outbox.forward(sink) for sink in sinks]
+    rows = [
+        {
+            "sink": r.sink,
+            "sent": r.sent_lines,
+            "batches": r.batches,
+            "still queued": r.remaining_lines,
+            "error": r.error or ("another forwarder is sending" if r.busy else ""),
+        }
+        for r in results
+    ]
+    print_rows(rows, title="forwarded", as_json=as_json)
+    if any(r.error for r in results):
+        raise typer.Exit(1)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from ._alert_rules import Transition
 from ._alerts import AlertBook
 from ._metrics import Metric, MetricSet
+from ._outbox import Outbox, SinkConfig, load_sinks
 from ._outcome import Outcome
 from ._specs import SpecificationSet
 from ._store import MetricStore
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
     from ..registry import Database
 
-__all__ = ["AlertHook", "load_package", "open_store"]
+__all__ = ["AlertHook", "ForwardHook", "load_package", "open_store"]
 
 
 @dataclass
@@ -43,16 +44,45 @@ class AlertHook:
         self.transitions += self.book.observe(outcomes, self.metrics, conn=conn)
 
 
+@dataclass
+class ForwardHook:
+    """Queues every measurement for the configured InfluxDB sinks, in the store's transaction.
+
+    The outbox row exists exactly when its measurement does; ``porter verify forward`` sends
+    the queue in order (and resumes it after any failure).
+    """
+
+    outbox: Outbox
+    sinks: list[SinkConfig]
+    queued: int = 0
+
+    def wants(self, metric: Metric) -> bool:
+        return True
+
+    def arrived(self, conn: Connection, outcomes: Sequence[Outcome]) -> None:
+        self.queued += self.outbox.enqueue_outcomes(conn, [s.name for s in self.sinks], outcomes)
+
+
 def load_package(path: str | Path) -> tuple[MetricSet, SpecificationSet]:
     """A metrics package's metrics and specs, every problem raised at once (`DeclarationError`)."""
     metrics = MetricSet.load(path)
     return metrics, SpecificationSet.load(path, metrics)
 
 
-def open_store(db: Database, package: str | Path | None = None) -> tuple[MetricStore, AlertHook | None]:
-    """The repository's metric store, checking against ``package`` and alerting, or read-only without it."""
+def open_store(
+    db: Database, package: str | Path | None = None, repo_root: str | Path | None = None
+) -> tuple[MetricStore, AlertHook | None]:
+    """The repository's metric store, checking against ``package`` and alerting, or read-only without it.
+
+    With sinks configured (``$PORTER_VERIFY_SINKS``, or ``verify-sinks.yaml`` in ``repo_root``),
+    every stored measurement is also queued for forwarding to InfluxDB.
+    """
     if package is None:
         return MetricStore(db), None
     metrics, specs = load_package(package)
     hook = AlertHook(AlertBook(db), metrics)
-    return MetricStore(db, metrics, specs, hooks=[hook]), hook
+    hooks: list[AlertHook | ForwardHook] = [hook]
+    sinks = load_sinks(repo_root)
+    if sinks:
+        hooks.append(ForwardHook(Outbox(db), sinks))
+    return MetricStore(db, metrics, specs, hooks=hooks), hook
