@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -343,6 +343,7 @@ def test_the_cli_ingests_and_reads_back(repo: Any, tmp_path: Path) -> None:
     assert result.exit_code != 0 and "lacks tract" in result.output
 
 
+@settings(deadline=None)  # CI's machine is busy: no per-example time bound
 @given(
     st.dictionaries(
         st.text(st.characters(categories=("Ll",)), min_size=1, max_size=8),
@@ -356,6 +357,7 @@ def test_data_id_keys_round_trip_whatever_the_order(data_id: dict[str, Any]) -> 
     assert data_id_key(dict(reversed(list(data_id.items())))) == key
 
 
+@settings(deadline=None)
 @given(st.integers(0, 7), st.integers(0, 7), st.booleans())
 def test_flags_round_trip(applicable: int, passed: int, regressed: bool) -> None:
     packed = pack_flags(np.array([applicable]), np.array([passed]), np.array([regressed]))
