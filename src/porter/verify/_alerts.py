@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
-from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, Float, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.engine import Connection, RowMapping
 
 from ._alert_eval import Evaluation
@@ -38,6 +38,7 @@ from ._alert_rules import OPEN, Silence, Transition, in_order, policies
 from ._metrics import Metric, MetricSet
 from ._outcome import DataIdValue, Outcome, data_id_from_key, data_id_key
 from ._problems import VerifyError
+from ._tables import define_table
 
 if TYPE_CHECKING:
     from ..registry import Database
@@ -116,12 +117,6 @@ class Notification:
         return self.delivered_at is not None
 
 
-def _table(db: Database, name: str, *columns: Any) -> Table:
-    md = db.metadata
-    existing = md.tables.get(f"{md.schema}.{name}" if md.schema else name)
-    return existing if existing is not None else Table(name, md, *columns)
-
-
 class AlertBook:
     """The alerts of one repository: evaluate outcomes, acknowledge, silence, queue notifications.
 
@@ -133,7 +128,7 @@ class AlertBook:
         self.clock = clock
         name = String(255)
         key = String(512)
-        self.t_series = _table(
+        self.t_series = define_table(
             db,
             "verify_alert_series",
             Column("metric", name, primary_key=True),
@@ -145,7 +140,7 @@ class AlertBook:
             Column("last_time", Float, nullable=True),
             Column("alert_id", Integer, nullable=True),
         )
-        self.t_alert = _table(
+        self.t_alert = define_table(
             db,
             "verify_alert",
             Column("alert_id", Integer, primary_key=True, autoincrement=True),
@@ -172,7 +167,7 @@ class AlertBook:
             Column("ack_time", Float, nullable=True),
             Index("verify_alert_status", "status", "metric"),
         )
-        self.t_silence = _table(
+        self.t_silence = define_table(
             db,
             "verify_alert_silence",
             Column("silence_id", Integer, primary_key=True, autoincrement=True),
@@ -184,7 +179,7 @@ class AlertBook:
             Column("reason", Text, nullable=False),
             Index("verify_alert_silence_until", "until"),
         )
-        self.t_outbox = _table(
+        self.t_outbox = define_table(
             db,
             "verify_alert_notification",
             Column("notification_id", Integer, primary_key=True, autoincrement=True),

@@ -55,6 +55,7 @@ from ._metrics import Metric, MetricSet, UnknownMetricError
 from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._problems import MeasurementValueError, UnitMismatchError, VerifyError
 from ._specs import Specification, SpecificationSet
+from ._tables import define_table
 from ._units import conversion_factor
 
 if TYPE_CHECKING:
@@ -193,13 +194,6 @@ class ArrivalHook(Protocol):
         ...
 
 
-def _table(db: Database, name: str, *columns: Any, **options: Any) -> Table:
-    """The table ``name`` on ``db``'s metadata: defined once per database, however many stores open it."""
-    md = db.metadata
-    existing = md.tables.get(f"{md.schema}.{name}" if md.schema else name)
-    return existing if existing is not None else Table(name, md, *columns, **options)
-
-
 class MetricStore:
     """The metric store of one repository database, checking against ``metrics`` and ``specs``.
 
@@ -217,20 +211,20 @@ class MetricStore:
         self.metrics = metrics if metrics is not None else MetricSet()
         self.specs = specs if specs is not None else SpecificationSet()
         self.hooks = list(hooks)
-        self.metric_table = _table(
+        self.metric_table = define_table(
             db,
             "verify_metric",
             Column("metric_id", Integer, primary_key=True, autoincrement=True),
             Column("name", String(255), nullable=False, unique=True),
             Column("unit", String(64), nullable=False),
         )
-        self.data_id_table = _table(
+        self.data_id_table = define_table(
             db,
             "verify_data_id",
             Column("data_id_id", Integer, primary_key=True, autoincrement=True),
             Column("key", Text, nullable=False, unique=True),
         )
-        self.run_table = _table(
+        self.run_table = define_table(
             db,
             "verify_run",
             Column("run_id", Integer, primary_key=True, autoincrement=True),
@@ -239,7 +233,7 @@ class MetricStore:
             Column("provenance", Text, nullable=False),
             Column("release", String(255), nullable=True),
         )
-        self.table = _table(
+        self.table = define_table(
             db,
             "verify_measurement",
             Column("metric_id", Integer, primary_key=True, autoincrement=False),
@@ -250,7 +244,7 @@ class MetricStore:
             Column("baseline", Float, nullable=True),
             sqlite_with_rowid=False,
         )
-        self.metric_run_table = _table(
+        self.metric_run_table = define_table(
             db,
             "verify_metric_run",
             Column("metric_id", Integer, primary_key=True, autoincrement=False),
@@ -258,7 +252,7 @@ class MetricStore:
             Column("time", Float, nullable=False),
             Index("verify_metric_run_time", "metric_id", "time"),
         )
-        self.chunk_table = _table(
+        self.chunk_table = define_table(
             db,
             "verify_chunk",
             Column("metric_id", Integer, primary_key=True, autoincrement=False),
