@@ -700,3 +700,16 @@ def test_lint_of_single_files_and_jobs(tmp_path: Path) -> None:
 def test_verify_help() -> None:
     result = runner.invoke(app, ["verify", "lint", "--help"])
     assert result.exit_code == 0 and "metrics/PACKAGE.yaml" in result.output
+
+
+def test_lint_checks_the_alert_channels_against_alerts_yaml(tmp_path: Path) -> None:
+    package = tmp_path / "validate_drp"
+    shutil.copytree(PACKAGE, package)
+    assert lint([package]).ok  # ${DM_ALERTS_WEBHOOK} need not be set to lint
+    metrics_file = package / "metrics" / "validate_drp.yaml"
+    metrics_file.write_text(metrics_file.read_text().replace("webhook:dm-alerts", "webhook:dm-alert"))
+    report = lint([package])
+    assert [(p.document, p.field) for p in report.problems] == [("validate_drp.AM1", "alert.channels")]
+    assert "'dm-alert' is not configured" in report.problems[0].problem
+    (package / "alerts.yaml").write_text("webhooks: [not, a, mapping]\n")
+    assert any("alerts.yaml" in p.file for p in lint([package]).problems)

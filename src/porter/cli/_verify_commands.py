@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 verify_app = typer.Typer(
     name="verify",
-    help="Quality metrics: lsst/verify metric, specification and Job files.",
+    help="Quality metrics: lsst/verify declarations, measurements stored and checked on arrival, alerts, trends.",
     no_args_is_help=True,
 )
 app.add_typer(verify_app)

@@ -8,13 +8,14 @@ have a spec at that level (or the alert could never fire).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ._channels import AlertConfig, channel_problems
 from ._job import read_job
 from ._metrics import Metric, MetricSet
-from ._problems import JobFormatError, Problem, display_path
+from ._problems import DeclarationError, JobFormatError, Problem, display_path
 from ._specs import Specification, SpecificationSet
 from ._yaml import load_documents
 
@@ -113,6 +114,8 @@ def lint(paths: Iterable[str | Path]) -> LintReport:
                 specs = list(spec_set)
                 if has_metrics:
                     report.problems += alert_problems(metrics, spec_set)
+            if is_package and has_metrics:
+                report.problems += _channel_problems(path, metrics)
             for job_file in sorted(path.glob("*.json")) if not is_package else []:
                 report.jobs += 1
                 report.problems += _job_problems(job_file)
@@ -137,3 +140,28 @@ def _job_problems(path: Path) -> list[Problem]:
     except JobFormatError as exc:
         return exc.problems
     return []
+
+
+class _AnyEnvironment(Mapping[str, str]):
+    """Every ``${NAME}`` of alerts.yaml is "set": lint checks the file, not this machine's secrets."""
+
+    def __getitem__(self, name: str) -> str:
+        return f"${{{name}}}"
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _channel_problems(package: Path, metrics: list[Metric]) -> list[Problem]:
+    """Problems of the package's alerts.yaml, and alert channels it cannot deliver to."""
+    try:
+        config = AlertConfig.load(package, environ=_AnyEnvironment())
+    except DeclarationError as exc:
+        return exc.problems
+    return channel_problems(MetricSet(metrics), config)
