@@ -119,6 +119,22 @@ def test_a_bad_measurement_refuses_the_whole_batch(
     assert store.provenance("run2") is None
 
 
+def test_concurrent_writers_of_one_run_leave_each_measurement_once(repo: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def write(k: int) -> int:
+        store = open_store(repo.registry.db, PACKAGE)[0]
+        rows = [NewMeasurement(AM1, 10.0 + k, "mas", {"tract": t, "band": "r"}) for t in range(50)]
+        return store.record(rows, prov("run1", 1.0)).stored
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(write, range(4))) == [50] * 4
+    stored = list(MetricStore(repo.registry.db).outcomes())
+    assert len(stored) == 50 and len({o.data_id["tract"] for o in stored}) == 50
+    assert len({o.value for o in stored}) == 1  # one writer's batch, whole: the last to commit
+    assert len(MetricStore(repo.registry.db).series(AM1)) == 50
+
+
 def test_specs_scoped_by_metadata_apply_only_to_their_band(store: MetricStore) -> None:
     # PA1: design_gri 5 mmag applies to filter_name r; minimum_uzy 0.010 mag to z only; both to HSC only
     rows = [

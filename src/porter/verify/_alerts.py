@@ -38,7 +38,7 @@ from ._alert_rules import OPEN, Silence, Transition, in_order, policies
 from ._metrics import Metric, MetricSet
 from ._outcome import DataIdValue, Outcome, data_id_from_key, data_id_key
 from ._problems import VerifyError
-from ._tables import define_table
+from ._tables import create_tables, define_table
 
 if TYPE_CHECKING:
     from ..registry import Database
@@ -196,9 +196,7 @@ class AlertBook:
             UniqueConstraint("alert_id", "kind", "channel", name="verify_alert_notification_once"),
             Index("verify_alert_notification_due", "delivered_at", "next_attempt"),
         )
-        with db.transaction() as conn:
-            for table in (self.t_series, self.t_alert, self.t_silence, self.t_outbox):
-                table.create(conn, checkfirst=True)
+        create_tables(db, (self.t_series, self.t_alert, self.t_silence, self.t_outbox))
 
     # --- evaluation ---------------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ from ._metrics import Metric, MetricSet, UnknownMetricError
 from ._outcome import DataIdValue, Outcome, Provenance, data_id_from_key, data_id_key
 from ._problems import MeasurementValueError, UnitMismatchError, VerifyError
 from ._specs import Specification, SpecificationSet
-from ._tables import define_table
+from ._tables import create_tables, define_table
 from ._units import conversion_factor
 
 if TYPE_CHECKING:
@@ -261,9 +261,7 @@ class MetricStore:
             Column("vals", LargeBinary, nullable=False),  # float64, in data_id_ids' order
         )
         tables = (self.metric_table, self.data_id_table, self.run_table, self.table, self.metric_run_table)
-        with db.transaction() as conn:
-            for t in (*tables, self.chunk_table):
-                t.create(conn, checkfirst=True)
+        create_tables(db, (*tables, self.chunk_table))
         self._data_ids: dict[int, dict[str, DataIdValue]] = {}  # id → data ID: an id never changes meaning
         self._specs_of: dict[str, list[Specification]] = {}
         for spec in self.specs:
@@ -341,7 +339,15 @@ class MetricStore:
                 }
                 return RecordResult(provenance.run, n, replaced, failed, int(regressed.sum()), outcomes)
 
-        return self.db.retrying(write)
+        for attempt in range(3):
+            try:
+                return self.db.retrying(write)
+            except sqlalchemy.exc.IntegrityError:
+                # Another writer recorded this run (or these measurements) between our read and our
+                # insert: go again, now as a replacement of what it wrote.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def _validate(self, batch: Batch) -> tuple[list[Metric], np.ndarray]:
         """The batch's metrics and each row's factor to its metric's unit, or the first problem."""

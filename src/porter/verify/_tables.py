@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table
@@ -9,7 +10,7 @@ from sqlalchemy import Table
 if TYPE_CHECKING:
     from ..registry import Database
 
-__all__ = ["define_table"]
+__all__ = ["create_tables", "define_table"]
 
 
 def define_table(db: Database, name: str, *columns: Any, **options: Any) -> Table:
@@ -21,3 +22,16 @@ def define_table(db: Database, name: str, *columns: Any, **options: Any) -> Tabl
     md = db.metadata
     existing = md.tables.get(f"{md.schema}.{name}" if md.schema else name)
     return existing if existing is not None else Table(name, md, *columns, **options)
+
+
+def create_tables(db: Database, tables: Iterable[Table]) -> None:
+    """Create those of ``tables`` the database lacks, one process at a time.
+
+    Two processes opening a new repository at once would otherwise both find a table missing and
+    both create it (PostgreSQL: a unique violation in its catalogue); the schema-change lock
+    serialises them, and the second finds the tables there.
+    """
+    with db.transaction() as conn:
+        db.lock_for_schema_change(conn)
+        for t in tables:
+            t.create(conn, checkfirst=True)
