@@ -6,8 +6,9 @@ items (Felis conformance and content rules, through `porter.schema`; a
 row_count rule may compare with another catalog item of the plan or with
 a count of datasets in the butler — `_Catalogs.expected_rows`) and
 ``files`` items (expected counts per pattern), ``hips`` items (a HiPS
-tree's properties, tiles, Allsky and MOC) and ``manual`` items (a person's
-recorded confirmation).
+tree's properties, tiles, Allsky and MOC), ``manual`` items (a person's
+recorded confirmation) and ``metrics`` items (quality metrics in the metric
+store: levels, regressions against the previous release, alerts — `_metrics`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ..schema import (
 )
 from ._corpus import corpus_checks
 from ._hips import check_hips
+from ._metrics import metrics_checks
 from ._plan import Checkpoint, Corpus, Item, ReleasePlan
 
 if TYPE_CHECKING:
@@ -80,6 +82,8 @@ def run_checks(
                 results = catalog_checks(item, catalogs, base, plan.corpus)
             elif item.kind == "hips":
                 results = check_hips(item.name, Path(item.resolved_location(base)))
+            elif item.kind == "metrics":
+                results = metrics_checks(butler, plan, item, base)
             else:  # "files", the last kind an Item allows
                 results = file_checks(item, Path(item.resolved_location(base)))
         except Exception as exc:  # a check that cannot run is an error result, not a crash

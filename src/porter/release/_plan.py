@@ -56,7 +56,7 @@ MAX_TOTAL_DAYS = 36_525
 """The checkpoints' durations may add up to a century at most (beyond, dates cannot be computed)."""
 FIRST_DAY, LAST_DAY = datetime.date(1900, 1, 1), datetime.date(2999, 12, 31)
 """The dates a plan may name."""
-KINDS = ("datasets", "catalog", "files", "hips", "manual")
+KINDS = ("datasets", "catalog", "files", "hips", "manual", "metrics")
 """The kinds of shipping-list items."""
 
 
@@ -208,6 +208,7 @@ _KIND_FIELDS = {
     "files": ("location", "patterns"),
     "hips": ("location",),
     "manual": ("check",),
+    "metrics": ("package", "tags", "level", "collections", "runs", "baseline"),
 }
 """The fields each kind of item uses (besides name, kind and description)."""
 _KIND_NEEDS = {
@@ -216,11 +217,13 @@ _KIND_NEEDS = {
     "files": "location",
     "hips": "location",
     "manual": "check",
+    "metrics": "package",
 }
 _KIND_EXAMPLES = {
     "dataset_types": "dataset_types: [calexp]",
     "location": "location: DP2/catalogs/Source/",
     "check": "check: what a person must confirm",
+    "package": "package: metrics (a metrics package: metrics/*.yaml and specs/, beside the plan)",
 }
 
 
@@ -230,7 +233,7 @@ class Item(_Model):
     name: Name
     """The item's name, unique in its checkpoint: its results are named ``ITEM:CHECK``, a manual item is
     confirmed by it, and ``equals_item`` rules and features' ``verified_by`` refer to the item by it."""
-    kind: Literal["datasets", "catalog", "files", "hips", "manual"]
+    kind: Literal["datasets", "catalog", "files", "hips", "manual", "metrics"]
     """What the item is, and so how it is checked: datasets' completeness in the butler, a catalog's
     schema conformance and content rules, counts of files, a HiPS tree's structure, or a person's
     confirmation (see Item kinds)."""
@@ -245,7 +248,9 @@ class Item(_Model):
     collections: list[Text] = []
     """The collections the delivered datasets are looked for in, by the completeness checks and the
     manifest.  The plan's ``collections`` do not stand in for them: without any, the item's checks cannot
-    run (an error result)."""
+    run (an error result).  For a ``metrics`` item: the collections whose runs' measurements are the
+    release's (default: the plan's ``collections``); a CHAINED collection stands for the RUN
+    collections in it, and a pipeline run's measurements are stored under its output RUN collection."""
     expected: Expected = {}
     """The data IDs each dataset type must cover, as a query (see Expected), e.g.
     ``{dimensions: [visit, detector], datasets: raw}``: a dataset for every (visit, detector) that has a
@@ -277,6 +282,25 @@ class Item(_Model):
     check: Text = ""
     """What a person must confirm.  The check is ``pending`` until someone records it with
     ``porter release confirm``, and then passes."""
+    # metrics: quality metrics in the repository's metric store (porter.verify)
+    package: Location | None = None
+    """A metrics package (lsst/verify's layout: ``metrics/*.yaml`` and ``specs/``), relative to the plan's
+    directory: the metrics the gate checks are its metrics carrying ``tags``, their specifications say what
+    ``level`` means, their ``direction`` and ``baseline.tolerance`` what a regression is."""
+    tags: list[Annotated[str, pydantic.StringConstraints(min_length=1), pydantic.AfterValidator(_text)]] = [
+        "kpm"
+    ]
+    """The tags a metric of ``package`` must carry (all of them) to be gated: ``[kpm]``, the key
+    performance metrics."""
+    level: Literal["minimum", "design", "stretch"] = "minimum"
+    """The specification level every measurement must meet, as checked when it was stored."""
+    runs: list[Text] = []
+    """The stored runs whose measurements are the release's, by name, instead of those of ``collections``
+    (e.g. a CI job imported as ``job/validate_drp_hsc``)."""
+    baseline: Literal["previous_release", "none"] = "previous_release"
+    """What no measurement may have regressed against: ``previous_release``, the runs marked as the last
+    release before this one (``porter release ready`` marks a release's runs), per metric and data ID;
+    ``none`` checks levels only."""
 
     @pydantic.model_validator(mode="after")
     def _kind_fields(self) -> Item:
@@ -296,6 +320,12 @@ class Item(_Model):
                     "remove it, or correct the item's kind",
                     (field,),
                 )
+        if self.kind == "metrics" and self.runs and self.collections:
+            raise _Problem(
+                "a 'metrics' item names its runs either by runs: or by collections:, not both",
+                "keep one of them",
+                ("runs",),
+            )
         if self.schema_file and not self.table:
             raise _Problem(
                 "an item with a schema_file needs the schema's table",
@@ -315,6 +345,11 @@ class Item(_Model):
             return name
         beside_plan = base / name
         return str(beside_plan) if beside_plan.is_file() else name
+
+    def resolved_package(self, base: Path) -> Path:
+        """A ``metrics`` item's package directory: a relative path is taken from ``base`` (the plan's directory)."""
+        package = Path(str(self.package))
+        return package if package.is_absolute() else base / package
 
     def resolved_location(self, base: Path) -> str:
         """The item's location, a relative path taken from ``base`` (the plan's directory); URLs as they are."""
@@ -978,9 +1013,28 @@ def load_plan(path: str | Path) -> ReleasePlan:
             "start it with release:, repository:, checkpoints: … (see `porter release init`)."
         )
     try:
-        return ReleasePlan.model_validate(data)
+        plan = ReleasePlan.model_validate(data)
     except pydantic.ValidationError as exc:
         raise PlanError(_describe(exc, root, path)) from None
+    _check_packages(plan, root, path)
+    return plan
+
+
+def _check_packages(plan: ReleasePlan, root: yaml.Node | None, path: Path) -> None:
+    """Every ``metrics`` item's package is a metrics package beside the plan (its checks would only error)."""
+    for i, cp in enumerate(plan.checkpoints):
+        for j, item in enumerate(cp.items):
+            if item.kind != "metrics":
+                continue
+            package = item.resolved_package(path.parent)
+            if not (package / "metrics").is_dir():
+                loc = ("checkpoints", i, "items", j, "package")
+                what = "does not exist" if not package.exists() else "has no metrics/ directory"
+                raise PlanError(
+                    f"Invalid release plan:\n  {path}:{_line_of(root, loc) or 1}: {'.'.join(map(str, loc))}: "
+                    f"the metrics package {item.package} ({package}) {what} — name a metrics package "
+                    "(a directory with metrics/*.yaml and specs/), relative to the plan's directory"
+                )
 
 
 def dump_plan(plan: ReleasePlan, path: str | Path) -> None:

@@ -963,11 +963,13 @@ class Release:
             if cp.name in state.signed
         }
         last = max((e.at for e in state.signed.values()), default=self.clock())
+        metric_runs = self._mark_metric_runs()
         return self._append(
             by,
             "ready",
             "",
             checkpoints=verified,
+            metric_runs=metric_runs,
             open_blockers=0,
             validation=self.plan.validation,
             smoke_runs={env: e.seq for env, e in state.smoke.items()},
@@ -975,6 +977,75 @@ class Release:
             test_period_days=self.plan.test_period_days,
             last_signoff=datetime.datetime.fromtimestamp(last, datetime.UTC).isoformat(),
             audit_head=self.audit_head(),
+        )
+
+    def _mark_metric_runs(self) -> list[str]:
+        """Mark the runs of every ``metrics`` item as this release's in the metric store (`mark_release`):
+        the next release's ``previous_release`` baseline, and that of metrics declared with one.
+
+        Done before the ready event is appended, which records them: marking again is harmless, so a
+        failure between the two is repaired by running ``ready`` again.
+        """
+        items = [i for c in self.plan.checkpoints for i in c.items if i.kind == "metrics"]
+        if not items:
+            return []
+        from ..verify import MetricStore
+        from ._metrics import release_runs
+
+        store = MetricStore(self.butler.registry.db)
+        runs: list[str] = []
+        for item in items:
+            runs += [r for r in release_runs(self.butler, self.plan, item, store).runs if r not in runs]
+        for run in runs:
+            store.mark_release(run, self.plan.release)
+        return runs
+
+    def acknowledge(self, checkpoint: str, alert_id: int, by: str, reason: str) -> Event:
+        """Acknowledge an open alert on a metric a ``metrics`` item of ``checkpoint`` gates, in the alert
+        book and the audit log: by someone who may waive, with a reason.
+
+        The gate accepts an acknowledged firing alert at the checkpoint's next check run, which names
+        who acknowledged it and why.
+        """
+        cp = self.plan.checkpoint(checkpoint)
+        person = self.plan.person(by)
+        if not (person.can_waive or person.decider):
+            may = [p.name for p in self.plan.people if p.can_waive or p.decider]
+            raise GateError(
+                f"{by} may not acknowledge alerts for the release; a person with can_waive or the decider "
+                f"must ({', '.join(may) or 'nobody in this plan'})."
+            )
+        if not reason.strip():
+            raise GateError("An acknowledgement needs a reason.")
+        from ..verify import AlertBook
+        from ._metrics import gated_metrics
+
+        book = AlertBook(self.butler.registry.db, clock=self.clock)
+        alert = book.get(alert_id)
+        gated = {
+            m.name
+            for i in cp.items
+            if i.kind == "metrics"
+            for m in gated_metrics(i, self.plan_path.parent)[0]
+        }
+        if alert.metric not in gated:
+            raise GateError(
+                f"Alert {alert_id} is on {alert.metric}, which no metrics item of {checkpoint!r} gates "
+                f"(its metrics: {', '.join(sorted(gated)) or 'none'})."
+            )
+        acked = book.acknowledge(alert_id, by, reason)
+        return self._append(
+            by,
+            "acknowledge",
+            checkpoint,
+            alert=alert_id,
+            metric=acked.metric,
+            data_id=dict(acked.data_id),
+            level=acked.level,
+            status=acked.status,
+            last_value=acked.last_value,
+            unit=acked.unit,
+            reason=reason,
         )
 
     # --- shipments --------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import datetime
 import html
 from typing import TYPE_CHECKING, Any
 
+from ._metrics_report import metrics_section
 from ._release import waiver_covers
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
             )
     out += ["<h2>Check history</h2>", _table(history)]
     out += ["<h2>Across releases</h2>", _table(_across_releases(rel))]
+    out.append(metrics_section(rel))
     out += [
         "<h2>Findings</h2>",
         _table(
@@ -178,13 +180,14 @@ def html_report(rel: Release, today: datetime.date | None = None) -> str:
             "when": datetime.datetime.fromtimestamp(e.at).isoformat(timespec="minutes"),
             "what": e.action,
             "checkpoint": e.checkpoint,
-            "check": e.payload.get("check", ""),
+            "check": e.payload.get("check", "")
+            or (f"alert {e.payload['alert']} on {e.payload.get('metric')}" if "alert" in e.payload else ""),
             "by": e.actor,
             "reason": e.payload.get("reason", ""),
             "overridden": "; ".join(e.payload.get("overridden", [])),
         }
         for e in events
-        if e.action in ("waive", "override-signoff", "reopen", "promote")
+        if e.action in ("waive", "acknowledge", "override-signoff", "reopen", "promote")
     ]
     out += ["<h2>Waivers, overrides, reopenings and promotions</h2>", _table(decisions)]
     out.append("<h2>Audit log</h2>")

@@ -273,6 +273,8 @@ def like(
             item["collections"] = [
                 rename(f"{where}.collections", x, True) for x in item.get("collections") or []
             ]
+            old_collections.update(item.get("runs") or [])
+            item["runs"] = [rename(f"{where}.runs", x, True) for x in item.get("runs") or []]
             expected = item.get("expected") or {}
             if expected.get("collections"):
                 old_collections.update(expected["collections"])
@@ -319,6 +321,7 @@ def _collections_of(plan: ReleasePlan) -> list[tuple[str, list[str]]]:
     for c in plan.checkpoints:
         for item in c.items:
             out.append((f"{c.name}.{item.name}.collections", list(item.collections)))
+            out.append((f"{c.name}.{item.name}.runs", list(item.runs)))
             out.append(
                 (f"{c.name}.{item.name}.expected.collections", list(item.expected.get("collections") or []))
             )
