@@ -179,6 +179,10 @@ def test_the_gate_refuses_failing_levels_missing_metrics_and_regressions_until_f
         assert "new reference catalog in r; accepted for DP2" in report
         # The next change to AM1 is another result: the waiver no longer covers it.
         record(store, "DP2/runs/step1", T0 + 34 * DAY, {"r": 16.0, "i": 13.0}, pa1_r=5.1)
+        (drift,) = [b for b in rel.blockers() if b.kind == "metrics-changed"]  # seen before any re-check
+        assert "kpm:metric validate_drp.AM1 of 'quality' is now fail" in drift.what
+        with pytest.raises(GateError, match="measurements or alerts changed since"):
+            rel.mark_ready("lead")
         rel.check("quality", by="lead")
         assert "quality" not in rel.state().signed  # reopened by the failing run
         assert any("no longer applies" in p for p in rel.signoff_problems("quality"))
@@ -279,3 +283,15 @@ def test_a_bad_metrics_item_names_file_line_and_fix(
     path = write_plan(tmp_path / "releases", data)
     with pytest.raises(PlanError, match=r"DP2\.yaml:\d+: checkpoints\.0\." + message):
         load_plan(path)
+
+
+def test_a_plan_made_like_the_previous_one_renames_the_items_runs(repo: Butler, tmp_path: Path) -> None:
+    """``release init --like``: a metrics item's runs are collections of the release like any other."""
+    from porter.release import like
+
+    path = write_plan(tmp_path / "releases", plan_dict("DP2", repo, runs=["DP2/job", "ci/1234"]))
+    with pytest.raises(PlanError, match=r"quality\.kpm\.runs ci/1234"):
+        like(load_plan(path), "DP3", 182)
+    dp3, rewrites = like(load_plan(path), "DP3", 182, {"ci/1234": "ci/2345"})
+    assert dp3.checkpoint("quality").items[0].runs == ["DP3/job", "ci/2345"]
+    assert "quality.kpm.runs: DP2/job → DP3/job" in rewrites

@@ -742,6 +742,16 @@ class Release:
                             f"porter release check {rel} {cp.name} (reopens it), then ship, check and sign again",
                         )
                     )
+            if sign is not None:
+                for what in self._metrics_drift(cp, state):
+                    out.append(
+                        Blocker(
+                            "metrics-changed",
+                            cp.name,
+                            what,
+                            f"porter release check {rel} {cp.name} (reopens it if it now fails), then sign again",
+                        )
+                    )
         for f in state.findings.values():
             if f.open and f.severity == "blocker":
                 out.append(
@@ -999,6 +1009,36 @@ class Release:
         for run in runs:
             store.mark_release(run, self.plan.release)
         return runs
+
+    def _metrics_drift(self, cp: Checkpoint, state: ReleaseState) -> list[str]:
+        """How a signed checkpoint's ``metrics`` results differ now from the check run its sign-off saw.
+
+        Measurements are not shipped in a manifest: a run re-recorded after the sign-off would go
+        unnoticed, so the gated metrics are checked again (store reads only) and compared, status
+        and value, with the latest recorded results.
+        """
+        items = [i for i in cp.items if i.kind == "metrics"]
+        if not items:
+            return []
+        from ._metrics import metrics_checks
+
+        seen = {r["name"]: r for r in state.results(cp.name)}
+        out = []
+        for item in items:
+            try:
+                now = metrics_checks(self.butler, self.plan, item, self.plan_path.parent)
+            except Exception as exc:  # a check that cannot run now is itself a change
+                out.append(f"the metrics of {item.name!r} cannot be checked now: {type(exc).__name__}: {exc}")
+                continue
+            for r in now:
+                was = seen.get(r.name)
+                if was is None or (was["status"], was.get("value")) != (r.status, r.value):
+                    before = f"{was['status']} ({was.get('value')})" if was else "not in it"
+                    out.append(
+                        f"{r.name} of {cp.name!r} is now {r.status} ({r.value}); the check run signed off "
+                        f"had {before}: its measurements or alerts changed since"
+                    )
+        return out
 
     def acknowledge(self, checkpoint: str, alert_id: int, by: str, reason: str) -> Event:
         """Acknowledge an open alert on a metric a ``metrics`` item of ``checkpoint`` gates, in the alert
