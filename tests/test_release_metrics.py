@@ -295,3 +295,29 @@ def test_a_plan_made_like_the_previous_one_renames_the_items_runs(repo: Butler, 
     dp3, rewrites = like(load_plan(path), "DP3", 182, {"ci/1234": "ci/2345"})
     assert dp3.checkpoint("quality").items[0].runs == ["DP3/job", "ci/2345"]
     assert "quality.kpm.runs: DP2/job → DP3/job" in rewrites
+
+
+def test_the_cli_acknowledges_an_alert_for_the_gate(repo: Butler, store: MetricStore, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from porter.cli import app
+
+    releases = tmp_path / "releases"
+    runs_of(repo, "DP2", "DP2/runs/step1")
+    record(store, "DP2/runs/step1", T0, {"r": 12.0, "i": 13.0}, pa1_r=5.0)
+    record(store, "nightly/1", T0 + DAY, {"r": 24.0})
+    record(store, "nightly/2", T0 + 2 * DAY, {"r": 26.0})
+    (alert,) = AlertBook(repo.registry.db).alerts(status=("firing",))
+    write_plan(releases, plan_dict("DP2", repo))
+    runner = CliRunner()
+    args = ["release", "ack", "DP2", "quality", str(alert.alert_id), "--plans", str(releases)]
+    refused = runner.invoke(app, [*args, "--by", "pipelines", "--reason", "known"])
+    assert refused.exit_code != 0 and "may not acknowledge" in refused.output
+    done = runner.invoke(app, [*args, "--by", "lead", "--reason", "nightly config experiment"])
+    assert done.exit_code == 0, done.output
+    rel = Release.open("DP2", releases)
+    try:
+        assert [e.action for e in rel.events()][-1] == "acknowledge"
+        assert results(rel)["kpm:metric validate_drp.AM1"].status == "pass"
+    finally:
+        rel.close()

@@ -432,6 +432,30 @@ def waive(
     console.print(f"Waived {check_name} of {checkpoint} ({by}: {reason}).")
 
 
+@release_app.command("ack")
+@handle_errors
+def ack(
+    name: NameArg,
+    checkpoint: Annotated[
+        str, typer.Argument(help="The checkpoint whose metrics item gates the alert's metric.")
+    ],
+    alert_id: Annotated[int, typer.Argument(metavar="ALERT", help="The alert's id (porter verify alerts).")],
+    by: ByOpt,
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the release may go ahead with the alert open.")
+    ],
+    plans: PlansOpt = None,
+    repo: RepoOpt = None,
+) -> None:
+    """Acknowledge a firing metric alert for the release gate, with a reason (people with can_waive, or the decider).
+
+    Recorded in the alert book and in the release's audit log; the checkpoint's next check run accepts it.
+    """
+    with _release(name, plans, repo) as rel:
+        rel.acknowledge(checkpoint, alert_id, by, reason)
+    console.print(f"Acknowledged alert {alert_id} for {checkpoint} ({by}: {reason}).", highlight=False)
+
+
 @release_app.command("signoff")
 @handle_errors
 def signoff(

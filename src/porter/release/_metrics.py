@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy
-
 from ..errors import did_you_mean
 from ..schema import ERROR, FAIL, PASS, CheckResult
 
@@ -53,18 +51,8 @@ class ReleaseRuns:
 
 
 def marked_releases(store: MetricStore) -> list[tuple[str, float, str]]:
-    """Every run marked as a release's (``mark_release``): (run, time, release), oldest first.
-
-    Read from the store's run table: the store has no reader for the mark yet.
-    """
-    t = store.run_table
-    with store.db.reading() as conn:
-        rows = conn.execute(
-            sqlalchemy.select(t.c.run, t.c.time, t.c.release)
-            .where(t.c.release.is_not(None))
-            .order_by(t.c.time, t.c.run)
-        ).all()
-    return [(str(r), float(at), str(rel)) for r, at, rel in rows]
+    """Every run marked as a release's (``mark_release``): (run, time, release), oldest first."""
+    return store.releases()
 
 
 def release_runs(butler: DirectButler, plan: ReleasePlan, item: Item, store: MetricStore) -> ReleaseRuns:

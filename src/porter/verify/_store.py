@@ -668,6 +668,17 @@ class MetricStore:
 
     # --- reading ----------------------------------------------------------------------------------
 
+    def releases(self) -> list[tuple[str, float, str]]:
+        """Every run marked as a release's (`mark_release`): (run, time, release), oldest first."""
+        t = self.run_table
+        with self.db.reading() as conn:
+            rows = conn.execute(
+                sqlalchemy.select(t.c.run, t.c.time, t.c.release)
+                .where(t.c.release.is_not(None))
+                .order_by(t.c.time, t.c.run)
+            ).all()
+        return [(str(run), float(at), str(release)) for run, at, release in rows]
+
     def runs(self) -> list[Provenance]:
         """Every recorded run's provenance, oldest first."""
         t = self.run_table
