@@ -149,12 +149,21 @@ def test_demo_survey_main_job(tmp_path: Path) -> None:
     assert [nights[f"u/demo/drp/nightly/{k}"]["failed minimum"] for k in (1, 2, 3)] == [0, 0, 0]
     degraded = nights["u/demo/drp/nightly/4"]
     assert degraded["failed minimum"] > 0 and degraded["alerts"]
-    assert (
-        degraded["delivered"] == len(degraded["alerts"]) and quality["webhook_messages"] == degraded["alerts"]
-    )
+    fixed = nights["u/demo/drp/nightly/7"]  # the configuration fixed: every alert resolves
+    assert fixed["failed minimum"] == 0 and all(a.startswith("RESOLVED") for a in fixed["alerts"])
+    assert len(fixed["alerts"]) == len(degraded["alerts"]) == degraded["delivered"]
+    assert quality["webhook_messages"] == degraded["alerts"] + fixed["alerts"]
     assert all(a.startswith("FIRING") for a in degraded["alerts"])
     assert not nights["u/demo/drp/nightly/5"]["alerts"]  # one alert per series, not one per night
     assert quality["change_points"]
     for change in quality["change_points"]:
         assert (change["run_before"], change["run_after"]) == ("u/demo/drp/nightly/3", "u/demo/drp/nightly/4")
         assert list(change["changed"]) == ["config_hash"] and change["shift"] < 0
+    # The nightly release gate refuses the degraded night (its failing patches and firing alerts), then
+    # passes and is signed once the fixed night is the latest.
+    gate = quality["gate"]
+    assert gate["before_fix"] == {
+        "failing": ["nightly-metrics:metric truthMatch.completeness"],
+        "signed": False,
+    }
+    assert gate["after_fix"] == {"failing": [], "signed": True}

@@ -7,7 +7,10 @@ reprocessed "nightly": three nights as configured, then three with a degraded co
 objects).  Each night's measurements are checked as they arrive, so the completeness regression
 is caught on the first degraded night, the alert is delivered to a webhook receiver on
 loopback, and change-point detection over the series names the nights either side of the shift
-and what changed between them (the configuration).
+and what changed between them (the configuration).  A release gate over the latest night (a
+``metrics`` plan item on the metrics tagged ``nightly``) refuses it, naming the failing patches and
+the firing alert; a seventh night with the configuration fixed resolves the alert and the gate
+passes and is signed.
 """
 
 from __future__ import annotations
@@ -69,14 +72,88 @@ def _truth_match_pipeline(radius: float) -> Any:
     )
 
 
+LATEST = "nightly/latest"
+"""The CHAINED collection holding the latest night's run: what the nightly release gate checks."""
+
+
+def _gate_plan(butler: DirectButler, plans: Path, chain: str) -> str:
+    """A release plan with one hand-over gating the ``nightly`` metrics of the latest night."""
+    import datetime
+
+    import yaml
+
+    name = "NIGHTLY"
+    plan = {
+        "release": name,
+        "repository": str(butler.root.resolve()),
+        "collections": [chain],
+        "validation": "minimal",
+        "people": [
+            {"name": "release-manager", "can_waive": True, "release_manager": True},
+            {"name": "pipelines-lead", "role": "Pipelines lead"},
+        ],
+        "checkpoints": [
+            {
+                "name": "quality",
+                "from_team": "Pipelines",
+                "to_team": "Release",
+                "deadline": (datetime.date.today() + datetime.timedelta(days=7)).isoformat(),
+                "items": [
+                    {
+                        "name": "nightly-metrics",
+                        "kind": "metrics",
+                        "package": str(VERIFY_METRICS),
+                        "tags": ["nightly"],
+                        "baseline": "none",
+                    }
+                ],
+            }
+        ],
+    }
+    plans.mkdir(parents=True, exist_ok=True)
+    (plans / f"{name}.yaml").write_text(yaml.safe_dump(plan, sort_keys=False))
+    return name
+
+
+def _gate(butler: DirectButler, plans: Path, name: str, say: Callable[[str], None]) -> dict[str, Any]:
+    """Check the nightly gate; sign it off when it passes.  What it found, for the output."""
+    from ..release import GateError, Release
+
+    rel = Release.open(name, plans)
+    try:
+        results = rel.check("quality", by="pipelines-lead")
+        failing = [r for r in results if r.status == "fail"]
+        for r in failing:
+            problems = sorted({str(s.get("problem", "")) for s in r.sample if isinstance(s, dict)})
+            say(f"gate refuses: {r.name}: {'; '.join(p for p in problems if p) or r.message}")
+        signed = False
+        try:
+            rel.signoff("quality", "release-manager")
+            signed = True
+            say("gate passes: quality signed off by release-manager")
+        except GateError as exc:
+            say(f"sign-off refused: {exc}")
+        return {"failing": [r.name for r in failing], "signed": signed}
+    finally:
+        rel.close()
+
+
 def nightly_quality(
-    butler: DirectButler, run: str, inputs: list[str], say: Callable[[str], None] = lambda _: None
+    butler: DirectButler,
+    run: str,
+    inputs: list[str],
+    say: Callable[[str], None] = lambda _: None,
+    plans: Path | None = None,
 ) -> dict[str, Any]:
-    """Store the DRP run's metrics, then six nightly truth-matching runs, the last three degraded.
+    """Store the DRP run's metrics, then six nightly truth-matching runs, the last three degraded,
+    gate the latest night, fix it on a seventh night, gate again.
 
     Returns what happened, for the demo's output: per night the stored count, failures and
-    regressions, the alerts that fired, the webhook messages received, and the change-points.
+    regressions, the alerts that fired, the webhook messages received, the change-points and the
+    gate's two verdicts.  ``plans``: where the nightly gate's plan is written (default: the
+    repository's ``releases/``).
     """
+    from .. import CollectionType
     from ..pipeline import InProcessExecutor, RunState, build_quantum_graph, execute_graph
     from ..verify import (
         AlertConfig,
@@ -116,24 +193,36 @@ def nightly_quality(
             for line in fired:
                 say(line)
 
-        ingest(run, "the DRP run")
-        for night in range(1, 7):
-            radius = NOMINAL_RADIUS if night <= 3 else DEGRADED_RADIUS
-            name = f"{run}/nightly/{night}"
+        def night(number: int, radius: float, note: str) -> None:
+            name = f"{run}/nightly/{number}"
             graph = build_quantum_graph(
                 butler, _truth_match_pipeline(radius), collections=[run, *inputs], run=name
             )
             with InProcessExecutor() as executor:
                 execute_graph(butler, graph, executor)
-            ingest(name, f"truthMatch, match radius {radius} arcsec")
+            ingest(name, note)
+            butler.registry.registerCollection(chain, CollectionType.CHAINED)
+            butler.registry.setCollectionChain(chain, [name])
+
+        chain = f"{run}/{LATEST}"
+        ingest(run, "the DRP run")
+        for number in range(1, 7):
+            radius = NOMINAL_RADIUS if number <= 3 else DEGRADED_RADIUS
+            night(number, radius, f"truthMatch, match radius {radius} arcsec")
         outcomes = list(MetricStore(butler.registry.db).outcomes(metric="truthMatch.completeness"))
         provenance = {p.run: p for p in store.runs()}
         changes = change_points_many(group_series(outcomes).values(), provenance)
+        for change in changes:
+            say(change.describe())
+        where = plans or butler.root / "releases"
+        gate_name = _gate_plan(butler, where, chain)
+        before = _gate(butler, where, gate_name, say)
+        night(7, NOMINAL_RADIUS, f"truthMatch, match radius {NOMINAL_RADIUS} arcsec (fixed)")
+        after = _gate(butler, where, gate_name, say)
         messages = list(received)
-    for change in changes:
-        say(change.describe())
     return {
         "nights": nights,
         "webhook_messages": [m.get("text", "") for m in messages],
         "change_points": [c.to_dict() for c in changes],
+        "gate": {"plan": str(where / f"{gate_name}.yaml"), "before_fix": before, "after_fix": after},
     }
