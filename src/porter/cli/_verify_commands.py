@@ -674,3 +674,6 @@ def forward_command(repo: RepoArg, as_json: JsonOpt = False) -> None:
     print_rows(rows, title="forwarded", as_json=as_json)
     if any(r.error for r in results):
         raise typer.Exit(1)
+
+
+from . import _verify_publish_command  # noqa: E402,F401
