@@ -29,6 +29,8 @@ def required_tuples(
     items = list(data_ids)
     if not items:
         return []
+    if not names:  # a dimensionless dataset type: every data ID is the empty one
+        return [() for _ in items]
     getter = operator.itemgetter(*names)
     if all(type(d) is dict for d in items):
         try:
