@@ -56,7 +56,7 @@ def publish_command(
     """
     from rich.progress import Progress
 
-    from ..verify._publish import parse_parameter, publish
+    from ..verify import parse_parameter, publish
 
     parameters = dict(parse_parameter(p) for p in param or [])
     with _open(repo) as butler, Progress(console=console, transient=True, disable=as_json) as bar:
