@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from peer import EXPORTS, make_daf_repo
 from porter import Butler
+from web_site import browser, demo_repository, site  # noqa: F401  (the dashboard's fixtures, for every test module)
 
 PG_ADMIN_URL = os.environ.get("PORTER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_DB = "porter_test"

@@ -31,9 +31,9 @@ class Served:
 
 
 @contextlib.contextmanager
-def serving(root: Path, **config: Any) -> Iterator[Served]:
-    """Serve the repository at ``root`` until the block ends."""
-    app = create_app(ServerConfig(repository=root, **config))
+def serving(root: Path, factory: Any = create_app, **config: Any) -> Iterator[Served]:
+    """Serve the repository at ``root`` until the block ends (``factory``: `porter.web.create_app` adds the dashboard)."""
+    app = factory(ServerConfig(repository=root, **config))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="porter-test-server", daemon=True)
     thread.start()

@@ -103,7 +103,7 @@ def serve(
             # /metrics answers for every worker: they keep their numbers in files there (set before they start)
             os.environ[MULTIPROC_ENV] = str(stack.enter_context(multiprocess_directory(location)))
         uvicorn.run(
-            "porter.server:app_from_environment",
+            "porter.web:app_from_environment",
             factory=True,
             host=host,
             port=port,

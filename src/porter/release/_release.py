@@ -303,6 +303,9 @@ class Release:
         self.log = EventLog(butler.registry.db)
         self.clock = clock
         """Where event times (and the test period's end) come from; a test may move it, a user cannot."""
+        self.as_of: int | None = None
+        """An audit-log sequence number: the release read as it stood just after that event (``?as_of=`` of
+        the dashboard, "what was known at sign-off"); such a view is read-only.  None: as it stands now."""
 
     @classmethod
     def open(cls, name: str, plans: str | Path = "releases") -> Release:
@@ -329,12 +332,19 @@ class Release:
     # --- state ------------------------------------------------------------------------------------------
 
     def events(self) -> list[Event]:
-        return self.log.events(self.plan.release)
+        """The release's audit log, oldest first (up to `as_of` when that is set)."""
+        events = self.log.events(self.plan.release)
+        return events if self.as_of is None else [e for e in events if e.seq <= self.as_of]
 
     def state(self) -> ReleaseState:
         return ReleaseState.fold(self.events(), self.plan.warnings_block)
 
     def _append(self, actor: str, action: str, checkpoint: str = "", **payload: Any) -> Event:
+        if self.as_of is not None:
+            raise GateError(
+                f"This is release {self.plan.release} as of audit entry {self.as_of}: a past state cannot be "
+                "changed; act on the release as it stands now."
+            )
         event = self.log.append(self.plan.release, actor, action, checkpoint, payload, self.clock)
         self._anchor(event)
         return event

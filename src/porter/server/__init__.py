@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._limits import Limits, UserLimits
     from ._metrics import MULTIPROC_ENV, multiprocess_directory
     from ._paths import check_path_prefix
+    from ._signing import load_or_create_key
 
 _LAZY: dict[str, str] = {
     "Accounts": "._accounts",
@@ -47,6 +48,7 @@ _LAZY: dict[str, str] = {
     "check_pattern": "._grants",
     "compile_patterns": "._grants",
     "check_path_prefix": "._paths",
+    "load_or_create_key": "._signing",
     "MULTIPROC_ENV": "._metrics",
     "multiprocess_directory": "._metrics",
 }
@@ -72,6 +74,7 @@ __all__ = [
     "check_pattern",
     "compile_patterns",
     "create_app",
+    "load_or_create_key",
     "multiprocess_directory",
 ]
 
