@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from conftest import DRP_YAML, SURVEY_INPUTS
 from porter import Butler
 from test_cli import run
@@ -167,3 +169,13 @@ def test_demo_survey_main_job(tmp_path: Path) -> None:
         "signed": False,
     }
     assert gate["after_fix"] == {"failing": [], "signed": True}
+    # The main job ends with the dashboard: its command, URL and a token that signs the release manager in.
+    dashboard = data["dashboard"]
+    assert dashboard["command"] == f"porter serve {tmp_path / 'demo'}" and dashboard["url"].endswith("/ui/")
+    from porter.web import create_app
+    from serving import serving
+
+    with serving(tmp_path / "demo", factory=create_app) as served, httpx.Client() as client:
+        client.post(f"{served.url}/ui/login", data={"token": dashboard["token"], "next": "/ui/"})
+        page = client.get(f"{served.url}/ui/releases/DEMO1")
+        assert page.status_code == 200 and "Signed in as" in page.text and dashboard["user"] in page.text

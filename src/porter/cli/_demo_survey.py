@@ -156,8 +156,18 @@ def demo_survey(
                 highlight=False,
                 soft_wrap=True,
             )
+    dashboard = _dashboard_account(butler, repo)
+    if not as_json:
+        console.print(
+            f"Dashboard: [bold]porter serve {repo}[/], then open {dashboard['url']} and sign in as "
+            f"{dashboard['user']} with the token {dashboard['token']} (porter admin token issue {repo} USER makes "
+            "more; porter admin grant gives access).",
+            highlight=False,
+            soft_wrap=True,
+        )
     if as_json:
         payload = {
+            "dashboard": dashboard,
             "steps": [r.to_dict() for r in results],
             "report": report.to_dict(),
             "checks": checks,
@@ -169,6 +179,26 @@ def demo_survey(
     butler.close()
     if not all(c["ok"] for c in checks) or report.totals().get("failed", 0):
         raise typer.Exit(1)
+
+
+def _dashboard_account(butler: "DirectButler", repo: Path) -> dict[str, str]:
+    """A release manager who may read and act on everything, with a token to sign in to the dashboard."""
+    from ..server import Accounts
+
+    accounts = Accounts(butler.registry.db)
+    accounts.add_group("release-team", by="demo-survey")
+    accounts.grant("release-team", "write", "*", by="demo-survey")
+    accounts.add_user("release-manager", by="demo-survey")
+    accounts.add_member("release-team", "release-manager", by="demo-survey")
+    issued = accounts.issue_token(
+        "release-manager", scopes=("write",), note="porter demo-survey: the dashboard", by="demo-survey"
+    )
+    return {
+        "command": f"porter serve {repo}",
+        "url": "http://127.0.0.1:8080/ui/",
+        "user": "release-manager",
+        "token": issued.secret_text,
+    }
 
 
 def science_checks(butler: "DirectButler", truth: dict[str, Any]) -> list[dict[str, Any]]:
