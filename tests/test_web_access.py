@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import httpx
 
+from porter.web import create_app
+from serving import serving
 from web_site import EMBARGOED, Site
 
 
@@ -95,3 +97,19 @@ def test_a_read_only_token_cannot_act(site: Site) -> None:
         page = reader.get(site.ui("/releases/DEMO1"))
         assert "Record a finding" not in page.text
         assert "(read only)" in page.text
+
+
+def test_proxy_identity_only_from_a_trusted_proxy(site: Site) -> None:
+    """Behind Gafaelfawr the proxy names the person; without --trusted-proxy the same headers are ignored."""
+    headers = {"X-Auth-Request-User": "reader", "X-Auth-Request-Groups": "survey"}
+    with httpx.Client(follow_redirects=False) as client:
+        ignored = client.get(site.ui("/releases/DEMO1"), headers=headers)
+        assert ignored.status_code == 303 and "/ui/login" in ignored.headers["location"]
+    with (
+        serving(site.repo, factory=create_app, trusted_proxies=["127.0.0.1/32"]) as proxied,
+        httpx.Client(follow_redirects=False) as client,
+    ):
+        page = client.get(f"{proxied.url}/ui/releases/DEMO1", headers=headers)
+        assert page.status_code == 200 and 'data-testid="user">reader<' in page.text
+        hidden = client.get(f"{proxied.url}/ui/releases/{EMBARGOED}", headers=headers)
+        assert hidden.status_code == 404

@@ -29,6 +29,10 @@ class ServerState(Protocol):
     butler: DirectButler
     accounts: Accounts
 
+    def trusted_peer(self, host: str | None) -> bool:
+        """Whether a request from ``host`` is from a reverse proxy trusted for identity headers."""
+        ...
+
 
 def _when(at: float | None) -> str:
     """An event time as people read it: UTC, to the second."""

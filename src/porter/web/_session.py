@@ -59,6 +59,12 @@ def current_viewer(request: Request) -> Viewer | None:
     """The viewer of this request: the signed-in user, anonymous where the server allows public reading, or None."""
     dashboard = dashboard_of(request)
     accounts = dashboard.state.accounts
+    user = request.headers.get("x-auth-request-user")
+    if user and dashboard.state.trusted_peer(request.client.host if request.client else None):
+        # Behind Rubin's Gafaelfawr (or another proxy named with --trusted-proxy): the proxy signed the person
+        # in; the same headers and the same trust rule as the API's.
+        groups = [g.strip() for g in request.headers.get("x-auth-request-groups", "").split(",") if g.strip()]
+        return Viewer(accounts.from_proxy(user, groups), csrf_token(dashboard.key, f"proxy:{user}"))
     token = request.cookies.get(COOKIE)
     if token:
         try:
