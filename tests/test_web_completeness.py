@@ -1,0 +1,178 @@
+"""Completeness maps: a checkpoint's datasets items drawn expected against delivered, against the butler's own answer.
+
+Some of the demo's deepCoadds and calexps are removed from a copy of the
+repository, the checks run (they store the missing data IDs in Parquet), and
+the map must show exactly those patches, bands, visits and detectors missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from web_site import EMBARGOED, Site, screenshot, signed_in
+
+ITEMS = "/releases/DEMO1/checkpoints/images/items"
+GONE_COADDS = "(patch = 1 AND band = 'r') OR (patch = 2 AND band IN ('g', 'i'))"
+GONE_CALEXPS = "visit = 1003 AND detector IN (2, 5)"
+
+
+@contextlib.contextmanager
+def _client(site: Site, user: str) -> Iterator[httpx.Client]:
+    with httpx.Client(follow_redirects=False, timeout=60) as client:
+        answer = client.post(site.ui("/login"), data={"token": site.tokens[user], "next": "/ui/"})
+        assert answer.status_code == 303, answer.text
+        yield client
+
+
+def _remove_and_check(repo: Path) -> None:
+    """Remove some coadds and calexps for good, then run the images checks (which store the missing IDs)."""
+    from porter.butler import DirectButler
+    from porter.release import Release, load_plan
+
+    butler = DirectButler(repo, writeable=True)
+    try:
+        coadds = butler.query_datasets(
+            "deepCoadd", collections=["u/demo/drp"], skymap="synth_skymap", where=GONE_COADDS
+        )
+        calexps = butler.query_datasets(
+            "calexp", collections=["u/demo/drp"], instrument="SynthCam", where=GONE_CALEXPS
+        )
+        assert len(coadds) == 3 and len(calexps) == 2
+        butler.prune_datasets([*coadds, *calexps], purge=True, unstore=True)
+        plan_path = repo / "releases" / "DEMO1.yaml"
+        Release(load_plan(plan_path), plan_path, butler).check("images")
+    finally:
+        butler.close()
+
+
+def _missing_by_butler(repo: Path) -> tuple[set[tuple[int, str]], set[tuple[int, int]]]:
+    """What the butler says is expected and not delivered: (patch, band) coadds and (visit, detector) calexps."""
+    from porter.butler import DirectButler
+
+    butler = DirectButler(repo)
+    try:
+        raws = {"datasets": "raw", "collections": ["SynthCam/raw/all"]}
+        expected_coadds = {(d["patch"], d["band"]) for d in butler.query_data_ids(["patch", "band"], **raws)}
+        coadds = {
+            (r.data_id["patch"], r.data_id["band"]) for r in butler.query_datasets("deepCoadd", "u/demo/drp")
+        }
+        expected_calexps = {
+            (d["visit"], d["detector"]) for d in butler.query_data_ids(["visit", "detector"], **raws)
+        }
+        calexps = {
+            (r.data_id["visit"], r.data_id["detector"]) for r in butler.query_datasets("calexp", "u/demo/drp")
+        }
+        return expected_coadds - coadds, expected_calexps - calexps
+    finally:
+        butler.close()
+
+
+def _cells(html: str) -> list[dict[str, Any]]:
+    """The map's cells with missing data: their link's query as a dict of single values."""
+    out = []
+    for href in re.findall(r'<a href="([^"]*/completeness/missing\?[^"]*)" class="cell"', html):
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(href.replace("&amp;", "&")).query)
+        out.append({k: v[0] for k, v in query.items()} | {"href": href.replace("&amp;", "&")})
+    return out
+
+
+@pytest.fixture
+def gapped(site: Site) -> Site:
+    _remove_and_check(site.repo)
+    return site
+
+
+def test_map_shows_exactly_the_missing_patches_and_bands(gapped: Site) -> None:
+    site = gapped
+    gone_coadds, gone_calexps = _missing_by_butler(site.repo)
+    assert gone_coadds == {(1, "r"), (2, "g"), (2, "i")}
+    with _client(site, "reader") as client:
+        page = client.get(site.ui(f"{ITEMS}/coadds/completeness"))
+        assert page.status_code == 200, page.text
+        assert "9 of 12 expected data IDs delivered" in page.text
+        cells = _cells(page.text)
+        assert {(int(c["patch"]), c["band"]) for c in cells} == gone_coadds
+        assert all(c["type"] == "deepCoadd" and c["tract"] == "0" for c in cells)
+        # one map per band, each patch a polygon of the skymap's
+        for band in ("g", "r", "i"):
+            assert f'data-testid="map-{band}"' in page.text
+        assert page.text.count("<polygon ") == 12
+        grid = client.get(site.ui(f"{ITEMS}/calexps/completeness"))
+        assert grid.status_code == 200
+        assert {(int(c["visit"]), int(c["detector"])) for c in _cells(grid.text)} == gone_calexps
+        # the checkpoint page links each datasets item to its map
+        cp = client.get(site.ui("/releases/DEMO1/checkpoints/images"))
+        assert f"{ITEMS}/coadds/completeness" in cp.text and f"{ITEMS}/calexps/completeness" in cp.text
+
+
+def test_missing_list_reads_the_stored_parquet(gapped: Site) -> None:
+    site = gapped
+    with _client(site, "reader") as client:
+        listing = client.get(site.ui(f"{ITEMS}/coadds/completeness/missing"), params={"type": "deepCoadd"})
+        assert listing.status_code == 200
+        rows = re.findall(r'<tr data-testid="missing-row">(.*?)</tr>', listing.text, flags=re.S)
+        found = {tuple(re.findall(r"<td>(.*?)</td>", r)) for r in rows}
+        # columns: band, skymap, tract, patch (the dataset type's dimensions)
+        assert found == {
+            ("r", "synth_skymap", "0", "1"),
+            ("g", "synth_skymap", "0", "2"),
+            ("i", "synth_skymap", "0", "2"),
+        }
+        one = client.get(site.ui(f"{ITEMS}/coadds/completeness/missing"), params={"patch": "2", "band": "i"})
+        assert '<strong data-testid="missing-total">1</strong>' in one.text
+        visit = client.get(site.ui(f"{ITEMS}/calexps/completeness/missing"), params={"visit": "1003"})
+        assert '<strong data-testid="missing-total">2</strong>' in visit.text
+        ranged = client.get(
+            site.ui(f"{ITEMS}/calexps/completeness/missing"),
+            params={"visit_min": "1004", "visit_max": "1011"},
+        )
+        assert '<strong data-testid="missing-total">0</strong>' in ranged.text
+        bad = client.get(site.ui(f"{ITEMS}/coadds/completeness/missing"), params={"colour": "red"})
+        assert bad.status_code == 400 and "band" in bad.text
+        worse = client.get(site.ui(f"{ITEMS}/coadds/completeness/missing"), params={"patch": "two"})
+        assert worse.status_code == 400 and "whole number" in worse.text
+        other = client.get(site.ui(f"{ITEMS}/coadds/completeness/missing"), params={"type": "calexp"})
+        assert other.status_code == 400
+        assert (
+            client.get(
+                site.ui("/releases/DEMO1/checkpoints/catalogs/items/object-table/completeness")
+            ).status_code
+            == 404
+        )
+
+
+def test_complete_item_and_unseen_releases(site: Site) -> None:
+    with _client(site, "reader") as client:
+        page = client.get(site.ui(f"{ITEMS}/coadds/completeness"))
+        assert page.status_code == 200
+        assert _cells(page.text) == []  # the demo delivers everything it expects
+    with _client(site, "outsider") as client:
+        assert client.get(site.ui(f"{ITEMS}/coadds/completeness")).status_code == 404
+        assert client.get(site.ui(f"{ITEMS}/coadds/completeness/missing")).status_code == 404
+    with _client(site, "reader") as client:
+        hidden = client.get(site.ui(f"/releases/{EMBARGOED}/checkpoints/images/items/coadds/completeness"))
+        assert hidden.status_code == 404
+
+
+def test_browser_click_a_cell_lists_its_missing_ids(gapped: Site, browser: Any) -> None:
+    page = signed_in(browser, gapped, "reader")
+    try:
+        page.goto(gapped.ui(f"{ITEMS}/coadds/completeness"))
+        page.click("[data-testid=map-r] a.cell")
+        panel = page.locator("[data-testid=missing-panel]")
+        panel.locator("[data-testid=missing-row]").first.wait_for()
+        assert panel.locator("[data-testid=missing-row]").count() == 1
+        row = panel.locator("[data-testid=missing-row]").inner_text()
+        assert row.split() == ["r", "synth_skymap", "0", "1"]
+        assert page.url.endswith("/completeness")  # shown beside the map, not a new page
+        screenshot(page, "completeness-map")
+    finally:
+        page.close()
