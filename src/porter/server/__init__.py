@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._limits import Limits, UserLimits
     from ._metrics import MULTIPROC_ENV, multiprocess_directory
     from ._paths import check_path_prefix
-    from ._signing import load_or_create_key
+    from ._signing import SignedURLError, Signer, load_or_create_key
 
 _LAZY: dict[str, str] = {
     "Accounts": "._accounts",
@@ -49,6 +49,8 @@ _LAZY: dict[str, str] = {
     "compile_patterns": "._grants",
     "check_path_prefix": "._paths",
     "load_or_create_key": "._signing",
+    "SignedURLError": "._signing",
+    "Signer": "._signing",
     "MULTIPROC_ENV": "._metrics",
     "multiprocess_directory": "._metrics",
 }
@@ -66,6 +68,8 @@ __all__ = [
     "PatternError",
     "Principal",
     "ServerConfig",
+    "SignedURLError",
+    "Signer",
     "TokenInfo",
     "UserInfo",
     "UserLimits",
