@@ -298,6 +298,22 @@ def test_runs_a_viewer_may_not_read_are_not_found(site: Site, user: str) -> None
         assert client.get(site.ui("/provenance/not-a-uuid")).status_code == 404
     with _client(site, "reader") as reader:  # a collection that no pipeline wrote is not a run
         assert reader.get(site.ui("/runs/SynthCam/raw/all")).status_code == 404
+        assert reader.get(site.ui("/runs/SynthCam/defaults")).status_code == 404  # a chain without a run
+
+
+def test_an_output_chain_leads_to_its_latest_run(site: Site) -> None:
+    butler = DirectButler(site.repo, writeable=True)
+    try:
+        butler.collections.redefine_chain(
+            "u/demo/chain", ["u/demo/drp/nightly/2", "u/demo/drp", "SynthCam/defaults"]
+        )
+    finally:
+        butler.close()
+    with _client(site, "reader") as reader:
+        answer = reader.get(site.ui("/runs/u/demo/chain"))
+        assert answer.status_code == 303 and answer.headers["location"] == "/ui/runs/u/demo/drp/nightly/2"
+    with _client(site, "outsider") as outsider:
+        assert outsider.get(site.ui("/runs/u/demo/chain")).status_code == 404
 
 
 def test_browser_run_page_live_and_provenance_graph(site: Site, browser: Any, tmp_path: Path) -> None:
@@ -355,10 +371,13 @@ def test_browser_run_page_live_and_provenance_graph(site: Site, browser: Any, tm
             threading.Event().wait(0.02)
         page.goto(site.ui(f"/runs/{LIVE}"))
         page.wait_for_selector("#live:has-text('Live: counts updated')")
+        screenshot(page, "run-page-live")
         gate.touch()
         page.wait_for_selector('#live[data-live="ended"]', timeout=120_000)
         assert page.locator('[data-testid="total-succeeded"]').inner_text() == str(len(graph_))
         assert page.locator('[data-testid="total-running"]').inner_text() == "0"
+        finished = report_run(runner, LIVE)  # times follow the run too
+        assert float(page.locator('[data-time="stats:cpu"]').inner_text()) == round(finished.cpu["stats"], 1)
         assert page.locator("[data-state]").first.inner_text() == "succeeded"
         screenshot(page, "run-page-live-ended")
     finally:

@@ -33,9 +33,10 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 
 from ..butler import DirectButler
+from ..core import CollectionType
 from ..errors import MissingCollectionError
 from ..pipeline import ProvenanceNode, QuantumGraph, RunReport, RunState, dataset_provenance, report_run
 from ._render import base_of, dashboard_of, render
@@ -180,6 +181,9 @@ class RunProgress:
             "totals": self.totals,
             "steps": {s["name"]: s["counts"] for s in self.steps},
             "tasks": {t["label"]: t["counts"] for s in self.steps for t in s["tasks"]},
+            "times": {
+                t["label"]: [round(t["wall"], 1), round(t["cpu"], 1)] for s in self.steps for t in s["tasks"]
+            },
         }
 
 
@@ -321,10 +325,37 @@ async def run_events(request: Request, run: str, viewer: ViewerDep) -> Streaming
     )
 
 
-@router.get("/runs/{run:path}", response_class=HTMLResponse)
-def run_page(request: Request, run: str, viewer: ViewerDep) -> HTMLResponse:
-    """One run: progress per step and task, failures grouped by error message, live while it executes."""
-    progress = _readable_progress(request, viewer, run, max_errors=50)
+def _latest_run_of_chain(butler: DirectButler, viewer: Viewer, name: str) -> str | None:
+    """For an output CHAINED collection (``pipetask -o``, ``porter pipeline submit -o``), its first RUN child
+    with a pipeline: the latest run made under it, as ``porter pipeline report`` reads it."""
+    if not viewer.principal.can_read(name):
+        return None
+    try:
+        info = butler.collections.get_info(name)
+        if info.type != CollectionType.CHAINED:
+            return None
+        pipelined = set(RunState(butler.registry.db).runs())
+        for child in info.children:
+            if child in pipelined and viewer.principal.can_read(child):
+                return str(child)
+    except MissingCollectionError:
+        pass
+    return None
+
+
+@router.get("/runs/{run:path}", response_class=HTMLResponse, response_model=None)
+def run_page(request: Request, run: str, viewer: ViewerDep) -> HTMLResponse | RedirectResponse:
+    """One run: progress per step and task, failures grouped by error message, live while it executes.
+
+    The name of an output chain leads to its latest run (as ``porter pipeline report CHAIN`` does).
+    """
+    try:
+        progress = _readable_progress(request, viewer, run, max_errors=50)
+    except HTTPException:
+        latest = _latest_run_of_chain(dashboard_of(request).state.butler, viewer, run)
+        if latest is None:
+            raise
+        return RedirectResponse(_run_url(request, latest), status_code=303)
     url = _run_url(request, run)
     return render(
         request,

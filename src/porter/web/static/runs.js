@@ -16,6 +16,10 @@
   Array.prototype.forEach.call(document.querySelectorAll("[data-count]"), function (el) {
     cells[el.getAttribute("data-count")] = el;
   });
+  var times = {};
+  Array.prototype.forEach.call(document.querySelectorAll("[data-time]"), function (el) {
+    times[el.getAttribute("data-time")] = el;
+  });
   var bars = {};
   Array.prototype.forEach.call(document.querySelectorAll("svg[data-bar]"), function (el) {
     bars[el.getAttribute("data-bar")] = el;
@@ -64,6 +68,14 @@
     });
     Object.keys(snap.tasks).forEach(function (task) {
       known = update("task", task, snap.tasks[task]) && known;
+    });
+    Object.keys(snap.times || {}).forEach(function (task) {
+      ["wall", "cpu"].forEach(function (what, i) {
+        var cell = times[task + ":" + what];
+        if (cell) {
+          cell.textContent = snap.times[task][i].toFixed(1);
+        }
+      });
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-state]"), function (badge) {
       badge.className = "badge runstate " + snap.state;
