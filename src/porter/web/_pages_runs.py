@@ -69,8 +69,8 @@ MAX_RUNS = 100
 # --- progress of a run ------------------------------------------------------------------------------------------
 
 
-_STEP_CACHE: dict[tuple[str, int], dict[str, str]] = {}
-"""(repository root, graph ID) → {task label: step}: a stored graph never changes, so it is decoded once."""
+_STEP_CACHE: dict[tuple[str, int, str, int], dict[str, str]] = {}
+"""(repository root, graph ID, label, size) → {task label: step}: a stored graph never changes, so it is decoded once."""
 
 
 def _steps_of(butler: DirectButler, root: str, run: str) -> tuple[dict[str, str], list[str], int]:
@@ -81,7 +81,7 @@ def _steps_of(butler: DirectButler, root: str, run: str) -> tuple[dict[str, str]
     latest = 0
     for graph_id, label, blob in RunState(butler.registry.db).graphs_of(run):
         latest = max(latest, graph_id)
-        key = (root, graph_id)
+        key = (root, graph_id, label, len(blob))  # an ID a removed run's graph had may be given again
         mapping = _STEP_CACHE.get(key)
         if mapping is None:
             graph = QuantumGraph.from_bytes(blob, butler.dimensions)
