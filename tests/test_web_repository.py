@@ -127,6 +127,8 @@ def test_dataset_page_download_and_preview(site: Site) -> None:
         assert page.status_code == 200
         assert f"visit={ref.data_id['visit']}" in page.text and "u/demo/drp" in page.text
         assert 'data-testid="provenance"' in page.text and "made by" in page.text  # the DRP made it
+        graph = client.get(site.ui(f"/provenance/{ref.id}"))  # the page links its provenance graph
+        assert f'href="/ui/provenance/{ref.id}"' in page.text and graph.status_code == 200
         link = re.search(r'<a href="([^"]+)" download data-testid="download"', page.text)
         assert link is not None
         url = site.url + link.group(1).replace("&amp;", "&")
