@@ -1,0 +1,313 @@
+"""The dashboard's metrics pages over the demo survey's real metric store, served by a real server.
+
+The demo stores the DRP run's metrics and seven nightly truth-matching runs: completeness drops at
+night 4 (a configuration change; alerts fire; a change-point between nights 3 and 4) and recovers at
+night 7.  Tests that need an open alert record a degraded night 8 through ``porter.verify`` itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from porter.butler import DirectButler
+from porter.demo import VERIFY_METRICS
+from porter.verify import AlertBook, MetricStore, NewMeasurement, Provenance, open_store
+from web_site import Site, screenshot, signed_in
+
+COMPLETENESS = "truthMatch.completeness"
+NIGHTLY = "u/demo/drp/nightly"
+
+
+@contextlib.contextmanager
+def _client(site: Site, user: str | None) -> Iterator[httpx.Client]:
+    """An HTTP client with ``user``'s session cookie (None: not signed in)."""
+    with httpx.Client(follow_redirects=False, timeout=60) as client:
+        if user is not None:
+            answer = client.post(site.ui("/login"), data={"token": site.tokens[user], "next": "/ui/"})
+            assert answer.status_code == 303, answer.text
+        yield client
+
+
+@contextlib.contextmanager
+def _butler(site: Site) -> Iterator[DirectButler]:
+    butler = DirectButler(site.repo, writeable=True)
+    try:
+        yield butler
+    finally:
+        butler.close()
+
+
+def _record_night(site: Site, run: str, value: float, config_hash: str = "broken") -> None:
+    """Record completeness for every patch in ``run`` (after every stored run), through the alert rules."""
+    with _butler(site) as butler:
+        store, _hook = open_store(butler.registry.db, VERIFY_METRICS)
+        last = max(p.time for p in store.runs())
+        data_ids = store.series(COMPLETENESS).data_ids
+        store.record(
+            [NewMeasurement(COMPLETENESS, value, "", d) for d in data_ids],
+            Provenance(run=run, time=last + 60, task="truthMatch", config_hash=config_hash),
+        )
+
+
+def _chart(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page, re.S)
+    assert found, "the metric page has no chart data"
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def _rows(page: str, testid: str) -> list[str]:
+    return re.findall(rf'<tr[^>]*data-testid="{testid}"[^>]*>.*?</tr>', page, re.S)
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+def test_metric_list_shows_every_metric_against_its_levels(site: Site) -> None:
+    with _butler(site) as butler:
+        store = MetricStore(butler.registry.db)
+        names = store.metric_names()
+        latest = store.latest_runs()
+        summary = {s.metric: s for s in store.summary(latest[COMPLETENESS])}[COMPLETENESS]
+    with _client(site, "reader") as reader:
+        page = reader.get(site.ui("/metrics"))
+    assert page.status_code == 200, page.text
+    rows = {re.search(r'data-metric="([^"]+)"', r).group(1): r for r in _rows(page.text, "metric")}  # type: ignore[union-attr]
+    assert sorted(rows) == names
+    row = rows[COMPLETENESS]
+    assert f"/ui/metrics/{COMPLETENESS}" in row
+    assert f"{summary.mean:.4g}" in _text(row)  # the latest run's mean, night 7 (recovered)
+    assert latest[COMPLETENESS] == f"{NIGHTLY}/7" and f"{NIGHTLY}/7" in row
+    minimum = re.search(r'<td data-level="minimum">(.*?)</td>', row, re.S)
+    assert minimum and _text(minimum.group(1)) == ">= 0.85 pass"
+    # night 7 has patches below stretch (0.97): counted, not hidden
+    stretch = re.search(r'<td data-level="stretch">(.*?)</td>', row, re.S)
+    assert summary.failed["stretch"] == 3
+    assert stretch and _text(stretch.group(1)) == f">= 0.97 fail 3 of {summary.count}"
+    # a metric without a declared level for it: stated, not invented
+    psf = rows["calibrate.psf_fwhm"]
+    assert "no spec" in psf
+    # the demo's alerts all resolved at night 7: none open
+    assert _text(re.search(r'data-testid="alert-count">(.*?)</td>', row, re.S).group(1)) == "0"  # type: ignore[union-attr]
+
+
+def test_trend_page_draws_the_spec_levels_in_the_metrics_unit(site: Site) -> None:
+    metric = (
+        "truthMatch.astrometric_offset_truth"  # its minimum is declared in arcsec, the metric is in marcsec
+    )
+    with _butler(site) as butler:
+        series = MetricStore(butler.registry.db).series(metric)
+    with _client(site, "reader") as reader:
+        page = reader.get(site.ui(f"/metrics/{metric}"))
+    assert page.status_code == 200, page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    levels = dict(re.findall(r'data-level="(\w+)" data-value="([^"]+)"', page.text))
+    assert {k: round(float(v), 6) for k, v in levels.items()} == {
+        "minimum": 20.0,
+        "design": 12.0,
+        "stretch": 8.0,
+    }
+    assert "&lt;= 20 marcsec" in page.text
+    chart = _chart(page.text)
+    assert chart["unit"] == "marcsec"
+    assert [(lv["level"], round(lv["value"], 6)) for lv in chart["levels"]] == [
+        ("minimum", 20.0),
+        ("design", 12.0),
+        ("stretch", 8.0),
+    ]
+    assert chart["runs"] == series.runs
+    # one line per patch (four data IDs), the same numbers as the table the page has without JavaScript
+    assert len(chart["lines"]) == len(series.data_ids) == 4
+    rows = _rows(page.text, "value-row")
+    assert len(rows) == len(series.runs)
+    first = [v for line in chart["lines"] for v in line["values"][:1]]
+    assert all(f"{v:.4g}" in rows[0] for v in first)
+
+    # one data ID: its own series, its pass/fail per level as checked on arrival
+    patch = series.data_ids[2]
+    wanted = ", ".join(f"{k}={v}" for k, v in sorted(patch.items()))
+    with _client(site, "reader") as reader:
+        answer = reader.get(site.ui(f"/metrics/{metric}"), params={"data_id": wanted})
+        bad = reader.get(site.ui(f"/metrics/{metric}"), params={"data_id": "patch=99"})
+    assert answer.status_code == 200
+    picked = _chart(answer.text)
+    assert [line["label"] for line in picked["lines"]] == [wanted]
+    assert f'<option value="{wanted}" selected>' in answer.text
+    assert bad.status_code == 400 and "patch=99" in bad.text
+
+
+def test_change_point_names_the_runs_and_the_config_change(site: Site) -> None:
+    with _butler(site) as butler:
+        store = MetricStore(butler.registry.db)
+        before, after = store.provenance(f"{NIGHTLY}/3"), store.provenance(f"{NIGHTLY}/4")
+    assert before and after and before.config_hash != after.config_hash
+    with _client(site, "reader") as reader:
+        page = reader.get(site.ui(f"/metrics/{COMPLETENESS}"))
+    assert page.status_code == 200
+    changes = re.findall(r'<article class="change" data-testid="change"(.*?)</article>', page.text, re.S)
+    at_night_4 = [c for c in changes if f'data-before="{NIGHTLY}/3" data-after="{NIGHTLY}/4"' in c]
+    assert len(at_night_4) == 1, changes
+    changed = [_text(r) for r in re.findall(r'<tr data-testid="changed">(.*?)</tr>', at_night_4[0], re.S)]
+    assert changed == [f"config_hash {before.config_hash} {after.config_hash}"]
+    assert "patch=2" in at_night_4[0]  # the patch that fell below minimum is among the shifts
+    chart = _chart(page.text)
+    assert [c["index"] for c in chart["changes"]] == [chart["runs"].index(f"{NIGHTLY}/4")]
+    # the alert that fired at night 4 and resolved at night 7 is listed with the earlier alerts
+    assert "resolved in <code>u/demo/drp/nightly/7</code>" in page.text
+
+
+def test_acknowledging_an_alert_through_the_form(site: Site) -> None:
+    _record_night(site, f"{NIGHTLY}/8", 0.5)
+    with _butler(site) as butler:
+        open_alerts = AlertBook(butler.registry.db).alerts(metric=COMPLETENESS)
+    assert open_alerts, "a completeness of 0.5 fires the minimum-level alert"
+    alert = open_alerts[0]
+    target = site.ui(f"/metrics/alerts/{alert.alert_id}/acknowledge")
+
+    def acknowledged() -> str | None:
+        with _butler(site) as butler:
+            return AlertBook(butler.registry.db).get(alert.alert_id).acknowledged_by
+
+    with _client(site, "reader") as reader:
+        listing = reader.get(site.ui("/metrics"))
+        row = next(r for r in _rows(listing.text, "metric") if f'data-metric="{COMPLETENESS}"' in r)
+        assert f"{len(open_alerts)} open" in _text(row)
+        page = reader.get(site.ui("/metrics/alerts"))
+        assert f'id="alert-{alert.alert_id}"' in page.text
+        assert 'data-testid="ack-form"' not in page.text  # a read-only token is offered no action
+        reader_csrf = re.search(r'name="csrf" value="([^"]*)"', page.text)
+        refused = reader.post(
+            target, data={"reason": "known", "csrf": reader_csrf.group(1) if reader_csrf else ""}
+        )
+        assert refused.status_code == 403
+        assert acknowledged() is None
+
+    with _client(site, "release-manager") as manager:
+        page = manager.get(site.ui(f"/metrics/{COMPLETENESS}"))
+        assert page.status_code == 200
+        form = re.search(
+            rf'<form method="post" action="/ui/metrics/alerts/{alert.alert_id}/acknowledge".*?</form>',
+            page.text,
+            re.S,
+        )
+        assert form, "a write token is offered the acknowledge form"
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.group(0)).group(1)  # type: ignore[union-attr]
+        assert 'name="reason" required' in form.group(0)
+        no_csrf = manager.post(target, data={"reason": "known regression"})
+        wrong_csrf = manager.post(target, data={"reason": "known regression", "csrf": "0" * 40})
+        no_reason = manager.post(target, data={"reason": "  ", "csrf": csrf})
+        for answer in (no_csrf, wrong_csrf, no_reason):
+            assert answer.status_code == 403
+            assert 'data-testid="problem"' in answer.text
+        assert acknowledged() is None
+        done = manager.post(
+            target, data={"reason": "match radius fix is on its way", "csrf": csrf, "back": "metric"}
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == f"/ui/metrics/{COMPLETENESS}#alert-{alert.alert_id}"
+        assert acknowledged() == "release-manager"
+        after = manager.get(site.ui(f"/metrics/{COMPLETENESS}"))
+        ack = re.search(rf'id="alert-{alert.alert_id}".*?</tr>', after.text, re.S)
+        assert ack and "by release-manager: match radius fix is on its way" in _text(ack.group(0))
+        assert "open" in _text(ack.group(0)) or "firing" in _text(ack.group(0))
+    with _butler(site) as butler:
+        assert (
+            AlertBook(butler.registry.db).get(alert.alert_id).ack_reason == "match radius fix is on its way"
+        )
+
+
+def test_measurements_of_unreadable_runs_are_invisible(site: Site) -> None:
+    # a later completeness run in an embargoed collection only the embargo team may read
+    _record_night(site, "embargo/DR2/run", 0.123, config_hash="embargoed")
+    with _client(site, "reader") as reader:
+        listing = reader.get(site.ui("/metrics")).text
+        page = reader.get(site.ui(f"/metrics/{COMPLETENESS}")).text
+        alerts = reader.get(site.ui("/metrics/alerts")).text
+    assert "embargo/DR2/run" not in listing and "0.123" not in listing
+    assert "embargo/DR2/run" not in page and "0.123" not in page and "embargoed" not in page
+    assert "embargo/DR2/run" not in alerts
+    with _client(site, "embargo-lead") as lead:
+        seen = lead.get(site.ui(f"/metrics/{COMPLETENESS}")).text
+    assert "embargo/DR2/run" in seen and "0.123" in seen
+
+    with _client(site, "outsider") as outsider:
+        listing_page = outsider.get(site.ui("/metrics"))
+        assert listing_page.status_code == 200
+        assert 'data-testid="no-metrics"' in listing_page.text and COMPLETENESS not in listing_page.text
+        direct = outsider.get(site.ui(f"/metrics/{COMPLETENESS}"))
+        missing = outsider.get(site.ui("/metrics/truthMatch.no_such_metric"))
+        assert direct.status_code == missing.status_code == 404
+        assert direct.text.replace(COMPLETENESS, "X") == missing.text.replace(
+            "truthMatch.no_such_metric", "X"
+        )
+        assert "embargo/DR2/run" not in outsider.get(site.ui("/metrics/alerts")).text
+    with _butler(site) as butler:
+        alert = AlertBook(butler.registry.db).alerts(metric=COMPLETENESS)[0]
+    with _client(site, "outsider") as outsider:
+        assert (
+            outsider.post(
+                site.ui(f"/metrics/alerts/{alert.alert_id}/acknowledge"), data={"reason": "x"}
+            ).status_code
+            == 404
+        )
+
+
+def test_release_over_release_and_the_release_pages_section(site: Site) -> None:
+    with _butler(site) as butler:
+        store = MetricStore(butler.registry.db)
+        store.mark_release(f"{NIGHTLY}/3", "DEMO0")
+        store.mark_release(f"{NIGHTLY}/5", "DEMO1")
+        summaries = {
+            run: {s.metric: s for s in store.summary(run)}[COMPLETENESS]
+            for run in (f"{NIGHTLY}/3", f"{NIGHTLY}/5")
+        }
+    with _client(site, "reader") as reader:
+        page = reader.get(site.ui(f"/metrics/{COMPLETENESS}")).text
+        release = reader.get(site.ui("/releases/NIGHTLY"))
+    rows = [_text(r) for r in _rows(page, "release-row")]
+    old, new = summaries[f"{NIGHTLY}/3"].mean, summaries[f"{NIGHTLY}/5"].mean
+    assert len(rows) == 2 and rows[0].startswith("DEMO0") and rows[1].startswith("DEMO1")
+    assert f"{old:.4g}" in rows[0] and f"{new - old:+.4g}" in rows[1]
+    assert [r["release"] for r in _chart(page)["releases"]] == ["DEMO0", "DEMO1"]
+
+    assert release.status_code == 200
+    section = re.search(r'<section id="metrics".*?</section>', release.text, re.S)
+    assert section, "the NIGHTLY release gates on metrics: its page has the metrics section"
+    gated = dict(
+        re.findall(r'data-testid="release-metric" data-metric="([^"]+)">(.*?)</tr>', section.group(0), re.S)
+    )
+    assert sorted(gated) == [
+        "truthMatch.astrometric_offset_truth",
+        COMPLETENESS,
+    ]  # the metrics tagged nightly
+    row = _text(gated[COMPLETENESS])
+    assert ">= 0.85 pass" in row and f"{NIGHTLY}/7" in row
+    assert "DEMO0" in row and "DEMO1" in row
+
+
+def test_metric_page_in_a_browser_draws_the_chart(site: Site, browser: Any) -> None:
+    page = signed_in(browser, site, "release-manager")
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(site.ui(f"/metrics/{COMPLETENESS}"))
+    page.wait_for_selector("#chart canvas")
+    box = page.locator("#chart canvas").first.bounding_box()
+    assert box and box["width"] > 300 and box["height"] > 200
+    legend = page.locator("#chart .u-legend").inner_text()
+    assert "patch=2" in legend
+    assert problems == []  # no CSP refusals, no script errors
+    path = screenshot(page, "metric-trend")
+    assert Path(path).stat().st_size > 0
+    page.goto(site.ui("/metrics"))
+    screenshot(page, "metrics-list")
+    page.close()
