@@ -295,6 +295,7 @@ def test_release_over_release_and_the_release_pages_section(site: Site) -> None:
 
 
 def test_metric_page_in_a_browser_draws_the_chart(site: Site, browser: Any) -> None:
+    _record_night(site, f"{NIGHTLY}/8", 0.5)  # an open alert to acknowledge from the page
     page = signed_in(browser, site, "release-manager")
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -308,6 +309,25 @@ def test_metric_page_in_a_browser_draws_the_chart(site: Site, browser: Any) -> N
     assert problems == []  # no CSP refusals, no script errors
     path = screenshot(page, "metric-trend")
     assert Path(path).stat().st_size > 0
+
+    # acknowledge the open alert with the keyboard-reachable form on the page
+    form = page.locator('[data-testid="ack-form"]').first
+    form.locator('input[name="reason"]').fill("a fix is on its way")
+    form.locator("button").click()
+    page.wait_for_load_state()
+    assert "by release-manager: a fix is on its way" in page.locator("#alerts").inner_text()
+
+    # a metric with more data IDs than lines: mean and range per run
+    page.goto(site.ui("/metrics/calibrate.astrometric_scatter"))
+    page.wait_for_selector("#chart canvas")
+    assert "mean" in page.locator("#chart .u-legend").inner_text()
+    screenshot(page, "metric-many-data-ids")
     page.goto(site.ui("/metrics"))
     screenshot(page, "metrics-list")
+    page.goto(site.ui("/releases/NIGHTLY"))
+    assert page.locator('[data-testid="release-metrics"]').is_visible()
+    page.locator('[data-testid="release-metrics"]').screenshot(
+        path=str(Path(path).with_name("release-metrics.png"))
+    )
+    assert problems == []
     page.close()

@@ -624,13 +624,13 @@ def _chart(
     return json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/")
 
 
-def _parse_data_id(raw: str | None, s: Series) -> int | None:
+def _parse_data_id(raw: str | None, s: Series, used: Sequence[int]) -> int | None:
     """``?data_id=`` (as written in the select: ``patch=2, skymap=synth, tract=0``) as an index in ``s.data_ids``."""
     if raw is None or raw.strip() in ("", "all"):
         return None
     wanted = ", ".join(t.strip() for t in raw.split(",") if t.strip())
-    for i, d in enumerate(s.data_ids):
-        if data_id_text(d) == wanted:
+    for i in used:  # only data IDs measured in readable runs: the others are not there for this viewer
+        if data_id_text(s.data_ids[i]) == wanted:
             return i
     raise HTTPException(
         400,
@@ -651,7 +651,7 @@ def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str |
             404, f"There is no metric {metric[:120]!r} here (or you may not see its measurements)."
         )
     used = sorted(set(s.data_id_index.tolist()), key=lambda i: data_id_text(s.data_ids[i]))
-    selected = _parse_data_id(data_id, s)
+    selected = _parse_data_id(data_id, s, used)
     if selected is not None:
         keep = s.data_id_index == selected
         s = Series(
