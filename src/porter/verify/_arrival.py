@@ -8,6 +8,7 @@ whole, and returns the repository's metric store with the alert rules attached, 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,10 +64,35 @@ class ForwardHook:
         self.queued += self.outbox.enqueue_outcomes(conn, [s.name for s in self.sinks], outcomes)
 
 
+_loaded: dict[Path, tuple[tuple[tuple[str, int, int], ...], tuple[MetricSet, SpecificationSet]]] = {}
+_loaded_lock = threading.Lock()
+
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """Every file of a metrics package with its modification time and size: what a change of it changes."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return tuple((str(f), (st := f.stat()).st_mtime_ns, st.st_size) for f in files)
+
+
 def load_package(path: str | Path) -> tuple[MetricSet, SpecificationSet]:
-    """A metrics package's metrics and specs, every problem raised at once (`DeclarationError`)."""
+    """A metrics package's metrics and specs, every problem raised at once (`DeclarationError`).
+
+    Parsed once per change of its files: a release gate or a dashboard page asks for the same package on
+    every request, and parsing its YAML is most of their time.  The sets are not changed by their users.
+    """
+    where = Path(path).resolve()
+    stamp = _fingerprint(where) if where.exists() else ()
+    with _loaded_lock:
+        cached = _loaded.get(where)
+    if cached is not None and cached[0] == stamp and stamp:
+        return cached[1]
     metrics = MetricSet.load(path)
-    return metrics, SpecificationSet.load(path, metrics)
+    loaded = (metrics, SpecificationSet.load(path, metrics))
+    with _loaded_lock:
+        if len(_loaded) > 16:
+            _loaded.clear()
+        _loaded[where] = (stamp, loaded)
+    return loaded
 
 
 def open_store(

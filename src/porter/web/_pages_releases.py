@@ -39,9 +39,8 @@ _ACTION_WORDS = {
 }
 
 
-def _gate(release: Release, state: ReleaseState) -> dict[str, Any]:
-    """The gate at the top of a release page: ready, or blocked and by what."""
-    blockers = [b.to_dict() for b in release.blockers(state)]
+def _gate(state: ReleaseState, blockers: list[dict[str, str]]) -> dict[str, Any]:
+    """The gate at the top of a release page: ready, or blocked and by what (``blockers``: `Release.status`'s)."""
     return {
         "ready": state.ready is not None,
         "ready_by": state.ready.actor if state.ready is not None else "",
@@ -149,7 +148,7 @@ def release_page(request: Request, name: str, viewer: ViewerDep, as_of: str | No
         title=f"Release {name}",
         release=release.plan,
         as_of=release.as_of,
-        gate=_gate(release, state),
+        gate=_gate(state, status["blockers"]),
         status=status,
         waivers=_waivers(events),
         audit=_audit(release, events),
@@ -199,6 +198,12 @@ def checkpoint_page(
         results=results,
         history=history[-20:],
         signers=release.plan.signers_of(cp),
+        deciders=[p.name for p in release.plan.people if p.decider],
+        confirmed={  # confirmations that still count: made after the latest check run
+            item: c
+            for item, c in state.confirmations.get(cp.name, {}).items()
+            if cp.name not in state.checks or c["seq"] > state.checks[cp.name].seq
+        },
         signed=sign,
         problems=release.signoff_problems(cp.name, state) if sign is None else [],
         findings=[f for f in state.findings.values() if f.checkpoint == cp.name],
