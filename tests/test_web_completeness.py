@@ -176,3 +176,25 @@ def test_browser_click_a_cell_lists_its_missing_ids(gapped: Site, browser: Any) 
         screenshot(page, "completeness-map")
     finally:
         page.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_binned_axis_is_integer_on_every_database(backend: str, request: pytest.FixtureRequest) -> None:
+    """A binned visit axis groups by whole bins on PostgreSQL too (its `/` of integers is not SQLite's)."""
+    import sqlalchemy
+
+    from porter.web._pages_completeness import _Axis
+
+    url = request.getfixturevalue("pg_server") if backend == "postgresql" else "sqlite://"
+    engine = sqlalchemy.create_engine(url.replace("postgresql://", "postgresql+psycopg2://"))
+    axis = _Axis("visit", low=1000, span=53_000, bins=80)
+    table = sqlalchemy.Table(
+        "t", sqlalchemy.MetaData(), sqlalchemy.Column("v", sqlalchemy.Integer), prefixes=["TEMPORARY"]
+    )
+    with engine.connect() as conn:
+        table.create(conn)
+        conn.execute(table.insert(), [{"v": v} for v in (1000, 1662, 1663, 53_999)])
+        got = [r[0] for r in conn.execute(sqlalchemy.select(axis.sql(table.c.v)).order_by(table.c.v))]
+    engine.dispose()
+    assert got == [0, 0, 1, 79] and all(isinstance(v, int) for v in got)

@@ -132,7 +132,9 @@ class _Axis:
     def sql(self, column: Any) -> Any:
         if not self.bins:
             return column
-        return ((column - self.low) * self.bins) / self.span  # integer division (SQLite, PostgreSQL)
+        # `//`: integer division on SQLite and PostgreSQL alike (SQLAlchemy 2's `/` is true division: PostgreSQL
+        # then answers NUMERIC fractions, one "bin" per value, and the map has a cell per data ID)
+        return ((column - self.low) * self.bins) // self.span
 
     def duck(self, column: str) -> str:
         if not self.bins:
