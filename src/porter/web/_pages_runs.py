@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -246,6 +247,29 @@ def _run_url(request: Request, run: str) -> str:
     return f"{base_of(request)}/runs/{quote(run, safe='/')}"
 
 
+_LIST_TTL = 2.0
+"""Seconds a run's progress on the runs list may be reused: the list is a summary of every run, and summing each
+run's graph and records again for every viewer's every load made it the dashboard's slowest page under load (a
+run followed live has its own page and event stream, which are never cached)."""
+_list_cache: dict[tuple[str, str], tuple[float, RunProgress]] = {}
+_list_lock = threading.Lock()
+
+
+def _listed_progress(butler: DirectButler, root: str, run: str) -> RunProgress:
+    """`run_progress` for the runs list, reused for `_LIST_TTL` seconds (access is decided before, per viewer)."""
+    now = time.monotonic()
+    with _list_lock:
+        hit = _list_cache.get((root, run))
+    if hit is not None and now - hit[0] < _LIST_TTL:
+        return hit[1]
+    progress = run_progress(butler, root, run, max_errors=3)
+    with _list_lock:
+        if len(_list_cache) > 4096:
+            _list_cache.clear()
+        _list_cache[(root, run)] = (now, progress)
+    return progress
+
+
 @router.get("/runs", response_class=HTMLResponse)
 def runs_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
     """Every pipeline run the viewer may read, newest submission first, with per-step and per-task progress."""
@@ -255,7 +279,7 @@ def runs_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
     runs = []
     for name in names:
         try:
-            runs.append(run_progress(butler, str(dashboard.root), name, max_errors=3))
+            runs.append(_listed_progress(butler, str(dashboard.root), name))
         except MissingCollectionError:  # removed while we looked
             continue
     runs.sort(key=lambda p: -p.latest_graph)
