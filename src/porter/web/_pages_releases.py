@@ -6,6 +6,8 @@ N, so what was known at a sign-off can be shown later with the same URL.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -108,30 +110,58 @@ def _waivers(events: list[Event]) -> list[dict[str, Any]]:
     ]
 
 
+_ROW_TTL = 2.0
+"""Seconds a release's row on the releases list may be reused while its plan and audit log have not moved: the
+row's blockers re-verify every shipped delivery against its manifest (datastore look-ups, Parquet reads), most
+of the list's time; the release's own page always re-verifies."""
+_rows: dict[tuple[str, float, int], tuple[float, dict[str, Any]]] = {}
+_rows_lock = threading.Lock()
+
+
+def _summary_row(release: Release) -> dict[str, Any]:
+    """A release at a glance: gate, hand-overs signed, the next one due, late items, open findings."""
+    status = release.status()
+    checkpoints = [r for r in status["rows"] if r["kind"] == "checkpoint"]
+    upcoming = [r for r in checkpoints if not r["signed by"]]
+    return {
+        "name": release.plan.release,
+        "description": release.plan.description,
+        "validation": status["validation"],
+        "ready": status["ready"],
+        "blockers": len(status["blockers"]),
+        "signed": sum(1 for r in checkpoints if r["signed by"]),
+        "checkpoints": len(checkpoints),
+        "next": upcoming[0] if upcoming else None,
+        "late": sum(1 for r in status["rows"] if r["state"] == "late"),
+        "open_findings": sum(1 for f in status["findings"] if not f.get("closed_by")),
+    }
+
+
+def _release_row(release: Release) -> dict[str, Any]:
+    """One release's row of the list, reused for `_ROW_TTL` seconds while its plan file and audit log stay put."""
+    events = release.log.events(release.plan.release)
+    key = (str(release.plan_path), release.plan_path.stat().st_mtime, events[-1].seq if events else 0)
+    now = time.monotonic()
+    with _rows_lock:
+        hit = _rows.get(key)
+    if hit is not None and now - hit[0] < _ROW_TTL:
+        return hit[1]
+    row = _summary_row(release)
+    with _rows_lock:
+        if len(_rows) > 1024:
+            _rows.clear()
+        _rows[key] = (now, row)
+    return row
+
+
 @router.get("/", response_class=HTMLResponse)
 def releases(request: Request, viewer: ViewerDep) -> HTMLResponse:
     """Every release the viewer may see, side by side: gate, hand-overs signed, next deadline, findings."""
     dashboard = dashboard_of(request)
-    rows = []
-    for entry in visible_plans(dashboard, viewer):
-        release = Release(entry.plan, entry.path, dashboard.state.butler)
-        status = release.status()
-        checkpoints = [r for r in status["rows"] if r["kind"] == "checkpoint"]
-        upcoming = [r for r in checkpoints if not r["signed by"]]
-        rows.append(
-            {
-                "name": entry.plan.release,
-                "description": entry.plan.description,
-                "validation": status["validation"],
-                "ready": status["ready"],
-                "blockers": len(status["blockers"]),
-                "signed": sum(1 for r in checkpoints if r["signed by"]),
-                "checkpoints": len(checkpoints),
-                "next": upcoming[0] if upcoming else None,
-                "late": sum(1 for r in status["rows"] if r["state"] == "late"),
-                "open_findings": sum(1 for f in status["findings"] if not f.get("closed_by")),
-            }
-        )
+    rows = [
+        _release_row(Release(e.plan, e.path, dashboard.state.butler))
+        for e in visible_plans(dashboard, viewer)
+    ]
     return render(request, "releases.html", title="Releases", releases=rows)
 
 
