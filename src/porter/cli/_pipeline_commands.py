@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # the pipeline machinery is imported inside the commands, so 
         Executor,
         Pipeline,
         QuantumGraph,
+        ReportOutcome,
         RunReport,
         RunSummary,
         StepResult,
@@ -99,6 +100,13 @@ ClusterOpt = Annotated[
     str | None,
     typer.Option(
         "--cluster-by", help="Dimensions whose quanta run as one job (default visit,exposure,tract)."
+    ),
+]
+NoReportsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-reports",
+        help="Do not publish the pipeline's `reports:` notebooks when the run's quanta are all done.",
     ),
 ]
 
@@ -337,9 +345,14 @@ def run(
     timeout: TimeoutOpt = None,
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
+    no_reports: NoReportsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build (or load) a quantum graph and execute it; outcomes are kept in the repository.
+
+    When every quantum of the run has succeeded, the notebooks the pipeline names under
+    `reports:` are published for the run (as `porter verify publish --replace`); a failing
+    notebook is named with its cell's error and the exit status is 1, the run's outputs kept.
 
     Examples:
 
@@ -351,17 +364,20 @@ def run(
     """
     from ..pipeline import Pipeline, QuantumGraph, execute_graph
 
+    # Read (and check) the pipeline before the repository is touched: a bad `reports:` entry or task
+    # config must not leave an --output chain or run behind.
+    pipe = Pipeline.from_uri(pipeline) if qgraph_file is None and pipeline is not None else None
     with _open(repo) as butler:
         if qgraph_file is not None:
             graph = QuantumGraph.load(qgraph_file, butler.dimensions)
         else:
-            if pipeline is None:
+            if pipe is None:
                 raise typer.BadParameter("Give a PIPELINE or --qgraph FILE.")
             ins = _split(inputs)
             run_name = _outputs(butler, ins, output_run, output)
             graph = _build(
                 butler,
-                Pipeline.from_uri(pipeline),
+                pipe,
                 ins,
                 run_name,
                 data_query,
@@ -381,16 +397,36 @@ def run(
                 options=_options(retries, timeout, memory_limit),
                 cluster_by=_split([cluster_by]) if cluster_by else None,
                 on_progress=update,
+                reports=not no_reports,
             )
     _print_summary(summary, as_json)
-    if not summary.ok:
+    if not summary.ok or any(not r.ok for r in summary.reports):
         raise typer.Exit(1)
+
+
+def _print_reports(outcomes: "list[ReportOutcome]", run: str) -> None:
+    """One line per published report; a failed one with its error and how to publish it again."""
+    for o in outcomes:
+        if o.ok:
+            console.print(
+                f"published report {o.dataset_type} ({o.notebook}) in {run} ({o.dataset_id})", highlight=False
+            )
+        else:
+            err_console.print(
+                f"[bold red]report failed[/] {o.dataset_type} ({o.notebook}): {o.message}\n"
+                f"  the run's outputs are kept; fix the notebook, then `porter pipeline restart REPO {run}` "
+                "publishes the reports still missing (or `porter verify publish REPO NOTEBOOK "
+                f"--run {run} --replace`).",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 def _print_summary(summary: "RunSummary", as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(summary.to_dict()))
         return
+    _print_reports(summary.reports, summary.run)
     print_rows(_summary_rows(summary), title=f"run {summary.run}")
     for f in summary.failures[:10]:
         err_console.print(
@@ -442,11 +478,13 @@ def submit(
     timeout: TimeoutOpt = None,
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
+    no_reports: NoReportsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline step by step, each step in groups, waiting at the sequence point between steps.
 
-    Submitting again resumes: finished quanta are skipped, interrupted ones redone.
+    Submitting again resumes: finished quanta are skipped, interrupted ones redone. When every
+    quantum of the run has succeeded, the pipeline's `reports:` notebooks are published for it.
 
     Examples:
 
@@ -481,10 +519,12 @@ def submit(
             _executor(jobs, executor, site),
             _options(retries, timeout, memory_limit),
             cluster_by,
+            reports=not no_reports,
         )
         report = report_run(butler, run_name)
     _print_submission(results, report, as_json)
-    if any(r.stopped for r in results) or report.totals().get("failed", 0):
+    failed_reports = any(not o.ok for r in results for o in r.reports)
+    if any(r.stopped for r in results) or report.totals().get("failed", 0) or failed_reports:
         raise typer.Exit(1)
 
 
@@ -502,6 +542,7 @@ def _submit(
     ex: "Executor",
     options: "ExecutionOptions",
     cluster_by: str | None,
+    reports: bool = True,
 ) -> list["StepResult"]:
     from ..pipeline import submit_steps
 
@@ -534,6 +575,7 @@ def _submit(
             options=options,
             cluster_by=_split([cluster_by]) if cluster_by else None,
             on_group=on_group,
+            reports=reports,
         )
 
 
@@ -547,6 +589,7 @@ def _advance(progress: "Progress", bar: "TaskID", status: str, n: int) -> None:
 def _step_row(data: dict[str, Any]) -> dict[str, Any]:
     """A step's row for the table: counts as columns."""
     counts = data.pop("counts")
+    data.pop("reports", None)  # printed after the table
     return {**data, **{k: counts.get(k, 0) for k in ("succeeded", "failed", "blocked", "lost")}}
 
 
@@ -560,6 +603,7 @@ def _print_submission(results: list["StepResult"], report: "RunReport", as_json:
             err_console.print(
                 f"[bold red]stopped[/] after {r.step}: failure rate {r.failure_rate:.1%} is above the threshold."
             )
+        _print_reports(r.reports, report.run)
     _print_report(report)
 
 
@@ -580,9 +624,13 @@ def restart(
     timeout: TimeoutOpt = None,
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
+    no_reports: NoReportsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run again only the failed, blocked, interrupted and pending quanta of RUN (any executor ran it first).
+
+    A restart that completes the run publishes the pipeline's `reports:` notebooks; on a finished
+    run it publishes those not yet published (a report that failed, once its notebook is fixed).
 
     The run state is first reconciled with the repository (quanta whose outputs
     all exist are done; ones left running by a dead process are redone), and the
@@ -611,9 +659,10 @@ def restart(
                 options=_options(retries, timeout, memory_limit),
                 cluster_by=_split([cluster_by]) if cluster_by else None,
                 on_progress=update,
+                reports=not no_reports,
             )
     _print_summary(summary, as_json)
-    if not summary.ok:
+    if not summary.ok or any(not r.ok for r in summary.reports):
         raise typer.Exit(1)
 
 
@@ -628,18 +677,33 @@ def report(
 ) -> None:
     """Per task: succeeded / failed / blocked / running / pending, wall and CPU time; the most common errors.
 
+    Also the outcome of each `reports:` notebook published for the run (published, or failed and why).
+
     Example:
 
         porter pipeline report repo u/me/drp --json
     """
-    from ..pipeline import report_run
+    from ..pipeline import report_outcomes, report_run
 
     with _open(repo, writeable=False) as butler:
-        result = report_run(butler, _run_of(butler, run_name))
+        name = _run_of(butler, run_name)
+        result = report_run(butler, name)
+        outcomes = report_outcomes(butler, name)
     if as_json:
-        console.print_json(json.dumps(result.to_dict(), default=str))
+        data = result.to_dict()
+        if outcomes:
+            data["reports"] = [o.to_dict() for o in outcomes]
+        console.print_json(json.dumps(data, default=str))
         return
     _print_report(result)
+    if outcomes:
+        print_rows(
+            [
+                {"report": o.dataset_type, "notebook": o.notebook, "status": o.status, "error": o.message}
+                for o in outcomes
+            ],
+            title=f"reports of {name}",
+        )
 
 
 def _print_report(result: "RunReport") -> None:

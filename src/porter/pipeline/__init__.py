@@ -9,7 +9,8 @@ The flow a user sees::
 A task is plain Python (`Task.run`) with declared connections; the graph
 is built with set-based registry queries; executors (in-process, a warm
 local pool, Parsl) run clusters of quanta; the outcome of every quantum and
-the datasets it read and wrote are kept in the repository.
+the datasets it read and wrote are kept in the repository.  Notebooks named in a
+pipeline's ``reports:`` section are published for each run its quanta complete.
 """
 
 from ._builder import build_quantum_graph
@@ -22,6 +23,7 @@ from ._parsl import ParslExecutor, local_config, site_config
 from ._pipeline import Pipeline, StepDef, TaskDef
 from ._provenance import ProvenanceNode, dataset_provenance, run_prov_json
 from ._report import RunInProgressError, RunReport, load_run_graph, reconcile_run, report_run
+from ._reports import ReportDef, ReportOutcome, publish_reports, report_outcomes, run_complete
 from ._run import RunSummary, cluster_quanta, execute_graph, prepare_run
 from ._state import QuantumRecord, RunState
 from ._submit import StepResult, group_quanta, restart_run, submit_steps
@@ -47,6 +49,8 @@ __all__ = [
     "QuantumGraph",
     "QuantumRecord",
     "QuantumTimeoutError",
+    "ReportDef",
+    "ReportOutcome",
     "RunInProgressError",
     "RunReport",
     "RunState",
@@ -65,9 +69,12 @@ __all__ = [
     "load_run_graph",
     "local_config",
     "prepare_run",
+    "publish_reports",
     "reconcile_run",
+    "report_outcomes",
     "report_run",
     "restart_run",
+    "run_complete",
     "run_prov_json",
     "site_config",
     "submit_steps",

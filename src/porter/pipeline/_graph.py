@@ -229,7 +229,7 @@ class QuantumGraph:
                 f"Quantum graph format version {data.get('version')}; this porter reads version {VERSION}."
             )
         universe = universe or DimensionUniverse.default()
-        pipeline = Pipeline.from_dict(data["pipeline"])
+        pipeline = Pipeline.from_dict(data["pipeline"], check_reports=False)
         types = {
             name: DatasetType(name, universe.conform(dims), sc, is_calibration=calib)
             for name, dims, sc, calib in data["dataset_types"]

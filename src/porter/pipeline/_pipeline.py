@@ -24,6 +24,9 @@ The format is Rubin's, so an existing pipeline file reads naturally::
     steps:                                      # optional: run order and sharding
       - label: step1
         sharding_dimensions: instrument, visit, detector
+    reports:                                    # optional: notebooks published once a run's quanta are done
+      - notebook: ../reports/metrics_report.ipynb   # relative to this file, or resource://package/path
+        parameters: {max_points: 20}
 
 ``Pipeline.from_uri("drp.yaml#step1")`` selects a subset (or task labels,
 comma-separated), as ``pipetask -p drp.yaml#step1`` does.
@@ -42,11 +45,22 @@ import yaml
 
 from ..errors import PipelineDefinitionError, did_you_mean
 from ._connections import Connection, Input, Output, PrerequisiteInput
+from ._reports import ReportDef, merge_reports, read_reports
 from ._task import Task, TaskConfig, config_hash
 
 __all__ = ["Pipeline", "StepDef", "TaskDef"]
 
-_TOP_KEYS = {"description", "instrument", "parameters", "imports", "tasks", "subsets", "steps", "contracts"}
+_TOP_KEYS = {
+    "description",
+    "instrument",
+    "parameters",
+    "imports",
+    "tasks",
+    "subsets",
+    "steps",
+    "contracts",
+    "reports",
+}
 _TASK_KEYS = {"class", "config", "connections"}
 
 
@@ -126,6 +140,8 @@ class Pipeline:
     step_order: list[str] = field(default_factory=list)
     instrument: str | None = None
     """The instrument the pipeline is configured for: its name constrains every graph (as pipetask does)."""
+    reports: list[ReportDef] = field(default_factory=list)
+    """Notebooks published for every run once its quanta are done (the ``reports:`` section)."""
 
     def __post_init__(self) -> None:
         self.tasks = {label: self.tasks[label] for label in _task_order(self.tasks)}
@@ -153,8 +169,15 @@ class Pipeline:
         return cls.from_dict(data, base=base or Path.cwd(), source="<yaml>")
 
     @classmethod
-    def from_dict(cls, data: Any, base: Path | None = None, source: str = "<dict>") -> Pipeline:
-        raw = _merge_imports(data, base or Path.cwd(), source, seen=())
+    def from_dict(
+        cls, data: Any, base: Path | None = None, source: str = "<dict>", *, check_reports: bool = True
+    ) -> Pipeline:
+        """A pipeline from its YAML's mapping; paths (imports, report notebooks) are relative to ``base``.
+
+        ``check_reports=False`` checks the ``reports:`` section's shape but not its notebooks (they
+        must exist and declare their parameters otherwise): for a pipeline read back from a graph.
+        """
+        raw = _merge_imports(data, base or Path.cwd(), source, seen=(), check_reports=check_reports)
         parameters = dict(raw.get("parameters") or {})
         tasks = {
             label: _make_task_def(label, entry, parameters, source) for label, entry in raw["tasks"].items()
@@ -169,6 +192,7 @@ class Pipeline:
             parameters,
             step_order,
             str(instrument).rsplit(".", 1)[-1] if instrument else None,
+            list(raw.get("reports") or []),
         )
 
     # --- selection -------------------------------------------------------------------------------
@@ -197,6 +221,7 @@ class Pipeline:
             self.parameters,
             [s for s in self.step_order if s in subsets],
             self.instrument,
+            list(self.reports),
         )
 
     def steps(self) -> list[StepDef]:
@@ -236,6 +261,7 @@ class Pipeline:
                 for n, s in self.subsets.items()
             },
             "steps": [{"label": s} for s in self.step_order],
+            **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
         }
 
     def mermaid(self) -> str:
@@ -277,8 +303,13 @@ def _read_yaml(path: Path) -> Any:
         raise PipelineDefinitionError(f"Pipeline file {path} does not parse as YAML: {exc}") from None
 
 
-def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) -> dict[str, Any]:
-    """The pipeline's own dict with every imported pipeline's tasks and subsets merged in (imports first)."""
+def _merge_imports(
+    data: Any, base: Path, source: str, seen: tuple[str, ...], check_reports: bool = True
+) -> dict[str, Any]:
+    """The pipeline's own dict with every imported pipeline's tasks, subsets and reports merged in (imports first).
+
+    ``reports`` comes back as `ReportDef` objects, each notebook resolved against its own file's directory.
+    """
     if not isinstance(data, Mapping):
         raise PipelineDefinitionError(f"{source}: a pipeline must be a YAML mapping with a 'tasks' section.")
     unknown = set(data) - _TOP_KEYS
@@ -286,7 +317,7 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
         raise PipelineDefinitionError(
             f"{source}: unknown top-level key {key!r}." + did_you_mean(key, _TOP_KEYS, "keys")
         )
-    merged: dict[str, Any] = {"tasks": {}, "subsets": {}, "parameters": {}, "steps": []}
+    merged: dict[str, Any] = {"tasks": {}, "subsets": {}, "parameters": {}, "steps": [], "reports": []}
     for item in data.get("imports") or []:
         spec = {"location": item} if isinstance(item, str) else dict(item)
         if "location" not in spec:
@@ -296,7 +327,7 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
         path = (base / str(spec["location"])).resolve()
         if str(path) in seen:
             raise PipelineDefinitionError(f"{source}: imports form a cycle through {path}.")
-        imported = _merge_imports(_read_yaml(path), path.parent, str(path), (*seen, str(path)))
+        imported = _merge_imports(_read_yaml(path), path.parent, str(path), (*seen, str(path)), check_reports)
         include, exclude = spec.get("include"), set(spec.get("exclude") or [])
         for label, entry in imported["tasks"].items():
             if (include is None or label in include) and label not in exclude:
@@ -313,6 +344,8 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
         merged["parameters"].update(imported["parameters"])
         merged["steps"] = merged["steps"] or imported["steps"]
         merged["instrument"] = merged.get("instrument") or imported.get("instrument")
+        merged["reports"] = merge_reports(merged["reports"], imported["reports"])
+    own_reports = read_reports(data.get("reports"), base, source, check=check_reports)
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) and not merged["tasks"]:
         raise PipelineDefinitionError(f"{source}: the pipeline has no 'tasks' section.")
@@ -337,6 +370,7 @@ def _merge_imports(data: Any, base: Path, source: str, seen: tuple[str, ...]) ->
     merged["steps"] = data.get("steps") or merged["steps"]
     merged["description"] = data.get("description", "")
     merged["instrument"] = data.get("instrument") or merged.get("instrument")
+    merged["reports"] = merge_reports(merged["reports"], own_reports)
     return merged
 
 

@@ -25,6 +25,7 @@ from ..errors import MissingCollectionError, PorterError
 from ._execution import BLOCKED, _record, _remove_outputs
 from ._graph import Quantum, QuantumGraph
 from ._processes import ProcessId, is_alive, this_process
+from ._reports import merge_reports
 from ._state import (
     FAILED,
     INTERRUPTED,
@@ -80,6 +81,7 @@ def load_run_graph(butler: DirectButler, run: str) -> QuantumGraph:
             continue
         for name, t in g.pipeline.tasks.items():
             merged.pipeline.tasks.setdefault(name, t)
+        merged.pipeline.reports = merge_reports(merged.pipeline.reports, g.pipeline.reports)
         merged.dataset_types.update(g.dataset_types)
         for q in g.quanta:
             k = _key(q)

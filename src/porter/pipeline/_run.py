@@ -22,6 +22,7 @@ from ._execution import BLOCKED, ExecutionOptions, Job
 from ._executors import Executor
 from ._graph import QuantumGraph
 from ._processes import this_process
+from ._reports import ReportDef, ReportOutcome, publish_reports, run_complete
 from ._state import FAILED, SUCCEEDED, RunState
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class RunSummary:
     seconds: float = 0.0
     bad: set[str] = field(default_factory=set)
     """IDs of the quanta that failed, were blocked or were lost."""
+    reports: list[ReportOutcome] = field(default_factory=list)
+    """The pipeline's report notebooks published (or failed) after this execution completed the run."""
 
     @property
     def ok(self) -> bool:
@@ -61,6 +64,7 @@ class RunSummary:
             "counts": dict(self.counts),
             "failures": self.failures[:50],
             "seconds": round(self.seconds, 3),
+            **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
         }
 
 
@@ -121,6 +125,8 @@ def execute_graph(
     graph_id: int | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     reconcile: bool = True,
+    reports: bool = True,
+    on_report: Callable[[ReportDef], None] | None = None,
 ) -> RunSummary:
     """Run every quantum of ``graph`` with ``executor``; returns counts and the failures.
 
@@ -133,9 +139,20 @@ def execute_graph(
     execution's processes are alive, and records what a killed execution did
     not, so the report matches the files however the run is resumed.
     ``reconcile=False`` is for a caller that has just done it (restart).
+
+    When this execution leaves every quantum of the run succeeded, the pipeline's ``reports:``
+    notebooks are published for the run (`publish_reports`; ``on_report`` is called before each)
+    and their outcomes are in the summary's ``reports``; a failing notebook does not undo the run.
+    A graph with nothing left to run publishes only the reports not yet published for the run.
+    ``reports=False`` publishes none; with reports to publish, missing notebook machinery
+    (porter's ``reports`` extra) is refused before anything runs.
     """
     started = time.perf_counter()
     options = options or ExecutionOptions()
+    if reports and graph.pipeline.reports:
+        from ..verify import require_report_tools
+
+        require_report_tools()
     me = this_process()
     if reconcile and _resumes_other_execution(butler, graph.run):
         from ._report import reconcile_run
@@ -146,6 +163,8 @@ def execute_graph(
     RunState(butler.registry.db).register_process(graph_id, graph.run, "submitter", me, me)
     summary = RunSummary(graph.run, graph_id)
     if not graph.quanta:
+        if reports:
+            summary.reports = finish_reports(butler, graph, summary, only_missing=True, on_report=on_report)
         return summary
     root = str(butler.root)
     jobs = cluster_quanta(graph, cluster_by, cluster_size)
@@ -235,4 +254,27 @@ def execute_graph(
             finish_job(i)
     summary.seconds = time.perf_counter() - started
     summary.bad = bad
+    if reports:
+        summary.reports = finish_reports(butler, graph, summary, on_report=on_report)
     return summary
+
+
+def finish_reports(
+    butler: DirectButler,
+    graph: QuantumGraph,
+    summary: RunSummary,
+    *,
+    only_missing: bool = False,
+    on_report: Callable[[ReportDef], None] | None = None,
+) -> list[ReportOutcome]:
+    """Publish the pipeline's reports for the run if this execution went well and the whole run is done."""
+    if not graph.pipeline.reports or not summary.ok or not run_complete(butler, graph.run):
+        return []
+    return publish_reports(
+        butler,
+        graph.run,
+        graph.pipeline.reports,
+        instrument=graph.pipeline.instrument,
+        only_missing=only_missing,
+        on_report=on_report,
+    )

@@ -21,6 +21,7 @@ from ._executors import Executor
 from ._graph import QuantumGraph
 from ._pipeline import Pipeline
 from ._report import unfinished
+from ._reports import ReportDef, ReportOutcome, publish_reports, run_complete
 from ._run import RunSummary, execute_graph
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class StepResult:
     n_quanta: int = 0
     skipped: int = 0
     stopped: bool = False
+    reports: list[ReportOutcome] = field(default_factory=list)
+    """Report notebooks published (or failed) after this step, the last of a submission that completed the run."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -65,6 +68,7 @@ class StepResult:
             "counts": self.counts,
             "fail rate": round(self.failure_rate, 4),
             "stopped": self.stopped,
+            **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
         }
 
 
@@ -127,11 +131,15 @@ def submit_steps(
     options: ExecutionOptions | None = None,
     cluster_by: Sequence[str] | None = None,
     on_group: Callable[[str, int, int, QuantumGraph], Callable[[str, int], None] | None] | None = None,
+    reports: bool = True,
+    on_report: Callable[[ReportDef], None] | None = None,
 ) -> list[StepResult]:
     """Run ``steps`` of ``pipeline`` in order, each as groups of quanta; stop when a step fails too often.
 
     ``on_group(step, index, n_groups, graph)`` is called before each group
-    and may return a progress callback for it.
+    and may return a progress callback for it.  When the submission leaves every quantum of the
+    run succeeded, the pipeline's ``reports:`` notebooks are published for the run (see
+    `execute_graph`); their outcomes are in the last step's ``reports``.
     """
     known = {s.label for s in pipeline.steps()} | set(pipeline.subsets)
     for step in steps:
@@ -139,6 +147,10 @@ def submit_steps(
             raise PipelineDefinitionError(
                 f"The pipeline has no step {step!r}; its steps are: {', '.join(s.label for s in pipeline.steps())}."
             )
+    if reports and pipeline.reports:
+        from ..verify import require_report_tools
+
+        require_report_tools()
     results: list[StepResult] = []
     for step in steps:
         graph = build_quantum_graph(
@@ -176,6 +188,7 @@ def submit_steps(
                 cluster_by=cluster_by,
                 label=f"{step}#{index + 1}",
                 on_progress=progress,
+                reports=False,  # once, after the whole submission
             )
             if doomed:
                 summary.counts[BLOCKED] += len(doomed)
@@ -186,6 +199,10 @@ def submit_steps(
         if result.failure_rate > max_failure_rate:
             result.stopped = True
             break
+    if reports and pipeline.reports and results and not results[-1].stopped and run_complete(butler, run):
+        results[-1].reports = publish_reports(
+            butler, run, pipeline.reports, instrument=pipeline.instrument, on_report=on_report
+        )
     return results
 
 
@@ -198,11 +215,15 @@ def restart_run(
     cluster_by: Sequence[str] | None = None,
     on_progress: Callable[[str, int], None] | None = None,
     todo: QuantumGraph | None = None,
+    reports: bool = True,
+    on_report: Callable[[ReportDef], None] | None = None,
 ) -> RunSummary:
     """Run again only what did not succeed in ``run``: failed, blocked, interrupted and pending quanta.
 
     ``todo`` is that part of the run when the caller has already worked it out (`unfinished`,
     which also reconciles the run state and refuses while an earlier execution's processes live).
+    A restart that completes the run publishes the pipeline's ``reports:`` notebooks; one with
+    nothing left to run publishes those not yet published (a failed report is retried).
     """
     todo = todo if todo is not None else unfinished(butler, run)
     return execute_graph(
@@ -214,4 +235,6 @@ def restart_run(
         label="restart",
         on_progress=on_progress,
         reconcile=False,  # unfinished() did it
+        reports=reports,
+        on_report=on_report,
     )

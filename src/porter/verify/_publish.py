@@ -40,10 +40,13 @@ __all__ = [
     "NotebookExecutionError",
     "ReportExistsError",
     "ReportParameterError",
+    "ReportToolsMissingError",
+    "check_notebook",
     "parse_parameter",
     "publish",
     "report_dataset_type",
     "report_provenance",
+    "require_report_tools",
 ]
 
 PROVENANCE_ID = "porter-report-provenance"
@@ -61,6 +64,36 @@ class NotebookExecutionError(VerifyError, RuntimeError):
 
 class ReportExistsError(VerifyError, ValueError):
     """The run already holds this notebook's report, and replacing it was not asked for."""
+
+
+class ReportToolsMissingError(VerifyError, ImportError):
+    """The optional notebook machinery (porter's ``reports`` extra) is not installed."""
+
+
+_REPORT_TOOLS = ("nbformat", "nbclient", "nbconvert", "ipykernel")
+
+
+def require_report_tools() -> None:
+    """Refuse, naming the fix, when nbclient, nbconvert, nbformat or ipykernel is missing.
+
+    Checked without importing them (they are slow to import), so a caller can refuse a
+    pipeline run that would publish reports before any of its work starts.
+    """
+    import importlib.util
+
+    missing = []
+    for name in _REPORT_TOOLS:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(name)
+    if missing:
+        raise ReportToolsMissingError(
+            f"publishing notebook reports needs {', '.join(missing)} (not installed): "
+            "pip install 'porter[reports]'."
+        )
 
 
 def report_dataset_type(notebook: str | Path) -> str:
@@ -101,6 +134,34 @@ def _parameters_cell(nb: Any, path: Path) -> tuple[int, set[str]]:
         f"{path} has no cell tagged 'parameters': tag the cell that sets repo, run and the defaults "
         '(cell metadata {"tags": ["parameters"]}) so parameters can be injected after it.'
     )
+
+
+class _Node(dict[str, Any]):
+    """A notebook JSON object with attribute access (what nbformat gives), to check one without nbformat."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            value = self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+        return "".join(value) if name == "source" and isinstance(value, list) else value
+
+
+def check_notebook(notebook_path: str | Path, parameters: Mapping[str, Any] | None = None) -> None:
+    """Check, without running it or importing the notebook machinery, that a notebook can take ``parameters``.
+
+    The notebook must be readable JSON with a cell tagged ``parameters`` that declares each of
+    ``parameters``; ``repo`` and ``run`` are porter's.  Raises `ReportParameterError` naming the fix.
+    """
+    path = Path(notebook_path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"), object_hook=_Node)
+    except (OSError, ValueError) as exc:
+        raise ReportParameterError(f"cannot read notebook {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        raise ReportParameterError(f"{path} is not a Jupyter notebook (no 'cells' list).")
+    _index, declared = _parameters_cell(data, path)
+    _check_parameters(dict(parameters or {}), declared, path)
 
 
 def _check_parameters(parameters: Mapping[str, Any], declared: set[str], path: Path) -> None:
@@ -251,6 +312,7 @@ def publish(
     ``instrument`` (the report's data ID) defaults to the run's only instrument.
     ``progress(done, total)`` is called after each cell.
     """
+    require_report_tools()
     import nbformat
 
     from .. import __version__
