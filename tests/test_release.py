@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 from pathlib import Path
@@ -250,7 +251,9 @@ def test_coverage_agrees_with_plain_queries(
         group_by=group_by,
     )
     assert coverage.method == {"db": "sql" if backend == "sqlite" else "copy"}.get(method, method)
-    n_expected, batches = coverage.run(batch=7)
+    # counted per cell too, in the same pass: every key, integer ones in 3 ranges beyond 3 values
+    cells = [(k, 3) for k in dt.dimensions.required]
+    n_expected, batches = coverage.run(batch=7, cells=cells)
     missing = [row for batch in batches for row in batch]
     expected = {
         d.subset(dt.dimensions).required_values: d
@@ -271,6 +274,25 @@ def test_coverage_agrees_with_plain_queries(
     )
     want = sorted(tuple(expected[k][x] for x in keys) for k in set(expected) - delivered)
     assert n_expected == len(expected) > 0 and missing == want and coverage.keys == keys
+    # the cells: what grouping the expected data IDs here gives
+    assert coverage.cells is not None and coverage.cells.total == n_expected
+    bins: dict[str, Any] = {}
+    for k in dt.dimensions.required:
+        values = {d[k] for d in expected.values()}
+        if isinstance(next(iter(values)), int) and len(values) > 3:
+            low, span = min(values), max(values) - min(values) + 1
+            bins[k] = lambda v, low=low, span=span: ((v - low) * 3) // span
+    want_cells = collections.Counter(
+        tuple(bins[k](d[k]) if k in bins else d[k] for k in dt.dimensions.required) for d in expected.values()
+    )
+    table = coverage.cells.table.to_pydict()
+    got_cells = {
+        tuple(table[k][i] for k in dt.dimensions.required): n for i, n in enumerate(table["expected"])
+    }
+    assert got_cells == dict(want_cells) and [a.key for a in coverage.cells.axes] == list(
+        dt.dimensions.required
+    )
+    assert {a.key for a in coverage.cells.axes if a.bins} == set(bins)
     if (
         dataset_type == "calexp"
     ):  # only the pruned calexps are missing (all of them, when nothing is excluded)

@@ -198,3 +198,100 @@ def test_binned_axis_is_integer_on_every_database(backend: str, request: pytest.
         got = [r[0] for r in conn.execute(sqlalchemy.select(axis.sql(table.c.v)).order_by(table.c.v))]
     engine.dispose()
     assert got == [0, 0, 1, 79] and all(isinstance(v, int) for v in got)
+
+
+def _latest_results(repo: Path, butler: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
+    """The DEMO1 release over ``butler`` and the latest images check run's results by dataset type."""
+    from porter.release import Release, load_plan
+
+    plan_path = repo / "releases" / "DEMO1.yaml"
+    release = Release(load_plan(plan_path), plan_path, butler)
+    event = release.state().checks["images"]
+    results = {
+        str(r["check"]).removeprefix("completeness "): r
+        for r in event.payload["results"]
+        if str(r.get("check", "")).startswith("completeness ")
+    }
+    return release, results
+
+
+def test_stored_cells_give_the_map_the_registry_gives(gapped: Site) -> None:
+    """The check stores the expected data IDs per cell; the map from them equals the one the registry groups."""
+    from porter.butler import DirectButler
+    from porter.web._pages_completeness import _cells_file, _counts, _missing_file
+
+    butler = DirectButler(gapped.repo)
+    release, results = _latest_results(gapped.repo, butler)
+    try:
+        plan = release.plan
+        items = {i.name: i for cp in plan.checkpoints if cp.name == "images" for i in cp.items}
+        for item_name, dataset_type in (("coadds", "deepCoadd"), ("calexps", "calexp")):
+            result = results[dataset_type]
+            assert result["cells"].endswith(".cells.parquet")  # recorded like the missing data IDs' file
+            cells = _cells_file(release, result)
+            assert cells is not None and cells.is_file()
+            missing = _missing_file(release, result)
+            assert missing is not None, result
+            keys = list(butler.registry.get_dataset_type(dataset_type).dimensions.required)
+            item = items[item_name]
+            stored = _counts(butler, item, dataset_type, keys, missing, cells)
+            grouped = _counts(butler, item, dataset_type, keys, missing, None)
+            assert stored.axes == grouped.axes
+            assert stored.expected == grouped.expected and stored.missing == grouped.missing
+            assert stored.n_expected == grouped.n_expected == int(str(result["expected"]).partition("/")[2])
+            assert stored.n_missing == grouped.n_missing > 0
+    finally:
+        butler.close()
+
+
+def test_check_run_without_stored_cells_still_renders(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check run from before the cells were stored (no ``cells`` in its results): the registry counts them."""
+    from porter.butler import DirectButler
+    from porter.schema import CheckResult
+
+    plain = CheckResult.to_dict
+    monkeypatch.setattr(
+        CheckResult, "to_dict", lambda self: {k: v for k, v in plain(self).items() if k != "cells"}
+    )
+    _remove_and_check(site.repo)
+    butler = DirectButler(site.repo)
+    try:
+        _, results = _latest_results(site.repo, butler)
+    finally:
+        butler.close()
+    assert len(results) == 2 and all("cells" not in r for r in results.values())
+    gone_coadds, gone_calexps = _missing_by_butler(site.repo)
+    with _client(site, "reader") as client:
+        page = client.get(site.ui(f"{ITEMS}/coadds/completeness"))
+        assert page.status_code == 200 and "9 of 12 expected data IDs delivered" in page.text
+        assert {(int(c["patch"]), c["band"]) for c in _cells(page.text)} == gone_coadds
+        grid = client.get(site.ui(f"{ITEMS}/calexps/completeness"))
+        assert grid.status_code == 200
+        assert {(int(c["visit"]), int(c["detector"])) for c in _cells(grid.text)} == gone_calexps
+
+
+def test_many_cells_are_grouped_into_fewer_ranges() -> None:
+    """80 visit ranges by 189 detectors: the detectors are grouped so the grid stays at most MAX_CELLS cells,
+    each data ID counted in the cell its range says (so the missing ones, grouped afresh, fall in the same)."""
+    from porter.web._pages_completeness import MAX_CELLS, _Axis, _capped
+
+    visits = _Axis("visit", low=1000, span=53_000, bins=80)
+    expected = {(v, d): 100 + d for v in range(80) for d in range(189)}
+    axes, capped = _capped([visits, _Axis("detector")], expected)
+    assert axes[0] == visits and axes[1].bins and len(capped) <= MAX_CELLS
+    assert sum(capped.values()) == sum(expected.values())
+    column = axes[1]
+    for d in (0, 7, 188):
+        first, last = column.range_of(((d - column.low) * column.bins) // column.span)
+        assert first <= d <= last
+        assert capped[0, ((d - column.low) * column.bins) // column.span] == sum(
+            100 + x for x in range(first, last + 1)
+        )
+    # ranges already: merged k at a time, each value in the range grouping it afresh gives
+    detectors = _Axis("detector", low=0, span=4000, bins=200)
+    axes, capped = _capped([visits, detectors], {(v, b): 1 for v in range(80) for b in range(200)})
+    merged = axes[1]
+    assert 200 % merged.bins == 0 and len(capped) <= MAX_CELLS
+    for value in (0, 19, 20, 1234, 3999):
+        old = (value * 200) // 4000
+        assert (value * merged.bins) // 4000 == old // (200 // merged.bins)

@@ -1,6 +1,7 @@
 """Release management: plans with hand-over checkpoints, checks, sign-off gates, findings, schedule, audit log."""
 
 from ..schema import CheckResult
+from ._cells import cell_keys, read_cells
 from ._checks import run_checks
 from ._events import Event, EventLog
 from ._find import PlanNotFoundError, find_plan, plans_dir_of
@@ -47,11 +48,13 @@ __all__ = [
     "ReleaseState",
     "ScheduleRow",
     "SmokeTest",
+    "cell_keys",
     "dump_plan",
     "find_plan",
     "like",
     "load_plan",
     "plans_dir_of",
+    "read_cells",
     "rubin_template",
     "run_checks",
     "schedule",

@@ -38,6 +38,7 @@ from ..schema import (
     load_schema,
     table_of,
 )
+from ._cells import cell_keys, write_cells
 from ._corpus import corpus_checks
 from ._hips import check_hips
 from ._metrics import metrics_checks
@@ -76,6 +77,7 @@ def run_checks(
                 results = completeness(butler, item, base / missing)
                 for r in results:
                     r.details = str(missing / r.details) if r.details else ""
+                    r.cells = str(missing / r.cells) if r.cells else ""
             elif item.kind == "manual":
                 results = [_manual(item, confirmations.get(item.name), f"{plan.release} {checkpoint.name}")]
             elif item.kind == "catalog":
@@ -119,7 +121,9 @@ def completeness(butler: DirectButler, item: Item, missing_dir: Path | None = No
     """Delivered / expected data IDs for each dataset type; the missing ones grouped by ``group_by``.
 
     The database compares the two sets (`Registry.coverage`); only the missing data IDs come back,
-    in batches, and all of them are written to a Parquet file in ``missing_dir`` that the result names.
+    in batches, and all of them are written to a Parquet file in ``missing_dir`` that the result names
+    (``details``).  The same pass counts the expected data IDs per cell of the completeness map
+    (`cell_keys`), stored beside them (``cells``), so the map need not group them again.
     """
     spec = item.expected
     results = []
@@ -133,7 +137,8 @@ def completeness(butler: DirectButler, item: Item, missing_dir: Path | None = No
             expected_collections=spec.get("collections"),
             group_by=item.group_by,
         )
-        n_exp, batches = coverage.run()
+        required = list(butler.registry.get_dataset_type(dataset_type).dimensions.required)
+        n_exp, batches = coverage.run(cells=cell_keys(required) if missing_dir is not None else None)
         keys = coverage.keys
         group_at = keys.index(item.group_by) if item.group_by else None
         groups: Counter[Any] = Counter()
@@ -159,6 +164,10 @@ def completeness(butler: DirectButler, item: Item, missing_dir: Path | None = No
             else first
         )
         fraction = (n_exp - n_missing) / n_exp if n_exp else 1.0
+        cells = ""
+        if missing_dir is not None and coverage.cells is not None:
+            cells = writer.name.removesuffix(".parquet") + ".cells.parquet"
+            write_cells(missing_dir, cells, coverage.cells.axes, coverage.cells.table)
         results.append(
             CheckResult(
                 item.name,
@@ -170,6 +179,7 @@ def completeness(butler: DirectButler, item: Item, missing_dir: Path | None = No
                 + (f" in {len(groups)} {item.group_by}s" if item.group_by and n_missing else ""),
                 sample=sample,
                 details=writer.name if n_missing else "",
+                cells=cells,
             )
         )
     return results

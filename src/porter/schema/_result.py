@@ -26,6 +26,9 @@ class CheckResult:
     seconds: float = 0.0
     details: str = ""
     """A file holding every offender when the sample is not all of them (relative to the plan's directory)."""
+    cells: str = ""
+    """A file of what was checked, counted per cell of a map (a completeness check's expected data IDs per
+    visit range and detector, or per patch and band), relative to the plan's directory."""
 
     @property
     def name(self) -> str:

@@ -13,11 +13,17 @@ of the latest check run is in a Parquet file beside the plan (the result's
   ranges when there are too many to draw one row each).
 
 Counts are aggregated by the databases, never per data ID in Python: the
-expected data IDs per cell by the registry's SQL (the item's expected query,
-grouped), the missing ones by DuckDB over the stored Parquet.  The per-cell
-counts of one check run are kept in memory (they do not change until the
-next run), so a map is computed once per check.  Each cell links to the list
-of its missing data IDs (``…/completeness/missing?…``), read from the Parquet.
+expected data IDs per cell were counted by the check itself, which had them
+all in hand, and stored beside the missing ones (the result's ``cells``,
+`porter.release.cell_keys`); for a check run from before that, the registry's
+SQL groups the item's expected query.  The missing ones are grouped by DuckDB
+over the stored Parquet.  A grid has at most about `MAX_CELLS` cells (ranges
+of detectors as well as visits beyond), and only cells with something missing
+are links, so the page stays small at any scale.  The per-cell counts of one
+check run are kept in memory (they do not change until the next run), so a
+map is computed once per check.  Each cell with something missing links to
+the list of its missing data IDs (``…/completeness/missing?…``), read from
+the Parquet.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import itertools
 import math
 import threading
 import urllib.parse
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +43,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from ..butler import DirectButler
-from ..release import Item, Release
+from ..release import Item, Release, cell_keys, read_cells
 from ._releases import open_release, parse_as_of
 from ._render import dashboard_of, render
 from ._session import Viewer, require_viewer
@@ -48,13 +54,11 @@ router = APIRouter()
 
 ViewerDep = Annotated[Viewer, Depends(require_viewer)]
 
-MAX_ROWS = 80
-"""Rows of a grid drawn one value each; beyond, values are grouped into this many ranges."""
-MAX_COLUMNS = 200
-"""Columns of a grid drawn one value each; beyond, grouped into ranges."""
+MAX_CELLS = 1600
+"""Cells of a grid at most (about): beyond, columns (then rows) are grouped into fewer ranges, so a map of
+any number of data IDs stays a page of a few hundred kilobytes (80 visit ranges by 20 detector ranges)."""
 PAGE = 200
 """Missing data IDs on one page of the list."""
-GOVERNORS = ("instrument", "skymap")
 BAND_ORDER = ("u", "g", "r", "i", "z", "y")
 
 
@@ -194,18 +198,6 @@ def _expected_statement(butler: DirectButler, item: Item, dataset_type: str) -> 
     return registry.engine.statement(query)
 
 
-def _axes_of(keys: list[str], sky: bool) -> list[str]:
-    """The keys cells are made of: (skymap, tract, patch, band) on the sky; else rows then columns."""
-    if sky:
-        return [k for k in ("skymap", "tract", "patch", "band") if k in keys]
-    rest = [k for k in keys if k not in GOVERNORS]
-    row = "visit" if "visit" in rest else (rest[0] if rest else None)
-    col = (
-        "detector" if "detector" in rest and row != "detector" else next((k for k in rest if k != row), None)
-    )
-    return [k for k in (row, col) if k is not None]
-
-
 class _CountsCache:
     """Per-cell counts of a check run's results, computed once (a check run's files and totals never change)."""
 
@@ -244,12 +236,37 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _counts(
-    butler: DirectButler, item: Item, dataset_type: str, keys: list[str], missing: Path | None, sky: bool
-) -> _Counts:
-    """Expected and missing data IDs per cell, counted by the registry's database and by DuckDB."""
+def _cells_file(release: Release, result: dict[str, Any]) -> Path | None:
+    """The check run's per-cell counts of expected data IDs (None: a run from before they were stored, or gone)."""
+    name = str(result.get("cells") or "")
+    if not name:
+        return None
+    plans = release.plan_path.parent.resolve()
+    path = (plans / name).resolve()
+    if not path.is_relative_to(plans) or path.suffix != ".parquet" or not path.is_file():
+        return None  # counted again by the registry
+    return path
+
+
+def _stored_expected(path: Path, names: list[str]) -> tuple[list[_Axis], dict[tuple, int]] | None:
+    """The expected data IDs per cell as the check stored them (None: not the cells the map draws)."""
+    try:
+        axes_def, table = read_cells(path)
+    except (OSError, ValueError):
+        return None
+    axes = [_Axis(str(a["key"]), int(a["low"]), int(a["span"]), int(a["bins"])) for a in axes_def]
+    if [a.key for a in axes] != names:
+        return None
+    columns = [table[a.key].to_pylist() for a in axes]
+    counts = table["expected"].to_pylist()
+    return axes, {tuple(c[i] for c in columns): int(n) for i, n in enumerate(counts)}
+
+
+def _sql_expected(
+    butler: DirectButler, item: Item, dataset_type: str, wanted: list[tuple[str, int | None]]
+) -> tuple[list[_Axis], dict[tuple, int]]:
+    """The expected data IDs per cell, grouped by the registry's database (check runs without stored cells)."""
     statement = _expected_statement(butler, item, dataset_type)
-    names = _axes_of(keys, sky)
     if statement is None:
         raise HTTPException(
             400,
@@ -257,14 +274,13 @@ def _counts(
             "database; the check's totals are on the checkpoint's page.",
         )
     sub = statement.subquery("expected")
-    present = [k for k in names if f"d_{k}" in sub.c]
-    names = present
     axes: list[_Axis] = []
     with butler.registry.db.reading() as conn:
-        for k in names:
+        for k, limit in wanted:
+            if f"d_{k}" not in sub.c:
+                continue
             column = sub.c[f"d_{k}"]
-            limit = MAX_ROWS if not axes else MAX_COLUMNS
-            if sky or not isinstance(column.type, sqlalchemy.Integer):
+            if limit is None or not isinstance(column.type, sqlalchemy.Integer):
                 axes.append(_Axis(k))
                 continue
             low, high, distinct = conn.execute(
@@ -282,8 +298,70 @@ def _counts(
         rows = conn.execute(
             sqlalchemy.select(*columns, sqlalchemy.func.count()).select_from(sub).group_by(*columns)
         ).all()
+    return axes, {tuple(r[:-1]): int(r[-1]) for r in rows}
+
+
+def _coarser(axis: _Axis, values: set[Any], target: int) -> tuple[_Axis, Any] | None:
+    """``axis`` grouped into at most ``target`` ranges, and how an old cell value maps to the new one.
+
+    Values as they are: ``target`` equal ranges of them.  Already in ranges: ranges merged ``k`` at a time
+    (``bins`` a multiple of ``k``), which counts each value in the same range as grouping it afresh would
+    (``((v - low) * bins) // span // k == ((v - low) * (bins / k)) // span``).
+    """
+    if not axis.bins:
+        if not values or not all(isinstance(v, int) for v in values) or len(values) <= target:
+            return None
+        low, high = min(values), max(values)
+        new = _Axis(axis.key, low, high - low + 1, target)
+        return new, lambda v: ((v - new.low) * new.bins) // new.span
+    k = next((k for k in range(2, axis.bins + 1) if axis.bins % k == 0 and axis.bins // k <= target), None)
+    if k is None:
+        return None
+    return _Axis(axis.key, axis.low, axis.span, axis.bins // k), lambda v: v // k
+
+
+def _capped(axes: list[_Axis], expected: dict[tuple, int]) -> tuple[list[_Axis], dict[tuple, int]]:
+    """At most about `MAX_CELLS` cells: a grid's columns (then rows) grouped into fewer ranges when too many."""
+    if len(axes) != 2:
+        return axes, expected
+    for at in (1, 0):
+        values = [{c[0] for c in expected}, {c[1] for c in expected}]
+        if len(values[0]) * len(values[1]) <= MAX_CELLS:
+            break
+        other = len(values[1 - at])
+        found = _coarser(axes[at], values[at], max(MAX_CELLS // max(other, 1), 1))
+        if found is None:
+            continue
+        axes = list(axes)
+        axes[at], rebin = found
+        merged: Counter[tuple] = Counter()
+        for cell, n in expected.items():
+            new = list(cell)
+            new[at] = rebin(cell[at])
+            merged[tuple(new)] += n
+        expected = dict(merged)
+    return axes, expected
+
+
+def _counts(
+    butler: DirectButler,
+    item: Item,
+    dataset_type: str,
+    keys: list[str],
+    missing: Path | None,
+    cells: Path | None = None,
+) -> _Counts:
+    """Expected and missing data IDs per cell.
+
+    Expected ones from the check run's stored per-cell counts (``cells``), or for a run without them
+    grouped by the registry's database; missing ones grouped by DuckDB over the stored Parquet.
+    """
+    wanted = cell_keys(keys)
+    stored = _stored_expected(cells, [k for k, _ in wanted]) if cells is not None else None
+    axes, expected = stored if stored is not None else _sql_expected(butler, item, dataset_type, wanted)
+    axes, expected = _capped(axes, expected)
     counts = _Counts(axes)
-    counts.expected = {tuple(r[:-1]): int(r[-1]) for r in rows}
+    counts.expected = expected
     counts.n_expected = sum(counts.expected.values())
     if missing is not None:
         con = _duck(missing)
@@ -459,6 +537,7 @@ def _grid(counts: _Counts, base_query: dict[str, Any]) -> dict[str, Any]:
     return {
         "row_key": row_axis.key if row_axis else "",
         "row_binned": bool(row_axis and row_axis.bins),
+        "col_binned": bool(col_axis and col_axis.bins),
         "col_key": col_axis.key if col_axis else "",
         "columns": [col_axis.label(c) if col_axis else "" for c in cols_v],
         "rows": rows,
@@ -516,10 +595,11 @@ def completeness_page(
         keys = list(butler.registry.get_dataset_type(dataset_type).dimensions.required)
         sky = "patch" in keys
         missing = _missing_file(release, result)
+        cells = _cells_file(release, result)
         cache_key = (str(release.plan_path), checkpoint, item.name, dataset_type, run.seq, str(missing))
         counts = _cache.get(cache_key)
         if counts is None:
-            counts = _counts(butler, item, dataset_type, keys, missing, sky)
+            counts = _counts(butler, item, dataset_type, keys, missing, cells)
             _cache.put(cache_key, counts)
         base_query = {"type": dataset_type} | ({"as_of": release.as_of} if release.as_of else {})
         entry.update(

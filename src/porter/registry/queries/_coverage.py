@@ -19,13 +19,20 @@ on columns:
 
 The expected set is read before the delivered one, so datasets registered
 while the check runs can only make fewer data IDs look missing, never more.
+
+``run(cells=…)`` also counts the expected data IDs per cell of a few keys
+(integer keys with many values grouped into equal ranges), in the same pass
+and by the same database (DuckDB, or the registry's SQL): a completeness map
+then reads a few thousand counts instead of grouping millions of rows again.
 """
 
 from __future__ import annotations
 
 import itertools
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +47,7 @@ if TYPE_CHECKING:
     from .._db import Database
     from ._engine import QueryEngine
 
-__all__ = ["Coverage"]
+__all__ = ["CellAxis", "Coverage", "ExpectedCells"]
 
 BATCH = 100_000
 DUCKDB_MEMORY = "1GB"
@@ -49,6 +56,61 @@ DUCKDB_MEMORY = "1GB"
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class CellAxis:
+    """One key of a cell: its values as they are, or integer values grouped into ``bins`` equal ranges.
+
+    Value ``v`` is in bin ``((v - low) * bins) // span`` (integer division on every database).
+    """
+
+    key: str
+    low: int = 0
+    span: int = 1
+    bins: int = 0
+    """0: one cell per value."""
+
+    def sql(self, column: Any) -> Any:
+        """The cell value of ``column`` as a SQLAlchemy expression."""
+        if not self.bins:
+            return column
+        # `//`: integer division on SQLite and PostgreSQL alike (SQLAlchemy 2's `/` is true division: PostgreSQL
+        # then answers NUMERIC fractions, one "bin" per value)
+        return ((column - self.low) * self.bins) // self.span
+
+    def duck(self, column: str) -> str:
+        """The cell value of ``column`` (quoted SQL) as a DuckDB expression."""
+        if not self.bins:
+            return column
+        return f"(({column} - {self.low}) * {self.bins}) // {self.span}"
+
+    def python(self, value: Any) -> Any:
+        """The cell value of ``value``."""
+        if not self.bins:
+            return value
+        return ((int(value) - self.low) * self.bins) // self.span
+
+    @staticmethod
+    def choose(key: str, limit: int | None, low: Any, high: Any, distinct: int | None) -> CellAxis:
+        """Values as they are if there are at most ``limit`` (None: any number), else ``limit`` equal ranges."""
+        if limit is None or low is None or distinct is None or distinct <= limit:
+            return CellAxis(key)
+        return CellAxis(key, int(low), int(high) - int(low) + 1, limit)
+
+
+@dataclass
+class ExpectedCells:
+    """The expected data IDs counted per cell: the axes, and one row per non-empty cell with its count."""
+
+    axes: list[CellAxis]
+    table: pa.Table
+    """Columns: each axis's key (its value, or its bin), then ``expected``."""
+
+    @property
+    def total(self) -> int:
+        """Every expected data ID (each is in exactly one cell)."""
+        return sum(self.table["expected"].to_pylist())
 
 
 class Coverage:
@@ -93,6 +155,8 @@ class Coverage:
             k: pa.string() if universe.get_dimension(k).primary_key.type == "string" else pa.int64()
             for k in self.keys
         }
+        self.cells: ExpectedCells | None = None
+        """After `run` with ``cells``: the expected data IDs counted per cell."""
         self.method = "python"
         """How the sets are compared: "copy" (PostgreSQL to DuckDB), "sql" (in the database) or "python"."""
         self._copy_sql: list[tuple[str, Any]] = []
@@ -141,11 +205,18 @@ class Coverage:
             .order_by(*missing.c)
         )
 
-    def run(self, batch: int = BATCH) -> tuple[int, Iterator[Sequence[tuple]]]:
+    def run(
+        self, batch: int = BATCH, cells: Sequence[tuple[str, int | None]] | None = None
+    ) -> tuple[int, Iterator[Sequence[tuple]]]:
         """The number of expected data IDs, and the missing ones in sorted batches of up to ``batch`` rows.
 
+        ``cells``: also count the expected data IDs per cell of these keys (`cells` afterwards), each
+        with the number of distinct values beyond which an integer key is grouped into that many equal
+        ranges (None: never).  Keys that are not among `keys` are left out.
         Read the batches before asking anything else of the registry: they may stream from an open cursor.
         """
+        self._cell_request = [(k, limit) for k, limit in (cells or ()) if k in self.keys]
+        self._want_cells = cells is not None
         try:
             return self._run(batch)
         except Exception as exc:
@@ -161,6 +232,8 @@ class Coverage:
             return self._in_python(batch)
         if self.method == "copy":
             return self._via_duckdb(batch)
+        if self._want_cells:
+            self.cells = self._cells_in_sql()
         rows = self._stream(self._anti_join(), batch)
         first = next(rows)
         n_expected = int(first[0][0]) if first else 0
@@ -172,6 +245,41 @@ class Coverage:
                     yield missing
 
         return n_expected, batches()
+
+    def _limit(self, key: str, limit: int | None) -> int | None:
+        return None if self._types[key] == pa.string() else limit
+
+    def _cells_in_sql(self) -> ExpectedCells:
+        """Expected data IDs per cell, grouped by the registry's database (the expected query is distinct)."""
+        ex = self._expected.subquery("expected_ids")
+        axes: list[CellAxis] = []
+        with self._db.reading() as conn:
+            for key, limit in self._cell_request:
+                column = ex.c[key]
+                if self._limit(key, limit) is None:
+                    axes.append(CellAxis(key))
+                    continue
+                low, high, distinct = conn.execute(
+                    sqlalchemy.select(
+                        sqlalchemy.func.min(column),
+                        sqlalchemy.func.max(column),
+                        sqlalchemy.func.count(column.distinct()),
+                    )
+                ).one()
+                axes.append(CellAxis.choose(key, limit, low, high, distinct))
+            columns = [a.sql(ex.c[a.key]).label(a.key) for a in axes]
+            stmt = sqlalchemy.select(*columns, sqlalchemy.func.count().label("expected")).select_from(ex)
+            rows = conn.execute(stmt.group_by(*columns) if columns else stmt).all()
+        return self._cell_table(axes, [tuple(r) for r in rows])
+
+    def _cell_table(self, axes: list[CellAxis], rows: Sequence[tuple]) -> ExpectedCells:
+        rows = [r for r in rows if r[-1]]  # no data ID at all: no cell
+        columns = {
+            a.key: pa.array([r[i] for r in rows], pa.int64() if a.bins else self._types[a.key])
+            for i, a in enumerate(axes)
+        }
+        columns["expected"] = pa.array([int(r[-1]) for r in rows], pa.int64())
+        return ExpectedCells(axes, pa.table(columns))
 
     def _stream(self, stmt: Any, batch: int) -> Iterator[Sequence[tuple]]:
         with self._db.reading() as conn:
@@ -212,7 +320,12 @@ class Coverage:
                 duck.register(name, table)
             keys = [_quote(k) for k in self.keys]
             distinct = f"SELECT DISTINCT {', '.join(keys)} FROM expected"
-            n_expected = duck.execute(f"SELECT count(*) FROM ({distinct})").fetchone()[0]  # type: ignore[index]
+            if self._want_cells:
+                # the cells' counts add up to the number of expected data IDs: one pass gives both
+                self.cells = self._cells_in_duckdb(duck, distinct)
+                n_expected = self.cells.total
+            else:
+                n_expected = duck.execute(f"SELECT count(*) FROM ({distinct})").fetchone()[0]  # type: ignore[index]
             result = duck.execute(
                 f"SELECT DISTINCT expected.* FROM expected ANTI JOIN delivered "
                 f"USING ({', '.join(keys[: self._key_count])}) ORDER BY ALL"
@@ -231,6 +344,30 @@ class Coverage:
 
         return int(n_expected), batches()
 
+    def _cells_in_duckdb(self, duck: Any, distinct: str) -> ExpectedCells:
+        """Expected data IDs per cell, grouped by DuckDB over the expected data IDs copied out of PostgreSQL."""
+        binned = [(k, self._limit(k, limit)) for k, limit in self._cell_request]
+        stats = [
+            f"min({_quote(k)}), max({_quote(k)}), count(DISTINCT {_quote(k)})"
+            for k, limit in binned
+            if limit is not None
+        ]
+        found = list(duck.execute(f"SELECT {', '.join(stats)} FROM expected").fetchone()) if stats else []
+        axes: list[CellAxis] = []
+        for key, limit in binned:
+            if limit is None:
+                axes.append(CellAxis(key))
+                continue
+            low, high, distinct_values = found[:3]
+            del found[:3]
+            axes.append(CellAxis.choose(key, limit, low, high, distinct_values))
+        columns = [f"{a.duck(_quote(a.key))} AS {_quote(a.key)}" for a in axes]
+        group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(axes)))}" if axes else ""
+        rows = duck.execute(
+            f"SELECT {', '.join([*columns, 'count(*)'])} FROM ({distinct}){group} HAVING count(*) > 0"
+        ).fetchall()  # a few thousand cells
+        return self._cell_table(axes, rows)
+
     def _in_python(self, batch: int) -> tuple[int, Iterator[Sequence[tuple]]]:
         n = self._key_count
         expected: dict[tuple, tuple] = {}
@@ -239,4 +376,14 @@ class Coverage:
             expected.setdefault(row[:n], row)
         delivered = {r.data_id.required_values for r in self._engine.run(self._delivered_spec)}
         missing = sorted(row for key, row in expected.items() if key not in delivered)
+        if self._want_cells:  # the data IDs are in Python already (region refinement): counted here
+            at = {k: i for i, k in enumerate(self.keys)}
+            axes = []
+            for key, limit in self._cell_request:
+                values = {row[at[key]] for row in expected.values()}
+                limit = self._limit(key, limit)
+                low, high = (min(values), max(values)) if values and limit is not None else (None, None)
+                axes.append(CellAxis.choose(key, limit, low, high, len(values)))
+            counted = Counter(tuple(a.python(row[at[a.key]]) for a in axes) for row in expected.values())
+            self.cells = self._cell_table(axes, [(*cell, n) for cell, n in counted.items()])
         return len(expected), iter([missing[i : i + batch] for i in range(0, len(missing), batch)])

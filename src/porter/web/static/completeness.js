@@ -6,7 +6,9 @@
     document.querySelectorAll("a.cell.selected").forEach(function (a) { a.classList.remove("selected"); });
     link.classList.add("selected");
     panel.hidden = false;
-    panel.textContent = "Loading the missing data IDs of " + (link.dataset.label || "this cell") + "…";
+    var title = link.querySelector("title");  // a grid's cell carries its label only in its title
+    var label = link.dataset.label || (title ? title.textContent.split(":")[0] : "");
+    panel.textContent = "Loading the missing data IDs of " + (label || "this cell") + "…";
     fetch(link.getAttribute("href"), { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (answer) {
         if (!answer.ok) { throw new Error("HTTP " + answer.status); }
