@@ -28,8 +28,10 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._registry import Registry
     from ._schema import dataset_index_order
     from ._sqlite_collections import read_sqlite_collections
+    from .queries._coverage import CellAxis
 
 _LAZY: dict[str, str] = {
+    "CellAxis": ".queries._coverage",
     "CollectionInfo": "..core",
     "select_names": "..core",
     "CollectionType": "..core",
@@ -52,6 +54,7 @@ _LAZY: dict[str, str] = {
 """Public name → the module that defines it, imported when the name is first asked for."""
 
 __all__ = [
+    "CellAxis",
     "CollectionInfo",
     "CollectionType",
     "Database",

@@ -43,6 +43,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from ..butler import DirectButler
+from ..registry import CellAxis
 from ..release import Item, Release, cell_keys, read_cells
 from ._releases import open_release, parse_as_of
 from ._render import dashboard_of, render
@@ -124,26 +125,8 @@ def _missing_file(release: Release, result: dict[str, Any]) -> Path | None:
 
 
 @dataclass(frozen=True)
-class _Axis:
-    """One key of a cell: its values as they are, or integer values grouped into ``bins`` equal ranges."""
-
-    key: str
-    low: int = 0
-    span: int = 1
-    bins: int = 0
-    """0: one cell per value."""
-
-    def sql(self, column: Any) -> Any:
-        if not self.bins:
-            return column
-        # `//`: integer division on SQLite and PostgreSQL alike (SQLAlchemy 2's `/` is true division: PostgreSQL
-        # then answers NUMERIC fractions, one "bin" per value, and the map has a cell per data ID)
-        return ((column - self.low) * self.bins) // self.span
-
-    def duck(self, column: str) -> str:
-        if not self.bins:
-            return column
-        return f"(({column} - {self.low}) * {self.bins}) // {self.span}"
+class _Axis(CellAxis):
+    """A cell key as the map shows it: the registry's binning (`CellAxis`), with labels and list-page filters."""
 
     def range_of(self, value: int) -> tuple[int, int]:
         """The values grouped into bin ``value``: first and last."""
@@ -290,10 +273,7 @@ def _sql_expected(
                     sqlalchemy.func.count(column.distinct()),
                 )
             ).one()
-            if distinct is None or distinct <= limit or low is None:
-                axes.append(_Axis(k))
-            else:
-                axes.append(_Axis(k, int(low), int(high) - int(low) + 1, limit))
+            axes.append(_Axis.choose(k, limit, low, high, distinct))
         columns = [a.sql(sub.c[f"d_{a.key}"]).label(a.key) for a in axes]
         rows = conn.execute(
             sqlalchemy.select(*columns, sqlalchemy.func.count()).select_from(sub).group_by(*columns)
@@ -313,7 +293,7 @@ def _coarser(axis: _Axis, values: set[Any], target: int) -> tuple[_Axis, Any] | 
             return None
         low, high = min(values), max(values)
         new = _Axis(axis.key, low, high - low + 1, target)
-        return new, lambda v: ((v - new.low) * new.bins) // new.span
+        return new, new.python
     k = next((k for k in range(2, axis.bins + 1) if axis.bins % k == 0 and axis.bins // k <= target), None)
     if k is None:
         return None

@@ -34,7 +34,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
@@ -91,12 +91,12 @@ class CellAxis:
             return value
         return ((int(value) - self.low) * self.bins) // self.span
 
-    @staticmethod
-    def choose(key: str, limit: int | None, low: Any, high: Any, distinct: int | None) -> CellAxis:
+    @classmethod
+    def choose(cls, key: str, limit: int | None, low: Any, high: Any, distinct: int | None) -> Self:
         """Values as they are if there are at most ``limit`` (None: any number), else ``limit`` equal ranges."""
         if limit is None or low is None or distinct is None or distinct <= limit:
-            return CellAxis(key)
-        return CellAxis(key, int(low), int(high) - int(low) + 1, limit)
+            return cls(key)
+        return cls(key, int(low), int(high) - int(low) + 1, limit)
 
 
 @dataclass
