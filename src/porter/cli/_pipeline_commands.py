@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the pipeline machinery is imported inside the commands, so 
     from ..pipeline import (
         ExecutionOptions,
         Executor,
+        MetricsOutcome,
         Pipeline,
         QuantumGraph,
         ReportOutcome,
@@ -107,6 +108,14 @@ NoReportsOpt = Annotated[
     typer.Option(
         "--no-reports",
         help="Do not publish the pipeline's `reports:` notebooks when the run's quanta are all done.",
+    ),
+]
+NoMetricsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-metrics",
+        help="Do not record the run's measurements against the pipeline's `metrics:` package "
+        "(`porter verify ingest-run` can do it later).",
     ),
 ]
 
@@ -346,9 +355,14 @@ def run(
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
     no_reports: NoReportsOpt = False,
+    no_metrics: NoMetricsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Build (or load) a quantum graph and execute it; outcomes are kept in the repository.
+
+    With a `metrics:` package in the pipeline, the run's measurements are stored in the metric
+    store afterwards, checked on arrival against its specs and baselines, and the alerts that fire
+    are delivered (as `porter verify ingest-run`); a refused measurement exits 1, outputs kept.
 
     When every quantum of the run has succeeded, the notebooks the pipeline names under
     `reports:` are published for the run (as `porter verify publish --replace`); a failing
@@ -398,10 +412,53 @@ def run(
                 cluster_by=_split([cluster_by]) if cluster_by else None,
                 on_progress=update,
                 reports=not no_reports,
+                metrics=not no_metrics,
             )
     _print_summary(summary, as_json)
-    if not summary.ok or any(not r.ok for r in summary.reports):
+    if _run_failed(summary):
         raise typer.Exit(1)
+
+
+def _run_failed(summary: "RunSummary") -> bool:
+    """Whether a quantum, a report or the recording of the run's measurements failed."""
+    metrics_failed = summary.metrics is not None and not summary.metrics.ok
+    return not summary.ok or any(not r.ok for r in summary.reports) or metrics_failed
+
+
+def _print_metrics(outcome: "MetricsOutcome | None") -> None:
+    """The run's measurements recorded: how many, how they fared, the alerts; or why none were."""
+    if outcome is None:
+        return
+    if not outcome.ok:
+        err_console.print(
+            f"[bold red]measurements not recorded[/] for {outcome.run} ({outcome.package}): {outcome.error}\n"
+            f"  the run's outputs are kept; fix the task or the declarations, then "
+            f"`porter verify ingest-run REPO {outcome.run} --metrics {outcome.package}`.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
+    if not outcome.stored and not outcome.undeclared:
+        return
+    failed = ", ".join(f"{n} below {level}" for level, n in outcome.failed.items() if n) or "all specs met"
+    console.print(
+        f"recorded {outcome.stored} measurements of {outcome.run} against {outcome.package}: {failed}; "
+        f"{outcome.regressed} regressed",
+        highlight=False,
+        markup=False,
+    )
+    if outcome.undeclared:
+        console.print(
+            f"  not declared in the package, so not stored: {', '.join(outcome.undeclared)}",
+            highlight=False,
+            markup=False,
+        )
+    for line in outcome.alerts:
+        err_console.print(f"  [bold yellow]alert[/] {line}", highlight=False)
+    for line in outcome.undelivered:
+        err_console.print(
+            f"  [red]not delivered[/] {line} (kept queued: `porter verify notify`)", highlight=False
+        )
 
 
 def _print_reports(outcomes: "list[ReportOutcome]", run: str) -> None:
@@ -426,6 +483,7 @@ def _print_summary(summary: "RunSummary", as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(summary.to_dict()))
         return
+    _print_metrics(summary.metrics)
     _print_reports(summary.reports, summary.run)
     print_rows(_summary_rows(summary), title=f"run {summary.run}")
     for f in summary.failures[:10]:
@@ -479,12 +537,14 @@ def submit(
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
     no_reports: NoReportsOpt = False,
+    no_metrics: NoMetricsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a pipeline step by step, each step in groups, waiting at the sequence point between steps.
 
     Submitting again resumes: finished quanta are skipped, interrupted ones redone. When every
     quantum of the run has succeeded, the pipeline's `reports:` notebooks are published for it.
+    With a `metrics:` package, the run's measurements are recorded and checked after each step.
 
     Examples:
 
@@ -520,10 +580,12 @@ def submit(
             _options(retries, timeout, memory_limit),
             cluster_by,
             reports=not no_reports,
+            metrics=not no_metrics,
         )
         report = report_run(butler, run_name)
     _print_submission(results, report, as_json)
     failed_reports = any(not o.ok for r in results for o in r.reports)
+    failed_reports |= any(r.metrics is not None and not r.metrics.ok for r in results)
     if any(r.stopped for r in results) or report.totals().get("failed", 0) or failed_reports:
         raise typer.Exit(1)
 
@@ -543,6 +605,7 @@ def _submit(
     options: "ExecutionOptions",
     cluster_by: str | None,
     reports: bool = True,
+    metrics: bool = True,
 ) -> list["StepResult"]:
     from ..pipeline import submit_steps
 
@@ -576,6 +639,7 @@ def _submit(
             cluster_by=_split([cluster_by]) if cluster_by else None,
             on_group=on_group,
             reports=reports,
+            metrics=metrics,
         )
 
 
@@ -590,6 +654,7 @@ def _step_row(data: dict[str, Any]) -> dict[str, Any]:
     """A step's row for the table: counts as columns."""
     counts = data.pop("counts")
     data.pop("reports", None)  # printed after the table
+    data.pop("metrics", None)
     return {**data, **{k: counts.get(k, 0) for k in ("succeeded", "failed", "blocked", "lost")}}
 
 
@@ -603,6 +668,7 @@ def _print_submission(results: list["StepResult"], report: "RunReport", as_json:
             err_console.print(
                 f"[bold red]stopped[/] after {r.step}: failure rate {r.failure_rate:.1%} is above the threshold."
             )
+        _print_metrics(r.metrics)
         _print_reports(r.reports, report.run)
     _print_report(report)
 
@@ -625,6 +691,7 @@ def restart(
     memory_limit: MemoryOpt = None,
     cluster_by: ClusterOpt = None,
     no_reports: NoReportsOpt = False,
+    no_metrics: NoMetricsOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run again only the failed, blocked, interrupted and pending quanta of RUN (any executor ran it first).
@@ -660,9 +727,10 @@ def restart(
                 cluster_by=_split([cluster_by]) if cluster_by else None,
                 on_progress=update,
                 reports=not no_reports,
+                metrics=not no_metrics,
             )
     _print_summary(summary, as_json)
-    if not summary.ok or any(not r.ok for r in summary.reports):
+    if _run_failed(summary):
         raise typer.Exit(1)
 
 

@@ -16,6 +16,7 @@ passes and is signed.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,6 +32,21 @@ VERIFY_METRICS = Path(__file__).resolve().parent / "verify_metrics"
 
 NOMINAL_RADIUS, DEGRADED_RADIUS = 1.0, 0.05
 """The truth-matching radius (arcsec) of the nominal nights and of the degraded ones."""
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """``values`` set in this process's environment for the block (the alert channels read it)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @contextmanager
@@ -68,6 +84,8 @@ def _truth_match_pipeline(radius: float) -> Any:
             "tasks": {
                 "truthMatch": {"class": "porter.demo.drp.TruthMatchTask", "config": {"match_radius": radius}}
             },
+            # Each night's measurements are recorded and checked as the run ends, alerts delivered.
+            "metrics": str(VERIFY_METRICS),
         }
     )
 
@@ -167,40 +185,64 @@ def nightly_quality(
 
     state = RunState(butler.registry.db)
     nights: list[dict[str, Any]] = []
-    with webhook_receiver() as (url, received):
+    with webhook_receiver() as (url, received), _environment(PORTER_DEMO_WEBHOOK=url):
         store, hook = open_store(butler.registry.db, VERIFY_METRICS)
         assert hook is not None
         notifier = Notifier(hook.book, AlertConfig.load(VERIFY_METRICS, environ={"PORTER_DEMO_WEBHOOK": url}))
 
+        def tell(
+            name: str, note: str, stored: int, failed: int, regressed: int, fired: list[str], sent: int
+        ) -> None:
+            nights.append(
+                {
+                    "run": name,
+                    "note": note,
+                    "stored": stored,
+                    "failed minimum": failed,
+                    "regressed": regressed,
+                    "alerts": fired,
+                    "delivered": sent,
+                }
+            )
+            for line in fired:
+                say(line)
+
         def ingest(name: str, note: str) -> None:
+            """The DRP run's measurements, recorded as `porter verify ingest-run` does."""
             records = [r for r in state.records(name) if r.status == "succeeded"]
             measured, provenance = pipeline_run_measurements(name, records)
             fired_before = len(hook.transitions)
             result = store.record([m for m in measured if m.metric in store.metrics], provenance)
             delivered = notifier.deliver()
             fired = [t.summary for t in hook.transitions[fired_before:]]
-            nights.append(
-                {
-                    "run": name,
-                    "note": note,
-                    "stored": result.stored,
-                    "failed minimum": result.failed["minimum"],
-                    "regressed": result.regressed,
-                    "alerts": fired,
-                    "delivered": len(delivered.delivered),
-                }
+            tell(
+                name,
+                note,
+                result.stored,
+                result.failed["minimum"],
+                result.regressed,
+                fired,
+                len(delivered.delivered),
             )
-            for line in fired:
-                say(line)
 
         def night(number: int, radius: float, note: str) -> None:
+            """One nightly run; its pipeline's ``metrics:`` section records and checks it as it ends."""
             name = f"{run}/nightly/{number}"
             graph = build_quantum_graph(
                 butler, _truth_match_pipeline(radius), collections=[run, *inputs], run=name
             )
             with InProcessExecutor() as executor:
-                execute_graph(butler, graph, executor)
-            ingest(name, note)
+                recorded = execute_graph(butler, graph, executor).metrics
+            assert recorded is not None and recorded.ok, recorded
+            tell(
+                name,
+                note,
+                recorded.stored,
+                recorded.failed.get("minimum", 0),
+                recorded.regressed,
+                recorded.alerts,
+                recorded.delivered,
+            )
             butler.registry.registerCollection(chain, CollectionType.CHAINED)
             butler.registry.setCollectionChain(chain, [name])
 

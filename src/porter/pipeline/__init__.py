@@ -19,11 +19,19 @@ from ._execution import DeferredDatasetHandle, ExecutionOptions, Job, TransientE
 from ._executors import Executor, InProcessExecutor, LocalPoolExecutor
 from ._graph import Quantum, QuantumGraph
 from ._limits import MemoryLimitError, QuantumTimeoutError
+from ._metrics import MetricsDef, MetricsOutcome, record_run_metrics
 from ._parsl import ParslExecutor, local_config, site_config
 from ._pipeline import Pipeline, StepDef, TaskDef
 from ._provenance import ProvenanceNode, dataset_provenance, run_prov_json
 from ._report import RunInProgressError, RunReport, load_run_graph, reconcile_run, report_run
-from ._reports import ReportDef, ReportOutcome, publish_reports, report_outcomes, run_complete
+from ._reports import (
+    ReportDef,
+    ReportOutcome,
+    publish_reports,
+    report_outcomes,
+    report_outcomes_of,
+    run_complete,
+)
 from ._run import RunSummary, cluster_quanta, execute_graph, prepare_run
 from ._state import QuantumRecord, RunState
 from ._submit import StepResult, group_quanta, restart_run, submit_steps
@@ -40,6 +48,8 @@ __all__ = [
     "LocalPoolExecutor",
     "Measurement",
     "MemoryLimitError",
+    "MetricsDef",
+    "MetricsOutcome",
     "Output",
     "ParslExecutor",
     "Pipeline",
@@ -71,7 +81,9 @@ __all__ = [
     "prepare_run",
     "publish_reports",
     "reconcile_run",
+    "record_run_metrics",
     "report_outcomes",
+    "report_outcomes_of",
     "report_run",
     "restart_run",
     "run_complete",

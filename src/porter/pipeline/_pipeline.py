@@ -45,6 +45,7 @@ import yaml
 
 from ..errors import PipelineDefinitionError, did_you_mean
 from ._connections import Connection, Input, Output, PrerequisiteInput
+from ._metrics import MetricsDef, read_metrics
 from ._reports import ReportDef, merge_reports, read_reports
 from ._task import Task, TaskConfig, config_hash
 
@@ -60,6 +61,7 @@ _TOP_KEYS = {
     "steps",
     "contracts",
     "reports",
+    "metrics",
 }
 _TASK_KEYS = {"class", "config", "connections"}
 
@@ -142,6 +144,8 @@ class Pipeline:
     """The instrument the pipeline is configured for: its name constrains every graph (as pipetask does)."""
     reports: list[ReportDef] = field(default_factory=list)
     """Notebooks published for every run once its quanta are done (the ``reports:`` section)."""
+    metrics: MetricsDef | None = None
+    """The metrics package every run's measurements are recorded against (the ``metrics:`` section)."""
 
     def __post_init__(self) -> None:
         self.tasks = {label: self.tasks[label] for label in _task_order(self.tasks)}
@@ -193,6 +197,7 @@ class Pipeline:
             step_order,
             str(instrument).rsplit(".", 1)[-1] if instrument else None,
             list(raw.get("reports") or []),
+            raw.get("metrics"),
         )
 
     # --- selection -------------------------------------------------------------------------------
@@ -222,6 +227,7 @@ class Pipeline:
             [s for s in self.step_order if s in subsets],
             self.instrument,
             list(self.reports),
+            self.metrics,
         )
 
     def steps(self) -> list[StepDef]:
@@ -262,6 +268,7 @@ class Pipeline:
             },
             "steps": [{"label": s} for s in self.step_order],
             **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
+            **({"metrics": self.metrics.to_dict()} if self.metrics else {}),
         }
 
     def mermaid(self) -> str:
@@ -345,7 +352,9 @@ def _merge_imports(
         merged["steps"] = merged["steps"] or imported["steps"]
         merged["instrument"] = merged.get("instrument") or imported.get("instrument")
         merged["reports"] = merge_reports(merged["reports"], imported["reports"])
+        merged["metrics"] = imported.get("metrics") or merged.get("metrics")
     own_reports = read_reports(data.get("reports"), base, source, check=check_reports)
+    own_metrics = read_metrics(data.get("metrics"), base, source, check=check_reports)
     tasks = data.get("tasks")
     if not isinstance(tasks, Mapping) and not merged["tasks"]:
         raise PipelineDefinitionError(f"{source}: the pipeline has no 'tasks' section.")
@@ -371,6 +380,7 @@ def _merge_imports(
     merged["description"] = data.get("description", "")
     merged["instrument"] = data.get("instrument") or merged.get("instrument")
     merged["reports"] = merge_reports(merged["reports"], own_reports)
+    merged["metrics"] = own_metrics or merged.get("metrics")
     return merged
 
 

@@ -47,6 +47,7 @@ __all__ = [
     "publish_reports",
     "read_reports",
     "report_outcomes",
+    "report_outcomes_of",
 ]
 
 PUBLISHED, REPORT_FAILED = "published", "failed"
@@ -115,7 +116,7 @@ class ReportOutcome:
 # --- reading the section --------------------------------------------------------------------------------
 
 
-def _locate(text: str, base: Path, where: str) -> Path:
+def locate(text: str, base: Path, where: str) -> Path:
     """The notebook file ``text`` names: ``resource://package/path`` or a path relative to ``base``."""
     if text.startswith(RESOURCE):
         package, _, inside = text[len(RESOURCE) :].partition("/")
@@ -198,7 +199,7 @@ def read_reports(raw: Any, base: Path, source: str, *, check: bool = True) -> li
                     f"{where}.parameters.{name} = {value!r} is not JSON (str, number, bool, null, list, "
                     "mapping): it could not be recorded to make the report again."
                 ) from None
-        path = _locate(notebook.strip(), base, f"{where}.notebook")
+        path = locate(notebook.strip(), base, f"{where}.notebook")
         if check:
             _check_notebook(path, notebook, params, base, where)
         report = ReportDef(notebook.strip(), path, params, None if timeout is None else float(timeout))
@@ -317,6 +318,40 @@ class _ReportLog:
 def report_outcomes(butler: DirectButler, run: str) -> list[ReportOutcome]:
     """The latest recorded outcome of every report published (or attempted) for ``run`` by a pipeline run."""
     return _ReportLog(butler.registry.db).outcomes(run)
+
+
+def report_outcomes_of(butler: DirectButler, runs: Iterable[str]) -> dict[str, list[ReportOutcome]]:
+    """`report_outcomes` of many runs at once (a few statements, whatever their number), only reading.
+
+    For pages that list runs: nothing is written (a repository where no report was ever recorded
+    has no ``pipeline_report`` table yet, and every run has none).  Runs without reports are left out.
+    """
+    log = _ReportLog(butler.registry.db)
+    t = log.table.c
+    wanted = sorted(set(runs))
+    out: dict[str, list[ReportOutcome]] = {}
+    with log.db.reading() as conn:
+        if not wanted or not sqlalchemy.inspect(conn).has_table(log.table.name, schema=log.table.schema):
+            return out
+        for i in range(0, len(wanted), 500):
+            query = (
+                sqlalchemy.select(log.table)
+                .where(t.run.in_(wanted[i : i + 500]))
+                .order_by(t.run, t.dataset_type)
+            )
+            for r in conn.execute(query).mappings():
+                out.setdefault(r["run"], []).append(
+                    ReportOutcome(
+                        r["notebook"],
+                        r["dataset_type"],
+                        r["status"],
+                        r["message"],
+                        r["dataset_id"],
+                        r["run"],
+                        r["recorded"],
+                    )
+                )
+    return out
 
 
 # --- publishing -------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ..registry import CollectionType
 from ._execution import BLOCKED, ExecutionOptions, Job
 from ._executors import Executor
 from ._graph import QuantumGraph
+from ._metrics import MetricsOutcome, record_run_metrics
 from ._processes import this_process
 from ._reports import ReportDef, ReportOutcome, publish_reports, run_complete
 from ._state import FAILED, SUCCEEDED, RunState
@@ -47,6 +48,8 @@ class RunSummary:
     """IDs of the quanta that failed, were blocked or were lost."""
     reports: list[ReportOutcome] = field(default_factory=list)
     """The pipeline's report notebooks published (or failed) after this execution completed the run."""
+    metrics: MetricsOutcome | None = None
+    """The run's measurements recorded against the pipeline's ``metrics:`` package (None: none declared)."""
 
     @property
     def ok(self) -> bool:
@@ -65,6 +68,7 @@ class RunSummary:
             "failures": self.failures[:50],
             "seconds": round(self.seconds, 3),
             **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
+            **({"metrics": self.metrics.to_dict()} if self.metrics else {}),
         }
 
 
@@ -127,6 +131,7 @@ def execute_graph(
     reconcile: bool = True,
     reports: bool = True,
     on_report: Callable[[ReportDef], None] | None = None,
+    metrics: bool = True,
 ) -> RunSummary:
     """Run every quantum of ``graph`` with ``executor``; returns counts and the failures.
 
@@ -146,6 +151,10 @@ def execute_graph(
     A graph with nothing left to run publishes only the reports not yet published for the run.
     ``reports=False`` publishes none; with reports to publish, missing notebook machinery
     (porter's ``reports`` extra) is refused before anything runs.
+
+    With a ``metrics:`` package in the pipeline, what the run's succeeded quanta measured is
+    recorded in the metric store after the execution, checked on arrival and alerted on
+    (`record_run_metrics`), before the reports are published; ``metrics=False`` records nothing.
     """
     started = time.perf_counter()
     options = options or ExecutionOptions()
@@ -163,6 +172,8 @@ def execute_graph(
     RunState(butler.registry.db).register_process(graph_id, graph.run, "submitter", me, me)
     summary = RunSummary(graph.run, graph_id)
     if not graph.quanta:
+        if metrics:
+            summary.metrics = finish_metrics(butler, graph)
         if reports:
             summary.reports = finish_reports(butler, graph, summary, only_missing=True, on_report=on_report)
         return summary
@@ -254,9 +265,18 @@ def execute_graph(
             finish_job(i)
     summary.seconds = time.perf_counter() - started
     summary.bad = bad
+    if metrics:
+        summary.metrics = finish_metrics(butler, graph)
     if reports:
         summary.reports = finish_reports(butler, graph, summary, on_report=on_report)
     return summary
+
+
+def finish_metrics(butler: DirectButler, graph: QuantumGraph) -> MetricsOutcome | None:
+    """Record the run's measurements against the pipeline's ``metrics:`` package, if it names one."""
+    if graph.pipeline.metrics is None:
+        return None
+    return record_run_metrics(butler, graph.run, graph.pipeline.metrics, graph.collections)
 
 
 def finish_reports(

@@ -19,6 +19,7 @@ from ._builder import build_quantum_graph
 from ._execution import BLOCKED, ExecutionOptions
 from ._executors import Executor
 from ._graph import QuantumGraph
+from ._metrics import MetricsOutcome, record_run_metrics
 from ._pipeline import Pipeline
 from ._report import unfinished
 from ._reports import ReportDef, ReportOutcome, publish_reports, run_complete
@@ -43,6 +44,8 @@ class StepResult:
     stopped: bool = False
     reports: list[ReportOutcome] = field(default_factory=list)
     """Report notebooks published (or failed) after this step, the last of a submission that completed the run."""
+    metrics: MetricsOutcome | None = None
+    """The run's measurements recorded after this step against the pipeline's ``metrics:`` package."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -69,6 +72,7 @@ class StepResult:
             "fail rate": round(self.failure_rate, 4),
             "stopped": self.stopped,
             **({"reports": [r.to_dict() for r in self.reports]} if self.reports else {}),
+            **({"metrics": self.metrics.to_dict()} if self.metrics else {}),
         }
 
 
@@ -133,13 +137,16 @@ def submit_steps(
     on_group: Callable[[str, int, int, QuantumGraph], Callable[[str, int], None] | None] | None = None,
     reports: bool = True,
     on_report: Callable[[ReportDef], None] | None = None,
+    metrics: bool = True,
 ) -> list[StepResult]:
     """Run ``steps`` of ``pipeline`` in order, each as groups of quanta; stop when a step fails too often.
 
     ``on_group(step, index, n_groups, graph)`` is called before each group
     and may return a progress callback for it.  When the submission leaves every quantum of the
     run succeeded, the pipeline's ``reports:`` notebooks are published for the run (see
-    `execute_graph`); their outcomes are in the last step's ``reports``.
+    `execute_graph`); their outcomes are in the last step's ``reports``.  With a ``metrics:``
+    package, the run's measurements are recorded after each step (``metrics=False``: never), so
+    a step's metrics are checked and alerted on before the next step starts.
     """
     known = {s.label for s in pipeline.steps()} | set(pipeline.subsets)
     for step in steps:
@@ -189,6 +196,7 @@ def submit_steps(
                 label=f"{step}#{index + 1}",
                 on_progress=progress,
                 reports=False,  # once, after the whole submission
+                metrics=False,  # once per step, below
             )
             if doomed:
                 summary.counts[BLOCKED] += len(doomed)
@@ -196,6 +204,8 @@ def submit_steps(
                     progress(BLOCKED, len(doomed))
             bad |= doomed | summary.bad
             result.groups.append(summary)
+        if metrics and pipeline.metrics is not None:
+            result.metrics = record_run_metrics(butler, run, pipeline.metrics, collections)
         if result.failure_rate > max_failure_rate:
             result.stopped = True
             break
@@ -217,13 +227,15 @@ def restart_run(
     todo: QuantumGraph | None = None,
     reports: bool = True,
     on_report: Callable[[ReportDef], None] | None = None,
+    metrics: bool = True,
 ) -> RunSummary:
     """Run again only what did not succeed in ``run``: failed, blocked, interrupted and pending quanta.
 
     ``todo`` is that part of the run when the caller has already worked it out (`unfinished`,
     which also reconciles the run state and refuses while an earlier execution's processes live).
     A restart that completes the run publishes the pipeline's ``reports:`` notebooks; one with
-    nothing left to run publishes those not yet published (a failed report is retried).
+    nothing left to run publishes those not yet published (a failed report is retried).  The
+    run's measurements are recorded again against the pipeline's ``metrics:`` package (replacing).
     """
     todo = todo if todo is not None else unfinished(butler, run)
     return execute_graph(
@@ -237,4 +249,5 @@ def restart_run(
         reconcile=False,  # unfinished() did it
         reports=reports,
         on_report=on_report,
+        metrics=metrics,
     )
