@@ -3,6 +3,7 @@
 The demo stores the DRP run's metrics and seven nightly truth-matching runs: completeness drops at
 night 4 (a configuration change; alerts fire; a change-point between nights 3 and 4) and recovers at
 night 7.  Tests that need an open alert record a degraded night 8 through ``porter.verify`` itself.
+The release page's ``?as_of=N`` reaches the metric pages: they are read as of that audit entry's time.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import contextlib
 import html
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ import httpx
 
 from porter.butler import DirectButler
 from porter.demo import VERIFY_METRICS
+from porter.release import Release, load_plan
 from porter.verify import AlertBook, MetricStore, NewMeasurement, Provenance, open_store
 from web_site import Site, screenshot, signed_in
 
@@ -331,3 +334,153 @@ def test_metric_page_in_a_browser_draws_the_chart(site: Site, browser: Any) -> N
     )
     assert problems == []
     page.close()
+
+
+def _record_at(site: Site, run: str, value: float, when: float) -> None:
+    """Record completeness for every patch in ``run`` at time ``when``, through the alert rules."""
+    with _butler(site) as butler:
+        store, _hook = open_store(butler.registry.db, VERIFY_METRICS)
+        data_ids = store.series(COMPLETENESS).data_ids
+        store.record(
+            [NewMeasurement(COMPLETENESS, value, "", d) for d in data_ids],
+            Provenance(run=run, time=when, task="truthMatch", config_hash=f"night-{value}"),
+        )
+
+
+def _nightly_history(site: Site) -> dict[str, Any]:
+    """Night 8 fails (alerts fire), then audit entry N of NIGHTLY, then an alert is acknowledged (entry N+1)
+    and night 9 recovers (the alerts resolve): what the release and its metrics were at entry N is not now."""
+    with _butler(site) as butler:
+        last = max(p.time for p in MetricStore(butler.registry.db).runs())
+        for night in (8, 9):  # runs of the nightly chain the release gates, newest first
+            butler.collections.register(f"{NIGHTLY}/{night}", "RUN")
+        butler.collections.redefine_chain(f"{NIGHTLY}/latest", [f"{NIGHTLY}/9", f"{NIGHTLY}/8"])
+    _record_at(site, f"{NIGHTLY}/8", 0.5, max(last + 0.001, time.time()))  # after every stored run, before N
+    with _butler(site) as butler:
+        fired = AlertBook(butler.registry.db).alerts(metric=COMPLETENESS)
+        assert fired and all(a.status == "firing" for a in fired), "completeness 0.5 fails minimum (for: 1)"
+        path = site.repo / "releases" / "NIGHTLY.yaml"
+        release = Release(load_plan(path), path, butler)
+        release.add_finding("minor", "quality", "night 8 lost most matches", by="release-manager")
+        entry = release.events()[-1]
+        release.acknowledge("quality", fired[0].alert_id, "release-manager", "match radius fix on its way")
+        acked = release.events()[-1].seq
+    _record_at(site, f"{NIGHTLY}/9", 0.99, entry.at + 60)  # recorded after the entry
+    with _butler(site) as butler:
+        now = AlertBook(butler.registry.db).alerts(status=None, metric=COMPLETENESS)
+    assert {a.alert_id: a.status for a in now if a.alert_id in {f.alert_id for f in fired}} == dict.fromkeys(
+        (f.alert_id for f in fired), "resolved"
+    )
+    return {"as_of": entry.seq, "at": entry.at, "acked": acked, "alerts": fired, "ack_id": fired[0].alert_id}
+
+
+def test_metric_tiles_as_of_an_audit_entry(site: Site) -> None:
+    history = _nightly_history(site)
+    n, alerts, ack_id = history["as_of"], history["alerts"], history["ack_id"]
+    query = f"?release=NIGHTLY&amp;as_of={n}"
+    with _client(site, "release-manager") as manager:
+        # The release page as of entry N: its metrics section as it stood then, its links carrying the entry.
+        then = manager.get(site.ui(f"/releases/NIGHTLY?as_of={n}"))
+        now = manager.get(site.ui("/releases/NIGHTLY"))
+        assert then.status_code == now.status_code == 200
+        section = re.search(r'<section id="metrics".*?</section>', then.text, re.S).group(0)  # type: ignore[union-attr]
+        assert 'data-testid="metrics-as-of"' in section and f"audit entry #{n}" in section
+        row = re.search(rf'data-metric="{COMPLETENESS}">(.*?)</tr>', section, re.S).group(1)  # type: ignore[union-attr]
+        assert f'href="/ui/metrics/{COMPLETENESS}{query}"' in row
+        assert f'href="/ui/metrics/{COMPLETENESS}{query}#alerts"' in row
+        assert f"{NIGHTLY}/8" in row and f"{NIGHTLY}/9" not in row  # night 9 was recorded after the entry
+        assert f"{len(alerts)} open" in _text(row) and "acknowledged" not in _text(row)
+        present = re.search(r'<section id="metrics".*?</section>', now.text, re.S)
+        found = re.search(
+            rf'data-metric="{COMPLETENESS}">(.*?)</tr>', present.group(0) if present else "", re.S
+        )
+        assert found
+        current = found.group(1)
+        assert f"{NIGHTLY}/9" in current and "open" not in _text(current)
+        assert "as_of=" not in current
+
+        # The metric page the tile links to, as of entry N: no night 9, the alerts open, none acknowledged.
+        page = manager.get(site.ui(f"/metrics/{COMPLETENESS}?release=NIGHTLY&as_of={n}"))
+        assert page.status_code == 200, page.text
+        assert 'data-testid="as-of"' in page.text and f"audit entry #{n}" in page.text
+        runs = [r for r in re.findall(r'data-testid="value-row" data-run="([^"]+)"', page.text)]
+        assert f"{NIGHTLY}/8" in runs and f"{NIGHTLY}/9" not in runs
+        assert _chart(page.text)["runs"] == runs
+        rows = {
+            int(a): r
+            for a, r in re.findall(
+                r'<tr id="alert-\d+" data-testid="alert" data-alert="(\d+)">(.*?)</tr>', page.text, re.S
+            )
+        }
+        assert set(rows) >= {a.alert_id for a in alerts}
+        for alert in alerts:
+            text = _text(rows[alert.alert_id])
+            assert "firing" in text and "resolved" not in text, text
+            assert f"last {NIGHTLY}/8" in text and "0.5" in text
+        assert "match radius fix" not in _text(rows[ack_id]) and "no" in _text(rows[ack_id]).split()
+        assert 'data-testid="ack-form"' not in page.text  # a past view offers no action, even to a writer
+        assert f'name="as_of" value="{n}"' in page.text  # the data-ID choice stays in the past view
+        # One entry later the acknowledgement is there; the alert is still open.
+        later = manager.get(site.ui(f"/metrics/{COMPLETENESS}?release=NIGHTLY&as_of={history['acked']}"))
+        acked = re.search(rf'<tr id="alert-{ack_id}".*?</tr>', later.text, re.S)
+        assert acked and "by release-manager: match radius fix on its way" in _text(acked.group(0))
+        assert "firing" in _text(acked.group(0))
+        # Now: night 9 is there and the alerts have resolved.
+        today = manager.get(site.ui(f"/metrics/{COMPLETENESS}")).text
+        assert f'data-run="{NIGHTLY}/9"' in today and 'data-testid="as-of"' not in today
+        assert f"resolved in <code>{NIGHTLY}/9</code>" in today
+
+        # Malformed or unknown entries: the clear page of the release pages, never a crash.
+        for bad, words in (
+            ("release=NIGHTLY&as_of=abc", "is not an audit-log entry"),
+            ("release=NIGHTLY&as_of=0", "is not an audit-log entry"),
+            ("release=NIGHTLY&as_of=99999", "has no audit entry 99999"),
+            (f"as_of={n}", "say which release"),
+        ):
+            answer = manager.get(site.ui(f"/metrics/{COMPLETENESS}?{bad}"))
+            assert answer.status_code == 400, bad
+            assert answer.headers["content-type"].startswith("text/html")
+            problem = re.search(r'data-testid="problem">(.*?)</p>', answer.text, re.S)
+            assert problem and words in html.unescape(problem.group(1)), (bad, answer.text)
+        assert manager.get(site.ui("/releases/NIGHTLY?as_of=x1")).status_code == 400
+        unknown = manager.get(site.ui(f"/metrics/{COMPLETENESS}?release=NOPE&as_of=1"))
+        assert unknown.status_code == 404
+    with _client(site, "outsider") as outsider:
+        hidden = outsider.get(site.ui(f"/metrics/{COMPLETENESS}?release=NIGHTLY&as_of={n}"))
+        missing = outsider.get(site.ui(f"/metrics/{COMPLETENESS}?release=NOPE&as_of={n}"))
+        assert hidden.status_code == missing.status_code == 404
+        assert hidden.text.replace("NIGHTLY", "X") == missing.text.replace("NOPE", "X")
+        assert outsider.get(site.ui(f"/releases/NIGHTLY?as_of={n}")).status_code == 404
+
+
+def test_browser_metric_tile_as_of(site: Site, browser: Any) -> None:
+    history = _nightly_history(site)
+    n = history["as_of"]
+    page = signed_in(browser, site, "release-manager")
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    try:
+        page.goto(site.ui(f"/releases/NIGHTLY?as_of={n}"))
+        section = page.locator('[data-testid="release-metrics"]')
+        assert f"audit entry #{n}" in section.locator('[data-testid="metrics-as-of"]').inner_text()
+        section.screenshot(path=str(screenshot(page, "release-as-of").with_name("release-metrics-as-of.png")))
+        section.locator(f'tr[data-metric="{COMPLETENESS}"] [data-testid="metric-link"]').click()
+        page.wait_for_url(f"**/ui/metrics/{COMPLETENESS}?release=NIGHTLY&as_of={n}")
+        page.wait_for_selector("#chart canvas")
+        assert page.locator('[data-testid="as-of"]').is_visible()
+        assert page.locator('[data-testid="ack-form"]').count() == 0
+        assert page.locator("#alerts > table [data-testid=alert]").count() == len(history["alerts"])
+        screenshot(page, "metric-as-of")
+        # choosing a data ID keeps the past view
+        page.select_option("#data-id", index=1)
+        page.locator('[data-testid="data-id-form"] button').click()
+        page.wait_for_load_state()
+        assert f"as_of={n}" in page.url and page.locator('[data-testid="as-of"]').is_visible()
+        assert f'"{NIGHTLY}/9"' not in page.locator("#chart-data").text_content()
+        page.locator('[data-testid="as-of"] a').click()  # back to the present
+        page.wait_for_load_state()
+        assert "as_of" not in page.url and page.locator('[data-testid="ack-form"]').count() == 0
+        assert problems == []
+    finally:
+        page.close()

@@ -4,11 +4,15 @@ Against the demo survey served by a real uvicorn (the `site` fixture): the
 mini DRP's run u/demo/drp (four steps) and its nightly runs; a run with a
 failing task and a run held mid-way at a gate file (tests/pipeline_tasks.py)
 are made in the served repository by the test itself, with porter.pipeline.
+Report notebooks are published for the DRP's run with `publish_reports`, as a
+pipeline's ``reports:`` section has them published (one of them raises).
 """
 
 from __future__ import annotations
 
 import contextlib
+import html
+import itertools
 import json
 import re
 import threading
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import nbformat
 import pytest
 
 from porter.butler import DirectButler
@@ -25,12 +30,16 @@ from porter.pipeline import (
     ExecutionOptions,
     InProcessExecutor,
     Pipeline,
+    ReportDef,
     RunState,
     build_quantum_graph,
     dataset_provenance,
     execute_graph,
+    publish_reports,
+    report_outcomes,
     report_run,
 )
+from porter.verify import MetricStore
 from serving import token
 from web_site import Site, screenshot, signed_in
 
@@ -384,4 +393,151 @@ def test_browser_run_page_live_and_provenance_graph(site: Site, browser: Any, tm
         gate.touch()
         worker.join()
         runner.close()
+        page.close()
+
+
+DRP = "u/demo/drp"
+COUNTING = """\
+from porter.butler import DirectButler
+
+butler = DirectButler(repo, writeable=False)
+n = len(butler.query_datasets("calexp", collections=run, explain=False))
+print(f"REPORT run={run} calexps={n}")
+butler.close()
+"""
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    """A notebook whose first code cell is tagged ``parameters`` (``repo`` and ``run`` are injected there)."""
+    nb = nbformat.v4.new_notebook()
+    first = nbformat.v4.new_code_cell("repo = ''\nrun = ''")
+    first.metadata["tags"] = ["parameters"]
+    nb.cells = [first, *(nbformat.v4.new_code_cell(c) for c in cells)]
+    nbformat.write(nb, path)
+    return path
+
+
+def _publish_drp_reports(site: Site, tmp_path: Path) -> dict[str, Any]:
+    """Publish a working and a failing notebook for the DRP's run, as a pipeline's reports: section does."""
+    good = _notebook(tmp_path / "calexp_count.ipynb", COUNTING)
+    bad = _notebook(tmp_path / "broken.ipynb", "x = 1", "raise ValueError('no sources in this run')")
+    butler = DirectButler(site.repo, writeable=True)
+    try:
+        publish_reports(butler, DRP, [ReportDef(str(good), good), ReportDef(str(bad), bad)])
+        return {o.dataset_type: o for o in report_outcomes(butler, DRP)}
+    finally:
+        butler.close()
+
+
+def _text(fragment: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment))).strip()
+
+
+def test_run_page_shows_its_reports_linked_and_its_metrics(site: Site, tmp_path: Path) -> None:
+    outcomes = _publish_drp_reports(site, tmp_path)
+    assert outcomes["verifyReport_calexp_count"].status == "published"
+    assert outcomes["verifyReport_broken"].status == "failed"
+    butler = _open_butler(site)
+    try:
+        summaries = {s.metric: s for s in MetricStore(butler.registry.db).summary(DRP)}
+    finally:
+        butler.close()
+    assert summaries, "the demo stores the DRP run's metrics"
+    dataset_id = str(uuid.UUID(outcomes["verifyReport_calexp_count"].dataset_id or ""))
+    with _client(site, "reader") as reader:
+        page = reader.get(site.ui(f"/runs/{DRP}"))
+        assert page.status_code == 200, page.text
+        section = page.text.split('data-testid="reports"', 1)[1].split("</section>", 1)[0]
+        rows = dict(re.findall(r'<tr data-testid="report" data-report="([^"]+)"(.*?)</tr>', section, re.S))
+        assert sorted(rows) == ["verifyReport_broken", "verifyReport_calexp_count"]
+        # The published report links to its dataset's page, which shows it and offers the file.
+        published = rows["verifyReport_calexp_count"]
+        assert 'data-status="published"' in published and "calexp_count.ipynb" in published
+        [link] = re.findall(r'<a href="([^"]+)" data-testid="report-link">', published)
+        assert link == f"/ui/repository/datasets/{dataset_id}"
+        dataset = reader.get(f"{site.url}{link}")
+        assert dataset.status_code == 200 and dataset_id in dataset.text
+        assert "verifyReport_calexp_count" in dataset.text
+        download = re.search(r'<a href="([^"]+)" download data-testid="download"', dataset.text)
+        assert download, "the report's dataset page offers the file"
+        report = reader.get(f"{site.url}{html.unescape(download.group(1))}")
+        assert report.status_code == 200 and f"REPORT run={DRP}" in html.unescape(report.text)
+        # The failed one says why, and how to publish it again.
+        failed = rows["verifyReport_broken"]
+        assert 'data-status="failed"' in failed and 'data-testid="report-link"' not in failed
+        assert "ValueError: no sources in this run" in html.unescape(failed)
+        assert f"porter pipeline restart REPO {DRP}" in _text(section)
+        # The run's metrics, summarised as the metric store has them, each linked to its page.
+        metrics = page.text.split('data-testid="run-metrics"', 1)[1].split("</section>", 1)[0]
+        shown = dict(
+            re.findall(r'<tr data-testid="run-metric" data-metric="([^"]+)">(.*?)</tr>', metrics, re.S)
+        )
+        assert sorted(shown) == sorted(summaries)
+        for name, s in summaries.items():
+            row = shown[name]
+            assert f'href="/ui/metrics/{name}"' in row
+            cells = re.findall(r'<td class="num">([^<]*)</td>', row)
+            assert cells == [str(s.count), f"{s.min:.4g}", f"{s.mean:.4g}", f"{s.max:.4g}"], name
+            for level, failed_count in s.failed.items():
+                cell = _text(re.search(rf'<td data-level="{level}">(.*?)</td>', row, re.S).group(1))  # type: ignore[union-attr]
+                assert (f"fail {failed_count} of {s.count}" in cell) == bool(failed_count), (
+                    name,
+                    level,
+                    cell,
+                )
+        name = sorted(summaries)[0]
+        assert reader.get(site.ui(f"/metrics/{name}")).status_code == 200
+        # The list shows a badge per run with reports, from one query for all of them.
+        listing = reader.get(site.ui("/runs")).text
+        badge = _section(listing, DRP)
+        assert "Reports: 1 published, 1 failed" in _text(badge)
+        assert f'href="/ui/runs/{DRP}#reports"' in badge
+        assert listing.count('data-testid="reports-badge"') == 1
+        # A run with no report and no metric: said for reports, no metrics section.
+        _broken_run(site.repo)
+        other = reader.get(site.ui(f"/runs/{BROKEN}")).text
+        assert 'data-testid="no-reports"' in other and 'data-testid="run-metrics"' not in other
+    with _client(site, "outsider") as outsider:
+        hidden = outsider.get(site.ui(f"/runs/{DRP}"))
+        missing = outsider.get(site.ui("/runs/u/demo/nothing"))
+        assert hidden.status_code == missing.status_code == 404
+        assert "verifyReport" not in hidden.text and "no sources" not in hidden.text
+        assert outsider.get(site.ui(f"/repository/datasets/{dataset_id}")).status_code == 404
+        assert 'data-testid="reports-badge"' not in outsider.get(site.ui("/runs")).text
+
+
+def test_browser_run_page_reports_and_metrics(site: Site, browser: Any, tmp_path: Path) -> None:
+    outcomes = _publish_drp_reports(site, tmp_path)
+    dataset_id = str(uuid.UUID(outcomes["verifyReport_calexp_count"].dataset_id or ""))
+    page = signed_in(browser, site, "reader")
+    try:
+        page.goto(site.ui(f"/runs/{DRP}"))
+        reports = page.locator('[data-testid="reports"]')
+        assert reports.locator("h2").inner_text() == "Reports"
+        assert (
+            "ValueError: no sources in this run"
+            in reports.locator('[data-testid="report-error"]').inner_text()
+        )
+        metrics = page.locator('[data-testid="run-metrics"]')
+        assert metrics.locator('tr[data-testid="run-metric"]').count() > 0
+        # headings in order: the page's h1, then h2 sections, no level skipped
+        levels = page.eval_on_selector_all("main h1, main h2, main h3", "hs => hs.map(h => h.tagName)")
+        assert levels[0] == "H1" and all(int(b[1]) - int(a[1]) <= 1 for a, b in itertools.pairwise(levels))
+        whole = screenshot(page, "run-page-reports-metrics")
+        reports.screenshot(path=str(whole.with_name("run-page-reports.png")))
+        metrics.screenshot(path=str(whole.with_name("run-page-metrics.png")))
+        # the report's link is reachable with the keyboard and leads to its dataset's page
+        link = reports.locator('[data-testid="report-link"]')
+        link.focus()
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"**/ui/repository/datasets/{dataset_id}")
+        assert page.locator('[data-testid="dataset-id"]').inner_text() == dataset_id
+        assert page.locator('[data-testid="download"]').count() == 1
+        page.goto(site.ui("/runs"))
+        badge = page.locator(f'[data-run="{DRP}"] [data-testid="reports-badge"]')
+        assert badge.inner_text() == "Reports: 1 published, 1 failed"
+        page.locator(f'[data-run="{DRP}"]').screenshot(path=str(whole.with_name("runs-reports-badge.png")))
+        badge.click()
+        page.wait_for_url(f"**/ui/runs/{DRP}#reports")
+    finally:
         page.close()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
@@ -338,6 +338,74 @@ class AlertBook:
             return [_alert(r._mapping) for r in conn.execute(query)]
         with self.db.reading() as own:
             return [_alert(r._mapping) for r in own.execute(query)]
+
+    def as_of(
+        self,
+        at: float,
+        metric: str | None = None,
+        outcomes: Callable[[str], Iterable[Outcome]] | None = None,
+    ) -> list[Alert]:
+        """The alerts as they stood at time ``at`` (a past view: what was open, firing, acknowledged then).
+
+        Each alert's row keeps the times it opened (``first_time``), fired, resolved (a cleared one:
+        its ``last_time``) and was acknowledged, which give its status at any time: one opened after
+        ``at`` is left out, one closed after ``at`` is open, one acknowledged after ``at`` is not.
+        The last measurement and streak of an alert open at ``at`` whose series has moved on since
+        are read from ``outcomes(metric)`` (that metric's stored measurements, as
+        `MetricStore.outcomes` gives them; asked only for such alerts' metrics): its series from its
+        first run up to ``at``.  Without it, the run it fired in (else opened in) stands for the
+        last, with no value (NaN).
+        """
+        history: dict[str, dict[str, list[Outcome]]] = {}
+
+        def series_of(a: Alert) -> list[Outcome]:
+            if outcomes is None:
+                return []
+            if a.metric not in history:
+                by_key: dict[str, list[Outcome]] = {}
+                for o in outcomes(a.metric):
+                    if o.time <= at:
+                        by_key.setdefault(o.key, []).append(o)
+                history[a.metric] = by_key
+            found = history[a.metric].get(data_id_key(a.data_id), [])
+            return sorted((o for o in found if o.time >= a.first_time), key=lambda o: (o.time, o.run))
+
+        out: list[Alert] = []
+        for a in self.alerts(status=None, metric=metric):
+            if a.first_time > at:
+                continue
+            acked = a.ack_time is not None and a.ack_time <= at
+            ack: dict[str, Any] = (
+                {} if acked else {"acknowledged_by": None, "ack_reason": None, "ack_time": None}
+            )
+            closed_at = (
+                a.resolved_time if a.status == "resolved" else a.last_time if a.status == "cleared" else None
+            )
+            if closed_at is not None and closed_at <= at:
+                out.append(replace(a, **ack))
+                continue
+            fired = a.fired_time is not None and a.fired_time <= at
+            past: dict[str, Any] = {
+                "status": "firing" if fired else "pending",
+                "resolved_run": None,
+                "resolved_time": None,
+                **({} if fired else {"fired_run": None, "fired_time": None}),
+            }
+            if a.last_time > at:
+                series = series_of(a)
+                if series:
+                    last = series[-1]
+                    past.update(
+                        last_run=last.run,
+                        last_time=last.time,
+                        last_value=last.value,
+                        runs=max(1, sum(1 for o in series if o.failed(a.level))),
+                    )
+                else:
+                    run, when = (a.fired_run, a.fired_time) if fired else (a.first_run, a.first_time)
+                    past.update(last_run=run, last_time=when, last_value=float("nan"), runs=1)
+            out.append(replace(a, **past, **ack))
+        return out
 
     def get(self, alert_id: int) -> Alert:
         """One alert by id."""

@@ -10,6 +10,12 @@ not the declarations; a metric no package declares is shown with its stored pass
 Access: a measurement belongs to its run, a collection.  A viewer sees only the measurements of
 runs they may read; a metric with none is not listed and its page answers 404 like a metric that
 does not exist; an alert is shown only when every run it names is readable.
+
+A past view: a release page read ``?as_of=N`` (just after its audit entry N) shows its metrics
+section as of that entry's time, and links its metrics as ``/ui/metrics/NAME?release=R&as_of=N``:
+measurements of runs recorded after that time are left out, alerts are shown as they stood then
+(`AlertBook.as_of`), and nothing can be acted on.  Audit entries are numbered per release, so the
+page needs the release too, and the viewer must be able to see it (otherwise 404, as the release).
 """
 
 from __future__ import annotations
@@ -22,12 +28,13 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from ..release import ReleasePlan, plans_dir_of
+from ..release import EventLog, ReleasePlan, plans_dir_of
 from ..verify import (
     LEVELS,
     Alert,
@@ -47,10 +54,11 @@ from ..verify import (
     load_package,
 )
 from ._releases import _load as load_plan_file
+from ._releases import open_release, parse_as_of
 from ._render import Dashboard, base_of, dashboard_of, error_page, render
 from ._session import Viewer, require_viewer, require_writer
 
-__all__ = ["release_metrics", "router"]
+__all__ = ["release_metrics", "router", "run_metrics"]
 
 
 @contextlib.asynccontextmanager
@@ -77,8 +85,8 @@ OPTIONS = 500
 
 
 def _register(dashboard: Dashboard) -> None:
-    dashboard.templates.globals["release_metrics"] = lambda plan, viewer: release_metrics(
-        dashboard, plan, viewer
+    dashboard.templates.globals["release_metrics"] = lambda plan, viewer, as_of=None: release_metrics(
+        dashboard, plan, viewer, as_of
     )
 
 
@@ -213,6 +221,64 @@ def readable_series(
     )
 
 
+def until(s: Series, at: float | None) -> Series:
+    """``s`` without the points recorded after time ``at`` (a past view; ``None``: all of it)."""
+    if at is None:
+        return s
+    keep = s.time <= at
+    if keep.all():
+        return s
+    return Series(
+        s.metric,
+        s.unit,
+        s.time[keep],
+        s.value[keep],
+        s.run_index[keep],
+        s.runs,
+        s.data_id_index[keep],
+        s.data_ids,
+    )
+
+
+@dataclass(frozen=True)
+class PastView:
+    """A metrics page read as of a release's audit entry: the entry, its time, the query string that says so."""
+
+    release: str
+    as_of: int
+    at: float
+
+    @property
+    def query(self) -> str:
+        return "?" + urlencode({"release": self.release, "as_of": self.as_of})
+
+
+def _entry_time(dashboard: Dashboard, release: str, as_of: int) -> float | None:
+    """The time of audit entry ``as_of`` of ``release`` (None when there is no such entry)."""
+    events = EventLog(dashboard.state.butler.registry.db).events(release)
+    return next((e.at for e in events if e.seq == as_of), None)
+
+
+def past_view(request: Request, viewer: Viewer, release: str | None, as_of: str | None) -> PastView | None:
+    """``?release=R&as_of=N`` as a past view: the clear 400 of the release pages for a malformed or unknown
+    entry, their 404 for a release the viewer may not see; None without ``as_of``."""
+    seq = parse_as_of(as_of)
+    if seq is None:
+        return None
+    if not release:
+        raise HTTPException(
+            400,
+            f"as_of={seq}: say which release's audit entry this is (?release=NAME&as_of={seq}): "
+            "each release numbers its own audit trail; the links of a release page read as of an entry carry both.",
+        )
+    dashboard = dashboard_of(request)
+    opened = open_release(dashboard, viewer, release, seq)  # 404 unless visible; 400 unless the entry exists
+    at = next((e.at for e in reversed(opened.events()) if e.seq == seq), None)
+    if at is None:  # a gap in the log (its verification names it): there is no such entry to stand at
+        raise HTTPException(400, f"as_of={seq}: release {release[:80]} has no audit entry {seq}.")
+    return PastView(opened.plan.release, seq, at)
+
+
 def data_id_text(data_id: Mapping[str, Any]) -> str:
     """A data ID as people write it (``patch=2, skymap=synth, tract=0``); ``(whole run)`` for ``{}``."""
     return ", ".join(f"{k}={v}" for k, v in sorted(data_id.items())) or "(whole run)"
@@ -323,13 +389,20 @@ def _status(levels: list[dict[str, Any]], summary: MetricSummary) -> list[dict[s
 
 
 def _alerts(
-    book: AlertBook, can_read: Readable, metric: str | None = None, everything: bool = False
+    book: AlertBook,
+    can_read: Readable,
+    metric: str | None = None,
+    everything: bool = False,
+    at: float | None = None,
+    store: MetricStore | None = None,
 ) -> list[Alert]:
-    return [
-        a
-        for a in book.alerts(status=None if everything else ("pending", "firing"), metric=metric)
-        if can_read.alert(a)
-    ]
+    """The readable alerts (open ones, or ``everything``), as they stand or as they stood at time ``at``."""
+    if at is None:
+        found = book.alerts(status=None if everything else ("pending", "firing"), metric=metric)
+    else:
+        history = None if store is None else (lambda m: store.outcomes(metric=m))
+        found = [a for a in book.as_of(at, metric, history) if everything or a.open]
+    return [a for a in found if can_read.alert(a)]
 
 
 def _alert_row(a: Alert) -> dict[str, Any]:
@@ -640,15 +713,29 @@ def _parse_data_id(raw: str | None, s: Series, used: Sequence[int]) -> int | Non
 
 
 @router.get("/metrics/{metric}", response_class=HTMLResponse)
-def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str | None = None) -> HTMLResponse:
-    """One metric over runs: chart and table, spec levels, change-points, releases compared, alerts."""
+def metric_page(
+    request: Request,
+    metric: str,
+    viewer: ViewerDep,
+    data_id: str | None = None,
+    release: str | None = None,
+    as_of: str | None = None,
+) -> HTMLResponse:
+    """One metric over runs: chart and table, spec levels, change-points, releases compared, alerts.
+
+    ``?release=R&as_of=N``: as it stood just after audit entry N of release R (see the module's notes).
+    """
     dashboard = dashboard_of(request)
+    past = past_view(request, viewer, release, as_of)
+    at = past.at if past is not None else None
     store, book = _store(dashboard)
     can_read = Readable(viewer)
-    s = readable_series(store, metric, can_read)
+    s = until(readable_series(store, metric, can_read), at)
     if not len(s):
         raise HTTPException(
-            404, f"There is no metric {metric[:120]!r} here (or you may not see its measurements)."
+            404,
+            f"There is no metric {metric[:120]!r} here (or you may not see its measurements)"
+            + (f", nor was there by audit entry {past.as_of} of release {past.release}." if past else "."),
         )
     used = sorted(set(s.data_id_index.tolist()), key=lambda i: data_id_text(s.data_ids[i]))
     selected = _parse_data_id(data_id, s, used)
@@ -668,7 +755,7 @@ def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str |
     unit = s.unit
     per_run = [r for r in _per_run(s) if r["count"]]
     levels = _levels(declared, unit, s.data_ids[selected] if selected is not None else None)
-    provenance = {p.run: p for p in store.runs() if can_read(p.run)}
+    provenance = {p.run: p for p in store.runs() if can_read(p.run) and (at is None or p.time <= at)}
     changes = change_points(s, provenance)
     releases = _releases(store, can_read, per_run, unit)
     marked = {run: r["release"] for r in releases for run in r["runs"]}
@@ -695,7 +782,7 @@ def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str |
         outcomes = {
             o.run: o
             for o in store.outcomes(metric=metric)
-            if data_id_text(o.data_id) == key and can_read(o.run)
+            if data_id_text(o.data_id) == key and can_read(o.run) and (at is None or o.time <= at)
         }
     for r in per_run[-TABLE_RUNS:]:
         row: dict[str, Any] = {
@@ -737,13 +824,15 @@ def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str |
             row["regressed"] = summary.regressed if summary else 0
         table.append(row)
 
-    every = _alerts(book, can_read, metric=metric, everything=True)
+    every = _alerts(book, can_read, metric=metric, everything=True, at=at, store=store)
     options = [data_id_text(s.data_ids[i]) for i in used][:OPTIONS]
     return render(
         request,
         "metrics_metric.html",
-        title=metric,
+        title=metric if past is None else f"{metric} as of {past.release} #{past.as_of}",
         metric=metric,
+        past=past,
+        as_of=past.as_of if past else None,
         unit=unit,
         declared=declared,
         levels=levels,
@@ -770,26 +859,71 @@ def metric_page(request: Request, metric: str, viewer: ViewerDep, data_id: str |
     )
 
 
+# --- one run's metrics (the run page's section) -------------------------------------------------------------
+
+
+def run_metrics(dashboard: Dashboard, run: str) -> list[dict[str, Any]]:
+    """What ``run`` measured, per metric (`MetricStore.summary`): count, range, mean, each spec level's
+    pass/fail as checked on arrival, regressions.  The caller has checked that the viewer may read the run."""
+    store, _ = _store(dashboard)
+    declared = declarations(dashboard)
+    rows = []
+    for s in store.summary(run):
+        d = declared.get(s.metric)
+        status = _status(_levels(d, s.unit), s)
+        rows.append(
+            {
+                "name": s.metric,
+                "unit": s.unit,
+                "count": s.count,
+                "min": _fmt(s.min),
+                "mean": _fmt(s.mean),
+                "max": _fmt(s.max),
+                "status": status,
+                "failing": any(x["state"] == "fail" for x in status),
+                "regressed": s.regressed,
+            }
+        )
+    return rows
+
+
 # --- the release page's metrics section ----------------------------------------------------------------------
 
 
-def release_metrics(dashboard: Dashboard, plan: ReleasePlan, viewer: Viewer) -> dict[str, Any]:
+def release_metrics(
+    dashboard: Dashboard, plan: ReleasePlan, viewer: Viewer, as_of: int | None = None
+) -> dict[str, Any]:
     """For ``_release_metrics.html``: each ``metrics`` item of the plan with its gated metrics' latest
     readable value in the release's runs against the item's level, the metric at each marked release,
-    and its open alerts."""
+    and its open alerts.
+
+    ``as_of`` (an audit entry of the release, checked by the release page): as they stood at that
+    entry's time, runs recorded after it left out, alerts in their state then; ``query`` is what the
+    links to the metric pages carry to show them as of the same entry.
+    """
     items = [(cp.name, i) for cp in plan.checkpoints for i in cp.items if i.kind == "metrics"]
+    past = None
+    if as_of is not None:
+        at = _entry_time(dashboard, plan.release, as_of)
+        past = PastView(plan.release, as_of, at) if at is not None else None
+    query = past.query if past is not None else ""
     if not items:
-        return {"items": []}
+        return {"items": [], "query": query, "past": past}
+    at = past.at if past is not None else None
     store, book = _store(dashboard)
     can_read = Readable(viewer)
     butler = dashboard.state.butler
     base = plans_dir_of(dashboard.root)
-    stored = [p for p in store.runs() if can_read(p.run)]
+    stored = [p for p in store.runs() if can_read(p.run) and (at is None or p.time <= at)]
     summaries = Summaries(store)
     open_alerts: dict[str, list[Alert]] = {}
-    for a in _alerts(book, can_read):
+    for a in _alerts(book, can_read, at=at, store=store):
         open_alerts.setdefault(a.metric, []).append(a)
-    marked = [(run, release) for run, _at, release in store.releases() if can_read(run)]
+    marked = [
+        (run, release)
+        for run, when, release in store.releases()
+        if can_read(run) and (at is None or when <= at)
+    ]
     out = []
     for checkpoint, item in items:
         package = item.resolved_package(base) if item.package is not None else None
@@ -851,4 +985,4 @@ def release_metrics(dashboard: Dashboard, plan: ReleasePlan, viewer: Viewer) -> 
                 "runs": len(runs),
             }
         )
-    return {"items": out}
+    return {"items": out, "query": query, "past": past}

@@ -9,6 +9,9 @@
     message with example data IDs; while the run executes, ``runs.js``
     follows ``/ui/runs/{run}/events`` (server-sent events) to keep the
     counts current.  Without JavaScript the page shows the counts as of load.
+    Then the report notebooks published for the run (`report_outcomes_of`:
+    each linked to its dataset's page, or the error that stopped it) and the
+    run's metrics as the metric store summarises them, linked to their pages.
 ``/ui/provenance/{dataset_id}``
     how a dataset was made, back to the raws, drawn as a graph (SVG, layered
     left to right): datasets and the quanta that made them.
@@ -39,7 +42,18 @@ from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from ..butler import DirectButler
 from ..core import CollectionType
 from ..errors import MissingCollectionError
-from ..pipeline import ProvenanceNode, QuantumGraph, RunReport, RunState, dataset_provenance, report_run
+from ..pipeline import (
+    ProvenanceNode,
+    QuantumGraph,
+    ReportOutcome,
+    RunReport,
+    RunState,
+    dataset_provenance,
+    report_outcomes_of,
+    report_run,
+)
+from ..verify import LEVELS
+from ._pages_metrics import run_metrics
 from ._render import base_of, dashboard_of, render
 from ._session import Viewer, require_viewer
 
@@ -247,6 +261,48 @@ def _run_url(request: Request, run: str) -> str:
     return f"{base_of(request)}/runs/{quote(run, safe='/')}"
 
 
+def _notebook_name(notebook: str) -> str:
+    """A notebook as the pipeline names it, shortened to its file name (``metrics_report.ipynb``)."""
+    return notebook.rstrip("/").rsplit("/", 1)[-1] or notebook
+
+
+def _report_rows(
+    request: Request, butler: DirectButler, outcomes: list[ReportOutcome]
+) -> list[dict[str, Any]]:
+    """The run page's reports: each published one linked to its dataset's page (if the dataset is still there)."""
+    base = base_of(request)
+    rows = []
+    for o in outcomes:
+        dataset = ""
+        if o.ok and o.dataset_id:
+            try:
+                found = butler.get_dataset(uuid.UUID(o.dataset_id))
+            except (ValueError, TypeError):
+                found = None
+            dataset = str(found.id) if found is not None else ""
+        rows.append(
+            {
+                "name": _notebook_name(o.notebook),
+                "notebook": o.notebook,
+                "dataset_type": o.dataset_type,
+                "status": o.status,
+                "ok": o.ok,
+                "message": o.message,
+                "dataset_id": dataset,
+                "url": f"{base}/repository/datasets/{dataset}" if dataset else "",
+                "gone": o.ok and not dataset,
+                "recorded": o.recorded,
+            }
+        )
+    return rows
+
+
+def _report_badge(outcomes: list[ReportOutcome]) -> dict[str, int]:
+    """For the runs list: how many of a run's reports are published and how many failed."""
+    published = sum(1 for o in outcomes if o.ok)
+    return {"published": published, "failed": len(outcomes) - published}
+
+
 _LIST_TTL = 2.0
 """Seconds a run's progress on the runs list may be reused: the list is a summary of every run, and summing each
 run's graph and records again for every viewer's every load made it the dashboard's slowest page under load (a
@@ -283,14 +339,17 @@ def runs_page(request: Request, viewer: ViewerDep) -> HTMLResponse:
         except MissingCollectionError:  # removed while we looked
             continue
     runs.sort(key=lambda p: -p.latest_graph)
+    shown = runs[:MAX_RUNS]
+    reports = report_outcomes_of(butler, [p.run for p in shown])  # one query for every listed run
     return render(
         request,
         "runs.html",
         title="Runs",
-        runs=runs[:MAX_RUNS],
+        runs=shown,
         more=max(0, len(runs) - MAX_RUNS),
         statuses=STATUSES,
         run_url=lambda r: _run_url(request, r),
+        reports={run: _report_badge(o) for run, o in reports.items()},
     )
 
 
@@ -381,6 +440,8 @@ def run_page(request: Request, run: str, viewer: ViewerDep) -> HTMLResponse | Re
             raise
         return RedirectResponse(_run_url(request, latest), status_code=303)
     url = _run_url(request, run)
+    dashboard = dashboard_of(request)
+    butler = dashboard.state.butler
     return render(
         request,
         "runs_run.html",
@@ -389,6 +450,9 @@ def run_page(request: Request, run: str, viewer: ViewerDep) -> HTMLResponse | Re
         statuses=STATUSES,
         events_url=f"{url}/events",
         snapshot=progress.snapshot(),
+        reports=_report_rows(request, butler, report_outcomes_of(butler, [run]).get(run, [])),
+        metrics=run_metrics(dashboard, run),
+        levels=LEVELS,
     )
 
 
