@@ -10,6 +10,7 @@ server (aiosmtpd) on loopback.  Times are explicit numbers, never the wall clock
 from __future__ import annotations
 
 import json
+import math
 import random
 import socket
 import textwrap
@@ -360,6 +361,39 @@ def test_acknowledge(book: AlertBook) -> None:
         book.acknowledge(fired.alert_id, "jdoe", "too late")
     with pytest.raises(UnknownAlertError, match="no alert 999"):
         book.acknowledge(999, "jdoe", "x")
+
+
+def test_as_of_shows_each_alert_as_it_stood_then(book: AlertBook) -> None:
+    failing = history([25.0, 26.0, 27.0])  # run1 opens it (pending), run2 fires it, run3 keeps it firing
+    book.observe(failing, METRICS)
+    (alert,) = book.alerts()
+    book.acknowledge(alert.alert_id, "jdoe", "known: DM-12345", now=T0 + 3.5 * HOUR)
+    recovered = history([12.0], start=4)  # run4 resolves it
+    book.observe(recovered, METRICS)
+    recorded = failing + recovered
+
+    def series(metric: str) -> list[Outcome]:
+        return [o for o in recorded if o.metric == metric]
+
+    assert book.as_of(T0 + 0.5 * HOUR, outcomes=series) == []  # before it opened
+    (opened,) = book.as_of(T0 + 1.5 * HOUR, outcomes=series)
+    assert (opened.status, opened.fired_run, opened.last_run, opened.last_value, opened.runs) == (
+        "pending",
+        None,
+        "run1",
+        25.0,
+        1,
+    )
+    (fired,) = book.as_of(T0 + 2.5 * HOUR, outcomes=series)
+    assert (fired.status, fired.fired_run, fired.last_run, fired.runs) == ("firing", "run2", "run2", 2)
+    assert not fired.acknowledged and fired.resolved_run is None
+    (acked,) = book.as_of(T0 + 3.75 * HOUR, outcomes=series)
+    assert (acked.status, acked.last_run, acked.runs, acked.acknowledged_by) == ("firing", "run3", 3, "jdoe")
+    (resolved,) = book.as_of(T0 + 5 * HOUR, outcomes=series)
+    assert resolved == book.get(alert.alert_id) and resolved.status == "resolved"
+    # Without the series, an alert whose series moved on says where it stood with no value.
+    (bare,) = book.as_of(T0 + 2.5 * HOUR)
+    assert (bare.status, bare.last_run, bare.runs) == ("firing", "run2", 1) and math.isnan(bare.last_value)
 
 
 def test_silence_records_without_notifying_then_notifies_when_it_ends(
