@@ -3,13 +3,18 @@
 (function () {
   "use strict";
   function show(link, panel) {
-    document.querySelectorAll("a.cell.selected").forEach(function (a) { a.classList.remove("selected"); });
+    document.querySelectorAll("a.cell.selected").forEach(function (a) {
+      a.classList.remove("selected");
+      a.removeAttribute("aria-current");
+    });
     link.classList.add("selected");
+    link.setAttribute("aria-current", "true");  // which cell the panel lists, for screen readers too
     panel.hidden = false;
     var title = link.querySelector("title");  // a grid's cell carries its label only in its title
     var label = link.dataset.label || (title ? title.textContent.split(":")[0] : "");
     panel.textContent = "Loading the missing data IDs of " + (label || "this cell") + "…";
-    fetch(link.getAttribute("href"), { credentials: "same-origin", headers: { Accept: "text/html" } })
+    var url = new URL(link.getAttribute("href"), document.baseURI);
+    fetch(url, { credentials: "same-origin", headers: { Accept: "text/html" } })
       .then(function (answer) {
         if (!answer.ok) { throw new Error("HTTP " + answer.status); }
         return answer.text();
@@ -19,7 +24,18 @@
         var list = doc.querySelector("[data-testid=missing-list]");
         panel.replaceChildren();
         if (list) {
-          panel.appendChild(document.importNode(list, true));
+          list = document.importNode(list, true);
+          // The list's page heading is a sub-heading here (the page's h1, the product's h2, then this)...
+          list.querySelectorAll("h1").forEach(function (h1) {
+            var h3 = document.createElement("h3");
+            h3.replaceChildren.apply(h3, Array.from(h1.childNodes));
+            h1.replaceWith(h3);
+          });
+          // ...and its links (the pager's "?page=2") lead where they did on the list's own page.
+          list.querySelectorAll("a[href]").forEach(function (a) {
+            a.href = new URL(a.getAttribute("href"), url).href;
+          });
+          panel.appendChild(list);
           var open = document.createElement("a");
           open.href = link.getAttribute("href");
           open.textContent = "Open this list on its own page";
