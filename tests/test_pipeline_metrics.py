@@ -199,3 +199,17 @@ def test_a_refused_measurement_is_named_and_the_run_is_kept(
     assert "the run's outputs are kept" in out and f"porter verify ingest-run REPO {RUN}" in out
     assert calibrate_quanta(butler, RUN) > 0  # the run stays
     assert stored(butler, RUN) == {}  # nothing of the refused batch
+
+
+def test_the_runs_report_shows_the_metrics_it_recorded(survey: tuple[Butler, Any]) -> None:
+    """drp_reports.yaml records its runs' metrics before publishing its report: the report shows them."""
+    butler, _ = survey
+    demo = DRP_YAML.with_name("drp_reports.yaml")
+    args = ["-i", INPUTS, "--output-run", RUN, "-d", "band = 'g'", "--json"]
+    out = json.loads(run("pipeline", "run", butler.root, f"{demo}#step1", *args))
+    n = calibrate_quanta(butler, RUN)
+    assert out["metrics"]["stored"] == 3 * n and out["reports"][0]["status"] == "published"
+    [ref] = butler.query_datasets("verifyReport_metrics_report", collections=RUN, explain=False)
+    report = butler.get(ref)
+    for metric in CALIBRATE_METRICS:
+        assert f"<td>{metric}</td>" in report
