@@ -15,18 +15,15 @@ wide (a 1280 px window zoomed to 400 %, WCAG 1.4.10).
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from playwright.sync_api import Page, expect
 
-from web_site import Site, screenshot
+from web_site import Site, plan_like_demo1, screenshot
 
 AXE = Path(__file__).resolve().parent / "assets" / "axe.min.js"
 """axe-core, vendored (tests/assets/README.md)."""
@@ -58,21 +55,11 @@ def _stage(site: Site) -> Staged:
     """A failing release with an open finding, a completeness map with gaps, an open metric alert."""
     from porter.butler import DirectButler
     from porter.demo import VERIFY_METRICS
-    from porter.release import Release, dump_plan, load_plan
+    from porter.release import Release, load_plan
     from porter.verify import NewMeasurement, Provenance, open_store
 
     plans = site.repo / "releases"
-    plan = load_plan(plans / "DEMO1.yaml")
-    plan.release = STAGED
-    for checkpoint in plan.checkpoints:
-        for item in checkpoint.items:
-            if item.location and item.location.startswith("DEMO1/"):
-                item.location = STAGED + item.location.removeprefix("DEMO1")
-    shutil.copytree(plans / "DEMO1" / "catalogs", plans / STAGED / "catalogs")
-    part = sorted((plans / STAGED / "catalogs" / "Object").glob("*.parquet"))[0]
-    table = pq.read_table(part)
-    pq.write_table(pa.concat_tables([table, table.slice(0, 30)]), part)  # a full sample: it scrolls
-    dump_plan(plan, plans / f"{STAGED}.yaml")
+    plan_like_demo1(site, STAGED, duplicated=30)  # a full sample of offending rows: it scrolls
 
     butler = DirectButler(site.repo, writeable=True)
     try:

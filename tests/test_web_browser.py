@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import http.server
-import shutil
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from playwright.sync_api import Locator, Page, expect
 
-from porter.release import dump_plan, load_plan
-from web_site import EMBARGOED, Site, screenshot, signed_in
+from web_site import EMBARGOED, Site, plan_like_demo1, screenshot, signed_in
 
 WALK = "WALK"
 """A fresh release over the demo's data (DEMO1 is already signed off by the demo)."""
@@ -28,20 +24,8 @@ PRIMARY_KEY = "object-table:primary key"
 
 
 def _walk_release(site: Site) -> None:
-    """Plan WALK as a copy of DEMO1 over its own copy of the catalogs, with objectIds duplicated in one
-    Object file (a rerun that appended instead of replacing): the catalogs checks fail with samples."""
-    plans = site.repo / "releases"
-    plan = load_plan(plans / "DEMO1.yaml")
-    plan.release = WALK
-    for checkpoint in plan.checkpoints:
-        for item in checkpoint.items:
-            if item.location and item.location.startswith("DEMO1/"):
-                item.location = WALK + item.location.removeprefix("DEMO1")
-    shutil.copytree(plans / "DEMO1" / "catalogs", plans / WALK / "catalogs")
-    part = sorted((plans / WALK / "catalogs" / "Object").glob("*.parquet"))[0]
-    table = pq.read_table(part)
-    pq.write_table(pa.concat_tables([table, table.slice(0, 2)]), part)
-    dump_plan(plan, plans / f"{WALK}.yaml")
+    """Plan WALK like DEMO1 with two objectIds duplicated in one Object file: its catalogs checks fail."""
+    plan_like_demo1(site, WALK, duplicated=2)
 
 
 def _submit(page: Page, button: Locator) -> int:

@@ -141,6 +141,31 @@ def signed_in(browser: Any, site: Site, user: str) -> Any:
     return page
 
 
+def plan_like_demo1(site: Site, name: str, duplicated: int) -> Path:
+    """Plan ``name`` as a copy of DEMO1 over its own copy of the catalogs, with the first ``duplicated``
+    rows of one Object file appended again (a rerun that appended instead of replacing): its catalogs
+    checks fail on the primary key, with up to ``duplicated`` offending objectIds as samples."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from porter.release import dump_plan, load_plan
+
+    plans = site.repo / "releases"
+    plan = load_plan(plans / "DEMO1.yaml")
+    plan.release = name
+    for checkpoint in plan.checkpoints:
+        for item in checkpoint.items:
+            if item.location and item.location.startswith("DEMO1/"):
+                item.location = name + item.location.removeprefix("DEMO1")
+    shutil.copytree(plans / "DEMO1" / "catalogs", plans / name / "catalogs")
+    part = sorted((plans / name / "catalogs" / "Object").glob("*.parquet"))[0]
+    table = pq.read_table(part)
+    pq.write_table(pa.concat_tables([table, table.slice(0, duplicated)]), part)
+    path = plans / f"{name}.yaml"
+    dump_plan(plan, path)
+    return path
+
+
 def screenshot(page: Any, name: str) -> Path:
     """Save the page as ``test-artifacts/web/NAME.png`` (whole page)."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
-from sqlalchemy import Column, Float, String, Table, Text
+from sqlalchemy import Column, Float, RowMapping, String, Table, Text
 
 from ..errors import PipelineDefinitionError, PorterError, did_you_mean
 
@@ -301,18 +301,20 @@ class _ReportLog:
             rows = conn.execute(
                 sqlalchemy.select(self.table).where(t.run == run).order_by(t.dataset_type)
             ).mappings()
-            return [
-                ReportOutcome(
-                    r["notebook"],
-                    r["dataset_type"],
-                    r["status"],
-                    r["message"],
-                    r["dataset_id"],
-                    r["run"],
-                    r["recorded"],
-                )
-                for r in rows
-            ]
+            return [_outcome(r) for r in rows]
+
+
+def _outcome(row: RowMapping) -> ReportOutcome:
+    """A ``pipeline_report`` row as the outcome it records."""
+    return ReportOutcome(
+        row["notebook"],
+        row["dataset_type"],
+        row["status"],
+        row["message"],
+        row["dataset_id"],
+        row["run"],
+        row["recorded"],
+    )
 
 
 def report_outcomes(butler: DirectButler, run: str) -> list[ReportOutcome]:
@@ -340,17 +342,7 @@ def report_outcomes_of(butler: DirectButler, runs: Iterable[str]) -> dict[str, l
                 .order_by(t.run, t.dataset_type)
             )
             for r in conn.execute(query).mappings():
-                out.setdefault(r["run"], []).append(
-                    ReportOutcome(
-                        r["notebook"],
-                        r["dataset_type"],
-                        r["status"],
-                        r["message"],
-                        r["dataset_id"],
-                        r["run"],
-                        r["recorded"],
-                    )
-                )
+                out.setdefault(r["run"], []).append(_outcome(r))
     return out
 
 

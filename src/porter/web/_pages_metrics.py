@@ -226,8 +226,11 @@ def until(s: Series, at: float | None) -> Series:
     if at is None:
         return s
     keep = s.time <= at
-    if keep.all():
-        return s
+    return s if keep.all() else _points(s, keep)
+
+
+def _points(s: Series, keep: np.ndarray) -> Series:
+    """The points of ``s`` where ``keep`` is true (its runs and data IDs tables kept whole)."""
     return Series(
         s.metric,
         s.unit,
@@ -740,17 +743,7 @@ def metric_page(
     used = sorted(set(s.data_id_index.tolist()), key=lambda i: data_id_text(s.data_ids[i]))
     selected = _parse_data_id(data_id, s, used)
     if selected is not None:
-        keep = s.data_id_index == selected
-        s = Series(
-            s.metric,
-            s.unit,
-            s.time[keep],
-            s.value[keep],
-            s.run_index[keep],
-            s.runs,
-            s.data_id_index[keep],
-            s.data_ids,
-        )
+        s = _points(s, s.data_id_index == selected)
     declared = declarations(dashboard).get(metric)
     unit = s.unit
     per_run = [r for r in _per_run(s) if r["count"]]
