@@ -168,9 +168,17 @@ class RunState:
         """Create the tables in a repository that has never run a pipeline."""
         if self._created:
             return
-        with self.db.transaction() as conn:
-            for t in (self.graph, self.quantum, self.link, self.process):
-                t.create(conn, checkfirst=True)
+        created: set[str] = self.db.metadata.info.setdefault("porter_pipeline_tables", set())
+        tables = (self.graph, self.quantum, self.link, self.process)
+        if not all(t.name in created for t in tables):
+            with self.db.reading() as conn:
+                inspector = sqlalchemy.inspect(conn)
+                missing = [t for t in tables if not inspector.has_table(t.name, schema=t.schema)]
+            if missing:
+                with self.db.transaction() as conn:
+                    for t in tables:
+                        t.create(conn, checkfirst=True)
+            created.update(t.name for t in tables)
         self._created = True
 
     # --- graphs -----------------------------------------------------------------------------------

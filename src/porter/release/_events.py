@@ -81,8 +81,25 @@ class EventLog:
                 UniqueConstraint("release", "seq", name="release_event_seq"),
             )
         )
-        with db.transaction() as conn:
-            self.table.create(conn, checkfirst=True)
+        self._ensure_table()
+
+    def _ensure_table(self) -> None:
+        """Create the table in a repository that has none yet, once per database per process.
+
+        Looked for on a reading connection first: taking the write lock (SQLite's ``BEGIN IMMEDIATE``)
+        for a table that is there would make every `Release` opened — every dashboard page — queue
+        behind every other one, in every worker, for a no-op.
+        """
+        created: set[str] = self.db.metadata.info.setdefault("porter_release_tables", set())
+        if self.table.name in created:
+            return
+        with self.db.reading() as conn:
+            there = sqlalchemy.inspect(conn).has_table(self.table.name, schema=self.table.schema)
+        if not there:
+            with self.db.transaction() as conn:
+                self.db.lock_for_schema_change(conn)
+                self.table.create(conn, checkfirst=True)
+        created.add(self.table.name)
 
     def append(
         self,

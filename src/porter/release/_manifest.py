@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -199,8 +200,28 @@ def write_manifest(manifest: pa.Table, path: Path, audit_head: tuple[int, str] |
     ResourceURI.from_string(str(path)).write(buffer.getvalue().to_pybytes())
 
 
+_read: dict[str, tuple[tuple[int, int, int], pa.Table]] = {}
+_read_lock = threading.Lock()
+
+
 def read_manifest(path: Path) -> pa.Table:
-    return pq.read_table(path)
+    """A shipped manifest, read once per change of its file (a manifest is written once, atomically, and
+    never changed: a re-ship writes a new file; an altered file has another inode, size or time)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return pq.read_table(path)  # the reader's own error
+    key, stamp = str(path), (st.st_ino, st.st_size, st.st_mtime_ns)
+    with _read_lock:
+        hit = _read.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    table = pq.read_table(path)
+    with _read_lock:
+        if len(_read) >= 64:
+            _read.clear()
+        _read[key] = (stamp, table)
+    return table
 
 
 def manifest_audit_head(path: Path) -> tuple[int, str] | None:

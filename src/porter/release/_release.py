@@ -306,6 +306,8 @@ class Release:
         self.as_of: int | None = None
         """An audit-log sequence number: the release read as it stood just after that event (``?as_of=`` of
         the dashboard, "what was known at sign-off"); such a view is read-only.  None: as it stands now."""
+        self._pinned = False
+        self._read: list[Event] | None = None
 
     @classmethod
     def open(cls, name: str, plans: str | Path = "releases") -> Release:
@@ -332,9 +334,23 @@ class Release:
     # --- state ------------------------------------------------------------------------------------------
 
     def events(self) -> list[Event]:
-        """The release's audit log, oldest first (up to `as_of` when that is set)."""
-        events = self.log.events(self.plan.release)
+        """The release's audit log, oldest first (up to `as_of` when that is set; once `pin` was called, as
+        it was first read)."""
+        if not self._pinned:
+            events = self.log.events(self.plan.release)
+        else:
+            if self._read is None:
+                self._read = self.log.events(self.plan.release)
+            events = self._read
         return events if self.as_of is None else [e for e in events if e.seq <= self.as_of]
+
+    def pin(self) -> Release:
+        """Read the audit log once from now on: every later question asked of this object (state, status,
+        blockers, schedule …) is answered from the events of the first read, one consistent view in one
+        query instead of one query per question (a dashboard page's).  A pinned release is a view: it
+        cannot act, as one read `as_of` cannot; `verify_audit` still reads the log afresh.  Returns self."""
+        self._pinned = True
+        return self
 
     def state(self) -> ReleaseState:
         return ReleaseState.fold(self.events(), self.plan.warnings_block)
@@ -344,6 +360,11 @@ class Release:
             raise GateError(
                 f"This is release {self.plan.release} as of audit entry {self.as_of}: a past state cannot be "
                 "changed; act on the release as it stands now."
+            )
+        if self._pinned:
+            raise GateError(
+                f"This view of release {self.plan.release} was read once (pinned) and cannot act: open the "
+                "release again to act on it as it stands now."
             )
         event = self.log.append(self.plan.release, actor, action, checkpoint, payload, self.clock)
         self._anchor(event)
@@ -376,7 +397,9 @@ class Release:
         anchors, or an event whose hash differs from its anchor, is reported.
         """
         problems = self.log.verify(self.plan.release)
-        by_seq = {e.seq: e for e in self.events()}
+        # read afresh even when pinned: the anchors read next must not be newer than the events they are held to
+        events = self.log.events(self.plan.release)
+        by_seq = {e.seq: e for e in events if self.as_of is None or e.seq <= self.as_of}
         anchors: list[tuple[str, int, str, str]] = []
         if self.anchors_path.exists():
             for n, line in enumerate(self.anchors_path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -742,7 +765,7 @@ class Release:
                     )
                 )
             if sign is not None and state.shipments.get(cp.name) is not None:
-                result = self.manifest_check(cp.name)
+                result = self.manifest_check(cp.name, state)
                 if result is not None and result.status != PASS:
                     out.append(
                         Blocker(
@@ -1148,16 +1171,21 @@ class Release:
                 "readable by whoever ships and checks them, then run the command again."
             ) from None
 
-    def shipped(self, checkpoint: str) -> tuple[Event, pa.Table] | None:
-        """The latest shipment of a checkpoint and its manifest."""
-        ships = [e for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint]
-        if not ships:
+    def shipped(self, checkpoint: str, state: ReleaseState | None = None) -> tuple[Event, pa.Table] | None:
+        """The latest shipment of a checkpoint and its manifest (``state``: the folded log, if the caller
+        has it already)."""
+        if state is not None:
+            ship = state.shipments.get(checkpoint)
+        else:
+            ships = [e for e in self.events() if e.action == "ship" and e.checkpoint == checkpoint]
+            ship = ships[-1] if ships else None
+        if ship is None:
             return None
-        return ships[-1], read_manifest(self.plan_path.parent / ships[-1].payload["manifest"])
+        return ship, read_manifest(self.plan_path.parent / ship.payload["manifest"])
 
-    def manifest_check(self, checkpoint: str) -> CheckResult | None:
+    def manifest_check(self, checkpoint: str, state: ReleaseState | None = None) -> CheckResult | None:
         """Does the delivery still match its latest manifest?  (None if it was never shipped.)"""
-        found = self.shipped(checkpoint)
+        found = self.shipped(checkpoint, state)
         if found is None:
             return None
         event, manifest = found

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # what mypy and IDEs see; at run time __getattr__ below loads
     from ._grants import PatternError, check_pattern, compile_patterns
     from ._limits import Limits, UserLimits
     from ._metrics import MULTIPROC_ENV, multiprocess_directory
-    from ._paths import check_path_prefix
+    from ._paths import check_path_prefix, route_path
     from ._signing import SignedURLError, Signer, load_or_create_key
 
 _LAZY: dict[str, str] = {
@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "check_pattern": "._grants",
     "compile_patterns": "._grants",
     "check_path_prefix": "._paths",
+    "route_path": "._paths",
     "load_or_create_key": "._signing",
     "SignedURLError": "._signing",
     "Signer": "._signing",
@@ -80,6 +81,7 @@ __all__ = [
     "create_app",
     "load_or_create_key",
     "multiprocess_directory",
+    "route_path",
 ]
 
 __getattr__, __dir__ = lazy_names(globals(), _LAZY)

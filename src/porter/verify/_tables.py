@@ -31,7 +31,18 @@ def create_tables(db: Database, tables: Iterable[Table]) -> None:
     both create it (PostgreSQL: a unique violation in its catalogue); the schema-change lock
     serialises them, and the second finds the tables there.
     """
-    with db.transaction() as conn:
-        db.lock_for_schema_change(conn)
-        for t in tables:
-            t.create(conn, checkfirst=True)
+    tables = list(tables)
+    created: set[str] = db.metadata.info.setdefault("porter_verify_tables", set())
+    if all(t.name in created for t in tables):
+        return
+    import sqlalchemy
+
+    with db.reading() as conn:  # the usual case: every table there, no write lock needed
+        inspector = sqlalchemy.inspect(conn)
+        missing = [t for t in tables if not inspector.has_table(t.name, schema=t.schema)]
+    if missing:
+        with db.transaction() as conn:
+            db.lock_for_schema_change(conn)
+            for t in tables:
+                t.create(conn, checkfirst=True)
+    created.update(t.name for t in tables)

@@ -34,7 +34,7 @@ def _act(
     request: Request, viewer: Viewer, csrf: str, name: str, back: str, do: Callable[[Release, str], Any]
 ) -> Response:
     """Open release ``name``, check the form and the token, ``do(release, user)``, then back to ``back``."""
-    release = open_release(dashboard_of(request), viewer, name)
+    release = open_release(dashboard_of(request), viewer, name, pinned=False)
     try:
         user = require_writer(request, viewer, csrf)
         do(release, user)

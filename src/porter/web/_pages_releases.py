@@ -114,7 +114,7 @@ _ROW_TTL = 2.0
 """Seconds a release's row on the releases list may be reused while its plan and audit log have not moved: the
 row's blockers re-verify every shipped delivery against its manifest (datastore look-ups, Parquet reads), most
 of the list's time; the release's own page always re-verifies."""
-_rows: dict[tuple[str, float, int], tuple[float, dict[str, Any]]] = {}
+_rows: dict[tuple[str, int, int, str], tuple[float, dict[str, Any]]] = {}
 _rows_lock = threading.Lock()
 
 
@@ -138,9 +138,10 @@ def _summary_row(release: Release) -> dict[str, Any]:
 
 
 def _release_row(release: Release) -> dict[str, Any]:
-    """One release's row of the list, reused for `_ROW_TTL` seconds while its plan file and audit log stay put."""
-    events = release.log.events(release.plan.release)
-    key = (str(release.plan_path), release.plan_path.stat().st_mtime, events[-1].seq if events else 0)
+    """One release's row of the list, reused for `_ROW_TTL` seconds while its plan file and audit log stay put
+    (the log's head, its last entry's number and hash, one indexed look-up: not the whole log)."""
+    seq, digest = release.log.head(release.plan.release)
+    key = (str(release.plan_path), release.plan_path.stat().st_mtime_ns, seq, digest)
     now = time.monotonic()
     with _rows_lock:
         hit = _rows.get(key)
@@ -159,7 +160,7 @@ def releases(request: Request, viewer: ViewerDep) -> HTMLResponse:
     """Every release the viewer may see, side by side: gate, hand-overs signed, next deadline, findings."""
     dashboard = dashboard_of(request)
     rows = [
-        _release_row(Release(e.plan, e.path, dashboard.state.butler))
+        _release_row(Release(e.plan, e.path, dashboard.state.butler).pin())
         for e in visible_plans(dashboard, viewer)
     ]
     return render(request, "releases.html", title="Releases", releases=rows)

@@ -247,13 +247,20 @@ def _astropy_value(value: Any, what: str) -> Lit | None:
     coordinates = sys.modules.get("astropy.coordinates")
     if coordinates is None:
         return None
-    if isinstance(value, coordinates.SkyCoord):
+    skycoord = getattr(coordinates, "SkyCoord", None)  # None while another thread is still importing it
+    if skycoord is not None and isinstance(value, skycoord):
         icrs = value.transform_to("icrs")
         if not icrs.isscalar:
             raise InvalidQueryError(f"{what} is a SkyCoord of {len(icrs)} points; bind a single point.")
         return _literal_from_value(lsst.sphgeom.LonLat.fromDegrees(icrs.ra.degree, icrs.dec.degree), what)  # type: ignore[return-value]
     units = sys.modules.get("astropy.units")
-    if units is not None and isinstance(value, units.Quantity) and value.unit.physical_type == "angle":
+    quantity = getattr(units, "Quantity", None) if units is not None else None
+    if (
+        units is not None
+        and quantity is not None
+        and isinstance(value, quantity)
+        and value.unit.physical_type == "angle"
+    ):
         if not value.isscalar:
             raise InvalidQueryError(f"{what} is an array of angles; bind a single angle.")
         return Lit(float(value.to_value(units.deg)), "float")
