@@ -8,6 +8,7 @@ the map must show exactly those patches, bands, visits and detectors missing.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -295,3 +296,139 @@ def test_many_cells_are_grouped_into_fewer_ranges() -> None:
     for value in (0, 19, 20, 1234, 3999):
         old = (value * 200) // 4000
         assert (value * merged.bins) // 4000 == old // (200 // merged.bins)
+
+
+WIDE = "wide_skymap"
+BIG_TRACTS, SMALL_TRACTS = 18, 1700
+"""The wide skymap: 18 tracts of 100 patches each, then 1700 tracts of one patch."""
+
+
+def _box(ra: float, dec: float, size: float) -> Any:
+    from lsst.sphgeom import ConvexPolygon, LonLat, UnitVector3d
+
+    corners = ((0, 0), (size, 0), (size, size), (0, size))
+    return ConvexPolygon([UnitVector3d(LonLat.fromDegrees(ra + x, dec + y)) for x, y in corners])
+
+
+def _wide_release(repo: Path) -> None:
+    """A skymap of 3500 patches in 1718 tracts, and release WIDE whose images hand-over expects a deepCoadd of
+    every patch and band of some of it (none delivered): 700 patches; 1800 patches in 18 tracts; all of it."""
+    from porter.butler import DirectButler
+    from porter.release import Release, dump_plan, load_plan
+
+    tracts, patches = [], []
+    for tract in range(BIG_TRACTS + SMALL_TRACTS):
+        ra, dec = 20 + (tract % 60) * 0.6, -30 + (tract // 60) * 0.6
+        tracts.append({"skymap": WIDE, "id": tract, "region": _box(ra, dec, 0.5)})
+        for p in range(100 if tract < BIG_TRACTS else 1):
+            corner = (ra + (p % 10) * 0.05, dec + (p // 10) * 0.05)
+            patches.append(
+                {
+                    "skymap": WIDE,
+                    "tract": tract,
+                    "id": p,
+                    "cell_x": p % 10,
+                    "cell_y": p // 10,
+                    "region": _box(*corner, 0.05),
+                }
+            )
+    butler = DirectButler(repo, writeable=True)
+    try:
+        skymap = {
+            "name": WIDE,
+            "hash": bytes(40),
+            "tract_max": len(tracts),
+            "patch_nx_max": 10,
+            "patch_ny_max": 10,
+        }
+        butler.insert_dimension_records("skymap", [skymap])
+        butler.insert_dimension_records("tract", tracts)
+        butler.insert_dimension_records("patch", patches)
+        plans = repo / "releases"
+        plan = load_plan(plans / "DEMO1.yaml")
+        images = next(c for c in plan.checkpoints if c.name == "images")
+        coadds = next(i for i in images.items if i.name == "coadds")
+        items = [
+            coadds.model_copy(
+                update={
+                    "name": name,
+                    "description": "",
+                    "expected": {"dimensions": ["patch", "band"], "where": f"skymap = '{WIDE}' AND {where}"},
+                }
+            )
+            for name, where in (
+                ("some-patches", "tract < 7"),
+                ("more-patches", f"tract < {BIG_TRACTS}"),
+                ("many-tracts", "tract >= 0"),
+            )
+        ]
+        wide = plan.model_copy(
+            update={
+                "release": "WIDE",
+                "description": "A release over many patches and tracts.",
+                "checkpoints": [images.model_copy(update={"items": items})],
+                "milestones": [],
+                "features": [],
+            }
+        )
+        dump_plan(wide, plans / "WIDE.yaml")
+        Release(load_plan(plans / "WIDE.yaml"), plans / "WIDE.yaml", butler).check("images")
+    finally:
+        butler.close()
+
+
+def _query(href: str) -> dict[str, str]:
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(href.replace("&amp;", "&")).query)
+    return {k: v[0] for k, v in query.items()}
+
+
+def test_sky_maps_of_many_patches_are_capped(site: Site) -> None:
+    """A sky product draws at most about MAX_CELLS polygons, as a grid draws at most that many cells: the bands
+    merged into one map, then the patches into their tracts, then (too many tracts for a map) a grid of bands
+    by tract ranges; each cell's link lists exactly the missing data IDs it counts."""
+    from porter.web._pages_completeness import MAX_CELLS, SKY_COLUMNS
+
+    _wide_release(site.repo)
+    items = "/releases/WIDE/checkpoints/images/items"
+    with _client(site, "reader") as client:
+        # 700 patches by 3 bands: one map of the 700 patches, each counting its 3 bands
+        some = client.get(site.ui(f"{items}/some-patches/completeness"))
+        assert some.status_code == 200, some.text
+        assert "0 of 2100 expected data IDs delivered" in some.text
+        assert re.findall(r'data-testid="(map-[^"]+)"', some.text) == ["map-all"]
+        assert some.text.count("<polygon ") == 700 and "the bands together" in some.text
+        cells = _cells(some.text)
+        assert len(cells) == 700 and all("band" not in c and c["skymap"] == WIDE for c in cells)
+        assert {(int(c["tract"]), int(c["patch"])) for c in cells} == {
+            (t, p) for t in range(7) for p in range(100)
+        }
+        assert re.search(r'data-label="tract 3 patch 42" data-missing="3"', some.text)
+        one = client.get(site.url + cells[0]["href"])
+        assert '<strong data-testid="missing-total">3</strong>' in one.text  # its 3 bands
+        # 1800 patches by 3 bands, 1800 patches too: the 18 tracts, one map per band
+        more = client.get(site.ui(f"{items}/more-patches/completeness"))
+        assert more.status_code == 200
+        assert re.findall(r'data-testid="(map-[^"]+)"', more.text) == ["map-g", "map-r", "map-i"]
+        assert more.text.count("<polygon ") == 3 * BIG_TRACTS and "patches grouped by tract" in more.text
+        cells = _cells(more.text)
+        assert {(int(c["tract"]), c["band"]) for c in cells} == {(t, b) for t in range(18) for b in "gri"}
+        assert all("patch" not in c for c in cells)
+        assert re.search(r'data-label="tract 5 band r" data-missing="100"', more.text)
+        # 1718 tracts: no map holds them; a grid of bands by tract ranges
+        many = client.get(site.ui(f"{items}/many-tracts/completeness"))
+        assert many.status_code == 200
+        assert "<polygon " not in many.text and 'data-testid="grid"' in many.text
+        grid = [_query(href) for href in re.findall(r'href="([^"]*missing\?[^"]*)" class="cell"', many.text)]
+        assert 3 < len(grid) <= min(MAX_CELLS, 3 * SKY_COLUMNS)
+        assert {c["band"] for c in grid} == {"g", "r", "i"}
+        ranges = sorted({(int(c["tract_min"]), int(c["tract_max"])) for c in grid})
+        assert ranges[0][0] == 0 and ranges[-1][1] == BIG_TRACTS + SMALL_TRACTS - 1
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))  # every tract in one range
+        for cell in (grid[0], grid[-1]):
+            first, last = int(cell["tract_min"]), int(cell["tract_max"])
+            patches = sum(100 if t < BIG_TRACTS else 1 for t in range(first, last + 1))
+            listed = client.get(site.ui(f"{items}/many-tracts/completeness/missing"), params=cell)
+            assert f'<strong data-testid="missing-total">{patches}</strong>' in listed.text
+        # the demo's own map, small, is drawn patch by patch and band by band as before
+        demo = client.get(site.ui(f"{ITEMS}/coadds/completeness"))
+        assert demo.text.count("<polygon ") == 12 and "grouped" not in demo.text

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from web_site import EMBARGO_COLLECTION, Site, screenshot, signed_in
+from porter.butler import DirectButler
+from serving import serving
+from web_site import EMBARGO_COLLECTION, Site, _sign_up, screenshot, signed_in
 
 
 @contextlib.contextmanager
@@ -131,8 +136,14 @@ def test_dataset_page_download_and_preview(site: Site) -> None:
         assert f'href="/ui/provenance/{ref.id}"' in page.text and graph.status_code == 200
         link = re.search(r'<a href="([^"]+)" download data-testid="download"', page.text)
         assert link is not None
-        url = site.url + link.group(1).replace("&amp;", "&")
+        # the page links the dashboard's download (counted, for this viewer), which hands out the signed URL
+        assert link.group(1) == f"/ui/repository/datasets/{ref.id}/download"
+        handed = client.get(site.url + link.group(1))
+        assert handed.status_code == 303
+        url = site.url + handed.headers["location"]
         with httpx.Client() as anyone:  # the signed URL is the credential: no session needed
+            assert anyone.get(site.url + link.group(1)).status_code == 303  # no session: to the sign-in page
+            assert "/ui/login" in anyone.get(site.url + link.group(1)).headers["location"]
             got = anyone.get(url)
             assert got.status_code == 200
             assert got.content == content
@@ -154,6 +165,7 @@ def test_dataset_page_download_and_preview(site: Site) -> None:
     with _client(site, "outsider") as client:
         assert client.get(site.ui(f"/repository/datasets/{ref.id}")).status_code == 404
         assert client.get(site.ui(f"/repository/datasets/{ref.id}/preview.png")).status_code == 404
+        assert client.get(site.ui(f"/repository/datasets/{ref.id}/download")).status_code == 404
 
 
 def test_dataset_in_an_unreadable_run_is_not_there(site: Site) -> None:
@@ -189,3 +201,46 @@ def test_browser_dataset_page(site: Site, browser: Any) -> None:
         screenshot(page, "dataset-page")
     finally:
         page.close()
+
+
+@pytest.fixture
+def limited(demo_repository: Path, tmp_path: Path) -> Iterator[tuple[Site, Any, int]]:
+    """The demo site served with a download limit of 2.5 calexp files a day per user: (site, a calexp, its size)."""
+    from porter.web import create_app
+
+    repo = tmp_path / "repo"
+    shutil.copytree(demo_repository, repo, symlinks=True)
+    butler = DirectButler(repo)
+    try:
+        ref = butler.query_datasets("calexp", collections=["u/demo/drp"], limit=1)[0]
+        size = butler.datastore.locations([ref.id])[ref.id].size
+    finally:
+        butler.close()
+    assert size
+    with serving(repo, factory=create_app, download_bytes_per_day=2 * size + size // 2) as served:
+        tokens = _sign_up(repo, served.accounts)
+        yield Site(served.url, repo, tokens, served.app), ref, size
+
+
+def test_dashboard_downloads_count_toward_the_daily_limit(limited: tuple[Site, Any, int]) -> None:
+    """A download through the dataset page counts toward the user's bytes of the day as an API get does: the
+    same counter, so the dashboard is no way around the limit (and the API none around the dashboard's)."""
+    site, ref, size = limited
+    api = f"{site.url}/api/v1/get"
+    with _client(site, "reader") as client, httpx.Client() as anyone:
+        for _ in range(3):  # showing the page hands out nothing
+            assert client.get(site.ui(f"/repository/datasets/{ref.id}")).status_code == 200
+        first = client.get(site.ui(f"/repository/datasets/{ref.id}/download"))
+        assert first.status_code == 303
+        assert len(anyone.get(site.url + first.headers["location"]).content) == size
+        bearer = {"Authorization": f"Bearer {site.tokens['reader']}"}
+        second = anyone.post(api, json={"dataset_id": str(ref.id)}, headers=bearer)
+        assert second.status_code == 200, second.text  # 2 files of the 2.5 a day
+        third = client.get(site.ui(f"/repository/datasets/{ref.id}/download"))
+        assert third.status_code == 429 and "location" not in third.headers
+        assert int(third.headers["retry-after"]) > 0
+        assert f"downloaded {2 * size} of {2 * size + size // 2} bytes" in third.text
+        refused = anyone.post(api, json={"dataset_id": str(ref.id)}, headers=bearer)
+        assert refused.status_code == 429 and refused.json()["error"] == "RetryLater"
+    with _client(site, "release-manager") as client:  # the limit is per user
+        assert client.get(site.ui(f"/repository/datasets/{ref.id}/download")).status_code == 303

@@ -460,7 +460,8 @@ def test_run_page_shows_its_reports_linked_and_its_metrics(site: Site, tmp_path:
         assert "verifyReport_calexp_count" in dataset.text
         download = re.search(r'<a href="([^"]+)" download data-testid="download"', dataset.text)
         assert download, "the report's dataset page offers the file"
-        report = reader.get(f"{site.url}{html.unescape(download.group(1))}")
+        # the download is counted against the reader's bytes of the day, then redirected to its signed URL
+        report = reader.get(f"{site.url}{html.unescape(download.group(1))}", follow_redirects=True)
         assert report.status_code == 200 and f"REPORT run={DRP}" in html.unescape(report.text)
         # The failed one says why, and how to publish it again.
         failed = rows["verifyReport_broken"]

@@ -168,6 +168,13 @@ class _State:
         self.networks = [ipaddress.ip_network(n, strict=False) for n in config.trusted_proxies]
         self.lock = threading.Lock()
 
+    def count_download(self, who: Principal, size: int) -> None:
+        """Count a download of ``size`` bytes handed to ``who`` (a signed URL, or the bytes inline): against
+        their bytes of the day (`RetryLater` beyond the limit, nothing counted) and in the metrics.  The API's
+        get and the dashboard's download link both count here."""
+        self.limits.count_download(who.actor, size)
+        self.metrics.downloads.inc()
+
     def trusted_peer(self, host: str | None) -> bool:
         if not self.networks or host is None:
             return False
@@ -754,8 +761,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         else:
             base = str(request.base_url).rstrip("/")
             url = f"{base}/files/{ref.id.hex}?{state.signer.query(ref.id, who.user)}"
-        state.limits.count_download(who.actor, location.size or 0)
-        state.metrics.downloads.inc()
+        state.count_download(who, location.size or 0)
         answer: dict[str, Any] = {
             "ref": ref_to_json(ref),
             "url": url,

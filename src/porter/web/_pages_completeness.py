@@ -8,7 +8,9 @@ of the latest check run is in a Parquet file beside the plan (the result's
 - for products on the sky map (a ``patch`` among the dataset type's
   dimensions), one small map per band: the skymap's real patch polygons (the
   registry's patch regions) projected on a tangent plane, coloured by the
-  fraction delivered;
+  fraction delivered; with more than `MAX_CELLS` polygons in all, the bands
+  are merged into one map, then the patches into their tracts (the tracts'
+  regions), then — more tracts than that — a grid of bands by tract ranges;
 - otherwise a grid, visit by detector for image products (visits grouped into
   ranges when there are too many to draw one row each).
 
@@ -19,9 +21,10 @@ all in hand, and stored beside the missing ones (the result's ``cells``,
 SQL groups the item's expected query.  The missing ones are grouped by DuckDB
 over the stored Parquet.  A grid has at most about `MAX_CELLS` cells (ranges
 of detectors as well as visits beyond), and only cells with something missing
-are links, so the page stays small at any scale.  The per-cell counts of one
-check run are kept in memory (they do not change until the next run), so a
-map is computed once per check.  Each cell with something missing links to
+are links, so the page stays small at any scale; a sky map draws at most
+about as many polygons.  The per-cell counts of one check run are kept in
+memory (they do not change until the next run), so a map is computed once per
+check.  Each cell with something missing links to
 the list of its missing data IDs (``…/completeness/missing?…``), read from
 the Parquet.
 """
@@ -57,7 +60,10 @@ ViewerDep = Annotated[Viewer, Depends(require_viewer)]
 
 MAX_CELLS = 1600
 """Cells of a grid at most (about): beyond, columns (then rows) are grouped into fewer ranges, so a map of
-any number of data IDs stays a page of a few hundred kilobytes (80 visit ranges by 20 detector ranges)."""
+any number of data IDs stays a page of a few hundred kilobytes (80 visit ranges by 20 detector ranges).  The
+polygons of a product's sky maps (all bands together) at most, likewise."""
+SKY_COLUMNS = 200
+"""Tract ranges of a sky product drawn as a grid (more tracts than `MAX_CELLS`) at most: its columns."""
 PAGE = 200
 """Missing data IDs on one page of the list."""
 BAND_ORDER = ("u", "g", "r", "i", "z", "y")
@@ -181,22 +187,32 @@ def _expected_statement(butler: DirectButler, item: Item, dataset_type: str) -> 
     return registry.engine.statement(query)
 
 
+@dataclass(frozen=True)
+class _Drawn:
+    """What the page draws of one result: its counts, how a sky product is drawn, the cells worst off."""
+
+    counts: _Counts
+    sky: _SkyView | None
+    worst: list[tuple]
+    """The cells with most missing (at most 200, for the table under the map), worst first."""
+
+
 class _CountsCache:
     """Per-cell counts of a check run's results, computed once (a check run's files and totals never change)."""
 
     def __init__(self, size: int = 64):
-        self._data: OrderedDict[tuple, _Counts] = OrderedDict()
+        self._data: OrderedDict[tuple, _Drawn] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
 
-    def get(self, key: tuple) -> _Counts | None:
+    def get(self, key: tuple) -> _Drawn | None:
         with self._lock:
             found = self._data.get(key)
             if found is not None:
                 self._data.move_to_end(key)
             return found
 
-    def put(self, key: tuple, value: _Counts) -> None:
+    def put(self, key: tuple, value: _Drawn) -> None:
         with self._lock:
             self._data[key] = value
             while len(self._data) > self._size:
@@ -412,79 +428,176 @@ def _tangent_plane(vertices: np.ndarray) -> tuple[np.ndarray, tuple[float, float
     return np.stack([x, y], axis=-1), (ra, dec)
 
 
-_patches_cache: dict[tuple, tuple[dict[tuple, np.ndarray], tuple[float, float]]] = {}
+@dataclass(frozen=True)
+class _Outline:
+    """The shapes of a sky map, drawn: each cell's polygon as SVG points, and the drawing's size and centre."""
+
+    points: dict[tuple, str]
+    width: float
+    height: float
+    centre: tuple[float, float]
 
 
-def _patch_polygons(
-    butler: DirectButler, cells: list[tuple[Any, Any, Any]]
-) -> tuple[dict[tuple, np.ndarray], tuple[float, float]]:
-    """(skymap, tract, patch) → its polygon's vertices on a tangent plane (degrees), and the plane's centre."""
-    wanted = sorted(set(cells), key=str)
-    members = set(wanted)
-    key = tuple(wanted)
-    if key in _patches_cache:
-        return _patches_cache[key]
+_outlines: OrderedDict[tuple, _Outline] = OrderedDict()
+_outlines_lock = threading.Lock()
+MAP_WIDTH = 260.0
+"""Pixels across one sky map."""
+
+
+def _regions(
+    butler: DirectButler, shape: str, cells: list[tuple]
+) -> dict[tuple, list[tuple[float, float, float]]]:
+    """The registry's regions of ``cells``: (skymap, tract, patch) for patches, (skymap, tract) for tracts."""
+    members = set(cells)
     regions: dict[tuple, list[tuple[float, float, float]]] = {}
-    for skymap in sorted({c[0] for c in wanted}):
-        tracts = sorted({c[1] for c in wanted if c[0] == skymap})
+    for skymap in sorted({c[0] for c in cells}, key=str):
+        tracts = sorted({c[1] for c in cells if c[0] == skymap})
         for rec in butler.query_dimension_records(
-            "patch", skymap=skymap, where="tract IN (:tracts)", bind={"tracts": tracts}
+            shape, skymap=skymap, where="tract IN (:tracts)", bind={"tracts": tracts}
         ):
-            cell = (skymap, rec.tract, rec.id)
+            cell = (skymap, rec.tract, rec.id) if shape == "patch" else (skymap, rec.id)
             if rec.region is not None and cell in members:
                 regions[cell] = [(v.x(), v.y(), v.z()) for v in rec.region.getVertices()]
+    return regions
+
+
+def _outline(butler: DirectButler, shape: str, cells: list[tuple]) -> _Outline:
+    """The polygons of ``cells`` (patches or tracts) on a tangent plane, as SVG points: made once per set."""
+    key = (shape, tuple(cells))
+    with _outlines_lock:
+        found = _outlines.get(key)
+        if found is not None:
+            _outlines.move_to_end(key)
+            return found
+    regions = _regions(butler, shape, cells)
     if not regions:
-        return {}, (0.0, 0.0)
+        return _Outline({}, MAP_WIDTH, 0.0, (0.0, 0.0))
     most = max(len(v) for v in regions.values())
     names = list(regions)
     padded = np.array([v + [v[-1]] * (most - len(v)) for v in regions.values()])
     plane, centre = _tangent_plane(padded)
-    out = {name: np.degrees(plane[i, : len(regions[name])]) for i, name in enumerate(names)}
-    if len(_patches_cache) > 32:
-        _patches_cache.clear()
-    _patches_cache[key] = (out, centre)
-    return out, centre
-
-
-def _sky_maps(butler: DirectButler, counts: _Counts, base_query: dict[str, Any]) -> dict[str, Any]:
-    """One map per band (or one if the product has no band): patch polygons with their cells."""
-    keys = [a.key for a in counts.axes]
-    at = {k: keys.index(k) for k in keys}
-    cells = set(counts.expected) | set(counts.missing)
-    patches = sorted({(c[at["skymap"]], c[at["tract"]], c[at["patch"]]) for c in cells}, key=str)
-    polygons, centre = _patch_polygons(butler, patches)
-    if not polygons:
-        return {"maps": [], "centre": centre}
+    polygons = {name: np.degrees(plane[i, : len(regions[name])]) for i, name in enumerate(names)}
     allpts = np.concatenate(list(polygons.values()))
     xmin, ymin = allpts.min(axis=0)
     xmax, ymax = allpts.max(axis=0)
     size = max(xmax - xmin, ymax - ymin) or 1.0
     pad = size * 0.03
-    width = 260.0
-    scale = width / (size + 2 * pad)
+    scale = MAP_WIDTH / (size + 2 * pad)
 
     def points(vertices: np.ndarray) -> str:
         px = (vertices[:, 0] - xmin + pad) * scale
         py = (ymax + pad - vertices[:, 1]) * scale
         return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(px, py))
 
-    shapes = {p: points(v) for p, v in polygons.items()}
-    bands = sorted({c[at["band"]] for c in cells}, key=_band_key) if "band" in at else [None]
+    drawn = _Outline(
+        {name: points(v) for name, v in polygons.items()},
+        MAP_WIDTH,
+        round(float((ymax - ymin + 2 * pad) * scale), 1),
+        centre,
+    )
+    with _outlines_lock:
+        _outlines[key] = drawn
+        while len(_outlines) > 32:
+            _outlines.popitem(last=False)
+    return drawn
+
+
+@dataclass(frozen=True)
+class _SkyView:
+    """How a sky product is drawn within `MAX_CELLS`: its counts merged to the cells drawn, and how."""
+
+    counts: _Counts
+    """Per drawn cell: by ``skymap, tract[, patch][, band]`` (a map), or ``[band,] tract`` ranges (a grid)."""
+    shape: str
+    """``patch`` or ``tract`` (maps), ``grid`` (too many tracts to draw)."""
+    by_band: bool
+    """One map per band (a product without bands: its one map), or rows by band (a grid); False: the bands
+    merged."""
+
+
+def _merged(counts: _Counts, keep: list[str], rebin: dict[str, Any] | None = None) -> _Counts:
+    """``counts`` summed over every axis but ``keep`` (in that order), values of some axes regrouped by
+    ``rebin`` (key → (new axis, old value → new value))."""
+    rebin = rebin or {}
+    at = [next(i for i, a in enumerate(counts.axes) if a.key == k) for k in keep]
+    axes = [rebin[k][0] if k in rebin else counts.axes[i] for k, i in zip(keep, at)]
+    maps = [rebin[k][1] if k in rebin else None for k in keep]
+
+    def project(cells: dict[tuple, int]) -> dict[tuple, int]:
+        out: Counter[tuple] = Counter()
+        for cell, n in cells.items():
+            out[tuple(m(cell[i]) if m is not None else cell[i] for i, m in zip(at, maps))] += n
+        return dict(out)
+
+    merged = _Counts(axes, project(counts.expected), project(counts.missing))
+    merged.n_expected, merged.n_missing = counts.n_expected, counts.n_missing
+    return merged
+
+
+def _sky_view(counts: _Counts) -> _SkyView:
+    """The finest drawing of a sky product within `MAX_CELLS` polygons in all: patches one map per band;
+    patches, the bands merged into one map; tracts per band; tracts merged; beyond (more tracts than that:
+    a map of them would be a page of megabytes, and a tangent plane cannot hold so much sky), a grid of
+    bands by tract ranges, like the grids of image products."""
+    keys = [a.key for a in counts.axes]
+    cells = set(counts.expected) | set(counts.missing)
+    band = "band" in keys and len({c[keys.index("band")] for c in cells}) > 1
+    bands = len({c[keys.index("band")] for c in cells}) if band else 1
+    for shape, names in (("patch", ["skymap", "tract", "patch"]), ("tract", ["skymap", "tract"])):
+        if not all(k in keys for k in names):
+            continue
+        shapes = len({tuple(c[keys.index(k)] for k in names) for c in cells})
+        with_band = names + (["band"] if "band" in keys else [])
+        if shapes * bands <= MAX_CELLS:
+            return _SkyView(counts if shape == "patch" else _merged(counts, with_band), shape, True)
+        if band and shapes <= MAX_CELLS:
+            return _SkyView(_merged(counts, names), shape, False)
+    rows = ["band"] if band else []
+    tract = next(a for a in counts.axes if a.key == "tract")
+    tracts = {c[keys.index("tract")] for c in cells}
+    found = _coarser(tract, tracts, max(1, min(SKY_COLUMNS, MAX_CELLS // bands)))
+    return _SkyView(_merged(counts, [*rows, "tract"], {"tract": found} if found else None), "grid", band)
+
+
+def _sky_maps(butler: DirectButler, view: _SkyView, base_query: dict[str, Any]) -> dict[str, Any]:
+    """The maps of a sky product (one per band, or one): a polygon per patch or tract with its cell."""
+    counts = view.counts
+    keys = [a.key for a in counts.axes]
+    names = ["skymap", "tract", "patch"] if view.shape == "patch" else ["skymap", "tract"]
+    at = {k: keys.index(k) for k in keys}
+    cells = set(counts.expected) | set(counts.missing)
+    shapes = sorted({tuple(c[at[k]] for k in names) for c in cells}, key=str)
+    outline = _outline(butler, view.shape, shapes)
+    grouped = (["patches grouped by tract"] if view.shape == "tract" else []) + (
+        ["the bands together"] if not view.by_band else []
+    )
+    about = {
+        "shape": view.shape,
+        "shapes": "Patches" if view.shape == "patch" else "Tracts",
+        "scale_note": (
+            f" ({' and '.join(grouped)}: one by one, there would be more than {MAX_CELLS} shapes to draw)"
+            if grouped
+            else ""
+        ),
+    }
+    if not outline.points:
+        return {"maps": [], "centre": outline.centre, **about}
+    split = view.by_band and "band" in at
+    bands = sorted({c[at["band"]] for c in cells}, key=_band_key) if split else [None]
     maps = []
     for band in bands:
         polys = []
-        for skymap, tract, patch in patches:
-            if (skymap, tract, patch) not in shapes:
+        for shape in shapes:
+            if shape not in outline.points:
                 continue
-            values = {"skymap": skymap, "tract": tract, "patch": patch, "band": band}
+            values = dict(zip(names, shape)) | ({"band": band} if split else {})
             key = tuple(values[k] for k in keys)
-            label = f"tract {tract} patch {patch}" + (f" band {band}" if band is not None else "")
-            query = {**base_query, **{k: values[k] for k in keys}}
-            polys.append({**_cell(counts, key, query, label), "points": shapes[(skymap, tract, patch)]})
+            label = " ".join(f"{k} {values[k]}" for k in names[1:]) + (f" band {band}" if split else "")
+            query = {**base_query, **values}
+            polys.append({**_cell(counts, key, query, label), "points": outline.points[shape]})
         missing = sum(p["missing"] for p in polys)
         maps.append({"band": band, "polygons": polys, "missing": missing})
-    height = (ymax - ymin + 2 * pad) * scale
-    return {"maps": maps, "width": width, "height": round(height, 1), "centre": centre}
+    return {"maps": maps, "width": outline.width, "height": outline.height, "centre": outline.centre, **about}
 
 
 def _grid(counts: _Counts, base_query: dict[str, Any]) -> dict[str, Any]:
@@ -577,26 +690,26 @@ def completeness_page(
         missing = _missing_file(release, result)
         cells = _cells_file(release, result)
         cache_key = (str(release.plan_path), checkpoint, item.name, dataset_type, run.seq, str(missing))
-        counts = _cache.get(cache_key)
-        if counts is None:
+        drawn = _cache.get(cache_key)
+        if drawn is None:
             counts = _counts(butler, item, dataset_type, keys, missing, cells)
-            _cache.put(cache_key, counts)
+            drawn = _Drawn(counts, _sky_view(counts) if sky else None, _worst(counts))
+            _cache.put(cache_key, drawn)
+        counts, view = drawn.counts, drawn.sky
         base_query = {"type": dataset_type} | ({"as_of": release.as_of} if release.as_of else {})
         entry.update(
-            kind="sky" if sky else "grid",
+            kind="sky" if view is not None and view.shape != "grid" else "grid",
             n_expected=counts.n_expected,
             n_missing=counts.n_missing,
             checked_expected=str(result.get("expected") or "").partition("/")[2],
-            worst=sorted(
-                (
-                    _cell_summary(counts, key, base_query)
-                    for key, n in counts.missing.items()
-                    if n  # cells with something missing, for the table under the map
-                ),
-                key=lambda c: (-c["missing"], c["label"]),
-            )[:200],
+            worst=[_cell_summary(counts, key, base_query) for key in drawn.worst],
         )
-        entry.update(_sky_maps(butler, counts, base_query) if sky else {"grid": _grid(counts, base_query)})
+        if view is None:
+            entry["grid"] = _grid(counts, base_query)
+        elif view.shape == "grid":
+            entry["grid"] = _grid(view.counts, base_query)
+        else:
+            entry.update(_sky_maps(butler, view, base_query))
     return render(
         request,
         "completeness.html",
@@ -611,13 +724,21 @@ def completeness_page(
     )
 
 
+def _cell_label(counts: _Counts, key: tuple) -> str:
+    return " ".join(f"{axis.key} {axis.label(value)}" for axis, value in zip(counts.axes, key)) or "all"
+
+
 def _cell_summary(counts: _Counts, key: tuple, base_query: dict[str, Any]) -> dict[str, Any]:
     query = dict(base_query)
-    label = []
     for axis, value in zip(counts.axes, key):
         query.update(axis.filters(value))
-        label.append(f"{axis.key} {axis.label(value)}")
-    return _cell(counts, key, query, " ".join(label) or "all")
+    return _cell(counts, key, query, _cell_label(counts, key))
+
+
+def _worst(counts: _Counts, limit: int = 200) -> list[tuple]:
+    """The cells with something missing, most missing first (then by label): the table under the map."""
+    missing = [(key, n) for key, n in counts.missing.items() if n]
+    return [key for key, _ in sorted(missing, key=lambda kn: (-kn[1], _cell_label(counts, kn[0])))[:limit]]
 
 
 def _filters(request: Request, columns: dict[str, str]) -> tuple[list[str], list[Any], dict[str, str]]:

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import sqlalchemy
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..butler import DirectButler
 from ..core import CollectionType, DatasetRef
@@ -239,15 +239,10 @@ def _visible_provenance(who: Principal, node: dict[str, Any]) -> dict[str, Any]:
     return {**node, "inputs": inputs}
 
 
-def _download_url(request: Request, viewer: Viewer, ref: DatasetRef) -> str | None:
-    """A signed, expiring URL for the dataset's bytes: the server's own ``/files/…`` (file datastore, signed
+def _signed_url(request: Request, viewer: Viewer, ref: DatasetRef, uri: Any) -> str:
+    """A signed, expiring URL for the bytes at ``uri``: the server's own ``/files/…`` (file datastore, signed
     with the server's key for this viewer) or S3's presigned URL."""
-    state = request.app.state.porter
-    butler = _butler(request)
-    location = butler.datastore.locations([ref.id]).get(ref.id)
-    if location is None:
-        return None
-    uri = butler.datastore.uri_of(location.path)
+    state = dashboard_of(request).state
     if isinstance(uri, S3URI):
         return str(uri.signed_url(int(state.config.url_lifetime)))
     signer: Signer = state.signer
@@ -320,13 +315,28 @@ def dataset_page(request: Request, dataset_id: str, viewer: ViewerDep) -> HTMLRe
         uri=str(uri) if uri is not None else "",
         size=location.size if location is not None else None,
         checksum=(location.checksum or "") if location is not None else "",
-        download=_download_url(request, viewer, ref),
+        download=f"{base_of(request)}/repository/datasets/{ref.id}/download"
+        if location is not None
+        else None,
         preview=uri is not None and _is_fits(uri),
         table=table,
         text=text,
         provenance=provenance,
         base_ui=base_of(request),
     )
+
+
+@router.get("/repository/datasets/{dataset_id}/download")
+def dataset_download(request: Request, dataset_id: str, viewer: ViewerDep) -> Response:
+    """The dataset's file, as the API's get hands it out: counted against the viewer's download bytes of the
+    day (the server's per-user limit: a page saying so, 429, beyond it), then a redirect to a signed,
+    expiring URL for the bytes.  Counted here, when a person asks for the file, not when its page is shown."""
+    ref = _readable_ref(request, viewer, dataset_id)
+    location, uri = _file_of(_butler(request), ref)
+    if location is None:
+        raise HTTPException(404, f"Dataset {ref.id} has no stored file to download.")
+    dashboard_of(request).state.count_download(viewer.principal, location.size or 0)
+    return RedirectResponse(_signed_url(request, viewer, ref, uri), status_code=303)
 
 
 def _preview_png(uri: Any) -> bytes:

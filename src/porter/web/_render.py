@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from ..butler import DirectButler
 from ..datastore import SERVER_AREA
-from ..server import Accounts, ServerConfig, load_or_create_key
+from ..server import Accounts, Principal, ServerConfig, Signer, load_or_create_key
 
 __all__ = ["STATIC", "Dashboard", "ServerState", "dashboard_of", "error_page", "render"]
 
@@ -28,9 +28,14 @@ class ServerState(Protocol):
     config: ServerConfig
     butler: DirectButler
     accounts: Accounts
+    signer: Signer
 
     def trusted_peer(self, host: str | None) -> bool:
         """Whether a request from ``host`` is from a reverse proxy trusted for identity headers."""
+        ...
+
+    def count_download(self, who: Principal, size: int) -> None:
+        """Count a download against ``who``'s bytes of the day (the API's limit); `RateLimitedError` beyond."""
         ...
 
 
@@ -105,6 +110,7 @@ _TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Not allowed",
+    429: "Limit reached",
 }
 
 
