@@ -446,12 +446,14 @@ def _print_metrics(outcome: "MetricsOutcome | None") -> None:
         f"{outcome.regressed} regressed",
         highlight=False,
         markup=False,
+        soft_wrap=True,  # paths stay whole, to copy
     )
     if outcome.undeclared:
         console.print(
             f"  not declared in the package, so not stored: {', '.join(outcome.undeclared)}",
             highlight=False,
             markup=False,
+            soft_wrap=True,
         )
     for line in outcome.alerts:
         err_console.print(f"  [bold yellow]alert[/] {line}", highlight=False)
