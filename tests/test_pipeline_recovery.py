@@ -230,6 +230,7 @@ def test_killed_submitter_then_extend_run(survey: tuple[Butler, Any], tmp_path: 
         "--extend-run",
         "--skip-existing-in",
         RUN,
+        "--clobber-outputs",  # the quantum a killed worker was inside may have written some of its outputs
         "-j",
         "2",
     )

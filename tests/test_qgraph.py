@@ -133,6 +133,18 @@ def test_skip_existing_and_extend_run(survey: tuple[Butler, object]) -> None:
     assert step2.summary()["tasks"] == {
         "consolidateVisit": len({q.data_id["visit"] for q in step1.quanta if q.task == "calibrate"})
     }
+    # A quantum interrupted between its writes (one of calibrate's three outputs gone): skipping finished
+    # work is not enough, and the error says what is; with --clobber-outputs only that quantum is redone.
+    partial = next(q for q in step1.quanta if q.task == "calibrate")
+    [src] = [r for r in partial.all_outputs() if r.dataset_type.name == "src"]
+    butler.prune_datasets([src], purge=True, unstore=True)
+    with pytest.raises(
+        QuantumGraphBuildError, match=r"2 of its 3 outputs are in run .*Add --clobber-outputs"
+    ):
+        build(butler, "step1", extend_run=True, skip_existing_in=[RUN])
+    redo = build(butler, "step1", extend_run=True, skip_existing_in=[RUN], clobber_outputs=True)
+    assert [q.data_id for q in redo.quanta if q.data_id["detector"] == 0] == [partial.data_id]
+    assert len(redo.clobber) == 2
 
 
 def test_missing_prerequisite_names_task_and_data_id(survey: tuple[Butler, object]) -> None:

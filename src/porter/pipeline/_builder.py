@@ -204,10 +204,16 @@ def build_quantum_graph(
                     continue
                 if existing_outputs:
                     if not clobber_outputs:
+                        where = f"Task {task.label!r}, data ID {dict(data_id.required)}"
+                        if run in skip_existing_in:  # finished work is kept already: this one is partial
+                            raise QuantumGraphBuildError(
+                                f"{where}: {len(existing_outputs)} of its {len(task.outputs)} outputs are in run "
+                                f"{run!r} (an attempt interrupted between writes). Add --clobber-outputs to redo "
+                                "it (finished quanta are still skipped), or use porter pipeline restart."
+                            )
                         raise QuantumGraphBuildError(
-                            f"Task {task.label!r}, data ID {dict(data_id.required)}: output "
-                            f"{existing_outputs[0].dataset_type.name!r} already exists in run {run!r}. "
-                            f"Pass --skip-existing-in {run} to keep finished work, or --clobber-outputs "
+                            f"{where}: output {existing_outputs[0].dataset_type.name!r} already exists in run "
+                            f"{run!r}. Pass --skip-existing-in {run} to keep finished work, or --clobber-outputs "
                             "to replace it."
                         )
                     clobber.extend(r.id_hex for r in existing_outputs)
