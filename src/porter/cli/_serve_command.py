@@ -112,4 +112,7 @@ def serve(
             # scheme and host from X-Forwarded-* only from the proxies trusted for identity (and loopback):
             # signed URLs are made from them
             forwarded_allow_ips=",".join(["127.0.0.1", *(trusted_proxy or [])]),
+            # a worker imports the dashboard's modules before it serves (porter.web.warm): on a loaded
+            # machine that can outlast uvicorn's 5 s ping, which would kill and replace the worker
+            timeout_worker_healthcheck=30,
         )
