@@ -282,14 +282,7 @@ def _sql_expected(
             if limit is None or not isinstance(column.type, sqlalchemy.Integer):
                 axes.append(_Axis(k))
                 continue
-            low, high, distinct = conn.execute(
-                sqlalchemy.select(
-                    sqlalchemy.func.min(column),
-                    sqlalchemy.func.max(column),
-                    sqlalchemy.func.count(column.distinct()),
-                )
-            ).one()
-            axes.append(_Axis.choose(k, limit, low, high, distinct))
+            axes.append(_Axis.measured(conn, k, column, limit))
         columns = [a.sql(sub.c[f"d_{a.key}"]).label(a.key) for a in axes]
         rows = conn.execute(
             sqlalchemy.select(*columns, sqlalchemy.func.count()).select_from(sub).group_by(*columns)

@@ -98,6 +98,18 @@ class CellAxis:
             return cls(key)
         return cls(key, int(low), int(high) - int(low) + 1, limit)
 
+    @classmethod
+    def measured(cls, conn: Any, key: str, column: Any, limit: int) -> Self:
+        """`choose` for ``column``'s values as the database has them (its min, max and distinct count)."""
+        low, high, distinct = conn.execute(
+            sqlalchemy.select(
+                sqlalchemy.func.min(column),
+                sqlalchemy.func.max(column),
+                sqlalchemy.func.count(column.distinct()),
+            )
+        ).one()
+        return cls.choose(key, limit, low, high, distinct)
+
 
 @dataclass
 class ExpectedCells:
@@ -254,19 +266,11 @@ class Coverage:
         ex = self._expected.subquery("expected_ids")
         axes: list[CellAxis] = []
         with self._db.reading() as conn:
-            for key, limit in self._cell_request:
-                column = ex.c[key]
-                if self._limit(key, limit) is None:
-                    axes.append(CellAxis(key))
-                    continue
-                low, high, distinct = conn.execute(
-                    sqlalchemy.select(
-                        sqlalchemy.func.min(column),
-                        sqlalchemy.func.max(column),
-                        sqlalchemy.func.count(column.distinct()),
-                    )
-                ).one()
-                axes.append(CellAxis.choose(key, limit, low, high, distinct))
+            for key, requested in self._cell_request:
+                limit = self._limit(key, requested)
+                axes.append(
+                    CellAxis(key) if limit is None else CellAxis.measured(conn, key, ex.c[key], limit)
+                )
             columns = [a.sql(ex.c[a.key]).label(a.key) for a in axes]
             stmt = sqlalchemy.select(*columns, sqlalchemy.func.count().label("expected")).select_from(ex)
             rows = conn.execute(stmt.group_by(*columns) if columns else stmt).all()
